@@ -324,8 +324,20 @@ def load_model(
     )
 
 
-def download_weights(name: str, progress: bool = True) -> Path:
-    """Download the pretrained file of `name` into the torch hub cache and return its path."""
+def download_weights(
+    name: str,
+    progress: bool = True,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> Path:
+    """Download the pretrained file of `name` into the torch hub cache and return its path.
+
+    `on_progress(done_bytes, total_bytes)` is called as chunks arrive (the app draws a bar);
+    with `progress` and no callback, a text bar goes to stderr. The file appears only when whole.
+    """
+    import urllib.request
+
+    from tqdm import tqdm
+
     url = model_spec(name).weights_url
     target = hub_cache_path(name)
     if url is None or target is None:
@@ -333,12 +345,35 @@ def download_weights(name: str, progress: bool = True) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
     try:
-        torch.hub.download_url_to_file(url, str(target), hash_prefix=None, progress=progress)
+        with urllib.request.urlopen(url, timeout=30) as response, partial.open("wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            bar = tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=name,
+                disable=not progress or on_progress is not None,
+            )
+            done = 0
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                done += len(chunk)
+                bar.update(len(chunk))
+                if on_progress is not None:
+                    on_progress(done, total)
+            bar.close()
+        check_state_dict(build_untrained(model_spec(name)), read_state_dict(partial), name)
+        partial.replace(target)
+    except ModelError:
+        partial.unlink(missing_ok=True)
+        raise
     except Exception as error:
+        partial.unlink(missing_ok=True)
         raise ModelError(
-            f"could not download the weights of {name} ({type(error).__name__}); "
-            "are you online? Copy the file by hand and use `convlens weights import`"
+            f"could not download the weights of {name} ({type(error).__name__}: {error}); "
+            "are you online? Or copy the file by hand and run `python -m convlens weights import`"
         ) from error
     return target
 

@@ -1,0 +1,21 @@
+"""ConvLens: the entry point. Navigation, and the URL that mirrors the state after every run.
+
+Each page draws the shared sidebar itself (`convlens.ui.sidebar.page_setup`)."""
+
+import streamlit as st
+
+from convlens.ui.navigation import PAGES
+from convlens.ui.state import write_to_url
+
+st.set_page_config(page_title="ConvLens", page_icon="🔍", layout="wide")
+
+navigation = st.navigation(
+    [
+        st.Page(
+            page.path, title=page.title, icon=page.icon, url_path=page.url_path, default=index == 0
+        )
+        for index, page in enumerate(PAGES)
+    ]
+)
+navigation.run()
+write_to_url()

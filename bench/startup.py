@@ -1,0 +1,67 @@
+"""Start-up: seconds from `streamlit run` until the Network page is fully drawn in Chromium,
+against the bare work in a fresh process (import torch, load the default model, one forward pass
+on the default image). Last line: ratio=<bare/app>; the goal is >= 0.5.
+
+Run: .venv/bin/python bench/startup.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from browser import app_server, browser_page, chain_canvas_ink, wait_for_app  # noqa: E402
+
+BARE = """
+import torch
+from convlens.data import DEFAULT_IMAGE, load_image
+from convlens.models import DEFAULT_MODEL, load_model
+from convlens.predict import predict
+model = load_model(DEFAULT_MODEL)
+predict(model, load_image(DEFAULT_IMAGE).image)
+"""
+
+
+def bare_seconds() -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", BARE], check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def app_seconds() -> float:
+    with browser_page() as (page, log):
+        start = time.perf_counter()
+        with app_server() as url:
+            page.goto(f"{url}/network", timeout=120_000)
+            wait_for_app(page)
+            page.wait_for_selector('[data-testid="stVegaLiteChart"]', timeout=120_000)
+            assert chain_canvas_ink(page) > 500
+            elapsed = time.perf_counter() - start
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    bare = [bare_seconds() for _ in range(args.repeat)]
+    app = [app_seconds() for _ in range(args.repeat)]
+    bare_median, app_median = statistics.median(bare), statistics.median(app)
+    print("bare work (s):", " ".join(f"{v:.2f}" for v in bare), f"median {bare_median:.2f}")
+    print(
+        "app to drawn Network page (s):",
+        " ".join(f"{v:.2f}" for v in app),
+        f"median {app_median:.2f}",
+    )
+    print(f"ratio={bare_median / app_median:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""`python -m convlens` / `convlens`: the command line over the same library functions as the app."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from convlens import __version__
+
+
+class CliError(Exception):
+    """A usage or input error: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise CliError(f"{message} (see `{self.prog} --help`)")
+
+
+def _add_model_options(parser: argparse.ArgumentParser, weights: bool = True) -> None:
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a name from `convlens models`, or file:PATH.py:ClassName (default: efficientnet_lite0)",
+    )
+    parser.add_argument(
+        "--model-file", default=None, metavar="PATH.py:ClassName", help="your own nn.Module class"
+    )
+    if weights:
+        parser.add_argument(
+            "--weights", default=None, metavar="PATH", help="a state dict (.pt, .pth, .safetensors)"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every subcommand."""
+    parser = _Parser(
+        prog="convlens",
+        description="Look inside convolutional neural networks. Run `streamlit run app.py` for the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"convlens {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    models = commands.add_parser("models", help="list the model zoo")
+    models.add_argument("--json", action="store_true", help="print JSON")
+
+    predict = commands.add_parser("predict", help="classify one image")
+    _add_model_options(predict)
+    predict.add_argument(
+        "--image",
+        required=True,
+        help="sample:NAME, a file, fashion-mnist:test:INDEX or DIR:INDEX of an ImageFolder",
+    )
+    predict.add_argument("--top", type=int, default=5, help="how many classes (default 5)")
+    predict.add_argument("--json", action="store_true", help="print JSON")
+
+    graph = commands.add_parser("graph", help="the layers of a model, as a DAG (needs no weights)")
+    _add_model_options(graph, weights=False)
+    graph.add_argument("--json", action="store_true", help="print JSON")
+
+    weights = commands.add_parser("weights", help="fetch or import pretrained weights")
+    weight_commands = weights.add_subparsers(
+        dest="weights_command", metavar="ACTION", parser_class=_Parser
+    )
+    fetch = weight_commands.add_parser("fetch", help="download weights into the torch hub cache")
+    fetch.add_argument("names", nargs="+", metavar="NAME")
+    imported = weight_commands.add_parser(
+        "import", help="check a weights file and put it in the cache"
+    )
+    imported.add_argument("name", metavar="NAME")
+    imported.add_argument("file", metavar="FILE")
+    return parser
+
+
+def _model_name(args: argparse.Namespace) -> str:
+    from convlens.models import DEFAULT_MODEL
+
+    if args.model_file and args.model:
+        raise CliError("give either --model or --model-file, not both")
+    if args.model_file:
+        return f"file:{args.model_file}"
+    return args.model or DEFAULT_MODEL
+
+
+def _run_models(args: argparse.Namespace) -> None:
+    from convlens.models import list_models, model_spec, weights_available
+
+    rows = [
+        {
+            "name": name,
+            "input_size": list(model_spec(name).input_size),
+            "num_classes": len(model_spec(name).class_names()),
+            "weights_available": weights_available(name),
+        }
+        for name in list_models()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'name':<22}{'input':<14}{'classes':>8}  weights")
+    for row, name in zip(rows, list_models(), strict=True):
+        size = "x".join(str(v) for v in row["input_size"])
+        state = "available" if row["weights_available"] else "missing: " + _fetch_hint(name)
+        print(f"{name:<22}{size:<14}{row['num_classes']:>8}  {state}")
+
+
+def _fetch_hint(name: str) -> str:
+    from convlens.models import fetch_command
+
+    return f"`{fetch_command(name)}`"
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    from convlens.data import load_image
+    from convlens.models import resolve_model
+    from convlens.predict import predict
+
+    if args.top < 1:
+        raise CliError("--top must be at least 1")
+    image = load_image(args.image)
+    model = resolve_model(_model_name(args), weights=args.weights)
+    predictions = predict(model, image.image, top=args.top)
+    if args.json:
+        payload = {
+            "model": model.name,
+            "weights_status": model.weights_status,
+            "predictions": [
+                {"label": p.label, "index": p.index, "probability": p.probability}
+                for p in predictions
+            ],
+        }
+        print(json.dumps(payload, indent=2))
+        return
+    if not model.pretrained:
+        print(f"note: {model.weights_note}", file=sys.stderr)
+    print(f"{model.name} ({model.weights_status} weights) on {image.source}:")
+    for p in predictions:
+        print(f"  {p.probability:7.2%}  {p.label} (#{p.index})")
+
+
+def _run_graph(args: argparse.Namespace) -> None:
+    from convlens.graph import build_graph
+    from convlens.models import build_untrained, load_user_model, model_spec
+
+    name = _model_name(args)
+    if name.startswith("file:"):
+        loaded = load_user_model(name.removeprefix("file:"), device="cpu")
+        module, input_size = loaded.module, loaded.input_size
+    else:
+        spec = model_spec(name)
+        module, input_size = build_untrained(spec), spec.input_size
+    graph = build_graph(module, input_size)
+    if args.json:
+        payload = {
+            "model": name,
+            "input_size": list(input_size),
+            "nodes": [
+                {
+                    "id": layer.id,
+                    "type": layer.type,
+                    "output_shape": list(layer.output_shape),
+                    "params": layer.params,
+                    "neurons": layer.neurons,
+                    "receptive_field": layer.receptive_field,
+                    "jump": layer.jump,
+                    "group": layer.group,
+                }
+                for layer in graph.layers
+            ],
+            "edges": [list(edge) for edge in graph.edges],
+        }
+        print(json.dumps(payload, indent=2))
+        return
+    print(
+        f"{name}: {len(graph.layers)} layers, {len(graph.chain)} chain nodes, {len(graph.groups)} groups"
+    )
+    print(f"{'id':<34}{'type':<11}{'output':<16}{'params':>10}{'field':>7}{'jump':>6}  group")
+    for layer in graph.layers:
+        shape = "x".join(str(v) for v in layer.output_shape)
+        field = "-" if layer.receptive_field is None else str(layer.receptive_field)
+        jump = "-" if layer.jump is None else str(layer.jump)
+        print(
+            f"{layer.id:<34}{layer.type:<11}{shape:<16}{layer.params:>10}{field:>7}{jump:>6}  {layer.group}"
+        )
+
+
+def _run_weights(args: argparse.Namespace) -> None:
+    from convlens.models import download_weights, import_weights, model_spec
+
+    if args.weights_command == "fetch":
+        for name in args.names:
+            spec = model_spec(name)
+            if spec.weights_url is None:
+                print(f"{name}: weights ship with ConvLens, nothing to fetch")
+                continue
+            print(f"{name}: {download_weights(name, progress=True)}")
+    elif args.weights_command == "import":
+        print(f"{args.name}: imported into {import_weights(args.name, args.file)}")
+    else:
+        raise CliError("convlens weights: choose an action: fetch or import (see --help)")
+
+
+COMMANDS = {
+    "models": _run_models,
+    "predict": _run_predict,
+    "graph": _run_graph,
+    "weights": _run_weights,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 2 bad input or usage)."""
+    from convlens.data import ImageSourceError
+    from convlens.models import ModelError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        COMMANDS[args.command](args)
+    except (CliError, ModelError, ImageSourceError) as error:
+        print(f"convlens: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("convlens: interrupted", file=sys.stderr)
+        return 130
+    return 0

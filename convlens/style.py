@@ -1,0 +1,38 @@
+"""Visual constants in one place: colours by layer type, sizes for a projector."""
+
+from __future__ import annotations
+
+# Okabe-Ito palette: distinguishable with the common colour-vision deficiencies.
+LAYER_COLOURS: dict[str, str] = {
+    "conv": "#0072B2",
+    "linear": "#CC79A7",
+    "pool": "#E69F00",
+    "norm": "#999999",
+    "activation": "#009E73",
+    "dropout": "#BBBBBB",
+    "flatten": "#56B4E9",
+    "other": "#666666",
+    "group": "#F0E442",
+}
+LAYER_TYPE_NAMES: dict[str, str] = {
+    "conv": "convolution",
+    "linear": "fully connected",
+    "pool": "pooling",
+    "norm": "normalisation",
+    "activation": "activation",
+    "dropout": "dropout",
+    "flatten": "flatten",
+    "other": "other",
+    "group": "collapsed group (click to expand)",
+}
+SELECTED_BORDER = "#D55E00"
+CHAIN_FONT_SIZE = 18
+EDGE_FONT_SIZE = 14
+NODES_PER_ROW = 3
+NODE_MIN_WIDTH = 120
+NODE_MAX_WIDTH = 170
+COLUMN_GAP = 260
+ROW_GAP = 130
+COLLAPSE_GROUPS_ABOVE = 20
+BAR_COLOUR = "#0072B2"
+FILTER_TILE_SIZE = 56

@@ -1,0 +1,205 @@
+"""The chain of layer nodes, drawn left to right with streamlit-agraph; groups collapse and expand."""
+
+from __future__ import annotations
+
+import streamlit as st
+from streamlit_agraph import Config, Edge, Node, agraph
+
+from convlens.graph import LayerGraph
+from convlens.style import (
+    CHAIN_FONT_SIZE,
+    COLLAPSE_GROUPS_ABOVE,
+    COLUMN_GAP,
+    EDGE_FONT_SIZE,
+    LAYER_COLOURS,
+    NODE_MAX_WIDTH,
+    NODE_MIN_WIDTH,
+    NODES_PER_ROW,
+    ROW_GAP,
+    SELECTED_BORDER,
+)
+
+SHORT_TYPES = {
+    "conv": "conv",
+    "linear": "fc",
+    "pool": "pool",
+    "norm": "norm",
+    "activation": "act",
+    "dropout": "drop",
+    "flatten": "flat",
+    "other": "op",
+}
+
+
+def shape_label(shape: tuple[int, ...]) -> str:
+    """Return an output shape as text for a link, e.g. `64×56×56`."""
+    return "×".join(str(v) for v in shape)
+
+
+def wrap_id(layer_id: str) -> str:
+    """Break a module path over two lines (parent, leaf) so that chain nodes stay narrow."""
+    parent, _, leaf = layer_id.rpartition(".")
+    if not parent or leaf.split(":")[0].isdigit():
+        return layer_id
+    return f"{parent}\n{leaf}"
+
+
+def chain_position(index: int) -> tuple[int, int]:
+    """Return where the `index`-th drawn node goes: left to right, wrapping into rows like text.
+
+    A long chain stays readable on a projector instead of shrinking to fit one line.
+    """
+    row, column = divmod(index, NODES_PER_ROW)
+    return column * COLUMN_GAP, row * ROW_GAP
+
+
+def chain_height(count: int) -> int:
+    """Return the canvas height that shows `count` wrapped nodes at full size."""
+    rows = max(1, -(-count // NODES_PER_ROW))
+    return rows * ROW_GAP + 60
+
+
+def visible_nodes(graph: LayerGraph, expanded: set[str]) -> dict[str, str]:
+    """Map every chain node id to the id drawn for it: itself, or its group's id when collapsed."""
+    return {node.id: node.id if node.group in expanded else node.group for node in graph.chain}
+
+
+def initial_expanded(graph: LayerGraph) -> set[str]:
+    """Return the groups that start expanded: all of them for short chains, none for long ones."""
+    if len(graph.chain) <= COLLAPSE_GROUPS_ABOVE:
+        return {group.id for group in graph.groups}
+    return set()
+
+
+def chain_elements(
+    graph: LayerGraph, expanded: set[str], selected: str | None
+) -> tuple[list[Node], list[Edge]]:
+    """Return the agraph nodes and edges of the chain with the given groups expanded."""
+    shown = visible_nodes(graph, expanded)
+    nodes: list[Node] = []
+    seen: set[str] = set()
+    rank = 0
+    for node in graph.chain:
+        drawn = shown[node.id]
+        if drawn in seen:
+            continue
+        seen.add(drawn)
+        rank += 1
+        if drawn == node.id:
+            layer = graph.layer(node.id)
+            label = f"{rank} · {SHORT_TYPES[node.type]}\n{wrap_id(node.id)}"
+            title = (
+                f"{node.id} ({layer.class_name})\n"
+                f"output {shape_label(node.output_shape)}\nlayers: {', '.join(node.layers)}"
+            )
+            colour = LAYER_COLOURS[node.type]
+        else:
+            group = graph.group(drawn)
+            group_id, _, name = group.label.partition(" · ")
+            label = f"{rank} · {group_id} ▸\n{wrap_id(name)}\n{len(group.nodes)} nodes"
+            title = f"{group.label}: {len(group.nodes)} chain nodes — click to expand"
+            colour = LAYER_COLOURS["group"]
+        is_selected = drawn == selected
+        x, y = chain_position(rank - 1)
+        nodes.append(
+            Node(
+                id=drawn,
+                x=x,
+                y=y,
+                label=label,
+                title=title,
+                color={
+                    "background": colour,
+                    "border": SELECTED_BORDER if is_selected else colour,
+                    "highlight": {"background": colour, "border": SELECTED_BORDER},
+                },
+                shape="box",
+                borderWidth=5 if is_selected else 1,
+                font={
+                    "size": CHAIN_FONT_SIZE,
+                    "color": "#000000" if drawn not in graph_ids_dark(graph) else "#FFFFFF",
+                    "face": "sans-serif",
+                },
+                margin=10,
+                widthConstraint={"minimum": NODE_MIN_WIDTH, "maximum": NODE_MAX_WIDTH},
+            )
+        )
+    order = {node.id: index for index, node in enumerate(nodes)}
+
+    def straight(pair: tuple[str, str]) -> bool:
+        source, target = order[pair[0]], order[pair[1]]
+        return target == source + 1 and source // NODES_PER_ROW == target // NODES_PER_ROW
+
+    edges: list[Edge] = []
+    drawn_edges: set[tuple[str, str]] = set()
+    for src, dst in graph.chain_edges:
+        pair = (shown[src], shown[dst])
+        if pair[0] == pair[1] or pair in drawn_edges:
+            continue
+        drawn_edges.add(pair)
+        edges.append(
+            Edge(
+                source=pair[0],
+                target=pair[1],
+                label=shape_label(graph.node(src).output_shape),
+                color="#555555",
+                font={"size": EDGE_FONT_SIZE, "align": "top", "background": "#FFFFFF"},
+                width=2,
+                smooth=False if straight(pair) else {"type": "curvedCW", "roundness": 0.25},
+            )
+        )
+    return nodes, edges
+
+
+def graph_ids_dark(graph: LayerGraph) -> set[str]:
+    """Chain nodes whose fill is dark enough to need white text."""
+    return {node.id for node in graph.chain if node.type in ("conv", "linear", "other")}
+
+
+def chain_config(count: int) -> Config:
+    """Return a fixed layout (no physics, positions from `chain_position`) that fits the container."""
+    config = Config(
+        width=100,
+        height=chain_height(count),
+        directed=True,
+        physics=False,
+        hierarchical=False,
+        groups={},
+        interaction={"navigationButtons": False, "zoomView": False, "dragView": True},
+    )
+    config.width = "100%"
+    return config
+
+
+def render_chain(graph: LayerGraph, model_key: str) -> str | None:
+    """Draw the chain and return the chain node the user selected (group clicks expand groups)."""
+    expanded_key = f"expanded_groups:{model_key}"
+    selected = st.session_state.get("layer")
+    if expanded_key not in st.session_state:
+        st.session_state[expanded_key] = initial_expanded(graph)
+        chain_node = next((layer.chain_node for layer in graph.layers if layer.id == selected), None)
+        if chain_node is not None:
+            st.session_state[expanded_key].add(graph.node(chain_node).group)
+    expanded: set[str] = st.session_state[expanded_key]
+    left, middle, right = st.columns([1, 1, 4])
+    if left.button("Expand all groups", key="expand_all"):
+        expanded.update(group.id for group in graph.groups)
+    if middle.button("Collapse all groups", key="collapse_all"):
+        expanded.clear()
+    shown = visible_nodes(graph, expanded)
+    nodes, edges = chain_elements(graph, expanded, shown.get(selected, selected))
+    right.caption(
+        f"{len(graph.chain)} chain nodes in {len(graph.groups)} groups · "
+        "colour = layer type · link labels = output size (channels×height×width) · click a node"
+    )
+    clicked = agraph(nodes=nodes, edges=edges, config=chain_config(len(nodes)))
+    last_key = f"last_chain_click:{model_key}"
+    if clicked is None:
+        st.session_state[last_key] = None
+    elif clicked != st.session_state.get(last_key):
+        st.session_state[last_key] = clicked
+        if any(group.id == clicked for group in graph.groups):
+            expanded.add(clicked)
+            st.rerun()
+        return clicked
+    return None

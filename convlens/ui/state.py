@@ -1,0 +1,60 @@
+"""State that a bookmarked link restores: kept in session state and mirrored in the URL."""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+URL_KEYS = ("model", "image", "layer", "filter")
+
+
+def restore_from_url() -> None:
+    """Copy the URL's query parameters into session state, once per session."""
+    if st.session_state.get("_restored_from_url"):
+        return
+    for key in URL_KEYS:
+        if key in st.query_params and key not in st.session_state:
+            st.session_state[key] = st.query_params[key]
+    st.session_state["_restored_from_url"] = True
+
+
+def write_to_url() -> None:
+    """Mirror the state in the URL so that the address bar is a bookmark of the current view."""
+    for key in URL_KEYS:
+        value = st.session_state.get(key)
+        if value in (None, ""):
+            if key in st.query_params:
+                del st.query_params[key]
+        elif st.query_params.get(key) != str(value):
+            st.query_params[key] = str(value)
+
+
+def uploads() -> dict[str, bytes]:
+    """Return the images uploaded in this session, by file name."""
+    return st.session_state.setdefault("uploads", {})
+
+
+def upload_digest(source: str) -> str | None:
+    """Return a digest of the uploaded bytes behind `source`, or None for other sources."""
+    if not source.startswith("upload:"):
+        return None
+    data = uploads().get(source.removeprefix("upload:"))
+    return hashlib.sha256(data).hexdigest()[:16] if data is not None else None
+
+
+def persisted(key: str) -> dict[str, object]:
+    """Return the widget arguments that make a widget edit the state `key` across pages.
+
+    Streamlit forgets a widget's value when another page runs; the state lives under a plain
+    key that every page keeps, the widget is seeded from it on every run, and its change
+    callback (which runs before the script) writes the new value back.
+    """
+    widget = f"{key}_widget"
+    if key in st.session_state:
+        st.session_state[widget] = st.session_state[key]
+
+    def remember() -> None:
+        st.session_state[key] = st.session_state[widget]
+
+    return {"key": widget, "on_change": remember}

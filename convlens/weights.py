@@ -1,0 +1,32 @@
+"""What the weights of one layer look like: their values and the first layer's filters as images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def layer_weight(module: nn.Module) -> np.ndarray | None:
+    """Return the layer's weight tensor as a float array on the CPU, or None if it has none."""
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        return None
+    return weight.detach().float().cpu().numpy()
+
+
+def filter_tiles(weight: np.ndarray) -> np.ndarray:
+    """Return a conv weight (out, in, k, k) with 1 or 3 input channels as uint8 images (out, k, k, 3).
+
+    Each filter is scaled on its own, symmetrically around zero, so that grey means 0 and the
+    colours show what the filter responds to (the usual way of showing AlexNet's conv1).
+    """
+    if weight.ndim != 4 or weight.shape[1] not in (1, 3):
+        raise ValueError("filter tiles need a conv weight with 1 or 3 input channels")
+    tiles = np.transpose(weight, (0, 2, 3, 1)).astype(np.float64)
+    if tiles.shape[-1] == 1:
+        tiles = np.repeat(tiles, 3, axis=-1)
+    scale = np.abs(tiles).reshape(len(tiles), -1).max(axis=1)
+    scale[scale == 0] = 1.0
+    tiles = 0.5 + 0.5 * tiles / scale[:, None, None, None]
+    return np.clip(np.round(tiles * 255), 0, 255).astype(np.uint8)

@@ -1,0 +1,55 @@
+"""Network: the model as a chain of layer nodes; click a node for its details."""
+
+import streamlit as st
+
+from convlens.charts import predictions_chart
+from convlens.ui.cache import cached_graph, cached_predictions
+from convlens.ui.chain import render_chain
+from convlens.ui.details import render_details
+from convlens.ui.sidebar import page_setup
+from convlens.ui.state import upload_digest
+
+selection = page_setup()
+st.title("Network")
+st.caption(
+    "The network as a chain of layer nodes, left to right. A convolution and its normalisation "
+    "and activation are one node; groups end at pooling layers. Click a node to see its details."
+)
+model = selection.model
+if model is None:
+    st.stop()
+if not model.pretrained:
+    st.warning(f"You are looking at an untrained network. {model.weights_note}")
+
+graph = cached_graph(selection.model_name, selection.weights)
+image_column, chart_column = st.columns([1, 2])
+if selection.image is not None:
+    image_column.image(selection.image.image, caption=selection.image.source, width="stretch")
+    predictions = cached_predictions(
+        selection.model_name,
+        selection.weights,
+        selection.image.source,
+        upload_digest(selection.image.source),
+        selection.image.image,
+    )
+    chart_column.markdown(f"**Top-5 classes** ({model.name}, {model.weights_status} weights)")
+    chart_column.altair_chart(predictions_chart(predictions), width="stretch")
+
+chain_column, details_column = st.columns([3, 2])
+with chain_column:
+    clicked = render_chain(graph, selection.model_name)
+if clicked is not None:
+    st.session_state["layer"] = clicked
+    st.session_state.pop("filter", None)
+
+node_ids = {node.id for node in graph.chain}
+selected = st.session_state.get("layer")
+if selected not in node_ids and selected is not None:
+    layer_ids = {layer.id: layer.chain_node for layer in graph.layers}
+    selected = layer_ids.get(selected)
+with details_column:
+    if selected is None:
+        st.info("Click a layer node in the chain to see its attributes, weights and filters.")
+    else:
+        st.session_state["layer"] = selected
+        render_details(graph, model, graph.node(selected))

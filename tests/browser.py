@@ -1,0 +1,180 @@
+"""A real app server and a real Chromium for end-to-end tests and benchmarks (see shared/TESTING.md)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    "--no-pings",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def app_server(env: dict[str, str] | None = None, timeout: float = 120) -> Iterator[str]:
+    """Start `streamlit run app.py` on a free local port; yield its URL; stop it afterwards."""
+    port = free_port()
+    home = tempfile.mkdtemp(prefix="convlens-home-")
+    environment = {**os.environ, "HOME": home, **(env or {})}
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    log = Path(home) / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the app did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@dataclass
+class BrowserLog:
+    """What the page did that a test checks: requests that left 127.0.0.1, console errors."""
+
+    outside_requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def browser_page(width: int = 1600, height: int = 1000) -> Iterator[tuple[object, BrowserLog]]:
+    """Yield a Playwright page in Debian's Chromium that may only reach 127.0.0.1."""
+    from playwright.sync_api import sync_playwright
+
+    log = BrowserLog()
+    profile = tempfile.mkdtemp(prefix="convlens-chromium-")
+    try:
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                user_data_dir=profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_FLAGS,
+                viewport={"width": width, "height": height},
+            )
+
+            def route(route) -> None:
+                request_url = route.request.url
+                if request_url.startswith(
+                    ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
+                ):
+                    route.continue_()
+                else:
+                    log.outside_requests.append(request_url)
+                    route.abort()
+
+            context.route("**/*", route)
+            page = context.pages[0] if context.pages else context.new_page()
+            page.on(
+                "console",
+                lambda message: (
+                    log.console_errors.append(message.text) if message.type == "error" else None
+                ),
+            )
+            page.on("pageerror", lambda error: log.console_errors.append(str(error)))
+            try:
+                yield page, log
+            finally:
+                context.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for_app(page, timeout: float = 120_000) -> None:
+    """Wait until Streamlit has finished running the page script."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
+    page.wait_for_function(
+        """() => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            return app && app.getAttribute('data-test-script-state') === 'notRunning';
+        }""",
+        timeout=timeout,
+    )
+
+
+CANVAS_INK = """(canvas) => {
+    const context = canvas.getContext('2d');
+    const { width, height } = canvas;
+    const pixels = context.getImageData(0, 0, width, height).data;
+    let ink = 0;
+    for (let i = 0; i < pixels.length; i += 4) {
+        const a = pixels[i + 3], r = pixels[i], g = pixels[i + 1], b = pixels[i + 2];
+        if (a > 0 && !(r > 245 && g > 245 && b > 245)) ink++;
+    }
+    return ink;
+}"""
+
+
+def chain_canvas_ink(page, timeout: float = 60_000) -> int:
+    """Wait for the chain's canvas inside the agraph iframe and return how many pixels are drawn."""
+    frame = page.frame_locator('iframe[title="streamlit_agraph.agraph"]')
+    canvas = frame.locator("canvas").first
+    canvas.wait_for(timeout=timeout)
+    deadline = time.monotonic() + timeout / 1000
+    ink = 0
+    while time.monotonic() < deadline:
+        ink = canvas.evaluate(CANVAS_INK)
+        if ink > 500:
+            break
+        time.sleep(0.2)
+    return ink

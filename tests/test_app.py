@@ -1,0 +1,163 @@
+"""AppTest of every page (generated from the page list) and of the Network page's interactions."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from convlens.ui.navigation import PAGES
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 120
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "page" in metafunc.fixturenames:
+        metafunc.parametrize("page", [page.path for page in PAGES])
+
+
+def start(query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def agraph_element(at: AppTest):
+    elements = [
+        element
+        for element in at.get("component_instance")
+        if element.proto.component_name.endswith("agraph")
+    ]
+    assert len(elements) == 1, "the Network page draws one chain"
+    return elements[0]
+
+
+def chain_json(at: AppTest) -> dict:
+    args = json.loads(agraph_element(at).proto.json_args)
+    return json.loads(args["data"])
+
+
+def chart_rows(element) -> list[dict]:
+    """Return the rows of the first dataset of an Altair chart element (sent as Arrow)."""
+    import pyarrow as pa
+
+    table = pa.ipc.open_stream(element.proto.datasets[0].data.data).read_all()
+    return table.to_pylist()
+
+
+def all_text(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [s.value for s in at.subheader]
+    parts += (
+        [c.value for c in at.caption] + [w.value for w in at.warning] + [e.value for e in at.error]
+    )
+    return "\n".join(str(p) for p in parts)
+
+
+def test_every_page_runs(page: str) -> None:
+    at = start()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert at.title, f"{page} has a title"
+
+
+def test_network_shows_chain_and_top5_for_the_default() -> None:
+    at = start()
+    at.switch_page("pages/network.py").run()
+    assert not at.exception
+    data = chain_json(at)
+    # EfficientNet-Lite0 has more than 20 chain nodes, so it starts with its groups collapsed.
+    assert all(node["id"].startswith("g") for node in data["nodes"])
+    assert len(data["nodes"]) >= 4
+    assert all(edge["label"] for edge in data["edges"]), "every link shows an output size"
+    charts = at.get("vega_lite_chart")
+    values = chart_rows(charts[0])
+    assert values[0]["class"] in {"Egyptian cat", "tabby", "tiger cat"}
+    assert (
+        at.query_params["model"] == ["efficientnet_lite0"]
+        or at.query_params["model"] == "efficientnet_lite0"
+    )
+
+
+def test_click_on_group_expands_and_click_on_node_shows_details() -> None:
+    at = start()
+    at.switch_page("pages/network.py").run()
+    element = agraph_element(at)
+    at.session_state[element.proto.id] = "g0"
+    at.run()
+    assert not at.exception
+    ids = {node["id"] for node in chain_json(at)["nodes"]}
+    assert "_conv_stem" in ids, "clicking a group expands it"
+    element = agraph_element(at)
+    at.session_state[element.proto.id] = "_conv_stem"
+    at.run()
+    assert not at.exception
+    assert any("_conv_stem" in s.value for s in at.subheader)
+    assert "Receptive field" in all_text(at)
+    assert at.session_state["layer"] == "_conv_stem"
+    # The first layer's filters are shown as tiles, and the weights as a histogram.
+    assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
+    assert len(at.get("vega_lite_chart")) >= 2
+
+
+def test_url_restores_model_image_and_layer() -> None:
+    at = start({"model": "resnet18", "image": "sample:coffee", "layer": "layer1.0.conv1"})
+    at.switch_page("pages/network.py").run()
+    assert not at.exception
+    assert at.session_state["model"] == "resnet18"
+    assert at.session_state["image"] == "sample:coffee"
+    text = all_text(at)
+    assert "untrained" in text.lower(), "an untrained network is labelled as such"
+    assert "python -m convlens weights fetch resnet18" in text
+    assert any("layer1.0.conv1" in s.value for s in at.subheader)
+
+
+def test_unknown_model_in_url_falls_back_with_a_message() -> None:
+    at = start({"model": "no_such_net"})
+    assert not at.exception
+    assert at.session_state["model"] == "efficientnet_lite0"
+    assert "no_such_net" in all_text(at)
+
+
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [
+        ("notes.txt", b"this is not an image"),
+        ("empty.png", b""),
+        ("cut.png", None),
+    ],
+)
+def test_bad_upload_gives_one_clear_message(name: str, payload: bytes | None) -> None:
+    if payload is None:
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 64), "red").save(buffer, format="PNG")
+        payload = buffer.getvalue()[:60]
+    at = start()
+    at.selectbox(key="image_choice_widget").set_value("Upload an image…").run()
+    at.file_uploader(key="image_upload").set_value(
+        (name, payload, "application/octet-stream")
+    ).run()
+    assert not at.exception
+    assert at.error, "a bad upload is refused with an error message"
+    assert name in at.error[0].value
+    at.switch_page("pages/network.py").run()
+    assert not at.exception
+
+
+def test_good_upload_is_classified() -> None:
+    buffer = io.BytesIO()
+    Image.new("LA", (30, 500), (128, 200)).save(buffer, format="PNG")
+    at = start()
+    at.selectbox(key="image_choice_widget").set_value("Upload an image…").run()
+    at.file_uploader(key="image_upload").set_value(
+        ("tall.png", buffer.getvalue(), "image/png")
+    ).run()
+    at.switch_page("pages/network.py").run()
+    assert not at.exception
+    assert at.session_state["image"] == "upload:tall.png"
+    assert at.get("vega_lite_chart"), "the top-5 chart is drawn"
