@@ -344,6 +344,11 @@ def download_weights(
         raise ModelError(f"{name} has no weights to download; its weights ship with ConvLens")
     if target.is_file():
         return target
+    if os.environ.get("CONVLENS_OFFLINE") == "1":
+        raise ModelError(
+            f"cannot download the weights of {name}: CONVLENS_OFFLINE=1 is set; "
+            f"copy the file by hand and run `python -m convlens weights import {name} FILE`"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     try:

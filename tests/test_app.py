@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from images import BAD_IMAGES
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -124,19 +125,9 @@ def test_unknown_model_in_url_falls_back_with_a_message() -> None:
     assert "no_such_net" in all_text(at)
 
 
-@pytest.mark.parametrize(
-    ("name", "payload"),
-    [
-        ("notes.txt", b"this is not an image"),
-        ("empty.png", b""),
-        ("cut.png", None),
-    ],
-)
-def test_bad_upload_gives_one_clear_message(name: str, payload: bytes | None) -> None:
-    if payload is None:
-        buffer = io.BytesIO()
-        Image.new("RGB", (64, 64), "red").save(buffer, format="PNG")
-        payload = buffer.getvalue()[:60]
+@pytest.mark.parametrize("name", sorted(BAD_IMAGES))
+def test_bad_upload_gives_one_clear_message(name: str) -> None:
+    payload = BAD_IMAGES[name]
     at = start()
     at.selectbox(key="image_choice_widget").set_value("Upload an image…").run()
     at.file_uploader(key="image_upload").set_value(
@@ -161,3 +152,29 @@ def test_good_upload_is_classified() -> None:
     assert not at.exception
     assert at.session_state["image"] == "upload:tall.png"
     assert at.get("vega_lite_chart"), "the top-5 chart is drawn"
+
+
+def test_weights_upload_mismatch_is_refused_and_a_good_file_is_used(tmp_path: Path) -> None:
+    import torch
+
+    from convlens.models import build_untrained, model_spec
+
+    wrong, right = io.BytesIO(), io.BytesIO()
+    torch.save(build_untrained(model_spec("alexnet")).state_dict(), wrong)
+    state = build_untrained(model_spec("resnet18")).state_dict()
+    state["fc.bias"].fill_(0.25)
+    torch.save(state, right)
+    at = start({"model": "resnet18"})
+    at.file_uploader(key="weights_upload_resnet18").set_value(
+        ("alex.pth", wrong.getvalue(), "application/octet-stream")
+    ).run()
+    assert not at.exception
+    assert any("do not fit resnet18" in e.value for e in at.error)
+    at.file_uploader(key="weights_upload_resnet18").set_value(
+        ("mine.pth", right.getvalue(), "application/octet-stream")
+    ).run()
+    assert not at.exception
+    assert "your weights file" in all_text(at)
+    at.switch_page("pages/network.py").run()
+    assert not at.exception
+    assert "untrained" not in all_text(at).lower()

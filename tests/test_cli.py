@@ -1,0 +1,207 @@
+"""The command line: JSON contracts, exit statuses, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from images import BAD_IMAGES
+
+from convlens.cli import main
+from convlens.models import hub_cache_path, list_models
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run `python -m convlens ARGS` in a fresh process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "convlens", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ},
+        timeout=300,
+    )
+
+
+def test_help_and_version() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("models", "predict", "graph", "weights"):
+        assert command in result.stdout
+    assert shutil.which("convlens") or (Path(sys.executable).parent / "convlens").exists()
+    installed = subprocess.run(
+        [str(Path(sys.executable).parent / "convlens"), "--version"], capture_output=True, text=True
+    )
+    assert installed.returncode == 0 and "convlens" in installed.stdout
+
+
+def test_models_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in rows] == list_models()
+    for row in rows:
+        assert set(row) == {"name", "input_size", "num_classes", "weights_available"}
+        assert len(row["input_size"]) == 3 and row["num_classes"] == 1000
+    available = {row["name"]: row["weights_available"] for row in rows}
+    assert available["efficientnet_lite0"] is True
+    assert available["alexnet"] is False  # TORCH_HOME is an empty temp dir in tests
+
+
+def test_predict_json_on_the_default_model() -> None:
+    result = run_cli("predict", "--image", "sample:chelsea", "--top", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["model"] == "efficientnet_lite0"
+    assert payload["weights_status"] == "bundled"
+    assert len(payload["predictions"]) == 3
+    first = payload["predictions"][0]
+    assert set(first) == {"label", "index", "probability"}
+    assert first["label"] in {"Egyptian cat", "tabby", "tiger cat"}
+    probabilities = [p["probability"] for p in payload["predictions"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_predict_untrained_model_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", "--model", "resnet18", "--image", "sample:coffee", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["weights_status"] == "untrained"
+    assert main(["predict", "--model", "resnet18", "--image", "sample:coffee"]) == 0
+    captured = capsys.readouterr()
+    assert "python -m convlens weights fetch resnet18" in captured.err
+
+
+def test_graph_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", "--model", "resnet18", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["model"] == "resnet18" and payload["input_size"] == [3, 224, 224]
+    keys = {"id", "type", "output_shape", "params", "neurons", "receptive_field", "jump", "group"}
+    types = {"conv", "linear", "pool", "norm", "activation", "dropout", "flatten", "other"}
+    ids = [node["id"] for node in payload["nodes"]]
+    for node in payload["nodes"]:
+        assert set(node) == keys
+        assert node["type"] in types
+    assert "layer1.0.relu:2" in ids, "a reused module gets PATH:2 for its second call"
+    assert all(src in ids and dst in ids for src, dst in payload["edges"])
+    conv1 = payload["nodes"][ids.index("conv1")]
+    assert (
+        conv1["output_shape"] == [64, 112, 112]
+        and conv1["receptive_field"] == 7
+        and conv1["jump"] == 2
+    )
+    fc = payload["nodes"][ids.index("fc")]
+    assert fc["receptive_field"] is None and fc["neurons"] == 1000
+
+
+@pytest.mark.parametrize("name", sorted(BAD_IMAGES))
+def test_bad_images_exit_2_with_one_line(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(BAD_IMAGES[name])
+    assert main(["predict", "--image", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0]
+    assert "Traceback" not in captured.err
+
+
+def test_bad_image_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "cut.png"
+    path.write_bytes(BAD_IMAGES["cut.png"])
+    result = run_cli("predict", "--image", str(path))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict"],
+        ["predict", "--image", "sample:chelsea", "--top", "zero"],
+        ["predict", "--image", "sample:chelsea", "--top", "0"],
+        ["predict", "--image", "sample:no_such_photo"],
+        ["predict", "--image", "/no/such/file.png"],
+        ["predict", "--model", "lenet99", "--image", "sample:chelsea"],
+        ["graph", "--model", "lenet99"],
+        ["frobnicate"],
+        ["weights"],
+        ["weights", "import", "alexnet", "/no/such/weights.pth"],
+        ["predict", "--image", "sample:chelsea", "--weights", "/no/such/weights.pth"],
+    ],
+)
+def test_usage_and_input_errors_exit_2_with_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("convlens: ")
+
+
+def test_hostile_weights_are_refused_without_running_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"features.0.weight": Payload()}, path)
+    assert (
+        main(["predict", "--model", "alexnet", "--image", "sample:chelsea", "--weights", str(path)])
+        == 2
+    )
+    assert not marker.exists()
+    assert "evil.pth" in capsys.readouterr().err
+
+
+def test_weights_import_then_models_reports_available(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from convlens.models import build_untrained, model_spec
+
+    path = tmp_path / "alexnet-copy.pth"
+    torch.save(build_untrained(model_spec("alexnet")).state_dict(), path)
+    assert main(["weights", "import", "alexnet", str(path)]) == 0
+    assert hub_cache_path("alexnet").is_file()
+    capsys.readouterr()
+    assert main(["models", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["alexnet"]["weights_available"] is True
+    assert main(["predict", "--model", "alexnet", "--image", "sample:chelsea", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["weights_status"] == "cache"
+
+
+def test_weights_import_refuses_a_mismatching_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from convlens.models import build_untrained, model_spec
+
+    path = tmp_path / "resnet.pth"
+    torch.save(build_untrained(model_spec("resnet18")).state_dict(), path)
+    assert main(["weights", "import", "alexnet", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing features.0.weight" in err
+    assert not hub_cache_path("alexnet").exists()
+
+
+def test_weights_fetch(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["weights", "fetch", "efficientnet_lite0"]) == 0
+    assert "ship with ConvLens" in capsys.readouterr().out
+    # The tests run with CONVLENS_OFFLINE=1: a download is refused at once, in one line.
+    assert main(["weights", "fetch", "alexnet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "weights import alexnet" in err
+    assert not hub_cache_path("alexnet").exists()
