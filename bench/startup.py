@@ -35,16 +35,25 @@ def bare_seconds() -> float:
     return time.perf_counter() - start
 
 
-def app_seconds() -> float:
+def app_seconds() -> tuple[float, dict[str, float]]:
+    """Return the seconds to a drawn Network page, and when each phase ended."""
+    phases: dict[str, float] = {}
     with browser_page() as (page, log):
         start = time.perf_counter()
         with app_server() as url:
+            phases["server up"] = time.perf_counter() - start
             page.goto(f"{url}/network", timeout=120_000)
+            page.wait_for_selector('[data-testid="stSidebar"]', timeout=120_000)
+            phases["page shell"] = time.perf_counter() - start
             wait_for_app(page)
-            page.wait_for_selector('[data-testid="stVegaLiteChart"]', timeout=120_000)
+            phases["script done"] = time.perf_counter() - start
+            page.wait_for_selector(
+                '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg',
+                timeout=120_000,
+            )
             assert chain_canvas_ink(page) > 500
             elapsed = time.perf_counter() - start
-    return elapsed
+    return elapsed, phases
 
 
 def main() -> None:
@@ -52,7 +61,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     bare = [bare_seconds() for _ in range(args.repeat)]
-    app = [app_seconds() for _ in range(args.repeat)]
+    runs = [app_seconds() for _ in range(args.repeat)]
+    app = [seconds for seconds, _ in runs]
+    for _, phases in runs:
+        print(
+            "  app phases (s):", ", ".join(f"{name} {value:.2f}" for name, value in phases.items())
+        )
     bare_median, app_median = statistics.median(bare), statistics.median(app)
     print("bare work (s):", " ".join(f"{v:.2f}" for v in bare), f"median {bare_median:.2f}")
     print(

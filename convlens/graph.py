@@ -468,7 +468,8 @@ def build_graph(
     except StopIteration:
         device = torch.device("cpu")
     example = torch.zeros(1, *input_size, device=device)
-    was_training = model.training
+    # restore each module's own flag: a training model may hold frozen (eval) batch norms
+    was_training = [(module, module.training) for module in model.modules()]
     model.eval()
     traced_with = method
     try:
@@ -485,7 +486,8 @@ def build_graph(
                     calls = _trace_hooks(model, example)
                     traced_with = "hooks"
     finally:
-        model.train(was_training)
+        for module, training in was_training:
+            module.training = training
     return _assemble(calls, input_size, traced_with)
 
 

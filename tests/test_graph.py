@@ -1,0 +1,478 @@
+"""The layer graph: layers and edges (fx and hooks agree), chain, groups, and receptive fields
+checked by brute force: the gradient footprint of one output position on a linearised copy."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from convlens import models
+from convlens.graph import build_graph, total_params
+from convlens.hooks import call_id, layer_type, named_layers
+
+NETS = ["alexnet", "vgg16", "resnet18", "efficientnet_lite0"]
+
+# Leaf layer calls per network, counted by hand from the architectures:
+#   alexnet: features 13 (5 conv, 5 relu, 3 maxpool) + avgpool + classifier 7
+#            (dropout, linear, relu, dropout, linear, relu, linear) = 21
+#   vgg16: features 31 (13 conv, 13 relu, 5 maxpool) + avgpool + classifier 7 = 39
+#   resnet18: conv1, bn1, relu, maxpool (4) + 8 basic blocks x 6 calls (conv1, bn1, relu, conv2,
+#             bn2, relu again) + 3 downsamples x 2 (conv, bn) + avgpool + fc = 4 + 48 + 6 + 2 = 60
+#   efficientnet_lite0: stem conv, bn, relu6 (3) + block 0 without expansion, 5 calls (depthwise,
+#             bn, relu6, project, bn) + 15 blocks x 8 (expand, bn, relu6, depthwise, bn, relu6,
+#             project, bn) + head conv, bn, relu6 (3) + avgpool, dropout, fc (3) = 134
+LAYER_CALLS = {"alexnet": 21, "vgg16": 39, "resnet18": 60, "efficientnet_lite0": 134}
+
+
+@pytest.fixture(scope="module")
+def zoo() -> dict[str, tuple[nn.Module, tuple[int, int, int]]]:
+    """Untrained networks in eval mode with their input sizes, built lazily once per module."""
+
+    class Lazy(dict):
+        def __missing__(self, name: str):
+            spec = models.model_spec(name)
+            self[name] = (models.build_untrained(spec).eval(), spec.input_size)
+            return self[name]
+
+    return Lazy()
+
+
+@pytest.fixture(scope="module")
+def graphs(zoo):
+    class Lazy(dict):
+        def __missing__(self, name: str):
+            model, size = zoo[name]
+            self[name] = build_graph(model, size)
+            return self[name]
+
+    return Lazy()
+
+
+def ids(graph) -> list[str]:
+    return [layer.id for layer in graph.layers]
+
+
+# --- layers and edges -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_one_layer_per_layer_call(name: str, zoo, graphs):
+    model, size = zoo[name]
+    graph = graphs[name]
+    assert len(graph.layers) == LAYER_CALLS[name]
+    # the same count from the calls a forward pass makes to the layer modules
+    calls = []
+    handles = [
+        module.register_forward_hook(lambda *args, path=path: calls.append(path))
+        for path, module in named_layers(model)
+    ]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *size))
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(calls) == len(graph.layers)
+    assert [layer.path for layer in graph.layers] == calls
+    assert len(set(ids(graph))) == len(graph.layers)
+    assert total_params(graph) == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_fx_and_hooks_give_the_same_graph(name: str, zoo, graphs):
+    model, size = zoo[name]
+    assert graphs[name].traced_with == "fx"
+    fx = build_graph(model, size, method="fx")
+    hooks = build_graph(model, size, method="hooks")
+    assert (fx.traced_with, hooks.traced_with) == ("fx", "hooks")
+    assert fx.layers == hooks.layers
+    assert fx.edges == hooks.edges
+    assert fx.chain == hooks.chain
+    assert fx.groups == hooks.groups
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_edges_form_a_dag_in_topological_order(name: str, graphs):
+    graph = graphs[name]
+    position = {identifier: index for index, identifier in enumerate(ids(graph))}
+    assert len(set(graph.edges)) == len(graph.edges)
+    for src, dst in graph.edges:
+        assert position[src] < position[dst], (src, dst)
+    # only the first layer reads the input; every other layer is fed by an earlier one
+    fed = {dst for _, dst in graph.edges}
+    assert set(ids(graph)) - fed == {graph.layers[0].id}
+
+
+@pytest.mark.parametrize("name", ["alexnet", "vgg16"])
+def test_a_plain_stack_is_a_path(name: str, graphs):
+    graph = graphs[name]
+    assert list(graph.edges) == list(zip(ids(graph), ids(graph)[1:], strict=False))
+
+
+def test_resnet_blocks_merge_their_branches(graphs):
+    graph = graphs["resnet18"]
+    assert set(graph.predecessors("layer2.0.relu:2")) == {"layer2.0.downsample.1", "layer2.0.bn2"}
+    assert graph.predecessors("layer2.0.downsample.0") == ["layer1.1.relu:2"]
+    assert graph.predecessors("layer2.0.conv1") == ["layer1.1.relu:2"]
+    # without downsample, the shortcut comes straight from the block's input
+    assert set(graph.predecessors("layer1.0.relu:2")) == {"layer1.0.bn2", "maxpool"}
+    assert graph.predecessors("layer1.0.relu") == ["layer1.0.bn1"]
+    assert graph.predecessors("fc") == ["avgpool"]
+    assert graph.layer("layer1.0.relu:2").path == "layer1.0.relu"
+
+
+def test_efficientnet_skip_connections_are_edges(graphs):
+    graph = graphs["efficientnet_lite0"]
+    # block 2 repeats block 1 (stride 1, same width), so it adds its input to its output
+    assert set(graph.predecessors("_blocks.3._expand_conv")) == {"_blocks.1._bn2", "_blocks.2._bn2"}
+    # block 1 changes width and stride: no skip
+    assert graph.predecessors("_blocks.2._expand_conv") == ["_blocks.1._bn2"]
+    assert graph.predecessors("_swish:2") == ["_bn1"]
+
+
+# --- layer attributes, chain and groups -------------------------------------------------------
+
+
+def test_vgg16_layer_attributes(graphs):
+    first = graphs["vgg16"].layer("features.0")
+    assert (first.type, first.class_name) == ("conv", "Conv2d")
+    assert first.output_shape == (64, 224, 224)
+    assert first.params == 3 * 64 * 3 * 3 + 64
+    assert (first.kernel, first.stride, first.padding) == ((3, 3), (1, 1), (1, 1))
+    assert (first.receptive_field, first.jump) == (3, 1)
+    assert graphs["vgg16"].layer("features.4").output_shape == (64, 112, 112)
+    classifier = graphs["vgg16"].layer("classifier.6")
+    assert classifier.output_shape == (1000,)
+    assert classifier.receptive_field is None
+    assert classifier.sees_whole_image
+
+
+def test_vgg16_chain_merges_activations_into_their_layers(graphs):
+    graph = graphs["vgg16"]
+    first = graph.chain[0]
+    assert first.id == "features.0"
+    assert first.layers == ("features.0", "features.1")
+    assert first.activation_layer == "features.1"
+    assert graph.layer("features.1").chain_node == "features.0"
+    # linear, ReLU, dropout: the node's activation is the ReLU's, not the dropout's
+    head = graph.node("classifier.0")
+    assert head.layers == ("classifier.0", "classifier.1", "classifier.2")
+    assert head.activation_layer == "classifier.1"
+    # 13 convolutions, 5 max pools, the adaptive pool and 3 linear layers
+    assert len(graph.chain) == 22
+    chain_ids = [node.id for node in graph.chain]
+    assert list(graph.chain_edges) == list(zip(chain_ids, chain_ids[1:], strict=False))
+    members = [member for node in graph.chain for member in node.layers]
+    assert members == ids(graph)
+
+
+def test_resnet_chain_keeps_the_merge_as_its_own_node(graphs):
+    graph = graphs["resnet18"]
+    node = graph.node("layer1.0.conv1")
+    assert node.layers == ("layer1.0.conv1", "layer1.0.bn1", "layer1.0.relu")
+    assert node.activation_layer == "layer1.0.relu"
+    # the ReLU after the residual sum has two inputs, so it starts a node
+    assert graph.layer("layer1.0.relu:2").chain_node == "layer1.0.relu:2"
+    assert ("layer1.0.conv2", "layer1.0.relu:2") in graph.chain_edges
+    assert ("maxpool", "layer1.0.relu:2") in graph.chain_edges
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_groups_split_the_chain_in_order(name: str, graphs):
+    graph = graphs[name]
+    in_groups = [node for group in graph.groups for node in group.nodes]
+    assert in_groups == [node.id for node in graph.chain]
+    assert [group.id for group in graph.groups] == [f"g{i}" for i in range(len(graph.groups))]
+    for group in graph.groups:
+        assert group.label.startswith(f"{group.id} · ")
+        assert all(graph.node(node).group == group.id for node in group.nodes)
+
+
+def test_vgg16_groups_end_at_max_pools(graphs):
+    graph = graphs["vgg16"]
+    assert len(graph.groups) == 6
+    for group in graph.groups[:5]:
+        assert graph.layer(group.nodes[-1]).class_name == "MaxPool2d", group
+        pools = [node for node in group.nodes if graph.layer(node).class_name == "MaxPool2d"]
+        assert pools == [group.nodes[-1]]
+    assert graph.groups[5].nodes[0] == "avgpool"
+
+
+def test_resnet18_groups_are_its_stages(graphs):
+    graph = graphs["resnet18"]
+    labels = [group.label for group in graph.groups]
+    for stage in ("layer1", "layer2", "layer3", "layer4"):
+        assert sum(stage in label for label in labels) == 1, labels
+    stage_two = next(group for group in graph.groups if "layer2" in group.label)
+    assert stage_two.nodes[0] == "layer2.0.conv1"
+    assert all(node.startswith("layer2.") for node in stage_two.nodes)
+
+
+# --- receptive fields by brute force ----------------------------------------------------------
+
+
+def linearised(model: nn.Module) -> nn.Module:
+    """A copy in which every output is a positive combination of the inputs it depends on.
+
+    Activations become identities, max pools average pools (a max passes the gradient of one
+    input only), weights positive, biases zero, batch norms identities. Module paths are kept.
+    Weights are 1 / input channels, so that gradients stay near 1 across depth.
+    """
+    copied = copy.deepcopy(model).eval()
+    for path, module in list(copied.named_modules()):
+        if not path:
+            continue
+        parent_path, _, attribute = path.rpartition(".")
+        parent = copied.get_submodule(parent_path)
+        if layer_type(module) == "activation":
+            setattr(parent, attribute, nn.Identity())
+        elif isinstance(module, nn.MaxPool2d):
+            pool = nn.AvgPool2d(module.kernel_size, module.stride, module.padding, module.ceil_mode)
+            setattr(parent, attribute, pool)
+    with torch.no_grad():
+        for module in copied.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                module.weight.fill_(1.0 / module.weight.shape[1])
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.BatchNorm2d):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+                module.running_mean.zero_()
+                module.running_var.fill_(1.0)
+    return copied
+
+
+def footprint(gradient: torch.Tensor) -> tuple[int, int, int, int]:
+    """The bounding box (top, bottom, left, right) of the pixels with a non-zero gradient."""
+    rows, cols = (gradient[0].abs().sum(dim=0) != 0).nonzero(as_tuple=True)
+    return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
+
+
+def measure_fields(
+    model: nn.Module, paths: list[str], layer_ids: list[str], size: int, channels: int = 3
+) -> dict[str, tuple[int, int, int, int]]:
+    """Measure (field height, field width, jump down, jump right) of each layer call by brute force.
+
+    One forward pass of the linearised copy on a size x size input records the outputs of the
+    layer calls (counted per module path as in `convlens.hooks`, but without its code); then
+    the gradient of all channels at a central position and at the next one down and right.
+    """
+    copied = linearised(model)
+    outputs: dict[str, torch.Tensor] = {}
+    calls: dict[str, int] = {}
+
+    def hook_for(path: str):
+        def hook(module, inputs, output):
+            calls[path] = calls.get(path, 0) + 1
+            outputs[call_id(path, calls[path])] = output
+
+        return hook
+
+    handles = [copied.get_submodule(path).register_forward_hook(hook_for(path)) for path in paths]
+    x = torch.zeros(1, channels, size, size, requires_grad=True)
+    try:
+        copied(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    fields = {}
+    for identifier in layer_ids:
+        out = outputs[identifier]
+        centre = out.shape[-1] // 2 - 1
+        here = footprint(
+            torch.autograd.grad(out[0, :, centre, centre].sum(), x, retain_graph=True)[0]
+        )
+        there = footprint(
+            torch.autograd.grad(out[0, :, centre + 1, centre + 1].sum(), x, retain_graph=True)[0]
+        )
+        # a box that touches the border may be cut: the input is too small to measure it
+        for top, bottom, left, right in (here, there):
+            assert min(top, left) > 0 and max(bottom, right) < size - 1, identifier
+        height, width = here[1] - here[0] + 1, here[3] - here[2] + 1
+        assert (there[1] - there[0] + 1, there[3] - there[2] + 1) == (height, width)
+        fields[identifier] = (height, width, there[0] - here[0], there[2] - here[2])
+    return fields
+
+
+# layers spread over depth, ending at the deepest layer before the adaptive pooling
+FIELD_LAYERS = {
+    "alexnet": [
+        "features.0",
+        "features.2",
+        "features.3",
+        "features.5",
+        "features.8",
+        "features.12",
+    ],
+    "vgg16": [
+        "features.0",
+        "features.4",
+        "features.7",
+        "features.14",
+        "features.21",
+        "features.28",
+        "features.30",
+    ],
+    "resnet18": [
+        "conv1",
+        "maxpool",
+        "layer1.0.relu:2",
+        "layer2.0.downsample.0",
+        "layer2.0.relu:2",
+        "layer3.1.conv2",
+        "layer4.0.downsample.1",
+        "layer4.1.relu:2",
+    ],
+    "efficientnet_lite0": [
+        "_conv_stem",
+        "_blocks.1._depthwise_conv",
+        "_blocks.4._project_conv",
+        "_blocks.6._bn2",
+        "_blocks.10._expand_conv",
+        "_blocks.14._depthwise_conv",
+        "_conv_head",
+        "_swish:2",
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "alexnet",
+        "vgg16",
+        "resnet18",
+        pytest.param("efficientnet_lite0", marks=pytest.mark.slow),
+    ],
+)
+def test_receptive_fields_match_brute_force(name: str, zoo, graphs):
+    model, _ = zoo[name]
+    graph = graphs[name]
+    chosen = FIELD_LAYERS[name]
+    spatial = []
+    for layer in graph.layers:
+        if layer.class_name.startswith("Adaptive"):
+            break
+        spatial.append(layer.id)
+    assert chosen[-1] == spatial[-1], "the deepest spatial layer is tested"
+    assert set(chosen) <= set(spatial)
+    expected = {
+        identifier: (
+            graph.layer(identifier).receptive_field,
+            graph.layer(identifier).receptive_field,
+            graph.layer(identifier).jump,
+            graph.layer(identifier).jump,
+        )
+        for identifier in chosen
+    }
+    field = max(values[0] for values in expected.values())
+    jump = max(values[2] for values in expected.values())
+    size = 32 * math.ceil((field + 2 * jump + 32) / 32)  # room for both boxes and a margin
+    paths = sorted({graph.layer(identifier).path for identifier in chosen})
+    assert measure_fields(model, paths, chosen, size) == expected
+
+
+# Conv 3x3 s1 -> Conv 3x3 s2 -> MaxPool 2 -> Conv 3x3 dilation 2. A layer adds
+# (span - 1) x (jump of its input) to the field, span = dilation x (kernel - 1) + 1, and
+# multiplies the jump by its stride:
+#   conv1: 1 + (3 - 1) x 1 = 3, jump 1
+#   conv2: 3 + (3 - 1) x 1 = 5, jump 1 x 2 = 2
+#   pool:  5 + (2 - 1) x 2 = 7, jump 2 x 2 = 4
+#   conv3: span 2 x (3 - 1) + 1 = 5, so 7 + (5 - 1) x 4 = 23, jump 4
+TINY_FIELDS = {"conv1": (3, 1), "conv2": (5, 2), "pool": (7, 4), "conv3": (23, 4)}
+
+
+class TinyStack(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.conv3 = nn.Conv2d(4, 4, 3, dilation=2, padding=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv3(self.pool(self.conv2(self.conv1(x))))
+
+
+def test_tiny_stack_fields_by_hand_and_by_brute_force():
+    model = TinyStack().eval()
+    graph = build_graph(model, (3, 32, 32))
+    assert ids(graph) == list(TINY_FIELDS)
+    assert {layer.id: (layer.receptive_field, layer.jump) for layer in graph.layers} == TINY_FIELDS
+    assert graph.layer("conv3").output_shape == (4, 8, 8)
+    measured = measure_fields(model, list(TINY_FIELDS), list(TINY_FIELDS), 64)
+    assert measured == {key: (rf, rf, jump, jump) for key, (rf, jump) in TINY_FIELDS.items()}
+
+
+class Branchy(nn.Module):
+    """A stem feeding two branches that are added, then concatenated with the stem's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.left = nn.Conv2d(4, 4, 3, padding=1)
+        self.right = nn.Conv2d(4, 4, 5, padding=2)
+        self.mix = nn.Conv2d(8, 4, 1)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 2)
+
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        y = self.left(h) + self.right(h)
+        z = self.relu(self.mix(torch.cat([y, h], dim=1)))
+        return self.fc(torch.flatten(self.pool(z), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.stem(x))
+
+
+class BranchyWithControlFlow(Branchy):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # data-dependent: fx cannot trace this; the graph's input is zeros
+            return self.fc(torch.zeros(x.shape[0], 4))
+        return self.body(self.stem(x))
+
+
+BRANCHY_EDGES = {
+    ("stem", "left"),
+    ("stem", "right"),
+    ("left", "mix"),
+    ("right", "mix"),
+    ("stem", "mix"),
+    ("mix", "relu"),
+    ("relu", "pool"),
+    ("pool", "fc"),
+}
+
+
+def test_functional_add_and_cat_become_edges():
+    model = Branchy().eval()
+    fx = build_graph(model, (3, 16, 16))
+    hooks = build_graph(model, (3, 16, 16), method="hooks")
+    assert fx.traced_with == "fx"
+    assert set(fx.edges) == BRANCHY_EDGES
+    assert fx.edges == hooks.edges
+    assert fx.layers == hooks.layers
+    # stem 3, left 3 + 2 = 5, right 3 + 4 = 7: the mix sees the widest branch
+    assert [fx.layer(i).receptive_field for i in ("stem", "left", "right", "mix")] == [3, 5, 7, 7]
+    assert fx.layer("mix").output_shape == (4, 16, 16)
+    assert fx.layer("fc").receptive_field is None
+    assert fx.layer("fc").sees_whole_image
+    measured = measure_fields(model, ["stem", "left", "right", "mix"], ["mix"], 32)
+    assert measured == {"mix": (7, 7, 1, 1)}
+
+
+def test_data_dependent_control_flow_falls_back_to_hooks():
+    model = BranchyWithControlFlow().eval()
+    with pytest.raises(torch.fx.proxy.TraceError):
+        build_graph(model, (3, 16, 16), method="fx")
+    graph = build_graph(model, (3, 16, 16), method="auto")
+    assert graph.traced_with == "hooks"
+    assert set(graph.edges) == BRANCHY_EDGES
+    assert ids(graph) == ["stem", "left", "right", "mix", "relu", "pool", "fc"]
+    assert graph.layer("mix").receptive_field == 7
