@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(graph, weights=False)
     graph.add_argument("--json", action="store_true", help="print JSON")
 
+    app = commands.add_parser(
+        "app",
+        help="start the app (streamlit run app.py, warmed up); extra options go to streamlit",
+    )
+    app.add_argument("streamlit_args", nargs=argparse.REMAINDER, metavar="STREAMLIT_OPTION")
+
     weights = commands.add_parser("weights", help="fetch or import pretrained weights")
     weight_commands = weights.add_subparsers(
         dest="weights_command", metavar="ACTION", parser_class=_Parser
@@ -215,6 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from convlens.data import ImageSourceError
     from convlens.models import ModelError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["app"] and not {"-h", "--help"} & set(argv[1:]):
+        # Everything after `app` belongs to streamlit, which parses it itself.
+        from convlens.ui.launch import run_app
+
+        run_app(argv[1:])
+        return 0
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -228,4 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("convlens: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) stopped early; that is not an error of ours.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0

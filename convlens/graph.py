@@ -577,6 +577,11 @@ def _module_of(calls: list[_Call], layer_id: str) -> nn.Module:
     return next(call.module for call in calls if call.id == layer_id)
 
 
+def first_conv(graph: LayerGraph) -> Layer | None:
+    """Return the convolution that sees the input image first, if the model has one."""
+    return next((layer for layer in graph.layers if layer.type == "conv"), None)
+
+
 def field_note(layer: Layer) -> str:
     """Return a sentence on the receptive field of `layer`, for its details panel."""
     if layer.receptive_field is None:

@@ -40,17 +40,26 @@ def free_port() -> int:
 
 
 @contextmanager
-def app_server(env: dict[str, str] | None = None, timeout: float = 120) -> Iterator[str]:
-    """Start `streamlit run app.py` on a free local port; yield its URL; stop it afterwards."""
+def app_server(
+    env: dict[str, str] | None = None, timeout: float = 120, launcher: str = "streamlit"
+) -> Iterator[str]:
+    """Start the app on a free local port; yield its URL; stop it afterwards.
+
+    `launcher` is "streamlit" (`streamlit run app.py`) or "convlens" (`python -m convlens app`,
+    the README's command, which warms up the imports while the browser loads).
+    """
     port = free_port()
     home = tempfile.mkdtemp(prefix="convlens-home-")
     environment = {**os.environ, "HOME": home, **(env or {})}
+    start = (
+        ["streamlit", "run", str(ROOT / "app.py")]
+        if launcher == "streamlit"
+        else ["convlens", "app"]
+    )
     command = [
         sys.executable,
         "-m",
-        "streamlit",
-        "run",
-        str(ROOT / "app.py"),
+        *start,
         "--server.headless",
         "true",
         "--server.address",

@@ -178,3 +178,15 @@ def test_weights_upload_mismatch_is_refused_and_a_good_file_is_used(tmp_path: Pa
     at.switch_page("pages/network.py").run()
     assert not at.exception
     assert "untrained" not in all_text(at).lower()
+
+
+def test_filter_tiles_only_for_the_first_layer() -> None:
+    at = start({"layer": "_blocks.0._depthwise_conv"})
+    at.switch_page("pages/network.py").run()
+    assert not at.exception
+    assert "first layer" not in all_text(at), (
+        "a depthwise conv with one input channel is not the first layer"
+    )
+    at = start({"layer": "_conv_stem"})
+    at.switch_page("pages/network.py").run()
+    assert "The 32 filters of the first layer" in all_text(at)

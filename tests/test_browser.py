@@ -50,7 +50,7 @@ def click_colour(page, rgb: tuple[int, int, int]) -> None:
 
 def test_every_page_offline_with_chain_drawn_and_clickable() -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with app_server() as url, browser_page() as (page, log):
+    with app_server(launcher="convlens") as url, browser_page() as (page, log):
         page.goto(url, timeout=120_000)
         wait_for_app(page)
         page.screenshot(path=str(SCREENSHOTS / "home.png"), full_page=True)
@@ -77,6 +77,8 @@ def test_every_page_offline_with_chain_drawn_and_clickable() -> None:
             "() => document.body.innerText.includes('Receptive field')", timeout=60_000
         )
         wait_for_app(page)
+        page.wait_for_selector('[data-testid="stTable"]', timeout=30_000)
+        time.sleep(1)
         assert "layer=" in page.url, "the selected layer is in the URL"
         page.screenshot(path=str(SCREENSHOTS / "network-details.png"), full_page=True)
 

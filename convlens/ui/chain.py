@@ -177,14 +177,16 @@ def render_chain(graph: LayerGraph, model_key: str) -> str | None:
     selected = st.session_state.get("layer")
     if expanded_key not in st.session_state:
         st.session_state[expanded_key] = initial_expanded(graph)
-        chain_node = next((layer.chain_node for layer in graph.layers if layer.id == selected), None)
+        chain_node = next(
+            (layer.chain_node for layer in graph.layers if layer.id == selected), None
+        )
         if chain_node is not None:
             st.session_state[expanded_key].add(graph.node(chain_node).group)
     expanded: set[str] = st.session_state[expanded_key]
-    left, middle, right = st.columns([1, 1, 4])
-    if left.button("Expand all groups", key="expand_all"):
+    left, middle, right = st.columns([1, 1, 3])
+    if left.button("Expand all", key="expand_all", help="Show every chain node"):
         expanded.update(group.id for group in graph.groups)
-    if middle.button("Collapse all groups", key="collapse_all"):
+    if middle.button("Collapse all", key="collapse_all", help="Show one node per group"):
         expanded.clear()
     shown = visible_nodes(graph, expanded)
     nodes, edges = chain_elements(graph, expanded, shown.get(selected, selected))

@@ -8,7 +8,7 @@ import streamlit as st
 from PIL import Image
 
 from convlens.charts import histogram_chart
-from convlens.graph import ChainNode, LayerGraph, field_note
+from convlens.graph import ChainNode, LayerGraph, field_note, first_conv
 from convlens.models import LoadedModel
 from convlens.style import FILTER_TILE_SIZE, LAYER_TYPE_NAMES
 from convlens.ui.chain import shape_label
@@ -70,7 +70,7 @@ def render_details(graph: LayerGraph, model: LoadedModel, node: ChainNode) -> No
         f"activation read at `{node.activation_layer}`"
     )
     st.markdown(f"Receptive field: {field_note(graph.layer(node.activation_layer))}.")
-    st.table(layer_table(graph, node).set_index("layer"))
+    st.table(layer_table(graph, node).set_index("layer").T)
     modules = dict(model.module.named_modules())
     weight = layer_weight(modules[main.path])
     if weight is None:
@@ -79,6 +79,7 @@ def render_details(graph: LayerGraph, model: LoadedModel, node: ChainNode) -> No
     st.altair_chart(
         histogram_chart(weight, f"weights of {main.id} ({weight.size:,} values)"), width="stretch"
     )
-    if main.type == "conv" and weight.ndim == 4 and weight.shape[1] in (1, 3):
-        st.markdown(f"**The {weight.shape[0]} filters of this first layer** (grey = 0)")
+    first = first_conv(graph)
+    if first is not None and first.id == main.id and weight.ndim == 4 and weight.shape[1] in (1, 3):
+        st.markdown(f"**The {weight.shape[0]} filters of the first layer** (grey = 0)")
         st.image(tile_grid(filter_tiles(weight)), width="stretch")
