@@ -53,6 +53,8 @@ def test_every_page_offline_with_chain_drawn_and_clickable() -> None:
     with app_server(launcher="convlens") as url, browser_page() as (page, log):
         page.goto(url, timeout=120_000)
         wait_for_app(page)
+        page.wait_for_selector('[data-testid="stPageLink"]', timeout=30_000)
+        time.sleep(1)
         page.screenshot(path=str(SCREENSHOTS / "home.png"), full_page=True)
         for spec in PAGES[1:]:
             page.locator('[data-testid="stSidebarNav"] a', has_text=spec.title).click()

@@ -17,11 +17,11 @@ class PageSpec:
 
 
 PAGES: tuple[PageSpec, ...] = (
-    PageSpec("pages/home.py", "Home", "🏠", "home", "what ConvLens does"),
+    PageSpec("pages/home.py", "Home", ":material/home:", "home", "what ConvLens does"),
     PageSpec(
         "pages/network.py",
         "Network",
-        "🧱",
+        ":material/account_tree:",
         "network",
         "the model as a chain of layer nodes, each layer's details, and the top-5 classes",
     ),
