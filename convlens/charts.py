@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import altair as alt
-import numpy as np
 import pandas as pd
 
 from convlens.predict import Prediction
-from convlens.style import BAR_COLOUR
+from convlens.style import (
+    AXIS_FONT_SIZE,
+    BAR_COLOUR,
+    BAR_HEIGHT,
+    HISTOGRAM_HEIGHT,
+    LABEL_FONT_SIZE,
+)
+from convlens.weights import Histogram
 
 
 def predictions_chart(predictions: Sequence[Prediction]) -> alt.Chart:
@@ -34,15 +40,18 @@ def predictions_chart(predictions: Sequence[Prediction]) -> alt.Chart:
             ),
             tooltip=["class", alt.Tooltip("probability:Q", format=".2%")],
         )
-        .properties(height=44 * max(len(predictions), 1))
-        .configure_axis(labelFontSize=15, titleFontSize=15, labelLimit=260)
+        .properties(height=BAR_HEIGHT * max(len(predictions), 1))
+        .configure_axis(
+            labelFontSize=LABEL_FONT_SIZE, titleFontSize=LABEL_FONT_SIZE, labelLimit=260
+        )
     )
 
 
-def histogram_chart(values: np.ndarray, title: str, bins: int = 60) -> alt.Chart:
-    """Return a histogram of `values` (e.g. the weights of one layer)."""
-    counts, edges = np.histogram(np.asarray(values, dtype=np.float64).ravel(), bins=bins)
-    frame = pd.DataFrame({"start": edges[:-1], "end": edges[1:], "count": counts})
+def histogram_chart(histogram: Histogram, title: str) -> alt.Chart:
+    """Return a bar chart of a histogram (e.g. the weights of one layer)."""
+    frame = pd.DataFrame(
+        {"start": histogram.edges[:-1], "end": histogram.edges[1:], "count": histogram.counts}
+    )
     return (
         alt.Chart(frame, title=title)
         .mark_bar(color=BAR_COLOUR)
@@ -56,6 +65,6 @@ def histogram_chart(values: np.ndarray, title: str, bins: int = 60) -> alt.Chart
                 "count:Q",
             ],
         )
-        .properties(height=180)
-        .configure_axis(labelFontSize=13, titleFontSize=13)
+        .properties(height=HISTOGRAM_HEIGHT)
+        .configure_axis(labelFontSize=AXIS_FONT_SIZE, titleFontSize=AXIS_FONT_SIZE)
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -54,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="sample:NAME, a file, fashion-mnist:test:INDEX or DIR:INDEX of an ImageFolder",
     )
     predict.add_argument("--top", type=int, default=5, help="how many classes (default 5)")
+    predict.add_argument(
+        "--download",
+        action="store_true",
+        help="download torchvision weights that are not on this machine (needs internet)",
+    )
     predict.add_argument("--json", action="store_true", help="print JSON")
 
     graph = commands.add_parser("graph", help="the layers of a model, as a DAG (needs no weights)")
@@ -126,7 +132,7 @@ def _run_predict(args: argparse.Namespace) -> None:
     if args.top < 1:
         raise CliError("--top must be at least 1")
     image = load_image(args.image)
-    model = resolve_model(_model_name(args), weights=args.weights)
+    model = resolve_model(_model_name(args), weights=args.weights, download=args.download)
     predictions = predict(model, image.image, top=args.top)
     if args.json:
         payload = {
@@ -243,8 +249,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # The reader (e.g. `| head`) stopped early; that is not an error of ours.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as error:
+        # Whatever else a user's model or file makes go wrong: one line, not a traceback.
+        if os.environ.get("CONVLENS_DEBUG"):
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(
+            f"convlens: {type(error).__name__}: {message[:300]} "
+            "(CONVLENS_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 2
     return 0

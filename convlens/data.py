@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 import numpy as np
 from PIL import Image, ImageOps
 
-from convlens.paths import ASSETS_DIR, convlens_home
+from convlens.paths import ASSETS_DIR, convlens_home, offline
 
 MAX_PIXELS = 40_000_000
 
@@ -138,6 +138,12 @@ def _quote(name: str) -> str:
     return "'" + " ".join(str(name).splitlines()) + "'"
 
 
+# PIL warns about images of 89-179 megapixels while opening them; ConvLens refuses anything over
+# MAX_PIXELS with its own one-sentence error, so the warning would only add noise (set once here,
+# not toggled per call: warning filters are process-wide).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def _too_large(name: str, detail: str) -> ImageSourceError:
     return ImageSourceError(
         f"{_quote(name)} is too large ({detail}; the limit is {MAX_PIXELS // 1_000_000} megapixels)."
@@ -147,12 +153,8 @@ def _too_large(name: str, detail: str) -> ImageSourceError:
 def _decode(fp: IO[bytes], name: str) -> Image.Image:
     """Decode the first frame of the image in `fp` into a new, fully loaded RGB image."""
     try:
-        # PIL warns past ~89 MP and raises past ~179 MP while opening; both are bombs here.
-        # (warnings filters are process-wide; PIL only warns for sizes we refuse anyway.)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(fp)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        img = Image.open(fp)
+    except Image.DecompressionBombError as error:
         found = re.search(r"\((\d+) pixels\)", str(error))
         detail = f"{int(found.group(1)):,} pixels" if found else "a decompression bomb"
         raise _too_large(name, detail) from error
@@ -175,16 +177,17 @@ def _decode(fp: IO[bytes], name: str) -> Image.Image:
                 f"{_quote(name)} is truncated or damaged, so PIL could not decode it."
             ) from error
         try:
-            rgb = _to_rgb(img)
+            # Phone photos store their rotation in EXIF; show them upright, as browsers do.
+            # Before the conversion, which drops EXIF for modes it rebuilds.
+            upright = ImageOps.exif_transpose(img)
+        except Exception:
+            upright = img  # a broken EXIF block is no reason to refuse the pixels
+        try:
+            return _to_rgb(upright)
         except Exception as error:
             raise ImageSourceError(
                 f"{_quote(name)} has a colour mode ({img.mode}) that ConvLens cannot convert to RGB."
             ) from error
-    try:
-        # Phone photos store their rotation in EXIF; show them upright, as browsers do.
-        return ImageOps.exif_transpose(rgb)
-    except Exception:
-        return rgb  # a broken EXIF block is no reason to refuse the pixels
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -261,10 +264,6 @@ def _sample(name: str) -> Image.Image:
 # Fashion-MNIST
 
 
-def _offline() -> bool:
-    return os.environ.get("CONVLENS_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def _idx_files(folder: Path, split: str) -> tuple[Path, Path] | None:
     """Return the (images, labels) IDX files of `split` in `folder`, gzipped or not, if present."""
     prefix = "t10k" if split == "test" else "train"
@@ -320,7 +319,7 @@ def _reachable(url: str, timeout: float = 3.0) -> bool:
 
 def _download_fashion_mnist(root: Path, split: str) -> str | None:
     """Download Fashion-MNIST with torchvision into `root`; return why not, or None on success."""
-    if _offline():
+    if offline():
         return "CONVLENS_OFFLINE is set"
     from torchvision.datasets import FashionMNIST
 
@@ -398,7 +397,7 @@ def _scan_folder(root: Path, stamp: tuple[tuple[str, int], ...]) -> FolderDatase
     labels: list[int] = []
     for index, cls in enumerate(classes):
         # The same walk as torchvision's make_dataset: recursive, sorted, by extension.
-        for folder, _, names in sorted(os.walk(root / cls, followlinks=True)):
+        for folder, _, names in sorted(os.walk(root / cls, followlinks=False)):
             for fname in sorted(names):
                 if fname.lower().endswith(IMAGE_EXTENSIONS):
                     files.append(Path(folder) / fname)

@@ -85,12 +85,23 @@ class LayerGraph:
         return self._by_id[layer_id]
 
     def node(self, node_id: str) -> ChainNode:
-        """Return the chain node with id `node_id`."""
-        return next(node for node in self.chain if node.id == node_id)
+        """Return the chain node with id `node_id` (KeyError if there is none)."""
+        for node in self.chain:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
 
     def group(self, group_id: str) -> LayerGroup:
-        """Return the group with id `group_id`."""
-        return next(group for group in self.groups if group.id == group_id)
+        """Return the group with id `group_id` (KeyError if there is none)."""
+        for group in self.groups:
+            if group.id == group_id:
+                return group
+        raise KeyError(group_id)
+
+    def chain_node_of(self, layer_id: str) -> str | None:
+        """Return the id of the chain node that holds the layer `layer_id`, or None."""
+        layer = self._by_id.get(layer_id)
+        return layer.chain_node if layer is not None else None
 
     def predecessors(self, layer_id: str) -> list[str]:
         """Return the ids of the layers that feed `layer_id`."""
@@ -367,6 +378,7 @@ def _build_chain(layers: list[Layer], edges: list[tuple[str, str]]) -> list[tupl
         successors[src].append(dst)
         predecessors[dst].append(src)
     kinds = {layer.id: layer.type for layer in layers}
+    shapes = {layer.id: layer.output_shape for layer in layers}
     assigned: set[str] = set()
     chain: list[tuple[str, list[str]]] = []
     for layer in layers:
@@ -376,11 +388,14 @@ def _build_chain(layers: list[Layer], edges: list[tuple[str, str]]) -> list[tupl
         current = layer.id
         while len(successors[current]) == 1:
             nxt = successors[current][0]
-            if (
-                kinds[nxt] not in MERGED_INTO_PREVIOUS
-                or predecessors[nxt] != [current]
-                or nxt in assigned
-            ):
+            mergeable = (
+                kinds[nxt] in MERGED_INTO_PREVIOUS
+                and predecessors[nxt] == [current]
+                and nxt not in assigned
+                and shapes[nxt] == shapes[current]
+                and kinds[layer.id] != "pool"
+            )
+            if not mergeable:
                 break
             members.append(nxt)
             current = nxt

@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import pickle
 import shutil
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,8 @@ import torchvision
 from PIL import Image
 from torch import nn
 from torchvision import transforms as T
+
+from convlens.paths import offline
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -175,16 +179,43 @@ def weights_available(name: str) -> bool:
     return cached is not None and cached.is_file()
 
 
+def weights_source_key(name: str) -> str:
+    """Return a string that changes when the weights `load_model(name)` would pick change.
+
+    Caches keyed by it pick up weights fetched or imported while the app runs.
+    """
+    if name.startswith("file:") or name not in _REGISTRY:
+        return name
+    if model_spec(name).bundled_weights() is not None:
+        return "bundled"
+    cached = hub_cache_path(name)
+    if cached is not None and cached.is_file():
+        stat = cached.stat()
+        return f"cache:{stat.st_mtime_ns}:{stat.st_size}"
+    return "untrained"
+
+
 def fetch_command(name: str) -> str:
     """Return the shell command that fetches the weights of `name` on a machine with internet."""
     return f"python -m convlens weights fetch {name}"
 
 
+_SEED_LOCK = threading.Lock()
+
+
+def build_seeded(build: Callable[[], nn.Module]) -> nn.Module:
+    """Call `build` with torch's global RNG seeded by UNTRAINED_SEED, and restore the RNG after.
+
+    The global RNG is shared by threads (app sessions, the launcher's warm-up), hence the lock.
+    """
+    with _SEED_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(UNTRAINED_SEED)
+        return build()
+
+
 def build_untrained(spec: ModelSpec) -> nn.Module:
     """Build the architecture with the fixed seed, so an untrained network is the same every time."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(UNTRAINED_SEED)
-        return spec.build()
+    return build_seeded(spec.build)
 
 
 def limit_aspect(image: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Image:
@@ -237,7 +268,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any decoding failure of a user file is the same message
+    except pickle.UnpicklingError as error:
+        raise ModelError(
+            f"'{path.name}' holds pickled Python objects, which ConvLens does not load "
+            "(they could run code); save `model.state_dict()` instead"
+        ) from error
+    except Exception as error:  # any other decoding failure of a user file is the same message
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(
             f"'{path.name}' is not a weights file ConvLens can read safely ({reason[:160]})"
@@ -258,7 +294,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], label: str) -> None:
     """Raise ModelError naming the first mismatching entries when `state` does not fit `module`."""
     expected = module.state_dict()
-    missing = [key for key in expected if key not in state]
+    # torch fills in a missing BatchNorm counter itself (older checkpoints lack it).
+    missing = [
+        key for key in expected if key not in state and not key.endswith("num_batches_tracked")
+    ]
     unexpected = [key for key in state if key not in expected]
     wrong_shape = [
         f"{key} {tuple(state[key].shape)} instead of {tuple(value.shape)}"
@@ -344,9 +383,9 @@ def download_weights(
         raise ModelError(f"{name} has no weights to download; its weights ship with ConvLens")
     if target.is_file():
         return target
-    if os.environ.get("CONVLENS_OFFLINE") == "1":
+    if offline():
         raise ModelError(
-            f"cannot download the weights of {name}: CONVLENS_OFFLINE=1 is set; "
+            f"cannot download the weights of {name}: CONVLENS_OFFLINE is set; "
             f"copy the file by hand and run `python -m convlens weights import {name} FILE`"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -423,9 +462,7 @@ def load_user_model(
     try:
         import_spec.loader.exec_module(python_module)
         cls = getattr(python_module, class_name)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(UNTRAINED_SEED)
-            module = cls()
+        module = build_seeded(cls)
     except AttributeError:
         raise ModelError(f"'{path}' has no class {class_name}") from None
     except Exception as error:
@@ -442,7 +479,14 @@ def load_user_model(
         module.load_state_dict(state)
         status, note = "file", f"weights from {Path(weights).name}"
     size = input_size or getattr(module, "input_size", None) or _guess_input_size(module)
-    size = tuple(int(v) for v in size)
+    try:
+        size = tuple(int(v) for v in size)
+        if len(size) != 3 or min(size) < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ModelError(
+            f"{class_name}.input_size should be three positive numbers (C, H, W), not {size!r}"
+        ) from None
     classes = getattr(module, "class_names", None) or [
         f"class {i}" for i in range(_guess_num_classes(module))
     ]
@@ -476,8 +520,9 @@ def resolve_model(
     name: str,
     weights: str | Path | None = None,
     device: str | torch.device | None = None,
+    download: bool = False,
 ) -> LoadedModel:
     """Load a registry name or a user's model given as `file:path.py:ClassName`."""
     if name.startswith("file:"):
         return load_user_model(name.removeprefix("file:"), weights=weights, device=device)
-    return load_model(name, weights=weights, device=device)
+    return load_model(name, weights=weights, device=device, download=download)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
@@ -13,6 +15,22 @@ def layer_weight(module: nn.Module) -> np.ndarray | None:
     if not isinstance(weight, torch.Tensor):
         return None
     return weight.detach().float().cpu().numpy()
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Counts of values in bins; `edges` has one more entry than `counts`."""
+
+    counts: np.ndarray
+    edges: np.ndarray
+    total: int
+
+
+def weight_histogram(weight: np.ndarray, bins: int = 60) -> Histogram:
+    """Return the histogram of all values of `weight` (kept in float32: layers can be huge)."""
+    values = np.asarray(weight, dtype=np.float32).ravel()
+    counts, edges = np.histogram(values, bins=bins)
+    return Histogram(counts=counts, edges=edges, total=int(values.size))
 
 
 def filter_tiles(weight: np.ndarray) -> np.ndarray:

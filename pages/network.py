@@ -21,13 +21,12 @@ if model is None:
 if not model.pretrained:
     st.warning(f"You are looking at an untrained network. {model.weights_note}")
 
-graph = cached_graph(selection.model_name, selection.weights)
+graph = cached_graph(*selection.model_key)
 image_column, chart_column = st.columns([1, 2])
 if selection.image is not None:
     image_column.image(selection.image.image, caption=selection.image.source, width="stretch")
     predictions = cached_predictions(
-        selection.model_name,
-        selection.weights,
+        *selection.model_key,
         selection.image.source,
         upload_digest(selection.image.source),
         selection.image.image,
@@ -37,19 +36,16 @@ if selection.image is not None:
 
 chain_column, details_column = st.columns([3, 2])
 with chain_column:
-    clicked = render_chain(graph, selection.model_name)
-if clicked is not None:
-    st.session_state["layer"] = clicked
-    st.session_state.pop("filter", None)
+    render_chain(graph, selection.model_name)
 
-node_ids = {node.id for node in graph.chain}
-selected = st.session_state.get("layer")
-if selected not in node_ids and selected is not None:
-    layer_ids = {layer.id: layer.chain_node for layer in graph.layers}
-    selected = layer_ids.get(selected)
+requested = st.session_state.get("layer")
+selected = graph.chain_node_of(requested) if requested else None
 with details_column:
+    if requested and selected is None:
+        st.warning(f"{model.name} has no layer '{requested}'; click one in the chain.")
+        st.session_state.pop("layer", None)
     if selected is None:
         st.info("Click a layer node in the chain to see its attributes, weights and filters.")
     else:
         st.session_state["layer"] = selected
-        render_details(graph, model, graph.node(selected))
+        render_details(graph, graph.node(selected), selection.model_key)

@@ -190,3 +190,72 @@ def test_filter_tiles_only_for_the_first_layer() -> None:
     at = start({"layer": "_conv_stem"})
     at.switch_page("pages/network.py").run()
     assert "The 32 filters of the first layer" in all_text(at)
+
+
+def click_chain(at: AppTest, node_id: str) -> AppTest:
+    """Simulate a click on a chain node, as the browser's component would report it."""
+    at.session_state[agraph_element(at).proto.id] = node_id
+    return at.run()
+
+
+def test_consecutive_clicks_each_select_their_node() -> None:
+    at = start({"model": "alexnet"})
+    at.switch_page("pages/network.py").run()
+    for node in ("features.0", "features.3", "features.0", "classifier.1"):
+        click_chain(at, node)
+        assert not at.exception
+        assert at.session_state["layer"] == node
+        assert any(node in s.value for s in at.subheader)
+        selected = [n["id"] for n in chain_json(at)["nodes"] if n.get("borderWidth") == 5]
+        assert selected == [node], "the drawn highlight follows the click"
+
+
+def test_model_change_forgets_the_layer() -> None:
+    at = start({"model": "alexnet", "layer": "features.0"})
+    at.switch_page("pages/network.py").run()
+    assert at.session_state["layer"] == "features.0"
+    at.selectbox(key="model_widget").set_value("vgg11").run()
+    assert not at.exception
+    assert "layer" not in at.session_state or not at.session_state["layer"]
+
+
+def test_unknown_layer_in_url_is_explained() -> None:
+    at = start({"model": "alexnet", "layer": "layer9.conv"})
+    at.switch_page("pages/network.py").run()
+    assert not at.exception
+    assert any("layer9.conv" in w.value for w in at.warning)
+
+
+@pytest.mark.parametrize("source", ["fashion-mnist:test:12000", "fashion-mnist:test:-3"])
+def test_out_of_range_fashion_index_is_an_error_not_a_silent_swap(source: str) -> None:
+    at = start({"image": source})
+    assert not at.exception
+    assert at.error and "fashion-mnist" in at.error[0].value.lower()
+    assert at.session_state["image"] == source
+
+
+def test_other_sources_can_be_typed(tmp_path: Path) -> None:
+    at = start({"image": "fashion-mnist:train:3"})
+    assert not at.exception
+    assert at.session_state["image_choice"] == "Other source…"
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30), "blue").save(path)
+    at.text_input(key="other_source_widget").set_value(str(path)).run()
+    assert not at.exception
+    assert at.session_state["image"] == str(path)
+
+
+def test_weights_imported_while_running_are_picked_up(tmp_path: Path) -> None:
+    import torch
+
+    from convlens.models import build_untrained, import_weights, model_spec
+
+    at = start({"model": "resnet18"})
+    assert "UNTRAINED" in all_text(at)
+    state = build_untrained(model_spec("resnet18")).state_dict()
+    path = tmp_path / "resnet18.pth"
+    torch.save(state, path)
+    import_weights("resnet18", path)
+    at.run()
+    assert not at.exception
+    assert "torch hub cache" in all_text(at)

@@ -205,3 +205,51 @@ def test_weights_fetch(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "weights import alexnet" in err
     assert not hub_cache_path("alexnet").exists()
+
+
+def test_a_broken_user_model_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "mine.py"
+    source.write_text(
+        "from torch import nn\n"
+        "class Tiny(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 4, 3)\n"
+        "        self.fc = nn.Linear(10, 2)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(self.conv(x))\n"
+    )
+    argv = ["predict", "--model-file", f"{source}:Tiny", "--image", "sample:chelsea"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "RuntimeError" in err
+
+
+def test_a_user_model_predicts_and_graphs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "small.py"
+    source.write_text(
+        "from torch import nn\n"
+        "class Small(nn.Module):\n"
+        "    input_size = (3, 32, 32)\n"
+        "    class_names = ['yes', 'no']\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True),\n"
+        "                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))\n"
+        "    def forward(self, x):\n"
+        "        return self.body(x)\n"
+    )
+    assert (
+        main(["predict", "--model-file", f"{source}:Small", "--image", "sample:coffee", "--json"])
+        == 0
+    )
+    payload = json.loads(capsys.readouterr().out)
+    assert {p["label"] for p in payload["predictions"]} == {"yes", "no"}
+    assert main(["graph", "--model", f"file:{source}:Small", "--json"]) == 0
+    nodes = json.loads(capsys.readouterr().out)["nodes"]
+    assert [n["id"] for n in nodes] == ["body.0", "body.1", "body.2", "body.3", "body.4"]
+    assert nodes[0]["receptive_field"] == 3

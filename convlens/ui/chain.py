@@ -10,6 +10,8 @@ from convlens.style import (
     CHAIN_FONT_SIZE,
     COLLAPSE_GROUPS_ABOVE,
     COLUMN_GAP,
+    DARK_FILL_TYPES,
+    EDGE_COLOUR,
     EDGE_FONT_SIZE,
     LAYER_COLOURS,
     NODE_MAX_WIDTH,
@@ -117,7 +119,9 @@ def chain_elements(
                 borderWidth=5 if is_selected else 1,
                 font={
                     "size": CHAIN_FONT_SIZE,
-                    "color": "#000000" if drawn not in graph_ids_dark(graph) else "#FFFFFF",
+                    "color": "#FFFFFF"
+                    if drawn == node.id and node.type in DARK_FILL_TYPES
+                    else "#000000",
                     "face": "sans-serif",
                 },
                 margin=10,
@@ -142,18 +146,13 @@ def chain_elements(
                 source=pair[0],
                 target=pair[1],
                 label=shape_label(graph.node(src).output_shape),
-                color="#555555",
+                color=EDGE_COLOUR,
                 font={"size": EDGE_FONT_SIZE, "align": "top", "background": "#FFFFFF"},
                 width=2,
                 smooth=False if straight(pair) else {"type": "curvedCW", "roundness": 0.25},
             )
         )
     return nodes, edges
-
-
-def graph_ids_dark(graph: LayerGraph) -> set[str]:
-    """Chain nodes whose fill is dark enough to need white text."""
-    return {node.id for node in graph.chain if node.type in ("conv", "linear", "other")}
 
 
 def chain_config(count: int) -> Config:
@@ -171,8 +170,8 @@ def chain_config(count: int) -> Config:
     return config
 
 
-def render_chain(graph: LayerGraph, model_key: str) -> str | None:
-    """Draw the chain and return the chain node the user selected (group clicks expand groups)."""
+def render_chain(graph: LayerGraph, model_key: str) -> None:
+    """Draw the chain; a click on a group expands it, a click on a node selects that layer."""
     expanded_key = f"expanded_groups:{model_key}"
     selected = st.session_state.get("layer")
     if expanded_key not in st.session_state:
@@ -195,13 +194,25 @@ def render_chain(graph: LayerGraph, model_key: str) -> str | None:
         "colour = layer type · link labels = output size (channels×height×width) · click a node"
     )
     clicked = agraph(nodes=nodes, edges=edges, config=chain_config(len(nodes)))
-    last_key = f"last_chain_click:{model_key}"
+    handle_click(graph, clicked, expanded, f"last_chain_click:{model_key}")
+
+
+def handle_click(graph: LayerGraph, clicked: str | None, expanded: set[str], last_key: str) -> None:
+    """Act on a click in the chain: a group expands, a node becomes the selected layer.
+
+    The chain component keeps returning its last click until it is redrawn with other
+    arguments, so a click is acted on once, then the page reruns to draw the new state
+    (otherwise the next click would go to a component about to be replaced, and be lost).
+    """
     if clicked is None:
         st.session_state[last_key] = None
-    elif clicked != st.session_state.get(last_key):
-        st.session_state[last_key] = clicked
-        if any(group.id == clicked for group in graph.groups):
-            expanded.add(clicked)
-            st.rerun()
-        return clicked
-    return None
+        return
+    if clicked == st.session_state.get(last_key):
+        return
+    st.session_state[last_key] = clicked
+    if any(group.id == clicked for group in graph.groups):
+        expanded.add(clicked)
+    else:
+        st.session_state["layer"] = clicked
+        st.session_state.pop("filter", None)
+    st.rerun()

@@ -9,36 +9,31 @@ from PIL import Image
 
 from convlens.charts import histogram_chart
 from convlens.graph import ChainNode, LayerGraph, field_note, first_conv
-from convlens.models import LoadedModel
-from convlens.style import FILTER_TILE_SIZE, LAYER_TYPE_NAMES
+from convlens.style import FILTER_TILE_SIZE, LAYER_TYPE_NAMES, TILE_COLUMNS, TILE_GAP
+from convlens.ui.cache import cached_model, cached_weight_histogram
 from convlens.ui.chain import shape_label
 from convlens.weights import filter_tiles, layer_weight
 
 
 def layer_table(graph: LayerGraph, node: ChainNode) -> pd.DataFrame:
-    """Return one row per layer of the node, with the attributes the graph knows."""
-    rows = []
+    """Return the attributes (rows) of each layer of the node (columns), as text."""
+    columns = {}
     for layer_id in node.layers:
         layer = graph.layer(layer_id)
-        rows.append(
-            {
-                "layer": layer.id,
-                "type": f"{layer.type} ({layer.class_name})",
-                "output": shape_label(layer.output_shape),
-                "params": f"{layer.params:,}",
-                "neurons": layer.neurons,
-                "kernel": _pair(layer.kernel),
-                "stride": _pair(layer.stride),
-                "padding": layer.padding
-                if isinstance(layer.padding, str)
-                else _pair(layer.padding),
-                "receptive field": "whole image"
-                if layer.receptive_field is None
-                else f"{layer.receptive_field} px",
-                "jump": "" if layer.jump is None else f"{layer.jump} px",
-            }
-        )
-    return pd.DataFrame(rows)
+        columns[layer.id] = {
+            "type": f"{layer.type} ({layer.class_name})",
+            "output": shape_label(layer.output_shape),
+            "parameters": f"{layer.params:,}",
+            "neurons": f"{layer.neurons:,}",
+            "kernel": _pair(layer.kernel),
+            "stride": _pair(layer.stride),
+            "padding": layer.padding if isinstance(layer.padding, str) else _pair(layer.padding),
+            "receptive field": "whole image"
+            if layer.receptive_field is None
+            else f"{layer.receptive_field} px",
+            "jump": "" if layer.jump is None else f"{layer.jump} px",
+        }
+    return pd.DataFrame(columns)
 
 
 def _pair(value: tuple[int, ...] | None) -> str:
@@ -47,19 +42,20 @@ def _pair(value: tuple[int, ...] | None) -> str:
     return str(value[0]) if len(set(value)) == 1 else "×".join(str(v) for v in value)
 
 
-def tile_grid(tiles: np.ndarray, size: int = FILTER_TILE_SIZE, columns: int = 16) -> Image.Image:
+def tile_grid(tiles: np.ndarray, size: int = FILTER_TILE_SIZE) -> Image.Image:
     """Return the filters as one image: a grid of magnified tiles on white."""
-    count = len(tiles)
-    rows = -(-count // columns)
-    gap = 4
-    sheet = Image.new("RGB", (columns * (size + gap), rows * (size + gap)), "white")
+    rows = -(-len(tiles) // TILE_COLUMNS)
+    step = size + TILE_GAP
+    sheet = Image.new("RGB", (TILE_COLUMNS * step, rows * step), "white")
     for index, tile in enumerate(tiles):
         image = Image.fromarray(tile).resize((size, size), Image.Resampling.NEAREST)
-        sheet.paste(image, ((index % columns) * (size + gap), (index // columns) * (size + gap)))
+        sheet.paste(image, ((index % TILE_COLUMNS) * step, (index // TILE_COLUMNS) * step))
     return sheet
 
 
-def render_details(graph: LayerGraph, model: LoadedModel, node: ChainNode) -> None:
+def render_details(
+    graph: LayerGraph, node: ChainNode, model_key: tuple[str, str | None, str]
+) -> None:
     """Draw the details of `node`: attributes, receptive field, weight histogram, filters."""
     main = graph.layer(node.id)
     position = [n.id for n in graph.chain].index(node.id) + 1
@@ -70,16 +66,20 @@ def render_details(graph: LayerGraph, model: LoadedModel, node: ChainNode) -> No
         f"activation read at `{node.activation_layer}`"
     )
     st.markdown(f"Receptive field: {field_note(graph.layer(node.activation_layer))}.")
-    st.table(layer_table(graph, node).set_index("layer").T)
-    modules = dict(model.module.named_modules())
-    weight = layer_weight(modules[main.path])
-    if weight is None:
+    st.table(layer_table(graph, node))
+    histogram = cached_weight_histogram(*model_key, main.path)
+    if histogram is None:
         st.caption("This layer has no weights.")
         return
     st.altair_chart(
-        histogram_chart(weight, f"weights of {main.id} ({weight.size:,} values)"), width="stretch"
+        histogram_chart(histogram, f"weights of {main.id} ({histogram.total:,} values)"),
+        width="stretch",
     )
     first = first_conv(graph)
-    if first is not None and first.id == main.id and weight.ndim == 4 and weight.shape[1] in (1, 3):
+    if first is None or first.id != main.id:
+        return
+    module = dict(cached_model(*model_key).module.named_modules())[main.path]
+    weight = layer_weight(module)
+    if weight is not None and weight.ndim == 4 and weight.shape[1] in (1, 3):
         st.markdown(f"**The {weight.shape[0]} filters of the first layer** (grey = 0)")
         st.image(tile_grid(filter_tiles(weight)), width="stretch")

@@ -16,6 +16,7 @@ from convlens.models import (
     download_weights,
     list_models,
     model_spec,
+    weights_source_key,
 )
 from convlens.paths import convlens_home
 from convlens.ui.cache import cached_image, cached_model
@@ -23,7 +24,8 @@ from convlens.ui.state import persisted, restore_from_url, upload_digest, upload
 
 FASHION_CHOICE = "Fashion-MNIST test image"
 UPLOAD_CHOICE = "Upload an image…"
-IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"]
+OTHER_CHOICE = "Other source…"
+FASHION_TEST_SIZE = 10_000
 WEIGHT_TYPES = ["pt", "pth", "safetensors"]
 
 
@@ -33,8 +35,14 @@ class Selection:
 
     model_name: str
     weights: str | None
+    weights_source: str
     model: LoadedModel | None
     image: LoadedImage | None
+
+    @property
+    def model_key(self) -> tuple[str, str | None, str]:
+        """The arguments that name this model in every cache of `convlens.ui.cache`."""
+        return (self.model_name, self.weights, self.weights_source)
 
 
 def page_setup() -> Selection:
@@ -57,7 +65,7 @@ def _leave_pages_directory_mode() -> None:
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
         st.rerun()
 
@@ -68,10 +76,11 @@ def render_sidebar() -> Selection:
         st.markdown("### Model")
         name = _model_picker()
         weights = _weights_controls(name)
-        model = _load_model(name, weights)
+        source = weights_source_key(name)
+        model = _load_model(name, weights, source)
         st.markdown("### Image")
         image = _image_picker()
-    return Selection(name, weights, model, image)
+    return Selection(name, weights, source, model, image)
 
 
 def _model_picker() -> str:
@@ -83,11 +92,17 @@ def _model_picker() -> str:
     st.selectbox(
         "Model",
         names,
-        **persisted("model"),
+        **persisted("model", on_change=_forget_layer),
         help="EfficientNet-Lite ships its ImageNet weights and works offline.",
         format_func=lambda n: f"{n} — {model_spec(n).description.split(',')[0]}",
     )
     return st.session_state["model"]
+
+
+def _forget_layer() -> None:
+    """A layer or filter of one model means nothing in another: drop them on a model change."""
+    for key in ("layer", "filter"):
+        st.session_state.pop(key, None)
 
 
 def _weights_controls(name: str) -> str | None:
@@ -135,13 +150,12 @@ def _download(name: str) -> None:
         bar.empty()
         st.error(str(error))
         return
-    cached_model.clear()
     bar.progress(1.0, text="Done.")
 
 
-def _load_model(name: str, weights: str | None) -> LoadedModel | None:
+def _load_model(name: str, weights: str | None, source: str) -> LoadedModel | None:
     try:
-        model = cached_model(name, weights)
+        model = cached_model(name, weights, source)
     except ModelError as error:
         st.error(str(error))
         return None
@@ -161,21 +175,18 @@ def _load_model(name: str, weights: str | None) -> LoadedModel | None:
 def _image_picker() -> LoadedImage | None:
     samples = list_samples()
     current = st.session_state.get("image") or DEFAULT_IMAGE
-    choices = [*samples, FASHION_CHOICE, UPLOAD_CHOICE]
-    other = None
-    if current.startswith("fashion-mnist:test:"):
+    choices = [*samples, FASHION_CHOICE, UPLOAD_CHOICE, OTHER_CHOICE]
+    fashion_index = _fashion_test_index(current)
+    if fashion_index is not None:
         st.session_state.setdefault("image_choice", FASHION_CHOICE)
-        st.session_state.setdefault("fashion_index", _index_of(current))
+        st.session_state.setdefault("fashion_index", fashion_index)
     elif current.startswith("upload:") and current.removeprefix("upload:") in uploads():
         st.session_state.setdefault("image_choice", UPLOAD_CHOICE)
     elif current in samples:
         st.session_state.setdefault("image_choice", current)
     else:
-        other = current
-        choices.insert(0, other)
-        st.session_state.setdefault("image_choice", other)
-    if st.session_state.get("image_choice") not in choices:
-        st.session_state["image_choice"] = choices[0]
+        st.session_state.setdefault("image_choice", OTHER_CHOICE)
+        st.session_state.setdefault("other_source", current)
     choice = st.selectbox(
         "Image",
         choices,
@@ -199,6 +210,17 @@ def _image_picker() -> LoadedImage | None:
         else:
             st.info("Choose an image file to upload.")
             return None
+    elif choice == OTHER_CHOICE:
+        st.session_state.setdefault("other_source", "")
+        source = st.text_input(
+            "Image source",
+            placeholder="a file, DIR:INDEX or fashion-mnist:train:INDEX",
+            help="Any image source of the CLI: a file path, DIR:INDEX of an ImageFolder, "
+            "fashion-mnist:test:INDEX or fashion-mnist:train:INDEX.",
+            **persisted("other_source"),
+        ).strip()
+        if not source:
+            return None
     st.session_state["image"] = source
     try:
         image = cached_image(source, upload_digest(source), uploads())
@@ -209,11 +231,13 @@ def _image_picker() -> LoadedImage | None:
     return image
 
 
-def _index_of(source: str) -> int:
-    try:
-        return int(source.rsplit(":", 1)[1])
-    except ValueError:
-        return 0
+def _fashion_test_index(source: str) -> int | None:
+    """The index of `fashion-mnist:test:INDEX` when it is a valid one, else None."""
+    prefix = "fashion-mnist:test:"
+    if not source.startswith(prefix) or not source.removeprefix(prefix).isdigit():
+        return None
+    index = int(source.removeprefix(prefix))
+    return index if index < FASHION_TEST_SIZE else None
 
 
 def _caption(image: LoadedImage) -> str:

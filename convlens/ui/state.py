@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -43,7 +44,7 @@ def upload_digest(source: str) -> str | None:
     return hashlib.sha256(data).hexdigest()[:16] if data is not None else None
 
 
-def persisted(key: str) -> dict[str, object]:
+def persisted(key: str, on_change: Callable[[], None] | None = None) -> dict[str, object]:
     """Return the widget arguments that make a widget edit the state `key` across pages.
 
     Streamlit forgets a widget's value when another page runs; the state lives under a plain
@@ -56,5 +57,7 @@ def persisted(key: str) -> dict[str, object]:
 
     def remember() -> None:
         st.session_state[key] = st.session_state[widget]
+        if on_change is not None:
+            on_change()
 
     return {"key": widget, "on_change": remember}
