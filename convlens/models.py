@@ -14,7 +14,7 @@ import pickle
 import shutil
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,6 +32,13 @@ MAX_ASPECT = 4.0
 DEFAULT_MODEL = "efficientnet_lite0"
 
 WEIGHTS_STATUSES = ("bundled", "cache", "file", "download", "untrained")
+WEIGHTS_STATUS_LABELS = {
+    "bundled": "pretrained (shipped offline)",
+    "cache": "pretrained (torch hub cache)",
+    "file": "your weights file",
+    "download": "pretrained (downloaded)",
+    "untrained": "UNTRAINED",
+}
 
 
 class ModelError(ValueError):
@@ -73,7 +80,6 @@ class ModelSpec:
     weights_url: str | None = None
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
-    tags: tuple[str, ...] = field(default=())
 
 
 def imagenet_classes() -> list[str]:

@@ -25,9 +25,11 @@ def layer_table(graph: LayerGraph, node: ChainNode) -> pd.DataFrame:
             "output": shape_label(layer.output_shape),
             "parameters": f"{layer.params:,}",
             "neurons": f"{layer.neurons:,}",
-            "kernel": _pair(layer.kernel),
-            "stride": _pair(layer.stride),
-            "padding": layer.padding if isinstance(layer.padding, str) else _pair(layer.padding),
+            "kernel": _pair_text(layer.kernel),
+            "stride": _pair_text(layer.stride),
+            "padding": layer.padding
+            if isinstance(layer.padding, str)
+            else _pair_text(layer.padding),
             "receptive field": "whole image"
             if layer.receptive_field is None
             else f"{layer.receptive_field} px",
@@ -36,7 +38,7 @@ def layer_table(graph: LayerGraph, node: ChainNode) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def _pair(value: tuple[int, ...] | None) -> str:
+def _pair_text(value: tuple[int, ...] | None) -> str:
     if value is None:
         return ""
     return str(value[0]) if len(set(value)) == 1 else "×".join(str(v) for v in value)

@@ -11,6 +11,7 @@ import streamlit as st
 from convlens.data import DEFAULT_IMAGE, ImageSourceError, LoadedImage, list_samples
 from convlens.models import (
     DEFAULT_MODEL,
+    WEIGHTS_STATUS_LABELS,
     LoadedModel,
     ModelError,
     download_weights,
@@ -159,14 +160,7 @@ def _load_model(name: str, weights: str | None, source: str) -> LoadedModel | No
     except ModelError as error:
         st.error(str(error))
         return None
-    labels = {
-        "bundled": "pretrained (shipped offline)",
-        "cache": "pretrained (torch hub cache)",
-        "file": "your weights file",
-        "download": "pretrained (downloaded)",
-        "untrained": "UNTRAINED",
-    }
-    st.caption(f"Weights: **{labels[model.weights_status]}**")
+    st.caption(f"Weights: **{WEIGHTS_STATUS_LABELS[model.weights_status]}**")
     if not model.pretrained:
         st.warning(model.weights_note)
     return model
