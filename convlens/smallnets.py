@@ -69,7 +69,9 @@ class BaseCNN(nn.Module):
     ):
         super().__init__()
         if depth not in BASECNN_DEPTHS:
-            raise ValueError(f"BaseCNN has no depth {depth!r}; use one of {', '.join(BASECNN_DEPTHS)}.")
+            raise ValueError(
+                f"BaseCNN has no depth {depth!r}; use one of {', '.join(BASECNN_DEPTHS)}."
+            )
         if width <= 0:
             raise ValueError(f"BaseCNN's width multiplier must be positive, not {width}.")
         groups = BASECNN_GROUPS[:3] if depth == "shallow" else BASECNN_GROUPS
@@ -108,7 +110,9 @@ def build_small(arch: str, **options) -> nn.Module:
     """Return a new, untrained small CNN `arch` (one of `SMALL_ARCHS`) built with `options`."""
     builders = {"deepeyes": DeepEyesNet, "basecnn": BaseCNN}
     if arch not in builders:
-        raise ValueError(f"unknown small architecture {arch!r}; use one of {', '.join(SMALL_ARCHS)}.")
+        raise ValueError(
+            f"unknown small architecture {arch!r}; use one of {', '.join(SMALL_ARCHS)}."
+        )
     try:
         return builders[arch](**options)
     except TypeError as error:

@@ -24,9 +24,10 @@ unless `record=False`, writes RUN_DIR:
     scalar, ||W - W_prev|| / ||W_prev||, W_prev the weights at the previous snapshot, or the
     initial weights for the first), ``W.filter_weight_change`` (float16 [out], the same per output
     filter); for conv and linear layers also ``W.edge_abs_grad`` (float16 [out, in], |gradient|
-    summed over the kernel, averaged over the steps since the previous snapshot) and
+    summed over the kernel, averaged over every k-th step since the previous snapshot, starting
+    with the first, k = max(1, snapshot_every // 10), to keep the per-step cost low) and
     ``W.edge_weight`` (float16 [out, in], the weights summed over the kernel). Metadata: ``step``,
-    ``previous_step``, ``steps_averaged``;
+    ``previous_step`` (it may have been thinned away since), ``steps_averaged``;
   - ``probe.safetensors``: per probe layer L, ``L`` float16 [rows, channels], the post-activation
     output (of the chain node's activation layer) at the probe rows of ``probe_index``;
   - ``state.pt`` in the LAST snapshot only: optimizer state, RNG states and the loop position, for
@@ -63,7 +64,6 @@ from tqdm.auto import tqdm
 
 from convlens.data import FASHION_MNIST_CLASSES, fashion_mnist
 from convlens.graph import build_graph
-from convlens.hooks import record_outputs
 from convlens.paths import convlens_home
 from convlens.smallnets import INPUT_SIZE, build_small
 
@@ -96,7 +96,7 @@ class TrainConfig:
     init: str = "default"
     seed: int = 0
     snapshot_every: int = 100
-    probe_images: int = 500
+    probe_images: int = 256
     probe_patches: int = 2000
     keep_snapshots: int | None = None
     limit_train: int | None = None
@@ -176,7 +176,11 @@ def _new_model(config: TrainConfig) -> nn.Module:
 
 
 def _loss_fn(name: str, reduction: str = "mean") -> nn.Module:
-    return nn.CrossEntropyLoss(reduction=reduction) if name == "ce" else nn.MultiMarginLoss(reduction=reduction)
+    return (
+        nn.CrossEntropyLoss(reduction=reduction)
+        if name == "ce"
+        else nn.MultiMarginLoss(reduction=reduction)
+    )
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -199,7 +203,11 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
     for package in ("convlens", "safetensors", "torchvision"):
         try:
             versions[package] = importlib.metadata.version(package)
@@ -323,7 +331,9 @@ class _Probe:
     rows: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # layer -> (local image, y, x)
 
 
-def _make_probe(model: nn.Module, config: TrainConfig, test_labels: torch.Tensor) -> tuple[_Probe, dict]:
+def _make_probe(
+    model: nn.Module, config: TrainConfig, test_labels: torch.Tensor
+) -> tuple[_Probe, dict]:
     """Draw the probe set; return it and the tensors of probe_index.safetensors."""
     graph = build_graph(model, INPUT_SIZE)
     rng = np.random.default_rng(PROBE_SEED)
@@ -367,27 +377,52 @@ def _probe_from_index(index: dict[str, torch.Tensor], layers: dict[str, str]) ->
 
 @torch.no_grad()
 def _probe_activations(
-    model: nn.Module, probe: _Probe, test_images: torch.Tensor, batch: int = 250
+    model: nn.Module, probe: _Probe, test_images: torch.Tensor, batch: int = 500
 ) -> dict[str, torch.Tensor]:
-    """Return, per probe layer, the activations at its probe rows (float16, CPU)."""
-    parts: dict[str, list[torch.Tensor]] = {layer: [] for layer in probe.layers}
-    wanted = set(probe.layers.values())
+    """Return, per probe layer, the activations at its probe rows (float16, CPU).
+
+    Hooks on the activation layers gather the probe rows as the output is produced, so no whole
+    feature map is copied; the hooks are removed on exit, also after an error.
+    """
     device = test_images.device
-    for start in range(0, len(probe.images), batch):
-        stop = min(start + batch, len(probe.images))
-        x = normalize(test_images[probe.images[start:stop].to(device)])
-        with record_outputs(model, wanted) as outputs:
-            model(x)
-        for layer, activation_layer in probe.layers.items():
-            local, y, x_pos = probe.rows[layer]
-            chosen = (local >= start) & (local < stop)
-            out = outputs[activation_layer]
-            idx = (local[chosen] - start).to(device)
-            if out.dim() == 4:
-                values = out[idx, :, y[chosen].to(device), x_pos[chosen].to(device)]
-            else:
-                values = out[idx]
-            parts[layer].append(values.to("cpu", torch.float16))
+    parts: dict[str, list[torch.Tensor]] = {layer: [] for layer in probe.layers}
+    window = {"start": 0, "stop": 0}
+    calls: dict[str, int] = {}
+
+    def make_hook(path: str, targets: list[tuple[str, int]]):
+        def hook(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+            calls[path] = calls.get(path, 0) + 1
+            for layer, call in targets:
+                if call != calls[path]:
+                    continue
+                local, y, x = probe.rows[layer]
+                chosen = (local >= window["start"]) & (local < window["stop"])
+                idx = (local[chosen] - window["start"]).to(device)
+                if output.dim() == 4:
+                    values = output[idx, :, y[chosen].to(device), x[chosen].to(device)]
+                else:
+                    values = output[idx]
+                parts[layer].append(values.to("cpu", torch.float16))
+
+        return hook
+
+    # an activation layer id is its module path, with ":N" for the N-th call of a reused module
+    targets: dict[str, list[tuple[str, int]]] = {}
+    for layer, activation_layer in probe.layers.items():
+        path, _, call = activation_layer.partition(":")
+        targets.setdefault(path, []).append((layer, int(call or 1)))
+    handles = []
+    try:
+        for path, wanted in targets.items():
+            module = model.get_submodule(path) if path else model
+            handles.append(module.register_forward_hook(make_hook(path, wanted)))
+        for start in range(0, len(probe.images), batch):
+            window["start"], window["stop"] = start, min(start + batch, len(probe.images))
+            calls.clear()
+            model(normalize(test_images[probe.images[start : window["stop"]].to(device)]))
+    finally:
+        for handle in handles:
+            handle.remove()
     return {layer: torch.cat(chunks).contiguous() for layer, chunks in parts.items()}
 
 
@@ -398,8 +433,16 @@ def _probe_activations(
 class Recorder:
     """Writes a run's metrics and snapshots into RUN_DIR (see the module docstring)."""
 
-    def __init__(self, run_dir: Path, model: nn.Module, probe: _Probe, test_images: torch.Tensor):
+    def __init__(
+        self,
+        run_dir: Path,
+        model: nn.Module,
+        probe: _Probe,
+        test_images: torch.Tensor,
+        gradient_every: int = 1,
+    ):
         self.run_dir = Path(run_dir)
+        self.gradient_every = gradient_every
         self.model = model
         self.probe = probe
         self.test_images = test_images
@@ -417,7 +460,9 @@ class Recorder:
         if fresh:
             path.write_text("")
         else:
-            kept = [r for r in read_metrics(self.run_dir) if int(r.get("step", 0)) <= keep_through_step]
+            kept = [
+                r for r in read_metrics(self.run_dir) if int(r.get("step", 0)) <= keep_through_step
+            ]
             temp = path.with_name(f".metrics.jsonl.{os.getpid()}.tmp")
             temp.write_text("".join(json.dumps(r) + "\n" for r in kept))
             os.replace(temp, path)
@@ -442,13 +487,19 @@ class Recorder:
         self.edge_sums = {}
         self.steps_accumulated = 0
 
+    def wants_gradients(self, step: int) -> bool:
+        """Return whether optimizer step `step` (1-based) adds to the |gradient| averages."""
+        return (step - 1 - self.previous_step) % self.gradient_every == 0
+
     def after_backward(self) -> None:
         """Accumulate |gradient| summed over the kernel, per (output, input) channel pair."""
         for name, module in self.layers:
             grad = module.weight.grad
             if grad is None or grad.dim() < 2:
                 continue
-            summed = grad.abs().sum(dim=tuple(range(2, grad.dim()))) if grad.dim() > 2 else grad.abs()
+            summed = (
+                grad.abs().sum(dim=tuple(range(2, grad.dim()))) if grad.dim() > 2 else grad.abs()
+            )
             if name in self.edge_sums:
                 self.edge_sums[name].add_(summed)
             else:
@@ -463,19 +514,27 @@ class Recorder:
             grad = module.weight.grad
             previous = self.previous[name]
             stats[f"{name}.grad_norm"] = (
-                torch.linalg.vector_norm(grad).float().cpu() if grad is not None else torch.tensor(0.0)
+                torch.linalg.vector_norm(grad).float().cpu()
+                if grad is not None
+                else torch.tensor(0.0)
             )
-            delta = (weight - previous).flatten(1) if weight.dim() > 1 else (weight - previous)[:, None]
+            delta = (
+                (weight - previous).flatten(1) if weight.dim() > 1 else (weight - previous)[:, None]
+            )
             base = previous.flatten(1) if previous.dim() > 1 else previous[:, None]
             stats[f"{name}.weight_change"] = (
-                torch.linalg.vector_norm(delta) / torch.linalg.vector_norm(base).clamp_min(1e-12)
-            ).float().cpu()
+                (torch.linalg.vector_norm(delta) / torch.linalg.vector_norm(base).clamp_min(1e-12))
+                .float()
+                .cpu()
+            )
             stats[f"{name}.filter_weight_change"] = (
                 torch.linalg.vector_norm(delta, dim=1)
                 / torch.linalg.vector_norm(base, dim=1).clamp_min(1e-12)
             ).to("cpu", torch.float16)
             if weight.dim() >= 2:
-                summed = weight.sum(dim=tuple(range(2, weight.dim()))) if weight.dim() > 2 else weight
+                summed = (
+                    weight.sum(dim=tuple(range(2, weight.dim()))) if weight.dim() > 2 else weight
+                )
                 stats[f"{name}.edge_weight"] = summed.to("cpu", torch.float16)
                 sums = self.edge_sums.get(name)
                 mean = (
@@ -563,7 +622,9 @@ def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     return config, arch
 
 
-def _manifest(config: TrainConfig, probe_layers: dict[str, str], device: str, steps_per_epoch: int) -> dict:
+def _manifest(
+    config: TrainConfig, probe_layers: dict[str, str], device: str, steps_per_epoch: int
+) -> dict:
     return {
         "format": "convlens-run",
         "format_version": FORMAT_VERSION,
@@ -610,7 +671,9 @@ def evaluate(
     return correct / max(len(labels), 1), total_loss / max(len(labels), 1)
 
 
-def _tensors(split: str, limit: int | None, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _tensors(
+    split: str, limit: int | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     dataset = fashion_mnist(split)
     images = torch.tensor(np.asarray(dataset.images[:limit]))
     labels = torch.tensor(np.asarray(dataset.labels[:limit]), dtype=torch.long)
@@ -667,11 +730,15 @@ def train(
             if other != os.getpid() and _pid_alive(other):
                 raise RuntimeError(f"the run in {run_dir} is being trained by process {other}.")
         if not resume and (run_dir / "manifest.json").exists():
-            raise FileExistsError(f"{run_dir} already holds a run; pass resume=True or another folder.")
+            raise FileExistsError(
+                f"{run_dir} already holds a run; pass resume=True or another folder."
+            )
         pid_path.write_text(f"{os.getpid()}\n")
 
     try:
-        return _train(config, run_dir if record else None, manifest, progress, device, callback, started)
+        return _train(
+            config, run_dir if record else None, manifest, progress, device, callback, started
+        )
     finally:
         if record:
             with contextlib.suppress(FileNotFoundError):
@@ -713,6 +780,10 @@ def _train(
             last = snapshots[-1]
             folder = _snapshot_dir(run_dir, last)
             model.load_state_dict(load_file(folder / "weights.safetensors"))
+            if not (folder / "state.pt").is_file():
+                raise FileNotFoundError(
+                    f"the last snapshot of {run_dir} (step {last}) has no resume state (state.pt)."
+                )
             state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
@@ -726,7 +797,11 @@ def _train(
             save_file(
                 {k: v.contiguous() for k, v in index.items()},
                 run_dir / ".probe_index.tmp",
-                metadata={"layers": json.dumps(probe.layers), "split": "test", "seed": str(PROBE_SEED)},
+                metadata={
+                    "layers": json.dumps(probe.layers),
+                    "split": "test",
+                    "seed": str(PROBE_SEED),
+                },
             )
             os.replace(run_dir / ".probe_index.tmp", run_dir / "probe_index.safetensors")
         manifest = {
@@ -734,7 +809,7 @@ def _train(
             **({"created": manifest["created"]} if manifest else {}),
         }
         _write_json_atomic(run_dir / "manifest.json", manifest)
-        recorder = Recorder(run_dir, model, probe, test_images)
+        recorder = Recorder(run_dir, model, probe, test_images, max(1, config.snapshot_every // 10))
         if resuming:
             recorder.previous_step = step
         recorder.open_metrics(fresh=not resuming, keep_through_step=step)
@@ -768,7 +843,7 @@ def _train(
                 logits = model(x)
                 loss = criterion(logits, y)
                 loss.backward()
-                if recorder is not None:
+                if recorder is not None and recorder.wants_gradients(step + 1):
                     recorder.after_backward()
                 optimizer.step()
                 step += 1
@@ -800,10 +875,16 @@ def _train(
                                 "test_loss": last_test[1],
                             }
                         )
-                        recorder.snapshot(step, resume_state(epoch + 1, 0, after_perm_state), config.keep_snapshots)
+                        recorder.snapshot(
+                            step,
+                            resume_state(epoch + 1, 0, after_perm_state),
+                            config.keep_snapshots,
+                        )
                 elif recorder is not None and step % config.snapshot_every == 0:
                     recorder.snapshot(
-                        step, resume_state(epoch, b + 1, epoch_generator_state), config.keep_snapshots
+                        step,
+                        resume_state(epoch, b + 1, epoch_generator_state),
+                        config.keep_snapshots,
                     )
                 if callback is not None:
                     callback(step)
