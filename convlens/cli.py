@@ -72,6 +72,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     app.add_argument("streamlit_args", nargs=argparse.REMAINDER, metavar="STREAMLIT_OPTION")
 
+    train = commands.add_parser(
+        "train", help="train a small CNN on Fashion-MNIST, recording the run"
+    )
+    train.add_argument("--arch", required=True, choices=["deepeyes", "basecnn"])
+    train.add_argument("--data", default="fashion-mnist", choices=["fashion-mnist"])
+    train.add_argument("--epochs", type=int, required=True)
+    train.add_argument(
+        "--out", default=None, metavar="RUN_DIR", help="default: $CONVLENS_HOME/runs/..."
+    )
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--snapshot-every", type=int, default=100, metavar="STEPS")
+    train.add_argument("--lr", type=float, default=None, help="default: 0.01 (sgd), 0.001 (adam)")
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    train.add_argument("--loss", choices=["ce", "hinge"], default="ce")
+    train.add_argument("--init", default="default", help="default, kaiming or normal:STD")
+    train.add_argument("--width", type=float, default=None, help="basecnn: width multiplier")
+    train.add_argument("--depth", choices=["shallow", "base", "deep"], default=None)
+    train.add_argument("--batchnorm", action="store_true", help="basecnn: batch norm after convs")
+    train.add_argument("--conv1", type=int, default=None, help="deepeyes: filters of conv1")
+    train.add_argument("--conv2", type=int, default=None, help="deepeyes: filters of conv2")
+    train.add_argument("--fc1", type=int, default=None, help="deepeyes: units of fc1")
+
+    runs = commands.add_parser("runs", help="list, stop or delete recorded training runs")
+    runs.add_argument("--json", action="store_true", help="print JSON")
+    run_commands = runs.add_subparsers(dest="runs_command", metavar="ACTION", parser_class=_Parser)
+    for action, text in (("stop", "stop a running run"), ("delete", "delete a run folder")):
+        run_commands.add_parser(action, help=text).add_argument("run", metavar="RUN")
+
     weights = commands.add_parser("weights", help="fetch or import pretrained weights")
     weight_commands = weights.add_subparsers(
         dest="weights_command", metavar="ACTION", parser_class=_Parser
@@ -154,11 +184,11 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 def _run_graph(args: argparse.Namespace) -> None:
     from convlens.graph import build_graph
-    from convlens.models import build_untrained, load_user_model, model_spec
+    from convlens.models import RUN_PREFIX, build_untrained, model_spec, resolve_model
 
     name = _model_name(args)
-    if name.startswith("file:"):
-        loaded = load_user_model(name.removeprefix("file:"), device="cpu")
+    if name.startswith(("file:", RUN_PREFIX)):
+        loaded = resolve_model(name, device="cpu")
         module, input_size = loaded.module, loaded.input_size
     else:
         spec = model_spec(name)
@@ -204,7 +234,7 @@ def _run_weights(args: argparse.Namespace) -> None:
     if args.weights_command == "fetch":
         for name in args.names:
             spec = model_spec(name)
-            if spec.weights_url is None:
+            if spec.bundled_weights() is not None:
                 print(f"{name}: weights ship with ConvLens, nothing to fetch")
                 continue
             print(f"{name}: {download_weights(name, progress=True)}")
@@ -214,7 +244,85 @@ def _run_weights(args: argparse.Namespace) -> None:
         raise CliError("convlens weights: choose an action: fetch or import (see --help)")
 
 
+def _run_train(args: argparse.Namespace) -> None:
+    from convlens.training import train
+
+    if args.epochs < 1:
+        raise CliError("--epochs must be at least 1")
+    if args.resume and args.out is None:
+        raise CliError("--resume needs --out RUN_DIR")
+    deepeyes_options = {"conv1": args.conv1, "conv2": args.conv2, "fc1": args.fc1}
+    basecnn_options = {
+        "width": args.width,
+        "depth": args.depth,
+        "batchnorm": args.batchnorm or None,
+    }
+    own, other = (
+        (deepeyes_options, basecnn_options)
+        if args.arch == "deepeyes"
+        else (basecnn_options, deepeyes_options)
+    )
+    wrong = [f"--{key}" for key, value in other.items() if value is not None]
+    if wrong:
+        raise CliError(f"{', '.join(wrong)}: not an option of --arch {args.arch}")
+    options = {key: value for key, value in own.items() if value is not None}
+    if args.lr is not None:
+        options["lr"] = args.lr
+    try:
+        summary = train(
+            args.arch,
+            args.out,
+            epochs=args.epochs,
+            resume=args.resume,
+            seed=args.seed,
+            snapshot_every=args.snapshot_every,
+            batch_size=args.batch_size,
+            optimizer=args.optimizer,
+            loss=args.loss,
+            init=args.init,
+            **options,
+        )
+    except (ValueError, FileExistsError, RuntimeError) as error:
+        raise CliError(str(error)) from error
+    print(
+        f"{summary.path}: {summary.steps} steps, {summary.epochs} epochs, "
+        f"test accuracy {summary.test_accuracy:.2%}, {summary.seconds:.0f} s; "
+        f"open it as run:{summary.path}"
+    )
+
+
+def _run_runs(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
+    from convlens.runs import delete_run, list_runs, stop_run
+
+    try:
+        if args.runs_command == "stop":
+            print(f"asked process {stop_run(args.run)} to stop; resume with --resume")
+            return
+        if args.runs_command == "delete":
+            print(f"deleted {delete_run(args.run)}")
+            return
+    except (ValueError, OSError) as error:
+        raise CliError(str(error)) from error
+    runs = list_runs()
+    if args.json:
+        keys = ("path", "arch", "status", "step", "test_accuracy")
+        print(json.dumps([{key: asdict(run)[key] for key in keys} for run in runs], indent=2))
+        return
+    if not runs:
+        print("no runs yet; train one with `python -m convlens train --arch deepeyes --epochs 1`")
+    for run in runs:
+        accuracy = "-" if run.test_accuracy is None else f"{run.test_accuracy:.2%}"
+        origin = "shipped" if run.shipped else "yours"
+        print(
+            f"{run.status:<11}{run.arch or '?':<10}step {run.step or '-':<7}{accuracy:>8}  {origin:<8}{run.path}"
+        )
+
+
 COMMANDS = {
+    "train": _run_train,
+    "runs": _run_runs,
     "models": _run_models,
     "predict": _run_predict,
     "graph": _run_graph,

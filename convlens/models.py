@@ -30,6 +30,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 UNTRAINED_SEED = 0
 MAX_ASPECT = 4.0
 DEFAULT_MODEL = "efficientnet_lite0"
+RUN_PREFIX = "run:"
 
 WEIGHTS_STATUSES = ("bundled", "cache", "file", "download", "untrained")
 WEIGHTS_STATUS_LABELS = {
@@ -135,6 +136,22 @@ def _torchvision(name: str, description: str) -> ModelSpec:
     )
 
 
+def _small(arch: str, description: str) -> ModelSpec:
+    from convlens.data import FASHION_MNIST_CLASSES
+    from convlens.smallnets import FASHION_MNIST_MEAN, FASHION_MNIST_STD, INPUT_SIZE, build_small
+
+    return ModelSpec(
+        name=arch,
+        description=description,
+        input_size=INPUT_SIZE,
+        build=lambda: build_small(arch),
+        class_names=lambda: list(FASHION_MNIST_CLASSES),
+        resize=INPUT_SIZE[1],
+        mean=(FASHION_MNIST_MEAN,),
+        std=(FASHION_MNIST_STD,),
+    )
+
+
 _REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -144,6 +161,8 @@ _REGISTRY: dict[str, ModelSpec] = {
         _torchvision("vgg11", "VGG-11 (Simonyan & Zisserman, 2014), torchvision weights"),
         _torchvision("vgg16", "VGG-16 (Simonyan & Zisserman, 2014), torchvision weights"),
         _torchvision("resnet18", "ResNet-18 (He et al., 2015), torchvision weights"),
+        _small("deepeyes", "DeepEyes' MNIST network for Fashion-MNIST (train it: convlens train)"),
+        _small("basecnn", "CNNVis' BaseCNN for Fashion-MNIST (train it: convlens train)"),
     )
 }
 
@@ -321,11 +340,17 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], label
         raise ModelError(f"the weights do not fit {label}: " + "; ".join(problems))
 
 
-def _untrained_note(name: str) -> str:
+def _untrained_note(spec: ModelSpec) -> str:
+    if spec.weights_url is None:
+        return (
+            f"{spec.name} is untrained: ConvLens trains it on Fashion-MNIST; run "
+            f"`python -m convlens train --arch {spec.name} --data fashion-mnist --epochs 5` "
+            f"and open the run as run:RUN_DIR."
+        )
     return (
-        f"{name} is untrained: its pretrained weights are not on this machine. "
-        f"On a machine with internet, run `{fetch_command(name)}`, or copy the file here and run "
-        f"`python -m convlens weights import {name} FILE`."
+        f"{spec.name} is untrained: its pretrained weights are not on this machine. "
+        f"On a machine with internet, run `{fetch_command(spec.name)}`, or copy the file here and "
+        f"run `python -m convlens weights import {spec.name} FILE`."
     )
 
 
@@ -337,10 +362,18 @@ def load_model(
     download: bool = False,
     progress: bool = True,
 ) -> LoadedModel:
-    """Return the named network with the best weights available (see the module docstring)."""
+    """Return the named network with the best weights available (see the module docstring).
+
+    `name` is a registry name or `run:RUN_DIR[@STEP]`, a recorded training run's last (or given)
+    snapshot.
+    """
+    if name.startswith(RUN_PREFIX):
+        if weights is not None:
+            raise ModelError("a run: model brings its own weights; leave out --weights")
+        return load_run_model(name, device=device)
     spec = model_spec(name)
     module = build_untrained(spec)
-    status, note, state = "untrained", _untrained_note(name), None
+    status, note, state = "untrained", _untrained_note(spec), None
     if weights is not None:
         state, status, note = read_state_dict(weights), "file", f"weights from {Path(weights).name}"
     elif (bundled := spec.bundled_weights()) is not None:
@@ -386,7 +419,7 @@ def download_weights(
     url = model_spec(name).weights_url
     target = hub_cache_path(name)
     if url is None or target is None:
-        raise ModelError(f"{name} has no weights to download; its weights ship with ConvLens")
+        raise ModelError(f"{name} has no weights to download: {_untrained_note(model_spec(name))}")
     if target.is_file():
         return target
     if offline():
@@ -433,7 +466,9 @@ def import_weights(name: str, path: str | Path) -> Path:
     spec = model_spec(name)
     target = hub_cache_path(name)
     if target is None:
-        raise ModelError(f"{name} needs no import: its weights ship with ConvLens")
+        if spec.bundled_weights() is not None:
+            raise ModelError(f"{name} needs no import: its weights ship with ConvLens")
+        raise ModelError(f"{name} has no hub cache to import into; give its weights as --weights")
     check_state_dict(build_untrained(spec), read_state_dict(path), name)
     target.parent.mkdir(parents=True, exist_ok=True)
     if Path(path).suffix == ".safetensors":
@@ -441,6 +476,44 @@ def import_weights(name: str, path: str | Path) -> Path:
     else:
         shutil.copyfile(path, target)
     return target
+
+
+def parse_run_name(name: str) -> tuple[Path, int | None]:
+    """Split `run:RUN_DIR[@STEP]` into the run folder and the step (None: the last snapshot)."""
+    reference = name.removeprefix(RUN_PREFIX)
+    folder, at, step = reference.rpartition("@")
+    if not at:
+        return Path(reference), None
+    if not step.isdigit():
+        raise ModelError(f"'{name}' should look like run:RUN_DIR or run:RUN_DIR@STEP")
+    return Path(folder), int(step)
+
+
+def load_run_model(name: str, device: str | torch.device | None = None) -> LoadedModel:
+    """Load the snapshot that `run:RUN_DIR[@STEP]` names, with its run's classes and preprocessing."""
+    from convlens.paths import ASSETS_DIR
+    from convlens.training import load_snapshot
+
+    folder, step = parse_run_name(name)
+    if not (folder / "manifest.json").is_file():
+        raise ModelError(f"no recorded run in {folder} (it has no manifest.json)")
+    try:
+        module, manifest = load_snapshot(folder, step)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise ModelError(f"cannot load {name}: {str(error).strip().splitlines()[0]}") from error
+    size = tuple(int(v) for v in manifest["input_size"])
+    normalize = manifest["normalize"]
+    shipped = folder.resolve().is_relative_to(ASSETS_DIR.resolve())
+    module.eval().to(torch.device(device) if device is not None else default_device())
+    return LoadedModel(
+        name=name,
+        module=module,
+        transform=make_transform(size, size[1], tuple(normalize["mean"]), tuple(normalize["std"])),
+        input_size=size,
+        class_names=list(manifest["classes"]),
+        weights_status="bundled" if shipped else "file",
+        weights_note=f"weights of the run in {folder}" + (f" at step {step}" if step else ""),
+    )
 
 
 def load_user_model(

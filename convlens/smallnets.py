@@ -19,6 +19,8 @@ from torch import nn
 
 SMALL_ARCHS: tuple[str, ...] = ("deepeyes", "basecnn")
 INPUT_SIZE: tuple[int, int, int] = (1, 28, 28)
+FASHION_MNIST_MEAN = 0.2860
+FASHION_MNIST_STD = 0.3530
 BASECNN_GROUPS: tuple[tuple[int, ...], ...] = ((32, 32), (64, 64), (128, 128, 128), (128, 128, 128))
 BASECNN_DEPTHS: tuple[str, ...] = ("shallow", "base", "deep")
 

@@ -65,11 +65,9 @@ from tqdm.auto import tqdm
 from convlens.data import FASHION_MNIST_CLASSES, fashion_mnist
 from convlens.graph import build_graph
 from convlens.paths import convlens_home
-from convlens.smallnets import INPUT_SIZE, build_small
+from convlens.smallnets import FASHION_MNIST_MEAN, FASHION_MNIST_STD, INPUT_SIZE, build_small
 
 FORMAT_VERSION = 1
-FASHION_MNIST_MEAN = 0.2860
-FASHION_MNIST_STD = 0.3530
 PROBE_SEED = 0
 DATASETS = ("fashion-mnist",)
 OPTIMIZERS = ("sgd", "adam")

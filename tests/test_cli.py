@@ -49,7 +49,8 @@ def test_models_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     assert [row["name"] for row in rows] == list_models()
     for row in rows:
         assert set(row) == {"name", "input_size", "num_classes", "weights_available"}
-        assert len(row["input_size"]) == 3 and row["num_classes"] == 1000
+        assert len(row["input_size"]) == 3
+        assert row["num_classes"] == (10 if row["input_size"][0] == 1 else 1000)
     available = {row["name"]: row["weights_available"] for row in rows}
     assert available["efficientnet_lite0"] is True
     assert available["alexnet"] is False  # TORCH_HOME is an empty temp dir in tests
@@ -253,3 +254,71 @@ def test_a_user_model_predicts_and_graphs(
     nodes = json.loads(capsys.readouterr().out)["nodes"]
     assert [n["id"] for n in nodes] == ["body.0", "body.1", "body.2", "body.3", "body.4"]
     assert nodes[0]["receptive_field"] == 3
+
+
+def test_train_runs_and_run_models_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tiny DeepEyes run trained by the CLI is listed, loads as run:DIR and can be deleted."""
+    from convlens.models import load_model
+
+    out = tmp_path / "runs" / "tiny"
+    argv = ["train", "--arch", "deepeyes", "--epochs", "1", "--conv1", "2", "--conv2", "3"]
+    argv += ["--fc1", "8", "--snapshot-every", "400", "--out", str(out)]
+    assert main(argv) == 0
+    assert f"run:{out}" in capsys.readouterr().out
+    model = load_model(f"run:{out}")
+    assert model.input_size == (1, 28, 28) and model.class_names[9] == "Ankle boot"
+    assert model.weights_status == "file"
+    assert (
+        main(["predict", "--model", f"run:{out}@400", "--image", "fashion-mnist:test:0", "--json"])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["model"] == f"run:{out}@400"
+    assert main(["graph", "--model", f"run:{out}", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nodes"][0]["id"] == "features.conv1"
+    assert main(["runs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []  # out is not under a run folder
+    assert main(["runs", "delete", str(out)]) == 0
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--arch", "deepeyes", "--epochs", "1", "--width", "2"],
+        ["train", "--arch", "basecnn", "--epochs", "1", "--conv1", "3"],
+        ["train", "--arch", "deepeyes", "--epochs", "0"],
+        ["train", "--arch", "deepeyes", "--epochs", "1", "--resume"],
+        ["train", "--arch", "lenet", "--epochs", "1"],
+        ["runs", "stop", "no-such-run"],
+        ["runs", "delete", "no-such-run"],
+        ["predict", "--model", "run:/no/such/run", "--image", "sample:chelsea"],
+        ["predict", "--model", "run:/tmp@last", "--image", "sample:chelsea"],
+    ],
+)
+def test_training_usage_errors_exit_2_with_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_runs_lists_user_runs_and_survives_broken_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    from convlens.paths import convlens_home
+
+    broken = convlens_home() / "runs" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "manifest.json").write_text("{not json")
+    assert main(["runs", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == [
+        {
+            "path": str(broken),
+            "arch": None,
+            "status": "unreadable",
+            "step": None,
+            "test_accuracy": None,
+        }
+    ]

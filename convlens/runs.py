@@ -1,0 +1,91 @@
+"""The recorded training runs on this machine: the shipped ones and the user's; stop and delete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from convlens.paths import ASSETS_DIR, convlens_home
+from convlens.training import list_snapshots, read_manifest, read_metrics, run_status
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run as `convlens runs` lists it."""
+
+    path: str
+    arch: str | None
+    status: str
+    step: int | None
+    test_accuracy: float | None
+    shipped: bool
+
+
+def run_roots() -> list[tuple[Path, bool]]:
+    """Return the folders that hold runs, each with whether it is the shipped one."""
+    return [(ASSETS_DIR / "runs", True), (convlens_home() / "runs", False)]
+
+
+def describe_run(path: Path, shipped: bool = False) -> RunInfo:
+    """Return what a listing shows of the run in `path`; never raises for a broken run."""
+    status = run_status(path)
+    arch, step, accuracy = None, None, None
+    if status != "unreadable":
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            arch = read_manifest(path).get("arch")
+        steps = list_snapshots(path)
+        step = steps[-1] if steps else None
+        with contextlib.suppress(OSError, ValueError):
+            accuracies = [r["test_accuracy"] for r in read_metrics(path) if "test_accuracy" in r]
+            accuracy = float(accuracies[-1]) if accuracies else None
+    return RunInfo(str(path), arch, status, step, accuracy, shipped)
+
+
+def list_runs() -> list[RunInfo]:
+    """Return every run folder under the shipped and the user's run folders, in name order."""
+    runs = []
+    for root, shipped in run_roots():
+        if root.is_dir():
+            runs.extend(
+                describe_run(entry, shipped) for entry in sorted(root.iterdir()) if entry.is_dir()
+            )
+    return runs
+
+
+def find_run(reference: str) -> Path:
+    """Return the run folder named by a path or by a folder name under the run folders."""
+    path = Path(reference)
+    if (path / "manifest.json").exists() or (path / "pid").exists():
+        return path
+    for root, _ in run_roots():
+        if (root / reference).is_dir():
+            return root / reference
+    raise ValueError(f"no run '{reference}'; `convlens runs` lists them")
+
+
+def stop_run(reference: str) -> int:
+    """Ask the process training the run to stop (SIGTERM); return its pid.
+
+    The run stays resumable from its last snapshot (`convlens train ... --out RUN --resume`).
+    """
+    path = find_run(reference)
+    if run_status(path) != "running":
+        raise ValueError(f"the run in {path} is not running")
+    pid = int((path / "pid").read_text().strip())
+    os.kill(pid, signal.SIGTERM)
+    return pid
+
+
+def delete_run(reference: str) -> Path:
+    """Delete a user's run folder (not a shipped one, not a running one); return its path."""
+    path = find_run(reference).resolve()
+    if path.is_relative_to(ASSETS_DIR.resolve()):
+        raise ValueError(f"{path} is shipped with ConvLens; it is not deleted")
+    if run_status(path) == "running":
+        raise ValueError(f"the run in {path} is still training; stop it first")
+    shutil.rmtree(path)
+    return path
