@@ -209,6 +209,12 @@ def weights_source_key(name: str) -> str:
 
     Caches keyed by it pick up weights fetched or imported while the app runs.
     """
+    if name.startswith(RUN_PREFIX):
+        from convlens.training import list_snapshots
+
+        folder, step = parse_run_name(name)
+        snapshots = list_snapshots(folder)
+        return f"run:{step if step is not None else (snapshots[-1] if snapshots else None)}"
     if name.startswith("file:") or name not in _REGISTRY:
         return name
     if model_spec(name).bundled_weights() is not None:

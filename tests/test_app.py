@@ -259,3 +259,37 @@ def test_weights_imported_while_running_are_picked_up(tmp_path: Path) -> None:
     at.run()
     assert not at.exception
     assert "torch hub cache" in all_text(at)
+
+
+@pytest.mark.parametrize("name", ["deepeyes", "basecnn"])
+def test_network_page_for_the_small_fashion_cnns(name: str) -> None:
+    at = start({"model": name, "image": "fashion-mnist:test:0"})
+    at.switch_page("pages/network.py").run()
+    assert not at.exception
+    assert "convlens train" in all_text(at), "an untrained small CNN says how to train it"
+    data = chain_json(at)
+    assert data["nodes"][0]["id"] == "features.conv1" if name == "deepeyes" else "features.conv1_1"
+
+
+def test_a_recorded_run_is_a_model_of_the_app(tmp_path: Path) -> None:
+    from convlens.paths import convlens_home
+    from convlens.training import train
+
+    out = convlens_home() / "runs" / "tiny"
+    train(
+        "deepeyes",
+        out,
+        epochs=1,
+        progress=False,
+        conv1=2,
+        conv2=3,
+        fc1=8,
+        limit_train=256,
+        limit_test=128,
+    )
+    at = start({"model": f"run:{out}", "image": "fashion-mnist:test:0"})
+    at.switch_page("pages/network.py").run()
+    assert not at.exception
+    assert at.session_state["model"] == f"run:{out}"
+    assert "tiny — recorded run" in at.selectbox(key="model_widget").options
+    assert "your weights file" in all_text(at)

@@ -11,6 +11,7 @@ import streamlit as st
 from convlens.data import DEFAULT_IMAGE, ImageSourceError, LoadedImage, list_samples
 from convlens.models import (
     DEFAULT_MODEL,
+    RUN_PREFIX,
     WEIGHTS_STATUS_LABELS,
     LoadedModel,
     ModelError,
@@ -20,6 +21,7 @@ from convlens.models import (
     weights_source_key,
 )
 from convlens.paths import convlens_home
+from convlens.runs import RunInfo, list_runs
 from convlens.ui.cache import cached_image, cached_model
 from convlens.ui.state import persisted, restore_from_url, upload_digest, uploads
 
@@ -85,19 +87,34 @@ def render_sidebar() -> Selection:
 
 
 def _model_picker() -> str:
-    names = list_models()
-    if st.session_state.get("model") not in names:
-        if st.session_state.get("model"):
-            st.warning(f"Unknown model '{st.session_state['model']}'; showing {DEFAULT_MODEL}.")
+    names = list_models() + [run_name(run) for run in list_runs() if run.step is not None]
+    current = st.session_state.get("model")
+    if current and current.startswith(RUN_PREFIX) and current not in names:
+        names.append(current)  # a run given in the URL; loading it says what is wrong, if anything
+    if current not in names:
+        if current:
+            st.warning(f"Unknown model '{current}'; showing {DEFAULT_MODEL}.")
         st.session_state["model"] = DEFAULT_MODEL
     st.selectbox(
         "Model",
         names,
         **persisted("model", on_change=_forget_layer),
-        help="EfficientNet-Lite ships its ImageNet weights and works offline.",
-        format_func=lambda n: f"{n} — {model_spec(n).description.split(',')[0]}",
+        help="EfficientNet-Lite ships its ImageNet weights and works offline; "
+        "run:… entries are recorded training runs (`convlens train`).",
+        format_func=_model_label,
     )
     return st.session_state["model"]
+
+
+def run_name(run: RunInfo) -> str:
+    """Return the model name of a run's last snapshot."""
+    return f"{RUN_PREFIX}{run.path}"
+
+
+def _model_label(name: str) -> str:
+    if name.startswith(RUN_PREFIX):
+        return f"{Path(name.removeprefix(RUN_PREFIX)).name} — recorded run"
+    return f"{name} — {model_spec(name).description.split(',')[0]}"
 
 
 def _forget_layer() -> None:
@@ -108,6 +125,8 @@ def _forget_layer() -> None:
 
 def _weights_controls(name: str) -> str | None:
     weights_by_model: dict[str, str] = st.session_state.setdefault("weights_by_model", {})
+    if name.startswith(RUN_PREFIX):
+        return None  # a run's snapshot brings its own weights
     with st.expander("Weights", expanded=False):
         upload = st.file_uploader(
             "Your state dict for this architecture",
