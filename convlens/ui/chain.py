@@ -14,6 +14,7 @@ from convlens.style import (
     EDGE_COLOUR,
     EDGE_FONT_SIZE,
     LAYER_COLOURS,
+    LAYER_TYPE_NAMES,
     NODE_MAX_WIDTH,
     NODE_MIN_WIDTH,
     NODES_PER_ROW,
@@ -194,7 +195,22 @@ def render_chain(graph: LayerGraph, model_key: str) -> None:
         "colour = layer type · link labels = output size (channels×height×width) · click a node"
     )
     clicked = agraph(nodes=nodes, edges=edges, config=chain_config(len(nodes)))
+    st.markdown(legend_html(graph, expanded), unsafe_allow_html=True)
     handle_click(graph, clicked, expanded, f"last_chain_click:{model_key}")
+
+
+def legend_html(graph: LayerGraph, expanded: set[str]) -> str:
+    """Return a one-line legend of the fill colours drawn in the chain."""
+    kinds = list(dict.fromkeys(node.type for node in graph.chain if node.group in expanded))
+    if len(expanded) < len(graph.groups):
+        kinds.append("group")
+    chips = [
+        f'<span style="display:inline-block;width:0.9em;height:0.9em;margin:0 0.3em 0 0.9em;'
+        f'vertical-align:middle;background:{LAYER_COLOURS[kind]};border-radius:2px"></span>'
+        f"{LAYER_TYPE_NAMES[kind]}"
+        for kind in kinds
+    ]
+    return f'<div style="font-size:0.95rem">{"".join(chips)}</div>'
 
 
 def handle_click(graph: LayerGraph, clicked: str | None, expanded: set[str], last_key: str) -> None:
