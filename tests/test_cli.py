@@ -322,3 +322,41 @@ def test_runs_lists_user_runs_and_survives_broken_ones(capsys: pytest.CaptureFix
             "test_accuracy": None,
         }
     ]
+
+
+def test_runs_stop_ends_a_running_training_which_can_then_be_deleted(tmp_path: Path) -> None:
+    """A real training process is listed as running, stopped by `runs stop`, then deleted."""
+    import time
+
+    from convlens.training import list_snapshots, run_status
+
+    out = tmp_path / "long"
+    command = [sys.executable, "-m", "convlens", "train", "--arch", "deepeyes", "--epochs", "50"]
+    command += [
+        "--conv1",
+        "2",
+        "--conv2",
+        "3",
+        "--fc1",
+        "8",
+        "--snapshot-every",
+        "50",
+        "--out",
+        str(out),
+    ]
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list_snapshots(out) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert list_snapshots(out), "the run wrote a snapshot"
+        assert run_status(out) == "running"
+        assert run_cli("runs", "stop", str(out)).returncode == 0
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert run_status(out) == "incomplete"
+    assert run_cli("runs", "delete", str(out)).returncode == 0
+    assert not out.exists()
