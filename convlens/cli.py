@@ -127,31 +127,26 @@ def _model_name(args: argparse.Namespace) -> str:
 
 
 def _run_models(args: argparse.Namespace) -> None:
-    from convlens.models import list_models, model_spec, weights_available
+    from convlens.models import zoo
 
-    rows = [
-        {
-            "name": name,
-            "input_size": list(model_spec(name).input_size),
-            "num_classes": len(model_spec(name).class_names()),
-            "weights_available": weights_available(name),
-        }
-        for name in list_models()
-    ]
+    entries = zoo()
     if args.json:
+        rows = [
+            {
+                "name": entry.name,
+                "input_size": list(entry.input_size),
+                "num_classes": entry.num_classes,
+                "weights_available": entry.weights_available,
+            }
+            for entry in entries
+        ]
         print(json.dumps(rows, indent=2))
         return
     print(f"{'name':<22}{'input':<14}{'classes':>8}  weights")
-    for row, name in zip(rows, list_models(), strict=True):
-        size = "x".join(str(v) for v in row["input_size"])
-        state = "available" if row["weights_available"] else "missing: " + _fetch_hint(name)
-        print(f"{name:<22}{size:<14}{row['num_classes']:>8}  {state}")
-
-
-def _fetch_hint(name: str) -> str:
-    from convlens.models import fetch_command
-
-    return f"`{fetch_command(name)}`"
+    for entry in entries:
+        size = "x".join(str(v) for v in entry.input_size)
+        state = "available" if entry.weights_available else f"missing: `{entry.how_to_get_weights}`"
+        print(f"{entry.name:<22}{size:<14}{entry.num_classes:>8}  {state}")
 
 
 def _run_predict(args: argparse.Namespace) -> None:

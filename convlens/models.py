@@ -226,6 +226,33 @@ def weights_source_key(name: str) -> str:
     return "untrained"
 
 
+@dataclass(frozen=True)
+class ZooEntry:
+    """One model of the registry as the `models` listing shows it."""
+
+    name: str
+    input_size: tuple[int, int, int]
+    num_classes: int
+    weights_available: bool
+    how_to_get_weights: str
+
+
+def zoo() -> list[ZooEntry]:
+    """Return every registry model, with whether its weights are here and how to get them."""
+    entries = []
+    for name in list_models():
+        spec = model_spec(name)
+        hint = (
+            f"python -m convlens train --arch {name}"
+            if spec.weights_url is None and spec.bundled_weights() is None
+            else fetch_command(name)
+        )
+        entries.append(
+            ZooEntry(name, spec.input_size, len(spec.class_names()), weights_available(name), hint)
+        )
+    return entries
+
+
 def fetch_command(name: str) -> str:
     """Return the shell command that fetches the weights of `name` on a machine with internet."""
     return f"python -m convlens weights fetch {name}"

@@ -1,12 +1,13 @@
-"""Home: what ConvLens does, and the way into each view."""
+"""Home: what ConvLens does, the way into each view, and which models work offline here."""
 
+import pandas as pd
 import streamlit as st
 
+from convlens.models import zoo
 from convlens.ui.navigation import PAGES
 from convlens.ui.sidebar import page_setup
 
 page_setup()
-
 st.title("ConvLens")
 st.markdown(
     "Look inside convolutional neural networks: see a network as a chain of layers, "
@@ -20,4 +21,22 @@ st.markdown(
     "images, annotating filters), **CNNVis** (neuron clusters, reordered activation matrices, "
     "bundled edges) and **DeepEyes** (analysis during training). "
     "Every view keeps its state in the address bar: bookmark it to reopen the same view."
+)
+
+st.subheader("Models on this machine")
+rows = [
+    {
+        "model": entry.name,
+        "input": "×".join(str(v) for v in entry.input_size),
+        "classes": entry.num_classes,
+        "pretrained weights": "ready offline"
+        if entry.weights_available
+        else entry.how_to_get_weights,
+    }
+    for entry in zoo()
+]
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+st.caption(
+    "Before a lecture without internet, fetch the weights you need on a machine that has it "
+    "(the commands above); they stay in the torch hub cache."
 )
