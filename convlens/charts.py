@@ -8,10 +8,13 @@ import altair as alt
 import pandas as pd
 
 from convlens.predict import Prediction
+from convlens.runs import Curves
 from convlens.style import (
+    ACCURACY_COLOUR,
     AXIS_FONT_SIZE,
     BAR_COLOUR,
     BAR_HEIGHT,
+    CURVES_HEIGHT,
     HISTOGRAM_HEIGHT,
     LABEL_FONT_SIZE,
 )
@@ -66,5 +69,46 @@ def histogram_chart(histogram: Histogram, title: str) -> alt.Chart:
             ],
         )
         .properties(height=HISTOGRAM_HEIGHT)
+        .configure_axis(labelFontSize=AXIS_FONT_SIZE, titleFontSize=AXIS_FONT_SIZE)
+    )
+
+
+def curves_chart(curves: Curves, max_points: int = 1500) -> alt.LayerChart | alt.Chart:
+    """Return training loss per step (smoothed) and test accuracy per epoch, on two axes."""
+    stride = max(1, len(curves.steps) // max_points)
+    window = max(1, stride * 5)
+    smoothed = (
+        pd.Series(curves.loss).rolling(window, min_periods=1).mean().to_numpy()
+        if len(curves.loss)
+        else curves.loss
+    )
+    losses = pd.DataFrame({"step": curves.steps[::stride], "training loss": smoothed[::stride]})
+    tests = pd.DataFrame({"step": curves.epoch_steps, "test accuracy": curves.test_accuracy})
+    loss_line = (
+        alt.Chart(losses)
+        .mark_line(color=BAR_COLOUR)
+        .encode(
+            x=alt.X("step:Q", title="step"),
+            y=alt.Y("training loss:Q", axis=alt.Axis(titleColor=BAR_COLOUR)),
+            tooltip=["step:Q", alt.Tooltip("training loss:Q", format=".3f")],
+        )
+    )
+    accuracy = (
+        alt.Chart(tests)
+        .mark_line(color=ACCURACY_COLOUR, point=True)
+        .encode(
+            x="step:Q",
+            y=alt.Y(
+                "test accuracy:Q",
+                axis=alt.Axis(format="%", titleColor=ACCURACY_COLOUR),
+                scale=alt.Scale(zero=False),
+            ),
+            tooltip=["step:Q", alt.Tooltip("test accuracy:Q", format=".2%")],
+        )
+    )
+    return (
+        alt.layer(loss_line, accuracy)
+        .resolve_scale(y="independent")
+        .properties(height=CURVES_HEIGHT)
         .configure_axis(labelFontSize=AXIS_FONT_SIZE, titleFontSize=AXIS_FONT_SIZE)
     )

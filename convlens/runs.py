@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import shutil
 import signal
+import subprocess
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from convlens.paths import ASSETS_DIR, convlens_home
 from convlens.training import list_snapshots, read_manifest, read_metrics, run_status
@@ -89,3 +95,70 @@ def delete_run(reference: str) -> Path:
         raise ValueError(f"the run in {path} is still training; stop it first")
     shutil.rmtree(path)
     return path
+
+
+def train_command(arch: str, epochs: int, out: Path, options: Mapping[str, object]) -> list[str]:
+    """Return the `convlens train` command line for these options (flags as the CLI spells them)."""
+    command = [sys.executable, "-m", "convlens", "train", "--arch", arch, "--epochs", str(epochs)]
+    command += ["--out", str(out)]
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            command.append(flag)
+        elif value not in (None, False):
+            command += [flag, str(value)]
+    return command
+
+
+def start_run(arch: str, epochs: int, options: Mapping[str, object] | None = None) -> Path:
+    """Start `convlens train` in its own process (it outlives the app session); return its folder.
+
+    Each run gets a new folder, so runs started at once from several sessions never share files.
+    Its output goes to RUN_DIR/train.log.
+    """
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    out = convlens_home() / "runs" / f"{arch}-{stamp}"
+    out.mkdir(parents=True)
+    with (out / "train.log").open("w") as log:
+        subprocess.Popen(
+            train_command(arch, epochs, out, options or {}),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "TQDM_MININTERVAL": "5"},
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Curves:
+    """A run's learning curves: training loss per step and test accuracy / loss per epoch."""
+
+    steps: np.ndarray
+    loss: np.ndarray
+    batch_accuracy: np.ndarray
+    epoch_steps: np.ndarray
+    epochs: np.ndarray
+    test_accuracy: np.ndarray
+    test_loss: np.ndarray
+
+
+def learning_curves(run_dir: str | Path) -> Curves:
+    """Return the curves of metrics.jsonl (a partial last line is skipped)."""
+    records = read_metrics(run_dir)
+    per_step = [r for r in records if "loss" in r]
+    per_epoch = [r for r in records if "test_accuracy" in r]
+
+    def column(rows: list[dict], key: str, dtype: type = float) -> np.ndarray:
+        return np.array([row[key] for row in rows], dtype=dtype)
+
+    return Curves(
+        steps=column(per_step, "step", int),
+        loss=column(per_step, "loss"),
+        batch_accuracy=column(per_step, "batch_accuracy"),
+        epoch_steps=column(per_epoch, "step", int),
+        epochs=column(per_epoch, "epoch", int),
+        test_accuracy=column(per_epoch, "test_accuracy"),
+        test_loss=column(per_epoch, "test_loss"),
+    )

@@ -293,3 +293,34 @@ def test_a_recorded_run_is_a_model_of_the_app(tmp_path: Path) -> None:
     assert at.session_state["model"] == f"run:{out}"
     assert "tiny — recorded run" in at.selectbox(key="model_widget").options
     assert "your weights file" in all_text(at)
+
+
+def test_training_page_starts_a_run_that_trains_in_its_own_process() -> None:
+    import time
+
+    from convlens.training import run_status
+
+    at = start()
+    at.switch_page("pages/training.py").run()
+    assert not at.exception
+    assert any("No runs yet" in i.value for i in at.info)
+    at.number_input(key="train_epochs").set_value(1)
+    at.number_input(key="train_conv1").set_value(2)
+    at.number_input(key="train_conv2").set_value(3)
+    at.number_input(key="train_fc1").set_value(8)
+    at.button(key="FormSubmitter:start_run-Start training").click().run()
+    assert not at.exception
+    run = Path(at.session_state["run"])
+    assert run.is_dir()
+    deadline = time.monotonic() + 180
+    while run_status(run) != "finished" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert run_status(run) == "finished", (run / "train.log").read_text()[-2000:]
+    at.run()
+    assert not at.exception
+    charts = at.get("vega_lite_chart")
+    assert charts, "the run's curves are drawn"
+    assert any(f"run:{run}" in c.value for c in at.caption)
+    at.button(key="run_delete").click().run()
+    assert not at.exception
+    assert not run.exists()

@@ -64,6 +64,10 @@ def test_every_page_offline_with_chain_drawn_and_clickable() -> None:
                 assert chain_canvas_ink(page) > 500, "the chain canvas is drawn on"
             page.screenshot(path=str(SCREENSHOTS / f"{spec.url_path}.png"), full_page=True)
 
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Network").click()
+        page.wait_for_url("**/network*", timeout=60_000)
+        wait_for_app(page)
+        assert chain_canvas_ink(page) > 500
         # EfficientNet-Lite0 starts with collapsed groups (yellow); a click expands one,
         # then a click on a convolution node (blue) shows its details beside the chain.
         click_colour(page, (0xF0, 0xE4, 0x42))

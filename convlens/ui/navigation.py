@@ -25,4 +25,11 @@ PAGES: tuple[PageSpec, ...] = (
         "network",
         "the model as a chain of layer nodes, each layer's details, and the top-5 classes",
     ),
+    PageSpec(
+        "pages/training.py",
+        "Training",
+        ":material/monitoring:",
+        "training",
+        "train a small CNN on Fashion-MNIST and watch it learn, live",
+    ),
 )

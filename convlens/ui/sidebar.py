@@ -70,7 +70,10 @@ def _leave_pages_directory_mode() -> None:
 
     if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        # Once per session: a rerun drops button clicks, and AppTest resets the mode every run.
+        if not st.session_state.get("_left_pages_directory_mode"):
+            st.session_state["_left_pages_directory_mode"] = True
+            st.rerun()
 
 
 def render_sidebar() -> Selection:

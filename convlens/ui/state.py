@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-URL_KEYS = ("model", "image", "layer", "filter")
+URL_KEYS = ("model", "image", "layer", "filter", "run")
 
 
 def restore_from_url() -> None:

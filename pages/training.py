@@ -1,0 +1,119 @@
+"""Training: start a small CNN on Fashion-MNIST, watch it learn live, stop, resume or delete runs."""
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from convlens.charts import curves_chart
+from convlens.runs import delete_run, learning_curves, list_runs, start_run, stop_run
+from convlens.style import RUN_REFRESH_SECONDS
+from convlens.ui.sidebar import page_setup
+
+page_setup()
+st.title("Training")
+st.caption(
+    "Train DeepEyes' network or CNNVis' BaseCNN on Fashion-MNIST. A run trains in its own "
+    "process: close the browser and it goes on. Its curves update live; every run records "
+    "snapshots that later views (and `run:…` models) open."
+)
+
+with st.form("start_run", border=True):
+    st.markdown("**Start a run**")
+    arch_column, epochs_column, seed_column = st.columns(3)
+    arch = arch_column.selectbox("Architecture", ["deepeyes", "basecnn"], key="train_arch")
+    epochs = epochs_column.number_input("Epochs", 1, 200, 3, key="train_epochs")
+    seed = seed_column.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+    optimizer_column, lr_column, loss_column, init_column = st.columns(4)
+    optimizer = optimizer_column.selectbox("Optimizer", ["sgd", "adam"], key="train_optimizer")
+    lr = lr_column.number_input(
+        "Learning rate (0: default)", 0.0, 10.0, 0.0, format="%.4f", key="train_lr"
+    )
+    loss = loss_column.selectbox("Loss", ["ce", "hinge"], key="train_loss")
+    init = init_column.selectbox(
+        "Initialisation",
+        ["kaiming", "default", "normal:0.01"],
+        key="train_init",
+        help="BaseCNN without batch norm does not learn from PyTorch's default initialisation.",
+    )
+    st.markdown("DeepEyes widths · BaseCNN variant")
+    conv1_column, conv2_column, fc1_column, width_column, depth_column, norm_column = st.columns(6)
+    conv1 = conv1_column.number_input("conv1", 1, 512, 20, key="train_conv1")
+    conv2 = conv2_column.number_input("conv2", 1, 512, 50, key="train_conv2")
+    fc1 = fc1_column.number_input("fc1", 1, 4096, 500, key="train_fc1")
+    width = width_column.selectbox(
+        "width ×", [0.25, 0.5, 1.0, 2.0, 4.0], index=2, key="train_width"
+    )
+    depth = depth_column.selectbox("depth", ["base", "shallow", "deep"], key="train_depth")
+    batchnorm = norm_column.checkbox("batch norm", key="train_batchnorm")
+    started = st.form_submit_button("Start training", type="primary")
+
+if started:
+    options = {"seed": seed, "optimizer": optimizer, "loss": loss, "init": init}
+    options["lr"] = lr or None
+    if arch == "deepeyes":
+        options.update(conv1=conv1, conv2=conv2, fc1=fc1)
+    else:
+        options.update(width=width, depth=depth, batchnorm=batchnorm)
+    folder = start_run(arch, int(epochs), options)
+    st.session_state["run"] = str(folder)
+    st.success(f"Started {folder.name}; it appears below as soon as it has written its first step.")
+
+
+@st.fragment(run_every=RUN_REFRESH_SECONDS)
+def runs_view() -> None:
+    """The list of runs and the selected run's curves, refreshed while runs train."""
+    runs = list_runs()
+    if not runs:
+        st.info("No runs yet: start one above, or run `python -m convlens train --arch deepeyes`.")
+        return
+    table = pd.DataFrame(
+        {
+            "run": [Path(run.path).name for run in runs],
+            "architecture": [run.arch or "?" for run in runs],
+            "status": [run.status for run in runs],
+            "last snapshot": [run.step or 0 for run in runs],
+            "test accuracy": [
+                "" if run.test_accuracy is None else f"{run.test_accuracy:.2%}" for run in runs
+            ],
+            "origin": ["shipped" if run.shipped else "yours" for run in runs],
+        }
+    )
+    st.dataframe(table, hide_index=True, width="stretch")
+    paths = [run.path for run in runs]
+    if st.session_state.get("run") not in paths:
+        st.session_state["run"] = paths[-1]
+    chosen = st.selectbox(
+        "Run",
+        paths,
+        index=paths.index(st.session_state["run"]),
+        format_func=lambda path: Path(path).name,
+        key="run_picker",
+    )
+    st.session_state["run"] = chosen
+    run = runs[paths.index(chosen)]
+    curves = learning_curves(run.path)
+    if len(curves.steps):
+        st.altair_chart(curves_chart(curves), width="stretch")
+        st.caption(
+            f"{run.status} · step {int(curves.steps[-1])} · blue: training loss (smoothed) · "
+            "orange: test accuracy after each epoch · open it as a model: "
+            f"`run:{run.path}`"
+        )
+    else:
+        st.caption(f"{run.status}: no step recorded yet.")
+    stop_column, delete_column, _ = st.columns([1, 1, 4])
+    if run.status == "running" and stop_column.button("Stop", key="run_stop"):
+        stop_run(run.path)
+        st.toast(f"Stopped {Path(run.path).name}; resume it with `convlens train --resume`.")
+    if (
+        not run.shipped
+        and run.status != "running"
+        and delete_column.button("Delete", key="run_delete", help="Delete this run's folder")
+    ):
+        delete_run(run.path)
+        st.session_state.pop("run", None)
+        st.rerun()
+
+
+runs_view()
