@@ -75,20 +75,26 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="train a small CNN on Fashion-MNIST, recording the run"
     )
-    train.add_argument("--arch", required=True, choices=["deepeyes", "basecnn"])
+    train.add_argument("--arch", choices=["deepeyes", "basecnn"], help="required unless --resume")
     train.add_argument("--data", default="fashion-mnist", choices=["fashion-mnist"])
     train.add_argument("--epochs", type=int, required=True)
     train.add_argument(
         "--out", default=None, metavar="RUN_DIR", help="default: $CONVLENS_HOME/runs/..."
     )
-    train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--snapshot-every", type=int, default=100, metavar="STEPS")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out with its recorded options (--epochs may grow)",
+    )
+    train.add_argument("--seed", type=int, default=None, help="default 0")
+    train.add_argument(
+        "--snapshot-every", type=int, default=None, metavar="STEPS", help="default 100"
+    )
     train.add_argument("--lr", type=float, default=None, help="default: 0.01 (sgd), 0.001 (adam)")
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    train.add_argument("--loss", choices=["ce", "hinge"], default="ce")
-    train.add_argument("--init", default="default", help="default, kaiming or normal:STD")
+    train.add_argument("--batch-size", type=int, default=None, help="default 64")
+    train.add_argument("--optimizer", choices=["sgd", "adam"], default=None, help="default sgd")
+    train.add_argument("--loss", choices=["ce", "hinge"], default=None, help="default ce")
+    train.add_argument("--init", default=None, help="default (PyTorch's), kaiming or normal:STD")
     train.add_argument("--width", type=float, default=None, help="basecnn: width multiplier")
     train.add_argument("--depth", choices=["shallow", "base", "deep"], default=None)
     train.add_argument("--batchnorm", action="store_true", help="basecnn: batch norm after convs")
@@ -240,44 +246,47 @@ def _run_weights(args: argparse.Namespace) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from convlens.training import train
+    from convlens.training import read_manifest, train
 
     if args.epochs < 1:
         raise CliError("--epochs must be at least 1")
-    if args.resume and args.out is None:
-        raise CliError("--resume needs --out RUN_DIR")
-    deepeyes_options = {"conv1": args.conv1, "conv2": args.conv2, "fc1": args.fc1}
-    basecnn_options = {
-        "width": args.width,
-        "depth": args.depth,
-        "batchnorm": args.batchnorm or None,
+    arch = args.arch
+    if args.resume:
+        if args.out is None:
+            raise CliError("--resume needs --out RUN_DIR")
+        try:
+            arch = arch or read_manifest(args.out)["arch"]
+        except (OSError, ValueError, KeyError) as error:
+            raise CliError(f"{args.out} holds no run to resume") from error
+    elif arch is None:
+        raise CliError("--arch is required (deepeyes or basecnn)")
+    architecture_options = {
+        "deepeyes": {"conv1": args.conv1, "conv2": args.conv2, "fc1": args.fc1},
+        "basecnn": {"width": args.width, "depth": args.depth, "batchnorm": args.batchnorm or None},
     }
-    own, other = (
-        (deepeyes_options, basecnn_options)
-        if args.arch == "deepeyes"
-        else (basecnn_options, deepeyes_options)
-    )
-    wrong = [f"--{key}" for key, value in other.items() if value is not None]
+    wrong = [
+        f"--{key}"
+        for other, values in architecture_options.items()
+        if other != arch
+        for key, value in values.items()
+        if value is not None
+    ]
     if wrong:
-        raise CliError(f"{', '.join(wrong)}: not an option of --arch {args.arch}")
-    options = {key: value for key, value in own.items() if value is not None}
-    if args.lr is not None:
-        options["lr"] = args.lr
+        raise CliError(f"{', '.join(wrong)}: not an option of --arch {arch}")
+    given = {
+        **architecture_options[arch],
+        "lr": args.lr,
+        "seed": args.seed,
+        "snapshot_every": args.snapshot_every,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "loss": args.loss,
+        "init": args.init,
+    }
+    options = {key: value for key, value in given.items() if value is not None}
     try:
-        summary = train(
-            args.arch,
-            args.out,
-            epochs=args.epochs,
-            resume=args.resume,
-            seed=args.seed,
-            snapshot_every=args.snapshot_every,
-            batch_size=args.batch_size,
-            optimizer=args.optimizer,
-            loss=args.loss,
-            init=args.init,
-            **options,
-        )
-    except (ValueError, FileExistsError, RuntimeError) as error:
+        summary = train(arch, args.out, epochs=args.epochs, resume=args.resume, **options)
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
         raise CliError(str(error)) from error
     print(
         f"{summary.path}: {summary.steps} steps, {summary.epochs} epochs, "

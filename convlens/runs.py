@@ -119,16 +119,32 @@ def start_run(arch: str, epochs: int, options: Mapping[str, object] | None = Non
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     out = convlens_home() / "runs" / f"{arch}-{stamp}"
     out.mkdir(parents=True)
-    with (out / "train.log").open("w") as log:
+    _spawn(train_command(arch, epochs, out, options or {}), out)
+    return out
+
+
+def resume_run(reference: str) -> Path:
+    """Continue a stopped or killed run in its own process, to the epochs it was started for."""
+    path = find_run(reference)
+    status = run_status(path)
+    if status != "incomplete":
+        raise ValueError(f"the run in {path} is {status}; only an incomplete run resumes")
+    manifest = read_manifest(path)
+    epochs = int(manifest["config"]["epochs"])
+    _spawn(train_command(manifest["arch"], epochs, path, {"resume": True}), path)
+    return path
+
+
+def _spawn(command: list[str], out: Path) -> None:
+    with (out / "train.log").open("a") as log:
         subprocess.Popen(
-            train_command(arch, epochs, out, options or {}),
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             env={**os.environ, "TQDM_MININTERVAL": "5"},
         )
-    return out
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from convlens.charts import curves_chart
-from convlens.runs import delete_run, learning_curves, list_runs, start_run, stop_run
+from convlens.runs import (
+    delete_run,
+    learning_curves,
+    list_runs,
+    resume_run,
+    start_run,
+    stop_run,
+)
 from convlens.style import RUN_REFRESH_SECONDS
 from convlens.ui.sidebar import page_setup
 
@@ -105,7 +112,12 @@ def runs_view() -> None:
     stop_column, delete_column, _ = st.columns([1, 1, 4])
     if run.status == "running" and stop_column.button("Stop", key="run_stop"):
         stop_run(run.path)
-        st.toast(f"Stopped {Path(run.path).name}; resume it with `convlens train --resume`.")
+        st.toast(f"Stopped {Path(run.path).name}; it resumes from its last snapshot.")
+    if run.status == "incomplete" and stop_column.button(
+        "Resume", key="run_resume", help="Continue from the last snapshot, to the planned epochs"
+    ):
+        resume_run(run.path)
+        st.toast(f"Resuming {Path(run.path).name}.")
     if (
         not run.shipped
         and run.status != "running"

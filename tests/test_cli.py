@@ -360,3 +360,54 @@ def test_runs_stop_ends_a_running_training_which_can_then_be_deleted(tmp_path: P
     assert run_status(out) == "incomplete"
     assert run_cli("runs", "delete", str(out)).returncode == 0
     assert not out.exists()
+
+
+def test_resume_needs_only_the_folder_and_the_epochs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run with non-default options continues with `--out RUN --resume --epochs N` alone."""
+    from convlens.training import read_manifest, read_metrics
+
+    out = tmp_path / "run"
+    argv = ["train", "--arch", "deepeyes", "--epochs", "1", "--conv1", "2", "--conv2", "3"]
+    argv += ["--fc1", "8", "--seed", "7", "--optimizer", "adam", "--out", str(out)]
+    assert main(argv) == 0
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2"]) == 0
+    manifest = read_manifest(out)
+    assert manifest["config"]["seed"] == 7 and manifest["config"]["optimizer"] == "adam"
+    assert [r["epoch"] for r in read_metrics(out) if "test_accuracy" in r] == [1, 2]
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "3", "--seed", "8"]) == 2
+    assert "seed" in capsys.readouterr().err
+
+
+def test_a_stopped_run_resumes_in_the_background_to_its_planned_epochs(tmp_path: Path) -> None:
+    """What the Training page's Resume button does: `resume_run` finishes an interrupted run."""
+    import time
+
+    from convlens.runs import resume_run
+    from convlens.training import read_metrics, run_status, train
+
+    out = tmp_path / "stopped"
+
+    def interrupt(step: int) -> None:
+        if step == 30:
+            raise KeyboardInterrupt
+
+    options = {"conv1": 2, "conv2": 3, "fc1": 8, "limit_train": 1024, "limit_test": 256}
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            "deepeyes",
+            out,
+            epochs=2,
+            progress=False,
+            snapshot_every=10,
+            callback=interrupt,
+            **options,
+        )
+    assert run_status(out) == "incomplete"
+    resume_run(str(out))
+    deadline = time.monotonic() + 120
+    while run_status(out) != "finished" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert run_status(out) == "finished", (out / "train.log").read_text()[-1500:]
+    assert [r["epoch"] for r in read_metrics(out) if "test_accuracy" in r] == [1, 2]
