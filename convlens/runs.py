@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -116,9 +117,9 @@ def start_run(arch: str, epochs: int, options: Mapping[str, object] | None = Non
     Each run gets a new folder, so runs started at once from several sessions never share files.
     Its output goes to RUN_DIR/train.log.
     """
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    out = convlens_home() / "runs" / f"{arch}-{stamp}"
-    out.mkdir(parents=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = convlens_home() / "runs" / f"{arch}-{stamp}-{secrets.token_hex(3)}"
+    out.mkdir(parents=True)  # never exist_ok: two sessions must not share a folder
     _spawn(train_command(arch, epochs, out, options or {}), out)
     return out
 

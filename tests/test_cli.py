@@ -411,3 +411,17 @@ def test_a_stopped_run_resumes_in_the_background_to_its_planned_epochs(tmp_path:
         time.sleep(0.3)
     assert run_status(out) == "finished", (out / "train.log").read_text()[-1500:]
     assert [r["epoch"] for r in read_metrics(out) if "test_accuracy" in r] == [1, 2]
+
+
+def test_runs_started_at_once_get_their_own_folders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two app sessions pressing Start in the same second never share a run folder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import convlens.runs as runs
+
+    commands: list[list[str]] = []
+    monkeypatch.setattr(runs, "_spawn", lambda command, out: commands.append(command))
+    with ThreadPoolExecutor(8) as pool:
+        folders = list(pool.map(lambda _: runs.start_run("deepeyes", 1, {"seed": 1}), range(16)))
+    assert len(set(folders)) == 16 and all(folder.is_dir() for folder in folders)
+    assert {Path(command[command.index("--out") + 1]) for command in commands} == set(folders)
