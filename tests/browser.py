@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -164,6 +165,7 @@ def wait_for_app(page, timeout: float = 120_000) -> None:
 CANVAS_INK = """(canvas) => {
     const context = canvas.getContext('2d');
     const { width, height } = canvas;
+    if (!width || !height) return 0;  // not laid out yet
     const pixels = context.getImageData(0, 0, width, height).data;
     let ink = 0;
     for (let i = 0; i < pixels.length; i += 4) {
@@ -176,13 +178,16 @@ CANVAS_INK = """(canvas) => {
 
 def chain_canvas_ink(page, timeout: float = 60_000) -> int:
     """Wait for the chain's canvas inside the agraph iframe and return how many pixels are drawn."""
+    from playwright.sync_api import Error as PlaywrightError
+
     frame = page.frame_locator('iframe[title="streamlit_agraph.agraph"]')
     canvas = frame.locator("canvas").first
     canvas.wait_for(timeout=timeout)
     deadline = time.monotonic() + timeout / 1000
     ink = 0
     while time.monotonic() < deadline:
-        ink = canvas.evaluate(CANVAS_INK)
+        with contextlib.suppress(PlaywrightError):  # the iframe may be replaced meanwhile
+            ink = canvas.evaluate(CANVAS_INK)
         if ink > 500:
             break
         time.sleep(0.2)

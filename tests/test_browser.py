@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from browser import CHROMIUM, app_server, browser_page, chain_canvas_ink, wait_for_app
 from convlens.ui.navigation import PAGES
@@ -25,6 +26,7 @@ if not Path(CHROMIUM).exists():
 FIND_COLOUR = """([canvas, rgb]) => {
     const context = canvas.getContext('2d');
     const { width, height } = canvas;
+    if (!width || !height) return null;  // a chain being redrawn
     const pixels = context.getImageData(0, 0, width, height).data;
     const scale = canvas.getBoundingClientRect().width / width;
     for (let y = 0; y < height; y += 2) {
@@ -77,8 +79,8 @@ def test_every_page_offline_with_chain_drawn_and_clickable() -> None:
             try:
                 click_colour(page, (0x00, 0x72, 0xB2))
                 break
-            except AssertionError:
-                time.sleep(0.5)
+            except (AssertionError, PlaywrightError):
+                time.sleep(0.5)  # the chain is being redrawn after the expansion
         page.wait_for_function(
             "() => document.body.innerText.includes('Receptive field')", timeout=60_000
         )
