@@ -52,15 +52,25 @@ def describe_run(path: Path, shipped: bool = False) -> RunInfo:
     return RunInfo(str(path), arch, status, step, accuracy, shipped)
 
 
+def run_folders() -> list[tuple[Path, bool]]:
+    """Return every run folder (with whether it is shipped), in name order; reads no run file."""
+    return [
+        (entry, shipped)
+        for root, shipped in run_roots()
+        if root.is_dir()
+        for entry in sorted(root.iterdir())
+        if entry.is_dir()
+    ]
+
+
 def list_runs() -> list[RunInfo]:
-    """Return every run folder under the shipped and the user's run folders, in name order."""
-    runs = []
-    for root, shipped in run_roots():
-        if root.is_dir():
-            runs.extend(
-                describe_run(entry, shipped) for entry in sorted(root.iterdir()) if entry.is_dir()
-            )
-    return runs
+    """Return every run under the shipped and the user's run folders, described, in name order."""
+    return [describe_run(path, shipped) for path, shipped in run_folders()]
+
+
+def openable_runs() -> list[Path]:
+    """Return the runs that have a complete snapshot to open as a model (cheap: no metrics read)."""
+    return [path for path, _ in run_folders() if list_snapshots(path)]
 
 
 def find_run(reference: str) -> Path:

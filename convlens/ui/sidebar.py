@@ -21,7 +21,7 @@ from convlens.models import (
     weights_source_key,
 )
 from convlens.paths import convlens_home
-from convlens.runs import RunInfo, list_runs
+from convlens.runs import openable_runs
 from convlens.ui.cache import cached_image, cached_model
 from convlens.ui.state import persisted, restore_from_url, upload_digest, uploads
 
@@ -90,7 +90,8 @@ def render_sidebar() -> Selection:
 
 
 def _model_picker() -> str:
-    names = list_models() + [run_name(run) for run in list_runs() if run.step is not None]
+    # Every page reruns the sidebar on every click: list runs without reading their metrics.
+    names = list_models() + [f"{RUN_PREFIX}{path}" for path in openable_runs()]
     current = st.session_state.get("model")
     if current and current.startswith(RUN_PREFIX) and current not in names:
         names.append(current)  # a run given in the URL; loading it says what is wrong, if anything
@@ -107,11 +108,6 @@ def _model_picker() -> str:
         format_func=_model_label,
     )
     return st.session_state["model"]
-
-
-def run_name(run: RunInfo) -> str:
-    """Return the model name of a run's last snapshot."""
-    return f"{RUN_PREFIX}{run.path}"
 
 
 def _model_label(name: str) -> str:
