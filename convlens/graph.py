@@ -7,6 +7,8 @@ Both give one node per layer call, named as in `named_modules` (see `convlens.ho
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -106,6 +108,32 @@ class LayerGraph:
     def predecessors(self, layer_id: str) -> list[str]:
         """Return the ids of the layers that feed `layer_id`."""
         return [src for src, dst in self.edges if dst == layer_id]
+
+    def flattened_channels(self, layer_id: str) -> int | None:
+        """Return C when the linear layer `layer_id` reads a flattened (C, H, W) map, else None.
+
+        CNNVis aggregates such a layer's weights per input channel, like a conv kernel's. The map
+        is found by walking back through flatten and dropout layers (torch.flatten, a function,
+        leaves no layer at all).
+        """
+        layer = self._by_id[layer_id]
+        if layer.type != "linear" or len(layer.output_shape) != 1:
+            return None
+        source = layer_id
+        while True:
+            feeders = self.predecessors(source)
+            if len(feeders) != 1:
+                return None
+            source = feeders[0]
+            if self._by_id[source].type not in ("flatten", "dropout"):
+                break
+        shape = self._by_id[source].output_shape
+        if len(shape) != 3:
+            return None
+        outputs, inputs = layer.output_shape[0], math.prod(shape)
+        if layer.params not in (outputs * inputs, outputs * (inputs + 1)):
+            return None
+        return shape[0]
 
 
 @dataclass

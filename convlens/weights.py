@@ -33,6 +33,20 @@ def weight_histogram(weight: np.ndarray, bins: int = 60) -> Histogram:
     return Histogram(counts=counts, edges=edges, total=int(values.size))
 
 
+def edge_matrix(weight: torch.Tensor, in_channels: int | None = None) -> torch.Tensor:
+    """Sum a conv or linear weight (or its gradient) to one value per (output, input channel).
+
+    A conv kernel is summed over its spatial extent; a linear layer that reads a flattened
+    (C, H, W) map is summed per input channel when `in_channels` = C is given, so that its edges
+    join the same channels as the conv layers' (CNNVis, section 6.3).
+    """
+    if weight.dim() > 2:
+        return weight.sum(dim=tuple(range(2, weight.dim())))
+    if weight.dim() == 2 and in_channels and weight.shape[1] % in_channels == 0:
+        return weight.reshape(weight.shape[0], in_channels, -1).sum(dim=2)
+    return weight
+
+
 def filter_tiles(weight: np.ndarray) -> np.ndarray:
     """Return a conv weight (out, in, k, k) with 1 or 3 input channels as uint8 images (out, k, k, 3).
 

@@ -476,3 +476,21 @@ def test_data_dependent_control_flow_falls_back_to_hooks():
     assert set(graph.edges) == BRANCHY_EDGES
     assert ids(graph) == ["stem", "left", "right", "mix", "relu", "pool", "fc"]
     assert graph.layer("mix").receptive_field == 7
+
+
+def test_flattened_channels_names_the_channels_a_linear_layer_reads():
+    from convlens.smallnets import build_small
+
+    graph = build_graph(build_small("deepeyes", conv2=6), (1, 28, 28))
+    assert graph.flattened_channels("classifier.fc1") == 6  # reads pool2's (6, 4, 4), flattened
+    assert graph.flattened_channels("classifier.fc2") is None  # reads fc1's units
+    assert graph.flattened_channels("features.conv2") is None
+    assert (
+        build_graph(
+            models.build_untrained(models.model_spec("alexnet")), (3, 224, 224)
+        ).flattened_channels("classifier.1")
+        == 256
+    )  # through a dropout
+    vgg = build_graph(models.build_untrained(models.model_spec("vgg11")), (3, 224, 224))
+    assert vgg.flattened_channels("classifier.0") == 512  # torch.flatten leaves no layer
+    assert vgg.flattened_channels("classifier.3") is None
