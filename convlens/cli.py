@@ -95,6 +95,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer", choices=["sgd", "adam"], default=None, help="default sgd")
     train.add_argument("--loss", choices=["ce", "hinge"], default=None, help="default ce")
     train.add_argument("--init", default=None, help="default (PyTorch's), kaiming or normal:STD")
+    train.add_argument(
+        "--schedule",
+        choices=["constant", "cosine"],
+        default=None,
+        help="learning rate; default constant",
+    )
+    train.add_argument("--weight-decay", type=float, default=None, help="default 0")
+    train.add_argument(
+        "--probe-images", type=int, default=None, help="test images the probe samples (default 256)"
+    )
+    train.add_argument(
+        "--probe-patches",
+        type=int,
+        default=None,
+        help="receptive fields per conv layer in the probe (default 2000)",
+    )
+    train.add_argument(
+        "--keep-snapshots",
+        type=int,
+        default=None,
+        metavar="N",
+        help="thin the snapshots to N (first and last kept); default: keep all",
+    )
     train.add_argument("--width", type=float, default=None, help="basecnn: width multiplier")
     train.add_argument("--depth", choices=["shallow", "base", "deep"], default=None)
     train.add_argument("--batchnorm", action="store_true", help="basecnn: batch norm after convs")
@@ -107,6 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
     run_commands = runs.add_subparsers(dest="runs_command", metavar="ACTION", parser_class=_Parser)
     for action, text in (("stop", "stop a running run"), ("delete", "delete a run folder")):
         run_commands.add_parser(action, help=text).add_argument("run", metavar="RUN")
+    pack = run_commands.add_parser(
+        "pack", help="shrink a finished run for shipping, in place, and write its card"
+    )
+    pack.add_argument("run", metavar="RUN")
+    pack.add_argument(
+        "--snapshots", type=int, default=10, help="snapshots to keep, evenly spaced (default 10)"
+    )
+    pack.add_argument(
+        "--weights",
+        type=int,
+        default=1,
+        help="snapshots that keep their weights (the last in float32; default 1)",
+    )
+    pack.add_argument("--note", default="", help="a paragraph for the card: what the run shows")
 
     weights = commands.add_parser("weights", help="fetch or import pretrained weights")
     weight_commands = weights.add_subparsers(
@@ -143,16 +180,18 @@ def _run_models(args: argparse.Namespace) -> None:
                 "input_size": list(entry.input_size),
                 "num_classes": entry.num_classes,
                 "weights_available": entry.weights_available,
+                "description": entry.description,
             }
             for entry in entries
         ]
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'name':<22}{'input':<14}{'classes':>8}  weights")
+    width = max(len(entry.name) for entry in entries) + 2
+    print(f"{'name':<{width}}{'input':<14}{'classes':>8}  weights")
     for entry in entries:
         size = "x".join(str(v) for v in entry.input_size)
         state = "available" if entry.weights_available else f"missing: `{entry.how_to_get_weights}`"
-        print(f"{entry.name:<22}{size:<14}{entry.num_classes:>8}  {state}")
+        print(f"{entry.name:<{width}}{size:<14}{entry.num_classes:>8}  {state}")
 
 
 def _run_predict(args: argparse.Namespace) -> None:
@@ -282,6 +321,11 @@ def _run_train(args: argparse.Namespace) -> None:
         "optimizer": args.optimizer,
         "loss": args.loss,
         "init": args.init,
+        "schedule": args.schedule,
+        "weight_decay": args.weight_decay,
+        "probe_images": args.probe_images,
+        "probe_patches": args.probe_patches,
+        "keep_snapshots": args.keep_snapshots,
     }
     options = {key: value for key, value in given.items() if value is not None}
     try:
@@ -298,7 +342,7 @@ def _run_train(args: argparse.Namespace) -> None:
 def _run_runs(args: argparse.Namespace) -> None:
     from dataclasses import asdict
 
-    from convlens.runs import delete_run, list_runs, stop_run
+    from convlens.runs import delete_run, find_run, list_runs, stop_run
 
     try:
         if args.runs_command == "stop":
@@ -306,6 +350,14 @@ def _run_runs(args: argparse.Namespace) -> None:
             return
         if args.runs_command == "delete":
             print(f"deleted {delete_run(args.run)}")
+            return
+        if args.runs_command == "pack":
+            from convlens.shipped import pack_run
+
+            card = pack_run(
+                find_run(args.run), snapshots=args.snapshots, weights=args.weights, note=args.note
+            )
+            print(f"packed {card.name}: {card.storage}")
             return
     except (ValueError, OSError) as error:
         raise CliError(str(error)) from error

@@ -26,7 +26,9 @@ unless `record=False`, writes RUN_DIR:
     filter); for conv and linear layers also ``W.edge_abs_grad`` (float16 [out, in], |gradient|
     summed over the kernel, averaged over every k-th step since the previous snapshot, starting
     with the first, k = max(1, snapshot_every // 10), to keep the per-step cost low) and
-    ``W.edge_weight`` (float16 [out, in], the weights summed over the kernel). Metadata: ``step``,
+    ``W.edge_weight`` (float16 [out, in], the weights summed over the kernel). A linear layer
+    that reads a flattened (C, H, W) map has in = C: its values are summed per input channel
+    (`convlens.weights.edge_matrix`), as CNNVis draws its edges. Metadata: ``step``,
     ``previous_step`` (it may have been thinned away since), ``steps_averaged``;
   - ``probe.safetensors``: per probe layer L, ``L`` float16 [rows, channels], the post-activation
     output (of the chain node's activation layer) at the probe rows of ``probe_index``;
@@ -66,12 +68,14 @@ from convlens.data import FASHION_MNIST_CLASSES, fashion_mnist
 from convlens.graph import build_graph
 from convlens.paths import convlens_home
 from convlens.smallnets import FASHION_MNIST_MEAN, FASHION_MNIST_STD, INPUT_SIZE, build_small
+from convlens.weights import edge_matrix
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PROBE_SEED = 0
 DATASETS = ("fashion-mnist",)
 OPTIMIZERS = ("sgd", "adam")
 LOSSES = ("ce", "hinge")
+SCHEDULES = ("constant", "cosine")
 RUN_STATUSES = ("finished", "running", "incomplete", "unreadable")
 _SNAPSHOT_RE = re.compile(r"^step_(\d{8})$")
 _EVAL_BATCH = 1000
@@ -92,6 +96,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     loss: str = "ce"
     init: str = "default"
+    schedule: str = "constant"
     seed: int = 0
     snapshot_every: int = 100
     probe_images: int = 256
@@ -107,6 +112,15 @@ class TrainConfig:
             return float(self.lr)
         return 0.01 if self.optimizer == "sgd" else 0.001
 
+    def lr_at(self, step: int, total_steps: int) -> float:
+        """Return the learning rate of optimizer step `step` (0-based) of `total_steps`.
+
+        A pure function of the step, so that a resumed run follows the same schedule.
+        """
+        if self.schedule == "cosine":
+            return self.learning_rate * 0.5 * (1 + math.cos(math.pi * step / max(total_steps, 1)))
+        return self.learning_rate
+
     def validate(self) -> None:
         """Raise ValueError with one sentence when an option is out of range."""
         if self.data not in DATASETS:
@@ -115,6 +129,8 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; use sgd or adam.")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; use ce or hinge.")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; use constant or cosine.")
         _parse_init(self.init)
         for name in ("epochs", "batch_size", "snapshot_every", "probe_images", "probe_patches"):
             if int(getattr(self, name)) < 1:
@@ -220,7 +236,7 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
     os.replace(temp, path)
 
 
-def _snapshot_dir(run_dir: Path, step: int) -> Path:
+def snapshot_dir(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "snapshots" / f"step_{step:08d}"
 
 
@@ -274,32 +290,47 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 
 def list_snapshots(run_dir: str | Path) -> list[int]:
-    """Return the steps of the run's complete snapshots, ascending (temporary folders ignored)."""
+    """Return the steps of the run's complete snapshots, ascending (temporary folders ignored).
+
+    A snapshot folder gets its final name only once complete. A packed run (`convlens.shipped`)
+    may keep the weights of only some snapshots: `weight_steps` lists those.
+    """
     folder = Path(run_dir) / "snapshots"
     if not folder.is_dir():
         return []
     steps = []
     for entry in folder.iterdir():
         match = _SNAPSHOT_RE.match(entry.name)
-        if match and (entry / "weights.safetensors").is_file():
+        if match and entry.is_dir():
             steps.append(int(match.group(1)))
     return sorted(steps)
+
+
+def weight_steps(run_dir: str | Path) -> list[int]:
+    """Return the steps of the complete snapshots that hold weights, ascending."""
+    return [
+        step
+        for step in list_snapshots(run_dir)
+        if (snapshot_dir(Path(run_dir), step) / "weights.safetensors").is_file()
+    ]
 
 
 def load_snapshot(run_dir: str | Path, step: int | None = None) -> tuple[nn.Module, dict]:
     """Return the model of snapshot `step` (the last one when None), in eval mode, and the manifest."""
     manifest = read_manifest(run_dir)
-    steps = list_snapshots(run_dir)
+    steps = weight_steps(run_dir)
     if not steps:
         raise FileNotFoundError(f"the run {run_dir} has no complete snapshot yet.")
     if step is None:
         step = steps[-1]
     if step not in steps:
+        what = "kept no weights" if step in list_snapshots(run_dir) else "has no snapshot"
         raise FileNotFoundError(
-            f"the run {run_dir} has no snapshot at step {step}; it has {', '.join(map(str, steps))}."
+            f"the run {run_dir} {what} at step {step}; "
+            f"it has weights at steps {', '.join(map(str, steps))}."
         )
     model = build_small(manifest["arch"], **manifest["arch_options"])
-    model.load_state_dict(load_file(_snapshot_dir(Path(run_dir), step) / "weights.safetensors"))
+    model.load_state_dict(load_file(snapshot_dir(Path(run_dir), step) / "weights.safetensors"))
     return model.eval(), manifest
 
 
@@ -445,6 +476,13 @@ class Recorder:
         self.probe = probe
         self.test_images = test_images
         self.layers = _weighted_layers(model)
+        graph = build_graph(model, INPUT_SIZE)
+        self.flattened = {
+            name: channels
+            for name, _ in self.layers
+            if name in {layer.id for layer in graph.layers}
+            and (channels := graph.flattened_channels(name)) is not None
+        }
         self.previous_step = 0
         self.previous: dict[str, torch.Tensor] = {}
         self.edge_sums: dict[str, torch.Tensor] = {}
@@ -495,9 +533,7 @@ class Recorder:
             grad = module.weight.grad
             if grad is None or grad.dim() < 2:
                 continue
-            summed = (
-                grad.abs().sum(dim=tuple(range(2, grad.dim()))) if grad.dim() > 2 else grad.abs()
-            )
+            summed = edge_matrix(grad.abs(), self.flattened.get(name))
             if name in self.edge_sums:
                 self.edge_sums[name].add_(summed)
             else:
@@ -530,9 +566,7 @@ class Recorder:
                 / torch.linalg.vector_norm(base, dim=1).clamp_min(1e-12)
             ).to("cpu", torch.float16)
             if weight.dim() >= 2:
-                summed = (
-                    weight.sum(dim=tuple(range(2, weight.dim()))) if weight.dim() > 2 else weight
-                )
+                summed = edge_matrix(weight, self.flattened.get(name))
                 stats[f"{name}.edge_weight"] = summed.to("cpu", torch.float16)
                 sums = self.edge_sums.get(name)
                 mean = (
@@ -547,7 +581,7 @@ class Recorder:
         """Write snapshot `step` by rename, move the resume state to it, and thin old snapshots."""
         folder = self.run_dir / "snapshots"
         folder.mkdir(exist_ok=True)
-        final = _snapshot_dir(self.run_dir, step)
+        final = snapshot_dir(self.run_dir, step)
         temp = folder / f".tmp-step_{step:08d}-{os.getpid()}"
         if temp.exists():
             shutil.rmtree(temp)
@@ -570,35 +604,47 @@ class Recorder:
         torch.save(state, temp / "state.pt")
         earlier = [s for s in list_snapshots(self.run_dir) if s != step]
         if final.exists():
-            _remove_dir(final)
+            remove_dir(final)
         os.replace(temp, final)
         # the resume state lives in the last snapshot only
         for old in earlier:
             with contextlib.suppress(FileNotFoundError):
-                (_snapshot_dir(self.run_dir, old) / "state.pt").unlink()
+                (snapshot_dir(self.run_dir, old) / "state.pt").unlink()
         if keep is not None:
             _thin_snapshots(self.run_dir, keep)
         self.remember_weights(step)
 
 
-def _remove_dir(path: Path) -> None:
+def remove_dir(path: Path) -> None:
     """Delete a folder by renaming it out of the way first, so no half folder keeps its name."""
     doomed = path.with_name(f".del-{path.name}-{os.getpid()}")
     os.replace(path, doomed)
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _thin_snapshots(run_dir: Path, keep: int) -> None:
-    """Delete snapshots until `keep` remain: the first and last stay, the rest evenly spaced."""
-    steps = list_snapshots(run_dir)
-    while len(steps) > keep:
-        if keep == 1 or len(steps) < 3:
+def evenly_kept(steps: list[int], keep: int) -> list[int]:
+    """Return `keep` of the ascending `steps`: the first and last, the rest evenly spaced.
+
+    Greedy: drop the inner step whose neighbours lie closest together until `keep` remain.
+    """
+    kept = list(steps)
+    while len(kept) > max(keep, 0):
+        if keep == 1 or len(kept) < 3:
             victim = 0
         else:
-            gaps = [steps[i + 1] - steps[i - 1] for i in range(1, len(steps) - 1)]
+            gaps = [kept[i + 1] - kept[i - 1] for i in range(1, len(kept) - 1)]
             victim = 1 + gaps.index(min(gaps))
-        _remove_dir(_snapshot_dir(run_dir, steps[victim]))
-        steps.pop(victim)
+        kept.pop(victim)
+    return kept
+
+
+def _thin_snapshots(run_dir: Path, keep: int) -> None:
+    """Delete snapshots until `keep` remain (see `evenly_kept`)."""
+    steps = list_snapshots(run_dir)
+    kept = set(evenly_kept(steps, keep))
+    for step in steps:
+        if step not in kept:
+            remove_dir(snapshot_dir(run_dir, step))
 
 
 def _clean_temporaries(run_dir: Path) -> None:
@@ -776,12 +822,12 @@ def _train(
             index = load_file(run_dir / "probe_index.safetensors")
             probe = _probe_from_index(index, manifest["probe_layers"])
             last = snapshots[-1]
-            folder = _snapshot_dir(run_dir, last)
-            model.load_state_dict(load_file(folder / "weights.safetensors"))
+            folder = snapshot_dir(run_dir, last)
             if not (folder / "state.pt").is_file():
                 raise FileNotFoundError(
                     f"the last snapshot of {run_dir} (step {last}) has no resume state (state.pt)."
                 )
+            model.load_state_dict(load_file(folder / "weights.safetensors"))
             state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
@@ -827,7 +873,6 @@ def _train(
 
     bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", desc=config.arch)
     model.train()
-    lr = config.learning_rate
     try:
         while epoch < config.epochs:
             generator.set_state(epoch_generator_state)
@@ -841,6 +886,9 @@ def _train(
                 logits = model(x)
                 loss = criterion(logits, y)
                 loss.backward()
+                lr = config.lr_at(step, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 if recorder is not None and recorder.wants_gradients(step + 1):
                     recorder.after_backward()
                 optimizer.step()

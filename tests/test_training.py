@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -190,7 +191,7 @@ def test_recorder_files_follow_their_schema(reference: Path):
     for layer, (out, inp) in {
         "features.conv1": (4, 1),
         "features.conv2": (8, 4),
-        "classifier.fc1": (16, 128),
+        "classifier.fc1": (16, 8),  # fc1 reads conv2's 8 channels (flattened): summed per channel
         "classifier.fc2": (10, 16),
     }.items():
         assert stats[f"{layer}.grad_norm"].shape == () and stats[f"{layer}.grad_norm"] > 0
@@ -346,9 +347,13 @@ def test_gradient_norm_and_relative_weight_change_match_a_hand_computation(tmp_p
         assert torch.allclose(stats[f"{name}.weight_change"], change, rtol=1e-4)
         per_filter = (w1 - w0).flatten(1).norm(dim=1) / w0.flatten(1).norm(dim=1)
         assert torch.allclose(stats[f"{name}.filter_weight_change"].float(), per_filter, rtol=1e-2)
-        kernel = tuple(range(2, grad.dim()))
-        abs_grad = grad.abs().sum(kernel) if kernel else grad.abs()
-        summed = w1.sum(kernel) if kernel else w1
+        if name == "classifier.fc1":  # reads the flattened (8, 4, 4) output of conv2's pool
+            abs_grad = grad.abs().reshape(16, 8, 16).sum(2)
+            summed = w1.reshape(16, 8, 16).sum(2)
+        else:
+            kernel = tuple(range(2, grad.dim()))
+            abs_grad = grad.abs().sum(kernel) if kernel else grad.abs()
+            summed = w1.sum(kernel) if kernel else w1
         assert torch.allclose(
             stats[f"{name}.edge_abs_grad"].float(), abs_grad, rtol=1e-2, atol=1e-4
         )
@@ -475,3 +480,22 @@ def test_gradient_averages_sample_every_tenth_of_the_snapshot_interval(tmp_path:
     assert list_snapshots(run_dir) == [20]
     with safe_open(run_dir / "snapshots/step_00000020/stats.safetensors", "pt") as handle:
         assert handle.metadata() == {"step": "20", "previous_step": "0", "steps_averaged": "10"}
+
+
+def test_cosine_schedule_decays_to_zero_and_a_resumed_run_follows_it(tmp_path: Path):
+    config = TrainConfig(arch="deepeyes", lr=0.2, schedule="cosine")
+    assert config.lr_at(0, 16) == pytest.approx(0.2)
+    assert config.lr_at(8, 16) == pytest.approx(0.1)
+    assert config.lr_at(4, 16) == pytest.approx(0.1 * (1 + math.cos(math.pi / 4)))
+    assert TrainConfig(arch="deepeyes", lr=0.2).lr_at(15, 16) == 0.2
+
+    options = {**TINY, "schedule": "cosine", "lr": 0.2, "seed": 7}
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    train("deepeyes", whole, epochs=2, **options)
+    with pytest.raises(Killed):
+        train("deepeyes", resumed, epochs=2, callback=kill_at(11), **options)
+    train("deepeyes", resumed, epochs=2, resume=True, **options)
+    recorded = [r["lr"] for r in read_metrics(whole) if "lr" in r]
+    assert recorded == pytest.approx([config.lr_at(step, 16) for step in range(16)])
+    assert read_metrics(resumed) == read_metrics(whole)
+    assert_same_weights(final_weights(whole), final_weights(resumed))
