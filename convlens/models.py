@@ -152,6 +152,53 @@ def _small(arch: str, description: str) -> ModelSpec:
     )
 
 
+def _shipped(folder: Path) -> ModelSpec:
+    """A run shipped in assets/runs, as a model named by its folder (see `convlens.shipped`)."""
+    import json
+
+    from convlens.smallnets import FASHION_MNIST_MEAN, FASHION_MNIST_STD, INPUT_SIZE, build_small
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    accuracy = (manifest.get("summary") or {}).get("test_accuracy")
+    options = ", ".join(f"{k} {v}" for k, v in sorted(manifest["arch_options"].items()))
+    description = (
+        f"{manifest['arch']}{f' ({options})' if options else ''} trained on Fashion-MNIST"
+        + (f", {accuracy:.1%} test accuracy" if accuracy is not None else "")
+        + f" (card: assets/runs/{folder.name}/card.md)"
+    )
+
+    def bundled() -> Path | None:
+        from convlens.training import snapshot_dir, weight_steps
+
+        steps = weight_steps(folder)
+        return snapshot_dir(folder, steps[-1]) / "weights.safetensors" if steps else None
+
+    return ModelSpec(
+        name=folder.name,
+        description=description,
+        input_size=INPUT_SIZE,
+        build=lambda: build_small(manifest["arch"], **manifest["arch_options"]),
+        class_names=lambda: list(manifest["classes"]),
+        resize=INPUT_SIZE[1],
+        bundled_weights=bundled,
+        mean=(FASHION_MNIST_MEAN,),
+        std=(FASHION_MNIST_STD,),
+    )
+
+
+def _shipped_specs() -> list[ModelSpec]:
+    """Every packed run in assets/runs (it has a card), in name order; an unreadable one is skipped."""
+    from convlens.paths import ASSETS_DIR
+
+    specs = []
+    for card in sorted((ASSETS_DIR / "runs").glob("*/card.json")):
+        try:
+            specs.append(_shipped(card.parent))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return specs
+
+
 _REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -163,6 +210,7 @@ _REGISTRY: dict[str, ModelSpec] = {
         _torchvision("resnet18", "ResNet-18 (He et al., 2015), torchvision weights"),
         _small("deepeyes", "DeepEyes' MNIST network for Fashion-MNIST (train it: convlens train)"),
         _small("basecnn", "CNNVis' BaseCNN for Fashion-MNIST (train it: convlens train)"),
+        *_shipped_specs(),
     )
 }
 
@@ -210,10 +258,10 @@ def weights_source_key(name: str) -> str:
     Caches keyed by it pick up weights fetched or imported while the app runs.
     """
     if name.startswith(RUN_PREFIX):
-        from convlens.training import list_snapshots
+        from convlens.training import weight_steps
 
         folder, step = parse_run_name(name)
-        snapshots = list_snapshots(folder)
+        snapshots = weight_steps(folder)
         return f"run:{step if step is not None else (snapshots[-1] if snapshots else None)}"
     if name.startswith("file:") or name not in _REGISTRY:
         return name
@@ -235,6 +283,7 @@ class ZooEntry:
     num_classes: int
     weights_available: bool
     how_to_get_weights: str
+    description: str = ""
 
 
 def zoo() -> list[ZooEntry]:
@@ -248,7 +297,14 @@ def zoo() -> list[ZooEntry]:
             else fetch_command(name)
         )
         entries.append(
-            ZooEntry(name, spec.input_size, len(spec.class_names()), weights_available(name), hint)
+            ZooEntry(
+                name,
+                spec.input_size,
+                len(spec.class_names()),
+                weights_available(name),
+                hint,
+                spec.description,
+            )
         )
     return entries
 

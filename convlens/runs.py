@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from convlens.paths import ASSETS_DIR, convlens_home
-from convlens.training import list_snapshots, read_manifest, read_metrics, run_status
+from convlens.training import (
+    list_snapshots,
+    read_manifest,
+    read_metrics,
+    run_status,
+    weight_steps,
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ def list_runs() -> list[RunInfo]:
 
 def openable_runs() -> list[Path]:
     """Return the runs that have a complete snapshot to open as a model (cheap: no metrics read)."""
-    return [path for path, _ in run_folders() if list_snapshots(path)]
+    return [path for path, _ in run_folders() if weight_steps(path)]
 
 
 def find_run(reference: str) -> Path:

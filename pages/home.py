@@ -27,6 +27,7 @@ st.subheader("Models on this machine")
 rows = [
     {
         "model": entry.name,
+        "what it is": entry.description,
         "input": "×".join(str(v) for v in entry.input_size),
         "classes": entry.num_classes,
         "pretrained weights": "ready offline"

@@ -31,10 +31,16 @@ with st.form("start_run", border=True):
     arch = arch_column.selectbox("Architecture", ["deepeyes", "basecnn"], key="train_arch")
     epochs = epochs_column.number_input("Epochs", 1, 200, 3, key="train_epochs")
     seed = seed_column.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
-    optimizer_column, lr_column, loss_column, init_column = st.columns(4)
+    optimizer_column, lr_column, schedule_column, loss_column, init_column = st.columns(5)
     optimizer = optimizer_column.selectbox("Optimizer", ["sgd", "adam"], key="train_optimizer")
     lr = lr_column.number_input(
         "Learning rate (0: default)", 0.0, 10.0, 0.0, format="%.4f", key="train_lr"
+    )
+    schedule = schedule_column.selectbox(
+        "Learning rate schedule",
+        ["constant", "cosine"],
+        key="train_schedule",
+        help="cosine: decays the learning rate to 0 over the run's epochs",
     )
     loss = loss_column.selectbox("Loss", ["ce", "hinge"], key="train_loss")
     init = init_column.selectbox(
@@ -56,7 +62,13 @@ with st.form("start_run", border=True):
     started = st.form_submit_button("Start training", type="primary")
 
 if started:
-    options = {"seed": seed, "optimizer": optimizer, "loss": loss, "init": init}
+    options = {
+        "seed": seed,
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "loss": loss,
+        "init": init,
+    }
     options["lr"] = lr or None
     if arch == "deepeyes":
         options.update(conv1=conv1, conv2=conv2, fc1=fc1)
@@ -109,6 +121,10 @@ def runs_view() -> None:
         )
     else:
         st.caption(f"{run.status}: no step recorded yet.")
+    card = Path(run.path) / "card.md"
+    if run.shipped and card.is_file():
+        with st.expander("Model card: what this shipped run is and how to train it again"):
+            st.markdown(card.read_text())
     stop_column, delete_column, _ = st.columns([1, 1, 4])
     if run.status == "running" and stop_column.button("Stop", key="run_stop"):
         stop_run(run.path)

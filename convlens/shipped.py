@@ -1,0 +1,235 @@
+"""The models and runs that ship in assets/runs: packing a finished run for shipping, and its card.
+
+A shipped run is a recorded run (see `convlens.training`) made small by `pack_run`: it keeps a
+few evenly spaced snapshots (stats and probe activations, float16 already), the weights of only
+some of them (the last always), in float16, and no resume state. Its card,
+``card.json`` and ``card.md``, says what it is and the exact commands that reproduce it. Every
+folder under assets/runs is also a model of the zoo, named by the folder (`convlens.models`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from convlens.data import fashion_mnist
+from convlens.paths import ASSETS_DIR
+from convlens.training import (
+    TrainConfig,
+    evaluate,
+    evenly_kept,
+    list_snapshots,
+    load_snapshot,
+    read_manifest,
+    read_metrics,
+    remove_dir,
+    run_status,
+    snapshot_dir,
+    weight_steps,
+)
+
+SHIPPED_RUNS_DIR = ASSETS_DIR / "runs"
+ARCH_TITLES = {"deepeyes": "DeepEyes' MNIST network", "basecnn": "CNNVis' BaseCNN"}
+_NO_CLI_FLAG = {"momentum", "limit_train", "limit_test"}
+
+
+@dataclass(frozen=True)
+class Card:
+    """What a shipped run is, how well it does and how to make it again."""
+
+    name: str
+    title: str
+    arch: str
+    arch_options: dict
+    data: str
+    epochs: int
+    steps: int
+    seed: int
+    test_accuracy: float  # of the shipped (float16) weights, measured when packed
+    trained_test_accuracy: float  # at the end of training, in float32
+    training_seconds: float
+    parameters: int
+    command: str
+    storage: str
+    note: str = ""
+
+
+def shipped_names() -> list[str]:
+    """Return the names of the shipped runs (packed folders of assets/runs: with a card), sorted."""
+    return sorted(card.parent.name for card in SHIPPED_RUNS_DIR.glob("*/card.json"))
+
+
+def shipped_run(name: str) -> Path:
+    """Return the folder of the shipped run `name`."""
+    return SHIPPED_RUNS_DIR / name
+
+
+def read_card(run_dir: str | Path) -> Card:
+    """Return the card of a packed run (raises OSError / ValueError when it has none)."""
+    fields = json.loads((Path(run_dir) / "card.json").read_text())
+    return Card(**fields)
+
+
+def train_command_line(manifest: dict, out: str) -> str:
+    """Return the `python -m convlens train` command that records the run of `manifest` again."""
+    config = manifest["config"]
+    defaults = dataclasses.asdict(TrainConfig(arch=manifest["arch"]))
+    parts = ["python -m convlens train", f"--arch {manifest['arch']}"]
+    for key, value in sorted(manifest["arch_options"].items()):
+        if value is True:
+            parts.append(f"--{key}")
+        elif value not in (None, False):
+            parts.append(f"--{key} {value}")
+    parts += [
+        f"--data {config['data']}",
+        f"--epochs {config['epochs']}",
+        f"--seed {config['seed']}",
+    ]
+    for key, value in config.items():
+        if key in {"arch", "arch_options", "data", "epochs", "seed"} or value == defaults.get(key):
+            continue
+        if key in _NO_CLI_FLAG:
+            raise ValueError(f"the run sets {key}, which `convlens train` has no option for.")
+        parts.append(f"--{key.replace('_', '-')} {value}")
+    parts.append(f"--out {out}")
+    return " ".join(parts)
+
+
+def pack_run(run_dir: str | Path, *, snapshots: int = 10, weights: int = 1, note: str = "") -> Card:
+    """Shrink the finished run in `run_dir` for shipping, in place, and write its card.
+
+    Keeps `snapshots` snapshots (first and last, the rest evenly spaced) and the weights of
+    `weights` of them (the last always), stored in float16; removes the resume state. The card's
+    test accuracy is measured again with the stored weights, on the whole test split. `note` goes
+    on the card as it is (what the run shows, why it was made); the card's command leaves it out.
+    """
+    run_dir = Path(run_dir)
+    if run_status(run_dir) != "finished":
+        raise ValueError(f"only a finished run is packed; the run in {run_dir} is not.")
+    if snapshots < 1 or weights < 1:
+        raise ValueError("keep at least one snapshot and one set of weights.")
+    manifest = read_manifest(run_dir)
+    steps = list_snapshots(run_dir)
+    kept = evenly_kept(steps, snapshots)
+    for step in steps:
+        if step not in kept:
+            remove_dir(snapshot_dir(run_dir, step))
+    with_weights = set(evenly_kept([s for s in kept if s in weight_steps(run_dir)], weights))
+    for step in kept:
+        folder = snapshot_dir(run_dir, step)
+        (folder / "state.pt").unlink(missing_ok=True)
+        weights_file = folder / "weights.safetensors"
+        if step not in with_weights:
+            weights_file.unlink(missing_ok=True)
+        else:
+            _rewrite_half(weights_file)
+    name = run_dir.name
+    metrics = read_metrics(run_dir)
+    trained_accuracy = [r["test_accuracy"] for r in metrics if "test_accuracy" in r][-1]
+    accuracy = _test_accuracy(run_dir, manifest["config"]["loss"])
+    summary = manifest.get("summary") or {}
+    model_weights = load_file(snapshot_dir(run_dir, kept[-1]) / "weights.safetensors")
+    parameters = sum(
+        v.numel() for k, v in model_weights.items() if v.is_floating_point() and "running_" not in k
+    )
+    size = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
+    storage = (
+        f"{len(kept)} snapshots (steps {', '.join(map(str, kept))}) with statistics and probe "
+        f"activations in float16 ({manifest['config']['probe_images']} probe images, "
+        f"{manifest['config']['probe_patches']} receptive fields per conv layer); weights at "
+        f"steps {', '.join(map(str, sorted(with_weights)))} in float16; no resume state; "
+        f"{size / 1e6:.1f} MB on disk."
+    )
+    out = f"assets/runs/{name}"
+    command = (
+        f"{train_command_line(manifest, out)} && "
+        f"python -m convlens runs pack {out} --snapshots {snapshots} --weights {weights}"
+    )
+    card = Card(
+        name=name,
+        title=f"{ARCH_TITLES.get(manifest['arch'], manifest['arch'])} on Fashion-MNIST",
+        arch=manifest["arch"],
+        arch_options=dict(manifest["arch_options"]),
+        data=manifest["config"]["data"],
+        epochs=int(manifest["config"]["epochs"]),
+        steps=int(summary.get("steps", kept[-1])),
+        seed=int(manifest["config"]["seed"]),
+        test_accuracy=float(accuracy),
+        trained_test_accuracy=float(trained_accuracy),
+        training_seconds=float(summary.get("seconds", float("nan"))),
+        parameters=int(parameters),
+        command=command,
+        storage=storage,
+        note=note,
+    )
+    _write_atomic(run_dir / "card.json", json.dumps(dataclasses.asdict(card), indent=2) + "\n")
+    _write_atomic(run_dir / "card.md", card_markdown(card, manifest))
+    return card
+
+
+def card_markdown(card: Card, manifest: dict) -> str:
+    """Return the card as Markdown, for people reading assets/ (and the app)."""
+    config = manifest["config"]
+    options = ", ".join(f"{k}={v}" for k, v in sorted(card.arch_options.items())) or "defaults"
+    minutes = card.training_seconds / 60
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(manifest.get("versions", {}).items()))
+    return "\n".join(
+        [
+            f"# {card.name}: {card.title}",
+            "",
+            f"- Architecture: `{card.arch}` ({options}), {card.parameters:,} parameters",
+            f"- Data: {card.data} (trained on the 60,000 training images, tested on the 10,000 "
+            "test images)",
+            f"- Training: {card.epochs} epochs ({card.steps:,} steps), seed {card.seed}, "
+            f"{config['optimizer']} lr {TrainConfig(**config).learning_rate} "
+            f"({config.get('schedule', 'constant')}), batch {config['batch_size']}, "
+            f"loss {config['loss']}, init {config['init']}",
+            f"- Test accuracy: {card.test_accuracy:.2%} with the shipped float16 weights "
+            f"({card.trained_test_accuracy:.2%} at the end of training, in float32)",
+            f"- Training time: {minutes:.1f} minutes on {manifest.get('device', 'cpu')}",
+            f"- Stored: {card.storage}",
+            f"- Versions: {versions}",
+            "",
+            *([card.note, ""] if card.note else []),
+            "Reproduce it (from the repository root):",
+            "",
+            "```",
+            card.command,
+            "```",
+            "",
+        ]
+    )
+
+
+def _test_accuracy(run_dir: Path, loss: str) -> float:
+    """Return the accuracy of the run's last stored weights on the whole test split."""
+    data = fashion_mnist("test")
+    images = torch.tensor(np.asarray(data.images))
+    labels = torch.tensor(np.asarray(data.labels)).long()
+    model, _ = load_snapshot(run_dir)
+    with torch.no_grad():
+        return evaluate(model, images, labels, loss)[0]
+
+
+def _rewrite_half(path: Path) -> None:
+    """Store a weights file's floating-point tensors in float16 (written by rename)."""
+    tensors = load_file(path)
+    if all(v.dtype == torch.float16 for v in tensors.values() if v.is_floating_point()):
+        return
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(half, temp)
+    os.replace(temp, path)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
