@@ -112,3 +112,28 @@ def curves_chart(curves: Curves, max_points: int = 1500) -> alt.LayerChart | alt
         .properties(height=CURVES_HEIGHT)
         .configure_axis(labelFontSize=AXIS_FONT_SIZE, titleFontSize=AXIS_FONT_SIZE)
     )
+
+
+def bars_chart(
+    labels: Sequence[str], values: Sequence[float], title: str, value_title: str
+) -> alt.Chart:
+    """Return horizontal bars, one per label in the given order (e.g. per-class mean activation)."""
+    frame = pd.DataFrame({"label": list(labels), "value": list(values), "rank": range(len(labels))})
+    return (
+        alt.Chart(frame, title=title)
+        .mark_bar(color=BAR_COLOUR)
+        .encode(
+            x=alt.X("value:Q", title=value_title),
+            y=alt.Y(
+                "label:N",
+                sort=alt.EncodingSortField("rank"),
+                title=None,
+                axis=alt.Axis(labelOverlap=False),
+            ),
+            tooltip=["label", alt.Tooltip("value:Q", format=".3f")],
+        )
+        .properties(height=max(BAR_HEIGHT * 0.6 * len(frame), 60))
+        .configure_axis(
+            labelFontSize=LABEL_FONT_SIZE, titleFontSize=LABEL_FONT_SIZE, labelLimit=260
+        )
+    )

@@ -6,9 +6,15 @@ A model is named in cache keys by its registry name, its weights file (or None) 
 
 from __future__ import annotations
 
+import threading
+
+import numpy as np
 import streamlit as st
+import torch
 from PIL import Image
 
+from convlens.annotations import weights_fingerprint
+from convlens.attribution import LayerMaps, activation_maps, grad_cam, guided_backprop
 from convlens.data import LoadedImage, load_image
 from convlens.graph import LayerGraph, build_graph
 from convlens.models import LoadedModel, resolve_model
@@ -56,3 +62,76 @@ def cached_weight_histogram(
     module = dict(cached_model(name, weights, source).module.named_modules())[layer_path]
     weight = layer_weight(module)
     return None if weight is None else weight_histogram(weight)
+
+
+@st.cache_resource(max_entries=16)
+def model_lock(name: str, weights: str | None, source: str) -> threading.Lock:
+    """Return the lock that guards the cached model while hooks or gradients run on it.
+
+    Cached models are shared by every session of the app; hook-based views must not overlap.
+    """
+    return threading.Lock()
+
+
+def _input(model: LoadedModel, image: Image.Image) -> torch.Tensor:
+    return model.transform(image).unsqueeze(0).to(model.device)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_layer_maps(
+    name: str,
+    weights: str | None,
+    source: str,
+    image_source: str,
+    upload_digest: str | None,
+    node_id: str,
+    _image: Image.Image,
+) -> LayerMaps:
+    """Return the activation maps of every filter of chain node `node_id` for the image."""
+    model = cached_model(name, weights, source)
+    node = cached_graph(name, weights, source).node(node_id)
+    with model_lock(name, weights, source):
+        return activation_maps(model.module, _input(model, _image), node)
+
+
+@st.cache_data(show_spinner=False, max_entries=4096)
+def cached_guided_backprop(
+    name: str,
+    weights: str | None,
+    source: str,
+    image_source: str,
+    upload_digest: str | None,
+    node_id: str,
+    channel: int,
+    position: tuple[int, int],
+    _image: Image.Image,
+) -> np.ndarray:
+    """Return the guided back-propagation image of one filter at `position` for the image."""
+    model = cached_model(name, weights, source)
+    node = cached_graph(name, weights, source).node(node_id)
+    with model_lock(name, weights, source):
+        return guided_backprop(model.module, _input(model, _image), node, channel, position)
+
+
+@st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=256)
+def cached_grad_cam(
+    name: str,
+    weights: str | None,
+    source: str,
+    image_source: str,
+    upload_digest: str | None,
+    node_id: str,
+    target: int,
+    _image: Image.Image,
+) -> np.ndarray:
+    """Return the Grad-CAM heat map of class `target` at chain node `node_id` for the image."""
+    model = cached_model(name, weights, source)
+    node = cached_graph(name, weights, source).node(node_id)
+    with model_lock(name, weights, source):
+        return grad_cam(model.module, _input(model, _image), node, target)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def cached_fingerprint(name: str, weights: str | None, source: str) -> str:
+    """Return the weights fingerprint that annotations of this model are stored under."""
+    return weights_fingerprint(cached_model(name, weights, source).module)

@@ -68,6 +68,12 @@ def render_details(
         f"activation read at `{node.activation_layer}`"
     )
     st.markdown(f"Receptive field: {field_note(graph.layer(node.activation_layer))}.")
+    if node.type in ("conv", "linear"):
+        st.page_link(
+            "pages/filters.py",
+            label=f"See every {'filter' if node.type == 'conv' else 'unit'} of {node.id} on the image",
+            icon=":material/grid_view:",
+        )
     st.table(layer_table(graph, node))
     histogram = cached_weight_histogram(*model_key, main.path)
     if histogram is None:

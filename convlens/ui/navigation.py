@@ -26,6 +26,13 @@ PAGES: tuple[PageSpec, ...] = (
         "the model as a chain of layer nodes, each layer's details, and the top-5 classes",
     ),
     PageSpec(
+        "pages/filters.py",
+        "Filters",
+        ":material/grid_view:",
+        "filters",
+        "every filter of a layer on your image, one magnified, and marking filters useful or useless",
+    ),
+    PageSpec(
         "pages/training.py",
         "Training",
         ":material/monitoring:",
