@@ -93,7 +93,10 @@ def annotation_panel(
     """Draw the controls that mark one filter useful, useless or unsure, with a note."""
     author = (
         st.text_input(
-            "Your name", key="annotation_author", help="Annotations are kept per author"
+            "Your name",
+            key="annotation_author",
+            placeholder=default_author(),
+            help="Annotations are kept per author; empty: your login name",
         ).strip()
         or default_author()
     )
