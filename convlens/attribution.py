@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from convlens.graph import ChainNode
+from convlens.graph import ChainNode, LayerGraph
 from convlens.hooks import record_outputs
 
 
@@ -65,39 +65,55 @@ def _out_of_place(model: nn.Module) -> Iterator[None]:
             module.inplace = True
 
 
-def guided_backprop(
-    model: nn.Module, x: torch.Tensor, node: ChainNode, channel: int, position: tuple[int, int]
-) -> np.ndarray:
-    """Return the guided back-propagation image (C, H, W) of one neuron of the chain node.
+def readout_layer(graph: LayerGraph, node: ChainNode) -> str:
+    """Return the module path whose output stands for the node in gradient methods.
 
-    The neuron is filter `channel` at `position` (y, x) of the node's activation output (use
-    `LayerMaps.peak` for where the filter fires most); a linear layer's position is ignored.
-    Captum's `NeuronGuidedBackprop`: gradients pass a ReLU module only where both its input and
-    the gradient are positive (other activation kinds pass plain gradients).
+    Captum hooks a module, so a module called more than once (EfficientNet's shared swish) is
+    ambiguous: then the node's last layer with a single call (its norm or conv) is used, that is,
+    the neuron is read just before its activation.
+    """
+    called_again = {module_path(layer.id) for layer in graph.layers if ":" in layer.id}
+    for layer_id in (node.activation_layer, *reversed(node.layers)):
+        if module_path(layer_id) not in called_again:
+            return module_path(layer_id)
+    return module_path(node.id)
+
+
+def guided_backprop(
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: str,
+    channel: int,
+    position: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Return the guided back-propagation image (C, H, W) of one neuron of module `layer`.
+
+    The neuron is channel `channel` at `position` (y, x) of the layer's output (use
+    `LayerMaps.peak` for where the filter fires most), or unit `channel` of a linear output when
+    `position` is None. Captum's `NeuronGuidedBackprop`: gradients pass a ReLU module only where
+    both its input and the gradient are positive (other activation kinds pass plain gradients).
     """
     from captum.attr import NeuronGuidedBackprop
 
-    layer = model.get_submodule(module_path(node.activation_layer))
-    selector = (channel,) if node.type == "linear" else (channel, *position)
+    selector = (channel,) if position is None else (channel, *position)
     with _out_of_place(model), warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Setting backward hooks on ReLU", UserWarning)
-        attribution = NeuronGuidedBackprop(model, layer).attribute(
+        attribution = NeuronGuidedBackprop(model, model.get_submodule(layer)).attribute(
             x.clone().requires_grad_(True), neuron_selector=selector
         )
     return attribution[0].detach().float().cpu().numpy()
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, node: ChainNode, target: int) -> np.ndarray:
-    """Return Grad-CAM of class `target` at the chain node, upsampled to the input, in [0, 1].
+def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, target: int) -> np.ndarray:
+    """Return Grad-CAM of class `target` at module `layer`, upsampled to the input, in [0, 1].
 
-    Captum's `LayerGradCam` on the node's activation output: the feature maps weighted by the
-    spatially averaged gradient of the class score, summed, negative evidence clipped.
+    Captum's `LayerGradCam`: the layer's feature maps weighted by the spatially averaged
+    gradient of the class score, summed, negative evidence clipped.
     """
     from captum.attr import LayerAttribution, LayerGradCam
 
-    layer = model.get_submodule(module_path(node.activation_layer))
     with _out_of_place(model):
-        cam = LayerGradCam(model, layer).attribute(
+        cam = LayerGradCam(model, model.get_submodule(layer)).attribute(
             x.clone().requires_grad_(True), target=int(target), relu_attributions=True
         )
         cam = LayerAttribution.interpolate(cam.detach(), tuple(x.shape[2:]), "bilinear")

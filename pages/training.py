@@ -16,6 +16,7 @@ from convlens.runs import (
 )
 from convlens.style import RUN_REFRESH_SECONDS
 from convlens.ui.sidebar import page_setup
+from convlens.ui.state import persisted
 
 page_setup()
 st.title("Training")
@@ -103,13 +104,8 @@ def runs_view() -> None:
     if st.session_state.get("run") not in paths:
         st.session_state["run"] = paths[-1]
     chosen = st.selectbox(
-        "Run",
-        paths,
-        index=paths.index(st.session_state["run"]),
-        format_func=lambda path: Path(path).name,
-        key="run_picker",
+        "Run", paths, format_func=lambda path: Path(path).name, **persisted("run")
     )
-    st.session_state["run"] = chosen
     run = runs[paths.index(chosen)]
     curves = learning_curves(run.path)
     if len(curves.steps):

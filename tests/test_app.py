@@ -303,7 +303,10 @@ def test_training_page_starts_a_run_that_trains_in_its_own_process() -> None:
     at = start()
     at.switch_page("pages/training.py").run()
     assert not at.exception
-    assert any("No runs yet" in i.value for i in at.info)
+    listed = at.dataframe[0].value
+    assert {"fashion_deepeyes", "fashion_basecnn"} <= set(listed["run"])
+    assert set(listed[listed["origin"] == "shipped"]["status"]) == {"finished"}
+    assert any("Model card" in e.label for e in at.expander), "a shipped run shows its card"
     at.number_input(key="train_epochs").set_value(1)
     at.number_input(key="train_conv1").set_value(2)
     at.number_input(key="train_conv2").set_value(3)

@@ -13,6 +13,7 @@ from convlens.attribution import (
     grad_cam,
     guided_backprop,
     last_conv_node,
+    readout_layer,
 )
 from convlens.graph import build_graph
 from convlens.hooks import count_hooks
@@ -81,7 +82,7 @@ def test_guided_backprop_equals_the_hand_written_rule_and_leaves_no_trace(tiny):
         y, x_ = maps.peak(k)
         if maps.maps[k, y, x_] <= 0:
             continue
-        image = guided_backprop(model, x, nodes["conv2"], k, (y, x_))
+        image = guided_backprop(model, x, "relu2", k, (y, x_))
         expected = hand_guided_backprop(model, x, k, y, x_)
         assert image.shape == (1, 9, 9)
         assert np.abs(image).max() > 0
@@ -97,7 +98,7 @@ def test_grad_cam_matches_its_definition(tiny):
     node = last_conv_node(tuple(nodes.values()))
     assert node.id == "conv2"
     for target in (0, 1):
-        heat = grad_cam(model, x, node, target)
+        heat = grad_cam(model, x, "relu2", target)
         assert heat.shape == (9, 9) and heat.min() >= 0 and heat.max() <= 1
         # by hand: A = relu2's output, weights = mean gradient of the class score over positions
         a = torch.relu(model.conv2(torch.relu(model.conv1(x)))).detach().requires_grad_(True)
@@ -114,3 +115,23 @@ def test_filter_weight_norms(tiny):
     model, _, nodes = tiny
     norms = filter_weight_norms(model, nodes["conv1"])
     assert np.allclose(norms, model.conv1.weight.detach().flatten(1).norm(dim=1).numpy())
+
+
+def test_the_readout_layer_avoids_a_module_called_twice():
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 2, 3)
+            self.bn1 = nn.BatchNorm2d(2)
+            self.conv2 = nn.Conv2d(2, 2, 3)
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.conv2(self.act(self.bn1(self.conv1(x)))))
+
+    graph = build_graph(Shared().eval(), (1, 9, 9))
+    nodes = {node.id: node for node in graph.chain}
+    assert readout_layer(graph, nodes["conv1"]) == "bn1"
+    assert readout_layer(graph, nodes["conv2"]) == "conv2"
+    tiny = build_graph(TinyNet(), (1, 9, 9))
+    assert readout_layer(tiny, tiny.chain[0]) == "relu1"

@@ -15,6 +15,7 @@ from images import BAD_IMAGES
 
 from convlens.cli import main
 from convlens.models import hub_cache_path, list_models
+from convlens.paths import ASSETS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +49,7 @@ def test_models_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     rows = json.loads(capsys.readouterr().out)
     assert [row["name"] for row in rows] == list_models()
     for row in rows:
-        assert set(row) == {"name", "input_size", "num_classes", "weights_available"}
+        assert set(row) == {"name", "input_size", "num_classes", "weights_available", "description"}
         assert len(row["input_size"]) == 3
         assert row["num_classes"] == (10 if row["input_size"][0] == 1 else 1000)
     available = {row["name"]: row["weights_available"] for row in rows}
@@ -278,7 +279,8 @@ def test_train_runs_and_run_models_from_the_command_line(
     assert main(["graph", "--model", f"run:{out}", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["nodes"][0]["id"] == "features.conv1"
     assert main(["runs", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == []  # out is not under a run folder
+    listed = [Path(row["path"]) for row in json.loads(capsys.readouterr().out)]
+    assert out not in listed and all(p.parent.name == "runs" for p in listed)  # not a run folder
     assert main(["runs", "delete", str(out)]) == 0
     assert not out.exists()
 
@@ -313,7 +315,9 @@ def test_runs_lists_user_runs_and_survives_broken_ones(capsys: pytest.CaptureFix
     (broken / "manifest.json").write_text("{not json")
     assert main(["runs", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows == [
+    shipped = [row for row in rows if Path(row["path"]).is_relative_to(ASSETS_DIR)]
+    assert len(shipped) >= 7 and all(row["status"] == "finished" for row in shipped)
+    assert [row for row in rows if row not in shipped] == [
         {
             "path": str(broken),
             "arch": None,

@@ -14,7 +14,13 @@ import torch
 from PIL import Image
 
 from convlens.annotations import weights_fingerprint
-from convlens.attribution import LayerMaps, activation_maps, grad_cam, guided_backprop
+from convlens.attribution import (
+    LayerMaps,
+    activation_maps,
+    grad_cam,
+    guided_backprop,
+    readout_layer,
+)
 from convlens.data import LoadedImage, load_image
 from convlens.graph import LayerGraph, build_graph
 from convlens.models import LoadedModel, resolve_model
@@ -108,9 +114,12 @@ def cached_guided_backprop(
 ) -> np.ndarray:
     """Return the guided back-propagation image of one filter at `position` for the image."""
     model = cached_model(name, weights, source)
-    node = cached_graph(name, weights, source).node(node_id)
+    graph = cached_graph(name, weights, source)
+    node = graph.node(node_id)
+    layer = readout_layer(graph, node)
+    spot = None if node.type == "linear" else position
     with model_lock(name, weights, source):
-        return guided_backprop(model.module, _input(model, _image), node, channel, position)
+        return guided_backprop(model.module, _input(model, _image), layer, channel, spot)
 
 
 @st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=256)
@@ -126,9 +135,10 @@ def cached_grad_cam(
 ) -> np.ndarray:
     """Return the Grad-CAM heat map of class `target` at chain node `node_id` for the image."""
     model = cached_model(name, weights, source)
-    node = cached_graph(name, weights, source).node(node_id)
+    graph = cached_graph(name, weights, source)
+    layer = readout_layer(graph, graph.node(node_id))
     with model_lock(name, weights, source):
-        return grad_cam(model.module, _input(model, _image), node, target)
+        return grad_cam(model.module, _input(model, _image), layer, target)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)

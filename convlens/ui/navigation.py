@@ -33,6 +33,13 @@ PAGES: tuple[PageSpec, ...] = (
         "every filter of a layer on your image, one magnified, and marking filters useful or useless",
     ),
     PageSpec(
+        "pages/annotations.py",
+        "Annotations",
+        ":material/label:",
+        "annotations",
+        "every filter marked useful or useless, export and import, and what removing them costs",
+    ),
+    PageSpec(
         "pages/training.py",
         "Training",
         ":material/monitoring:",

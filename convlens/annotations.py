@@ -1,0 +1,581 @@
+"""Filter annotations: who marked which filter of which weights useful, useless or unsure.
+
+The store is one SQLite database, `annotations.sqlite` in `convlens_home()`, shared by every app
+session and CLI process. WAL mode lets readers read while a writer writes; a busy timeout makes
+concurrent writers wait their turn instead of failing; every write is one `BEGIN IMMEDIATE`
+transaction, so nothing is lost. A row is keyed by (model, weights_fingerprint, layer, filter,
+author): setting it again replaces its label (and note) and records when, in `updated_at`
+(ISO 8601, UTC). A filter's *latest label* is the label of its most recently updated row, whoever
+wrote it.
+
+The model is the name `load_model` accepted (e.g. `run:RUN_DIR@STEP`), stored as given; the
+weights fingerprint tells apart different weights under one name (see `weights_fingerprint`).
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import hashlib
+import io
+import json
+import re
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from convlens.paths import convlens_home
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from convlens.graph import LayerGraph
+
+DATABASE_NAME = "annotations.sqlite"
+LABELS: tuple[str, ...] = ("useful", "useless", "unsure")
+COLUMNS: tuple[str, ...] = (
+    "model",
+    "weights_fingerprint",
+    "layer",
+    "filter",
+    "label",
+    "note",
+    "author",
+    "updated_at",
+)
+REQUIRED_COLUMNS: tuple[str, ...] = ("model", "weights_fingerprint", "layer", "filter", "label")
+EXPORT_FORMATS: tuple[str, ...] = ("csv", "json")
+ANNOTATED_LAYER_TYPES: tuple[str, ...] = ("conv", "linear")
+FINGERPRINT_DIGITS = 16
+BUSY_TIMEOUT_S = 60.0
+FALLBACK_AUTHOR = "anonymous"
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS annotations (
+        model TEXT NOT NULL,
+        weights_fingerprint TEXT NOT NULL,
+        layer TEXT NOT NULL,
+        filter INTEGER NOT NULL CHECK (filter >= 0),
+        author TEXT NOT NULL,
+        label TEXT NOT NULL CHECK (label IN ('useful', 'useless', 'unsure')),
+        note TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (model, weights_fingerprint, layer, filter, author)
+    )
+    """,
+)
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM annotations"
+_ORDER = " ORDER BY model, weights_fingerprint, layer, filter, author"
+_SET = """
+    INSERT INTO annotations (model, weights_fingerprint, layer, filter, author, label, note, updated_at)
+    VALUES (:model, :weights_fingerprint, :layer, :filter, :author, :label, COALESCE(:note, ''), :updated_at)
+    ON CONFLICT (model, weights_fingerprint, layer, filter, author) DO UPDATE SET
+        label = excluded.label,
+        note = COALESCE(:note, annotations.note),
+        updated_at = excluded.updated_at
+"""
+# An imported row never overwrites a newer one, so merging an old export loses no recent label.
+_IMPORT = """
+    INSERT INTO annotations (model, weights_fingerprint, layer, filter, author, label, note, updated_at)
+    VALUES (:model, :weights_fingerprint, :layer, :filter, :author, :label, :note, :updated_at)
+    ON CONFLICT (model, weights_fingerprint, layer, filter, author) DO UPDATE SET
+        label = excluded.label, note = excluded.note, updated_at = excluded.updated_at
+    WHERE excluded.updated_at >= annotations.updated_at
+"""
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One author's label of one filter (or unit) of one layer of one model's weights."""
+
+    model: str
+    weights_fingerprint: str
+    layer: str
+    filter: int
+    label: str
+    note: str
+    author: str
+    updated_at: str
+
+    def to_dict(self) -> dict[str, str | int]:
+        """Return the row as exported and listed: the keys of `COLUMNS`, in that order."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RowError:
+    """Why one row of an import is invalid; `row` counts data rows from 1, None is the whole file."""
+
+    row: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.reason}" if self.row is not None else self.reason
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did: all valid rows written, or (with errors) nothing at all."""
+
+    rows: int
+    applied: int
+    kept_newer: int
+    errors: tuple[RowError, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Return whether every row was valid (and so the import was applied)."""
+        return not self.errors
+
+
+def default_author() -> str:
+    """Return the login name of the user, or "anonymous" when the system has none."""
+    try:
+        return getpass.getuser() or FALLBACK_AUTHOR
+    except (KeyError, OSError, ImportError):
+        return FALLBACK_AUTHOR
+
+
+def utc_now() -> str:
+    """Return the current time as ISO 8601 in UTC, to the microsecond (the `updated_at` format)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """Return the first 16 hex digits of a SHA-256 over the state dict's names, dtypes, shapes and bytes.
+
+    The same weights give the same fingerprint on any device; changing any one value changes it.
+    It reads every weight once: cache it for large models.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    state = module.state_dict()
+    for name in sorted(state):
+        value = state[name]
+        if not isinstance(value, torch.Tensor):
+            digest.update(f"{name}\0{value!r}\0".encode())
+            continue
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:FINGERPRINT_DIGITS]
+
+
+def annotatable_layers(graph: LayerGraph) -> dict[str, int]:
+    """Return each conv / linear chain node's id with its number of filters (or units), in chain order."""
+    return {
+        node.id: graph.layer(node.id).output_shape[0]
+        for node in graph.chain
+        if node.type in ANNOTATED_LAYER_TYPES and graph.layer(node.id).output_shape
+    }
+
+
+def check_filter(graph: LayerGraph, layer: str, filter_index: int, model: str) -> None:
+    """Raise ValueError (one sentence) unless `layer` is a conv/linear chain node with that filter."""
+    layers = annotatable_layers(graph)
+    if layer not in layers:
+        names = list(layers)
+        shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+        raise ValueError(
+            f"'{layer}' is not a conv or linear layer of {model}; choose one of: {shown} "
+            f"(see `convlens graph --model {model}`)"
+        )
+    if not 0 <= filter_index < layers[layer]:
+        raise ValueError(
+            f"{layer} of {model} has {layers[layer]} filters (0 to {layers[layer] - 1}); "
+            f"it has no filter {filter_index}"
+        )
+
+
+class AnnotationStore:
+    """The annotation database at `path` (default: `annotations.sqlite` in `convlens_home()`).
+
+    Every call opens and closes its own connection, so one store may serve many threads.
+    Reading a store that does not exist yet finds nothing and creates nothing.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else convlens_home() / DATABASE_NAME
+
+    def set_annotation(
+        self,
+        model: str,
+        weights_fingerprint: str,
+        layer: str,
+        filter: int,
+        label: str,
+        note: str | None = None,
+        author: str | None = None,
+    ) -> Annotation:
+        """Store (or replace) `author`'s label of one filter and return the stored row.
+
+        `author` defaults to the login name; a `note` of None keeps the note already stored.
+        Raises ValueError when a field is invalid.
+        """
+        fields = {
+            "model": model,
+            "weights_fingerprint": weights_fingerprint,
+            "layer": layer,
+            "filter": filter,
+            "label": label,
+            "note": note,
+            "author": author if author is not None else default_author(),
+        }
+        annotation, reasons = _parse_row(fields, default_author(), utc_now())
+        if annotation is None:
+            raise ValueError("; ".join(reasons))
+        values = {**annotation.to_dict(), "note": note}
+        with self._write() as connection:
+            connection.execute(_SET, values)
+            row = connection.execute(
+                f"{_SELECT} WHERE model = ? AND weights_fingerprint = ? AND layer = ? "
+                "AND filter = ? AND author = ?",
+                (
+                    annotation.model,
+                    annotation.weights_fingerprint,
+                    annotation.layer,
+                    annotation.filter,
+                    annotation.author,
+                ),
+            ).fetchone()
+        return Annotation(*row)
+
+    def delete_annotation(
+        self,
+        model: str,
+        weights_fingerprint: str,
+        layer: str,
+        filter: int,
+        author: str | None = None,
+    ) -> bool:
+        """Delete `author`'s (default: the login name's) label of one filter; return whether one existed."""
+        if not self.path.exists():
+            return False
+        with self._write() as connection:
+            cursor = connection.execute(
+                "DELETE FROM annotations WHERE model = ? AND weights_fingerprint = ? AND layer = ? "
+                "AND filter = ? AND author = ?",
+                (
+                    model,
+                    weights_fingerprint,
+                    layer,
+                    filter,
+                    author if author is not None else default_author(),
+                ),
+            )
+            return cursor.rowcount > 0
+
+    def list_annotations(
+        self,
+        model: str | None = None,
+        layer: str | None = None,
+        fingerprint: str | None = None,
+        author: str | None = None,
+    ) -> list[Annotation]:
+        """Return the stored rows that match every filter given, by model, weights, layer, filter, author."""
+        conditions = {
+            "model": model,
+            "layer": layer,
+            "weights_fingerprint": fingerprint,
+            "author": author,
+        }
+        given = {column: value for column, value in conditions.items() if value is not None}
+        where = " AND ".join(f"{column} = :{column}" for column in given)
+        sql = _SELECT + (f" WHERE {where}" if where else "") + _ORDER
+        return [Annotation(*row) for row in self._read(sql, given)]
+
+    def latest_annotations(
+        self,
+        model: str,
+        fingerprint: str,
+        layer: str | None = None,
+        author: str | None = None,
+    ) -> dict[tuple[str, int], Annotation]:
+        """Return each annotated filter's most recently updated row, keyed by (layer, filter).
+
+        Across all authors, or only `author`'s rows when given; a tie goes to the first author by name.
+        """
+        rows = self.list_annotations(
+            model=model, layer=layer, fingerprint=fingerprint, author=author
+        )
+        latest: dict[tuple[str, int], Annotation] = {}
+        for row in rows:
+            key = (row.layer, row.filter)
+            if key not in latest or row.updated_at > latest[key].updated_at:
+                latest[key] = row
+        return latest
+
+    def latest_labels(
+        self,
+        model: str,
+        fingerprint: str,
+        layer: str | None = None,
+        author: str | None = None,
+    ) -> dict[tuple[str, int], str]:
+        """Return each annotated filter's latest label, keyed by (layer, filter)."""
+        latest = self.latest_annotations(model, fingerprint, layer=layer, author=author)
+        return {key: row.label for key, row in latest.items()}
+
+    def label_counts(
+        self,
+        model: str,
+        fingerprint: str,
+        layer: str | None = None,
+        author: str | None = None,
+    ) -> dict[str, int]:
+        """Return how many filters have each latest label (every label of `LABELS`, zeros included)."""
+        counts = Counter(
+            self.latest_labels(model, fingerprint, layer=layer, author=author).values()
+        )
+        return {label: counts[label] for label in LABELS}
+
+    def useless_filters(
+        self, model: str, fingerprint: str, author: str | None = None
+    ) -> dict[str, list[int]]:
+        """Return the filters whose latest label is "useless", as sorted indices per layer."""
+        useless: dict[str, list[int]] = {}
+        for (layer, index), label in sorted(
+            self.latest_labels(model, fingerprint, author=author).items()
+        ):
+            if label == "useless":
+                useless.setdefault(layer, []).append(index)
+        return useless
+
+    def export_annotations(self, format: str = "csv", model: str | None = None) -> str:
+        """Return every row (or `model`'s) as CSV with a header row, or as a JSON list of objects."""
+        rows = [row.to_dict() for row in self.list_annotations(model=model)]
+        if format == "json":
+            return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+        if format != "csv":
+            raise ValueError(f"unknown export format '{format}'; use csv or json")
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue()
+
+    def import_annotations(
+        self, source: Path | str, default_author_name: str | None = None
+    ) -> ImportReport:
+        """Check every row of an export, then write them all or none; return what was done.
+
+        `source` is a file when it is a Path (ValueError if it cannot be read), and CSV or JSON
+        text when it is a str (JSON when it starts with "[" or "{", or the file ends in .json);
+        text is never taken for a file name. Required columns: model, weights_fingerprint, layer, filter, label; a missing note is
+        empty, a missing author is `default_author_name` (default: the login name) and a missing
+        updated_at is now. A row older than the stored row with the same key does not replace it.
+        """
+        text, format = _read_source(source)
+        raw_rows, errors = _split_rows(text, format)
+        if errors:
+            # A problem of the whole file (not JSON, a column missing from the header) would
+            # repeat in every row; report it once.
+            return ImportReport(len(raw_rows), 0, 0, tuple(errors))
+        author = default_author_name or default_author()
+        now = utc_now()
+        rows: list[Annotation] = []
+        for number, raw in enumerate(raw_rows, start=1):
+            annotation, reasons = _parse_row(raw, author, now)
+            if annotation is None:
+                errors.extend(RowError(number, reason) for reason in reasons)
+            else:
+                rows.append(annotation)
+        if errors:
+            return ImportReport(len(raw_rows), 0, 0, tuple(errors))
+        applied = 0
+        with self._write() as connection:
+            for row in rows:
+                applied += connection.execute(_IMPORT, row.to_dict()).rowcount
+        return ImportReport(len(rows), applied, len(rows) - applied, ())
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level None: transactions are begun and ended explicitly, below.
+        return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """Yield a connection inside one immediate transaction; commit at the end, roll back on error."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = self._connect()
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            # With WAL, NORMAL saves an fsync per commit and never corrupts the database; only
+            # the last commits before a power cut could be lost.
+            connection.execute("PRAGMA synchronous = NORMAL")
+            # IMMEDIATE takes the write lock at once (waiting up to the busy timeout), so a
+            # transaction never has to upgrade a read lock, which SQLite could refuse at once.
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    connection.execute(statement)
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+
+    def _read(self, sql: str, parameters: Mapping[str, object]) -> list[tuple]:
+        if not self.path.exists():
+            return []
+        connection = self._connect()
+        try:
+            return connection.execute(sql, parameters).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return []
+            raise
+        finally:
+            connection.close()
+
+
+def _read_source(source: Path | str) -> tuple[str, str | None]:
+    """Return the text to import and its format when a file suffix says so (else None: sniff)."""
+    if isinstance(source, str):
+        return source, None
+    path = source
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read {path}: {error}") from error
+    suffix = path.suffix.lower().lstrip(".")
+    return text, suffix if suffix in EXPORT_FORMATS else None
+
+
+def _split_rows(text: str, format: str | None) -> tuple[list[Mapping[str, object]], list[RowError]]:
+    """Return the raw rows of CSV or JSON text, and the errors that concern the whole file."""
+    text = text.lstrip("\ufeff")
+    if format is None:
+        format = "json" if text.lstrip()[:1] in ("[", "{") else "csv"
+    return _split_json(text) if format == "json" else _split_csv(text)
+
+
+def _split_json(text: str) -> tuple[list[Mapping[str, object]], list[RowError]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        return [], [RowError(None, f"not JSON ({error})")]
+    if not isinstance(data, list):
+        return [], [RowError(None, "a JSON import is a list of rows (objects)")]
+    return data, []
+
+
+def _split_csv(text: str) -> tuple[list[Mapping[str, object]], list[RowError]]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    unknown = [column for column in header if column not in COLUMNS]
+    problems = []
+    if missing:
+        problems.append(f"the CSV header lacks the column(s) {', '.join(missing)}")
+    if unknown:
+        problems.append(f"the CSV header has unknown column(s) {', '.join(map(repr, unknown))}")
+    try:
+        rows = list(reader)
+    except csv.Error as error:
+        problems.append(f"not CSV ({error})")
+        rows = []
+    return rows, [RowError(None, problem) for problem in problems]
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _text(raw: Mapping[str, object], column: str, reasons: list[str]) -> str | None:
+    """Return a non-empty text field, or None after noting why in `reasons`."""
+    value = raw.get(column)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        reasons.append(f"{column} is missing")
+        return None
+    if not isinstance(value, str):
+        reasons.append(f"{column} must be text, not {_shown(value)}")
+        return None
+    return value
+
+
+def _parse_row(
+    raw: object, default_author_name: str, now: str
+) -> tuple[Annotation | None, list[str]]:
+    """Return the annotation a raw row describes, or None and every reason it is invalid."""
+    if not isinstance(raw, Mapping):
+        return None, [f"a row must be an object with the columns {', '.join(COLUMNS)}"]
+    reasons = [
+        "more fields than the header has" if key is None else f"unknown column {_shown(key)}"
+        for key in raw
+        if key not in COLUMNS
+    ]
+    model = _text(raw, "model", reasons)
+    layer = _text(raw, "layer", reasons)
+    fingerprint = _text(raw, "weights_fingerprint", reasons)
+    if fingerprint is not None and not re.fullmatch(
+        f"[0-9a-f]{{{FINGERPRINT_DIGITS}}}", fingerprint.strip().lower()
+    ):
+        reasons.append(f"weights_fingerprint must be 16 hex digits, not {_shown(fingerprint)}")
+    filter_index = _filter_index(raw.get("filter"), reasons)
+    label = raw.get("label")
+    if label is None or label == "":
+        reasons.append("label is missing")
+    elif not isinstance(label, str) or label.strip().lower() not in LABELS:
+        reasons.append(f"label must be one of {', '.join(LABELS)}, not {_shown(label)}")
+    note = raw.get("note")
+    if note is not None and not isinstance(note, str):
+        reasons.append(f"note must be text, not {_shown(note)}")
+    author = raw.get("author")
+    if author is not None and not isinstance(author, str):
+        reasons.append(f"author must be text, not {_shown(author)}")
+    updated_at = _timestamp(raw.get("updated_at"), now, reasons)
+    if reasons:
+        return None, reasons
+    return (
+        Annotation(
+            model=str(model),
+            weights_fingerprint=str(fingerprint).strip().lower(),
+            layer=str(layer),
+            filter=int(filter_index or 0),
+            label=str(label).strip().lower(),
+            note=str(note or ""),
+            author=str(author).strip() if author and str(author).strip() else default_author_name,
+            updated_at=str(updated_at),
+        ),
+        [],
+    )
+
+
+def _filter_index(value: object, reasons: list[str]) -> int | None:
+    if value is None or value == "":
+        reasons.append("filter is missing")
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        return int(value)
+    reasons.append(f"filter must be a whole number of at least 0, not {_shown(value)}")
+    return None
+
+
+def _timestamp(value: object, now: str, reasons: list[str]) -> str | None:
+    """Return `value` as canonical ISO 8601 UTC (a time without zone is taken as UTC), or `now`."""
+    if value is None or value == "":
+        return now
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        reasons.append(f"updated_at must be an ISO 8601 time, not {_shown(value)}")
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")

@@ -1,0 +1,132 @@
+"""Annotations: every filter marked useful, useless or unsure; export, import, and the ablation check."""
+
+import pandas as pd
+import streamlit as st
+
+from convlens.ablation import AblationError, ablate
+from convlens.annotations import LABELS, AnnotationStore
+from convlens.data import ImageSourceError
+from convlens.ui.cache import cached_fingerprint, cached_model, model_lock
+from convlens.ui.sidebar import page_setup
+
+selection = page_setup()
+st.title("Annotations")
+st.caption(
+    "Every filter someone marked useful, useless or unsure (on the Filters page or with "
+    "`python -m convlens annotations set`), and what removing the useless ones costs the model."
+)
+store = AnnotationStore()
+rows = store.list_annotations()
+frame = pd.DataFrame([row.to_dict() for row in rows])
+
+model_column, layer_column = st.columns(2)
+models = sorted(frame["model"].unique()) if len(frame) else []
+chosen_model = model_column.selectbox("Model", ["all models", *models], key="annotations_model")
+if chosen_model != "all models":
+    frame = frame[frame["model"] == chosen_model]
+layers = sorted(frame["layer"].unique()) if len(frame) else []
+chosen_layer = layer_column.selectbox("Layer", ["all layers", *layers], key="annotations_layer")
+if chosen_layer != "all layers":
+    frame = frame[frame["layer"] == chosen_layer]
+
+if frame.empty:
+    st.info("No annotations here yet: open the Filters page, click a filter and mark it.")
+else:
+    counts = frame["label"].value_counts()
+    for column, label in zip(st.columns(len(LABELS)), LABELS, strict=True):
+        column.metric(label, int(counts.get(label, 0)))
+    st.dataframe(frame, hide_index=True, width="stretch")
+
+export_column, import_column = st.columns(2)
+with export_column:
+    st.markdown("**Export** every annotation")
+    for format in ("csv", "json"):
+        st.download_button(
+            f"Download {format.upper()}",
+            store.export_annotations(format),
+            file_name=f"annotations.{format}",
+            mime="text/csv" if format == "csv" else "application/json",
+            key=f"export_{format}",
+        )
+with import_column:
+    upload = st.file_uploader(
+        "**Import** a CSV or JSON export (all rows or none)",
+        type=["csv", "json"],
+        key="annotations_import",
+    )
+    if upload is not None and st.button("Import these annotations", key="import_button"):
+        text = upload.getvalue().decode("utf-8", errors="replace")
+        report = store.import_annotations(text)
+        if report.ok:
+            st.success(
+                f"Imported {report.applied} of {report.rows} rows "
+                f"({report.kept_newer} kept a newer stored label)."
+            )
+        else:
+            st.error("Nothing was imported: " + "; ".join(str(e) for e in report.errors[:10]))
+
+st.divider()
+st.subheader("What do the useless filters cost?")
+model = selection.model
+if model is None:
+    st.stop()
+fingerprint = cached_fingerprint(*selection.model_key)
+useless = store.useless_filters(selection.model_name, fingerprint)
+total = sum(len(v) for v in useless.values())
+st.markdown(
+    f"**{selection.model_name}** has **{total}** filters marked useless (each filter's latest "
+    "label counts). The check zeroes them and compares the accuracy before and after, layer by "
+    "layer and all together."
+)
+fashion = tuple(model.input_size) == (1, 28, 28)
+data = st.text_input(
+    "Labelled images",
+    value="fashion-mnist:test" if fashion else "",
+    key="ablation_data",
+    help="fashion-mnist:test, fashion-mnist:train, or an ImageFolder directory whose folder "
+    "names are the model's classes",
+)
+limit = st.number_input(
+    "Images (first N; 0: the default)", 0, 1_000_000, 0 if fashion else 1000, key="ablation_limit"
+)
+if st.button("Run the check", type="primary", disabled=not total or not data, key="ablate"):
+    bar = st.progress(0.0, text="Evaluating…")
+
+    def report(done: int, count: int) -> None:
+        bar.progress(min(done / max(count, 1), 1.0), text=f"Evaluating: {done:,}/{count:,} images")
+
+    try:
+        with model_lock(*selection.model_key):
+            result = ablate(
+                cached_model(*selection.model_key),
+                data,
+                useless,
+                limit=int(limit) or None,
+                progress=report,
+            )
+    except (AblationError, ImageSourceError, ValueError, OSError) as error:
+        bar.empty()
+        st.error(str(error))
+    else:
+        bar.empty()
+        before, after = st.columns(2)
+        before.metric("Accuracy now", f"{result.baseline_accuracy:.2%}")
+        after.metric(
+            f"Without the {result.ablated_filters} useless filters",
+            f"{result.ablated_accuracy:.2%}",
+            delta=f"{(result.ablated_accuracy - result.baseline_accuracy) * 100:+.2f} points",
+        )
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "layer": list(result.per_layer),
+                    "useless filters": [len(r.filters) for r in result.per_layer.values()],
+                    "accuracy without them": [
+                        f"{r.accuracy:.2%}" for r in result.per_layer.values()
+                    ],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+        st.caption(f"On {result.images:,} images of {data}.")

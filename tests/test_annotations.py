@@ -1,0 +1,322 @@
+"""The annotation store: concurrent writers, updates, latest labels, export / import, fingerprints, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from convlens.annotations import COLUMNS, AnnotationStore, weights_fingerprint
+from convlens.cli import main
+from convlens.models import load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+FINGERPRINT = "0123456789abcdef"
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from convlens.annotations import AnnotationStore, LABELS
+
+path, fingerprint, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+worker, rows = int(sys.argv[4]), int(sys.argv[5])
+go.with_name(f"ready{worker}").touch()
+while not go.exists():
+    time.sleep(0.005)
+store = AnnotationStore(path)
+for i in range(rows):
+    store.set_annotation(
+        "deepeyes", fingerprint, "features.conv1", worker * 1000 + i, LABELS[i % 3], author=f"w{worker}"
+    )
+    store.set_annotation(
+        "deepeyes", fingerprint, "features.conv2", 0, "useful", note=f"{worker}:{i}", author="shared"
+    )
+"""
+
+
+def test_parallel_writer_processes_lose_nothing(tmp_path: Path) -> None:
+    path, go = tmp_path / "annotations.sqlite", tmp_path / "go"
+    workers, rows = 6, 100
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), FINGERPRINT, str(go), str(worker), str(rows)],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for worker in range(workers)
+    ]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready{worker}").exists() for worker in range(workers)):
+        assert time.monotonic() < deadline, "the writers did not start"
+        time.sleep(0.01)
+    go.touch()  # every writer has imported: start them all at once
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    store = AnnotationStore(path)
+    stored = store.list_annotations(layer="features.conv1")
+    assert len(stored) == workers * rows
+    for worker in range(workers):
+        mine = sorted(row.filter for row in stored if row.author == f"w{worker}")
+        assert mine == [worker * 1000 + i for i in range(rows)]
+    assert all(
+        row.label == ("useful", "useless", "unsure")[row.filter % 1000 % 3] for row in stored
+    )
+    (shared,) = store.list_annotations(layer="features.conv2")
+    assert shared.note in {f"{worker}:{rows - 1}" for worker in range(workers)}
+
+
+def test_setting_again_updates_the_one_row() -> None:
+    store = AnnotationStore()
+    first = store.set_annotation(
+        "deepeyes", FINGERPRINT, "features.conv1", 3, "useful", note="edges", author="ann"
+    )
+    assert store.path.name == "annotations.sqlite" and store.path.is_file()
+    second = store.set_annotation(
+        "deepeyes", FINGERPRINT, "features.conv1", 3, "useless", author="ann"
+    )
+    (row,) = store.list_annotations()
+    assert row == second
+    assert (row.label, row.note) == ("useless", "edges")  # no note given: the note is kept
+    assert row.updated_at > first.updated_at
+    assert row.updated_at.endswith("+00:00")
+    cleared = store.set_annotation(
+        "deepeyes", FINGERPRINT, "features.conv1", 3, "unsure", note="", author="ann"
+    )
+    assert cleared.note == "" and len(store.list_annotations()) == 1
+
+
+def test_latest_label_is_the_most_recent_across_authors() -> None:
+    store = AnnotationStore()
+    store.set_annotation("m", FINGERPRINT, "conv", 0, "useful", author="ann")
+    store.set_annotation("m", FINGERPRINT, "conv", 0, "useless", author="bob")
+    store.set_annotation("m", FINGERPRINT, "conv", 1, "useless", author="ann")
+    store.set_annotation("m", FINGERPRINT, "fc", 2, "useless", author="bob")
+    store.set_annotation("m", "fedcba9876543210", "conv", 5, "useless", author="ann")
+    assert store.latest_labels("m", FINGERPRINT) == {
+        ("conv", 0): "useless",
+        ("conv", 1): "useless",
+        ("fc", 2): "useless",
+    }
+    store.set_annotation("m", FINGERPRINT, "conv", 0, "useful", author="ann")
+    assert store.latest_labels("m", FINGERPRINT, layer="conv") == {
+        ("conv", 0): "useful",
+        ("conv", 1): "useless",
+    }
+    assert store.latest_labels("m", FINGERPRINT, author="bob") == {
+        ("conv", 0): "useless",
+        ("fc", 2): "useless",
+    }
+    assert store.label_counts("m", FINGERPRINT) == {"useful": 1, "useless": 2, "unsure": 0}
+    assert store.useless_filters("m", FINGERPRINT) == {"conv": [1], "fc": [2]}
+    assert store.delete_annotation("m", FINGERPRINT, "fc", 2, author="bob")
+    assert not store.delete_annotation("m", FINGERPRINT, "fc", 2, author="bob")
+    assert store.useless_filters("m", FINGERPRINT) == {"conv": [1]}
+
+
+def test_reading_a_missing_store_creates_nothing(tmp_path: Path) -> None:
+    store = AnnotationStore(tmp_path / "none" / "annotations.sqlite")
+    assert store.list_annotations() == [] and store.latest_labels("m", FINGERPRINT) == {}
+    assert not store.path.parent.exists()
+
+
+def test_invalid_fields_are_refused() -> None:
+    store = AnnotationStore()
+    with pytest.raises(ValueError, match="label"):
+        store.set_annotation("m", FINGERPRINT, "conv", 0, "great")
+    with pytest.raises(ValueError, match="filter"):
+        store.set_annotation("m", FINGERPRINT, "conv", -1, "useful")
+    with pytest.raises(ValueError, match="16 hex digits"):
+        store.set_annotation("m", "xyz", "conv", 0, "useful")
+    assert store.list_annotations() == []
+
+
+def _fill(store: AnnotationStore) -> None:
+    store.set_annotation(
+        "run:runs/x@300", FINGERPRINT, "features.conv1", 0, "useful", note='a, "quoted"\nnote é'
+    )
+    store.set_annotation("deepeyes", FINGERPRINT, "classifier.fc1", 499, "useless", author="bob")
+    store.set_annotation("deepeyes", FINGERPRINT, "classifier.fc1", 499, "unsure", author="ann")
+
+
+@pytest.mark.parametrize("format", ["csv", "json"])
+def test_export_import_round_trip(tmp_path: Path, format: str) -> None:
+    source = AnnotationStore(tmp_path / "a.sqlite")
+    _fill(source)
+    exported = source.export_annotations(format)
+    target = AnnotationStore(tmp_path / "b.sqlite")
+    report = target.import_annotations(exported)
+    assert report.ok and (report.rows, report.applied, report.kept_newer) == (3, 3, 0)
+    assert target.list_annotations() == source.list_annotations()
+    file = tmp_path / f"export.{format}"
+    file.write_text(exported, encoding="utf-8")
+    third = AnnotationStore(tmp_path / "c.sqlite")
+    assert third.import_annotations(file).applied == 3
+    assert third.export_annotations(format) == exported
+
+
+def test_export_formats_have_the_contract_columns() -> None:
+    store = AnnotationStore()
+    _fill(store)
+    rows = json.loads(store.export_annotations("json"))
+    assert len(rows) == 3 and all(list(row) == list(COLUMNS) for row in rows)
+    assert store.export_annotations("csv").splitlines()[0] == ",".join(COLUMNS)
+
+
+def test_an_older_import_keeps_the_newer_label(tmp_path: Path) -> None:
+    store = AnnotationStore()
+    store.set_annotation("m", FINGERPRINT, "conv", 0, "useful", author="ann")
+    old = store.export_annotations("json")
+    store.set_annotation("m", FINGERPRINT, "conv", 0, "useless", author="ann")
+    report = store.import_annotations(old)
+    assert (report.applied, report.kept_newer) == (0, 1)
+    assert store.latest_labels("m", FINGERPRINT) == {("conv", 0): "useless"}
+
+
+GOOD_CSV_ROW = f"m,{FINGERPRINT},conv,1,useful,,ann,2024-01-02T03:04:05+00:00"
+HEADER = ",".join(COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        (
+            "bad_row.csv",
+            f"{HEADER}\n{GOOD_CSV_ROW}\nm,{FINGERPRINT},conv,2,meh,,ann,\n{GOOD_CSV_ROW}\n",
+            [(2, "label must be one of")],
+        ),
+        (
+            "bad_rows.json",
+            json.dumps(
+                [
+                    {
+                        "model": "m",
+                        "weights_fingerprint": FINGERPRINT,
+                        "layer": "c",
+                        "filter": 1,
+                        "label": "useful",
+                    },
+                    {
+                        "model": "m",
+                        "weights_fingerprint": FINGERPRINT,
+                        "layer": "c",
+                        "filter": -1,
+                        "label": "useful",
+                    },
+                    {
+                        "model": "m",
+                        "weights_fingerprint": FINGERPRINT,
+                        "layer": "c",
+                        "filter": 2,
+                        "label": "useful",
+                    },
+                    {
+                        "model": "m",
+                        "weights_fingerprint": "beef",
+                        "layer": "c",
+                        "filter": 3,
+                        "label": "useful",
+                        "updated_at": "yesterday",
+                    },
+                ]
+            ),
+            [(2, "filter must be"), (4, "16 hex digits"), (4, "ISO 8601")],
+        ),
+        (
+            "missing_column.csv",
+            f"model,weights_fingerprint,layer,filter\nm,{FINGERPRINT},conv,1\n",
+            [(None, "lacks the column(s) label")],
+        ),
+        ("not_json.json", "this is not JSON at all {", [(None, "not JSON")]),
+        ("not_rows.json", '{"model": "m"}', [(None, "list of rows")]),
+    ],
+)
+def test_a_corrupt_import_changes_nothing(
+    tmp_path: Path, name: str, text: str, expected: list[tuple[int | None, str]]
+) -> None:
+    store = AnnotationStore()
+    _fill(store)
+    before = store.export_annotations("json")
+    file = tmp_path / name
+    file.write_text(text, encoding="utf-8")
+    report = store.import_annotations(file)
+    assert not report.ok and report.applied == 0
+    for row, reason in expected:
+        assert any(error.row == row and reason in error.reason for error in report.errors)
+    assert {error.row for error in report.errors} == {row for row, _ in expected}
+    assert store.export_annotations("json") == before
+
+
+def test_fingerprint_follows_the_weights() -> None:
+    first, again = load_model("deepeyes", device="cpu"), load_model("deepeyes", device="cpu")
+    fingerprint = weights_fingerprint(first.module)
+    assert len(fingerprint) == 16 and int(fingerprint, 16) >= 0
+    assert weights_fingerprint(again.module) == fingerprint
+    with torch.no_grad():
+        weight = first.module.classifier.fc2.weight
+        weight[3, 7] = torch.nextafter(weight[3, 7], torch.tensor(10.0))
+    assert weights_fingerprint(first.module) != fingerprint
+    assert weights_fingerprint(again.module.double()) != fingerprint
+
+
+def test_cli_set_list_export_import(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = ["annotations", "set", "--model", "deepeyes", "--layer", "features.conv2"]
+    assert main([*base, "--filter", "49", "--label", "useless", "--note", "dead"]) == 0
+    assert main([*base, "--filter", "0", "--label", "useful", "--author", "bob"]) == 0
+    assert "features.conv2 #0: useful, by bob" in capsys.readouterr().out
+    assert main([*base, "--filter", "50", "--label", "useful"]) == 2
+    assert "has 50 filters" in capsys.readouterr().err
+    assert main(["annotations", "set", "--model", "deepeyes", "--layer", "features.pool1",
+                 "--filter", "0", "--label", "useful"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "not a conv or linear layer" in err and err.count("\n") == 1
+
+    assert main(["annotations", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    fingerprint = weights_fingerprint(load_model("deepeyes", device="cpu").module)
+    assert [(row["filter"], row["label"], row["note"]) for row in rows] == [
+        (0, "useful", ""),
+        (49, "useless", "dead"),
+    ]
+    assert all(
+        set(row) == set(COLUMNS) and row["weights_fingerprint"] == fingerprint for row in rows
+    )
+    assert main(["annotations", "list", "--model", "alexnet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+    assert main(["annotations", "export", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == ",".join(COLUMNS)
+    out = tmp_path / "labels.json"
+    assert main(["annotations", "export", "--format", "json", "--out", str(out)]) == 0
+    assert json.loads(out.read_text()) == rows
+
+    monkeypatch.setenv("CONVLENS_HOME", str(tmp_path / "elsewhere"))
+    capsys.readouterr()
+    assert main(["annotations", "import", str(out)]) == 0
+    assert "applied 2 of 2 rows" in capsys.readouterr().out
+    assert main(["annotations", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == rows
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"{HEADER}\n{GOOD_CSV_ROW}\nm,{FINGERPRINT},conv,x,useful,,a,\n")
+    assert main(["annotations", "import", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "row 2: filter must be" in err and "1 of 2 rows are invalid" in err
+    assert main(["annotations", "import", str(tmp_path / "missing.csv")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_text_is_never_taken_for_a_file_name(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.csv"
+    secret.write_text(f"{HEADER}\n{GOOD_CSV_ROW}\n")
+    report = AnnotationStore().import_annotations(str(secret))
+    assert not report.ok and "lacks the column(s)" in report.errors[0].reason
+    assert AnnotationStore().list_annotations() == []

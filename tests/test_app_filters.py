@@ -1,0 +1,120 @@
+"""AppTest of the Filters and Annotations pages: the grid, a selected filter, annotating, ablation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_app import all_text, start
+
+from convlens.annotations import AnnotationStore, weights_fingerprint
+from convlens.cli import main
+from convlens.models import load_model
+
+FASHION = {"model": "fashion_basecnn", "image": "fashion-mnist:test:0"}
+
+
+def open_filters(query: dict[str, str] | None = None):
+    at = start(query)
+    at.switch_page("pages/filters.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def grid_buttons(at, prefix: str) -> list[int]:
+    return [int(b.key.split("_")[1]) for b in at.button if b.key and b.key.startswith(prefix + "_")]
+
+
+def test_default_model_shows_every_filter_of_its_first_layer_and_a_click_selects_one():
+    at = open_filters()
+    assert grid_buttons(at, "act") == list(range(32))  # EfficientNet-Lite0's stem: 32 filters
+    assert len(at.image) >= 32
+    at.button(key="act_5").click().run()
+    assert not at.exception
+    assert at.session_state["filter"] == "5"
+    assert "_conv_stem · filter 5" in all_text(at)
+    assert any("guided back-propagation" in c.value for c in at.caption)
+
+
+def test_fashion_model_grid_sorts_and_switches_to_guided_backprop():
+    at = open_filters({**FASHION, "layer": "features.conv2_1"})
+    assert sorted(grid_buttons(at, "act")) == list(range(64))
+    at.selectbox(key="filters_order").set_value("weight norm (importance)").run()
+    module = load_model("fashion_basecnn").module
+    norms = module.features.conv2_1.weight.detach().flatten(1).norm(dim=1).numpy()
+    assert grid_buttons(at, "act") == [int(k) for k in np.argsort(-norms, kind="stable")]
+    at.segmented_control(key="filters_show").set_value("guided back-propagation").run()
+    assert not at.exception
+    assert sorted(grid_buttons(at, "gbp")) == list(range(64))
+
+
+def test_a_layer_from_the_network_page_opens_here_and_a_linear_layer_shows_bars():
+    at = open_filters({**FASHION, "layer": "features.relu1_1"})  # a layer inside a chain node
+    assert at.selectbox(key="layer_widget").value == "features.conv1_1"
+    at = open_filters({**FASHION, "layer": "classifier.fc2", "filter": "3"})
+    assert not at.exception
+    assert at.get("vega_lite_chart"), "a fully connected layer shows its units as bars"
+    assert "classifier.fc2 · unit 3" in all_text(at)
+
+
+def test_an_unknown_filter_in_the_url_is_reported_not_fatal():
+    at = open_filters({**FASHION, "layer": "features.conv1_1", "filter": "999"})
+    assert "has no filter 999" in all_text(at)
+
+
+def test_annotating_in_the_app_reaches_the_store_and_the_cli(capsys):
+    at = open_filters({**FASHION, "layer": "features.conv2_1", "filter": "7"})
+    at.text_input(key="annotation_author").set_value("ana").run()
+    at.segmented_control(key="annotation_label_features.conv2_1_7").set_value("useless")
+    at.text_input(key="annotation_note_features.conv2_1_7").set_value("blank")
+    at.form_submit_button[0].click().run()
+    assert not at.exception
+    fingerprint = weights_fingerprint(load_model("fashion_basecnn").module)
+    rows = AnnotationStore().list_annotations(model="fashion_basecnn")
+    assert [(r.layer, r.filter, r.label, r.note, r.author, r.weights_fingerprint) for r in rows] == [
+        ("features.conv2_1", 7, "useless", "blank", "ana", fingerprint)
+    ]
+    assert main(["annotations", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(r["layer"], r["filter"], r["label"]) for r in listed] == [
+        ("features.conv2_1", 7, "useless")
+    ]
+
+    at.selectbox(key="filters_order").set_value("annotation").run()
+    assert grid_buttons(at, "act")[-1] == 7, "useless filters sort last"
+
+
+@pytest.fixture
+def two_annotations() -> str:
+    fingerprint = weights_fingerprint(load_model("fashion_basecnn").module)
+    store = AnnotationStore()
+    store.set_annotation("fashion_basecnn", fingerprint, "features.conv4_3", 2, "useless", "", "ana")
+    store.set_annotation("fashion_basecnn", fingerprint, "features.conv4_3", 3, "useful", "", "bo")
+    return fingerprint
+
+
+def test_annotations_page_lists_counts_exports_and_refuses_a_bad_import(two_annotations):
+    at = start(FASHION)
+    at.switch_page("pages/annotations.py").run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric} == {"useful": "1", "useless": "1", "unsure": "0"}
+    assert len(at.dataframe[0].value) == 2
+    before = AnnotationStore().export_annotations("json")
+    at.file_uploader(key="annotations_import").set_value(
+        ("bad.csv", b"model,layer\nfashion_basecnn,features.conv1_1\n", "text/csv")
+    ).run()
+    at.button(key="import_button").click().run()
+    assert "Nothing was imported" in all_text(at)
+    assert AnnotationStore().export_annotations("json") == before
+
+
+def test_the_ablation_check_runs_from_the_annotations_page(two_annotations):
+    at = start(FASHION)
+    at.switch_page("pages/annotations.py").run()
+    at.number_input(key="ablation_limit").set_value(200).run()
+    at.button(key="ablate").click().run()
+    assert not at.exception
+    labels = [m.label for m in at.metric]
+    assert "Accuracy now" in labels and "Without the 1 useless filters" in labels
+    assert "On 200 images of fashion-mnist:test." in all_text(at)
