@@ -8,13 +8,15 @@ model is not thread-safe while they run: callers that share a model guard it wit
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
+from torchvision.transforms import Normalize
 
 from convlens.graph import ChainNode, LayerGraph
 from convlens.hooks import record_outputs
@@ -132,3 +134,20 @@ def filter_weight_norms(model: nn.Module, node: ChainNode) -> np.ndarray:
     """Return the L2 norm of each filter's weights (the ConvLens seed's "importance")."""
     weight = model.get_submodule(module_path(node.id)).weight.detach().float()
     return torch.linalg.vector_norm(weight.flatten(1), dim=1).cpu().numpy()
+
+
+def input_view(transform: Callable[[Image.Image], torch.Tensor], image: Image.Image) -> Image.Image:
+    """Return `image` as the network sees it (resized and cropped by `transform`, not normalised).
+
+    Activation maps, receptive-field boxes and Grad-CAM are in these pixels, not the original's.
+    """
+    x = transform(image)
+    steps = getattr(transform, "transforms", [])
+    normalize = next((t for t in steps if isinstance(t, Normalize)), None)
+    if normalize is not None:
+        mean = torch.as_tensor(normalize.mean, dtype=x.dtype)[:, None, None]
+        std = torch.as_tensor(normalize.std, dtype=x.dtype)[:, None, None]
+        x = x * std + mean
+    pixels = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    array = pixels.permute(1, 2, 0).numpy()
+    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)

@@ -135,3 +135,16 @@ def test_the_readout_layer_avoids_a_module_called_twice():
     assert readout_layer(graph, nodes["conv2"]) == "conv2"
     tiny = build_graph(TinyNet(), (1, 9, 9))
     assert readout_layer(tiny, tiny.chain[0]) == "relu1"
+
+
+def test_input_view_undoes_the_normalisation_but_keeps_the_crop():
+    from PIL import Image
+
+    from convlens.attribution import input_view
+    from convlens.models import make_transform
+
+    pixels = np.arange(40 * 20, dtype=np.uint8).reshape(20, 40) % 251
+    transform = make_transform((1, 20, 20), 20, (0.3,), (0.2,))
+    view = np.asarray(input_view(transform, Image.fromarray(pixels)))
+    assert view.shape == (20, 20)
+    assert np.abs(view.astype(int) - pixels[:, 10:30].astype(int)).max() <= 1  # the centre crop

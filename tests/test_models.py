@@ -76,8 +76,9 @@ def test_load_model_is_ready_for_inference(name: str):
     assert loaded.name == name
     assert not any(module.training for module in loaded.module.modules())
     assert loaded.weights_status in WEIGHTS_STATUSES
-    # the efficientnet weights are pip dependencies; the torch hub cache is an empty tmp folder
-    expected = "bundled" if name.startswith("efficientnet") else "untrained"
+    # the efficientnet weights are pip dependencies, the fashion_* runs ship in assets/runs;
+    # the torch hub cache is an empty tmp folder
+    expected = "bundled" if name.startswith(("efficientnet", "fashion_")) else "untrained"
     assert loaded.weights_status == expected
     assert loaded.pretrained == (expected != "untrained")
     assert loaded.input_size == models.model_spec(name).input_size
