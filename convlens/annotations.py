@@ -9,14 +9,13 @@ author): setting it again replaces its label (and note) and records when, in `up
 wrote it.
 
 The model is the name `load_model` accepted (e.g. `run:RUN_DIR@STEP`), stored as given; the
-weights fingerprint tells apart different weights under one name (see `weights_fingerprint`).
+weights fingerprint tells apart different weights under one name (see `convlens.weights.weights_fingerprint`).
 """
 
 from __future__ import annotations
 
 import csv
 import getpass
-import hashlib
 import io
 import json
 import re
@@ -30,10 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convlens.paths import convlens_home
+from convlens.weights import FINGERPRINT_DIGITS
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from convlens.graph import LayerGraph
 
 DATABASE_NAME = "annotations.sqlite"
@@ -51,7 +49,6 @@ COLUMNS: tuple[str, ...] = (
 REQUIRED_COLUMNS: tuple[str, ...] = ("model", "weights_fingerprint", "layer", "filter", "label")
 EXPORT_FORMATS: tuple[str, ...] = ("csv", "json")
 ANNOTATED_LAYER_TYPES: tuple[str, ...] = ("conv", "linear")
-FINGERPRINT_DIGITS = 16
 BUSY_TIMEOUT_S = 60.0
 FALLBACK_AUTHOR = "anonymous"
 
@@ -145,27 +142,6 @@ def default_author() -> str:
 def utc_now() -> str:
     """Return the current time as ISO 8601 in UTC, to the microsecond (the `updated_at` format)."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def weights_fingerprint(module: nn.Module) -> str:
-    """Return the first 16 hex digits of a SHA-256 over the state dict's names, dtypes, shapes and bytes.
-
-    The same weights give the same fingerprint on any device; changing any one value changes it.
-    It reads every weight once: cache it for large models.
-    """
-    import torch
-
-    digest = hashlib.sha256()
-    state = module.state_dict()
-    for name in sorted(state):
-        value = state[name]
-        if not isinstance(value, torch.Tensor):
-            digest.update(f"{name}\0{value!r}\0".encode())
-            continue
-        tensor = value.detach().cpu().contiguous()
-        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()[:FINGERPRINT_DIGITS]
 
 
 def annotatable_layers(graph: LayerGraph) -> dict[str, int]:

@@ -156,7 +156,99 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imported.add_argument("name", metavar="NAME")
     imported.add_argument("file", metavar="FILE")
+    _add_annotations_parser(commands)
+    _add_analysis_parsers(commands)
     return parser
+
+
+def _add_annotations_parser(commands: argparse._SubParsersAction) -> None:
+    from convlens.annotations import EXPORT_FORMATS, LABELS
+
+    annotations = commands.add_parser(
+        "annotations",
+        help="label filters useful / useless / unsure; list, export, import, and check by ablation",
+    )
+    actions = annotations.add_subparsers(
+        dest="annotations_command", metavar="ACTION", parser_class=_Parser
+    )
+    model_help = "a name from `convlens models`, run:RUN_DIR[@STEP] or file:PATH.py:ClassName"
+    labelled = actions.add_parser("set", help="label one filter (or unit) of a model's weights")
+    labelled.add_argument("--model", required=True, help=model_help)
+    labelled.add_argument(
+        "--layer", required=True, metavar="ID", help="a conv or linear layer (see `convlens graph`)"
+    )
+    labelled.add_argument("--filter", required=True, type=int, metavar="K", help="0-based index")
+    labelled.add_argument("--label", required=True, choices=LABELS)
+    labelled.add_argument("--note", default=None, help="free text (default: keep the stored note)")
+    labelled.add_argument("--author", default=None, help="default: your login name")
+    listed = actions.add_parser("list", help="list the stored annotations")
+    listed.add_argument("--model", default=None, help="only this model name")
+    listed.add_argument("--json", action="store_true", help="print JSON")
+    exported = actions.add_parser("export", help="write every annotation as CSV or JSON")
+    exported.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    exported.add_argument("--out", default=None, metavar="FILE", help="default: standard output")
+    imported = actions.add_parser(
+        "import", help="add the annotations of an export (all rows, or none if one is invalid)"
+    )
+    imported.add_argument("file", metavar="FILE")
+    ablated = actions.add_parser(
+        "ablate", help="accuracy before and after zeroing the filters labelled useless"
+    )
+    ablated.add_argument("--model", required=True, help=model_help)
+    ablated.add_argument(
+        "--data",
+        required=True,
+        metavar="SOURCE",
+        help="fashion-mnist:test, fashion-mnist:train or an ImageFolder directory",
+    )
+    ablated.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the first N images (default: all for 1x28x28 models, else 1000)",
+    )
+    ablated.add_argument(
+        "--author", default=None, help="only this author's labels (default: everyone's latest)"
+    )
+    ablated.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_analysis_parsers(commands: argparse._SubParsersAction) -> None:
+    analyze = commands.add_parser(
+        "analyze",
+        help="activations over a dataset: per-class means, maxima, frequencies, top patches",
+    )
+    prepare = commands.add_parser(
+        "prepare", help="fill the activation cache ahead of a lecture (same options as analyze)"
+    )
+    for parser in (analyze, prepare):
+        _add_model_options(parser)
+        parser.add_argument(
+            "--data",
+            required=True,
+            metavar="SOURCE",
+            help="fashion-mnist:test, fashion-mnist:train, samples or an ImageFolder directory",
+        )
+        parser.add_argument(
+            "--limit",
+            type=int,
+            default=None,
+            metavar="N",
+            help="the first N images (default: all for 1x28x28 models, else 1000)",
+        )
+        parser.add_argument(
+            "--layers", default=None, metavar="L1,L2", help="conv / linear layers (default: all)"
+        )
+        parser.add_argument("--top-k", type=int, default=9, help="patches per neuron (default 9)")
+        parser.add_argument(
+            "--reduce",
+            choices=["mean", "max"],
+            default="mean",
+            help="an image's activation: the spatial mean (default) or max of its map",
+        )
+    analyze.add_argument("--out", default=None, metavar="FILE", help="write the JSON to FILE")
+    analyze.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _model_name(args: argparse.Namespace) -> str:
@@ -376,6 +468,230 @@ def _run_runs(args: argparse.Namespace) -> None:
         )
 
 
+def _run_annotations(args: argparse.Namespace) -> None:
+    actions = {
+        "set": _annotations_set,
+        "list": _annotations_list,
+        "export": _annotations_export,
+        "import": _annotations_import,
+        "ablate": _annotations_ablate,
+    }
+    if args.annotations_command not in actions:
+        raise CliError(f"convlens annotations: choose an action: {', '.join(actions)} (see --help)")
+    actions[args.annotations_command](args)
+
+
+def _annotations_set(args: argparse.Namespace) -> None:
+    from convlens.annotations import AnnotationStore, check_filter
+    from convlens.graph import build_graph
+    from convlens.models import resolve_model
+    from convlens.weights import weights_fingerprint
+
+    model = resolve_model(args.model, device="cpu")
+    try:
+        check_filter(
+            build_graph(model.module, model.input_size), args.layer, args.filter, args.model
+        )
+        row = AnnotationStore().set_annotation(
+            args.model,
+            weights_fingerprint(model.module),
+            args.layer,
+            args.filter,
+            args.label,
+            note=args.note,
+            author=args.author,
+        )
+    except ValueError as error:
+        raise CliError(str(error)) from error
+    if not model.pretrained:
+        print(f"note: {args.model} has untrained weights here", file=sys.stderr)
+    print(
+        f"{row.model} (weights {row.weights_fingerprint}) {row.layer} #{row.filter}: "
+        f"{row.label}, by {row.author}"
+    )
+
+
+def _annotations_list(args: argparse.Namespace) -> None:
+    from convlens.annotations import AnnotationStore
+
+    rows = AnnotationStore().list_annotations(model=args.model)
+    if args.json:
+        print(json.dumps([row.to_dict() for row in rows], indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        print("no annotations yet; add one with `convlens annotations set --model NAME ...`")
+        return
+    for row in rows:
+        note = f"  {row.note}" if row.note else ""
+        print(
+            f"{row.model}  {row.weights_fingerprint}  {row.layer} #{row.filter}  {row.label:<8}"
+            f"{row.author}  {row.updated_at}{note}"
+        )
+
+
+def _annotations_export(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from convlens.annotations import AnnotationStore
+
+    store = AnnotationStore()
+    text = store.export_annotations(args.format)
+    if args.out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(args.out).write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise CliError(f"cannot write {args.out}: {error.strerror or error}") from error
+    print(f"wrote {len(store.list_annotations())} annotations to {args.out}")
+
+
+def _annotations_import(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from convlens.annotations import AnnotationStore
+
+    try:
+        report = AnnotationStore().import_annotations(Path(args.file))
+    except ValueError as error:
+        raise CliError(str(error)) from error
+    if not report.ok:
+        for error in report.errors:
+            print(f"{args.file}: {error}", file=sys.stderr)
+        bad_rows = {error.row for error in report.errors if error.row is not None}
+        what = f"{len(bad_rows)} of {report.rows} rows are invalid" if bad_rows else "invalid file"
+        raise CliError(f"{args.file}: {what}; nothing was imported")
+    skipped = f" ({report.kept_newer} kept the newer stored label)" if report.kept_newer else ""
+    print(f"applied {report.applied} of {report.rows} rows from {args.file}{skipped}")
+
+
+def _annotations_ablate(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from convlens.ablation import AblationError, ablate
+    from convlens.annotations import AnnotationStore
+    from convlens.models import resolve_model
+    from convlens.weights import weights_fingerprint
+
+    model = resolve_model(args.model)
+    fingerprint = weights_fingerprint(model.module)
+    store = AnnotationStore()
+    filters = store.useless_filters(args.model, fingerprint, author=args.author)
+    other_weights = sum(
+        row.weights_fingerprint != fingerprint for row in store.list_annotations(model=args.model)
+    )
+    if other_weights:
+        print(
+            f"note: {other_weights} labels of {args.model} are for other weights and are not used",
+            file=sys.stderr,
+        )
+    bar = tqdm(unit="img", desc="ablation", disable=args.json or not sys.stderr.isatty())
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        result = ablate(model, args.data, filters, limit=args.limit, progress=progress)
+    except AblationError as error:
+        raise CliError(str(error)) from error
+    finally:
+        bar.close()
+    if args.json:
+        print(result.to_json())
+        return
+    on = f"on {result.images} images of {args.data}"
+    if not result.ablated_filters:
+        by = f" by {args.author}" if args.author else ""
+        print(
+            f"no filter of {args.model} (weights {fingerprint}) is labelled useless{by}; "
+            f"accuracy {result.baseline_accuracy:.2%} {on}"
+        )
+        return
+    change = result.ablated_accuracy - result.baseline_accuracy
+    print(
+        f"{args.model} (weights {fingerprint}), {on}: accuracy {result.baseline_accuracy:.2%} -> "
+        f"{result.ablated_accuracy:.2%} ({change * 100:+.2f} points) with {result.ablated_filters} "
+        f"useless filters zeroed"
+    )
+    width = max(len(layer) for layer in result.per_layer) + 2
+    for layer, part in result.per_layer.items():
+        change = part.accuracy - result.baseline_accuracy
+        print(
+            f"  {layer:<{width}}{part.accuracy:7.2%} ({change * 100:+.2f} points)  "
+            f"filters {list(part.filters)}"
+        )
+
+
+def _analysis_options(args: argparse.Namespace) -> dict:
+    layers = args.layers.split(",") if args.layers is not None else None
+    return {"limit": args.limit, "layers": layers, "top_k": args.top_k, "reduce": args.reduce}
+
+
+def _progress_bar():
+    """Return a tqdm bar on stderr (hidden when it is not a terminal) and its progress callback."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(unit="img", disable=None, leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, progress
+
+
+def _run_analyze(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from convlens.activations import analyze, describe
+    from convlens.models import resolve_model
+
+    model = resolve_model(_model_name(args), weights=args.weights)
+    bar, progress = _progress_bar()
+    try:
+        analysis = analyze(model, args.data, progress=progress, **_analysis_options(args))
+    except ValueError as error:
+        raise CliError(str(error)) from error
+    finally:
+        bar.close()
+    if args.out or args.json:
+        text = json.dumps(analysis.to_json(), allow_nan=False)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        if args.json:
+            print(text)
+            return
+    print(describe(analysis))
+
+
+def _run_prepare(args: argparse.Namespace) -> None:
+    import time
+
+    from convlens.activations import analyze, cache_path
+    from convlens.models import resolve_model
+
+    model = resolve_model(_model_name(args), weights=args.weights)
+    bar, progress = _progress_bar()
+    try:
+        path = cache_path(model, args.data, **_analysis_options(args))
+        cached = path.is_file()
+        start = time.perf_counter()
+        analysis = analyze(model, args.data, progress=progress, **_analysis_options(args))
+    except ValueError as error:
+        raise CliError(str(error)) from error
+    finally:
+        bar.close()
+    what = (
+        f"{model.name} on {analysis.data}: {analysis.images} images, {len(analysis.layers)} layers"
+    )
+    if cached:
+        print(f"{what} already cached in {path}")
+    else:
+        print(f"{what} analysed in {time.perf_counter() - start:.1f} s and cached in {path}")
+
+
 COMMANDS = {
     "train": _run_train,
     "runs": _run_runs,
@@ -383,6 +699,9 @@ COMMANDS = {
     "predict": _run_predict,
     "graph": _run_graph,
     "weights": _run_weights,
+    "annotations": _run_annotations,
+    "analyze": _run_analyze,
+    "prepare": _run_prepare,
 }
 
 

@@ -8,7 +8,6 @@ Both give one node per layer call, named as in `named_modules` (see `convlens.ho
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -22,6 +21,32 @@ from convlens.hooks import PADDING_TYPES, call_id, is_layer, layer_type, named_l
 
 INPUT = "input"
 MERGED_INTO_PREVIOUS = ("norm", "activation", "dropout")
+
+
+@dataclass(frozen=True)
+class FieldGeometry:
+    """Where the receptive fields of a layer's output positions lie in the input image.
+
+    Position (y, x) sees input rows top + y * jump_y to top + y * jump_y + height - 1, and the
+    columns likewise; top and left are negative where the fields reach into the padding.
+    """
+
+    top: int
+    left: int
+    height: int
+    width: int
+    jump_y: int
+    jump_x: int
+
+    def box(self, y: int, x: int, image_height: int, image_width: int) -> tuple[int, int, int, int]:
+        """Return the field of position (y, x) as (x0, y0, x1, y1), ends exclusive, clipped to the image."""
+        y0, x0 = self.top + y * self.jump_y, self.left + x * self.jump_x
+        return (
+            min(max(x0, 0), image_width),
+            min(max(y0, 0), image_height),
+            min(max(x0 + self.width, 0), image_width),
+            min(max(y0 + self.height, 0), image_height),
+        )
 
 
 @dataclass(frozen=True)
@@ -40,6 +65,7 @@ class Layer:
     padding: tuple[int, ...] | str | None = None
     receptive_field: int | None = None
     jump: int | None = None
+    field_geometry: FieldGeometry | None = None
     sees_whole_image: bool = False
     group: str = ""
     chain_node: str = ""
@@ -108,6 +134,16 @@ class LayerGraph:
     def predecessors(self, layer_id: str) -> list[str]:
         """Return the ids of the layers that feed `layer_id`."""
         return [src for src, dst in self.edges if dst == layer_id]
+
+    def receptive_field_box(self, layer_id: str, y: int, x: int) -> tuple[int, int, int, int]:
+        """Return the input pixels that position (y, x) of `layer_id`'s output sees, as
+        (x0, y0, x1, y1) with exclusive ends, clipped to the image; the whole image for a layer
+        without a spatial field (linear) or with a global operation upstream."""
+        layer = self._by_id[layer_id]
+        _, height, width = self.input_size
+        if layer.field_geometry is None or layer.sees_whole_image:
+            return (0, 0, width, height)
+        return layer.field_geometry.box(y, x, height, width)
 
     def flattened_channels(self, layer_id: str) -> int | None:
         """Return C when the linear layer `layer_id` reads a flattened (C, H, W) map, else None.
@@ -320,17 +356,76 @@ def _pair(value: object) -> tuple[int, int]:
     return (int(value), int(value))
 
 
-RFInfo = tuple[int, int, int, int]  # field height, field width, jump height, jump width
+# field height, field width, jump down, jump right, and the input row and column where the
+# field of output position (0, 0) starts (negative inside the padding)
+RFInfo = tuple[int, int, int, int, int, int]
+INPUT_FIELD: RFInfo = (1, 1, 1, 1, 0, 0)
 
 
-def _apply_window(info: RFInfo, kernel, stride, dilation) -> RFInfo:
+def _apply_window(info: RFInfo, kernel, stride, dilation, leading=(0, 0)) -> RFInfo:
+    """The field after a sliding window that pads `leading` (rows, columns) before its input."""
     (kh, kw), (sh, sw), (dh, dw) = _pair(kernel), _pair(stride), _pair(dilation)
-    rf_h, rf_w, j_h, j_w = info
+    rf_h, rf_w, j_h, j_w, top, left = info
     return (
         rf_h + dh * (kh - 1) * j_h,
         rf_w + dw * (kw - 1) * j_w,
         j_h * sh,
         j_w * sw,
+        top - leading[0] * j_h,
+        left - leading[1] * j_w,
+    )
+
+
+def _leading_padding(call: _Call) -> tuple[int, int]:
+    """The rows and columns of padding a windowed 2-D layer adds above and left of its input.
+
+    Besides `padding` (an int, a pair, "valid" or "same"), a layer may pad through a padding child
+    (EfficientNet's static same padding), or inside `forward` as TensorFlow's "SAME" does (its
+    dynamic same padding): then the output is larger than `padding` explains, and the extra is
+    split as TensorFlow splits it, the smaller half first.
+    """
+    module = call.module
+    (kh, kw), (sh, sw) = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
+    dh, dw = _pair(getattr(module, "dilation", 1))
+    padding = module.padding
+    if padding == "valid":
+        padding = (0, 0)
+    elif padding == "same":  # torch puts the smaller half first
+        padding = ((dh * (kh - 1)) // 2, (dw * (kw - 1)) // 2)
+    leading = list(_pair(padding))
+    children = [child for child in module.children() if _is_padding(child)]
+    if children:
+        for child in children:
+            if not isinstance(child, nn.Identity):
+                pad = _pair(child.padding) * 2 if isinstance(child.padding, int) else child.padding
+                leading[0] += int(pad[2])
+                leading[1] += int(pad[0])
+        return leading[0], leading[1]
+    if call.input_shape is None or len(call.input_shape) != 3 or len(call.output_shape) != 3:
+        return leading[0], leading[1]
+    rounding = math.ceil if getattr(module, "ceil_mode", False) else math.floor
+    for axis, (k, s, d) in enumerate(((kh, sh, dh), (kw, sw, dw))):
+        size_in, size_out = call.input_shape[1 + axis], call.output_shape[1 + axis]
+        explained = rounding((size_in + 2 * leading[axis] - d * (k - 1) - 1) / s) + 1
+        if size_out > explained:
+            total = max((size_out - 1) * s + d * (k - 1) + 1 - size_in, 0)
+            leading[axis] = total // 2
+    return leading[0], leading[1]
+
+
+def _union(upstream: list[RFInfo]) -> RFInfo:
+    """The field of a layer fed by several (added or concatenated): the box around all of theirs."""
+    if not upstream:
+        return INPUT_FIELD
+    top = min(info[4] for info in upstream)
+    left = min(info[5] for info in upstream)
+    return (
+        max(info[4] + info[0] for info in upstream) - top,
+        max(info[5] + info[1] for info in upstream) - left,
+        max(info[2] for info in upstream),
+        max(info[3] for info in upstream),
+        top,
+        left,
     )
 
 
@@ -356,19 +451,25 @@ def _receptive_field(call: _Call, upstream: list[RFInfo | None]) -> tuple[RFInfo
     """Return the field of `call` from the fields of what feeds it, and whether it saw a global op."""
     if len(call.output_shape) != 3 or any(info is None for info in upstream):
         return None, False
-    info: RFInfo = (
-        tuple(max(values) for values in zip(*upstream, strict=True)) if upstream else (1, 1, 1, 1)
-    )
+    info = _union(upstream)
     module = call.module
     kind = layer_type(module)
     if isinstance(module, nn.modules.conv._ConvNd) and module.kernel_size.__len__() == 2:
-        return _apply_window(info, module.kernel_size, module.stride, module.dilation), False
+        leading = _leading_padding(call)
+        shifted = _apply_window(info, module.kernel_size, module.stride, module.dilation, leading)
+        return shifted, False
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d, nn.LPPool2d)):
         dilation = getattr(module, "dilation", 1)
         stride = module.stride if module.stride is not None else module.kernel_size
-        return _apply_window(info, module.kernel_size, stride, dilation), False
+        leading = _leading_padding(call) if hasattr(module, "padding") else (0, 0)
+        return _apply_window(info, module.kernel_size, stride, dilation, leading), False
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and call.input_shape:
         return _adaptive_window(info, call.input_shape, call.output_shape)
+    if _is_padding(module) and not isinstance(module, nn.Identity):
+        pad = module.padding
+        if len(pad) == 4:  # (left, right, top, bottom)
+            return _apply_window(info, 1, 1, 1, (int(pad[2]), int(pad[0]))), False
+        return info, False
     same_size = call.input_shape is not None and call.input_shape[1:] == call.output_shape[1:]
     if same_size or kind in ("norm", "activation", "dropout") or _is_padding(module):
         return info, False
@@ -535,7 +636,7 @@ def build_graph(
 
 
 def _assemble(calls: list[_Call], input_size: tuple[int, int, int], traced_with: str) -> LayerGraph:
-    fields: dict[str, RFInfo | None] = {INPUT: (1, 1, 1, 1)}
+    fields: dict[str, RFInfo | None] = {INPUT: INPUT_FIELD}
     layers: list[Layer] = []
     edges: list[tuple[str, str]] = []
     for call in calls:
@@ -553,6 +654,11 @@ def _assemble(calls: list[_Call], input_size: tuple[int, int, int], traced_with:
                 neurons=call.output_shape[0] if call.output_shape else 0,
                 receptive_field=max(info[0], info[1]) if info else None,
                 jump=max(info[2], info[3]) if info else None,
+                field_geometry=(
+                    FieldGeometry(info[4], info[5], info[0], info[1], info[2], info[3])
+                    if info
+                    else None
+                ),
                 sees_whole_image=whole or call.global_input or (info is None and bool(call.preds)),
                 **_window_attributes(call.module),
             )

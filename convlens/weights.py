@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+
+FINGERPRINT_DIGITS = 16
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """Return the first 16 hex digits of a SHA-256 over the state dict's names, dtypes, shapes and bytes.
+
+    The same weights give the same fingerprint on any device; changing any one value changes it.
+    It reads every weight once: cache it for large models.
+    """
+    digest = hashlib.sha256()
+    state = module.state_dict()
+    for name in sorted(state):
+        value = state[name]
+        if not isinstance(value, torch.Tensor):
+            digest.update(f"{name}\0{value!r}\0".encode())
+            continue
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:FINGERPRINT_DIGITS]
 
 
 def layer_weight(module: nn.Module) -> np.ndarray | None:

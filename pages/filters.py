@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from convlens.annotations import AnnotationStore
-from convlens.attribution import filter_weight_norms, last_conv_node
+from convlens.attribution import filter_weight_norms, input_view, last_conv_node
 from convlens.charts import bars_chart
 from convlens.graph import first_conv
 from convlens.style import FILTERS_PER_PAGE, MAGNIFIED_SIZE
@@ -17,12 +17,14 @@ from convlens.ui.cache import (
     cached_layer_maps,
     cached_model,
     cached_predictions,
+    model_lock,
 )
 from convlens.ui.details import tile_grid
 from convlens.ui.filters import (
     SORT_ORDERS,
     activation_tile,
     annotation_panel,
+    dataset_views,
     filter_grid,
     gradient_tile,
     sort_filters,
@@ -83,6 +85,7 @@ show = show_column.segmented_control(
 order = order_column.selectbox("Sort by", SORT_ORDERS, key="filters_order")
 
 maps = cached_layer_maps(*key, image.source, digest, node.id, image.image)
+view = input_view(model.transform, image.image)
 store = AnnotationStore()
 fingerprint = cached_fingerprint(*key)
 module = cached_model(*key).module
@@ -173,7 +176,7 @@ with detail_column:
             scale = float(np.abs(maps.maps).max())
             left, right = st.columns(2)
             left.image(
-                overlay(image.image, diverging(maps.maps[selected], scale)),
+                overlay(view, diverging(maps.maps[selected], scale)),
                 caption="activation over the image",
                 width="stretch",
             )
@@ -184,6 +187,7 @@ with detail_column:
                 width="stretch",
             )
         annotation_panel(store, selection.model_name, fingerprint, node.id, selected)
+        dataset_views(key, model, model_lock(*key), node.id, selected)
 
 st.divider()
 st.subheader("Why this class?")
@@ -205,9 +209,9 @@ else:
     )
     heat = cached_grad_cam(*key, image.source, digest, cam_node.id, target, image.image)
     left, right = st.columns(2)
-    left.image(image.image, caption=image.source, width="stretch")
+    left.image(view, caption=f"{image.source}, as the network sees it", width="stretch")
     right.image(
-        overlay(image.image, sequential(heat, 1.0)),
+        overlay(view, sequential(heat, 1.0)),
         caption=f"Grad-CAM at {cam_node.id}: where the evidence for '{model.class_names[target]}' lies",
         width="stretch",
     )

@@ -15,7 +15,7 @@ torch.set_num_threads(2)
 def isolated_home(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """Point TORCH_HOME and CONVLENS_HOME at fresh temporary folders and switch downloads off.
+    """Point TORCH_HOME and CONVLENS_HOME at fresh temporary folders, switch downloads off.
 
     Returns the temporary TORCH_HOME. Tests that need pretrained weights of a torchvision model
     write stand-in files into this cache themselves; nothing reads the real cache or the network.
@@ -23,6 +23,8 @@ def isolated_home(
     root = tmp_path_factory.mktemp("home")
     torch_home = root / "torch"
     monkeypatch.setenv("CONVLENS_OFFLINE", "1")
+    # `convlens app` would analyse the shipped models in the background; tests ask for it.
+    monkeypatch.setenv("CONVLENS_PREPARE", "0")
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
     monkeypatch.setenv("CONVLENS_HOME", str(root / "convlens"))
     # torch.hub.set_dir() would override TORCH_HOME for the rest of the process; undo it.

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from convlens.annotations import COLUMNS, AnnotationStore, weights_fingerprint
+from convlens.annotations import COLUMNS, AnnotationStore
 from convlens.cli import main
 from convlens.models import load_model
+from convlens.weights import weights_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 FINGERPRINT = "0123456789abcdef"

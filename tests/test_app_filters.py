@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from test_app import all_text, start
 
-from convlens.annotations import AnnotationStore, weights_fingerprint
+from convlens.annotations import AnnotationStore
 from convlens.cli import main
 from convlens.models import load_model
+from convlens.weights import weights_fingerprint
 
 FASHION = {"model": "fashion_basecnn", "image": "fashion-mnist:test:0"}
 
@@ -70,11 +71,12 @@ def test_annotating_in_the_app_reaches_the_store_and_the_cli(capsys):
     at.text_input(key="annotation_note_features.conv2_1_7").set_value("blank")
     at.form_submit_button[0].click().run()
     assert not at.exception
+    assert "Latest: **useless** by ana" in all_text(at), "the page shows what was just saved"
     fingerprint = weights_fingerprint(load_model("fashion_basecnn").module)
     rows = AnnotationStore().list_annotations(model="fashion_basecnn")
-    assert [(r.layer, r.filter, r.label, r.note, r.author, r.weights_fingerprint) for r in rows] == [
-        ("features.conv2_1", 7, "useless", "blank", "ana", fingerprint)
-    ]
+    assert [
+        (r.layer, r.filter, r.label, r.note, r.author, r.weights_fingerprint) for r in rows
+    ] == [("features.conv2_1", 7, "useless", "blank", "ana", fingerprint)]
     assert main(["annotations", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(r["layer"], r["filter"], r["label"]) for r in listed] == [
@@ -89,7 +91,9 @@ def test_annotating_in_the_app_reaches_the_store_and_the_cli(capsys):
 def two_annotations() -> str:
     fingerprint = weights_fingerprint(load_model("fashion_basecnn").module)
     store = AnnotationStore()
-    store.set_annotation("fashion_basecnn", fingerprint, "features.conv4_3", 2, "useless", "", "ana")
+    store.set_annotation(
+        "fashion_basecnn", fingerprint, "features.conv4_3", 2, "useless", "", "ana"
+    )
     store.set_annotation("fashion_basecnn", fingerprint, "features.conv4_3", 3, "useful", "", "bo")
     return fingerprint
 
@@ -118,3 +122,46 @@ def test_the_ablation_check_runs_from_the_annotations_page(two_annotations):
     labels = [m.label for m in at.metric]
     assert "Accuracy now" in labels and "Without the 1 useless filters" in labels
     assert "On 200 images of fashion-mnist:test." in all_text(at)
+
+
+def small_fashion_folder(root) -> str:
+    """An ImageFolder of 20 Fashion-MNIST test images, two per class, named like the classes."""
+    from PIL import Image
+
+    from convlens.data import FASHION_MNIST_CLASSES, fashion_mnist
+
+    data = fashion_mnist("test")
+    for label, name in enumerate(FASHION_MNIST_CLASSES):
+        folder = root / name.replace("/", "_")
+        folder.mkdir(parents=True)
+        for count, index in enumerate(np.flatnonzero(data.labels == label)[:2]):
+            Image.fromarray(data.images[index]).save(folder / f"{count}.png")
+    return str(root)
+
+
+def test_a_filter_s_top_patches_and_class_means_over_a_dataset(tmp_path):
+    folder = small_fashion_folder(tmp_path / "fashion")
+    at = open_filters({**FASHION, "layer": "features.conv3_1", "filter": "4"})
+    at.text_input(key="filters_data").set_value(folder).run()
+    assert not at.exception
+    at.button(key="filters_analyze").click().run()
+    assert not at.exception
+    assert "Top 9 image patches" in all_text(at) and "over 20 images" in all_text(at)
+    patches = [i for i in at.image if len(i.proto.imgs) == 9]
+    assert len(patches) == 1, "one row of nine patches"
+    assert all("·" in img.caption for img in patches[0].proto.imgs)  # "class · activation"
+    charts = [c for c in at.get("vega_lite_chart") if "per class" in json.dumps(c.proto.spec)]
+    assert charts, "the per-class mean activation is drawn"
+
+    # a second session finds the analysis on disk: no button, the patches at once
+    again = open_filters({**FASHION, "layer": "features.conv3_1", "filter": "4"})
+    again.text_input(key="filters_data").set_value(folder).run()
+    assert not [b for b in again.button if b.key == "filters_analyze"]
+    assert "Top 9 image patches" in all_text(again)
+
+
+def test_a_bad_dataset_is_one_sentence_on_the_page():
+    at = open_filters({**FASHION, "layer": "features.conv3_1", "filter": "4"})
+    at.text_input(key="filters_data").set_value("/no/such/folder").run()
+    assert not at.exception
+    assert any("unknown data source" in e.value for e in at.error)

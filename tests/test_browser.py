@@ -109,3 +109,53 @@ def test_bookmarked_link_reopens_the_same_view() -> None:
         assert chain_canvas_ink(page) > 500
         page.screenshot(path=str(SCREENSHOTS / "bookmark-alexnet.png"), full_page=True)
     assert log.outside_requests == []
+
+
+def test_annotating_a_filter_in_the_browser_reaches_the_cli(tmp_path: Path) -> None:
+    """Open a layer of the shipped BaseCNN, click a filter, mark it useless: the CLI lists it."""
+    import json
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    environment = {"CONVLENS_HOME": str(home), "CONVLENS_OFFLINE": "1"}
+    with app_server(env=environment) as url, browser_page() as (page, log):
+        page.goto(
+            f"{url}/?model=fashion_basecnn&image=fashion-mnist%3Atest%3A0&layer=features.conv2_1",
+            timeout=120_000,
+        )
+        wait_for_app(page)
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Filters").click()
+        page.wait_for_url("**/filters*", timeout=60_000)
+        wait_for_app(page)
+        page.get_by_role("button", name="7", exact=True).click()
+        page.wait_for_function(
+            "() => document.body.innerText.includes('features.conv2_1 · filter 7')", timeout=60_000
+        )
+        wait_for_app(page)
+        assert "filter=7" in page.url, "the selected filter is in the URL"
+        page.get_by_role("textbox", name="Your name").fill("ana")
+        page.get_by_role("textbox", name="Your name").press("Enter")
+        wait_for_app(page)
+        page.locator('[data-testid="stForm"]').get_by_text("useless", exact=True).click()
+        page.get_by_role("textbox", name="Note").fill("blank on most images")
+        page.get_by_role("button", name="Save annotation").click()
+        wait_for_app(page)
+        page.screenshot(path=str(SCREENSHOTS / "filters-saving.png"), full_page=True)
+        page.wait_for_function(
+            "() => document.body.innerText.includes('Latest: useless by ana')", timeout=60_000
+        )
+        page.screenshot(path=str(SCREENSHOTS / "filters-annotated.png"), full_page=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "convlens", "annotations", "list", "--json"],
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = json.loads(listed.stdout)
+    assert [
+        (r["model"], r["layer"], r["filter"], r["label"], r["note"], r["author"]) for r in rows
+    ] == [("fashion_basecnn", "features.conv2_1", 7, "useless", "blank on most images", "ana")]
+    assert log.outside_requests == []
+    assert log.console_errors == [], f"console errors: {log.console_errors[:5]}"

@@ -494,3 +494,103 @@ def test_flattened_channels_names_the_channels_a_linear_layer_reads():
     vgg = build_graph(models.build_untrained(models.model_spec("vgg11")), (3, 224, 224))
     assert vgg.flattened_channels("classifier.0") == 512  # torch.flatten leaves no layer
     assert vgg.flattened_channels("classifier.3") is None
+
+
+# --- receptive-field boxes by brute force -------------------------------------------------------
+
+
+class Padded(nn.Module):
+    """Every way of padding a window: asymmetric pad layer, "same" with an even kernel, "valid",
+    a padded max pool in ceil mode, and EfficientNet's static and dynamic same padding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch.utils import (
+            Conv2dDynamicSamePadding,
+            Conv2dStaticSamePadding,
+        )
+
+        self.pad = nn.ZeroPad2d((2, 0, 1, 3))  # left, right, top, bottom
+        self.same = nn.Conv2d(3, 4, 4, padding="same")
+        self.valid = nn.Conv2d(4, 4, 3, padding="valid")
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)
+        self.static = Conv2dStaticSamePadding(4, 4, 3, stride=2, image_size=14)
+        self.dynamic = Conv2dDynamicSamePadding(4, 4, 4, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.valid(self.same(self.pad(x))))
+        return self.dynamic(self.static(x))
+
+
+def brute_force_box(
+    copied: nn.Module, path: str, call: int, size: tuple[int, int, int], y: int, x: int
+) -> tuple[int, int, int, int] | None:
+    """The (x0, y0, x1, y1) box of input pixels on which output (y, x) of a layer call depends,
+    measured as the non-zero gradient of a linearised copy (see `linearised`); None when the
+    position sees padding only."""
+    outputs: list[torch.Tensor] = []
+    handle = copied.get_submodule(path).register_forward_hook(
+        lambda module, inputs, output: outputs.append(output)
+    )
+    image = torch.zeros(1, *size, requires_grad=True)
+    try:
+        copied(image)
+    finally:
+        handle.remove()
+    gradient = torch.autograd.grad(outputs[call - 1][0, :, y, x].sum(), image)[0]
+    if not gradient.any():
+        return None
+    top, bottom, left, right = footprint(gradient)
+    return (left, top, right + 1, bottom + 1)
+
+
+BOX_CASES = [
+    ("tiny", lambda: TinyStack(), (3, 32, 32), ["conv1", "conv2", "pool", "conv3"]),
+    ("branchy", lambda: Branchy(), (3, 16, 16), ["stem", "right", "mix", "relu"]),
+    ("padded", lambda: Padded(), (3, 21, 23), ["same", "valid", "pool", "static", "dynamic"]),
+    (
+        "alexnet",
+        lambda: models.build_untrained(models.model_spec("alexnet")),
+        (3, 96, 96),
+        ["features.0", "features.2", "features.6", "features.12"],
+    ),
+    (
+        "resnet18",
+        lambda: models.build_untrained(models.model_spec("resnet18")),
+        (3, 64, 64),
+        ["maxpool", "layer1.0.relu:2", "layer2.0.relu:2", "layer3.0.downsample.0"],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", BOX_CASES, ids=[case[0] for case in BOX_CASES])
+def test_receptive_field_boxes_match_brute_force(case):
+    _, build, size, layer_ids = case
+    model = build().eval()
+    graph = build_graph(model, size)
+    copied = linearised(model)
+    seen = 0
+    for identifier in layer_ids:
+        path, _, call = identifier.partition(":")
+        _, height, width = graph.layer(identifier).output_shape
+        # the corners (clipped fields), the centre and a position next to it
+        for y, x in ((0, 0), (height - 1, width - 1), (0, width - 1), (height // 2, width // 2)):
+            x0, y0, x1, y1 = graph.receptive_field_box(identifier, y, x)
+            measured = brute_force_box(copied, path, int(call or 1), size, y, x)
+            if measured is None:  # a position that sees padding only has an empty box
+                assert x0 == x1 or y0 == y1, (identifier, y, x)
+            else:
+                assert (x0, y0, x1, y1) == measured, (identifier, y, x)
+            seen += measured is not None
+    assert seen >= 3 * len(layer_ids)
+
+
+def test_field_geometry_by_hand():
+    graph = build_graph(TinyStack().eval(), (3, 32, 32))
+    # conv1 pads 1: field of (0, 0) starts at -1; conv2 pads 1 at jump 1: -2; the pool adds
+    # nothing; conv3 pads 2 at jump 4: -2 - 8 = -10
+    assert [graph.layer(i).field_geometry.top for i in TINY_FIELDS] == [-1, -2, -2, -10]
+    assert graph.receptive_field_box("conv3", 3, 4) == (-10 + 16, -10 + 12, 6 + 23, 2 + 23)
+    assert graph.receptive_field_box("conv3", 0, 0) == (0, 0, 13, 13)
+    linear = build_graph(Branchy().eval(), (3, 16, 16))
+    assert linear.receptive_field_box("fc", 0, 0) == (0, 0, 16, 16)

@@ -13,7 +13,6 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from convlens.annotations import weights_fingerprint
 from convlens.attribution import (
     LayerMaps,
     activation_maps,
@@ -25,7 +24,7 @@ from convlens.data import LoadedImage, load_image
 from convlens.graph import LayerGraph, build_graph
 from convlens.models import LoadedModel, resolve_model
 from convlens.predict import Prediction, predict
-from convlens.weights import Histogram, layer_weight, weight_histogram
+from convlens.weights import Histogram, layer_weight, weight_histogram, weights_fingerprint
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)

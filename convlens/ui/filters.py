@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from threading import Lock
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from convlens.activations import (
+    SHIPPED_DATA,
+    analyze,
+    cached_analysis,
+    default_limit,
+    open_source,
+)
 from convlens.annotations import LABELS, AnnotationStore, default_author
-from convlens.attribution import LayerMaps
-from convlens.style import FILTER_GRID_COLUMNS, FILTER_GRID_TILE
-from convlens.tiles import diverging, gradient_magnitude, sequential, tile
+from convlens.attribution import LayerMaps, input_view
+from convlens.charts import bars_chart
+from convlens.data import ImageSourceError
+from convlens.models import LoadedModel
+from convlens.style import FILTER_GRID_COLUMNS, FILTER_GRID_TILE, PATCH_SIZE
+from convlens.tiles import crop_patch, diverging, gradient_magnitude, sequential, tile
+from convlens.ui.launch import PREPARATION
+
+FASHION_INPUT = (1, 28, 28)
 
 SORT_ORDERS = (
     "filter number",
@@ -106,6 +120,19 @@ def annotation_panel(
             model=model_name, layer=layer, fingerprint=fingerprint, author=author
         )
     }.get(channel)
+    label_key = f"annotation_label_{layer}_{channel}"
+    note_key = f"annotation_note_{layer}_{channel}"
+
+    def save() -> None:
+        """Store the form's label (a callback: the page then draws the saved state)."""
+        label = st.session_state.get(label_key)
+        if label is None:
+            st.toast("Choose useful, useless or unsure first.")
+            return
+        note = st.session_state.get(note_key, "")
+        store.set_annotation(model_name, fingerprint, layer, channel, label, note, author)
+        st.toast(f"Marked {layer} filter {channel} as {label}.")
+
     latest = store.latest_annotations(model_name, fingerprint, layer=layer).get((layer, channel))
     if latest is not None:
         st.caption(
@@ -113,21 +140,103 @@ def annotation_panel(
             + (f" — {latest.note}" if latest.note else "")
         )
     with st.form(f"annotate_{layer}_{channel}", border=True):
-        label = st.segmented_control(
+        st.segmented_control(
             "This filter is",
             list(LABELS),
             default=mine.label if mine is not None else None,
-            key=f"annotation_label_{layer}_{channel}",
+            key=label_key,
         )
-        note = st.text_input(
+        st.text_input(
             "Note",
             value=mine.note if mine is not None else "",
-            key=f"annotation_note_{layer}_{channel}",
+            key=note_key,
             placeholder="e.g. responds to horizontal edges",
         )
-        if st.form_submit_button("Save annotation", type="primary"):
-            if label is None:
-                st.warning("Choose useful, useless or unsure first.")
-            else:
-                store.set_annotation(model_name, fingerprint, layer, channel, label, note, author)
-                st.toast(f"Marked {layer} filter {channel} as {label}.")
+        st.form_submit_button("Save annotation", type="primary", on_click=save)
+
+
+def dataset_views(
+    model_key: tuple[str, str | None, str],
+    model: LoadedModel,
+    lock: Lock,
+    node_id: str,
+    channel: int,
+) -> None:
+    """Draw the filter's top image patches and per-class mean activation over a dataset.
+
+    An analysis found (on disk or computed) is kept in the session, so reruns do not re-read it.
+    """
+    fashion = tuple(model.input_size) == FASHION_INPUT
+    data = st.text_input(
+        "Images to search",
+        value="fashion-mnist:test" if fashion else "samples",
+        key="filters_data",
+        help="fashion-mnist:test, fashion-mnist:train, samples (the bundled photos) or an "
+        "ImageFolder directory; analysed once, then cached on disk",
+    ).strip()
+    try:
+        source = open_source(data)
+    except (ImageSourceError, ValueError) as error:
+        st.error(str(error))
+        return
+    found: dict = st.session_state.setdefault("_analyses", {})
+    memo = (*model_key, data)
+    try:
+        analysis = found.get(memo) or cached_analysis(model, data)
+    except (ImageSourceError, ValueError) as error:
+        st.error(str(error))
+        return
+    if analysis is None:
+        images = min(source.size, default_limit(model) or source.size)
+        if PREPARATION.running and data == SHIPPED_DATA:
+            st.info(
+                "The shipped models' statistics are being prepared in the background "
+                f"({PREPARATION.done:,}/{PREPARATION.total:,} images); this view fills in then."
+            )
+        if not st.button(
+            f"Find its top patches in {images:,} images of {data}",
+            key="filters_analyze",
+            help="One pass over the images for every layer at once; kept on disk afterwards",
+        ):
+            return
+        bar = st.progress(0.0, text=f"Reading the activations over {data}…")
+
+        def report(done: int, total: int) -> None:
+            share = min(done / max(total, 1), 1.0)
+            bar.progress(share, text=f"{data}: {done:,}/{total:,} images")
+
+        try:
+            with lock:
+                analysis = analyze(model, data, progress=report)
+        except (ImageSourceError, ValueError) as error:
+            bar.empty()
+            st.error(str(error))
+            return
+        bar.empty()
+    found[memo] = analysis
+    stats = analysis.layer(node_id)
+    patches = stats.top_patches
+    count = patches.image.shape[1]
+    st.markdown(f"**Top {count} image patches** over {analysis.images:,} images of {data}")
+    images, captions = [], []
+    for rank in range(count):
+        index = int(patches.image[channel, rank])
+        view = input_view(model.transform, source.load(index))
+        box = tuple(int(v) for v in patches.box[channel, rank])
+        images.append(crop_patch(view, box, PATCH_SIZE))
+        label = int(patches.label[channel, rank])
+        name = analysis.classes[label] if label >= 0 else f"image {index}"
+        captions.append(f"{name} · {patches.value[channel, rank]:.2f}")
+    st.image(images, caption=captions, width=PATCH_SIZE)
+    if analysis.classes:
+        means = stats.per_class_mean[:, channel]
+        shown = [(c, float(m)) for c, m in zip(analysis.classes, means, strict=True) if m == m]
+        st.altair_chart(
+            bars_chart(
+                [c for c, _ in shown],
+                [m for _, m in shown],
+                f"mean activation per class ({analysis.reduce} over positions)",
+                "mean activation",
+            ),
+            width="stretch",
+        )

@@ -6,8 +6,10 @@ while the browser loads Streamlit's front end need not be imported again by the 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 APP = Path(__file__).resolve().parent.parent.parent / "app.py"
@@ -27,9 +29,49 @@ def warm_up() -> None:
     predict(load_model(DEFAULT_MODEL), load_image(DEFAULT_IMAGE).image)
 
 
+@dataclass
+class Preparation:
+    """How far the first start's analysis of the shipped models has come (read by the pages)."""
+
+    done: int = 0
+    total: int = 0
+    running: bool = False
+    error: str | None = None
+
+
+PREPARATION = Preparation()
+
+
+def prepare_shipped_models() -> None:
+    """Fill the activation cache for the shipped models on the bundled test split, once.
+
+    What is cached already takes a moment; `CONVLENS_PREPARE=0` skips it (tests do).
+    """
+    if os.environ.get("CONVLENS_PREPARE", "1").strip() == "0":
+        return
+    from convlens.activations import prepare_shipped
+
+    def report(done: int, total: int) -> None:
+        PREPARATION.done, PREPARATION.total = done, total
+
+    PREPARATION.running = True
+    try:
+        prepare_shipped(progress=report)
+    except Exception as error:  # noqa: BLE001 - shown on the Home page, the app goes on
+        PREPARATION.error = f"{type(error).__name__}: {error}"
+    finally:
+        PREPARATION.running = False
+
+
+def start_up() -> None:
+    """Warm up, then prepare the shipped models' analyses (in the launcher's thread)."""
+    warm_up()
+    prepare_shipped_models()
+
+
 def run_app(streamlit_args: Sequence[str] = ()) -> None:
     """Start the app like `streamlit run app.py ARGS`; does not return."""
     from streamlit.web import cli
 
-    threading.Thread(target=warm_up, name="convlens-warm-up", daemon=True).start()
+    threading.Thread(target=start_up, name="convlens-start-up", daemon=True).start()
     cli.main(["run", str(APP), *streamlit_args], prog_name="streamlit")

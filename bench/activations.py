@@ -1,0 +1,160 @@
+"""Activation engine cost: images per second of `analyze` (every conv layer, every reducer, no
+cache) against a plain forward pass over the same preprocessed images in the same process,
+alternating the two and keeping each one's best; then the peak memory of `analyze` over 2,000 and
+8,000 images, each in a fresh process, which must agree within 10%. Goal: ratio >= 0.8, the
+smaller of fashion_basecnn's and efficientnet_lite0's.
+
+Run: .venv/bin/python bench/activations.py [--images 2000] [--imagenet-images 192] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from convlens.activations import analysis_nodes, analyze, default_batch_size
+from convlens.data import fashion_mnist
+from convlens.graph import build_graph
+from convlens.models import LoadedModel, ModelError, load_model
+
+DATA = "fashion-mnist:test"
+MEMORY_IMAGES = (2_000, 8_000)
+
+
+def small_model() -> LoadedModel:
+    """The shipped BaseCNN, or the untrained one when it is not shipped yet."""
+    try:
+        return load_model("fashion_basecnn")
+    except ModelError:
+        return load_model("basecnn")
+
+
+def conv_layers(model: LoadedModel) -> list[str]:
+    graph = build_graph(model.module, model.input_size)
+    return [node.id for node in analysis_nodes(graph) if node.type == "conv"]
+
+
+def preprocessed(model: LoadedModel, images: int) -> torch.Tensor:
+    data = fashion_mnist("test")
+    return torch.stack([model.transform(Image.fromarray(data.images[i])) for i in range(images)])
+
+
+def forward_seconds(model: LoadedModel, inputs: torch.Tensor, batch_size: int) -> float:
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for first in range(0, len(inputs), batch_size):
+            model.module(inputs[first : first + batch_size].to(model.device))
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def analyze_seconds(model: LoadedModel, images: int, layers: list[str]) -> float:
+    start = time.perf_counter()
+    analyze(model, DATA, limit=images, layers=layers, cache=False)
+    return time.perf_counter() - start
+
+
+def compare(model: LoadedModel, images: int, repeat: int) -> float:
+    """Print both rates for `model`; return analyze's over the forward pass's."""
+    layers = conv_layers(model)
+    batch_size = default_batch_size(model.input_size)
+    forward_seconds(model, preprocessed(model, batch_size), batch_size)  # warm-up
+    plain, preprocessing, analysed = [], [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        inputs = preprocessed(model, images)
+        preprocessing.append(time.perf_counter() - start)
+        plain.append(forward_seconds(model, inputs, batch_size))
+        del inputs
+        analysed.append(analyze_seconds(model, images, layers))
+    forward_rate, analyze_rate = images / min(plain), images / min(analysed)
+    with_preprocessing = images / (min(plain) + min(preprocessing))
+    print(
+        f"{model.name}: {images} images, {len(layers)} conv layers, batch {batch_size}: "
+        f"forward {forward_rate:.1f} img/s ({with_preprocessing:.1f} with the preprocessing), "
+        f"analyze {analyze_rate:.1f} img/s, ratio {analyze_rate / forward_rate:.3f} "
+        f"({analyze_rate / with_preprocessing:.3f} against preprocessing + forward)",
+        flush=True,
+    )
+    return analyze_rate / forward_rate
+
+
+def measure_memory(images: int) -> None:
+    """In this (fresh) process: analyze `images` images; print the seconds and peak RSS in MB."""
+    model = small_model()
+    seconds = analyze_seconds(model, images, conv_layers(model))
+    print(f"{seconds:.3f} {peak_rss_mb():.1f}")
+
+
+def peak_rss_mb() -> float:
+    """Return this process's peak resident memory in MB.
+
+    Linux's VmHWM, when there is one: ru_maxrss of a child also counts the parent's memory that
+    the fork shared with it before the exec.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def peak_memory(images: int, threads: int) -> tuple[float, float]:
+    """Return (seconds, peak RSS in MB) of analyze over `images` images in a fresh process."""
+    # glibc raises its mmap threshold as large blocks are freed, after which freed feature maps
+    # stay in the heap: the peak of the same run then varies by +-60 MB. A fixed threshold
+    # measures what analyze holds.
+    result = subprocess.run(
+        [sys.executable, __file__, "--memory", str(images), "--threads", str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)},
+    )
+    seconds, peak = result.stdout.split()
+    return float(seconds), float(peak)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2_000, help="for fashion_basecnn")
+    parser.add_argument("--imagenet-images", type=int, default=192, help="for efficientnet_lite0")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--memory", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.memory is not None:
+        measure_memory(args.memory)
+        return
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"device {device}, threads {args.threads}, data {DATA}", flush=True)
+    ratios = [
+        compare(small_model(), args.images, args.repeat),
+        compare(load_model("efficientnet_lite0"), args.imagenet_images, args.repeat),
+    ]
+    peaks = []
+    for images in MEMORY_IMAGES:
+        seconds, peak = peak_memory(images, args.threads)
+        peaks.append(peak)
+        print(
+            f"{small_model().name}, {images} images in a fresh process: peak RSS {peak:.0f} MB, "
+            f"{images / seconds:.1f} img/s (slower than above: every large block is mmapped)"
+        )
+    spread = (max(peaks) - min(peaks)) / min(peaks)
+    print(f"peak memory spread {spread:.1%} (goal: within 10%; glibc mmap threshold fixed)")
+    print(f"ratio={min(ratios):.3f}")
+
+
+if __name__ == "__main__":
+    main()
