@@ -145,6 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pack.add_argument("--note", default="", help="a paragraph for the card: what the run shows")
 
+    deepeyes = commands.add_parser(
+        "deepeyes",
+        help="a recorded run: perplexity histograms, dead / always-on filters, stable layers",
+    )
+    deepeyes.add_argument(
+        "--run",
+        required=True,
+        metavar="RUN",
+        help="a run folder, or its name under the run folders",
+    )
+    deepeyes.add_argument(
+        "--snapshot", type=int, default=None, metavar="STEP", help="default: the last snapshot"
+    )
+    deepeyes.add_argument("--json", action="store_true", help="print JSON")
+
     weights = commands.add_parser("weights", help="fetch or import pretrained weights")
     weight_commands = weights.add_subparsers(
         dest="weights_command", metavar="ACTION", parser_class=_Parser
@@ -692,6 +707,20 @@ def _run_prepare(args: argparse.Namespace) -> None:
         print(f"{what} analysed in {time.perf_counter() - start:.1f} s and cached in {path}")
 
 
+def _run_deepeyes(args: argparse.Namespace) -> None:
+    from convlens.deepeyes import describe, diagnose_run
+    from convlens.runs import find_run
+
+    try:
+        diagnosis = diagnose_run(find_run(args.run), step=args.snapshot)
+    except ValueError as error:
+        raise CliError(str(error)) from error
+    if args.json:
+        print(json.dumps(diagnosis.to_json(), allow_nan=False))
+        return
+    print(describe(diagnosis))
+
+
 COMMANDS = {
     "train": _run_train,
     "runs": _run_runs,
@@ -702,6 +731,7 @@ COMMANDS = {
     "annotations": _run_annotations,
     "analyze": _run_analyze,
     "prepare": _run_prepare,
+    "deepeyes": _run_deepeyes,
 }
 
 

@@ -87,7 +87,9 @@ def test_a_packed_run_loads_where_it_kept_weights(packed):
         assert torch.equal(a, b.half().float()), name
     early, _ = load_snapshot(run, 150)
     assert early.features.conv1.weight.dtype == torch.float32
-    with pytest.raises(FileNotFoundError, match="kept no weights at step 450; it has weights at steps 150, 938"):
+    with pytest.raises(
+        FileNotFoundError, match="kept no weights at step 450; it has weights at steps 150, 938"
+    ):
         load_snapshot(run, 450)
     with pytest.raises(FileNotFoundError, match="resume state"):
         train("deepeyes", run, epochs=2, resume=True, progress=False)
