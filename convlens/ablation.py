@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,18 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from convlens.activations import FASHION_MNIST_SOURCES, Progress, default_limit
 from convlens.annotations import annotatable_layers
 from convlens.data import ArrayDataset, FolderDataset, fashion_mnist, image_folder
 from convlens.graph import LayerGraph, build_graph
 from convlens.hooks import call_id
 from convlens.models import LoadedModel
 
-FASHION_MNIST_SOURCES: tuple[str, ...] = ("fashion-mnist:test", "fashion-mnist:train")
-SMALL_INPUT_SIZE: tuple[int, int, int] = (1, 28, 28)
-LARGE_MODEL_LIMIT = 1000
 DEFAULT_BATCH_SIZE = 64
-
-Progress = Callable[[int, int], None]
 
 
 class AblationError(ValueError):
@@ -136,11 +132,6 @@ def class_targets(dataset: LabelledDataset, model: LoadedModel) -> np.ndarray:
             f"({_listed(names)}); name each class folder after one of the model's classes"
         )
     return np.asarray(targets, dtype=np.int64)
-
-
-def default_limit(model: LoadedModel) -> int | None:
-    """Return how many images the check uses by default: all for 1x28x28 models, else 1,000."""
-    return None if tuple(model.input_size) == SMALL_INPUT_SIZE else LARGE_MODEL_LIMIT
 
 
 def ablate(
