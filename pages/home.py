@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from convlens.models import zoo
+from convlens.style import PREPARATION_REFRESH_SECONDS
 from convlens.ui.launch import PREPARATION
 from convlens.ui.navigation import PAGES
 from convlens.ui.sidebar import page_setup
@@ -15,18 +16,26 @@ st.markdown(
     "what its layers compute, and what it predicts for your image. Pick a model and an image in "
     "the sidebar; everything here works offline."
 )
-if PREPARATION.running:
-    share = PREPARATION.done / PREPARATION.total if PREPARATION.total else 0.0
-    st.progress(
-        share,
-        text="Preparing the shipped models' activation statistics on Fashion-MNIST (once: they "
-        f"stay on disk), so that no view waits later: {share:.0%}",
-    )
-elif PREPARATION.error:
-    st.warning(
-        f"Preparing the shipped models' statistics failed ({PREPARATION.error}); "
-        "the views compute them when asked."
-    )
+
+
+@st.fragment(run_every=PREPARATION_REFRESH_SECONDS if PREPARATION.running else None)
+def preparation_status() -> None:
+    """The first start's analysis of the shipped models, while it runs (refreshed)."""
+    if PREPARATION.running:
+        share = PREPARATION.done / PREPARATION.total if PREPARATION.total else 0.0
+        st.progress(
+            share,
+            text="Preparing the shipped models' activation statistics on Fashion-MNIST (once: "
+            f"they stay on disk), so that no view waits later: {share:.0%}",
+        )
+    elif PREPARATION.error:
+        st.warning(
+            f"Preparing the shipped models' statistics failed ({PREPARATION.error}); "
+            "the views compute them when asked."
+        )
+
+
+preparation_status()
 for page in PAGES[1:]:
     st.page_link(page.path, label=f"**{page.title}** — {page.purpose}", icon=page.icon)
 st.markdown(

@@ -165,3 +165,41 @@ def test_a_bad_dataset_is_one_sentence_on_the_page():
     at.text_input(key="filters_data").set_value("/no/such/folder").run()
     assert not at.exception
     assert any("unknown data source" in e.value for e in at.error)
+
+
+def test_home_shows_the_first_start_preparation_while_it_runs(monkeypatch):
+    from convlens.ui.launch import PREPARATION
+
+    monkeypatch.setattr(PREPARATION, "running", True)
+    monkeypatch.setattr(PREPARATION, "done", 25_000)
+    monkeypatch.setattr(PREPARATION, "total", 70_000)
+    at = start()
+    assert not at.exception
+    assert any("36%" in str(p.proto.text) for p in at.get("progress"))
+    monkeypatch.setattr(PREPARATION, "running", False)
+    monkeypatch.setattr(PREPARATION, "error", "OSError: disk full")
+    at = start()
+    assert any("disk full" in w.value for w in at.warning)
+
+
+def test_the_launcher_prepares_the_shipped_models_unless_told_not_to(monkeypatch):
+    from convlens import activations
+    from convlens.ui import launch
+
+    calls = []
+
+    def fake(progress=None):
+        calls.append(progress)
+        progress(3, 4)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(activations, "prepare_shipped", fake)
+    monkeypatch.setattr(launch, "PREPARATION", launch.Preparation())
+    launch.prepare_shipped_models()  # CONVLENS_PREPARE=0 in tests
+    assert calls == []
+    monkeypatch.setenv("CONVLENS_PREPARE", "1")
+    launch.prepare_shipped_models()
+    assert len(calls) == 1
+    state = launch.PREPARATION
+    assert (state.done, state.total, state.running) == (3, 4, False)
+    assert state.error == "OSError: disk full"
