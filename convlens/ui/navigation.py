@@ -46,4 +46,12 @@ PAGES: tuple[PageSpec, ...] = (
         "training",
         "train a small CNN on Fashion-MNIST and watch it learn, live",
     ),
+    PageSpec(
+        "pages/deepeyes.py",
+        "DeepEyes",
+        ":material/visibility:",
+        "deepeyes",
+        "when each layer of a recorded run settles during training, and its dead or always-on "
+        "filters",
+    ),
 )
