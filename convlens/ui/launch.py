@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,9 +64,16 @@ def prepare_shipped_models() -> None:
         PREPARATION.running = False
 
 
+PREPARE_AFTER_SECONDS = 15
+
+
 def start_up() -> None:
-    """Warm up, then prepare the shipped models' analyses (in the launcher's thread)."""
+    """Warm up, then prepare the shipped models' analyses (in the launcher's thread).
+
+    The preparation waits a little, so that the first page a browser opens is drawn first.
+    """
     warm_up()
+    time.sleep(PREPARE_AFTER_SECONDS)
     prepare_shipped_models()
 
 
