@@ -875,7 +875,8 @@ def cached_analysis(
 ) -> Analysis | None:
     """Return what `analyze` with these options would return if it is in the disk cache, else
     None; computes nothing (a view shows it at once, or offers to compute it)."""
-    return _load(_cache_key(_plan(model, data, limit, layers, top_k, reduce, None)))
+    options = {"limit": limit, "layers": layers, "top_k": top_k, "reduce": reduce}
+    return _load(cache_path(model, data, **options).stem)
 
 
 def analyze(

@@ -9,7 +9,7 @@ a filter's response), so perplexity and activation frequency mean nothing there 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,10 +256,12 @@ def diagnose_run(
     threshold: float = STABILITY_THRESHOLD,
     dead_maximum: float = DEAD_MAXIMUM,
     always_on_frequency: float = ALWAYS_ON_FREQUENCY,
+    histograms: Mapping[str, list[PerplexityHistogram]] | None = None,
 ) -> RunDiagnosis:
     """Return DeepEyes' per-layer view of snapshot `step` (default: the last) of a run.
 
-    Stability is judged over every snapshot of the run, not only up to `step`.
+    Stability is judged over every snapshot of the run, not only up to `step`; pass the run's
+    `run_histograms` (with the same `bins`) when you have them, to spare reading every probe again.
     """
     run_dir = Path(run_dir)
     try:
@@ -278,7 +280,8 @@ def diagnose_run(
         )
     layers = deepeyes_layers(manifest)
     probe = read_probe(run_dir, step, layers)
-    histograms = run_histograms(run_dir, bins, layers)
+    if histograms is None:
+        histograms = run_histograms(run_dir, bins, layers)
     parts = tuple(
         LayerDiagnosis(
             histogram=perplexity_histogram(probe[layer], layer, step, bins),

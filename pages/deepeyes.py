@@ -17,13 +17,12 @@ from convlens.deepeyes import (
     STABILITY_THRESHOLD,
     LayerDiagnosis,
     RunDiagnosis,
-    deepeyes_layers,
     diagnose_run,
-    run_histograms,
 )
 from convlens.runs import RunInfo, find_run, learning_curves, list_runs
 from convlens.style import RUN_REFRESH_SECONDS
-from convlens.training import list_snapshots, read_manifest, run_status
+from convlens.training import list_snapshots, run_status
+from convlens.ui.cache import cached_run_histograms
 from convlens.ui.sidebar import page_setup
 from convlens.ui.state import persisted
 
@@ -160,14 +159,15 @@ def deepeyes_view(run_path: str) -> None:
     step = step_picker(steps)
     threshold, dead_maximum, always_on = thresholds()
     try:
+        histograms = cached_run_histograms(run_path, tuple(steps))
         diagnosis = diagnose_run(
             run_path,
             step,
             threshold=threshold,
             dead_maximum=dead_maximum,
             always_on_frequency=always_on,
+            histograms=histograms,
         )
-        histograms = run_histograms(run_path, layers=deepeyes_layers(read_manifest(run_path)))
     except (OSError, ValueError, KeyError) as error:
         st.warning(f"DeepEyes cannot read {Path(run_path).name}: {error}")
         return

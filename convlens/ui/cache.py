@@ -21,9 +21,11 @@ from convlens.attribution import (
     readout_layer,
 )
 from convlens.data import LoadedImage, load_image
-from convlens.graph import LayerGraph, build_graph
+from convlens.deepeyes import PerplexityHistogram, deepeyes_layers, run_histograms
+from convlens.graph import ChainNode, LayerGraph, build_graph
 from convlens.models import LoadedModel, resolve_model
 from convlens.predict import Prediction, predict
+from convlens.training import read_manifest
 from convlens.weights import Histogram, layer_weight, weight_histogram, weights_fingerprint
 
 
@@ -78,6 +80,15 @@ def model_lock(name: str, weights: str | None, source: str) -> threading.Lock:
     return threading.Lock()
 
 
+def _readout(
+    name: str, weights: str | None, source: str, node_id: str
+) -> tuple[LoadedModel, ChainNode, str]:
+    """Return the model, the chain node and the module that gradient methods read it at."""
+    graph = cached_graph(name, weights, source)
+    node = graph.node(node_id)
+    return cached_model(name, weights, source), node, readout_layer(graph, node)
+
+
 def _input(model: LoadedModel, image: Image.Image) -> torch.Tensor:
     return model.transform(image).unsqueeze(0).to(model.device)
 
@@ -112,10 +123,7 @@ def cached_guided_backprop(
     _image: Image.Image,
 ) -> np.ndarray:
     """Return the guided back-propagation image of one filter at `position` for the image."""
-    model = cached_model(name, weights, source)
-    graph = cached_graph(name, weights, source)
-    node = graph.node(node_id)
-    layer = readout_layer(graph, node)
+    model, node, layer = _readout(name, weights, source, node_id)
     spot = None if node.type == "linear" else position
     with model_lock(name, weights, source):
         return guided_backprop(model.module, _input(model, _image), layer, channel, spot)
@@ -133,9 +141,7 @@ def cached_grad_cam(
     _image: Image.Image,
 ) -> np.ndarray:
     """Return the Grad-CAM heat map of class `target` at chain node `node_id` for the image."""
-    model = cached_model(name, weights, source)
-    graph = cached_graph(name, weights, source)
-    layer = readout_layer(graph, graph.node(node_id))
+    model, _, layer = _readout(name, weights, source, node_id)
     with model_lock(name, weights, source):
         return grad_cam(model.module, _input(model, _image), layer, target)
 
@@ -144,3 +150,12 @@ def cached_grad_cam(
 def cached_fingerprint(name: str, weights: str | None, source: str) -> str:
     """Return the weights fingerprint that annotations of this model are stored under."""
     return weights_fingerprint(cached_model(name, weights, source).module)
+
+
+@st.cache_data(show_spinner="Reading the run's probe activations…", max_entries=16)
+def cached_run_histograms(
+    run_path: str, steps: tuple[int, ...]
+) -> dict[str, list[PerplexityHistogram]]:
+    """Return the run's perplexity histograms per layer; `steps` (its snapshots) keys the cache,
+    so a run still training is read again when a snapshot lands."""
+    return run_histograms(run_path, layers=deepeyes_layers(read_manifest(run_path)))
