@@ -18,8 +18,10 @@ import csv
 import getpass
 import io
 import json
+import random
 import re
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -381,7 +383,7 @@ class AnnotationStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = self._connect()
         try:
-            connection.execute("PRAGMA journal_mode = WAL")
+            _use_write_ahead_log(connection)
             # With WAL, NORMAL saves an fsync per commit and never corrupts the database; only
             # the last commits before a power cut could be lost.
             connection.execute("PRAGMA synchronous = NORMAL")
@@ -411,6 +413,26 @@ class AnnotationStore:
             raise
         finally:
             connection.close()
+
+
+def _use_write_ahead_log(connection: sqlite3.Connection) -> None:
+    """Switch the database to WAL mode once; the mode is stored in the file and kept from then on.
+
+    Switching needs an exclusive lock and SQLite answers "database is locked" at once, without
+    waiting for the busy timeout, when another process holds any lock (as when several processes
+    create the store together); so retry until the busy timeout has passed.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01 + random.random() * 0.04)
 
 
 def _read_source(source: Path | str) -> tuple[str, str | None]:
