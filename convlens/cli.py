@@ -160,6 +160,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deepeyes.add_argument("--json", action="store_true", help="print JSON")
 
+    cnnvis = commands.add_parser(
+        "cnnvis",
+        help="the CNNVis picture of a model (neuron clusters, bundled edges) as SVG, PNG or JSON",
+    )
+    _add_model_options(cnnvis)
+    cnnvis.add_argument(
+        "--data",
+        required=True,
+        metavar="SOURCE",
+        help="labelled images: fashion-mnist:test or an ImageFolder",
+    )
+    cnnvis.add_argument(
+        "--layers",
+        default=None,
+        metavar="L1,L2",
+        help="expand the layer groups that hold these layers (default: the last conv group)",
+    )
+    cnnvis.add_argument(
+        "--clusters",
+        default="auto",
+        metavar="K|meanshift",
+        help="K-Means clusters per layer, or meanshift",
+    )
+    cnnvis.add_argument("--facet", choices=["features", "activations"], default="features")
+    cnnvis.add_argument(
+        "--palette", choices=["green / red", "blue / orange"], default="green / red"
+    )
+    cnnvis.add_argument(
+        "--out", required=True, metavar="FILE", help="FILE.svg, FILE.png or FILE.json"
+    )
+
     weights = commands.add_parser("weights", help="fetch or import pretrained weights")
     weight_commands = weights.add_subparsers(
         dest="weights_command", metavar="ACTION", parser_class=_Parser
@@ -721,6 +752,70 @@ def _run_deepeyes(args: argparse.Namespace) -> None:
     print(describe(diagnosis))
 
 
+def _run_cnnvis(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    import vl_convert
+
+    from convlens.activations import analyze, open_source
+    from convlens.cnnvis.drawing import draw, patch_images
+    from convlens.cnnvis.view import Options, build_view, default_groups
+    from convlens.graph import build_graph
+    from convlens.models import resolve_model
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".svg", ".png", ".json"):
+        raise CliError(f"--out must end in .svg, .png or .json, not '{out.suffix}'")
+    if args.clusters == "meanshift":
+        method, clusters = "meanshift", None
+    elif args.clusters == "auto" or (args.clusters.isdigit() and int(args.clusters) > 0):
+        method, clusters = "kmeans", int(args.clusters) if args.clusters.isdigit() else None
+    else:
+        raise CliError(f"--clusters takes a number of clusters or meanshift, not '{args.clusters}'")
+    model = resolve_model(_model_name(args), weights=args.weights)
+    source = open_source(args.data)
+    if not source.classes or source.labels is None:
+        raise CliError(
+            f"{args.data} has no classes; CNNVis clusters neurons by their average activation per class"
+        )
+    graph = build_graph(model.module, model.input_size)
+    bar, progress = _progress_bar()
+    try:
+        analysis = analyze(model, args.data, progress=progress)
+    except ValueError as error:
+        raise CliError(str(error)) from error
+    finally:
+        bar.close()
+    if args.layers:
+        wanted = [graph.chain_node_of(layer) or layer for layer in args.layers.split(",")]
+        unknown = [layer for layer in wanted if layer not in {node.id for node in graph.chain}]
+        if unknown:
+            raise CliError(
+                f"{model.name} has no layer {', '.join(unknown)}; `convlens graph` lists them"
+            )
+        expanded = tuple(dict.fromkeys(graph.node(layer).group for layer in wanted))
+    else:
+        expanded = default_groups(graph, analysis)
+    view = build_view(
+        model.name,
+        model.module,
+        graph,
+        analysis,
+        Options(expanded=expanded, method=method, clusters=clusters),
+    )
+    if out.suffix.lower() == ".json":
+        out.write_text(json.dumps(view.to_json(), allow_nan=False) + "\n")
+    else:
+        spec = draw(
+            view, patch_images(source.load, model.transform), facet=args.facet, palette=args.palette
+        ).to_dict()
+        if out.suffix.lower() == ".svg":
+            out.write_text(vl_convert.vegalite_to_svg(spec))
+        else:
+            out.write_bytes(vl_convert.vegalite_to_png(spec, scale=2))
+    print(f"{model.name}: groups {', '.join(expanded)} expanded; written to {out}")
+
+
 COMMANDS = {
     "train": _run_train,
     "runs": _run_runs,
@@ -732,6 +827,7 @@ COMMANDS = {
     "analyze": _run_analyze,
     "prepare": _run_prepare,
     "deepeyes": _run_deepeyes,
+    "cnnvis": _run_cnnvis,
 }
 
 

@@ -334,6 +334,15 @@ def load_snapshot(run_dir: str | Path, step: int | None = None) -> tuple[nn.Modu
     return model.eval(), manifest
 
 
+def read_stats(run_dir: str | Path, step: int) -> dict[str, np.ndarray]:
+    """Return the debugging statistics of snapshot `step` (see the module docstring), as float64
+    arrays by name; FileNotFoundError when the snapshot has none."""
+    path = snapshot_dir(Path(run_dir), step) / "stats.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"the run {run_dir} has no statistics at step {step}.")
+    return {name: value.float().double().numpy() for name, value in load_file(path).items()}
+
+
 def run_status(run_dir: str | Path) -> str:
     """Return "finished", "running" (a live process holds RUN_DIR/pid), "incomplete" or "unreadable"."""
     try:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from convlens.activations import (
     SHIPPED_DATA,
+    Analysis,
     analyze,
     cached_analysis,
     default_limit,
@@ -155,37 +156,30 @@ def annotation_panel(
         st.form_submit_button("Save annotation", type="primary", on_click=save)
 
 
-def dataset_views(
+def dataset_analysis(
     model_key: tuple[str, str | None, str],
     model: LoadedModel,
     lock: Lock,
-    node_id: str,
-    channel: int,
-) -> None:
-    """Draw the filter's top image patches and per-class mean activation over a dataset.
+    data: str,
+    button_key: str,
+) -> Analysis | None:
+    """Return the activation analysis of `model` over `data` from the session or the disk cache,
+    or offer a button that computes it with a progress bar; None (with a message) until then.
 
     An analysis found (on disk or computed) is kept in the session, so reruns do not re-read it.
     """
-    fashion = tuple(model.input_size) == FASHION_INPUT
-    data = st.text_input(
-        "Images to search",
-        value="fashion-mnist:test" if fashion else "samples",
-        key="filters_data",
-        help="fashion-mnist:test, fashion-mnist:train, samples (the bundled photos) or an "
-        "ImageFolder directory; analysed once, then cached on disk",
-    ).strip()
     try:
         source = open_source(data)
     except (ImageSourceError, ValueError) as error:
         st.error(str(error))
-        return
+        return None
     found: dict = st.session_state.setdefault("_analyses", {})
     memo = (*model_key, data)
     try:
         analysis = found.get(memo) or cached_analysis(model, data)
     except (ImageSourceError, ValueError) as error:
         st.error(str(error))
-        return
+        return None
     if analysis is None:
         images = min(source.size, default_limit(model) or source.size)
         if PREPARATION.running and data == SHIPPED_DATA:
@@ -195,10 +189,10 @@ def dataset_views(
             )
         if not st.button(
             f"Find its top patches in {images:,} images of {data}",
-            key="filters_analyze",
+            key=button_key,
             help="One pass over the images for every layer at once; kept on disk afterwards",
         ):
-            return
+            return None
         bar = st.progress(0.0, text=f"Reading the activations over {data}…")
 
         def report(done: int, total: int) -> None:
@@ -211,9 +205,32 @@ def dataset_views(
         except (ImageSourceError, ValueError) as error:
             bar.empty()
             st.error(str(error))
-            return
+            return None
         bar.empty()
     found[memo] = analysis
+    return analysis
+
+
+def dataset_views(
+    model_key: tuple[str, str | None, str],
+    model: LoadedModel,
+    lock: Lock,
+    node_id: str,
+    channel: int,
+) -> None:
+    """Draw the filter's top image patches and per-class mean activation over a dataset."""
+    fashion = tuple(model.input_size) == FASHION_INPUT
+    data = st.text_input(
+        "Images to search",
+        value="fashion-mnist:test" if fashion else "samples",
+        key="filters_data",
+        help="fashion-mnist:test, fashion-mnist:train, samples (the bundled photos) or an "
+        "ImageFolder directory; analysed once, then cached on disk",
+    ).strip()
+    analysis = dataset_analysis(model_key, model, lock, data, "filters_analyze")
+    if analysis is None:
+        return
+    source = open_source(data)
     stats = analysis.layer(node_id)
     patches = stats.top_patches
     count = patches.image.shape[1]

@@ -40,6 +40,14 @@ PAGES: tuple[PageSpec, ...] = (
         "every filter marked useful or useless, export and import, and what removing them costs",
     ),
     PageSpec(
+        "pages/cnnvis.py",
+        "CNNVis",
+        ":material/hub:",
+        "cnnvis",
+        "neuron clusters with their top patches or activation matrices, bundled edges between them, "
+        "and the debugging information of a training run",
+    ),
+    PageSpec(
         "pages/training.py",
         "Training",
         ":material/monitoring:",

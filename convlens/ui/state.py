@@ -7,7 +7,26 @@ from collections.abc import Callable
 
 import streamlit as st
 
-URL_KEYS = ("model", "image", "layer", "filter", "run")
+URL_KEYS = (
+    "model",
+    "image",
+    "layer",
+    "filter",
+    "run",
+    # The CNNVis page (pages/cnnvis.py).
+    "groups",
+    "facet",
+    "patch",
+    "classes",
+    "importance",
+    "clusters",
+    "moves",
+    "edges",
+    "step",
+    "palette",
+    "weak",
+    "compare",
+)
 
 
 def restore_from_url() -> None:

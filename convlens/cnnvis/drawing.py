@@ -1,0 +1,563 @@
+"""The CNNVis picture (Fig. 1 and 5 of the paper) as one layered Altair chart.
+
+Left to right: layer groups, collapsed to a labelled column or expanded into one column per layer;
+each layer's neuron clusters as large rectangles showing one facet (packed learned features or
+the reordered activation matrix); between two expanded layers the "in-between" layer of
+biclusters (small rectangles, green/red in the proportion of their positive/negative edges) and
+the bundled edges as curves. The same chart is shown in the app and exported as SVG or PNG by
+vl-convert, so slides show exactly what the page showed.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import altair as alt
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from convlens.attribution import input_view
+from convlens.cnnvis.packing import pack_rectangles
+from convlens.cnnvis.view import Bundles, CnnvisView, LayerView
+from convlens.tiles import crop_patch
+
+FACETS = ("features", "activations")
+# Positive / negative edge colours; the second pair is safe for the common colour blindnesses.
+PALETTES = {"green / red": ("#1a9850", "#d73027"), "blue / orange": ("#2166ac", "#e66101")}
+HEIGHT = 560
+HEADER = 46
+CLUSTER_WIDTH = 170
+CLUSTER_LABEL = 15
+CLUSTER_GAP = 12
+MIN_CLUSTER_HEIGHT = 40
+COLLAPSED_WIDTH = 86
+PAIR_GAP = 150
+PLAIN_GAP = 36
+BICLUSTER_WIDTH = 12
+BICLUSTER_HEIGHT = 18
+CURVE_POINTS = 14
+FADED = 0.18
+FONT = 12
+PATCH_PIXELS = 32
+
+
+@dataclass(frozen=True)
+class Box:
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @property
+    def right(self) -> float:
+        return self.x + self.w
+
+    @property
+    def middle(self) -> float:
+        return self.y + self.h / 2
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where each column and each cluster lies, in pixels from the top left."""
+
+    width: float
+    columns: dict[str, Box]
+    clusters: dict[tuple[str, int], Box]
+
+
+def layout(view: CnnvisView) -> Geometry:
+    """Place group columns, layer columns and cluster rectangles left to right."""
+    x = 10.0
+    columns: dict[str, Box] = {}
+    clusters: dict[tuple[str, int], Box] = {}
+    paired = {(b.source, b.target) for b in view.bundles}
+    previous: str | None = None
+    for group in view.groups:
+        names = group.nodes if group.expanded else (group.id,)
+        for name in names:
+            if previous is not None:
+                x += PAIR_GAP if (previous, name) in paired else PLAIN_GAP
+            width = CLUSTER_WIDTH if group.expanded else COLLAPSED_WIDTH
+            columns[name] = Box(x, HEADER, width, HEIGHT - HEADER)
+            if group.expanded:
+                clusters.update(_cluster_boxes(view.layers[name], columns[name]))
+            x += width
+            previous = name
+    return Geometry(x + 10, columns, clusters)
+
+
+def _cluster_boxes(layer: LayerView, column: Box) -> dict[tuple[str, int], Box]:
+    sizes = np.array([len(m) for m in layer.clusters.representatives], dtype=float)
+    available = column.h - CLUSTER_GAP * (len(sizes) - 1)
+    heights = np.maximum(MIN_CLUSTER_HEIGHT, available * sizes / sizes.sum())
+    heights *= min(1.0, available / heights.sum())
+    boxes, y = {}, column.y
+    for cluster, height in enumerate(heights):
+        boxes[(layer.node, cluster)] = Box(column.x, y, column.w, float(height))
+        y += float(height) + CLUSTER_GAP
+    return boxes
+
+
+def _curve(x0: float, y0: float, x1: float, y1: float) -> tuple[np.ndarray, np.ndarray]:
+    """A cubic Bezier from (x0, y0) to (x1, y1) leaving and arriving horizontally."""
+    t = np.linspace(0, 1, CURVE_POINTS)
+    mid = (x0 + x1) / 2
+    xs = (1 - t) ** 3 * x0 + 3 * (1 - t) ** 2 * t * mid + 3 * (1 - t) * t**2 * mid + t**3 * x1
+    ys = (1 - t) ** 3 * y0 + 3 * (1 - t) ** 2 * t * y0 + 3 * (1 - t) * t**2 * y1 + t**3 * y1
+    return xs, ys
+
+
+def _short(node: str) -> str:
+    return node.rsplit(".", 1)[-1]
+
+
+def neuron_marks(
+    view: CnnvisView,
+    geometry: Geometry,
+    facet: str,
+    rank: int,
+    patch_uri: Callable[[LayerView, int, int], str],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The packed patches (features facet) and the matrix cells (activations facet)."""
+    patches, cells = [], []
+    classes = len(view.classes)
+    for node, layer in view.layers.items():
+        top = float(np.nanmax(layer.vectors)) or 1.0
+        for cluster, members in enumerate(layer.clusters.representatives):
+            box = geometry.clusters[(node, cluster)]
+            inner = Box(
+                box.x + 2, box.y + CLUSTER_LABEL, box.w - 4, max(box.h - CLUSTER_LABEL - 2, 4)
+            )
+            if facet == "features":
+                rects = pack_rectangles(
+                    layer.importance[members],
+                    inner.w,
+                    inner.h,
+                    layer.similarity[np.ix_(members, members)],
+                )
+                for neuron, (x, y, w, h) in zip(members, rects, strict=True):
+                    if w <= 0:
+                        continue
+                    patches.append(
+                        _neuron_row(layer, int(neuron), cluster, view.classes)
+                        | {
+                            "x": inner.x + x,
+                            "x2": inner.x + x + w,
+                            "y": inner.y + y,
+                            "y2": inner.y + y + h,
+                            "url": patch_uri(layer, int(neuron), rank),
+                        }
+                    )
+            else:
+                order = layer.orders[cluster]
+                row_h, col_w = inner.h / len(order), inner.w / classes
+                for row, neuron in enumerate(order):
+                    base = _neuron_row(layer, int(neuron), cluster, view.classes)
+                    for c in range(classes):
+                        cells.append(
+                            base
+                            | {
+                                "x": inner.x + c * col_w,
+                                "x2": inner.x + (c + 1) * col_w,
+                                "y": inner.y + row * row_h,
+                                "y2": inner.y + (row + 1) * row_h,
+                                "value": float(layer.vectors[neuron, c]) / top,
+                                "class": view.classes[c],
+                            }
+                        )
+    return pd.DataFrame(patches), pd.DataFrame(cells)
+
+
+def _neuron_row(layer: LayerView, neuron: int, cluster: int, classes: list[str]) -> dict:
+    best = int(np.argmax(layer.vectors[neuron])) if layer.vectors.shape[1] else 0
+    return {
+        "node": layer.node,
+        "neuron": neuron,
+        "cluster": cluster,
+        "importance": round(float(layer.importance[neuron]), 4),
+        "strongest class": classes[best] if classes else "",
+        "opacity": 1.0 if layer.relevant[neuron] else FADED,
+    }
+
+
+def cluster_marks(view: CnnvisView, geometry: Geometry) -> pd.DataFrame:
+    """One row per cluster rectangle, with its label and quality flags."""
+    rows = []
+    for node, layer in view.layers.items():
+        impure = {p.cluster for p in layer.purity if p.impure}
+        for cluster, members in enumerate(layer.clusters.representatives):
+            box = geometry.clusters[(node, cluster)]
+            purity = layer.purity[cluster]
+            dead = int(np.isin(members, layer.dead).sum())
+            text = f"c{cluster} · {len(members)}"
+            if purity.patches:
+                text += f" · {purity.share:.0%} {view.classes[purity.majority_class]}"
+            if dead:
+                text += f" · {dead} dead"
+            rows.append(
+                {
+                    "node": node,
+                    "cluster": cluster,
+                    "x": box.x,
+                    "x2": box.right,
+                    "y": box.y,
+                    "y2": box.y + box.h,
+                    "label": text,
+                    "label_x": box.x + 3,
+                    "label_y": box.y + 11,
+                    "stroke": "#b35806" if cluster in impure else "#888888",
+                    "dash": 4 if cluster in impure else 0,
+                    "neurons": len(members),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def column_marks(view: CnnvisView, geometry: Geometry) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Collapsed groups (clickable rectangles) and the headers of every column."""
+    groups, headers = [], []
+    for group in view.groups:
+        if group.expanded:
+            for node in group.nodes:
+                box = geometry.columns[node]
+                neurons = view.layers[node].neurons
+                headers.append(
+                    {"group": group.id, "x": box.x, "y": 14, "text": f"{group.id} ▾ {_short(node)}"}
+                    | {"sub": f"{neurons} neurons", "sub_y": 30}
+                )
+        else:
+            box = geometry.columns[group.id]
+            groups.append(
+                {"group": group.id, "x": box.x, "x2": box.right, "y": box.y, "y2": box.y + box.h}
+                | {"layers": ", ".join(_short(n) for n in group.nodes)}
+            )
+            headers.append(
+                {"group": group.id, "x": box.x, "y": 14, "text": f"{group.id} ▸"}
+                | {"sub": f"{len(group.nodes)} layers", "sub_y": 30}
+            )
+    return pd.DataFrame(groups), pd.DataFrame(headers)
+
+
+def edge_marks(
+    view: CnnvisView, geometry: Geometry, palette: tuple[str, str], show_weak: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Bundled edges as curves through their bicluster's small rectangle, and those rectangles."""
+    lines, nodes = [], []
+    for pair, bundles in enumerate(view.bundles):
+        source, target = geometry.columns[bundles.source], geometry.columns[bundles.target]
+        middle = (source.right + target.x) / 2
+        biclusters, height = _stacked(bundles, geometry)
+        covered: set[tuple[int, int]] = set()
+        for index, (bicluster, y) in enumerate(biclusters):
+            key = f"{pair}:{index}"
+            colour = palette[0] if bicluster.sign > 0 else palette[1]
+            width = 1 + 5 * bicluster.strength / bundles.strongest
+            debug = bundles.debug[index] if bundles.debug is not None else None
+            for cluster in bicluster.inputs:
+                box = geometry.clusters[(bundles.source, cluster)]
+                lines += _line(
+                    f"{key}:i{cluster}", box.right, box.middle, middle - BICLUSTER_WIDTH / 2, y
+                )
+                lines[-CURVE_POINTS:] = [
+                    r | _style(colour, width, debug, bicluster) for r in lines[-CURVE_POINTS:]
+                ]
+            for cluster in bicluster.outputs:
+                box = geometry.clusters[(bundles.target, cluster)]
+                lines += _line(
+                    f"{key}:o{cluster}", middle + BICLUSTER_WIDTH / 2, y, box.x, box.middle
+                )
+                lines[-CURVE_POINTS:] = [
+                    r | _style(colour, width, debug, bicluster) for r in lines[-CURVE_POINTS:]
+                ]
+            covered |= {(i, o) for i in bicluster.inputs for o in bicluster.outputs}
+            edges = bicluster.n_positive + bicluster.n_negative
+            green = height * bicluster.n_positive / max(edges, 1)
+            top = y - height / 2
+            described = _describe(bicluster, bundles)
+            nodes.append(_rect(middle, top, top + green, palette[0], described))
+            nodes.append(_rect(middle, top + green, top + height, palette[1], described))
+        if show_weak:
+            lines += _weak_lines(bundles, geometry, covered, palette, pair)
+    return pd.DataFrame(lines), pd.DataFrame(nodes)
+
+
+def _stacked(bundles: Bundles, geometry: Geometry) -> tuple[list, float]:
+    """Each bicluster with the height of its rectangle's middle: near the clusters it joins, in
+    that order, without overlaps, within the picture (closer together when there are many)."""
+    wanted = []
+    for bicluster in bundles.biclusters:
+        ys = [geometry.clusters[(bundles.source, c)].middle for c in bicluster.inputs]
+        ys += [geometry.clusters[(bundles.target, c)].middle for c in bicluster.outputs]
+        wanted.append(float(np.mean(ys)))
+    count = len(wanted)
+    step = min(BICLUSTER_HEIGHT + 4, (HEIGHT - HEADER - BICLUSTER_HEIGHT) / max(count - 1, 1))
+    low, high = HEADER + BICLUSTER_HEIGHT / 2, HEIGHT - BICLUSTER_HEIGHT / 2
+    placed: dict[int, float] = {}
+    last = -np.inf
+    for rank, index in enumerate(np.argsort(wanted, kind="stable")):
+        # Leave room below for the biclusters still to come.
+        y = min(max(wanted[index], last + step, low), high - step * (count - 1 - rank))
+        placed[int(index)] = y
+        last = y
+    height = min(BICLUSTER_HEIGHT, max(step - 2, 3))
+    return [(bundles.biclusters[i], placed[i]) for i in range(count)], height
+
+
+def _line(key: str, x0: float, y0: float, x1: float, y1: float) -> list[dict]:
+    xs, ys = _curve(x0, y0, x1, y1)
+    return [
+        {"edge": key, "order": k, "x": float(a), "y": float(b)}
+        for k, (a, b) in enumerate(zip(xs, ys, strict=True))
+    ]
+
+
+def _style(colour: str, width: float, debug: float | None, bicluster) -> dict:
+    return {
+        "colour": colour,
+        "width": width,
+        "opacity": 0.75,
+        "debug": debug if debug is not None else np.nan,
+        "strength": round(bicluster.strength, 4),
+        "sign": "positive" if bicluster.sign > 0 else "negative",
+    }
+
+
+def _describe(bicluster, bundles: Bundles) -> str:
+    sign = "positive" if bicluster.sign > 0 else "negative"
+    inputs = ", ".join(f"c{c}" for c in sorted(bicluster.inputs))
+    outputs = ", ".join(f"c{c}" for c in sorted(bicluster.outputs))
+    return (
+        f"{_short(bundles.source)} {inputs} → {_short(bundles.target)} {outputs}: {sign}, "
+        f"strength {bicluster.strength:.3g}, {bicluster.n_positive} positive / {bicluster.n_negative} negative edges"
+    )
+
+
+def _rect(middle: float, y: float, y2: float, colour: str, text: str) -> dict:
+    half = BICLUSTER_WIDTH / 2
+    return {
+        "x": middle - half,
+        "x2": middle + half,
+        "y": y,
+        "y2": y2,
+        "colour": colour,
+        "bicluster": text,
+    }
+
+
+def _weak_lines(
+    bundles: Bundles, geometry: Geometry, covered: set, palette: tuple[str, str], pair: int
+) -> list[dict]:
+    lines = []
+    for i in range(bundles.aggregated.shape[0]):
+        for o in range(bundles.aggregated.shape[1]):
+            if (i, o) in covered:
+                continue
+            positive, negative = bundles.aggregated[i, o]
+            strength = max(positive, -negative)
+            if strength <= 0:
+                continue
+            source, target = (
+                geometry.clusters[(bundles.source, i)],
+                geometry.clusters[(bundles.target, o)],
+            )
+            colour = palette[0] if positive >= -negative else palette[1]
+            rows = _line(
+                f"{pair}:weak:{i}:{o}", source.right, source.middle, target.x, target.middle
+            )
+            lines += [
+                r
+                | {
+                    "colour": colour,
+                    "width": 0.8,
+                    "opacity": 0.3,
+                    "debug": np.nan,
+                    "strength": round(strength, 4),
+                }
+                | {"sign": "weak"}
+                for r in rows
+            ]
+    return lines
+
+
+def _inline(frame: pd.DataFrame) -> alt.Data:
+    """Inline values: the picture has more marks than Altair's default row limit allows."""
+    return alt.Data(values=frame.replace({np.nan: None}).to_dict("records"))
+
+
+def draw(
+    view: CnnvisView,
+    patch_uri: Callable[[LayerView, int, int], str],
+    facet: str = "features",
+    rank: int = 0,
+    palette: str = "green / red",
+    show_weak: bool = False,
+    debug_title: str | None = None,
+) -> alt.LayerChart:
+    """Return the whole picture; clicking a neuron selects `neuron`, clicking a group `group`.
+
+    `patch_uri(layer, neuron, rank)` returns the image of a neuron's top patch number `rank` as a
+    data URI. With `debug_title` the edges are coloured by their bicluster's debugging value.
+    """
+    if facet not in FACETS:
+        raise ValueError(f"Unknown facet '{facet}'; choose one of {', '.join(FACETS)}.")
+    geometry = layout(view)
+    colours = PALETTES[palette]
+    x_scale = alt.Scale(domain=[0, geometry.width], nice=False, zero=False)
+    y_scale = alt.Scale(domain=[HEIGHT, 0], nice=False, zero=False)
+    x = alt.X("x:Q", scale=x_scale, axis=None)
+    y = alt.Y("y:Q", scale=y_scale, axis=None)
+    neuron_click = alt.selection_point(
+        name="neuron", fields=["node", "neuron"], on="click", clear="dblclick"
+    )
+    group_click = alt.selection_point(name="group", fields=["group"], on="click", clear="dblclick")
+    layers: list[alt.Chart] = []
+    groups, headers = column_marks(view, geometry)
+    if len(groups):
+        layers.append(
+            alt.Chart(_inline(groups))
+            .mark_rect(fill="#eef1f6", stroke="#8a94a6", cornerRadius=4, cursor="pointer")
+            .encode(x=x, x2="x2:Q", y=y, y2="y2:Q", tooltip=["group:N", "layers:N"])
+            .add_params(group_click)
+        )
+    if len(headers):
+        layers.append(
+            alt.Chart(_inline(headers))
+            .mark_text(align="left", fontSize=FONT + 1, fontWeight="bold", cursor="pointer")
+            .encode(x=x, y=y, text="text:N", tooltip=["group:N"])
+            .add_params(group_click)
+        )
+        layers.append(
+            alt.Chart(_inline(headers))
+            .mark_text(align="left", fontSize=FONT - 1, color="#555")
+            .encode(x=x, y=alt.Y("sub_y:Q", scale=y_scale, axis=None), text="sub:N")
+        )
+    clusters = cluster_marks(view, geometry)
+    if len(clusters):
+        layers.append(
+            alt.Chart(_inline(clusters))
+            .mark_rect(fill="white", strokeWidth=1.5, cornerRadius=3)
+            .encode(
+                x=x,
+                x2="x2:Q",
+                y=y,
+                y2="y2:Q",
+                stroke=alt.Stroke("stroke:N", scale=None),
+                strokeDash=alt.StrokeDash("dash:Q", scale=None),
+                tooltip=["node:N", "cluster:Q", "neurons:Q", "label:N"],
+            )
+        )
+    lines, bicluster_nodes = edge_marks(view, geometry, colours, show_weak)
+    if len(lines):
+        colour = (
+            alt.Color("debug:Q", scale=alt.Scale(scheme="viridis"), title=debug_title)
+            if debug_title
+            else alt.Color("colour:N", scale=None)
+        )
+        layers.append(
+            alt.Chart(_inline(lines))
+            .mark_line(interpolate="linear", strokeCap="round")
+            .encode(
+                x=x,
+                y=y,
+                detail="edge:N",
+                order="order:Q",
+                color=colour,
+                strokeWidth=alt.StrokeWidth("width:Q", scale=None),
+                opacity=alt.Opacity("opacity:Q", scale=None),
+                tooltip=["sign:N", "strength:Q"] + (["debug:Q"] if debug_title else []),
+            )
+        )
+    if len(bicluster_nodes):
+        layers.append(
+            alt.Chart(_inline(bicluster_nodes))
+            .mark_rect(stroke="#333", strokeWidth=0.5)
+            .encode(
+                x=x,
+                x2="x2:Q",
+                y=y,
+                y2="y2:Q",
+                color=alt.Color("colour:N", scale=None),
+                tooltip=["bicluster:N"],
+            )
+        )
+    patches, cells = neuron_marks(view, geometry, facet, rank, patch_uri)
+    tooltip = ["node:N", "neuron:Q", "cluster:Q", "importance:Q", "strongest class:N"]
+    if len(patches):
+        layers.append(
+            alt.Chart(_inline(patches))
+            .mark_image(aspect=False, aria=False, cursor="pointer")
+            .encode(
+                x=x,
+                x2="x2:Q",
+                y=y,
+                y2="y2:Q",
+                url="url:N",
+                opacity=alt.Opacity("opacity:Q", scale=None),
+                tooltip=tooltip,
+            )
+            .add_params(neuron_click)
+        )
+    if len(cells):
+        layers.append(
+            alt.Chart(_inline(cells))
+            .mark_rect(cursor="pointer")
+            .encode(
+                x=x,
+                x2="x2:Q",
+                y=y,
+                y2="y2:Q",
+                color=alt.Color(
+                    "value:Q", scale=alt.Scale(scheme="greys", domain=[0, 1]), legend=None
+                ),
+                opacity=alt.Opacity("opacity:Q", scale=None),
+                tooltip=[
+                    *tooltip,
+                    "class:N",
+                    alt.Tooltip("value:Q", format=".2f", title="share of layer max"),
+                ],
+            )
+            .add_params(neuron_click)
+        )
+    if len(clusters):
+        layers.append(
+            alt.Chart(_inline(clusters))
+            .mark_text(align="left", fontSize=FONT - 2, color="#333")
+            .encode(
+                x=alt.X("label_x:Q", scale=x_scale, axis=None),
+                y=alt.Y("label_y:Q", scale=y_scale, axis=None),
+                text="label:N",
+            )
+        )
+    return (
+        alt.layer(*layers)
+        .properties(width=geometry.width, height=HEIGHT)
+        .configure_view(stroke=None)
+        .configure_legend(orient="bottom")
+    )
+
+
+def patch_images(
+    load: Callable[[int], Image.Image], transform: Callable, size: int = PATCH_PIXELS
+) -> Callable[[LayerView, int, int], str]:
+    """Return `patch_uri` for `draw`: a neuron's top patch `rank` cropped from the image as the
+    model sees it, as a PNG data URI (memoised: a redraw encodes nothing twice)."""
+
+    @functools.lru_cache(maxsize=8192)
+    def crop(index: int, box: tuple[int, int, int, int]) -> str:
+        patch = crop_patch(input_view(transform, load(index)), box, size)
+        buffer = io.BytesIO()
+        patch.save(buffer, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    def patch_uri(layer: LayerView, neuron: int, rank: int) -> str:
+        rank = min(rank, layer.top_images.shape[1] - 1)
+        box = tuple(int(v) for v in layer.top_boxes[neuron, rank])
+        return crop(int(layer.top_images[neuron, rank]), box)
+
+    return patch_uri

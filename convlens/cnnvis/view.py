@@ -1,0 +1,319 @@
+"""The CNNVis picture of a network as data: layer groups, clustered layers and bundled edges.
+
+`build_view` composes the pipeline, the reordering, the packing and the bundling for the layers
+the user expanded; `convlens.cnnvis.drawing` turns the result into a picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from convlens.activations import Analysis
+from convlens.cnnvis.bundling import Bicluster, bundle_edges
+from convlens.cnnvis.ordering import reorder_rows
+from convlens.cnnvis.pipeline import (
+    ClusterPurity,
+    NeuronClusters,
+    activation_vectors,
+    cluster_neurons,
+    cluster_purity,
+    cosine_similarity,
+    dead_neurons,
+    layer_edges,
+    move_neuron,
+    neuron_importance,
+    redundant_groups,
+    relevant_neurons,
+)
+from convlens.graph import LayerGraph
+
+# Bundling runs until the strongest remaining aggregated edge is below THRESHOLD_SHARE of the
+# layer pair's strongest; edges within TAU_SHARE of the strongest are bundled together.
+THRESHOLD_SHARE = 0.85
+TAU_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the user chose; the defaults are the picture a bookmark without parameters shows."""
+
+    expanded: tuple[str, ...] = ()
+    method: str = "kmeans"
+    clusters: int | None = None
+    classes: tuple[int, ...] = ()
+    importance: str = "mean"
+    moves: tuple[tuple[str, int, int], ...] = ()
+    threshold_share: float = THRESHOLD_SHARE
+    tau_share: float = TAU_SHARE
+
+
+@dataclass(frozen=True)
+class LayerView:
+    """One expanded layer: its clusters and, per cluster, the matrix order of its neurons."""
+
+    node: str
+    group: str
+    vectors: np.ndarray
+    clusters: NeuronClusters
+    importance: np.ndarray
+    relevant: np.ndarray
+    orders: tuple[np.ndarray, ...]
+    similarity: np.ndarray
+    purity: list[ClusterPurity]
+    redundant: list[tuple[int, ...]]
+    dead: np.ndarray
+    top_images: np.ndarray
+    top_boxes: np.ndarray
+
+    @property
+    def neurons(self) -> int:
+        return len(self.vectors)
+
+
+@dataclass(frozen=True)
+class Bundles:
+    """The bundled edges from the clusters of layer `source` to those of layer `target`.
+
+    `aggregated[i, o]` holds [mean positive, mean negative] weight between input cluster i and
+    output cluster o (0 where there is none); `debug` holds, when a recorded run gives it, the
+    per-bicluster value of the chosen debugging colouring.
+    """
+
+    source: str
+    target: str
+    biclusters: list[Bicluster]
+    aggregated: np.ndarray
+    strongest: float
+    debug: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class GroupView:
+    id: str
+    label: str
+    nodes: tuple[str, ...]
+    expanded: bool
+
+
+@dataclass(frozen=True)
+class CnnvisView:
+    model: str
+    classes: list[str]
+    groups: list[GroupView]
+    layers: dict[str, LayerView]
+    bundles: list[Bundles]
+    options: Options
+
+    def to_json(self) -> dict:
+        """The picture's data: groups, expanded layers with their clusters, and the biclusters."""
+        return {
+            "model": self.model,
+            "classes": self.classes,
+            "groups": [
+                {"id": g.id, "label": g.label, "layers": list(g.nodes), "expanded": g.expanded}
+                for g in self.groups
+            ],
+            "layers": [_layer_json(layer) for layer in self.layers.values()],
+            "bundles": [
+                {
+                    "source": b.source,
+                    "target": b.target,
+                    "biclusters": [
+                        {
+                            "inputs": sorted(c.inputs),
+                            "outputs": sorted(c.outputs),
+                            "sign": c.sign,
+                            "strength": c.strength,
+                            "n_positive": c.n_positive,
+                            "n_negative": c.n_negative,
+                        }
+                        for c in b.biclusters
+                    ],
+                }
+                for b in self.bundles
+            ],
+        }
+
+
+def _layer_json(layer: LayerView) -> dict:
+    return {
+        "id": layer.node,
+        "group": layer.group,
+        "neurons": layer.neurons,
+        "clusters": [
+            {
+                "index": cluster,
+                "neurons": sorted(int(n) for n in members),
+                "representatives": [int(n) for n in members[:5]],
+                "matrix_order": [int(n) for n in layer.orders[cluster]],
+                "majority_class": layer.purity[cluster].majority_class,
+                "purity": layer.purity[cluster].share,
+                "impure": layer.purity[cluster].impure,
+            }
+            for cluster, members in enumerate(layer.clusters.representatives)
+        ],
+        "importance": [float(v) for v in layer.importance],
+        "redundant": [list(group) for group in layer.redundant],
+        "dead": [int(n) for n in layer.dead],
+    }
+
+
+def analysed_groups(
+    graph: LayerGraph, analysis: Analysis, expanded: Sequence[str]
+) -> list[GroupView]:
+    """The graph's layer groups that hold analysed conv or linear nodes, in network order."""
+    analysed = {layer.id for layer in analysis.layers}
+    groups = []
+    for group in graph.groups:
+        nodes = tuple(node for node in group.nodes if node in analysed)
+        if nodes:
+            groups.append(GroupView(group.id, group.label, nodes, group.id in expanded))
+    return groups
+
+
+def default_groups(graph: LayerGraph, analysis: Analysis) -> tuple[str, ...]:
+    """The group expanded when the user has chosen none: the last one before the classifier
+    (the highest conv layers, where purity tells most), or the only one."""
+    ids = [group.id for group in analysed_groups(graph, analysis, ())]
+    return tuple(ids[-2:-1] or ids[:1])
+
+
+def aggregate_edges(
+    weights: np.ndarray, in_labels: np.ndarray, out_labels: np.ndarray
+) -> np.ndarray:
+    """[mean positive, mean negative] weight for every (input cluster, output cluster) pair."""
+    result = np.zeros((int(in_labels.max()) + 1, int(out_labels.max()) + 1, 2))
+    for i in range(result.shape[0]):
+        for o in range(result.shape[1]):
+            block = weights[np.ix_(out_labels == o, in_labels == i)]
+            positive, negative = block[block > 0], block[block < 0]
+            result[i, o] = [
+                positive.mean() if positive.size else 0.0,
+                negative.mean() if negative.size else 0.0,
+            ]
+    return result
+
+
+def covering(biclusters: Sequence[Bicluster]) -> list[Bicluster]:
+    """The fewest biclusters, greedily, that still cover every cluster-level edge of `biclusters`.
+
+    Maximal bicliques of one round overlap; drawing each would bundle the same edge several
+    times. Largest first (ties: the stronger), each kept when it covers an edge not yet covered.
+    """
+    kept, covered = [], set()
+    remaining = list(biclusters)
+    while remaining:
+        best = max(
+            remaining,
+            key=lambda b: (len(_edges(b) - covered), b.strength),
+        )
+        new = _edges(best) - covered
+        if not new:
+            break
+        kept.append(best)
+        covered |= new
+        remaining.remove(best)
+    return kept
+
+
+def _edges(bicluster: Bicluster) -> set[tuple[int, int, int]]:
+    return {(i, o, bicluster.sign) for i in bicluster.inputs for o in bicluster.outputs}
+
+
+def bundle_layer_pair(
+    weights: np.ndarray, in_labels: np.ndarray, out_labels: np.ndarray, options: Options
+) -> tuple[list[Bicluster], np.ndarray, float]:
+    """Bundle one layer pair's edges with tau and threshold relative to its strongest edge."""
+    aggregated = aggregate_edges(weights, in_labels, out_labels)
+    strongest = float(np.abs(aggregated).max()) if aggregated.size else 0.0
+    if strongest <= 0:
+        return [], aggregated, 0.0
+    biclusters = bundle_edges(
+        weights,
+        in_labels,
+        out_labels,
+        options.tau_share * strongest,
+        options.threshold_share * strongest,
+    )
+    return biclusters, aggregated, strongest
+
+
+def build_layer(
+    analysis: Analysis,
+    node: str,
+    group: str,
+    options: Options,
+    importance: np.ndarray | None = None,
+) -> LayerView:
+    """Cluster, weigh and order the neurons of one analysed layer as `options` say."""
+    stats = analysis.layer(node)
+    vectors = activation_vectors(stats.per_class_mean)
+    clusters = cluster_neurons(vectors, options.method, options.clusters)
+    for layer, neuron, cluster in options.moves:
+        if layer == node:
+            clusters = move_neuron(vectors, clusters, neuron, cluster)
+    if importance is None:
+        importance = neuron_importance(vectors, options.classes, options.importance)
+    orders = tuple(members[reorder_rows(vectors[members])] for members in clusters.representatives)
+    return LayerView(
+        node=node,
+        group=group,
+        vectors=vectors,
+        clusters=clusters,
+        importance=importance,
+        relevant=relevant_neurons(vectors, options.classes),
+        orders=orders,
+        similarity=cosine_similarity(vectors),
+        purity=cluster_purity(stats.top_patches.label, clusters),
+        redundant=redundant_groups(vectors),
+        dead=dead_neurons(vectors),
+        top_images=stats.top_patches.image,
+        top_boxes=stats.top_patches.box,
+    )
+
+
+def build_view(
+    model_name: str,
+    module: nn.Module,
+    graph: LayerGraph,
+    analysis: Analysis,
+    options: Options,
+    contributions: Mapping[str, np.ndarray] | None = None,
+    edge_weights: Mapping[str, np.ndarray] | None = None,
+) -> CnnvisView:
+    """Assemble the picture's data for the expanded groups of `options`.
+
+    `contributions` (node -> per-neuron importance) is used when the importance measure is
+    "contribution"; `edge_weights` (node -> (out, in) summed weights, e.g. of a recorded run's
+    snapshot) replaces the model's own weights for the edges into that node.
+    """
+    groups = analysed_groups(graph, analysis, options.expanded)
+    layers: dict[str, LayerView] = {}
+    for group in groups:
+        if not group.expanded:
+            continue
+        for node in group.nodes:
+            given = (
+                (contributions or {}).get(node) if options.importance == "contribution" else None
+            )
+            layers[node] = build_layer(analysis, node, group.id, options, given)
+    bundles = []
+    shown = [node for group in groups if group.expanded for node in group.nodes]
+    ordered = [node for group in groups for node in group.nodes]
+    for source, target in zip(shown, shown[1:], strict=False):
+        if ordered.index(target) != ordered.index(source) + 1:
+            continue  # a collapsed group lies between them
+        weights = (edge_weights or {}).get(target)
+        if weights is None:
+            weights = layer_edges(module, graph, target, layers[source].neurons)
+        if weights is None or weights.shape != (layers[target].neurons, layers[source].neurons):
+            continue
+        biclusters, aggregated, strongest = bundle_layer_pair(
+            weights, layers[source].clusters.labels, layers[target].clusters.labels, options
+        )
+        bundles.append(Bundles(source, target, biclusters, aggregated, strongest))
+    return CnnvisView(model_name, list(analysis.classes), groups, layers, bundles, options)

@@ -1,0 +1,501 @@
+"""CNNVis: neuron clusters with packed learned features or reordered activation matrices, and
+the bundled edges between them, with the debugging information of a recorded run."""
+
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+import vl_convert
+
+from convlens.activations import SHIPPED_DATA, open_source
+from convlens.attribution import readout_layer
+from convlens.cnnvis.debugging import (
+    MEASURES,
+    run_layer_averages,
+    snapshot_edge_weights,
+    with_debug,
+)
+from convlens.cnnvis.drawing import FACETS, PALETTES, draw, patch_images
+from convlens.cnnvis.pipeline import CLUSTER_METHODS, IMPORTANCE_MEASURES, contribution
+from convlens.cnnvis.view import THRESHOLD_SHARE, CnnvisView, Options, build_view, default_groups
+from convlens.data import ImageSourceError
+from convlens.models import RUN_PREFIX, list_models
+from convlens.runs import find_run
+from convlens.training import list_snapshots, read_stats
+from convlens.ui.cache import cached_graph, cached_model, model_lock
+from convlens.ui.filters import dataset_analysis
+from convlens.ui.sidebar import page_setup
+
+DEFAULT_MODEL = "fashion_basecnn"
+CONTRIBUTION_IMAGES = 256
+
+selection = page_setup()
+st.title("CNNVis")
+st.caption(
+    "The network left to right: click a layer group to expand it; each large rectangle is a "
+    "cluster of neurons that respond alike to the classes, showing their top image patches (size = "
+    "importance) or their activation matrix; green and red curves bundle the strongest positive "
+    "and negative weights between clusters. Click a neuron to inspect or move it."
+)
+model = selection.model
+if model is None:
+    st.stop()
+
+
+def text_state(key: str, default: str) -> str:
+    """The URL-backed string state `key` (set to `default` when absent)."""
+    value = st.session_state.get(key)
+    if value in (None, ""):
+        st.session_state[key] = value = default
+    return str(value)
+
+
+def set_state(key: str, value: str) -> None:
+    st.session_state[key] = value
+
+
+def split(value: str) -> list[str]:
+    return [part for part in value.split(",") if part]
+
+
+if tuple(model.input_size) == (1, 28, 28):
+    data = SHIPPED_DATA
+else:
+    data = st.text_input(
+        "Labelled images",
+        value="samples",
+        key="cnnvis_data",
+        help="An ImageFolder directory (one folder per class) or fashion-mnist:test; CNNVis groups "
+        "neurons by their average activation on each class",
+    ).strip()
+try:
+    source = open_source(data)
+except (ImageSourceError, ValueError) as error:
+    st.error(str(error))
+    st.stop()
+if not source.classes or source.labels is None:
+    st.warning(
+        f"CNNVis clusters neurons by their average activation per class, and {data} has no classes. "
+        f"Give a labelled ImageFolder directory above, or look at {DEFAULT_MODEL}, trained on Fashion-MNIST."
+    )
+    if st.button(f"Open {DEFAULT_MODEL}", type="primary"):
+        st.session_state["model"] = DEFAULT_MODEL
+        st.rerun()
+    st.stop()
+
+key = selection.model_key
+graph = cached_graph(*key)
+lock = model_lock(*key)
+analysis = dataset_analysis(key, model, lock, data, "cnnvis_analyze")
+if analysis is None:
+    st.stop()
+
+group_ids = [
+    g.id for g in graph.groups if any(n in {s.id for s in analysis.layers} for n in g.nodes)
+]
+expanded = [g for g in split(text_state("groups", ",".join(default_groups(graph, analysis)))) if g in group_ids]
+
+
+def run_folder() -> Path | None:
+    """The recorded run behind the model, when it is one (a shipped run or a run: model)."""
+    name = selection.model_name
+    try:
+        return find_run(name.removeprefix(RUN_PREFIX))
+    except ValueError:
+        return None
+
+
+run = run_folder()
+steps = list_snapshots(run) if run is not None else []
+
+with st.container(border=True):
+    top = st.columns([1.2, 1, 1.3, 1.3])
+    facet = (
+        top[0].segmented_control(
+            "Facet",
+            FACETS,
+            default=text_state("facet", FACETS[0])
+            if text_state("facet", FACETS[0]) in FACETS
+            else FACETS[0],
+            key="cnnvis_facet",
+            on_change=lambda: set_state("facet", st.session_state["cnnvis_facet"] or FACETS[0]),
+            help="Learned features: each neuron's top image patch, packed, size = importance. "
+            "Activations: rows are neurons (reordered so that similar rows sit together), columns classes",
+        )
+        or FACETS[0]
+    )
+    patch = int(text_state("patch", "1")) if text_state("patch", "1").isdigit() else 1
+    patch = top[1].select_slider(
+        "Top patch shown",
+        options=[1, 2, 3, 4, 5],
+        value=min(max(patch, 1), 5),
+        key="cnnvis_patch",
+        on_change=lambda: set_state("patch", str(st.session_state["cnnvis_patch"])),
+        disabled=facet != "features",
+    )
+    chosen_groups = top[2].multiselect(
+        "Expanded layer groups",
+        group_ids,
+        default=expanded,
+        key="cnnvis_groups",
+        on_change=lambda: set_state("groups", ",".join(st.session_state["cnnvis_groups"])),
+        help="Or click a group's column or header in the picture",
+    )
+    class_names = list(analysis.classes)
+    wanted = [
+        int(c)
+        for c in split(text_state("classes", ""))
+        if c.isdigit() and int(c) < len(class_names)
+    ]
+    classes = top[3].multiselect(
+        "Classes of interest",
+        range(len(class_names)),
+        default=wanted,
+        format_func=lambda c: class_names[c],
+        key="cnnvis_classes",
+        on_change=lambda: set_state(
+            "classes", ",".join(map(str, st.session_state["cnnvis_classes"]))
+        ),
+        help="Neurons that do not respond more to these classes than to the others fade out",
+    )
+    row = st.columns([1, 1, 1, 1, 1])
+    importance = row[0].selectbox(
+        "Importance (patch size)",
+        IMPORTANCE_MEASURES,
+        index=IMPORTANCE_MEASURES.index(text_state("importance", "mean"))
+        if text_state("importance", "mean") in IMPORTANCE_MEASURES
+        else 0,
+        key="cnnvis_importance",
+        on_change=lambda: set_state("importance", st.session_state["cnnvis_importance"]),
+        help="mean / max: average activation over the classes of interest (all when none); "
+        "contribution: activation x gradient of the predicted class (Captum)",
+    )
+    clusters_text = text_state("clusters", "kmeans")
+    method_name, _, count_text = clusters_text.partition(":")
+    method = row[1].selectbox(
+        "Clustering",
+        CLUSTER_METHODS,
+        index=CLUSTER_METHODS.index(method_name) if method_name in CLUSTER_METHODS else 0,
+        key="cnnvis_method",
+        help="K-Means with the number of clusters on the right (0: about sqrt(neurons / 2)), or "
+        "MeanShift, which finds the number itself",
+    )
+    count = row[2].number_input(
+        "Clusters per layer",
+        min_value=0,
+        max_value=16,
+        value=int(count_text) if count_text.isdigit() else 0,
+        key="cnnvis_count",
+        disabled=method != "kmeans",
+    )
+    set_state("clusters", method if method != "kmeans" or not count else f"kmeans:{count}")
+    edge_measures = MEASURES if steps else MEASURES[:1]
+    edges = row[3].selectbox(
+        "Edge colour",
+        edge_measures,
+        index=edge_measures.index(text_state("edges", "weight"))
+        if text_state("edges", "weight") in edge_measures
+        else 0,
+        key="cnnvis_edges",
+        on_change=lambda: set_state("edges", st.session_state["cnnvis_edges"]),
+        help="weight: green positive, red negative, width = strength. gradient and relative change "
+        "come from a recorded run's snapshots (pick a shipped run such as fashion_basecnn_hinge)",
+    )
+    palette = row[4].selectbox(
+        "Palette",
+        list(PALETTES),
+        index=list(PALETTES).index(text_state("palette", "green / red"))
+        if text_state("palette", "green / red") in PALETTES
+        else 0,
+        key="cnnvis_palette",
+        on_change=lambda: set_state("palette", st.session_state["cnnvis_palette"]),
+        help="blue / orange is safe for the common colour blindnesses",
+    )
+    last = st.columns([1, 2, 2])
+    weak = last[0].toggle(
+        "Weak edges",
+        value=text_state("weak", "0") == "1",
+        key="cnnvis_weak",
+        on_change=lambda: set_state("weak", "1" if st.session_state["cnnvis_weak"] else "0"),
+        help="Also draw, thin, the cluster-to-cluster edges no bicluster took",
+    )
+    threshold = last[1].slider(
+        "Bundle edges down to this share of the strongest",
+        0.5,
+        0.99,
+        THRESHOLD_SHARE,
+        0.01,
+        key="cnnvis_threshold",
+        help="Biclusters are mined until the strongest remaining cluster-to-cluster edge is weaker "
+        "than this; lower it to bundle more edges",
+    )
+    step = None
+    if steps:
+        wanted_step = text_state("step", str(steps[-1]))
+        step = last[2].select_slider(
+            "Snapshot of the recorded run (edges)",
+            options=steps,
+            value=int(wanted_step)
+            if wanted_step.isdigit() and int(wanted_step) in steps
+            else steps[-1],
+            key="cnnvis_step",
+            on_change=lambda: set_state("step", str(st.session_state["cnnvis_step"])),
+            help="Replays the run's weights, gradients and relative changes on the edges",
+        )
+
+moves = []
+for part in split(text_state("moves", "").replace(";", ",")):
+    try:
+        where, target = part.split(">")
+        node, neuron = where.rsplit(":", 1)
+        moves.append((node, int(neuron), int(target)))
+    except ValueError:
+        continue
+
+options = Options(
+    expanded=tuple(chosen_groups),
+    method=method,
+    clusters=int(count) or None,
+    classes=tuple(classes),
+    importance=importance,
+    moves=tuple(moves),
+    threshold_share=float(threshold),
+)
+
+
+@st.cache_data(show_spinner="Weighing each neuron's contribution…", max_entries=8)
+def contributions(model_key: tuple, nodes: tuple[str, ...]) -> dict[str, np.ndarray]:
+    loaded = cached_model(*model_key)
+    images = [
+        loaded.transform(source.load(i)) for i in range(min(CONTRIBUTION_IMAGES, source.size))
+    ]
+    batch = torch.stack(images)
+    with model_lock(*model_key):
+        return {
+            node: contribution(loaded.module, batch, readout_layer(graph, graph.node(node)))
+            for node in nodes
+        }
+
+
+shown_nodes = tuple(
+    n
+    for g in graph.groups
+    if g.id in chosen_groups
+    for n in g.nodes
+    if n in {s.id for s in analysis.layers}
+)
+given = contributions(key, shown_nodes) if importance == "contribution" and shown_nodes else None
+stats = read_stats(run, step) if step is not None else {}
+try:
+    view = build_view(
+        selection.model_name,
+        model.module,
+        graph,
+        analysis,
+        options,
+        contributions=given,
+        edge_weights=snapshot_edge_weights(stats, graph, shown_nodes),
+    )
+except ValueError as error:
+    st.error(str(error))
+    st.stop()
+if stats:
+    view = with_debug(view, stats, graph, edges)
+chart = draw(
+    view,
+    patch_images(source.load, model.transform),
+    facet=facet,
+    rank=patch - 1,
+    palette=palette,
+    show_weak=weak,
+    debug_title=edges if edges != "weight" else None,
+)
+event = st.altair_chart(
+    chart, on_select="rerun", selection_mode=["neuron", "group"], key="cnnvis_chart"
+)
+
+
+def clicked(name: str) -> list[dict]:
+    selection_state = (
+        (event or {}).get("selection", {})
+        if isinstance(event, dict)
+        else getattr(event, "selection", {})
+    )
+    return list(selection_state.get(name, []) or [])
+
+
+for group in clicked("group"):
+    group_id = group.get("group")
+    if group_id in group_ids and st.session_state.get("_cnnvis_last_group") != group_id:
+        st.session_state["_cnnvis_last_group"] = group_id
+        now = set(chosen_groups) ^ {group_id}
+        set_state("groups", ",".join(g for g in group_ids if g in now))
+        st.session_state.pop("cnnvis_groups", None)
+        st.rerun()
+if not clicked("group"):
+    st.session_state.pop("_cnnvis_last_group", None)
+
+picked = clicked("neuron")
+if picked:
+    node, neuron = picked[0]["node"], int(picked[0]["neuron"])
+    layer = view.layers.get(node)
+    if layer is not None:
+        cluster = int(layer.clusters.labels[neuron])
+        with st.container(border=True):
+            st.markdown(
+                f"**{node} · neuron {neuron}** — cluster c{cluster} of {layer.clusters.count}"
+            )
+            cols = st.columns([1, 1, 2])
+            if cols[0].button("Open in Filters", type="primary"):
+                st.session_state["layer"], st.session_state["filter"] = node, str(neuron)
+                st.switch_page("pages/filters.py")
+            target = cols[1].selectbox(
+                "Move to cluster",
+                range(layer.clusters.count + 1),
+                index=cluster,
+                format_func=lambda c: f"c{c}" if c < layer.clusters.count else "a new cluster",
+            )
+            if cols[2].button("Move", help="Matrices, packing and bundling are recomputed"):
+                kept = [
+                    m
+                    for m in split(text_state("moves", "").replace(";", ","))
+                    if not m.startswith(f"{node}:{neuron}>")
+                ]
+                set_state("moves", ",".join([*kept, f"{node}:{neuron}>{target}"]))
+                st.rerun()
+
+if moves and st.button("Undo the moves", help="Back to the clusters the algorithm found"):
+    set_state("moves", "")
+    st.rerun()
+
+
+def quality_panel(view: CnnvisView) -> None:
+    """Impure clusters, redundant and dead neurons of the expanded layers."""
+    rows = []
+    for node, layer in view.layers.items():
+        for purity in layer.purity:
+            if purity.impure and purity.patches:
+                rows.append(
+                    {
+                        "layer": node,
+                        "flag": "impure cluster",
+                        "where": f"c{purity.cluster}",
+                        "detail": f"{purity.share:.0%} of its top patches are {view.classes[purity.majority_class]}",
+                    }
+                )
+        for group in layer.redundant:
+            rows.append(
+                {
+                    "layer": node,
+                    "flag": "redundant neurons",
+                    "where": ", ".join(map(str, group)),
+                    "detail": "near-identical activation vectors",
+                }
+            )
+        if len(layer.dead):
+            rows.append(
+                {
+                    "layer": node,
+                    "flag": "dead neurons",
+                    "where": ", ".join(map(str, layer.dead[:20])),
+                    "detail": f"{len(layer.dead)} of {layer.neurons} never activate on any class",
+                }
+            )
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+    else:
+        st.caption("No impure clusters, redundant or dead neurons in the expanded layers.")
+
+
+with st.expander(
+    "Quality flags: impure clusters, redundant and dead neurons", expanded=bool(view.layers)
+):
+    quality_panel(view)
+
+if run is not None and steps:
+    averages = run_layer_averages(run, graph, [s.id for s in analysis.layers], edges)
+    if averages:
+        frame = pd.DataFrame([a.__dict__ for a in averages])
+        frame["current"] = frame["step"] == step
+        order = [s.id for s in analysis.layers]
+        st.altair_chart(
+            alt.Chart(frame)
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("node:N", sort=order, title="layer"),
+                y=alt.Y("value:Q", title=f"layer average of {edges}"),
+                detail="step:O",
+                color=alt.condition("datum.current", alt.value("#d62728"), alt.value("#c7c7c7")),
+                tooltip=["step", "node", alt.Tooltip("value:Q", format=".4g")],
+            )
+            .properties(
+                height=220,
+                title=f"Average {edges} per layer; red: step {step}, grey: other snapshots",
+            ),
+            use_container_width=True,
+        )
+
+compare_options = ["none"] + [m for m in list_models() if m != selection.model_name]
+compare = st.selectbox(
+    "Compare with another model on the same images",
+    compare_options,
+    index=compare_options.index(text_state("compare", "none"))
+    if text_state("compare", "none") in compare_options
+    else 0,
+    key="cnnvis_compare",
+    on_change=lambda: set_state("compare", st.session_state["cnnvis_compare"]),
+    help="e.g. fashion_basecnn against fashion_basecnn_x0.25 or fashion_basecnn_shallow (CNNVis 7.2)",
+)
+if compare != "none":
+    other_key = (compare, None, "")
+    other = cached_model(*other_key)
+    if tuple(other.input_size) != tuple(model.input_size):
+        st.warning(
+            f"{compare} takes {other.input_size} images, not {model.input_size}: no common images."
+        )
+    else:
+        other_graph = cached_graph(*other_key)
+        other_analysis = dataset_analysis(
+            other_key, other, model_lock(*other_key), data, "cnnvis_compare_analyze"
+        )
+        if other_analysis is not None:
+            other_groups = [g.id for g in other_graph.groups]
+            other_options = Options(
+                **{
+                    **options.__dict__,
+                    "expanded": tuple(g for g in chosen_groups if g in other_groups),
+                    "moves": (),
+                }
+            )
+            other_view = build_view(
+                compare, other.module, other_graph, other_analysis, other_options
+            )
+            st.markdown(f"**{compare}** — the same layer groups expanded")
+            st.altair_chart(
+                draw(
+                    other_view,
+                    patch_images(source.load, other.transform),
+                    facet=facet,
+                    rank=patch - 1,
+                    palette=palette,
+                    show_weak=weak,
+                )
+            )
+            with st.expander(f"Quality flags of {compare}"):
+                quality_panel(other_view)
+
+with st.expander("Export the picture for slides"):
+    picture = repr((selection.model_name, options, facet, patch, palette, weak, edges, step))
+    if st.button("Prepare SVG and PNG", help="Renders the picture above with vl-convert"):
+        spec = chart.to_dict()
+        svg, png = vl_convert.vegalite_to_svg(spec), vl_convert.vegalite_to_png(spec, scale=2)
+        st.session_state["_cnnvis_export"] = (picture, svg, png)
+    exported = st.session_state.get("_cnnvis_export")
+    if exported and exported[0] == picture:
+        _, svg, png = exported
+        name = f"cnnvis-{Path(selection.model_name).name}"
+        st.download_button("Download SVG", svg, file_name=f"{name}.svg", mime="image/svg+xml")
+        st.download_button("Download PNG", png, file_name=f"{name}.png", mime="image/png")

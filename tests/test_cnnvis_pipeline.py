@@ -1,0 +1,310 @@
+"""CNNVis pipeline: clustering, importance, quality flags, edges, contribution, debugging
+information and the assembled view, on hand-made arrays, a tiny net and a shipped model."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from convlens.activations import SHIPPED_DATA, analyze, open_source
+from convlens.cnnvis.debugging import bicluster_values, layer_average, run_layer_averages, stats_key
+from convlens.cnnvis.drawing import draw, layout, patch_images
+from convlens.cnnvis.pipeline import (
+    activation_vectors,
+    cluster_neurons,
+    cluster_purity,
+    clusters_from_labels,
+    contribution,
+    cosine_similarity,
+    dead_neurons,
+    default_cluster_count,
+    layer_edges,
+    move_neuron,
+    neuron_importance,
+    redundant_groups,
+    relevant_neurons,
+)
+from convlens.cnnvis.view import Options, aggregate_edges, build_view
+from convlens.graph import build_graph
+from convlens.models import load_model
+from convlens.runs import find_run
+
+
+def planted(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three well separated groups of 12, 8 and 5 activation vectors over 6 classes."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[5, 0, 0, 0, 0, 1], [0, 5, 5, 0, 0, 0], [0, 0, 0, 0, 6, 2]], dtype=float)
+    truth = np.repeat([0, 1, 2], [12, 8, 5])
+    rng.shuffle(truth)
+    return centres[truth] + rng.normal(0, 0.1, (len(truth), 6)), truth
+
+
+@pytest.mark.parametrize("method", ["kmeans", "meanshift"])
+def test_clustering_recovers_planted_groups_numbered_by_size(method: str) -> None:
+    vectors, truth = planted()
+    clusters = cluster_neurons(vectors, method, clusters=3)
+    assert clusters.count == 3
+    # Same partition as the truth, and cluster 0 is the largest (12), then 8, then 5.
+    for c, size in enumerate((12, 8, 5)):
+        members = clusters.members(c)
+        assert len(members) == size
+        assert len(set(truth[members])) == 1
+
+
+def test_representatives_are_ordered_by_distance_to_the_centroid() -> None:
+    vectors, _ = planted(1)
+    clusters = cluster_neurons(vectors, clusters=3)
+    for members in clusters.representatives:
+        centroid = vectors[members].mean(axis=0)
+        distances = [np.linalg.norm(vectors[m] - centroid) for m in members]
+        assert distances == sorted(distances)
+        assert sorted(members.tolist()) == np.flatnonzero(clusters.labels == clusters.labels[members[0]]).tolist()
+
+
+def test_kmeans_never_asks_for_more_clusters_than_distinct_vectors() -> None:
+    vectors = np.array([[1.0, 0], [1.0, 0], [0, 1.0], [0, 0]])
+    assert cluster_neurons(vectors, clusters=8).count == 3
+    assert cluster_neurons(np.zeros((0, 3))).count == 0
+
+
+def test_default_cluster_count_stays_readable() -> None:
+    assert [default_cluster_count(n) for n in (1, 3, 8, 32, 128, 512)] == [1, 1, 2, 4, 8, 8]
+
+
+def test_moving_a_neuron_updates_members_and_allows_a_new_cluster() -> None:
+    vectors, _ = planted(2)
+    clusters = cluster_neurons(vectors, clusters=3)
+    neuron = int(clusters.members(0)[0])
+    moved = move_neuron(vectors, clusters, neuron, 2)
+    assert len(moved.members(0)) == 11
+    assert moved.labels[neuron] == moved.labels[clusters.members(2)[0]]
+    alone = move_neuron(vectors, clusters, neuron, clusters.count)
+    assert alone.count == 4 and len(alone.members(3)) == 1 and alone.labels[neuron] == 3
+    with pytest.raises(ValueError, match="no neuron 99"):
+        move_neuron(vectors, clusters, 99, 0)
+    with pytest.raises(ValueError, match="no cluster 7"):
+        move_neuron(vectors, clusters, 0, 7)
+
+
+def test_clusters_from_labels_drops_empty_labels_and_renumbers() -> None:
+    vectors = np.eye(4)
+    clusters = clusters_from_labels(vectors, np.array([5, 9, 9, 5]))
+    assert clusters.labels.tolist() == [0, 1, 1, 0]  # ties in size: the first neuron's cluster first
+
+
+def test_importance_and_relevance_by_hand() -> None:
+    vectors = np.array([[1.0, 3.0, 2.0], [4.0, 0.0, 0.0], [-1.0, -2.0, 0.0], [0.0, 0.0, 0.0]])
+    assert neuron_importance(vectors).tolist() == [2.0, 4 / 3, 0.0, 0.0]  # negative clipped
+    assert neuron_importance(vectors, [1, 2], "max").tolist() == [3.0, 0.0, 0.0, 0.0]
+    assert neuron_importance(vectors, [0], "mean").tolist() == [1.0, 4.0, 0.0, 0.0]
+    with pytest.raises(ValueError):
+        neuron_importance(vectors, None, "contribution")
+    # Selected class 1: neuron 0 responds 3 vs 1.5 (x2 >= 1.25), neuron 1 0 vs 2, dead ones never.
+    assert relevant_neurons(vectors, [1]).tolist() == [True, False, False, False]
+    assert relevant_neurons(vectors, []).all() and relevant_neurons(vectors, [0, 1, 2]).all()
+
+
+def test_activation_vectors_transpose_and_zero_missing_classes() -> None:
+    means = np.array([[1.0, 2.0], [np.nan, np.nan], [3.0, 4.0]])  # 3 classes, 2 neurons
+    assert activation_vectors(means).tolist() == [[1.0, 0.0, 3.0], [2.0, 0.0, 4.0]]
+
+
+def test_purity_counts_top_patch_labels_of_each_cluster() -> None:
+    clusters = clusters_from_labels(np.eye(5), np.array([0, 0, 0, 1, 1]))
+    top = np.array([[2, 2, 1], [2, 2, 2], [2, -1, 0], [4, 5, 6], [7, 4, 8]])
+    purity = cluster_purity(top, clusters, top=3)
+    assert (purity[0].majority_class, purity[0].patches) == (2, 8)
+    assert purity[0].share == pytest.approx(6 / 8) and not purity[0].impure
+    assert (purity[1].majority_class, purity[1].share) == (4, pytest.approx(2 / 6)) and purity[1].impure
+
+
+def test_redundant_groups_join_near_duplicates_transitively_and_skip_dead_neurons() -> None:
+    base = np.array([1.0, 2.0, 3.0])
+    vectors = np.array([base, base * 1.02, base * 1.04, [3.0, 2.0, 1.0], [0.0, 0, 0], [0.0, 0, 0], [3.0, 2.0, 1.01]])
+    assert redundant_groups(vectors, tolerance=0.025) == [(0, 1, 2), (3, 6)]
+    assert dead_neurons(vectors).tolist() == [4, 5]
+    assert redundant_groups(vectors, tolerance=0.001) == []
+
+
+def test_cosine_similarity_zero_rows_are_zero() -> None:
+    similarity = cosine_similarity(np.array([[1.0, 0], [1.0, 1.0], [0, 0], [-1.0, 0]]))
+    assert similarity[0, 1] == pytest.approx(np.sqrt(0.5))
+    assert similarity[2].tolist() == [0, 0, 0, 0] and similarity[0, 3] == 0  # clipped at 0
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv1", nn.Conv2d(1, 3, 3, padding=1)),
+                    ("relu1", nn.ReLU()),
+                    ("pool1", nn.MaxPool2d(2)),
+                    ("conv2", nn.Conv2d(3, 4, 3, padding=1)),
+                    ("relu2", nn.ReLU()),
+                    ("pool2", nn.MaxPool2d(2)),
+                    ("depth", nn.Conv2d(4, 4, 3, padding=1, groups=4)),
+                    ("relu3", nn.ReLU()),
+                ]
+            )
+        )
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(4 * 7 * 7, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flatten(self.features(x)))
+
+
+def test_layer_edges_sum_kernels_and_flattened_inputs() -> None:
+    torch.manual_seed(0)
+    model = Tiny().eval()
+    graph = build_graph(model, (1, 28, 28))
+    conv2 = layer_edges(model, graph, "features.conv2", 3)
+    assert conv2.shape == (4, 3)
+    assert conv2[1, 2] == pytest.approx(model.features.conv2.weight[1, 2].sum().item(), rel=1e-5)
+    fc = layer_edges(model, graph, "fc", 4)
+    assert fc.shape == (5, 4)
+    assert fc[3, 1] == pytest.approx(model.fc.weight[3, 49:98].sum().item(), rel=1e-5)
+    assert layer_edges(model, graph, "features.depth", 4) is None  # depthwise: not channel to channel
+    assert layer_edges(model, graph, "features.conv2", 5) is None
+
+
+def test_contribution_is_activation_times_gradient_of_the_predicted_class() -> None:
+    torch.manual_seed(1)
+    model = Tiny().eval()
+    images = torch.randn(6, 1, 28, 28)
+    found = contribution(model, images, "features.relu2", batch_size=4)
+    expected = torch.zeros(4)
+    for image in images:
+        kept = {}
+        handle = model.features.relu2.register_forward_hook(lambda m, i, o: kept.setdefault("a", o))
+        score = model(image[None])
+        handle.remove()
+        activation = kept["a"]
+        (gradient,) = torch.autograd.grad(score[0, score.argmax()], activation)
+        expected += (activation * gradient)[0].sum(dim=(1, 2)).detach()
+    assert found == pytest.approx(np.clip((expected / 6).numpy(), 0, None), abs=1e-5)
+
+
+def test_aggregate_edges_means_of_positive_and_negative_weights() -> None:
+    weights = np.array([[1.0, -2.0, 3.0], [-4.0, 5.0, 0.0]])  # 2 outputs x 3 inputs
+    aggregated = aggregate_edges(weights, np.array([0, 0, 1]), np.array([0, 1]))
+    assert aggregated[0, 0].tolist() == [1.0, -2.0]
+    assert aggregated[1, 0].tolist() == [3.0, 0.0]
+    assert aggregated[0, 1].tolist() == [5.0, -4.0]
+    assert aggregated[1, 1].tolist() == [0.0, 0.0]
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    model = load_model("fashion_basecnn_x0.25")
+    graph = build_graph(model.module, model.input_size)
+    return model, graph, analyze(model, SHIPPED_DATA, limit=300, cache=False)
+
+
+def test_view_expands_groups_bundles_adjacent_layers_and_draws(small_model) -> None:
+    model, graph, analysis = small_model
+    options = Options(expanded=("g2", "g3"), clusters=3)
+    view = build_view(model.name, model.module, graph, analysis, options)
+    assert [g.id for g in view.groups if g.expanded] == ["g2", "g3"]
+    expanded_nodes = [n for g in view.groups if g.expanded for n in g.nodes]
+    assert list(view.layers) == expanded_nodes
+    # Every consecutive expanded pair is bundled, and every bicluster joins real clusters.
+    assert [(b.source, b.target) for b in view.bundles] == list(zip(expanded_nodes, expanded_nodes[1:]))
+    for bundles in view.bundles:
+        assert bundles.biclusters
+        for bicluster in bundles.biclusters:
+            assert max(bicluster.inputs) < view.layers[bundles.source].clusters.count
+            assert max(bicluster.outputs) < view.layers[bundles.target].clusters.count
+    for layer in view.layers.values():
+        # The matrix order of each cluster is a permutation of its members.
+        for members, order in zip(layer.clusters.representatives, layer.orders, strict=True):
+            assert sorted(order.tolist()) == sorted(members.tolist())
+    geometry = layout(view)
+    for (node, _), box in geometry.clusters.items():
+        column = geometry.columns[node]
+        assert column.x <= box.x and box.right <= column.right + 1e-6
+    source = open_source(SHIPPED_DATA)
+    spec = draw(view, patch_images(source.load, model.transform)).to_dict()
+    images = [layer for layer in spec["layer"] if layer["mark"]["type"] == "image"]
+    assert len(images) == 1
+    assert {p["name"] for p in spec["params"]} == {"neuron", "group"}  # clicks reach the page
+    # One packed patch per neuron of non-zero importance (a zero-size square is not drawn).
+    assert len(images[0]["data"]["values"]) == sum(int((layer.importance > 0).sum()) for layer in view.layers.values())
+    matrix = draw(view, patch_images(source.load, model.transform), facet="activations").to_dict()
+    cells = [layer for layer in matrix["layer"] if "class" in layer.get("data", {}).get("values", [{}])[0]]
+    assert len(cells[0]["data"]["values"]) == sum(layer.neurons for layer in view.layers.values()) * 10
+
+
+def test_moving_a_neuron_changes_the_picture(small_model) -> None:
+    model, graph, analysis = small_model
+    options = Options(expanded=("g3",), clusters=3)
+    before = build_view(model.name, model.module, graph, analysis, options)
+    node = next(iter(before.layers))
+    neuron = int(before.layers[node].clusters.members(0)[0])
+    after = build_view(
+        model.name, model.module, graph, analysis, Options(expanded=("g3",), clusters=3, moves=((node, neuron, 3),))
+    )
+    assert after.layers[node].clusters.count == 4
+    assert after.layers[node].clusters.labels[neuron] == 3
+    unchanged = [n for n in before.layers if n != node]
+    for other in unchanged:
+        assert (after.layers[other].clusters.labels == before.layers[other].clusters.labels).all()
+
+
+def test_debugging_values_from_recorded_statistics() -> None:
+    model = Tiny()
+    graph = build_graph(model, (1, 28, 28))
+    labels_in, labels_out = np.array([0, 0, 1]), np.array([0, 1, 1, 0])
+    from convlens.cnnvis.bundling import Bicluster
+    from convlens.cnnvis.pipeline import NeuronClusters
+    from convlens.cnnvis.view import Bundles, LayerView
+
+    def layer(node: str, labels: np.ndarray) -> LayerView:
+        clusters = clusters_from_labels(np.eye(len(labels)), labels)
+        n = len(labels)
+        blank = np.zeros(n)
+        return LayerView(node, "g", np.eye(n), clusters, blank, blank > -1, (), np.eye(n), [], [], np.zeros(0, int), np.zeros((n, 1), int), np.zeros((n, 1, 4), int))
+
+    layers = {"features.conv1": layer("features.conv1", labels_in), "features.conv2": layer("features.conv2", labels_out)}
+    grad = np.arange(12, dtype=float).reshape(4, 3)
+    stats = {
+        stats_key(graph, "features.conv2", "edge_abs_grad"): grad,
+        stats_key(graph, "features.conv2", "filter_weight_change"): np.array([0.1, 0.2, 0.4, 0.3]),
+        stats_key(graph, "features.conv2", "weight_change"): np.array(0.25),
+        stats_key(graph, "features.conv2", "edge_weight"): np.array([[1.0, -1.0, 2.0]]),
+    }
+    bicluster = Bicluster(frozenset({0}), frozenset({1}), 1, 1.0, 1, 0)
+    bundles = Bundles("features.conv1", "features.conv2", [bicluster], np.zeros((2, 2, 2)), 1.0)
+    assert isinstance(layers["features.conv1"].clusters, NeuronClusters)
+    # Output cluster 1 holds output neurons 1 and 2 (renumbered by size: [0,1,1,0] -> same); input cluster 0 inputs 0, 1.
+    out_members = layers["features.conv2"].clusters.members(1)
+    in_members = layers["features.conv1"].clusters.members(0)
+    assert bicluster_values(bundles, layers, stats, graph, "gradient") == (pytest.approx(grad[np.ix_(out_members, in_members)].mean()),)
+    assert bicluster_values(bundles, layers, stats, graph, "relative change") == (pytest.approx([0.1, 0.2, 0.4, 0.3][out_members[0]] / 2 + [0.1, 0.2, 0.4, 0.3][out_members[1]] / 2),)
+    assert bicluster_values(bundles, layers, stats, graph, "weight") is None
+    assert layer_average(stats, graph, "features.conv2", "relative change") == 0.25
+    assert layer_average(stats, graph, "features.conv2", "weight") == pytest.approx(2 / 3)
+    assert layer_average(stats, graph, "features.conv1", "gradient") is None
+
+
+def test_failed_hinge_run_has_blank_rows_growing_with_depth_and_small_late_changes() -> None:
+    """CNNVis 7.3 retold on the shipped failed run: dead neurons become more common with depth and
+    the relative weight changes collapse below the top layers."""
+    model = load_model("fashion_basecnn_hinge")
+    graph = build_graph(model.module, model.input_size)
+    analysis = analyze(model, SHIPPED_DATA, limit=300, cache=False)
+    dead_share = {layer.id: len(dead_neurons(activation_vectors(layer.per_class_mean))) / layer.neurons for layer in analysis.layers}
+    assert dead_share["features.conv1_1"] < dead_share["features.conv4_3"] <= dead_share["classifier.fc1"]
+    # Fig. 15(a): below the top layers the weights hardly change any more.
+    nodes = [layer.id for layer in analysis.layers]
+    averages = run_layer_averages(find_run("fashion_basecnn_hinge"), graph, nodes, "relative change")
+    last = max(a.step for a in averages)
+    change = {a.node: a.value for a in averages if a.step == last}
+    assert set(change) == set(nodes) and len({a.step for a in averages}) >= 2
+    assert change["classifier.fc2"] > 10 * max(v for node, v in change.items() if node.startswith("features"))
