@@ -96,7 +96,11 @@ if analysis is None:
 group_ids = [
     g.id for g in graph.groups if any(n in {s.id for s in analysis.layers} for n in g.nodes)
 ]
-expanded = [g for g in split(text_state("groups", ",".join(default_groups(graph, analysis)))) if g in group_ids]
+expanded = [
+    g
+    for g in split(text_state("groups", ",".join(default_groups(graph, analysis))))
+    if g in group_ids
+]
 
 
 def run_folder() -> Path | None:
@@ -405,7 +409,7 @@ def quality_panel(view: CnnvisView) -> None:
                 }
             )
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     else:
         st.caption("No impure clusters, redundant or dead neurons in the expanded layers.")
 
@@ -435,7 +439,7 @@ if run is not None and steps:
                 height=220,
                 title=f"Average {edges} per layer; red: step {step}, grey: other snapshots",
             ),
-            use_container_width=True,
+            width="stretch",
         )
 
 compare_options = ["none"] + [m for m in list_models() if m != selection.model_name]

@@ -28,7 +28,7 @@ from convlens.cnnvis.pipeline import (
     redundant_groups,
     relevant_neurons,
 )
-from convlens.cnnvis.view import Options, aggregate_edges, build_view
+from convlens.cnnvis.view import Options, build_view, cluster_pairs, covering
 from convlens.graph import build_graph
 from convlens.models import load_model
 from convlens.runs import find_run
@@ -62,7 +62,10 @@ def test_representatives_are_ordered_by_distance_to_the_centroid() -> None:
         centroid = vectors[members].mean(axis=0)
         distances = [np.linalg.norm(vectors[m] - centroid) for m in members]
         assert distances == sorted(distances)
-        assert sorted(members.tolist()) == np.flatnonzero(clusters.labels == clusters.labels[members[0]]).tolist()
+        assert (
+            sorted(members.tolist())
+            == np.flatnonzero(clusters.labels == clusters.labels[members[0]]).tolist()
+        )
 
 
 def test_kmeans_never_asks_for_more_clusters_than_distinct_vectors() -> None:
@@ -93,7 +96,12 @@ def test_moving_a_neuron_updates_members_and_allows_a_new_cluster() -> None:
 def test_clusters_from_labels_drops_empty_labels_and_renumbers() -> None:
     vectors = np.eye(4)
     clusters = clusters_from_labels(vectors, np.array([5, 9, 9, 5]))
-    assert clusters.labels.tolist() == [0, 1, 1, 0]  # ties in size: the first neuron's cluster first
+    assert clusters.labels.tolist() == [
+        0,
+        1,
+        1,
+        0,
+    ]  # ties in size: the first neuron's cluster first
 
 
 def test_importance_and_relevance_by_hand() -> None:
@@ -119,12 +127,24 @@ def test_purity_counts_top_patch_labels_of_each_cluster() -> None:
     purity = cluster_purity(top, clusters, top=3)
     assert (purity[0].majority_class, purity[0].patches) == (2, 8)
     assert purity[0].share == pytest.approx(6 / 8) and not purity[0].impure
-    assert (purity[1].majority_class, purity[1].share) == (4, pytest.approx(2 / 6)) and purity[1].impure
+    assert (purity[1].majority_class, purity[1].share) == (4, pytest.approx(2 / 6)) and purity[
+        1
+    ].impure
 
 
 def test_redundant_groups_join_near_duplicates_transitively_and_skip_dead_neurons() -> None:
     base = np.array([1.0, 2.0, 3.0])
-    vectors = np.array([base, base * 1.02, base * 1.04, [3.0, 2.0, 1.0], [0.0, 0, 0], [0.0, 0, 0], [3.0, 2.0, 1.01]])
+    vectors = np.array(
+        [
+            base,
+            base * 1.02,
+            base * 1.04,
+            [3.0, 2.0, 1.0],
+            [0.0, 0, 0],
+            [0.0, 0, 0],
+            [3.0, 2.0, 1.01],
+        ]
+    )
     assert redundant_groups(vectors, tolerance=0.025) == [(0, 1, 2), (3, 6)]
     assert dead_neurons(vectors).tolist() == [4, 5]
     assert redundant_groups(vectors, tolerance=0.001) == []
@@ -170,7 +190,9 @@ def test_layer_edges_sum_kernels_and_flattened_inputs() -> None:
     fc = layer_edges(model, graph, "fc", 4)
     assert fc.shape == (5, 4)
     assert fc[3, 1] == pytest.approx(model.fc.weight[3, 49:98].sum().item(), rel=1e-5)
-    assert layer_edges(model, graph, "features.depth", 4) is None  # depthwise: not channel to channel
+    assert (
+        layer_edges(model, graph, "features.depth", 4) is None
+    )  # depthwise: not channel to channel
     assert layer_edges(model, graph, "features.conv2", 5) is None
 
 
@@ -180,24 +202,46 @@ def test_contribution_is_activation_times_gradient_of_the_predicted_class() -> N
     images = torch.randn(6, 1, 28, 28)
     found = contribution(model, images, "features.relu2", batch_size=4)
     expected = torch.zeros(4)
+    kept: list[torch.Tensor] = []
+    handle = model.features.relu2.register_forward_hook(lambda m, i, o: kept.append(o))
     for image in images:
-        kept = {}
-        handle = model.features.relu2.register_forward_hook(lambda m, i, o: kept.setdefault("a", o))
         score = model(image[None])
-        handle.remove()
-        activation = kept["a"]
+        activation = kept.pop()
         (gradient,) = torch.autograd.grad(score[0, score.argmax()], activation)
         expected += (activation * gradient)[0].sum(dim=(1, 2)).detach()
+    handle.remove()
     assert found == pytest.approx(np.clip((expected / 6).numpy(), 0, None), abs=1e-5)
 
 
-def test_aggregate_edges_means_of_positive_and_negative_weights() -> None:
+def test_cluster_pairs_hold_means_of_positive_and_negative_weights() -> None:
     weights = np.array([[1.0, -2.0, 3.0], [-4.0, 5.0, 0.0]])  # 2 outputs x 3 inputs
-    aggregated = aggregate_edges(weights, np.array([0, 0, 1]), np.array([0, 1]))
+    aggregated = cluster_pairs(weights, np.array([0, 0, 1]), np.array([0, 1]))
     assert aggregated[0, 0].tolist() == [1.0, -2.0]
     assert aggregated[1, 0].tolist() == [3.0, 0.0]
     assert aggregated[0, 1].tolist() == [5.0, -4.0]
     assert aggregated[1, 1].tolist() == [0.0, 0.0]
+
+
+def test_covering_keeps_the_fewest_biclusters_that_cover_every_edge() -> None:
+    from convlens.cnnvis.bundling import Bicluster
+
+    def bicluster(inputs, outputs, strength=1.0, sign=-1):
+        return Bicluster(frozenset(inputs), frozenset(outputs), sign, strength, 0, 0)
+
+    big, left, right, tiny = (
+        bicluster({0, 1}, {0, 1}),
+        bicluster({0}, {0, 1, 2}),
+        bicluster({1, 2}, {1}),
+        bicluster({2}, {1}, 2.0),
+    )
+    kept = covering([tiny, left, big, right])
+    edges = {(i, o) for b in (big, left, right, tiny) for i in b.inputs for o in b.outputs}
+    assert {(i, o) for b in kept for i in b.inputs for o in b.outputs} == edges
+    # big covers 4 edges; then tiny, left and right each add one: tiny is the strongest, and
+    # covers right's only new edge, so right is left out.
+    assert kept == [big, tiny, left]
+    # A positive and a negative bundle over the same clusters are different edges.
+    assert len(covering([bicluster({0}, {0}, sign=1), bicluster({0}, {0})])) == 2
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +259,9 @@ def test_view_expands_groups_bundles_adjacent_layers_and_draws(small_model) -> N
     expanded_nodes = [n for g in view.groups if g.expanded for n in g.nodes]
     assert list(view.layers) == expanded_nodes
     # Every consecutive expanded pair is bundled, and every bicluster joins real clusters.
-    assert [(b.source, b.target) for b in view.bundles] == list(zip(expanded_nodes, expanded_nodes[1:]))
+    assert [(b.source, b.target) for b in view.bundles] == list(
+        zip(expanded_nodes, expanded_nodes[1:], strict=False)
+    )
     for bundles in view.bundles:
         assert bundles.biclusters
         for bicluster in bundles.biclusters:
@@ -235,10 +281,18 @@ def test_view_expands_groups_bundles_adjacent_layers_and_draws(small_model) -> N
     assert len(images) == 1
     assert {p["name"] for p in spec["params"]} == {"neuron", "group"}  # clicks reach the page
     # One packed patch per neuron of non-zero importance (a zero-size square is not drawn).
-    assert len(images[0]["data"]["values"]) == sum(int((layer.importance > 0).sum()) for layer in view.layers.values())
+    assert len(images[0]["data"]["values"]) == sum(
+        int((layer.importance > 0).sum()) for layer in view.layers.values()
+    )
     matrix = draw(view, patch_images(source.load, model.transform), facet="activations").to_dict()
-    cells = [layer for layer in matrix["layer"] if "class" in layer.get("data", {}).get("values", [{}])[0]]
-    assert len(cells[0]["data"]["values"]) == sum(layer.neurons for layer in view.layers.values()) * 10
+    cells = [
+        layer
+        for layer in matrix["layer"]
+        if "class" in layer.get("data", {}).get("values", [{}])[0]
+    ]
+    assert (
+        len(cells[0]["data"]["values"]) == sum(layer.neurons for layer in view.layers.values()) * 10
+    )
 
 
 def test_moving_a_neuron_changes_the_picture(small_model) -> None:
@@ -248,7 +302,11 @@ def test_moving_a_neuron_changes_the_picture(small_model) -> None:
     node = next(iter(before.layers))
     neuron = int(before.layers[node].clusters.members(0)[0])
     after = build_view(
-        model.name, model.module, graph, analysis, Options(expanded=("g3",), clusters=3, moves=((node, neuron, 3),))
+        model.name,
+        model.module,
+        graph,
+        analysis,
+        Options(expanded=("g3",), clusters=3, moves=((node, neuron, 3),)),
     )
     assert after.layers[node].clusters.count == 4
     assert after.layers[node].clusters.labels[neuron] == 3
@@ -269,9 +327,26 @@ def test_debugging_values_from_recorded_statistics() -> None:
         clusters = clusters_from_labels(np.eye(len(labels)), labels)
         n = len(labels)
         blank = np.zeros(n)
-        return LayerView(node, "g", np.eye(n), clusters, blank, blank > -1, (), np.eye(n), [], [], np.zeros(0, int), np.zeros((n, 1), int), np.zeros((n, 1, 4), int))
+        return LayerView(
+            node,
+            "g",
+            np.eye(n),
+            clusters,
+            blank,
+            blank > -1,
+            (),
+            np.eye(n),
+            [],
+            [],
+            np.zeros(0, int),
+            np.zeros((n, 1), int),
+            np.zeros((n, 1, 4), int),
+        )
 
-    layers = {"features.conv1": layer("features.conv1", labels_in), "features.conv2": layer("features.conv2", labels_out)}
+    layers = {
+        "features.conv1": layer("features.conv1", labels_in),
+        "features.conv2": layer("features.conv2", labels_out),
+    }
     grad = np.arange(12, dtype=float).reshape(4, 3)
     stats = {
         stats_key(graph, "features.conv2", "edge_abs_grad"): grad,
@@ -285,8 +360,14 @@ def test_debugging_values_from_recorded_statistics() -> None:
     # Output cluster 1 holds output neurons 1 and 2 (renumbered by size: [0,1,1,0] -> same); input cluster 0 inputs 0, 1.
     out_members = layers["features.conv2"].clusters.members(1)
     in_members = layers["features.conv1"].clusters.members(0)
-    assert bicluster_values(bundles, layers, stats, graph, "gradient") == (pytest.approx(grad[np.ix_(out_members, in_members)].mean()),)
-    assert bicluster_values(bundles, layers, stats, graph, "relative change") == (pytest.approx([0.1, 0.2, 0.4, 0.3][out_members[0]] / 2 + [0.1, 0.2, 0.4, 0.3][out_members[1]] / 2),)
+    assert bicluster_values(bundles, layers, stats, graph, "gradient") == (
+        pytest.approx(grad[np.ix_(out_members, in_members)].mean()),
+    )
+    assert bicluster_values(bundles, layers, stats, graph, "relative change") == (
+        pytest.approx(
+            [0.1, 0.2, 0.4, 0.3][out_members[0]] / 2 + [0.1, 0.2, 0.4, 0.3][out_members[1]] / 2
+        ),
+    )
     assert bicluster_values(bundles, layers, stats, graph, "weight") is None
     assert layer_average(stats, graph, "features.conv2", "relative change") == 0.25
     assert layer_average(stats, graph, "features.conv2", "weight") == pytest.approx(2 / 3)
@@ -299,12 +380,23 @@ def test_failed_hinge_run_has_blank_rows_growing_with_depth_and_small_late_chang
     model = load_model("fashion_basecnn_hinge")
     graph = build_graph(model.module, model.input_size)
     analysis = analyze(model, SHIPPED_DATA, limit=300, cache=False)
-    dead_share = {layer.id: len(dead_neurons(activation_vectors(layer.per_class_mean))) / layer.neurons for layer in analysis.layers}
-    assert dead_share["features.conv1_1"] < dead_share["features.conv4_3"] <= dead_share["classifier.fc1"]
+    dead_share = {
+        layer.id: len(dead_neurons(activation_vectors(layer.per_class_mean))) / layer.neurons
+        for layer in analysis.layers
+    }
+    assert (
+        dead_share["features.conv1_1"]
+        < dead_share["features.conv4_3"]
+        <= dead_share["classifier.fc1"]
+    )
     # Fig. 15(a): below the top layers the weights hardly change any more.
     nodes = [layer.id for layer in analysis.layers]
-    averages = run_layer_averages(find_run("fashion_basecnn_hinge"), graph, nodes, "relative change")
+    averages = run_layer_averages(
+        find_run("fashion_basecnn_hinge"), graph, nodes, "relative change"
+    )
     last = max(a.step for a in averages)
     change = {a.node: a.value for a in averages if a.step == last}
     assert set(change) == set(nodes) and len({a.step for a in averages}) >= 2
-    assert change["classifier.fc2"] > 10 * max(v for node, v in change.items() if node.startswith("features"))
+    assert change["classifier.fc2"] > 10 * max(
+        v for node, v in change.items() if node.startswith("features")
+    )

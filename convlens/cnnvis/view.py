@@ -13,7 +13,7 @@ import numpy as np
 from torch import nn
 
 from convlens.activations import Analysis
-from convlens.cnnvis.bundling import Bicluster, bundle_edges
+from convlens.cnnvis.bundling import Bicluster, aggregate_edges, bundle_edges
 from convlens.cnnvis.ordering import reorder_rows
 from convlens.cnnvis.pipeline import (
     ClusterPurity,
@@ -182,19 +182,14 @@ def default_groups(graph: LayerGraph, analysis: Analysis) -> tuple[str, ...]:
     return tuple(ids[-2:-1] or ids[:1])
 
 
-def aggregate_edges(
-    weights: np.ndarray, in_labels: np.ndarray, out_labels: np.ndarray
-) -> np.ndarray:
-    """[mean positive, mean negative] weight for every (input cluster, output cluster) pair."""
+def cluster_pairs(weights: np.ndarray, in_labels: np.ndarray, out_labels: np.ndarray) -> np.ndarray:
+    """[mean positive, mean negative] weight for every (input cluster, output cluster) pair, as
+    an (input clusters, output clusters, 2) array; labels are 0..k-1."""
+    aggregated = aggregate_edges(weights, in_labels, out_labels)
     result = np.zeros((int(in_labels.max()) + 1, int(out_labels.max()) + 1, 2))
-    for i in range(result.shape[0]):
-        for o in range(result.shape[1]):
-            block = weights[np.ix_(out_labels == o, in_labels == i)]
-            positive, negative = block[block > 0], block[block < 0]
-            result[i, o] = [
-                positive.mean() if positive.size else 0.0,
-                negative.mean() if negative.size else 0.0,
-            ]
+    rows, columns = np.ix_(aggregated.in_clusters, aggregated.out_clusters)
+    result[rows, columns, 0] = aggregated.positive.T
+    result[rows, columns, 1] = aggregated.negative.T
     return result
 
 
@@ -228,7 +223,7 @@ def bundle_layer_pair(
     weights: np.ndarray, in_labels: np.ndarray, out_labels: np.ndarray, options: Options
 ) -> tuple[list[Bicluster], np.ndarray, float]:
     """Bundle one layer pair's edges with tau and threshold relative to its strongest edge."""
-    aggregated = aggregate_edges(weights, in_labels, out_labels)
+    aggregated = cluster_pairs(weights, in_labels, out_labels)
     strongest = float(np.abs(aggregated).max()) if aggregated.size else 0.0
     if strongest <= 0:
         return [], aggregated, 0.0

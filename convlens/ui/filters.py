@@ -207,6 +207,8 @@ def dataset_analysis(
             st.error(str(error))
             return None
         bar.empty()
+        found[memo] = analysis
+        st.rerun()  # draw the page again without the button that started the analysis
     found[memo] = analysis
     return analysis
 

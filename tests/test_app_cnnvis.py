@@ -1,0 +1,212 @@
+"""AppTest of the CNNVis page on the shipped default: the picture, expanding groups, facets,
+moving a neuron, the quality flags, a recorded run's debugging information and a model without
+classes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_app import all_text, start
+
+from convlens.activations import SHIPPED_DATA, analyze
+from convlens.cli import main
+from convlens.models import load_model
+
+FASHION = {"model": "fashion_basecnn_x0.25", "image": "fashion-mnist:test:0"}
+
+
+@pytest.fixture(scope="module")
+def prepared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ConvLens home whose activation cache holds what the shipped models' first start
+    prepares, for the models these tests open (analysed once for the module)."""
+    home = tmp_path_factory.mktemp("cnnvis_home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONVLENS_HOME", str(home))
+        for name in ("fashion_basecnn_x0.25", "fashion_deepeyes_small"):
+            analyze(load_model(name), SHIPPED_DATA)
+    return home
+
+
+@pytest.fixture(autouse=True)
+def analysed(isolated_home: Path, prepared_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVLENS_HOME", str(prepared_home))
+
+
+def open_cnnvis(query: dict[str, str]):
+    at = start(query)
+    at.switch_page("pages/cnnvis.py").run(timeout=120)
+    assert not at.exception, at.exception
+    return at
+
+
+def picture(at) -> dict:
+    charts = at.get("vega_lite_chart")
+    assert charts, "the page draws the CNNVis picture"
+    return json.loads(charts[0].proto.spec)
+
+
+def layer_values(spec: dict, mark: str) -> list[dict]:
+    return [
+        row
+        for layer in spec["layer"]
+        if layer["mark"]["type"] == mark
+        for row in layer["data"]["values"]
+    ]
+
+
+def test_default_view_expands_the_last_conv_group_and_packs_patches():
+    at = open_cnnvis(FASHION)
+    spec = picture(at)
+    nodes = {row["node"] for row in layer_values(spec, "image")}
+    assert nodes == {"features.conv4_1", "features.conv4_2", "features.conv4_3"}
+    assert at.query_params.get("groups") == ["g3"] or at.session_state["groups"] == "g3"
+    assert "Quality flags" in all_text(at) or at.expander
+
+
+def test_expanding_a_group_and_switching_facet_change_the_picture():
+    at = open_cnnvis({**FASHION, "groups": "g2,g3"})
+    nodes = {row["node"] for row in layer_values(picture(at), "image")}
+    assert "features.conv3_1" in nodes and "features.conv4_3" in nodes
+    at.segmented_control(key="cnnvis_facet").set_value("activations").run(timeout=120)
+    assert not at.exception
+    spec = picture(at)
+    assert not layer_values(spec, "image")
+    cells = [row for row in layer_values(spec, "rect") if "class" in row]
+    assert {row["class"] for row in cells} == set(load_model("fashion_basecnn_x0.25").class_names)
+    assert at.session_state["facet"] == "activations"
+
+
+def test_moving_a_neuron_by_url_changes_its_cluster_and_can_be_undone():
+    at = open_cnnvis({**FASHION, "groups": "g3"})
+    before = {(r["node"], r["neuron"]): r["cluster"] for r in layer_values(picture(at), "image")}
+    node, neuron = (
+        "features.conv4_3",
+        next(n for (layer, n), c in before.items() if layer == "features.conv4_3" and c == 0),
+    )
+    clusters = max(c for (layer, _), c in before.items() if layer == node) + 1
+    at = open_cnnvis({**FASHION, "groups": "g3", "moves": f"{node}:{neuron}>{clusters}"})
+    after = {(r["node"], r["neuron"]): r["cluster"] for r in layer_values(picture(at), "image")}
+    assert after[(node, neuron)] == clusters  # a cluster of its own
+    assert all(after[k] == v for k, v in before.items() if k[0] != node)
+    undo = [b for b in at.button if b.label == "Undo the moves"]
+    undo[0].click().run(timeout=120)
+    assert not at.exception and not at.session_state["moves"]
+
+
+def test_recorded_run_colours_edges_and_shows_the_layer_averages():
+    at = open_cnnvis(
+        {"model": "fashion_deepeyes_small", "groups": "g1,g2", "edges": "relative change"}
+    )
+    spec = picture(at)
+    lines = layer_values(spec, "line")
+    assert lines and any(row.get("debug") is not None for row in lines)
+    charts = at.get("vega_lite_chart")
+    assert len(charts) >= 2, "the per-layer average line chart follows the picture"
+    assert "relative change" in all_text(at) or "relative change" in charts[1].proto.spec
+
+
+def test_a_model_without_labelled_images_explains_and_offers_the_fashion_model():
+    at = open_cnnvis({"model": "efficientnet_lite0"})
+    assert any("no classes" in w.value for w in at.warning)
+    [button] = [b for b in at.button if b.label.startswith("Open fashion_basecnn")]
+    button.click().run(timeout=120)
+    assert at.session_state["model"] == "fashion_basecnn"
+
+
+def test_cli_writes_json_svg_and_png(tmp_path):
+    out = tmp_path / "view.json"
+    assert (
+        main(
+            [
+                "cnnvis",
+                "--model",
+                "fashion_basecnn_x0.25",
+                "--data",
+                SHIPPED_DATA,
+                "--layers",
+                "features.conv4_3",
+                "--clusters",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    data = json.loads(out.read_text())
+    assert [g["id"] for g in data["groups"] if g["expanded"]] == ["g3"]
+    assert all(len(layer["clusters"]) == 3 for layer in data["layers"])
+    assert data["bundles"] and {
+        "inputs",
+        "outputs",
+        "sign",
+        "strength",
+        "n_positive",
+        "n_negative",
+    } <= set(data["bundles"][0]["biclusters"][0])
+    svg = tmp_path / "view.svg"
+    assert (
+        main(
+            [
+                "cnnvis",
+                "--model",
+                "fashion_basecnn_x0.25",
+                "--data",
+                SHIPPED_DATA,
+                "--out",
+                str(svg),
+            ]
+        )
+        == 0
+    )
+    assert svg.read_text().startswith("<svg") and "<image" in svg.read_text()
+    png = tmp_path / "view.png"
+    assert (
+        main(
+            [
+                "cnnvis",
+                "--model",
+                "fashion_basecnn_x0.25",
+                "--data",
+                SHIPPED_DATA,
+                "--out",
+                str(png),
+                "--facet",
+                "activations",
+            ]
+        )
+        == 0
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (
+        main(
+            [
+                "cnnvis",
+                "--model",
+                "fashion_basecnn_x0.25",
+                "--data",
+                SHIPPED_DATA,
+                "--out",
+                str(tmp_path / "x.gif"),
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "cnnvis",
+                "--model",
+                "fashion_basecnn_x0.25",
+                "--data",
+                SHIPPED_DATA,
+                "--clusters",
+                "lots",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
