@@ -96,6 +96,25 @@ if analysis is None:
 group_ids = [
     g.id for g in graph.groups if any(n in {s.id for s in analysis.layers} for n in g.nodes)
 ]
+
+
+def clicked(name: str) -> list[dict]:
+    """The points of the picture's selection `name` (from the last click)."""
+    return list((st.session_state.get("cnnvis_chart") or {}).get("selection", {}).get(name) or [])
+
+
+def toggle_clicked_group(group_ids: list[str], default: str) -> None:
+    """Expand or collapse the group clicked in the picture (once per click), before the widgets
+    that show the expanded groups are drawn."""
+    groups = clicked("group")
+    group_id = groups[0].get("group") if groups else None
+    if group_id in group_ids and st.session_state.get("_cnnvis_last_group") != group_id:
+        now = set(split(text_state("groups", default))) ^ {group_id}
+        set_state("groups", ",".join(g for g in group_ids if g in now))
+    st.session_state["_cnnvis_last_group"] = group_id
+
+
+toggle_clicked_group(group_ids, ",".join(default_groups(graph, analysis)))
 expanded = [
     g
     for g in split(text_state("groups", ",".join(default_groups(graph, analysis))))
@@ -140,10 +159,11 @@ with st.container(border=True):
         on_change=lambda: set_state("patch", str(st.session_state["cnnvis_patch"])),
         disabled=facet != "features",
     )
+    # The widget is seeded from the URL state on every run: a click in the picture changes it.
+    st.session_state["cnnvis_groups"] = expanded
     chosen_groups = top[2].multiselect(
         "Expanded layer groups",
         group_ids,
-        default=expanded,
         key="cnnvis_groups",
         on_change=lambda: set_state("groups", ",".join(st.session_state["cnnvis_groups"])),
         help="Or click a group's column or header in the picture",
@@ -317,30 +337,8 @@ chart = draw(
     show_weak=weak,
     debug_title=edges if edges != "weight" else None,
 )
-event = st.altair_chart(
-    chart, on_select="rerun", selection_mode=["neuron", "group"], key="cnnvis_chart"
-)
+st.altair_chart(chart, on_select="rerun", selection_mode=["neuron", "group"], key="cnnvis_chart")
 
-
-def clicked(name: str) -> list[dict]:
-    selection_state = (
-        (event or {}).get("selection", {})
-        if isinstance(event, dict)
-        else getattr(event, "selection", {})
-    )
-    return list(selection_state.get(name, []) or [])
-
-
-for group in clicked("group"):
-    group_id = group.get("group")
-    if group_id in group_ids and st.session_state.get("_cnnvis_last_group") != group_id:
-        st.session_state["_cnnvis_last_group"] = group_id
-        now = set(chosen_groups) ^ {group_id}
-        set_state("groups", ",".join(g for g in group_ids if g in now))
-        st.session_state.pop("cnnvis_groups", None)
-        st.rerun()
-if not clicked("group"):
-    st.session_state.pop("_cnnvis_last_group", None)
 
 picked = clicked("neuron")
 if picked:

@@ -31,7 +31,8 @@ FACETS = ("features", "activations")
 PALETTES = {"green / red": ("#1a9850", "#d73027"), "blue / orange": ("#2166ac", "#e66101")}
 HEIGHT = 560
 HEADER = 46
-CLUSTER_WIDTH = 170
+PICTURE_WIDTH = 1240
+CLUSTER_WIDTHS = (90.0, 300.0)
 CLUSTER_LABEL = 15
 CLUSTER_GAP = 12
 MIN_CLUSTER_HEIGHT = 40
@@ -71,24 +72,36 @@ class Geometry:
     clusters: dict[tuple[str, int], Box]
 
 
-def layout(view: CnnvisView) -> Geometry:
-    """Place group columns, layer columns and cluster rectangles left to right."""
+def layout(view: CnnvisView, width: float = PICTURE_WIDTH) -> Geometry:
+    """Place group columns, layer columns and cluster rectangles left to right, the layer
+    columns as wide as fills `width` (within CLUSTER_WIDTHS): the page stretches the picture to
+    its own width, so a picture near that width keeps the patches square."""
+    paired = {(b.source, b.target) for b in view.bundles}
+    sequence = [
+        (name, group.expanded)
+        for group in view.groups
+        for name in (group.nodes if group.expanded else (group.id,))
+    ]
+    gaps = sum(
+        PAIR_GAP if (a, b) in paired else PLAIN_GAP
+        for (a, _), (b, _) in zip(sequence, sequence[1:], strict=False)
+    )
+    expanded = sum(1 for _, open_ in sequence if open_)
+    fixed = 20 + gaps + COLLAPSED_WIDTH * (len(sequence) - expanded)
+    cluster_width = float(np.clip((width - fixed) / max(expanded, 1), *CLUSTER_WIDTHS))
     x = 10.0
     columns: dict[str, Box] = {}
     clusters: dict[tuple[str, int], Box] = {}
-    paired = {(b.source, b.target) for b in view.bundles}
     previous: str | None = None
-    for group in view.groups:
-        names = group.nodes if group.expanded else (group.id,)
-        for name in names:
-            if previous is not None:
-                x += PAIR_GAP if (previous, name) in paired else PLAIN_GAP
-            width = CLUSTER_WIDTH if group.expanded else COLLAPSED_WIDTH
-            columns[name] = Box(x, HEADER, width, HEIGHT - HEADER)
-            if group.expanded:
-                clusters.update(_cluster_boxes(view.layers[name], columns[name]))
-            x += width
-            previous = name
+    for name, open_ in sequence:
+        if previous is not None:
+            x += PAIR_GAP if (previous, name) in paired else PLAIN_GAP
+        column_width = cluster_width if open_ else COLLAPSED_WIDTH
+        columns[name] = Box(x, HEADER, column_width, HEIGHT - HEADER)
+        if open_:
+            clusters.update(_cluster_boxes(view.layers[name], columns[name]))
+        x += column_width
+        previous = name
     return Geometry(x + 10, columns, clusters)
 
 
@@ -398,6 +411,7 @@ def draw(
     palette: str = "green / red",
     show_weak: bool = False,
     debug_title: str | None = None,
+    width: float = PICTURE_WIDTH,
 ) -> alt.LayerChart:
     """Return the whole picture; clicking a neuron selects `neuron`, clicking a group `group`.
 
@@ -406,7 +420,7 @@ def draw(
     """
     if facet not in FACETS:
         raise ValueError(f"Unknown facet '{facet}'; choose one of {', '.join(FACETS)}.")
-    geometry = layout(view)
+    geometry = layout(view, width)
     colours = PALETTES[palette]
     x_scale = alt.Scale(domain=[0, geometry.width], nice=False, zero=False)
     y_scale = alt.Scale(domain=[HEIGHT, 0], nice=False, zero=False)

@@ -1,0 +1,94 @@
+"""The CNNVis page in Chromium: the picture is drawn, a click on a collapsed group expands it,
+and a click on a neuron opens it in the Filters view."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from browser import CHROMIUM, app_server, browser_page, wait_for_app
+from convlens.activations import SHIPPED_DATA, analyze
+from convlens.cnnvis.drawing import layout, neuron_marks
+from convlens.cnnvis.view import Options, build_view
+from convlens.graph import build_graph
+from convlens.models import load_model
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+MODEL = "fashion_basecnn_x0.25"
+VEGA_PADDING = 5
+
+pytestmark = pytest.mark.browser
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("Chromium is missing: the README's test command installs it")
+    pytest.skip(
+        "Chromium is not installed (the README's test command installs it)", allow_module_level=True
+    )
+
+
+def wait_for_picture(page):
+    wait_for_app(page)
+    chart = page.locator("[data-testid='stVegaLiteChart']").first
+    chart.wait_for(timeout=60_000)
+    time.sleep(2)  # Vega draws after the element appears
+    chart.scroll_into_view_if_needed()
+    return chart.bounding_box()
+
+
+def click_at(page, box: dict, geometry, x: float, y: float) -> None:
+    """Click the picture's point (x, y); the page stretches the picture to its width."""
+    scale = (box["width"] - 2 * VEGA_PADDING) / geometry.width
+    page.mouse.click(box["x"] + VEGA_PADDING + x * scale, box["y"] + VEGA_PADDING + y)
+
+
+def query(page) -> dict[str, str]:
+    return {key: values[0] for key, values in parse_qs(urlparse(page.url).query).items()}
+
+
+def test_expand_a_group_and_open_a_neuron_in_filters(
+    monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    model = load_model(MODEL)
+    graph = build_graph(model.module, model.input_size)
+    analysis = analyze(model, SHIPPED_DATA)  # into this test's ConvLens home, which the app reads
+    home = os.environ["CONVLENS_HOME"]
+    with app_server(env={"CONVLENS_HOME": home}) as url, browser_page(1600, 1000) as (page, log):
+        page.goto(f"{url}/?model={MODEL}", timeout=120_000)
+        wait_for_app(page)
+        page.get_by_role("link", name="CNNVis", exact=True).first.click()
+        box = wait_for_picture(page)
+        assert query(page)["groups"] == "g3"
+        page.screenshot(path=str(SCREENSHOTS / "cnnvis.png"))
+
+        view = build_view(MODEL, model.module, graph, analysis, Options(expanded=("g3",)))
+        column = layout(view).columns["g2"]
+        click_at(page, box, layout(view), column.x + column.w / 2, column.middle)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=stMultiSelect]')]"
+            ".some(e => e.innerText.includes('g2'))",
+            timeout=60_000,
+        )
+        box = wait_for_picture(page)
+
+        view = build_view(MODEL, model.module, graph, analysis, Options(expanded=("g2", "g3")))
+        geometry = layout(view)
+        patches, _ = neuron_marks(view, geometry, "features", 0, lambda *_: "")
+        biggest = patches.loc[(patches.x2 - patches.x).idxmax()]
+        click_at(page, box, geometry, (biggest.x + biggest.x2) / 2, (biggest.y + biggest.y2) / 2)
+        opener = page.get_by_role("button", name="Open in Filters")
+        opener.wait_for(timeout=60_000)
+        assert f"{biggest.node} · neuron {biggest.neuron}" in page.inner_text("body")
+        opener.click()
+        page.wait_for_function(
+            "() => window.location.pathname.endsWith('/filters')", timeout=60_000
+        )
+        wait_for_app(page)
+        state = query(page)
+        assert (state["layer"], state["filter"]) == (biggest.node, str(biggest.neuron))
+        assert not log.console_errors and not log.outside_requests
