@@ -28,6 +28,7 @@ from convlens.training import list_snapshots, read_stats
 from convlens.ui.cache import cached_graph, cached_model, model_lock
 from convlens.ui.filters import dataset_analysis
 from convlens.ui.sidebar import page_setup
+from convlens.ui.state import write_to_url
 
 DEFAULT_MODEL = "fashion_basecnn"
 CONTRIBUTION_IMAGES = 256
@@ -111,6 +112,7 @@ def toggle_clicked_group(group_ids: list[str], default: str) -> None:
     if group_id in group_ids and st.session_state.get("_cnnvis_last_group") != group_id:
         now = set(split(text_state("groups", default))) ^ {group_id}
         set_state("groups", ",".join(g for g in group_ids if g in now))
+        write_to_url()
     st.session_state["_cnnvis_last_group"] = group_id
 
 

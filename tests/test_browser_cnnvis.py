@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -47,7 +47,9 @@ def click_at(page, box: dict, geometry, x: float, y: float) -> None:
 
 
 def query(page) -> dict[str, str]:
-    return {key: values[0] for key, values in parse_qs(urlparse(page.url).query).items()}
+    """The address bar's query (Playwright's `page.url` misses Streamlit's history updates)."""
+    search = page.evaluate("() => window.location.search")
+    return {key: values[0] for key, values in parse_qs(search.lstrip("?")).items()}
 
 
 def test_expand_a_group_and_open_a_neuron_in_filters(
@@ -69,12 +71,9 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
         view = build_view(MODEL, model.module, graph, analysis, Options(expanded=("g3",)))
         column = layout(view).columns["g2"]
         click_at(page, box, layout(view), column.x + column.w / 2, column.middle)
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('[data-testid=stMultiSelect]')]"
-            ".some(e => e.innerText.includes('g2'))",
-            timeout=60_000,
-        )
+        page.wait_for_function("() => window.location.search.includes('g2')", timeout=60_000)
         box = wait_for_picture(page)
+        assert query(page)["groups"] == "g2,g3"
 
         view = build_view(MODEL, model.module, graph, analysis, Options(expanded=("g2", "g3")))
         geometry = layout(view)
