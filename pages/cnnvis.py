@@ -1,6 +1,7 @@
 """CNNVis: neuron clusters with packed learned features or reordered activation matrices, and
 the bundled edges between them, with the debugging information of a recorded run."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import altair as alt
@@ -18,7 +19,7 @@ from convlens.cnnvis.debugging import (
     snapshot_edge_weights,
     with_debug,
 )
-from convlens.cnnvis.drawing import FACETS, PALETTES, draw, patch_images
+from convlens.cnnvis.drawing import FACETS, PALETTES, PICTURE_WIDTH, draw, patch_images
 from convlens.cnnvis.pipeline import CLUSTER_METHODS, IMPORTANCE_MEASURES, contribution
 from convlens.cnnvis.view import THRESHOLD_SHARE, CnnvisView, Options, build_view, default_groups
 from convlens.data import ImageSourceError
@@ -330,17 +331,134 @@ except ValueError as error:
     st.stop()
 if stats:
     view = with_debug(view, stats, graph, edges)
+
+
+def quality_flags(view: CnnvisView) -> list[dict]:
+    """Impure clusters, redundant and dead neurons of the expanded layers, one row each, with
+    the neurons a row stands for (to outline them in the picture)."""
+    rows = []
+    for node, layer in view.layers.items():
+        for purity in layer.purity:
+            if purity.impure and purity.patches:
+                majority = view.classes[purity.majority_class]
+                rows.append(
+                    {
+                        "layer": node,
+                        "flag": "impure cluster",
+                        "where": f"c{purity.cluster}",
+                        "detail": f"{purity.share:.0%} of its top patches are {majority}",
+                        "neurons": layer.clusters.representatives[purity.cluster].tolist(),
+                    }
+                )
+        for group in layer.redundant:
+            rows.append(
+                {
+                    "layer": node,
+                    "flag": "redundant neurons",
+                    "where": ", ".join(map(str, group)),
+                    "detail": "near-identical activation vectors",
+                    "neurons": list(group),
+                }
+            )
+        if len(layer.dead):
+            rows.append(
+                {
+                    "layer": node,
+                    "flag": "dead neurons",
+                    "where": ", ".join(map(str, layer.dead[:20]))
+                    + (" …" if len(layer.dead) > 20 else ""),
+                    "detail": f"{len(layer.dead)} of {layer.neurons} never activate on any class",
+                    "neurons": layer.dead.tolist(),
+                }
+            )
+    return rows
+
+
+def flags_table(rows: list[dict], key: str | None) -> None:
+    """The quality flags; with a key, selecting a row outlines its neurons in the picture."""
+    if not rows:
+        st.caption("No impure clusters, redundant or dead neurons in the expanded layers.")
+        return
+    frame = pd.DataFrame(rows).drop(columns="neurons")
+    if key is None:
+        st.dataframe(frame, hide_index=True, width="stretch")
+        return
+    st.caption("Select a row to outline its neurons in the picture.")
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key=key,
+    )
+
+
+def outlined(rows: list[dict], key: str) -> set[tuple[str, int]]:
+    """The neurons of the flag selected in the table `key` (read before the picture is drawn)."""
+    chosen = (st.session_state.get(key) or {}).get("selection", {}).get("rows") or []
+    if not chosen or chosen[0] >= len(rows):
+        return set()
+    row = rows[chosen[0]]
+    return {(row["layer"], int(n)) for n in row["neurons"]}
+
+
+flags = quality_flags(view)
+compare_options = ["none"] + [m for m in list_models() if m != selection.model_name]
+compare = text_state("compare", "none")
+compare = compare if compare in compare_options else "none"
+drawing = {
+    "facet": facet,
+    "rank": patch - 1,
+    "palette": palette,
+    "show_weak": weak,
+    "width": PICTURE_WIDTH if compare == "none" else PICTURE_WIDTH / 2,
+}
 chart = draw(
     view,
     patch_images(source.load, model.transform),
-    facet=facet,
-    rank=patch - 1,
-    palette=palette,
-    show_weak=weak,
     debug_title=edges if edges != "weight" else None,
+    highlight=outlined(flags, "cnnvis_flags"),
+    **drawing,
 )
-st.altair_chart(chart, on_select="rerun", selection_mode=["neuron", "group"], key="cnnvis_chart")
+mine, theirs = st.columns(2) if compare != "none" else (st.container(), None)
+with mine:
+    if theirs is not None:
+        st.markdown(f"**{selection.model_name}**")
+    st.altair_chart(
+        chart, on_select="rerun", selection_mode=["neuron", "group"], key="cnnvis_chart"
+    )
 
+
+def comparison(name: str) -> None:
+    """The other model's picture with the same groups expanded (CNNVis 7.2), and its flags."""
+    other_key = (name, None, "")
+    other = cached_model(*other_key)
+    if tuple(other.input_size) != tuple(model.input_size):
+        st.warning(
+            f"{name} takes {other.input_size} images, not {model.input_size}: no common images."
+        )
+        return
+    other_graph = cached_graph(*other_key)
+    other_analysis = dataset_analysis(
+        other_key, other, model_lock(*other_key), data, "cnnvis_compare_analyze"
+    )
+    if other_analysis is None:
+        return
+    other_groups = {g.id for g in other_graph.groups}
+    other_options = replace(
+        options, expanded=tuple(g for g in chosen_groups if g in other_groups), moves=()
+    )
+    other_view = build_view(name, other.module, other_graph, other_analysis, other_options)
+    st.markdown(f"**{name}** — the same layer groups expanded")
+    st.altair_chart(draw(other_view, patch_images(source.load, other.transform), **drawing))
+    with st.expander(f"Quality flags of {name}"):
+        flags_table(quality_flags(other_view), None)
+
+
+if theirs is not None:
+    with theirs:
+        comparison(compare)
 
 picked = clicked("neuron")
 if picked:
@@ -375,49 +493,10 @@ if moves and st.button("Undo the moves", help="Back to the clusters the algorith
     set_state("moves", "")
     st.rerun()
 
-
-def quality_panel(view: CnnvisView) -> None:
-    """Impure clusters, redundant and dead neurons of the expanded layers."""
-    rows = []
-    for node, layer in view.layers.items():
-        for purity in layer.purity:
-            if purity.impure and purity.patches:
-                rows.append(
-                    {
-                        "layer": node,
-                        "flag": "impure cluster",
-                        "where": f"c{purity.cluster}",
-                        "detail": f"{purity.share:.0%} of its top patches are {view.classes[purity.majority_class]}",
-                    }
-                )
-        for group in layer.redundant:
-            rows.append(
-                {
-                    "layer": node,
-                    "flag": "redundant neurons",
-                    "where": ", ".join(map(str, group)),
-                    "detail": "near-identical activation vectors",
-                }
-            )
-        if len(layer.dead):
-            rows.append(
-                {
-                    "layer": node,
-                    "flag": "dead neurons",
-                    "where": ", ".join(map(str, layer.dead[:20])),
-                    "detail": f"{len(layer.dead)} of {layer.neurons} never activate on any class",
-                }
-            )
-    if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    else:
-        st.caption("No impure clusters, redundant or dead neurons in the expanded layers.")
-
-
 with st.expander(
     "Quality flags: impure clusters, redundant and dead neurons", expanded=bool(view.layers)
 ):
-    quality_panel(view)
+    flags_table(flags, "cnnvis_flags")
 
 if run is not None and steps:
     averages = run_layer_averages(run, graph, [s.id for s in analysis.layers], edges)
@@ -442,54 +521,15 @@ if run is not None and steps:
             width="stretch",
         )
 
-compare_options = ["none"] + [m for m in list_models() if m != selection.model_name]
-compare = st.selectbox(
+st.selectbox(
     "Compare with another model on the same images",
     compare_options,
-    index=compare_options.index(text_state("compare", "none"))
-    if text_state("compare", "none") in compare_options
-    else 0,
+    index=compare_options.index(compare),
     key="cnnvis_compare",
     on_change=lambda: set_state("compare", st.session_state["cnnvis_compare"]),
-    help="e.g. fashion_basecnn against fashion_basecnn_x0.25 or fashion_basecnn_shallow (CNNVis 7.2)",
+    help="Draws it beside this one, e.g. fashion_basecnn against fashion_basecnn_x0.25 or "
+    "fashion_basecnn_shallow (CNNVis 7.2)",
 )
-if compare != "none":
-    other_key = (compare, None, "")
-    other = cached_model(*other_key)
-    if tuple(other.input_size) != tuple(model.input_size):
-        st.warning(
-            f"{compare} takes {other.input_size} images, not {model.input_size}: no common images."
-        )
-    else:
-        other_graph = cached_graph(*other_key)
-        other_analysis = dataset_analysis(
-            other_key, other, model_lock(*other_key), data, "cnnvis_compare_analyze"
-        )
-        if other_analysis is not None:
-            other_groups = [g.id for g in other_graph.groups]
-            other_options = Options(
-                **{
-                    **options.__dict__,
-                    "expanded": tuple(g for g in chosen_groups if g in other_groups),
-                    "moves": (),
-                }
-            )
-            other_view = build_view(
-                compare, other.module, other_graph, other_analysis, other_options
-            )
-            st.markdown(f"**{compare}** — the same layer groups expanded")
-            st.altair_chart(
-                draw(
-                    other_view,
-                    patch_images(source.load, other.transform),
-                    facet=facet,
-                    rank=patch - 1,
-                    palette=palette,
-                    show_weak=weak,
-                )
-            )
-            with st.expander(f"Quality flags of {compare}"):
-                quality_panel(other_view)
 
 with st.expander("Export the picture for slides"):
     picture = repr((selection.model_name, options, facet, patch, palette, weak, edges, step))

@@ -210,3 +210,19 @@ def test_cli_writes_json_svg_and_png(tmp_path):
         )
         == 2
     )
+
+
+def test_comparison_draws_the_other_model_beside_with_the_same_groups():
+    at = open_cnnvis({**FASHION, "groups": "g3", "compare": "fashion_deepeyes_small"})
+    charts = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    assert len(charts) >= 2
+    theirs = {row["node"] for row in layer_values(charts[1], "image")}
+    assert theirs == set()  # the DeepEyes network has no group g3: nothing expanded there
+    at = open_cnnvis({**FASHION, "groups": "g1", "compare": "fashion_deepeyes_small"})
+    charts = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    mine = {row["node"] for row in layer_values(charts[0], "image")}
+    theirs = {row["node"] for row in layer_values(charts[1], "image")}
+    assert mine == {"features.conv2_1", "features.conv2_2"} and theirs == {"features.conv2"}
+    assert "**fashion_deepeyes_small** — the same layer groups expanded" in [
+        m.value for m in at.markdown
+    ]

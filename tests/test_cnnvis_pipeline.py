@@ -12,7 +12,7 @@ from torch import nn
 
 from convlens.activations import SHIPPED_DATA, analyze, open_source
 from convlens.cnnvis.debugging import bicluster_values, layer_average, run_layer_averages, stats_key
-from convlens.cnnvis.drawing import draw, layout, patch_images
+from convlens.cnnvis.drawing import draw, layout, neuron_marks, outline_marks, patch_images
 from convlens.cnnvis.pipeline import (
     activation_vectors,
     cluster_neurons,
@@ -400,3 +400,27 @@ def test_failed_hinge_run_has_blank_rows_growing_with_depth_and_small_late_chang
     assert change["classifier.fc2"] > 10 * max(
         v for node, v in change.items() if node.startswith("features")
     )
+
+
+def test_highlighted_neurons_are_framed_in_both_facets(small_model) -> None:
+    model, graph, analysis = small_model
+    view = build_view(
+        model.name, model.module, graph, analysis, Options(expanded=("g3",), clusters=3)
+    )
+    geometry = layout(view)
+    node = next(iter(view.layers))
+    layer = view.layers[node]
+    neuron = int(np.argmax(layer.importance))
+    patches, _ = neuron_marks(view, geometry, "features", 0, lambda *_: "")
+    patch = patches[(patches.node == node) & (patches.neuron == neuron)].iloc[0]
+    frame = outline_marks(view, geometry, "features", {(node, neuron), ("no.such.layer", 0)}).iloc[
+        0
+    ]
+    assert frame.x < patch.x < patch.x2 < frame.x2 and frame.y < patch.y < patch.y2 < frame.y2
+    _, cells = neuron_marks(view, geometry, "activations", 0, lambda *_: "")
+    row = cells[(cells.node == node) & (cells.neuron == neuron)]
+    frame = outline_marks(view, geometry, "activations", {(node, neuron)}).iloc[0]
+    assert frame.x < row.x.min() and row.x2.max() < frame.x2
+    assert frame.y < row.y.min() and row.y2.max() < frame.y2
+    spec = draw(view, lambda *_: "", highlight={(node, neuron)}).to_dict()
+    assert any(layer.get("mark", {}).get("stroke") == "#ff7f00" for layer in spec["layer"])

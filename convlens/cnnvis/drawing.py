@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import altair as alt
@@ -44,6 +44,7 @@ BICLUSTER_HEIGHT = 18
 CURVE_POINTS = 14
 FADED = 0.18
 FONT = 12
+HIGHLIGHT = "#ff7f00"
 PATCH_PIXELS = 32
 
 
@@ -143,17 +144,9 @@ def neuron_marks(
     for node, layer in view.layers.items():
         top = float(np.nanmax(layer.vectors)) or 1.0
         for cluster, members in enumerate(layer.clusters.representatives):
-            box = geometry.clusters[(node, cluster)]
-            inner = Box(
-                box.x + 2, box.y + CLUSTER_LABEL, box.w - 4, max(box.h - CLUSTER_LABEL - 2, 4)
-            )
+            inner = _inner(geometry.clusters[(node, cluster)])
             if facet == "features":
-                rects = pack_rectangles(
-                    layer.importance[members],
-                    inner.w,
-                    inner.h,
-                    layer.similarity[np.ix_(members, members)],
-                )
+                rects = _packed(layer, members, inner)
                 for neuron, (x, y, w, h) in zip(members, rects, strict=True):
                     if w <= 0:
                         continue
@@ -185,6 +178,52 @@ def neuron_marks(
                             }
                         )
     return pd.DataFrame(patches), pd.DataFrame(cells)
+
+
+def outline_marks(
+    view: CnnvisView, geometry: Geometry, facet: str, highlight: Collection[tuple[str, int]]
+) -> pd.DataFrame:
+    """A frame around each highlighted (layer, neuron): its patch, or its matrix row."""
+    rows = []
+    for node, neuron in sorted(highlight):
+        layer = view.layers.get(node)
+        if layer is None or not 0 <= neuron < layer.neurons:
+            continue
+        cluster = int(layer.clusters.labels[neuron])
+        box = geometry.clusters[(node, cluster)]
+        inner = _inner(box)
+        if facet == "features":
+            members = layer.clusters.representatives[cluster]
+            rects = _packed(layer, members, inner)
+            x, y, w, h = rects[int(np.flatnonzero(members == neuron)[0])]
+            x, y, w, h = inner.x + x, inner.y + y, max(w, 3), max(h, 3)
+        else:
+            order = layer.orders[cluster]
+            row_h = inner.h / len(order)
+            x, w = inner.x, inner.w
+            y, h = inner.y + int(np.flatnonzero(order == neuron)[0]) * row_h, max(row_h, 2)
+        rows.append(
+            {
+                "node": node,
+                "neuron": neuron,
+                "x": x - 1,
+                "x2": x + w + 1,
+                "y": y - 1,
+                "y2": y + h + 1,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _inner(box: Box) -> Box:
+    """The part of a cluster's rectangle under its label, where the facet is drawn."""
+    return Box(box.x + 2, box.y + CLUSTER_LABEL, box.w - 4, max(box.h - CLUSTER_LABEL - 2, 4))
+
+
+def _packed(layer: LayerView, members: np.ndarray, inner: Box) -> np.ndarray:
+    return pack_rectangles(
+        layer.importance[members], inner.w, inner.h, layer.similarity[np.ix_(members, members)]
+    )
 
 
 def _neuron_row(layer: LayerView, neuron: int, cluster: int, classes: list[str]) -> dict:
@@ -398,6 +437,12 @@ def _weak_lines(
     return lines
 
 
+def _label_limit(geometry: Geometry) -> float:
+    """Cluster labels are cut (with an ellipsis) to the width of their rectangle."""
+    widths = [box.w for box in geometry.clusters.values()]
+    return max(min(widths, default=100) - 6, 20)
+
+
 def _inline(frame: pd.DataFrame) -> alt.Data:
     """Inline values: the picture has more marks than Altair's default row limit allows."""
     return alt.Data(values=frame.replace({np.nan: None}).to_dict("records"))
@@ -412,11 +457,13 @@ def draw(
     show_weak: bool = False,
     debug_title: str | None = None,
     width: float = PICTURE_WIDTH,
+    highlight: Collection[tuple[str, int]] = (),
 ) -> alt.LayerChart:
     """Return the whole picture; clicking a neuron selects `neuron`, clicking a group `group`.
 
     `patch_uri(layer, neuron, rank)` returns the image of a neuron's top patch number `rank` as a
-    data URI. With `debug_title` the edges are coloured by their bicluster's debugging value.
+    data URI. With `debug_title` the edges are coloured by their bicluster's debugging value;
+    the (layer, neuron) pairs of `highlight` are framed.
     """
     if facet not in FACETS:
         raise ValueError(f"Unknown facet '{facet}'; choose one of {', '.join(FACETS)}.")
@@ -538,10 +585,17 @@ def draw(
             )
             .add_params(neuron_click)
         )
+    outlines = outline_marks(view, geometry, facet, highlight)
+    if len(outlines):
+        layers.append(
+            alt.Chart(_inline(outlines))
+            .mark_rect(fill=None, stroke=HIGHLIGHT, strokeWidth=2.5)
+            .encode(x=x, x2="x2:Q", y=y, y2="y2:Q", tooltip=["node:N", "neuron:Q"])
+        )
     if len(clusters):
         layers.append(
             alt.Chart(_inline(clusters))
-            .mark_text(align="left", fontSize=FONT - 2, color="#333")
+            .mark_text(align="left", fontSize=FONT - 2, color="#333", limit=_label_limit(geometry))
             .encode(
                 x=alt.X("label_x:Q", scale=x_scale, axis=None),
                 y=alt.Y("label_y:Q", scale=y_scale, axis=None),
