@@ -503,21 +503,35 @@ if run is not None and steps:
     if averages:
         frame = pd.DataFrame([a.__dict__ for a in averages])
         frame["current"] = frame["step"] == step
-        order = [s.id for s in analysis.layers]
+        frame["layer"] = frame["node"].str.rsplit(".", n=1).str[-1]
+        # Gradients and relative changes span orders of magnitude across layers.
+        logarithmic = edges != "weight"
+        if logarithmic:
+            frame = frame[frame["value"] > 0]
+        st.caption(
+            f"Average {edges} per layer of the recorded run: red at step {step}, grey at the other "
+            "snapshots" + (" (log scale)" if logarithmic else "")
+        )
         st.altair_chart(
             alt.Chart(frame)
             .mark_line(point=True)
             .encode(
-                x=alt.X("node:N", sort=order, title="layer"),
-                y=alt.Y("value:Q", title=f"layer average of {edges}"),
+                x=alt.X(
+                    "layer:N",
+                    sort=[s.id.rsplit(".", 1)[-1] for s in analysis.layers],
+                    title="layer",
+                    axis=alt.Axis(labelAngle=0),
+                ),
+                y=alt.Y(
+                    "value:Q",
+                    title=f"layer average of {edges}",
+                    scale=alt.Scale(type="log" if logarithmic else "linear", zero=False),
+                ),
                 detail="step:O",
                 color=alt.condition("datum.current", alt.value("#d62728"), alt.value("#c7c7c7")),
                 tooltip=["step", "node", alt.Tooltip("value:Q", format=".4g")],
             )
-            .properties(
-                height=220,
-                title=f"Average {edges} per layer; red: step {step}, grey: other snapshots",
-            ),
+            .properties(height=260),
             width="stretch",
         )
 

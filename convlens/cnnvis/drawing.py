@@ -516,7 +516,12 @@ def draw(
     lines, bicluster_nodes = edge_marks(view, geometry, colours, show_weak)
     if len(lines):
         colour = (
-            alt.Color("debug:Q", scale=alt.Scale(scheme="viridis"), title=debug_title)
+            alt.Color(
+                "debug:Q",
+                scale=alt.Scale(scheme="viridis"),
+                title=debug_title,
+                legend=alt.Legend(format=".1e", tickCount=4, gradientLength=220),
+            )
             if debug_title
             else alt.Color("colour:N", scale=None)
         )
@@ -604,6 +609,7 @@ def draw(
         )
     return (
         alt.layer(*layers)
+        .resolve_scale(color="independent")
         .properties(width=geometry.width, height=HEIGHT)
         .configure_view(stroke=None)
         .configure_legend(orient="bottom")
