@@ -68,10 +68,11 @@ if tuple(model.input_size) == (1, 28, 28):
 else:
     data = st.text_input(
         "Labelled images",
-        value="samples",
+        value=SHIPPED_DATA,
         key="cnnvis_data",
-        help="An ImageFolder directory (one folder per class) or fashion-mnist:test; CNNVis groups "
-        "neurons by their average activation on each class",
+        help="An ImageFolder directory (one folder per class), or the bundled Fashion-MNIST test "
+        "images (labelled and offline, though not what an ImageNet model was trained on); CNNVis "
+        "groups neurons by their average activation on each class",
     ).strip()
 try:
     source = open_source(data)
