@@ -5,14 +5,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import altair as alt
-import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 import vl_convert
 
 from convlens.activations import SHIPPED_DATA, open_source
-from convlens.attribution import readout_layer
 from convlens.cnnvis.debugging import (
     MEASURES,
     run_layer_averages,
@@ -20,19 +17,27 @@ from convlens.cnnvis.debugging import (
     with_debug,
 )
 from convlens.cnnvis.drawing import FACETS, PALETTES, PICTURE_WIDTH, draw, patch_images
-from convlens.cnnvis.pipeline import CLUSTER_METHODS, IMPORTANCE_MEASURES, contribution
-from convlens.cnnvis.view import THRESHOLD_SHARE, CnnvisView, Options, build_view, default_groups
+from convlens.cnnvis.pipeline import CLUSTER_METHODS, IMPORTANCE_MEASURES
+from convlens.cnnvis.view import THRESHOLD_SHARE, Options, build_view, default_groups, quality_flags
 from convlens.data import ImageSourceError
-from convlens.models import RUN_PREFIX, list_models
-from convlens.runs import find_run
+from convlens.models import list_models
 from convlens.training import list_snapshots, read_stats
 from convlens.ui.cache import cached_graph, cached_model, model_lock
+from convlens.ui.cnnvis import (
+    cached_contributions,
+    clicked,
+    flags_table,
+    outlined,
+    run_folder,
+    set_state,
+    split,
+    text_state,
+    toggle_clicked_group,
+)
 from convlens.ui.filters import dataset_analysis
 from convlens.ui.sidebar import page_setup
-from convlens.ui.state import write_to_url
 
 DEFAULT_MODEL = "fashion_basecnn"
-CONTRIBUTION_IMAGES = 256
 
 selection = page_setup()
 st.title("CNNVis")
@@ -45,22 +50,6 @@ st.caption(
 model = selection.model
 if model is None:
     st.stop()
-
-
-def text_state(key: str, default: str) -> str:
-    """The URL-backed string state `key` (set to `default` when absent)."""
-    value = st.session_state.get(key)
-    if value in (None, ""):
-        st.session_state[key] = value = default
-    return str(value)
-
-
-def set_state(key: str, value: str) -> None:
-    st.session_state[key] = value
-
-
-def split(value: str) -> list[str]:
-    return [part for part in value.split(",") if part]
 
 
 if tuple(model.input_size) == (1, 28, 28):
@@ -101,23 +90,6 @@ group_ids = [
 ]
 
 
-def clicked(name: str) -> list[dict]:
-    """The points of the picture's selection `name` (from the last click)."""
-    return list((st.session_state.get("cnnvis_chart") or {}).get("selection", {}).get(name) or [])
-
-
-def toggle_clicked_group(group_ids: list[str], default: str) -> None:
-    """Expand or collapse the group clicked in the picture (once per click), before the widgets
-    that show the expanded groups are drawn."""
-    groups = clicked("group")
-    group_id = groups[0].get("group") if groups else None
-    if group_id in group_ids and st.session_state.get("_cnnvis_last_group") != group_id:
-        now = set(split(text_state("groups", default))) ^ {group_id}
-        set_state("groups", ",".join(g for g in group_ids if g in now))
-        write_to_url()
-    st.session_state["_cnnvis_last_group"] = group_id
-
-
 toggle_clicked_group(group_ids, ",".join(default_groups(graph, analysis)))
 expanded = [
     g
@@ -126,16 +98,7 @@ expanded = [
 ]
 
 
-def run_folder() -> Path | None:
-    """The recorded run behind the model, when it is one (a shipped run or a run: model)."""
-    name = selection.model_name
-    try:
-        return find_run(name.removeprefix(RUN_PREFIX))
-    except ValueError:
-        return None
-
-
-run = run_folder()
+run = run_folder(selection.model_name)
 steps = list_snapshots(run) if run is not None else []
 
 with st.container(border=True):
@@ -294,20 +257,6 @@ options = Options(
 )
 
 
-@st.cache_data(show_spinner="Weighing each neuron's contribution…", max_entries=8)
-def contributions(model_key: tuple, nodes: tuple[str, ...]) -> dict[str, np.ndarray]:
-    loaded = cached_model(*model_key)
-    images = [
-        loaded.transform(source.load(i)) for i in range(min(CONTRIBUTION_IMAGES, source.size))
-    ]
-    batch = torch.stack(images)
-    with model_lock(*model_key):
-        return {
-            node: contribution(loaded.module, batch, readout_layer(graph, graph.node(node)))
-            for node in nodes
-        }
-
-
 shown_nodes = tuple(
     n
     for g in graph.groups
@@ -315,7 +264,11 @@ shown_nodes = tuple(
     for n in g.nodes
     if n in {s.id for s in analysis.layers}
 )
-given = contributions(key, shown_nodes) if importance == "contribution" and shown_nodes else None
+given = (
+    cached_contributions(key, data, shown_nodes)
+    if importance == "contribution" and shown_nodes
+    else None
+)
 stats = read_stats(run, step) if step is not None else {}
 try:
     view = build_view(
@@ -332,76 +285,6 @@ except ValueError as error:
     st.stop()
 if stats:
     view = with_debug(view, stats, graph, edges)
-
-
-def quality_flags(view: CnnvisView) -> list[dict]:
-    """Impure clusters, redundant and dead neurons of the expanded layers, one row each, with
-    the neurons a row stands for (to outline them in the picture)."""
-    rows = []
-    for node, layer in view.layers.items():
-        for purity in layer.purity:
-            if purity.impure and purity.patches:
-                majority = view.classes[purity.majority_class]
-                rows.append(
-                    {
-                        "layer": node,
-                        "flag": "impure cluster",
-                        "where": f"c{purity.cluster}",
-                        "detail": f"{purity.share:.0%} of its top patches are {majority}",
-                        "neurons": layer.clusters.representatives[purity.cluster].tolist(),
-                    }
-                )
-        for group in layer.redundant:
-            rows.append(
-                {
-                    "layer": node,
-                    "flag": "redundant neurons",
-                    "where": ", ".join(map(str, group)),
-                    "detail": "near-identical activation vectors",
-                    "neurons": list(group),
-                }
-            )
-        if len(layer.dead):
-            rows.append(
-                {
-                    "layer": node,
-                    "flag": "dead neurons",
-                    "where": ", ".join(map(str, layer.dead[:20]))
-                    + (" …" if len(layer.dead) > 20 else ""),
-                    "detail": f"{len(layer.dead)} of {layer.neurons} never activate on any class",
-                    "neurons": layer.dead.tolist(),
-                }
-            )
-    return rows
-
-
-def flags_table(rows: list[dict], key: str | None) -> None:
-    """The quality flags; with a key, selecting a row outlines its neurons in the picture."""
-    if not rows:
-        st.caption("No impure clusters, redundant or dead neurons in the expanded layers.")
-        return
-    frame = pd.DataFrame(rows).drop(columns="neurons")
-    if key is None:
-        st.dataframe(frame, hide_index=True, width="stretch")
-        return
-    st.caption("Select a row to outline its neurons in the picture.")
-    st.dataframe(
-        frame,
-        hide_index=True,
-        width="stretch",
-        on_select="rerun",
-        selection_mode="single-row",
-        key=key,
-    )
-
-
-def outlined(rows: list[dict], key: str) -> set[tuple[str, int]]:
-    """The neurons of the flag selected in the table `key` (read before the picture is drawn)."""
-    chosen = (st.session_state.get(key) or {}).get("selection", {}).get("rows") or []
-    if not chosen or chosen[0] >= len(rows):
-        return set()
-    row = rows[chosen[0]]
-    return {(row["layer"], int(n)) for n in row["neurons"]}
 
 
 flags = quality_flags(view)

@@ -28,7 +28,7 @@ from convlens.cnnvis.pipeline import (
     redundant_groups,
     relevant_neurons,
 )
-from convlens.cnnvis.view import Options, build_view, cluster_pairs, covering
+from convlens.cnnvis.view import Options, build_view, cluster_pairs, covering, quality_flags
 from convlens.graph import build_graph
 from convlens.models import load_model
 from convlens.runs import find_run
@@ -424,3 +424,22 @@ def test_highlighted_neurons_are_framed_in_both_facets(small_model) -> None:
     assert frame.y < row.y.min() and row.y2.max() < frame.y2
     spec = draw(view, lambda *_: "", highlight={(node, neuron)}).to_dict()
     assert any(layer.get("mark", {}).get("stroke") == "#ff7f00" for layer in spec["layer"])
+
+
+def test_quality_flags_name_the_neurons_of_impure_clusters_redundant_and_dead_ones(
+    small_model,
+) -> None:
+    model, graph, analysis = small_model
+    view = build_view(model.name, model.module, graph, analysis, Options(expanded=("g2", "g3")))
+    flags = quality_flags(view)
+    for node, layer in view.layers.items():
+        mine = [f for f in flags if f.layer == node]
+        impure = [p.cluster for p in layer.purity if p.impure and p.patches]
+        assert [f.where for f in mine if f.flag == "impure cluster"] == [f"c{c}" for c in impure]
+        for flag, cluster in zip(
+            [f for f in mine if f.flag == "impure cluster"], impure, strict=True
+        ):
+            assert sorted(flag.neurons) == sorted(layer.clusters.members(cluster).tolist())
+        assert [f.neurons for f in mine if f.flag == "redundant neurons"] == layer.redundant
+        dead = [f.neurons for f in mine if f.flag == "dead neurons"]
+        assert dead == ([tuple(layer.dead.tolist())] if len(layer.dead) else [])

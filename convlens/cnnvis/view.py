@@ -162,6 +162,53 @@ def _layer_json(layer: LayerView) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class QualityFlag:
+    """Something the paper's experts judged by eye, found in one layer: an impure cluster,
+    redundant neurons or dead neurons, with the neurons it stands for."""
+
+    layer: str
+    flag: str
+    where: str
+    detail: str
+    neurons: tuple[int, ...]
+
+
+def quality_flags(view: CnnvisView, listed: int = 20) -> list[QualityFlag]:
+    """Impure clusters, redundant and dead neurons of the expanded layers, layer by layer."""
+    flags = []
+    for node, layer in view.layers.items():
+        for purity in layer.purity:
+            if purity.impure and purity.patches:
+                members = layer.clusters.representatives[purity.cluster]
+                majority = view.classes[purity.majority_class]
+                flags.append(
+                    QualityFlag(
+                        node,
+                        "impure cluster",
+                        f"c{purity.cluster}",
+                        f"{purity.share:.0%} of its top patches are {majority}",
+                        tuple(int(n) for n in members),
+                    )
+                )
+        for group in layer.redundant:
+            where = ", ".join(map(str, group))
+            flags.append(
+                QualityFlag(
+                    node, "redundant neurons", where, "near-identical activation vectors", group
+                )
+            )
+        if len(layer.dead):
+            where = ", ".join(map(str, layer.dead[:listed])) + (
+                " …" if len(layer.dead) > listed else ""
+            )
+            detail = f"{len(layer.dead)} of {layer.neurons} never activate on any class"
+            flags.append(
+                QualityFlag(node, "dead neurons", where, detail, tuple(int(n) for n in layer.dead))
+            )
+    return flags
+
+
 def analysed_groups(
     graph: LayerGraph, analysis: Analysis, expanded: Sequence[str]
 ) -> list[GroupView]:

@@ -1,0 +1,115 @@
+"""Pieces of the CNNVis page: its URL-backed state, clicks in the picture, the quality flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from convlens.activations import open_source
+from convlens.attribution import readout_layer
+from convlens.cnnvis.pipeline import contribution
+from convlens.cnnvis.view import QualityFlag
+from convlens.models import RUN_PREFIX
+from convlens.runs import find_run
+from convlens.ui.cache import cached_graph, cached_model, model_lock
+from convlens.ui.state import write_to_url
+
+CONTRIBUTION_IMAGES = 256
+CHART_KEY = "cnnvis_chart"
+
+
+def text_state(key: str, default: str) -> str:
+    """The URL-backed string state `key` (set to `default` when absent)."""
+    value = st.session_state.get(key)
+    if value in (None, ""):
+        st.session_state[key] = value = default
+    return str(value)
+
+
+def set_state(key: str, value: str) -> None:
+    st.session_state[key] = value
+
+
+def split(value: str) -> list[str]:
+    """The items of a comma-separated state value."""
+    return [part for part in value.split(",") if part]
+
+
+def clicked(name: str) -> list[dict]:
+    """The points of the picture's selection `name` (from the last click)."""
+    state = st.session_state.get(CHART_KEY) or {}
+    return list(state.get("selection", {}).get(name) or [])
+
+
+def toggle_clicked_group(group_ids: list[str], default: str) -> None:
+    """Expand or collapse the group clicked in the picture (once per click), before the widgets
+    that show the expanded groups are drawn; the address bar follows at once."""
+    groups = clicked("group")
+    group_id = groups[0].get("group") if groups else None
+    if group_id in group_ids and st.session_state.get("_cnnvis_last_group") != group_id:
+        now = set(split(text_state("groups", default))) ^ {group_id}
+        set_state("groups", ",".join(g for g in group_ids if g in now))
+        # The write at the end of a run that a chart selection started does not reach the
+        # browser; this one does.
+        write_to_url()
+    st.session_state["_cnnvis_last_group"] = group_id
+
+
+def run_folder(model_name: str) -> Path | None:
+    """The recorded run behind a model, when it is one (a shipped run or a run: model)."""
+    try:
+        return find_run(model_name.removeprefix(RUN_PREFIX))
+    except ValueError:
+        return None
+
+
+@st.cache_data(show_spinner="Weighing each neuron's contribution…", max_entries=8)
+def cached_contributions(
+    model_key: tuple[str, str | None, str], data: str, nodes: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """Each node's per-neuron contribution over the first CONTRIBUTION_IMAGES images of `data`."""
+    model = cached_model(*model_key)
+    graph = cached_graph(*model_key)
+    source = open_source(data)
+    count = min(CONTRIBUTION_IMAGES, source.size)
+    batch = torch.stack([model.transform(source.load(i)) for i in range(count)])
+    with model_lock(*model_key):
+        return {
+            node: contribution(model.module, batch, readout_layer(graph, graph.node(node)))
+            for node in nodes
+        }
+
+
+def flags_table(flags: list[QualityFlag], key: str | None) -> None:
+    """The quality flags; with a key, selecting a row outlines its neurons in the picture."""
+    if not flags:
+        st.caption("No impure clusters, redundant or dead neurons in the expanded layers.")
+        return
+    frame = pd.DataFrame(
+        [{"layer": f.layer, "flag": f.flag, "where": f.where, "detail": f.detail} for f in flags]
+    )
+    if key is None:
+        st.dataframe(frame, hide_index=True, width="stretch")
+        return
+    st.caption("Select a row to outline its neurons in the picture.")
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key=key,
+    )
+
+
+def outlined(flags: list[QualityFlag], key: str) -> set[tuple[str, int]]:
+    """The neurons of the flag selected in the table `key` (read before the picture is drawn)."""
+    chosen = (st.session_state.get(key) or {}).get("selection", {}).get("rows") or []
+    if not chosen or chosen[0] >= len(flags):
+        return set()
+    flag = flags[chosen[0]]
+    return {(flag.layer, neuron) for neuron in flag.neurons}
