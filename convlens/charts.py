@@ -8,7 +8,13 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from convlens.deepeyes import ActivationHeatmap, PerplexityHistogram
+from convlens.deepeyes import (
+    ActivationHeatmap,
+    FilterMap,
+    InputMap,
+    LayerStability,
+    PerplexityHistogram,
+)
 from convlens.predict import Prediction
 from convlens.runs import Curves
 from convlens.style import (
@@ -17,15 +23,25 @@ from convlens.style import (
     BAR_COLOUR,
     BAR_HEIGHT,
     CURVES_HEIGHT,
+    DEAD_FILTER_COLOUR,
+    DUPLICATE_RING,
+    FADED_OPACITY,
     FILTER_CELL_COLUMNS,
     FILTER_CELL_SIZE,
     FILTER_CELLS_MIN_HEIGHT,
+    FILTER_LABELS_UP_TO,
+    FILTER_POINT_SIZES,
     FILTER_SCHEME,
+    FIRING_POINT_SIZE,
     HISTOGRAM_HEIGHT,
+    LABEL_COLOURS,
     LABEL_FONT_SIZE,
+    MAP_HEIGHT,
+    MAP_POINT_SIZE,
     PERPLEXITY_HEATMAP_HEIGHT,
     PERPLEXITY_SCHEME,
     SELECTED_BORDER,
+    STABILITY_HEIGHT,
     STEP_RULE_COLOUR,
 )
 from convlens.weights import Histogram
@@ -299,3 +315,200 @@ def filter_cells_chart(heatmap: ActivationHeatmap, measure: str, title: str) -> 
             height=max(FILTER_CELL_SIZE * rows, FILTER_CELLS_MIN_HEIGHT),
         )
     )
+
+
+# --------------------------------------------------------------------------------------------
+# DeepEyes: stability, filter activity with a selected filter, input map and filter map.
+
+
+def _label_scale(names: Sequence[str], extra: dict[str, str] | None = None) -> alt.Scale:
+    """A colour scale with one fixed colour per label (and `extra` names), the same in every map."""
+    names = list(names)
+    if len(names) > len(LABEL_COLOURS):
+        return alt.Scale(scheme="category20")
+    domain = names + list(extra or {})
+    return alt.Scale(
+        domain=domain, range=list(LABEL_COLOURS[: len(names)]) + list((extra or {}).values())
+    )
+
+
+def stability_chart(stabilities: Sequence[LayerStability], threshold: float) -> alt.LayerChart:
+    """Return each layer's L1 change between consecutive perplexity histograms over training
+    with the stability threshold as a dashed rule."""
+    rows = [
+        {"layer": s.layer, "from step": int(a), "step": int(b), "change": float(d)}
+        for s in stabilities
+        for a, b, d in zip(s.steps, s.steps[1:], s.distances, strict=False)
+    ]
+    frame = pd.DataFrame(rows, columns=["layer", "from step", "step", "change"])
+    lines = (
+        alt.Chart(frame)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q", title="snapshot step"),
+            y=alt.Y(
+                "change:Q",
+                title="L1 change",
+                # A log-like scale: small changes near the threshold stay readable beside a jump.
+                scale=alt.Scale(type="symlog", constant=0.02, domain=[0, 2]),
+                axis=alt.Axis(values=[0, 0.05, 0.1, 0.2, 0.5, 1, 2]),
+            ),
+            color=alt.Color("layer:N", title="layer"),
+            tooltip=["layer:N", "from step:Q", "step:Q", alt.Tooltip("change:Q", format=".3f")],
+        )
+    )
+    rule = (
+        alt.Chart(pd.DataFrame({"threshold": [float(threshold)]}))
+        .mark_rule(color=STEP_RULE_COLOUR, strokeDash=[4, 3])
+        .encode(y="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", title="stability threshold")])
+    )
+    return (
+        alt.layer(lines, rule, title="Change between consecutive snapshots")
+        .properties(height=STABILITY_HEIGHT)
+        .configure_axis(labelFontSize=AXIS_FONT_SIZE, titleFontSize=AXIS_FONT_SIZE)
+    )
+
+
+def filter_activity_chart(
+    heatmap: ActivationHeatmap, measure: str, title: str, selected: int | None = None
+) -> alt.LayerChart:
+    """Return `filter_cells_chart` with the `selected` filter's cell ringed, and a click on a
+    cell reported as the point selection "filter_pick" (field "filter")."""
+    cells = filter_cells_chart(heatmap, measure, title).add_params(
+        alt.selection_point(name="filter_pick", fields=["filter"], on="click")
+    )
+    columns = max(1, min(len(heatmap.maximum), FILTER_CELL_COLUMNS))
+    chosen = [] if selected is None or not 0 <= selected < len(heatmap.maximum) else [selected]
+    ring = (
+        alt.Chart(
+            pd.DataFrame(
+                {
+                    "filter": chosen,
+                    "column": [f % columns for f in chosen],
+                    "row": [f // columns for f in chosen],
+                }
+            )
+        )
+        .mark_rect(filled=False, stroke=SELECTED_BORDER, strokeWidth=4)
+        .encode(x=alt.X("column:O", axis=None), y=alt.Y("row:O", axis=None))
+    )
+    return alt.layer(cells, ring)
+
+
+def input_map_chart(
+    input_map: InputMap, classes: Sequence[str], fires: np.ndarray | None = None, title: str = ""
+) -> alt.Chart:
+    """Return the input map: a point per probe patch coloured by
+    its label; with `fires`, the patches where the selected filter fires stand out and the rest
+    fade. A dragged box is reported as the interval selection "patch_brush" (fields x, y)."""
+    labels = np.asarray(input_map.labels)
+    names = [classes[int(k)] if 0 <= int(k) < len(classes) else str(int(k)) for k in labels]
+    frame = pd.DataFrame(
+        {
+            "patch": np.arange(len(labels)),
+            "x": input_map.coordinates[:, 0],
+            "y": input_map.coordinates[:, 1],
+            "label": names,
+            "fires": np.ones(len(labels), bool) if fires is None else np.asarray(fires, bool),
+        }
+    )
+    highlight = fires is not None
+    return (
+        alt.Chart(frame, title=title)
+        .mark_circle()
+        .encode(
+            x=alt.X("x:Q", axis=None, scale=alt.Scale(zero=False)),
+            y=alt.Y("y:Q", axis=None, scale=alt.Scale(zero=False)),
+            color=alt.Color("label:N", title="label", scale=_label_scale(classes)),
+            opacity=(
+                alt.condition("datum.fires", alt.value(0.95), alt.value(FADED_OPACITY))
+                if highlight
+                else alt.value(0.75)
+            ),
+            size=(
+                alt.condition(
+                    "datum.fires", alt.value(FIRING_POINT_SIZE), alt.value(MAP_POINT_SIZE)
+                )
+                if highlight
+                else alt.value(MAP_POINT_SIZE)
+            ),
+            tooltip=["patch:Q", "label:N", "fires:N"] if highlight else ["patch:Q", "label:N"],
+        )
+        .add_params(alt.selection_interval(name="patch_brush", encodings=["x", "y"]))
+        .properties(height=MAP_HEIGHT)
+    )
+
+
+def filter_map_chart(
+    filter_map: FilterMap, classes: Sequence[str], selected: int | None = None, title: str = ""
+) -> alt.LayerChart:
+    """Return the filter map: a point per filter coloured by the
+    label that activates it most and sized by how specific it is to that label; near-duplicates
+    ringed, dead filters as dark crosses, the `selected` filter ringed in the highlight colour,
+    numbers beside the points of a small layer. A click is the point selection "filter_pick"."""
+    count = len(filter_map.coordinates)
+    dead = set(map(int, filter_map.dead))
+    twins = filter_map.duplicates
+    frame = pd.DataFrame(
+        {
+            "filter": np.arange(count),
+            "x": filter_map.coordinates[:, 0],
+            "y": filter_map.coordinates[:, 1],
+            "label": [
+                "none (dead)"
+                if f in dead or filter_map.top_label[f] < 0
+                else classes[int(filter_map.top_label[f])]
+                for f in range(count)
+            ],
+            "specificity": filter_map.specificity.astype(float),
+            "label perplexity": filter_map.label_perplexity.astype(float),
+            "near-duplicate of": [", ".join(map(str, twins.partners(f))) for f in range(count)],
+            "dead": [f in dead for f in range(count)],
+        }
+    )
+    frame["ringed"] = frame["near-duplicate of"] != ""
+    x = alt.X("x:Q", axis=None, scale=alt.Scale(zero=False))
+    y = alt.Y("y:Q", axis=None, scale=alt.Scale(zero=False))
+    points = (
+        alt.Chart(frame)
+        .mark_point(filled=True, opacity=0.85)
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(
+                "label:N",
+                title="most active on",
+                scale=_label_scale(classes, {"none (dead)": DEAD_FILTER_COLOUR}),
+            ),
+            shape=alt.condition("datum.dead", alt.value("cross"), alt.value("circle")),
+            size=alt.Size(
+                "specificity:Q",
+                scale=alt.Scale(domain=[0, 1], range=list(FILTER_POINT_SIZES)),
+                legend=alt.Legend(title="specificity", format=".1f", values=[0.1, 0.5, 1.0]),
+            ),
+            stroke=alt.condition("datum.ringed", alt.value(DUPLICATE_RING), alt.value(None)),
+            strokeWidth=alt.condition("datum.ringed", alt.value(2), alt.value(0)),
+            tooltip=[
+                "filter:Q",
+                "label:N",
+                alt.Tooltip("specificity:Q", format=".2f"),
+                alt.Tooltip("label perplexity:Q", format=".2f"),
+                "near-duplicate of:N",
+            ],
+        )
+        .add_params(alt.selection_point(name="filter_pick", fields=["filter"], on="click"))
+    )
+    layers = [points]
+    if count <= FILTER_LABELS_UP_TO:
+        layers.append(
+            alt.Chart(frame)
+            .mark_text(align="left", dx=9, dy=-7, fontSize=AXIS_FONT_SIZE, color="#333333")
+            .encode(x=x, y=y, text="filter:Q")
+        )
+    if selected is not None and 0 <= selected < count:
+        layers.append(
+            alt.Chart(frame[frame["filter"] == selected])
+            .mark_point(size=FILTER_POINT_SIZES[1] * 1.6, stroke=SELECTED_BORDER, strokeWidth=4)
+            .encode(x=x, y=y)
+        )
+    return alt.layer(*layers, title=title).properties(height=MAP_HEIGHT)

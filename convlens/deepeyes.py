@@ -1,27 +1,51 @@
-"""DeepEyes over a recorded run: perplexity histograms, layer stability and activation heatmaps.
+"""DeepEyes over a recorded run: perplexity histograms, layer stability, activation heatmaps,
+input and filter maps, near-duplicate filters, a diagnosis in sentences and a smaller architecture.
 
 Pure functions over numpy arrays, plus readers of a run's probe activations
 (`convlens.training`). The analysed layers are the probe layers whose activation layer differs
 from the layer itself: the conv layers and hidden linear layers, read after their ReLU. The
 output layer is recorded as its own activation layer (logits, which may be negative and are not
 a filter's response), so perplexity and activation frequency mean nothing there and it is left out.
+
+A filter's *response* is its column of probe activations (one value per sampled receptive field);
+two filters are near-duplicates when the cosine similarity of their responses is at least
+`DUPLICATE_COSINE`. A filter *fires* on a patch where its activation exceeds half its maximum
+over the probe (the threshold of the activation frequency).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
 from safetensors.numpy import load_file
 
-from convlens.training import list_snapshots, read_manifest, snapshot_dir
+from convlens.embedding import Embedding, embed, place
+from convlens.training import (
+    TrainConfig,
+    _pid_alive,
+    list_snapshots,
+    read_manifest,
+    run_status,
+    snapshot_dir,
+)
 
 DEFAULT_BINS = 20
 STABILITY_THRESHOLD = 0.05
 DEAD_MAXIMUM = 1e-6
 ALWAYS_ON_FREQUENCY = 0.9
+FIRING_SHARE = 0.5  # of a filter's maximum, as for the activation frequency
+DUPLICATE_COSINE = 0.99
+FILTER_MAP_PERPLEXITY = 10.0
+EFFECTIVE_VARIANCE = 0.99
+OVERSIZED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -310,3 +334,667 @@ def describe(diagnosis: RunDiagnosis) -> str:
             f"{'stable from step ' + str(stable) if stable is not None else 'not stable yet'}"
         )
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Filters: what fires where, near-duplicates, per-label specificity
+
+
+@dataclass(frozen=True)
+class NearDuplicates:
+    """Filters whose responses over the probe are nearly the same (DeepEyes T4)."""
+
+    threshold: float
+    pairs: tuple[tuple[int, int, float], ...]  # (i, j, cosine) with i < j, cosine >= threshold
+    groups: tuple[tuple[int, ...], ...]  # connected pairs, each ascending, ordered by first filter
+
+    @property
+    def redundant(self) -> tuple[int, ...]:
+        """Return every filter of a group but its first: the ones a smaller layer can drop."""
+        return tuple(sorted(f for group in self.groups for f in group[1:]))
+
+    def partners(self, index: int) -> tuple[int, ...]:
+        """Return the other filters of `index`'s group (empty when it has none)."""
+        for group in self.groups:
+            if index in group:
+                return tuple(f for f in group if f != index)
+        return ()
+
+
+def cosine_similarity(activations: np.ndarray) -> np.ndarray:
+    """Return the (filters, filters) cosine similarity of the filters' responses (negatives
+    clipped to 0); a filter that never responds has similarity 0 with every filter, itself too."""
+    values = np.clip(_as_matrix(activations), 0.0, None)
+    norms = np.linalg.norm(values, axis=0)
+    live = norms > 0
+    unit = np.where(live, values / np.where(live, norms, 1.0), 0.0)
+    similarity = unit.T @ unit
+    np.fill_diagonal(similarity, live.astype(np.float64))
+    return np.clip(similarity, 0.0, 1.0)
+
+
+def near_duplicates(
+    activations: np.ndarray,
+    threshold: float = DUPLICATE_COSINE,
+    dead_maximum: float = DEAD_MAXIMUM,
+) -> NearDuplicates:
+    """Return the pairs of filters whose responses have cosine similarity >= threshold, and the
+    groups they chain into. Dead filters are left out: they are reported as dead."""
+    values = np.clip(_as_matrix(activations), 0.0, None)
+    similarity = cosine_similarity(values)
+    live = values.max(axis=0) > dead_maximum if len(values) else np.zeros(values.shape[1], bool)
+    first, second = np.nonzero(np.triu(similarity >= threshold, k=1))
+    pairs = tuple(
+        (int(i), int(j), float(similarity[i, j]))
+        for i, j in zip(first, second, strict=True)
+        if live[i] and live[j]
+    )
+    parent = list(range(values.shape[1]))
+
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    for i, j, _ in pairs:
+        parent[root(j)] = root(i)
+    members: dict[int, list[int]] = {}
+    for index in sorted({f for pair in pairs for f in pair[:2]}):
+        members.setdefault(root(index), []).append(index)
+    groups = tuple(sorted(tuple(group) for group in members.values()))
+    return NearDuplicates(float(threshold), pairs, groups)
+
+
+def firing(activations: np.ndarray, index: int, dead_maximum: float = DEAD_MAXIMUM) -> np.ndarray:
+    """Return a (patches,) mask of the patches on which filter `index` fires (above half its
+    maximum); all False for a dead filter."""
+    column = np.clip(_as_matrix(activations)[:, index], 0.0, None)
+    top = column.max() if len(column) else 0.0
+    if top <= dead_maximum:
+        return np.zeros(len(column), dtype=bool)
+    return column > FIRING_SHARE * top
+
+
+def strongest(activations: np.ndarray, index: int, count: int) -> np.ndarray:
+    """Return the indices of the `count` patches on which filter `index` responds most, strongest
+    first (ties by patch order); patches where it does not respond are left out."""
+    column = _as_matrix(activations)[:, index]
+    order = np.argsort(-column, kind="stable")
+    return order[column[order] > 0][:count]
+
+
+def per_label_mean(activations: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """Return the (filters, classes) mean activation of each filter over the patches of each label
+    (negatives clipped to 0); a label with no patch has mean 0."""
+    values = np.clip(_as_matrix(activations), 0.0, None)
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.shape != (len(values),):
+        raise ValueError(f"labels must be ({len(values)},), got shape {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"labels must lie in 0..{classes - 1}")
+    sums = np.zeros((classes, values.shape[1]))
+    np.add.at(sums, labels, values)
+    counts = np.bincount(labels, minlength=classes)[:, None]
+    return (sums / np.maximum(counts, 1)).T
+
+
+def label_specificity(means: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return each filter's top label (-1 when it never responds), the perplexity of its per-label
+    means (1: one label only, `classes`: all alike) and its specificity, 1 - (perplexity - 1) /
+    (classes - 1), from 0 (no preference) to 1 (one label)."""
+    means = _as_matrix(means)
+    classes = means.shape[1]
+    label_perplexity = perplexity(means)
+    top = np.where(means.max(axis=1) > 0, means.argmax(axis=1), -1)
+    specificity = 1.0 - (label_perplexity - 1.0) / max(classes - 1, 1)
+    return top.astype(np.int64), label_perplexity, np.clip(specificity, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Input map and filter map
+
+
+@dataclass(frozen=True)
+class InputMap:
+    """The probe patches of a layer at one snapshot, laid out by their filter activations."""
+
+    layer: str
+    reference_step: int  # the snapshot the map was embedded at
+    step: int  # the snapshot these positions show (placed into the reference map)
+    coordinates: np.ndarray  # (patches, 2)
+    labels: np.ndarray  # (patches,) the label of each patch's image
+    method: str
+
+
+@dataclass(frozen=True)
+class FilterMap:
+    """A layer's filters laid out by their responses over the probe (DeepEyes' filter map)."""
+
+    layer: str
+    step: int
+    coordinates: np.ndarray  # (filters, 2)
+    method: str
+    top_label: np.ndarray  # (filters,) the label that activates each filter most; -1 if dead
+    label_perplexity: np.ndarray  # (filters,) perplexity of its per-label mean activations
+    specificity: np.ndarray  # (filters,) 0..1, larger for a lower label perplexity
+    dead: np.ndarray  # indices of dead filters
+    duplicates: NearDuplicates
+
+
+def embed_patches(activations: np.ndarray, n_jobs: int = 1) -> Embedding:
+    """Return the input map's embedding of the patches (rows) by their filter activations."""
+    return embed(np.asarray(activations, dtype=np.float64), n_jobs=n_jobs)
+
+
+def input_map(
+    embedding: Embedding,
+    activations: np.ndarray,
+    labels: np.ndarray,
+    layer: str,
+    reference_step: int,
+    step: int,
+) -> InputMap:
+    """Return the input map at `step`: the reference layout itself at the reference step, else
+    the patches' activations at `step` placed into it (the reference points do not move)."""
+    values = _as_matrix(activations)
+    if len(values) != embedding.points:
+        raise ValueError(f"the map holds {embedding.points} patches; these are {len(values)}")
+    coordinates = embedding.coordinates if step == reference_step else place(embedding, values)
+    return InputMap(
+        layer,
+        int(reference_step),
+        int(step),
+        np.asarray(coordinates, dtype=np.float64),
+        np.asarray(labels, dtype=np.int64),
+        embedding.describe(),
+    )
+
+
+def filter_map(
+    activations: np.ndarray,
+    labels: np.ndarray,
+    classes: int,
+    layer: str = "",
+    step: int = 0,
+    *,
+    dead_maximum: float = DEAD_MAXIMUM,
+    duplicate_cosine: float = DUPLICATE_COSINE,
+    n_jobs: int = 1,
+) -> FilterMap:
+    """Return the filter map: filters embedded by their L2-normalised responses, so that
+    near-duplicates (cosine ~ 1) coincide; t-SNE with perplexity `FILTER_MAP_PERPLEXITY`, or PCA
+    for fewer than `convlens.embedding.TSNE_MIN_POINTS` filters."""
+    values = np.clip(_as_matrix(activations), 0.0, None)
+    norms = np.linalg.norm(values, axis=0)
+    unit = np.where(norms > 0, values / np.where(norms > 0, norms, 1.0), 0.0).T
+    embedding = embed(unit, perplexity=FILTER_MAP_PERPLEXITY, n_jobs=n_jobs)
+    top, label_perplexity, specificity = label_specificity(per_label_mean(values, labels, classes))
+    dead = np.flatnonzero(values.max(axis=0) <= dead_maximum) if len(values) else np.arange(0)
+    return FilterMap(
+        layer,
+        int(step),
+        embedding.coordinates,
+        embedding.describe(),
+        top,
+        label_perplexity,
+        specificity,
+        dead,
+        near_duplicates(values, duplicate_cosine, dead_maximum),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The probe's rows and their image patches
+
+
+@dataclass(frozen=True)
+class ProbeRows:
+    """Where each probe row of a layer comes from: test image, output position and label."""
+
+    layer: str
+    images: np.ndarray  # (rows,) indices into the test split
+    y: np.ndarray  # (rows,) position in the layer's output grid (0 for linear layers)
+    x: np.ndarray
+    labels: np.ndarray
+
+
+def read_probe_rows(run_dir: str | Path, layer: str) -> ProbeRows:
+    """Return the probe rows of `layer` from the run's probe_index.safetensors."""
+    path = Path(run_dir) / "probe_index.safetensors"
+    if not path.is_file():
+        raise ValueError(f"the run {run_dir} has no probe index yet")
+    index = load_file(path)
+    keys = [f"{layer}.{name}" for name in ("image", "y", "x", "label")]
+    missing = [key for key in keys if key not in index]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}")
+    image, y, x, label = (index[key].astype(np.int64) for key in keys)
+    return ProbeRows(layer, image, y, x, label)
+
+
+def patch_boxes(manifest: Mapping, layer: str, rows: ProbeRows) -> np.ndarray:
+    """Return the (rows, 4) receptive fields (x0, y0, x1, y1; ends exclusive) of the probe rows in
+    the input image, from the run's architecture."""
+    from convlens.graph import build_graph
+    from convlens.smallnets import build_small
+
+    size = tuple(int(v) for v in manifest["input_size"])
+    graph = build_graph(build_small(manifest["arch"], **manifest["arch_options"]), size)
+    return np.array(
+        [
+            graph.receptive_field_box(layer, int(y), int(x))
+            for y, x in zip(rows.y, rows.x, strict=True)
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 4)
+
+
+def crop_patches(
+    images: np.ndarray, image_indices: Sequence[int], boxes: np.ndarray, size: int
+) -> list[Image.Image]:
+    """Return the boxes of uint8 greyscale images (N, H, W), magnified to `size` pixels."""
+    from convlens.tiles import crop_patch
+
+    return [
+        crop_patch(Image.fromarray(np.asarray(images[int(i)], dtype=np.uint8)), tuple(box), size)
+        for i, box in zip(image_indices, boxes, strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Filters dead over the run, and the diagnosis in sentences
+
+
+@dataclass(frozen=True)
+class FilterMaxima:
+    """Each filter's maximum probe activation at every snapshot of a run."""
+
+    layer: str
+    steps: tuple[int, ...]
+    maxima: np.ndarray  # (snapshots, filters)
+
+
+def run_filter_maxima(
+    run_dir: str | Path, layers: Sequence[str] | None = None
+) -> dict[str, FilterMaxima]:
+    """Return each layer's filter maxima at every snapshot with a probe, in step order."""
+    run_dir = Path(run_dir)
+    if layers is None:
+        layers = deepeyes_layers(read_manifest(run_dir))
+    steps: list[int] = []
+    rows: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
+    for step in list_snapshots(run_dir):
+        if not (snapshot_dir(run_dir, step) / "probe.safetensors").is_file():
+            continue
+        steps.append(step)
+        for layer, values in read_probe(run_dir, step, layers).items():
+            rows[layer].append(np.clip(values, 0.0, None).max(axis=0) if len(values) else values[0])
+    return {
+        layer: FilterMaxima(
+            layer, tuple(steps), np.array(rows[layer]).reshape(len(steps), -1).astype(np.float64)
+        )
+        for layer in layers
+    }
+
+
+def dead_since(
+    maxima: FilterMaxima, filters: Sequence[int], step: int, dead_maximum: float = DEAD_MAXIMUM
+) -> int | None:
+    """Return the first snapshot from which every one of `filters` stays dead through `step`,
+    or None when one of them is alive at `step` (or `step` is not a snapshot)."""
+    if step not in maxima.steps or not len(filters):
+        return None
+    position = maxima.steps.index(step)
+    dead = (maxima.maxima[: position + 1, list(filters)] <= dead_maximum).all(axis=1)
+    if not dead[position]:
+        return None
+    first = position
+    while first > 0 and dead[first - 1]:
+        first -= 1
+    return maxima.steps[first]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One sentence of the diagnosis, with the filters that marking it "useless" acts on."""
+
+    layer: str
+    kind: str  # "dead", "always_on", "redundant", "clean" or "stability"
+    filters: tuple[int, ...]
+    sentence: str
+
+
+FINDING_KINDS = ("dead", "always_on", "redundant", "clean", "stability")
+LISTED_FILTERS = 30
+
+
+def filter_list(indices: Sequence[int], limit: int = LISTED_FILTERS) -> str:
+    """Return filter indices as a short comma-separated list."""
+    shown = ", ".join(str(int(index)) for index in list(indices)[:limit])
+    more = len(indices) - limit
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _group_text(groups: Sequence[tuple[int, ...]], limit: int = 8) -> str:
+    shown = ", ".join(" ≈ ".join(map(str, group)) for group in groups[:limit])
+    return shown + (f" and {len(groups) - limit} more" if len(groups) > limit else "")
+
+
+def diagnosis_findings(
+    diagnosis: RunDiagnosis,
+    duplicates: Mapping[str, NearDuplicates] | None = None,
+    maxima: Mapping[str, FilterMaxima] | None = None,
+    dead_maximum: float = DEAD_MAXIMUM,
+) -> list[Finding]:
+    """Return the diagnosis of a snapshot as sentences, per layer: dead, always-on and
+    near-duplicate filters (each with the filters to mark useless), or none, then stability.
+
+    With the run's `maxima` (and the `dead_maximum` the diagnosis used) a dead sentence says
+    since which snapshot the filters have been dead."""
+    findings = []
+    step = diagnosis.step
+    for part in diagnosis.layers:
+        layer, heatmap = part.layer, part.heatmap
+        total = len(heatmap.maximum)
+        noun = "units" if layer.rsplit(".", 1)[-1].startswith("fc") else "filters"
+        found = []
+        if len(heatmap.dead):
+            since = (
+                dead_since(maxima[layer], heatmap.dead, step, dead_maximum)
+                if maxima and layer in maxima
+                else None
+            )
+            when = (
+                f"since step {since}" if since is not None and since < step else f"at step {step}"
+            )
+            found.append(
+                Finding(
+                    layer,
+                    "dead",
+                    tuple(int(f) for f in heatmap.dead),
+                    f"{layer}: {len(heatmap.dead)} of {total} {noun} dead {when} "
+                    f"({filter_list(heatmap.dead)}); the layer may be oversized.",
+                )
+            )
+        if len(heatmap.always_on):
+            found.append(
+                Finding(
+                    layer,
+                    "always_on",
+                    tuple(int(f) for f in heatmap.always_on),
+                    f"{layer}: {len(heatmap.always_on)} of {total} {noun} always on at step {step} "
+                    f"({filter_list(heatmap.always_on)}); they respond to almost every patch and "
+                    "tell little apart.",
+                )
+            )
+        twins = (duplicates or {}).get(layer)
+        if twins is not None and twins.groups:
+            found.append(
+                Finding(
+                    layer,
+                    "redundant",
+                    twins.redundant,
+                    f"{layer}: {len(twins.groups)} group{'s' if len(twins.groups) > 1 else ''} of "
+                    f"near-duplicate {noun} at step {step} ({_group_text(twins.groups)}; cosine "
+                    f"≥ {twins.threshold:g}); one of each group is enough, so "
+                    f"{len(twins.redundant)} are redundant.",
+                )
+            )
+        if not found:
+            checked = (
+                "dead, always-on or near-duplicate" if twins is not None else "dead or always-on"
+            )
+            found.append(
+                Finding(layer, "clean", (), f"{layer}: no {checked} {noun} at step {step}.")
+            )
+        findings += found
+        stability = part.stability
+        if stability.stable_from_step is not None:
+            sentence = f"{layer}: stable from step {stability.stable_from_step}."
+        elif len(stability.distances):
+            sentence = (
+                f"{layer}: still changing (last change {stability.distances[-1]:.2f}, threshold "
+                f"{stability.threshold:g}); more training may help."
+            )
+        else:
+            sentence = f"{layer}: one snapshot so far; stability needs two."
+        findings.append(Finding(layer, "stability", (), sentence))
+    return findings
+
+
+# --------------------------------------------------------------------------------------------
+# A smaller architecture
+
+
+@dataclass(frozen=True)
+class LayerSuggestion:
+    """How wide one layer could be, and why."""
+
+    layer: str
+    option: str | None  # the architecture option that sets its width (e.g. "conv1"), if any
+    filters: int
+    removable: int  # dead, always-on and redundant near-duplicate filters (each counted once)
+    effective: int  # principal components for `variance` of its kept filters' responses
+    suggested: int
+
+
+@dataclass(frozen=True)
+class ArchitectureSuggestion:
+    """A smaller architecture for a run, from what its probe shows at one snapshot."""
+
+    arch: str
+    layers: tuple[LayerSuggestion, ...]
+    arch_options: dict[str, object]  # the run's options with the suggested widths
+    variance: float
+
+    @property
+    def changed(self) -> tuple[LayerSuggestion, ...]:
+        """Return the layers whose width the suggestion changes (and that can be set)."""
+        return tuple(
+            part
+            for part in self.layers
+            if part.option is not None and part.suggested != part.filters
+        )
+
+    def describe(self) -> str:
+        """Return the change in words, e.g. "features.conv1 at 12 filters (not 20)"."""
+        parts = [
+            f"{part.layer} at {part.suggested} "
+            f"{'units' if part.option and part.option.startswith('fc') else 'filters'} "
+            f"(not {part.filters})"
+            for part in self.changed
+        ]
+        return ", ".join(parts) if parts else "no change"
+
+
+def effective_width(activations: np.ndarray, variance: float = EFFECTIVE_VARIANCE) -> int:
+    """Return how many principal components explain `variance` of the filters' centred responses
+    (at least 1): the number of independent directions the layer really uses."""
+    values = np.clip(_as_matrix(activations), 0.0, None)
+    if not 0 < variance <= 1:
+        raise ValueError("variance must lie in (0, 1]")
+    centred = values - values.mean(axis=0)
+    # The squared singular values are the eigenvalues of the smaller Gram matrix, which is much
+    # quicker to get than an SVD of a wide layer's responses.
+    gram = centred @ centred.T if len(centred) < centred.shape[1] else centred.T @ centred
+    spectrum = np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None)
+    total = spectrum.sum()
+    if total <= 0:
+        return 1
+    explained = np.cumsum(spectrum) / total
+    return int(min(np.searchsorted(explained, variance - 1e-12) + 1, values.shape[1]))
+
+
+def width_options(arch: str) -> dict[str, int]:
+    """Return the integer width options of a small architecture with their defaults."""
+    from convlens.smallnets import BaseCNN, DeepEyesNet
+
+    builder = {"deepeyes": DeepEyesNet, "basecnn": BaseCNN}.get(arch)
+    if builder is None:
+        return {}
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(builder).parameters.items()
+        if isinstance(parameter.default, int)
+        and not isinstance(parameter.default, bool)
+        and name != "num_classes"
+    }
+
+
+def suggest_architecture(
+    arch: str,
+    arch_options: Mapping[str, object],
+    probe: Mapping[str, np.ndarray],
+    diagnosis: RunDiagnosis,
+    duplicates: Mapping[str, NearDuplicates] | None = None,
+    variance: float = EFFECTIVE_VARIANCE,
+    oversized_share: float = OVERSIZED_SHARE,
+) -> ArchitectureSuggestion:
+    """Return a width for each layer: without its dead, always-on and redundant near-duplicate
+    filters, and, when the responses of the rest over the probe span at most `oversized_share`
+    of the layer's width (`effective_width` at `variance`), only that many.
+
+    Only layers the architecture has an option for (DeepEyes' conv1, conv2 and fc1) are resized.
+    """
+    options = width_options(arch)
+    suggested_options: dict[str, object] = dict(arch_options)
+    parts = []
+    for part in diagnosis.layers:
+        layer, heatmap = part.layer, part.heatmap
+        filters = len(heatmap.maximum)
+        twins = (duplicates or {}).get(layer)
+        removable = set(map(int, heatmap.dead)) | set(map(int, heatmap.always_on))
+        removable |= set(twins.redundant if twins is not None else ())
+        kept = [f for f in range(filters) if f not in removable]
+        values = np.asarray(probe[layer])
+        effective = effective_width(values[:, kept], variance) if kept and len(values) else 1
+        suggested = max(1, len(kept))
+        if effective <= oversized_share * filters:
+            suggested = min(suggested, effective)
+        name = layer.rsplit(".", 1)[-1]
+        option = name if name in options else None
+        if option is None:
+            suggested = filters
+        elif suggested != filters:
+            suggested_options[option] = suggested
+        parts.append(LayerSuggestion(layer, option, filters, len(removable), effective, suggested))
+    return ArchitectureSuggestion(arch, tuple(parts), suggested_options, float(variance))
+
+
+def suggested_train_options(
+    manifest: Mapping, arch_options: Mapping[str, object]
+) -> dict[str, object]:
+    """Return the options of `convlens.runs.start_run` that train the run of `manifest` again
+    with `arch_options`: those options and every recorded setting off its default that the
+    command line can set."""
+    from convlens.shipped import _NO_CLI_FLAG
+
+    defaults = dataclasses.asdict(TrainConfig(arch=manifest["arch"]))
+    skipped = {"arch", "arch_options", "data", "epochs", *_NO_CLI_FLAG}
+    options: dict[str, object] = {
+        key: value
+        for key, value in manifest["config"].items()
+        if key not in skipped and value != defaults.get(key)
+    }
+    return {**options, **dict(arch_options)}
+
+
+def suggested_command(manifest: Mapping, arch_options: Mapping[str, object], out: str) -> str:
+    """Return the `python -m convlens train` command that trains the run of `manifest` again with
+    `arch_options`; options the command line cannot set (e.g. a data limit) fall back to their
+    defaults."""
+    from convlens.shipped import _NO_CLI_FLAG, train_command_line
+
+    defaults = dataclasses.asdict(TrainConfig(arch=manifest["arch"]))
+    config = {
+        key: (defaults[key] if key in _NO_CLI_FLAG else value)
+        for key, value in manifest["config"].items()
+    }
+    return train_command_line(
+        {**manifest, "arch_options": dict(arch_options), "config": config}, out
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The smaller network against the full one
+
+
+@dataclass(frozen=True)
+class SizeComparison:
+    """Two runs of one architecture at different widths: size, speed and accuracy."""
+
+    names: tuple[str, str]  # (full, smaller)
+    parameters: tuple[int, int]
+    training_seconds: tuple[float, float]
+    forward_ms: tuple[float, float]  # per image, measured here
+    test_accuracy: tuple[float, float]
+
+    @property
+    def points_lost(self) -> float:
+        """Return the test accuracy the smaller run loses, in percentage points."""
+        return 100.0 * (self.test_accuracy[0] - self.test_accuracy[1])
+
+    def ratio(self, measure: str) -> float:
+        """Return full / smaller for "parameters", "training_seconds" or "forward_ms"."""
+        full, small = getattr(self, measure)
+        return float(full) / float(small) if small else float("inf")
+
+    def sentence(self, max_points: float = 1.0) -> str:
+        """Return the comparison in one sentence."""
+        full, small = self.names
+        verdict = "at most" if self.points_lost <= max_points else "more than"
+        return (
+            f"{small} has {self.ratio('parameters'):.1f}× fewer parameters than {full} "
+            f"({self.parameters[1]:,} against {self.parameters[0]:,}), trained "
+            f"{self.ratio('training_seconds'):.1f}× faster ({self.training_seconds[1]:.0f} s against "
+            f"{self.training_seconds[0]:.0f} s), runs {self.ratio('forward_ms'):.1f}× faster "
+            f"({self.forward_ms[1]:.3f} ms against {self.forward_ms[0]:.3f} ms per image) and "
+            f"loses {self.points_lost:.2f} points of test accuracy ({self.test_accuracy[1]:.2%} "
+            f"against {self.test_accuracy[0]:.2%}): {verdict} {max_points:g} point."
+        )
+
+
+def forward_ms_per_image(module: torch.nn.Module, inputs: torch.Tensor, repeats: int = 5) -> float:
+    """Return the fastest of `repeats` timed forward passes over `inputs`, in ms per image."""
+    best = float("inf")
+    module.eval()
+    with torch.no_grad():
+        module(inputs[:1])  # warm-up
+        for _ in range(max(repeats, 1)):
+            start = time.perf_counter()
+            module(inputs)
+            best = min(best, time.perf_counter() - start)
+    return 1000.0 * best / max(len(inputs), 1)
+
+
+def compare_sizes(
+    full: Mapping[str, object],
+    small: Mapping[str, object],
+    forward_ms: tuple[float, float],
+) -> SizeComparison:
+    """Return the comparison of two runs' cards (`convlens.shipped.Card` fields as a mapping)."""
+    return SizeComparison(
+        (str(full["name"]), str(small["name"])),
+        (int(full["parameters"]), int(small["parameters"])),
+        (float(full["training_seconds"]), float(small["training_seconds"])),
+        (float(forward_ms[0]), float(forward_ms[1])),
+        (float(full["test_accuracy"]), float(small["test_accuracy"])),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# A run being written
+
+
+def run_phase(run_dir: str | Path) -> str:
+    """Return `run_status`, or "starting" for a folder whose training process is alive but whose
+    manifest is not written yet."""
+    status = run_status(run_dir)
+    if status != "unreadable":
+        return status
+    try:
+        pid = int((Path(run_dir) / "pid").read_text().strip())
+    except (OSError, ValueError):
+        return status
+    return "starting" if _pid_alive(pid) else status

@@ -60,3 +60,27 @@ FILTER_SCHEME = "viridis"
 FILTER_CELL_SIZE = 14
 FILTER_CELL_COLUMNS = 50
 FILTER_CELLS_MIN_HEIGHT = 130
+
+# DeepEyes maps and charts (convlens.charts).
+MAP_HEIGHT = 420
+STABILITY_HEIGHT = 260
+MAP_POINT_SIZE = 28
+FIRING_POINT_SIZE = 60
+FADED_OPACITY = 0.12
+FILTER_POINT_SIZES = (40, 520)
+FILTER_LABELS_UP_TO = 60
+DEAD_FILTER_COLOUR = "#333333"
+DUPLICATE_RING = "#000000"
+# Vega's tableau10, in order: one colour per label.
+LABEL_COLOURS = (
+    "#4c78a8",
+    "#f58518",
+    "#e45756",
+    "#72b7b2",
+    "#54a24b",
+    "#eeca3b",
+    "#b279a2",
+    "#ff9da6",
+    "#9d755d",
+    "#bab0ac",
+)

@@ -7,23 +7,50 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file, save_file
+import torch
 
 from convlens.cli import main
 from convlens.deepeyes import (
+    FilterMaxima,
+    LayerDiagnosis,
     PerplexityHistogram,
+    RunDiagnosis,
     activation_heatmap,
+    compare_sizes,
+    cosine_similarity,
+    crop_patches,
+    dead_since,
     deepeyes_layers,
     diagnose_run,
+    diagnosis_findings,
+    effective_width,
+    filter_map,
+    firing,
+    forward_ms_per_image,
     histogram_edges,
+    input_map,
+    label_specificity,
     layer_stability,
+    near_duplicates,
+    patch_boxes,
+    per_label_mean,
     perplexity,
     perplexity_histogram,
     read_probe,
+    read_probe_rows,
+    run_filter_maxima,
+    run_phase,
+    strongest,
+    suggest_architecture,
+    suggested_command,
+    suggested_train_options,
     undetected,
+    width_options,
 )
+from convlens.embedding import embed, place, points_in_box, principal_axes, tsne_perplexity
 from convlens.paths import ASSETS_DIR
-from convlens.training import list_snapshots, read_manifest, snapshot_dir, train
+from convlens.smallnets import build_small
+from convlens.training import list_snapshots, read_manifest, train
 
 SHIPPED = ASSETS_DIR / "runs" / "fashion_deepeyes"
 
@@ -136,26 +163,43 @@ def test_heatmap_flags_dead_and_always_on_filters():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A one-epoch tiny run whose last snapshot's probe has conv1 filter 1 silenced."""
+    """A one-epoch tiny run (4 steps, snapshots at 2 and 4) recorded by the training recorder,
+    whose network starts with conv1 filter 1's weights and bias at zero and conv2 filters 2 and 3
+    identical (fc1 reads their maps with identical weights too, so they get identical gradients
+    and stay identical; filter 1 gets no gradient through its ReLU and stays dead)."""
+    import convlens.training as training
+
+    original = training._new_model
+
+    def forced(config):
+        model = original(config)
+        with torch.no_grad():
+            conv1, conv2 = model.features.conv1, model.features.conv2
+            conv1.weight[1] = 0
+            conv1.bias[1] = 0
+            conv2.weight[3] = conv2.weight[2]
+            conv2.bias[3] = conv2.bias[2]
+            fc1 = model.classifier.fc1  # reads conv2's 4x4 maps flattened channel by channel
+            fc1.weight[:, 48:64] = fc1.weight[:, 32:48]
+        return model
+
     run_dir = tmp_path_factory.mktemp("deepeyes") / "run"
-    train(
-        "deepeyes",
-        run_dir,
-        epochs=1,
-        progress=False,
-        limit_train=256,
-        limit_test=100,
-        snapshot_every=2,
-        conv1=4,
-        conv2=8,
-        fc1=16,
-        probe_images=16,
-        probe_patches=40,
-    )
-    path = snapshot_dir(run_dir, list_snapshots(run_dir)[-1]) / "probe.safetensors"
-    tensors = load_file(path)
-    tensors["features.conv1"][:, 1] = 0
-    save_file(tensors, path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training, "_new_model", forced)
+        train(
+            "deepeyes",
+            run_dir,
+            epochs=1,
+            progress=False,
+            limit_train=256,
+            limit_test=100,
+            snapshot_every=2,
+            conv1=4,
+            conv2=8,
+            fc1=16,
+            probe_images=16,
+            probe_patches=40,
+        )
     return run_dir
 
 
@@ -245,3 +289,326 @@ def test_shipped_run_gives_a_sane_result():
         assert stable is None or stable in steps
     assert manifest["summary"]["test_accuracy"] > 0.85
     json.dumps(diagnosis.to_json(), allow_nan=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Embeddings
+
+
+def test_pca_map_of_a_few_points_is_the_hand_computed_projection():
+    # Centred already; y has the larger variance (2 against 0.5), so it is the first axis.
+    points = np.array([[1.0, 0, 0], [-1, 0, 0], [0, 2, 0], [0, -2, 0]])
+    embedding = embed(points)
+    assert embedding.method == "PCA" and embedding.perplexity is None
+    assert embedding.coordinates == pytest.approx(np.array([[0, 1], [0, -1], [2, 0], [-2, 0]]))
+    # a new point is projected on the same axes: its z is ignored, nothing else moves
+    assert place(embedding, np.array([[0.5, 1.0, 7.0]])) == pytest.approx(np.array([[1.0, 0.5]]))
+    assert principal_axes(np.array([[0.0, -3], [0, 3]]))[0] == pytest.approx([0, 1])
+
+
+def test_tsne_perplexity_is_bounded_by_the_points():
+    assert tsne_perplexity(10) == 3.0
+    assert tsne_perplexity(31, 30) == 10.0
+    assert tsne_perplexity(1000) == 30.0
+
+
+def _blobs(rng: np.random.Generator, per_blob: int = 50, dims: int = 8) -> np.ndarray:
+    centres = np.eye(3, dims) * 10
+    return np.concatenate([c + rng.normal(size=(per_blob, dims)) for c in centres])
+
+
+def test_a_later_snapshot_placed_into_a_tsne_map_stays_near_its_points():
+    rng = np.random.default_rng(0)
+    earlier = _blobs(rng)
+    embedding = embed(earlier)
+    assert embedding.method == "t-SNE"
+    reference = embedding.coordinates.copy()
+    later = earlier + rng.normal(scale=0.05, size=earlier.shape)  # a slightly trained layer
+    placed = place(embedding, later)
+    extent = np.ptp(reference, axis=0).max()
+    moved = np.linalg.norm(placed - reference, axis=1)
+    assert np.median(moved) < 0.03 * extent
+    assert np.quantile(moved, 0.9) < 0.1 * extent
+    assert np.array_equal(embedding.coordinates, reference), "the reference map does not move"
+    # the three blobs stay apart in the map: each placed point is nearest to its own blob
+    blob = np.repeat(np.arange(3), 50)
+    nearest = np.argmin(np.linalg.norm(placed[:, None] - reference[None], axis=2), axis=1)
+    assert (blob[nearest] == blob).mean() > 0.95
+
+
+def test_embedding_rejects_bad_input():
+    with pytest.raises(ValueError):
+        embed(np.zeros(5))
+    with pytest.raises(ValueError):
+        embed(np.zeros((0, 3)))
+    with pytest.raises(ValueError):
+        embed(np.array([[0.0, np.nan], [1, 2]]))
+    with pytest.raises(ValueError, match="3 features"):
+        place(embed(np.eye(3)), np.zeros((2, 4)))
+
+
+def test_points_in_box():
+    points = np.array([[0.0, 0], [1, 1], [2, 2], [1, 3]])
+    assert points_in_box(points, (0.5, 2), (3, 0.5)).tolist() == [1, 2, 3]
+    assert points_in_box(points, (5, 6), (0, 1)).tolist() == []
+
+
+# --------------------------------------------------------------------------------------------
+# Filters: duplicates, firing, specificity
+
+
+def test_near_duplicates_by_cosine_hand_computed():
+    activations = np.array(
+        [
+            # f0, f1 = 2 f0, f2, f3 dead, f4 ~ f0, f5 = f2 - 3 (clipped: same as f2 where > 0)
+            [1.0, 2.0, 1.0, 0.0, 1.0, -2.0],
+            [0.0, 0.0, 1.0, 0.0, 0.01, -2.0],
+            [1.0, 2.0, 0.0, 0.0, 1.0, -3.0],
+        ]
+    )
+    similarity = cosine_similarity(activations)
+    assert similarity[0, 2] == pytest.approx(0.5)  # [1,0,1].[1,1,0] / (sqrt 2 sqrt 2)
+    assert similarity[0, 1] == pytest.approx(1.0)
+    assert similarity[3, 3] == 0.0 and similarity[0, 0] == 1.0
+    twins = near_duplicates(activations)
+    assert [(i, j) for i, j, _ in twins.pairs] == [(0, 1), (0, 4), (1, 4)]
+    assert twins.groups == ((0, 1, 4),)
+    assert twins.redundant == (1, 4)
+    assert twins.partners(4) == (0, 1) and twins.partners(2) == ()
+    assert near_duplicates(activations, threshold=0.5).groups == ((0, 1, 2, 4),)
+
+
+def test_firing_and_strongest_patches():
+    activations = np.array([[4.0, 0], [2.0, 0], [2.1, 0], [-1.0, 0], [3.0, 0]])
+    assert firing(activations, 0).tolist() == [True, False, True, False, True]
+    assert not firing(activations, 1).any()
+    assert strongest(activations, 0, 3).tolist() == [0, 4, 2]
+    assert strongest(activations, 0, 10).tolist() == [0, 4, 2, 1]
+    assert strongest(activations, 1, 3).tolist() == []
+
+
+def test_per_label_means_and_specificity():
+    activations = np.array([[0.0, 1, 0], [3, 1, 0], [0, 1, 0], [1, 1, 0]])
+    labels = np.array([0, 1, 2, 1])
+    means = per_label_mean(activations, labels, classes=4)
+    assert means == pytest.approx(np.array([[0, 2, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]]))
+    top, label_perplexity, specificity = label_specificity(means)
+    assert top.tolist() == [1, 0, -1]
+    assert label_perplexity == pytest.approx([1.0, 3.0, 4.0])
+    assert specificity == pytest.approx([1.0, 1 / 3, 0.0])
+    with pytest.raises(ValueError):
+        per_label_mean(activations, np.array([0, 1, 2, 4]), classes=4)
+
+
+def test_identical_filters_land_together_in_a_tsne_filter_map():
+    rng = np.random.default_rng(1)
+    activations = np.clip(rng.normal(size=(300, 40)), 0, None)
+    activations[:, 7] = activations[:, 3] * 1.5  # the same response, scaled
+    activations[:, 20] = 0.0  # dead
+    labels = rng.integers(0, 10, size=300)
+    mapped = filter_map(activations, labels, 10, "conv", 5)
+    assert mapped.method.startswith("t-SNE")
+    distances = np.linalg.norm(mapped.coordinates[:, None] - mapped.coordinates[None], axis=2)
+    live = [f for f in range(40) if f != 20]
+    typical = np.median(distances[np.ix_(live, live)][np.triu_indices(len(live), 1)])
+    assert distances[3, 7] < 0.1 * typical
+    assert mapped.duplicates.groups == ((3, 7),)
+    assert mapped.dead.tolist() == [20] and mapped.top_label[20] == -1
+    assert mapped.coordinates.shape == (40, 2) and (mapped.layer, mapped.step) == ("conv", 5)
+
+
+# --------------------------------------------------------------------------------------------
+# The forced tiny run: a dead filter, two identical filters
+
+
+def test_a_filter_with_zero_weights_and_bias_is_found_dead(tiny_run: Path):
+    diagnosis = diagnose_run(tiny_run)
+    conv1 = diagnosis.layers[0]
+    assert conv1.layer == "features.conv1"
+    assert conv1.heatmap.dead.tolist() == [1]
+    assert conv1.heatmap.maximum[1] == 0.0
+    maxima = run_filter_maxima(tiny_run)
+    assert maxima["features.conv1"].steps == (2, 4)
+    assert dead_since(maxima["features.conv1"], [1], 4) == 2
+    findings = diagnosis_findings(
+        diagnosis,
+        {"features.conv1": near_duplicates(read_probe(tiny_run, 4)["features.conv1"])},
+        maxima,
+    )
+    dead = [f for f in findings if f.kind == "dead" and f.layer == "features.conv1"]
+    assert len(dead) == 1 and dead[0].filters == (1,)
+    assert dead[0].sentence.startswith("features.conv1: 1 of 4 filters dead since step 2 (1)")
+
+
+def test_identical_filters_land_together_and_are_flagged(tiny_run: Path):
+    probe = read_probe(tiny_run, 4)
+    rows = read_probe_rows(tiny_run, "features.conv2")
+    mapped = filter_map(probe["features.conv2"], rows.labels, 10, "features.conv2", 4)
+    assert mapped.method.startswith("PCA")  # 8 filters: too few for t-SNE
+    assert mapped.coordinates[2] == pytest.approx(mapped.coordinates[3])
+    others = np.delete(mapped.coordinates, [2, 3], axis=0)
+    assert np.linalg.norm(others - mapped.coordinates[2], axis=1).min() > 1e-3
+    assert mapped.duplicates.groups == ((2, 3),)
+    assert mapped.duplicates.redundant == (3,)
+    diagnosis = diagnose_run(tiny_run)
+    findings = diagnosis_findings(
+        diagnosis, {layer: near_duplicates(values) for layer, values in probe.items()}
+    )
+    redundant = [f for f in findings if f.kind == "redundant"]
+    assert [(f.layer, f.filters) for f in redundant] == [("features.conv2", (3,))]
+    assert "(2 ≈ 3; cosine ≥ 0.99)" in redundant[0].sentence
+
+
+def test_input_map_of_the_tiny_run_places_a_later_snapshot(tiny_run: Path):
+    rows = read_probe_rows(tiny_run, "features.conv2")
+    first, last = (read_probe(tiny_run, step)["features.conv2"] for step in (2, 4))
+    embedding = embed(first)  # 40 patches: t-SNE
+    same = input_map(embedding, first, rows.labels, "features.conv2", 2, 2)
+    assert same.coordinates is embedding.coordinates or np.array_equal(
+        same.coordinates, embedding.coordinates
+    )
+    later = input_map(embedding, last, rows.labels, "features.conv2", 2, 4)
+    assert later.coordinates.shape == (40, 2) and np.isfinite(later.coordinates).all()
+    assert (later.reference_step, later.step) == (2, 4)
+    assert later.labels.tolist() == rows.labels.tolist()
+    with pytest.raises(ValueError):
+        input_map(embedding, last[:10], rows.labels[:10], "features.conv2", 2, 4)
+
+
+def test_probe_rows_and_their_receptive_fields(tiny_run: Path):
+    manifest = read_manifest(tiny_run)
+    rows = read_probe_rows(tiny_run, "features.conv1")
+    assert rows.images.shape == rows.labels.shape == (40,)
+    boxes = patch_boxes(manifest, "features.conv1", rows)
+    # conv1 is 5x5, stride 1, no padding: position (y, x) sees rows y..y+4, columns x..x+4
+    assert boxes.tolist() == [[x, y, x + 5, y + 5] for y, x in zip(rows.y, rows.x, strict=True)]
+    fc1 = read_probe_rows(tiny_run, "classifier.fc1")
+    assert patch_boxes(manifest, "classifier.fc1", fc1).tolist() == [[0, 0, 28, 28]] * 16
+    with pytest.raises(ValueError):
+        read_probe_rows(tiny_run, "features.nothing")
+
+
+def test_crop_patches_magnifies_the_box():
+    images = np.zeros((2, 28, 28), dtype=np.uint8)
+    images[1, 3:8, 10:15] = 200
+    (crop,) = crop_patches(images, [1], np.array([[10, 3, 15, 8]]), 20)
+    assert crop.size == (20, 20)
+    assert np.asarray(crop).min() == 200
+
+
+# --------------------------------------------------------------------------------------------
+# A smaller architecture, and the comparison of the shipped runs
+
+
+def _diagnosis_of(layers: dict[str, np.ndarray]) -> RunDiagnosis:
+    parts = []
+    for layer, values in layers.items():
+        histogram = perplexity_histogram(values, layer, 10)
+        parts.append(
+            LayerDiagnosis(
+                histogram, activation_heatmap(values, layer), layer_stability([histogram])
+            )
+        )
+    return RunDiagnosis("run", 10, tuple(parts))
+
+
+def test_effective_width_counts_the_directions_used():
+    rng = np.random.default_rng(2)
+    basis = rng.normal(size=(2, 6))
+    assert effective_width(rng.normal(size=(200, 2)) @ basis + 10, 0.99) == 2
+    assert effective_width(np.outer(np.arange(10.0), np.ones(4))) == 1
+    assert effective_width(np.zeros((5, 3))) == 1
+    assert effective_width(np.eye(4), 1.0) == 3  # centred, four points span three directions
+
+
+def test_suggestion_drops_dead_filters_and_unused_directions():
+    """The seed's example: conv1 with half its filters dead, fc1 using 50 of 500 directions."""
+    rng = np.random.default_rng(3)
+    conv1 = np.zeros((400, 20))
+    conv1[:, :10] = np.abs(rng.normal(size=(400, 10)))  # 10 live filters, 10 dead
+    # fc1: 500 units, each mixing 3 of 50 sparse non-negative responses: rank 50
+    responses = rng.random((400, 50)) * (rng.random((400, 50)) < 0.1)
+    mixing = np.zeros((50, 500))
+    for unit in range(500):
+        mixing[rng.choice(50, 3, replace=False), unit] = rng.random(3) + 0.5
+    fc1 = responses @ mixing
+    conv2 = np.abs(rng.normal(size=(400, 50)))  # uses all its filters
+    probe = {"features.conv1": conv1, "features.conv2": conv2, "classifier.fc1": fc1}
+    twins = {layer: near_duplicates(values) for layer, values in probe.items()}
+    suggestion = suggest_architecture("deepeyes", {}, probe, _diagnosis_of(probe), twins)
+    conv1, conv2, fc1 = suggestion.layers
+    assert (conv1.layer, conv1.removable, conv1.suggested) == ("features.conv1", 10, 10)
+    assert (conv2.layer, conv2.removable, conv2.suggested) == ("features.conv2", 0, 50)
+    assert fc1.layer == "classifier.fc1" and fc1.effective <= 50
+    assert fc1.suggested == fc1.effective  # 50 directions of 500: oversized
+    assert suggestion.arch_options == {"conv1": 10, "fc1": fc1.effective}
+    assert suggestion.describe().startswith("features.conv1 at 10 filters (not 20), classifier.fc1")
+    manifest = read_manifest(SHIPPED)
+    command = suggested_command(manifest, suggestion.arch_options, "runs/smaller")
+    assert command.startswith("python -m convlens train --arch deepeyes --conv1 10 --fc1 ")
+    assert command.endswith("--out runs/smaller")
+    assert width_options("deepeyes") == {"conv1": 20, "conv2": 50, "fc1": 500}
+    # what the page's "Train it now" passes to convlens.runs.start_run
+    assert suggested_train_options(manifest, suggestion.arch_options) == {
+        "probe_images": 200,
+        "probe_patches": 1000,
+        "keep_snapshots": 10,
+        "conv1": 10,
+        "fc1": fc1.effective,
+    }
+
+
+def test_suggestion_for_the_tiny_run_and_its_command(tiny_run: Path):
+    manifest = read_manifest(tiny_run)
+    probe = read_probe(tiny_run, 4)
+    diagnosis = diagnose_run(tiny_run)
+    twins = {layer: near_duplicates(values) for layer, values in probe.items()}
+    suggestion = suggest_architecture(
+        manifest["arch"], manifest["arch_options"], probe, diagnosis, twins
+    )
+    conv1, conv2, _ = suggestion.layers
+    assert conv1.removable >= 1 and conv1.suggested <= 3  # filter 1 is dead
+    assert conv2.removable >= 1 and conv2.suggested <= 7  # filter 3 repeats filter 2
+    # the run limited its data, which the command line cannot: the command trains on all of it
+    command = suggested_command(manifest, suggestion.arch_options, "out")
+    assert "--limit" not in command and f"--conv1 {conv1.suggested}" in command
+
+
+def test_dead_since_hand_computed():
+    maxima = FilterMaxima(
+        "conv", (10, 20, 30, 40), np.array([[1.0, 0], [0, 0], [0, 0], [0, 2]], dtype=float)
+    )
+    assert dead_since(maxima, [0], 30) == 20
+    assert dead_since(maxima, [1], 30) == 10
+    assert dead_since(maxima, [0, 1], 30) == 20
+    assert dead_since(maxima, [1], 40) is None
+    assert dead_since(maxima, [0], 35) is None
+
+
+def test_size_comparison_of_two_cards():
+    full = {"name": "big", "parameters": 400, "training_seconds": 200.0, "test_accuracy": 0.9055}
+    small = {"name": "small", "parameters": 100, "training_seconds": 50.0, "test_accuracy": 0.8977}
+    comparison = compare_sizes(full, small, (0.4, 0.1))
+    assert comparison.points_lost == pytest.approx(0.78)
+    assert comparison.ratio("parameters") == 4.0 and comparison.ratio("forward_ms") == 4.0
+    sentence = comparison.sentence()
+    assert "small has 4.0× fewer parameters than big" in sentence
+    assert "loses 0.78 points of test accuracy" in sentence and "at most 1 point" in sentence
+    assert "more than 0.5 point" in comparison.sentence(max_points=0.5)
+
+
+def test_forward_time_is_a_positive_number():
+    inputs = torch.zeros(8, 1, 28, 28)
+    assert 0 < forward_ms_per_image(build_small("deepeyes", conv1=4, fc1=8), inputs, 2) < 1e4
+
+
+def test_run_phase_of_a_folder_being_written(tmp_path: Path):
+    import os
+
+    starting = tmp_path / "starting"
+    starting.mkdir()
+    (starting / "pid").write_text(str(os.getpid()))
+    assert run_phase(starting) == "starting"
+    (starting / "pid").write_text("999999999")
+    assert run_phase(starting) == "unreadable"
+    assert run_phase(SHIPPED) == "finished"

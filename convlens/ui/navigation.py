@@ -59,7 +59,7 @@ PAGES: tuple[PageSpec, ...] = (
         "DeepEyes",
         ":material/visibility:",
         "deepeyes",
-        "when each layer of a recorded run settles during training, and its dead or always-on "
-        "filters",
+        "when each layer of a recorded run settles during training, its dead, always-on or "
+        "duplicate filters, input and filter maps, and a smaller network",
     ),
 )

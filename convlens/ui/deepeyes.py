@@ -1,0 +1,118 @@
+"""Caches of the DeepEyes page: probes, maps and timings of recorded runs, read or computed once."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+import torch
+
+from convlens.data import fashion_mnist
+from convlens.deepeyes import (
+    FilterMap,
+    FilterMaxima,
+    InputMap,
+    ProbeRows,
+    embed_patches,
+    filter_map,
+    forward_ms_per_image,
+    input_map,
+    patch_boxes,
+    read_probe,
+    read_probe_rows,
+    run_filter_maxima,
+)
+from convlens.embedding import Embedding
+from convlens.training import (
+    load_snapshot,
+    normalize,
+    read_manifest,
+)
+from convlens.weights import weights_fingerprint
+
+TIMED_IMAGES = 256
+TIMED_PASSES = 3
+# One thread: the page's maps are small (1,000 points take about a second), and openTSNE's worker
+# threads slow down many times over when other processes share the cores.
+EMBEDDING_JOBS = 1
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_probe(run_path: str, step: int) -> dict[str, np.ndarray]:
+    """Return the probe activations of one snapshot, per DeepEyes layer."""
+    return read_probe(run_path, step)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_probe_rows(run_path: str, layer: str) -> ProbeRows:
+    """Return where each probe row of `layer` comes from."""
+    return read_probe_rows(run_path, layer)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_filter_maxima(run_path: str, steps: tuple[int, ...]) -> dict[str, FilterMaxima]:
+    """Return each filter's maximum at every snapshot; `steps` keys the cache for a live run."""
+    return run_filter_maxima(run_path)
+
+
+@st.cache_resource(show_spinner="Embedding the patches (t-SNE)…", max_entries=16)
+def cached_patch_embedding(run_path: str, layer: str, step: int) -> Embedding:
+    """Return the input map's embedding of `layer`'s probe patches at snapshot `step`."""
+    return embed_patches(cached_probe(run_path, step)[layer], n_jobs=EMBEDDING_JOBS)
+
+
+@st.cache_data(show_spinner="Placing the patches in the map…", max_entries=64)
+def cached_input_map(run_path: str, layer: str, reference_step: int, step: int) -> InputMap:
+    """Return the input map of `layer` at `step`, in the map embedded at `reference_step`."""
+    return input_map(
+        cached_patch_embedding(run_path, layer, reference_step),
+        cached_probe(run_path, step)[layer],
+        cached_probe_rows(run_path, layer).labels,
+        layer,
+        reference_step,
+        step,
+    )
+
+
+@st.cache_data(show_spinner="Embedding the filters…", max_entries=64)
+def cached_filter_map(
+    run_path: str, layer: str, step: int, dead_maximum: float, classes: int
+) -> FilterMap:
+    """Return the filter map of `layer` at `step`."""
+    return filter_map(
+        cached_probe(run_path, step)[layer],
+        cached_probe_rows(run_path, layer).labels,
+        classes,
+        layer,
+        step,
+        dead_maximum=dead_maximum,
+        n_jobs=EMBEDDING_JOBS,
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_patch_boxes(run_path: str, layer: str) -> np.ndarray:
+    """Return the receptive field of each probe row of `layer` in its test image."""
+    return patch_boxes(read_manifest(run_path), layer, cached_probe_rows(run_path, layer))
+
+
+@st.cache_resource(show_spinner=False)
+def cached_test_images() -> np.ndarray:
+    """Return the Fashion-MNIST test images (uint8, N x 28 x 28)."""
+    return np.asarray(fashion_mnist("test").images)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_snapshot_fingerprint(run_path: str, step: int) -> str:
+    """Return the weights fingerprint of one snapshot (what annotations are stored under)."""
+    return weights_fingerprint(load_snapshot(run_path, step)[0])
+
+
+@st.cache_data(show_spinner="Timing both networks…", max_entries=4)
+def cached_forward_ms(full_path: str, small_path: str) -> tuple[float, float]:
+    """Return the forward time per image of the last snapshots of two runs, measured here."""
+    inputs = normalize(torch.from_numpy(cached_test_images()[:TIMED_IMAGES].copy()))
+    full, small = (load_snapshot(path)[0] for path in (full_path, small_path))
+    return (
+        forward_ms_per_image(full, inputs, TIMED_PASSES),
+        forward_ms_per_image(small, inputs, TIMED_PASSES),
+    )

@@ -1,0 +1,115 @@
+"""The DeepEyes page in Debian's Chromium: every chart drawn offline, a click in the filter map and a
+box on the input map coordinated, dead units marked useless, and a run still training that
+updates itself."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from test_app_deepeyes import copy_run, land_snapshot
+
+from browser import CHROMIUM, app_server, browser_page, wait_for_app
+from convlens.annotations import AnnotationStore
+from convlens.training import load_snapshot
+from convlens.weights import weights_fingerprint
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+SMALL = Path(__file__).resolve().parent.parent / "assets" / "runs" / "fashion_deepeyes_small"
+
+pytestmark = pytest.mark.browser
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("Chromium is missing: the README's test command installs it")
+    pytest.skip(
+        "Chromium is not installed (the README's test command installs it)", allow_module_level=True
+    )
+
+
+def wait_for_text(page, text: str, timeout: float = 90_000) -> None:
+    page.wait_for_function(
+        "(text) => document.body.innerText.includes(text)", arg=text, timeout=timeout
+    )
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick `option` in the selectbox labelled `label`."""
+    picker = page.locator('[data-testid="stSelectbox"]').filter(
+        has=page.get_by_text(label, exact=True)
+    )
+    picker.click()
+    page.keyboard.type(option.split(" ")[0])  # a long list: filter it first
+    page.get_by_role("option", name=option).click()
+
+
+def test_deepeyes_page_in_chromium(tmp_path: Path) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    home = tmp_path / "home"
+    live = copy_run(home / "runs" / "live", 4, pid=os.getpid())  # steps 100 to 2300, training
+    environment = {"CONVLENS_HOME": str(home), "CONVLENS_OFFLINE": "1"}
+    with app_server(env=environment) as url, browser_page(1600, 1200) as (page, log):
+        page.goto(url, timeout=120_000)
+        wait_for_app(page)
+        page.locator('[data-testid="stSidebarNav"] a', has_text="DeepEyes").click()
+        page.wait_for_url("**/deepeyes*", timeout=60_000)
+        wait_for_text(page, "Filter map: 20 filters", timeout=180_000)
+        wait_for_app(page)
+        charts = page.locator('[data-testid="stVegaLiteChart"]')
+        assert charts.count() == 16
+        for index in range(charts.count()):
+            assert charts.nth(index).locator("svg path").count() > 0, f"chart {index} is drawn"
+        input_map = charts.filter(has_text="Input map:")
+        assert input_map.locator('path[aria-roledescription="circle"]').count() == 1000
+        page.screenshot(path=str(SCREENSHOTS / "deepeyes.png"), full_page=True)
+
+        # a click on filter 3 in the filter map selects it everywhere
+        filter_map = charts.filter(has_text="Filter map:")
+        filter_map.locator('path[aria-roledescription="point"][aria-label*="filter: 3;"]').click()
+        wait_for_text(page, "Filter 3 fires on")
+        wait_for_app(page)
+        assert "de_filter=3" in page.url
+        wait_for_text(page, "The patches filter 3 responds to most")
+
+        # a box dragged on the input map shows the patches inside it
+        box = input_map.locator("svg").bounding_box()
+        page.mouse.move(box["x"] + 0.3 * box["width"], box["y"] + 0.3 * box["height"])
+        page.mouse.down()
+        page.mouse.move(box["x"] + 0.55 * box["width"], box["y"] + 0.7 * box["height"], steps=8)
+        page.mouse.up()
+        wait_for_text(page, "patches in the box")
+        wait_for_app(page)
+        assert page.locator('[data-testid="stImage"] img').count() > 1
+        page.screenshot(path=str(SCREENSHOTS / "deepeyes-selected.png"), full_page=True)
+
+        # the small run's dead fc1 units, marked useless from the diagnosis (with fc1's maps,
+        # the cheaper ones, from here on)
+        choose(page, "Layer to inspect", "classifier.fc1 (500 filters)")
+        wait_for_text(page, "classifier.fc1: input map and filter map")
+        wait_for_app(page)
+        choose(page, "Run", "fashion_deepeyes_small (shipped)")
+        wait_for_text(page, "3 of 100 units dead at step 5628")
+        wait_for_app(page)
+        page.get_by_role("button", name="Mark 3 useless").click()
+        wait_for_text(page, "Marked useless")
+        fingerprint = weights_fingerprint(load_snapshot(SMALL)[0])
+        store = AnnotationStore(home / "annotations.sqlite")
+        assert store.useless_filters("fashion_deepeyes_small", fingerprint) == {
+            "classifier.fc1": [44, 54, 70]
+        }
+
+        # a run still training: a snapshot lands and the page shows it without a click
+        choose(page, "Run", "live (yours, training)")
+        wait_for_text(page, "Snapshot at step 2300 · the run is still training")
+        wait_for_app(page)
+        land_snapshot(live, 2900)
+        started = time.monotonic()
+        wait_for_text(page, "Snapshot at step 2900", timeout=60_000)
+        assert time.monotonic() - started < 60
+        wait_for_app(page)
+        page.screenshot(path=str(SCREENSHOTS / "deepeyes-live.png"), full_page=True)
+
+    assert log.outside_requests == [], f"requests left 127.0.0.1: {log.outside_requests[:5]}"
+    assert log.console_errors == [], f"console errors: {log.console_errors[:5]}"
