@@ -100,8 +100,11 @@ def test_bookmarked_link_reopens_the_same_view() -> None:
             f"{url}/network?model=alexnet&image=sample%3Acoffee&layer=features.3", timeout=120_000
         )
         wait_for_app(page)
+        # The layer's name shows in the chain before its details are drawn: wait for both.
         page.wait_for_function(
-            "() => document.body.innerText.includes('features.3')", timeout=60_000
+            "() => document.body.innerText.includes('features.3')"
+            " && document.body.innerText.includes('Receptive field')",
+            timeout=60_000,
         )
         text = page.inner_text("body")
         assert "Receptive field" in text
