@@ -25,6 +25,7 @@ from convlens.training import list_snapshots, read_stats
 from convlens.ui.cache import cached_graph, cached_model, model_lock
 from convlens.ui.cnnvis import (
     cached_contributions,
+    choice,
     clicked,
     flags_table,
     outlined,
@@ -153,14 +154,12 @@ with st.container(border=True):
         help="Neurons that do not respond more to these classes than to the others fade out",
     )
     row = st.columns([1, 1, 1, 1, 1])
-    importance = row[0].selectbox(
+    importance = choice(
+        row[0],
         "Importance (patch size)",
         IMPORTANCE_MEASURES,
-        index=IMPORTANCE_MEASURES.index(text_state("importance", "mean"))
-        if text_state("importance", "mean") in IMPORTANCE_MEASURES
-        else 0,
-        key="cnnvis_importance",
-        on_change=lambda: set_state("importance", st.session_state["cnnvis_importance"]),
+        "importance",
+        "mean",
         help="mean / max: average activation over the classes of interest (all when none); "
         "contribution: activation x gradient of the predicted class (Captum)",
     )
@@ -184,25 +183,21 @@ with st.container(border=True):
     )
     set_state("clusters", method if method != "kmeans" or not count else f"kmeans:{count}")
     edge_measures = MEASURES if steps else MEASURES[:1]
-    edges = row[3].selectbox(
+    edges = choice(
+        row[3],
         "Edge colour",
         edge_measures,
-        index=edge_measures.index(text_state("edges", "weight"))
-        if text_state("edges", "weight") in edge_measures
-        else 0,
-        key="cnnvis_edges",
-        on_change=lambda: set_state("edges", st.session_state["cnnvis_edges"]),
+        "edges",
+        "weight",
         help="weight: green positive, red negative, width = strength. gradient and relative change "
         "come from a recorded run's snapshots (pick a shipped run such as fashion_basecnn_hinge)",
     )
-    palette = row[4].selectbox(
+    palette = choice(
+        row[4],
         "Palette",
         list(PALETTES),
-        index=list(PALETTES).index(text_state("palette", "green / red"))
-        if text_state("palette", "green / red") in PALETTES
-        else 0,
-        key="cnnvis_palette",
-        on_change=lambda: set_state("palette", st.session_state["cnnvis_palette"]),
+        "palette",
+        "green / red",
         help="blue / orange is safe for the common colour blindnesses",
     )
     last = st.columns([1, 2, 2])
@@ -419,12 +414,12 @@ if run is not None and steps:
             width="stretch",
         )
 
-st.selectbox(
+choice(
+    st,
     "Compare with another model on the same images",
     compare_options,
-    index=compare_options.index(compare),
-    key="cnnvis_compare",
-    on_change=lambda: set_state("compare", st.session_state["cnnvis_compare"]),
+    "compare",
+    "none",
     help="Draws it beside this one, e.g. fashion_basecnn against fashion_basecnn_x0.25 or "
     "fashion_basecnn_shallow (CNNVis 7.2)",
 )

@@ -117,101 +117,28 @@ def test_a_model_without_labelled_images_explains_and_offers_the_fashion_model()
     assert at.session_state["model"] == "fashion_basecnn"
 
 
+def cnnvis_cli(out, *options: str) -> int:
+    model = ["--model", "fashion_basecnn_x0.25", "--data", SHIPPED_DATA]
+    return main(["cnnvis", *model, "--out", str(out), *options])
+
+
 def test_cli_writes_json_svg_and_png(tmp_path):
     out = tmp_path / "view.json"
-    assert (
-        main(
-            [
-                "cnnvis",
-                "--model",
-                "fashion_basecnn_x0.25",
-                "--data",
-                SHIPPED_DATA,
-                "--layers",
-                "features.conv4_3",
-                "--clusters",
-                "3",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert cnnvis_cli(out, "--layers", "features.conv4_3", "--clusters", "3") == 0
     data = json.loads(out.read_text())
     assert [g["id"] for g in data["groups"] if g["expanded"]] == ["g3"]
     assert all(len(layer["clusters"]) == 3 for layer in data["layers"])
-    assert data["bundles"] and {
-        "inputs",
-        "outputs",
-        "sign",
-        "strength",
-        "n_positive",
-        "n_negative",
-    } <= set(data["bundles"][0]["biclusters"][0])
+    fields = {"inputs", "outputs", "sign", "strength", "n_positive", "n_negative"}
+    assert data["bundles"] and fields <= set(data["bundles"][0]["biclusters"][0])
     svg = tmp_path / "view.svg"
-    assert (
-        main(
-            [
-                "cnnvis",
-                "--model",
-                "fashion_basecnn_x0.25",
-                "--data",
-                SHIPPED_DATA,
-                "--out",
-                str(svg),
-            ]
-        )
-        == 0
-    )
+    assert cnnvis_cli(svg) == 0
     assert svg.read_text().startswith("<svg") and "<image" in svg.read_text()
     png = tmp_path / "view.png"
-    assert (
-        main(
-            [
-                "cnnvis",
-                "--model",
-                "fashion_basecnn_x0.25",
-                "--data",
-                SHIPPED_DATA,
-                "--out",
-                str(png),
-                "--facet",
-                "activations",
-            ]
-        )
-        == 0
-    )
+    assert cnnvis_cli(png, "--facet", "activations") == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (
-        main(
-            [
-                "cnnvis",
-                "--model",
-                "fashion_basecnn_x0.25",
-                "--data",
-                SHIPPED_DATA,
-                "--out",
-                str(tmp_path / "x.gif"),
-            ]
-        )
-        == 2
-    )
-    assert (
-        main(
-            [
-                "cnnvis",
-                "--model",
-                "fashion_basecnn_x0.25",
-                "--data",
-                SHIPPED_DATA,
-                "--clusters",
-                "lots",
-                "--out",
-                str(out),
-            ]
-        )
-        == 2
-    )
+    assert cnnvis_cli(tmp_path / "x.gif") == 2
+    assert cnnvis_cli(out, "--clusters", "lots") == 2
+    assert cnnvis_cli(out, "--layers", "features.nope") == 2
 
 
 def test_comparison_draws_the_other_model_beside_with_the_same_groups():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,23 @@ def set_state(key: str, value: str) -> None:
 def split(value: str) -> list[str]:
     """The items of a comma-separated state value."""
     return [part for part in value.split(",") if part]
+
+
+def choice(
+    container, label: str, options: Sequence[str], state: str, default: str, **kwargs
+) -> str:
+    """A selectbox in `container` that edits the URL-backed string state `state` (a value not
+    among `options`, from an old bookmark, falls back to `default`)."""
+    wanted = text_state(state, default)
+    index = list(options).index(wanted if wanted in options else default)
+    return container.selectbox(
+        label,
+        options,
+        index=index,
+        key=f"cnnvis_{state}",
+        on_change=lambda: set_state(state, st.session_state[f"cnnvis_{state}"]),
+        **kwargs,
+    )
 
 
 def clicked(name: str) -> list[dict]:
