@@ -192,3 +192,16 @@ def chain_canvas_ink(page, timeout: float = 60_000) -> int:
             break
         time.sleep(0.2)
     return ink
+
+
+def require_chromium() -> None:
+    """Skip the calling test module when Chromium is missing, except in CI, where it is an error."""
+    import pytest
+
+    if Path(CHROMIUM).exists():
+        return
+    if os.environ.get("CI"):
+        raise RuntimeError("Chromium is missing: the README's test command installs it")
+    pytest.skip(
+        "Chromium is not installed (the README's test command installs it)", allow_module_level=True
+    )

@@ -9,19 +9,20 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from browser import CHROMIUM, app_server, browser_page, chain_canvas_ink, wait_for_app
+from browser import (
+    app_server,
+    browser_page,
+    chain_canvas_ink,
+    require_chromium,
+    wait_for_app,
+)
 from convlens.ui.navigation import PAGES
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 
 pytestmark = pytest.mark.browser
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("Chromium is missing: the README's test command installs it")
-    pytest.skip(
-        "Chromium is not installed (the README's test command installs it)", allow_module_level=True
-    )
+require_chromium()
 
 FIND_COLOUR = """([canvas, rgb]) => {
     const context = canvas.getContext('2d');

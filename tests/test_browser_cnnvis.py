@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from browser import CHROMIUM, app_server, browser_page, wait_for_app
+from browser import app_server, browser_page, require_chromium, wait_for_app
 from convlens.activations import SHIPPED_DATA, analyze
 from convlens.cnnvis.drawing import layout, neuron_marks
 from convlens.cnnvis.view import Options, build_view
@@ -23,12 +23,7 @@ VEGA_PADDING = 5
 
 pytestmark = pytest.mark.browser
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("Chromium is missing: the README's test command installs it")
-    pytest.skip(
-        "Chromium is not installed (the README's test command installs it)", allow_module_level=True
-    )
+require_chromium()
 
 
 def wait_for_picture(page):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_app_deepeyes import copy_run, land_snapshot
 
-from browser import CHROMIUM, app_server, browser_page, wait_for_app
+from browser import app_server, browser_page, require_chromium, wait_for_app
 from convlens.annotations import AnnotationStore
 from convlens.training import load_snapshot
 from convlens.weights import weights_fingerprint
@@ -21,12 +21,7 @@ SMALL = Path(__file__).resolve().parent.parent / "assets" / "runs" / "fashion_de
 
 pytestmark = pytest.mark.browser
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("Chromium is missing: the README's test command installs it")
-    pytest.skip(
-        "Chromium is not installed (the README's test command installs it)", allow_module_level=True
-    )
+require_chromium()
 
 
 def wait_for_text(page, text: str, timeout: float = 90_000) -> None:
