@@ -153,75 +153,84 @@ with st.container(border=True):
         ),
         help="Neurons that do not respond more to these classes than to the others fade out",
     )
-    row = st.columns([1, 1, 1, 1, 1])
-    importance = choice(
-        row[0],
-        "Importance (patch size)",
-        IMPORTANCE_MEASURES,
-        "importance",
-        "mean",
-        help="mean / max: average activation over the classes of interest (all when none); "
-        "contribution: activation x gradient of the predicted class (Captum)",
+    customised = any(
+        st.session_state.get(key) not in (None, "", default)
+        for key, default in (("importance", "mean"), ("clusters", "kmeans"), ("edges", "weight"))
     )
-    clusters_text = text_state("clusters", "kmeans")
-    method_name, _, count_text = clusters_text.partition(":")
-    method = row[1].selectbox(
-        "Clustering",
-        CLUSTER_METHODS,
-        index=CLUSTER_METHODS.index(method_name) if method_name in CLUSTER_METHODS else 0,
-        key="cnnvis_method",
-        help="K-Means with the number of clusters on the right (0: about sqrt(neurons / 2)), or "
-        "MeanShift, which finds the number itself",
+    more = st.expander(
+        "More: importance, clustering, edge colour, palette, weak edges, bundling",
+        expanded=customised,
     )
-    count = row[2].number_input(
-        "Clusters per layer",
-        min_value=0,
-        max_value=16,
-        value=int(count_text) if count_text.isdigit() else 0,
-        key="cnnvis_count",
-        disabled=method != "kmeans",
-    )
-    set_state("clusters", method if method != "kmeans" or not count else f"kmeans:{count}")
-    edge_measures = MEASURES if steps else MEASURES[:1]
-    edges = choice(
-        row[3],
-        "Edge colour",
-        edge_measures,
-        "edges",
-        "weight",
-        help="weight: green positive, red negative, width = strength. gradient and relative change "
-        "come from a recorded run's snapshots (pick a shipped run such as fashion_basecnn_hinge)",
-    )
-    palette = choice(
-        row[4],
-        "Palette",
-        list(PALETTES),
-        "palette",
-        "green / red",
-        help="blue / orange is safe for the common colour blindnesses",
-    )
-    last = st.columns([1, 2, 2])
-    weak = last[0].toggle(
-        "Weak edges",
-        value=text_state("weak", "0") == "1",
-        key="cnnvis_weak",
-        on_change=lambda: set_state("weak", "1" if st.session_state["cnnvis_weak"] else "0"),
-        help="Also draw, thin, the cluster-to-cluster edges no bicluster took",
-    )
-    threshold = last[1].slider(
-        "Bundle edges down to this share of the strongest",
-        0.5,
-        0.99,
-        THRESHOLD_SHARE,
-        0.01,
-        key="cnnvis_threshold",
-        help="Biclusters are mined until the strongest remaining cluster-to-cluster edge is weaker "
-        "than this; lower it to bundle more edges",
-    )
+    with more:
+        row = st.columns([1, 1, 1, 1, 1])
+        importance = choice(
+            row[0],
+            "Importance (patch size)",
+            IMPORTANCE_MEASURES,
+            "importance",
+            "mean",
+            help="mean / max: average activation over the classes of interest (all when none); "
+            "contribution: activation x gradient of the predicted class (Captum)",
+        )
+        clusters_text = text_state("clusters", "kmeans")
+        method_name, _, count_text = clusters_text.partition(":")
+        method = row[1].selectbox(
+            "Clustering",
+            CLUSTER_METHODS,
+            index=CLUSTER_METHODS.index(method_name) if method_name in CLUSTER_METHODS else 0,
+            key="cnnvis_method",
+            help="K-Means with the number of clusters on the right (0: about sqrt(neurons / 2)), or "
+            "MeanShift, which finds the number itself",
+        )
+        count = row[2].number_input(
+            "Clusters per layer",
+            min_value=0,
+            max_value=16,
+            value=int(count_text) if count_text.isdigit() else 0,
+            key="cnnvis_count",
+            disabled=method != "kmeans",
+        )
+        set_state("clusters", method if method != "kmeans" or not count else f"kmeans:{count}")
+        edge_measures = MEASURES if steps else MEASURES[:1]
+        edges = choice(
+            row[3],
+            "Edge colour",
+            edge_measures,
+            "edges",
+            "weight",
+            help="weight: green positive, red negative, width = strength. gradient and relative change "
+            "come from a recorded run's snapshots (pick a shipped run such as fashion_basecnn_hinge)",
+        )
+        palette = choice(
+            row[4],
+            "Palette",
+            list(PALETTES),
+            "palette",
+            "green / red",
+            help="blue / orange is safe for the common colour blindnesses",
+        )
+        last = st.columns([1, 2])
+        weak = last[0].toggle(
+            "Weak edges",
+            value=text_state("weak", "0") == "1",
+            key="cnnvis_weak",
+            on_change=lambda: set_state("weak", "1" if st.session_state["cnnvis_weak"] else "0"),
+            help="Also draw, thin, the cluster-to-cluster edges no bicluster took",
+        )
+        threshold = last[1].slider(
+            "Bundle edges down to this share of the strongest",
+            0.5,
+            0.99,
+            THRESHOLD_SHARE,
+            0.01,
+            key="cnnvis_threshold",
+            help="Biclusters are mined until the strongest remaining cluster-to-cluster edge is weaker "
+            "than this; lower it to bundle more edges",
+        )
     step = None
     if steps:
         wanted_step = text_state("step", str(steps[-1]))
-        step = last[2].select_slider(
+        step = st.select_slider(
             "Snapshot of the recorded run (edges)",
             options=steps,
             value=int(wanted_step)

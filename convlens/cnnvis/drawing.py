@@ -557,7 +557,7 @@ def draw(
     if len(patches):
         layers.append(
             alt.Chart(_inline(patches))
-            .mark_image(aspect=False, aria=False, cursor="pointer")
+            .mark_image(aspect=True, aria=False, cursor="pointer")
             .encode(
                 x=x,
                 x2="x2:Q",
