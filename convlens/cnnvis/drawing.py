@@ -310,23 +310,23 @@ def edge_marks(
             key = f"{pair}:{index}"
             colour = palette[0] if bicluster.sign > 0 else palette[1]
             width = 1 + 5 * bicluster.strength / bundles.strongest
-            debug = bundles.debug[index] if bundles.debug is not None else None
+            debug = bundles.debug[index] if bundles.debug is not None else np.nan
+            style = {
+                "colour": colour,
+                "width": width,
+                "opacity": 0.75,
+                "debug": debug,
+                "strength": round(bicluster.strength, 4),
+                "sign": "positive" if bicluster.sign > 0 else "negative",
+            }
             for cluster in bicluster.inputs:
                 box = geometry.clusters[(bundles.source, cluster)]
-                lines += _line(
-                    f"{key}:i{cluster}", box.right, box.middle, middle - BICLUSTER_WIDTH / 2, y
-                )
-                lines[-CURVE_POINTS:] = [
-                    r | _style(colour, width, debug, bicluster) for r in lines[-CURVE_POINTS:]
-                ]
+                end = middle - BICLUSTER_WIDTH / 2
+                lines += _line(f"{key}:i{cluster}", box.right, box.middle, end, y, style)
             for cluster in bicluster.outputs:
                 box = geometry.clusters[(bundles.target, cluster)]
-                lines += _line(
-                    f"{key}:o{cluster}", middle + BICLUSTER_WIDTH / 2, y, box.x, box.middle
-                )
-                lines[-CURVE_POINTS:] = [
-                    r | _style(colour, width, debug, bicluster) for r in lines[-CURVE_POINTS:]
-                ]
+                start = middle + BICLUSTER_WIDTH / 2
+                lines += _line(f"{key}:o{cluster}", start, y, box.x, box.middle, style)
             covered |= {(i, o) for i in bicluster.inputs for o in bicluster.outputs}
             edges = bicluster.n_positive + bicluster.n_negative
             green = height * bicluster.n_positive / max(edges, 1)
@@ -361,23 +361,13 @@ def _stacked(bundles: Bundles, geometry: Geometry) -> tuple[list, float]:
     return [(bundles.biclusters[i], placed[i]) for i in range(count)], height
 
 
-def _line(key: str, x0: float, y0: float, x1: float, y1: float) -> list[dict]:
+def _line(key: str, x0: float, y0: float, x1: float, y1: float, style: dict) -> list[dict]:
+    """The points of one curve, each carrying the curve's `style` columns."""
     xs, ys = _curve(x0, y0, x1, y1)
     return [
-        {"edge": key, "order": k, "x": float(a), "y": float(b)}
+        {"edge": key, "order": k, "x": float(a), "y": float(b)} | style
         for k, (a, b) in enumerate(zip(xs, ys, strict=True))
     ]
-
-
-def _style(colour: str, width: float, debug: float | None, bicluster) -> dict:
-    return {
-        "colour": colour,
-        "width": width,
-        "opacity": 0.75,
-        "debug": debug if debug is not None else np.nan,
-        "strength": round(bicluster.strength, 4),
-        "sign": "positive" if bicluster.sign > 0 else "negative",
-    }
 
 
 def _describe(bicluster, bundles: Bundles) -> str:
@@ -418,22 +408,16 @@ def _weak_lines(
                 geometry.clusters[(bundles.source, i)],
                 geometry.clusters[(bundles.target, o)],
             )
-            colour = palette[0] if positive >= -negative else palette[1]
-            rows = _line(
-                f"{pair}:weak:{i}:{o}", source.right, source.middle, target.x, target.middle
-            )
-            lines += [
-                r
-                | {
-                    "colour": colour,
-                    "width": 0.8,
-                    "opacity": 0.3,
-                    "debug": np.nan,
-                    "strength": round(strength, 4),
-                }
-                | {"sign": "weak"}
-                for r in rows
-            ]
+            style = {
+                "colour": palette[0] if positive >= -negative else palette[1],
+                "width": 0.8,
+                "opacity": 0.3,
+                "debug": np.nan,
+                "strength": round(strength, 4),
+                "sign": "weak",
+            }
+            key = f"{pair}:weak:{i}:{o}"
+            lines += _line(key, source.right, source.middle, target.x, target.middle, style)
     return lines
 
 
