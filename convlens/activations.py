@@ -17,7 +17,12 @@ linear layer; DESIGN.md, "Definitions to share"), `analyze` returns:
 The frequency needs each neuron's maximum over the whole data before it can count. The first pass
 keeps the values that exceed half of the running maximum (no others can count in the end) within a
 fixed budget of `CANDIDATE_BUDGET` values; when they do not fit, the shallowest layers give theirs
-up and are counted exactly in a second pass that stops after the deepest of them.
+up, with every layer before the deepest of those, and are counted exactly in a second pass that
+stops after that layer and also finds the positions of their top patches. No single pass can be
+exact in bounded memory: the last image may raise a maximum, and then every value between the old
+and the new half counts no more, so all of them must be at hand. A network whose activations often
+come near their maximum (EfficientNet-Lite0 on Fashion-MNIST: 10 to 40% of the values of its
+early layers are above half) therefore needs the second pass for nearly all its layers.
 
 Analyses are cached under ``convlens_home()/cache/activations/``: KEY.npz holds the arrays and
 KEY.json the metadata (written last, each through a temporary file and `os.replace`); KEY hashes
@@ -42,6 +47,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from torchvision import transforms as T
 
 from convlens.data import (
     SAMPLE_NAMES,
@@ -66,6 +72,8 @@ DATA_FORMS = "fashion-mnist:test, fashion-mnist:train, samples or an ImageFolder
 CANDIDATE_BUDGET = 4_000_000
 # Preprocessed inputs kept in the first pass for the second, which then need not read them again.
 INPUT_CACHE_BYTES = 32 << 20
+# Per-image results (maximum, mean term, best position per neuron) waiting to be merged.
+PENDING_BYTES = 8 << 20
 CACHE_FORMAT = 1
 
 Progress = Callable[[int, int], None]
@@ -271,31 +279,113 @@ def default_limit(model: LoadedModel) -> int | None:
     return None if tuple(model.input_size) == SMALL_INPUT else IMAGENET_LIMIT
 
 
-def default_batch_size(input_size: Sequence[int]) -> int:
-    """Return the batch size `analyze` uses by default: large for small images."""
-    return 256 if input_size[1] * input_size[2] <= 64 * 64 else 32
+def default_batch_size(input_size: Sequence[int], device: torch.device | str | None = None) -> int:
+    """Return the batch size `analyze` uses by default on `device` (the CPU when None): large for
+    small images; on the CPU smaller, as its speed falls once a layer's output outgrows the
+    caches and the allocator hands out fresh pages for every batch (EfficientNet-Lite0: 120
+    images a second in batches of 4, 35 in batches of 32)."""
+    small = input_size[1] * input_size[2] <= 64 * 64
+    if device is not None and torch.device(device).type != "cpu":
+        return 256 if small else 32
+    return 128 if small else 4
+
+
+class _Preprocess:
+    """A model's transform applied to a list of images at once, giving exactly the tensors that
+    applying it to each image and stacking would give.
+
+    A torchvision Compose that ends in ToTensor and Normalize (the registry's transforms) runs its
+    image steps per image and those two once on the stacked batch: on small images their few tensor
+    operations cost more per call than the work. With the steps that leave an image unchanged
+    skipped (`_leaves_unchanged`), Fashion-MNIST takes 8 instead of 41 us an image.
+    """
+
+    def __init__(self, transform: Callable):
+        self.transform = transform
+        self.head: Callable | None = None
+        steps = transform.transforms if isinstance(transform, T.Compose) else []
+        if len(steps) >= 2 and type(steps[-2]) is T.ToTensor and type(steps[-1]) is T.Normalize:
+            dtype = torch.get_default_dtype()
+            mean = torch.as_tensor(steps[-1].mean, dtype=dtype)
+            std = torch.as_tensor(steps[-1].std, dtype=dtype)
+            if mean.ndim <= 1 and std.ndim <= 1 and not (std == 0).any():
+                self.head = T.Compose(steps[:-2])
+                self.tail = T.Compose(steps[-2:])
+                self.mean = mean.view(-1, 1, 1) if mean.ndim == 1 else mean
+                self.std = std.view(-1, 1, 1) if std.ndim == 1 else std
+
+    def pictures(self, images: Sequence[Image.Image]) -> np.ndarray | torch.Tensor:
+        """Return the images after the image steps: stacked uint8 pixels (batch, H, W[, 3]) when
+        `tensor` can finish them, else the finished tensor."""
+        if self.head is None:
+            return torch.stack([self.transform(image) for image in images])
+        pictures = []
+        for picture in images:
+            for step in self.head.transforms:
+                if not _leaves_unchanged(step, picture):
+                    picture = step(picture)
+            pictures.append(picture)
+        kinds = {(p.mode, p.size) if isinstance(p, Image.Image) else None for p in pictures}
+        if len(kinds) != 1 or next(iter(kinds)) is None or next(iter(kinds))[0] not in ("L", "RGB"):
+            return torch.stack([self.tail(picture) for picture in pictures])
+        mode, (width, height) = next(iter(kinds))
+        shape = (len(pictures), height, width) + ((3,) if mode == "RGB" else ())
+        pixels = bytearray(b"".join([p.tobytes() for p in pictures]))  # writable, for torch
+        return np.frombuffer(pixels, np.uint8).reshape(shape)
+
+    def tensor(self, pictures: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Return the preprocessed batch from what `pictures` returned."""
+        if isinstance(pictures, torch.Tensor):
+            return pictures
+        # what ToTensor and Normalize do to one uint8 image, done to the stack: the same
+        # element-wise operations, so the same values to the last bit
+        batch = torch.from_numpy(pictures)
+        batch = batch[:, None] if batch.dim() == 3 else batch.permute(0, 3, 1, 2)
+        batch = batch.contiguous().to(torch.get_default_dtype()).div(255)
+        return batch.sub_(self.mean).div_(self.std)
+
+    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Return the preprocessed images, stacked."""
+        return self.tensor(self.pictures(images))
+
+
+def _leaves_unchanged(step: Callable, picture: object) -> bool:
+    """Whether the torchvision step `step` would return `picture` with the same pixels: a resize
+    or centre crop to the size the image already has (torchvision then returns the image, or a
+    crop of all of it). Skipping those saves most of the preprocessing of small images."""
+    if not isinstance(picture, Image.Image):
+        return False
+    width, height = picture.size
+    if type(step) is T.CenterCrop:
+        return tuple(step.size) == (height, width)
+    if type(step) is T.Resize and step.max_size is None:
+        size = step.size
+        if isinstance(size, int) or len(size) == 1:
+            return min(width, height) == (size if isinstance(size, int) else size[0])
+        return tuple(size) == (height, width)
+    return False
 
 
 def _batches(
     source: ImageSource,
     count: int,
     batch_size: int,
-    transform: Callable,
+    preprocess: _Preprocess,
     skip: Collection[int] = (),
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
-    """Yield (index of the first image, preprocessed images, labels) for the first `count` images,
-    leaving out the batches that start at an index in `skip`."""
+) -> Iterator[tuple[int, np.ndarray | torch.Tensor, torch.Tensor | None]]:
+    """Yield (index of the first image, `preprocess.pictures` of the images, labels) for the first
+    `count` images, leaving out the batches that start at an index in `skip`."""
     for start in range(0, count, batch_size):
         if start in skip:
             continue
         stop = min(start + batch_size, count)
-        images = torch.stack([transform(source.load(index)) for index in range(start, stop)])
+        pictures = preprocess.pictures([source.load(index) for index in range(start, stop)])
         labels = (
             torch.tensor(source.labels[start:stop], dtype=torch.long)
             if source.labels is not None
             else None
         )
-        yield start, images, labels
+        yield start, pictures, labels
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,27 +420,138 @@ def analysis_nodes(graph: LayerGraph, layers: Sequence[str] | None = None) -> li
 # Reducers
 
 
+class _Scratch:
+    """One reusable float buffer for the element-wise temporaries of the reducers: a fresh
+    tensor the size of a feature map per layer and batch would cost page faults each time."""
+
+    def __init__(self) -> None:
+        self.buffer = torch.empty(0)
+
+    def take(self, like: torch.Tensor) -> torch.Tensor:
+        """Return a float tensor shaped like `like`, on its device, with undefined contents."""
+        if self.buffer.numel() < like.numel() or self.buffer.device != like.device:
+            self.buffer = torch.empty(like.numel(), dtype=torch.float32, device=like.device)
+        return self.buffer[: like.numel()].view(like.shape)
+
+
+class _Summaries:
+    """What the reducers keep per neuron that is merged over images (the running maximum, the top
+    patches, the class sums), for the neurons of all layers side by side.
+
+    Each batch's per-image results of every layer (maximum and spatial mean per neuron, and the
+    best position of the rows that can still enter the top patches) wait in `pending` and are
+    merged every few batches, for all layers at once: one `topk` and one `index_add_` instead of
+    a dozen small operations per layer and batch.
+    """
+
+    def __init__(self, neurons: int, classes: int, top_k: int, device: torch.device):
+        self.neurons = neurons
+        self.top_k = top_k
+        self.device = device
+        self.max = torch.full((neurons,), -math.inf, device=device)
+        self.sums = torch.zeros(classes, neurons, dtype=torch.float64, device=device)
+        # the top patches as keys that order them by value, then by image (see _patch_keys)
+        self.top_key = torch.empty(neurons, 0, dtype=torch.long, device=device)
+        self.top_where = torch.empty(neurons, 0, dtype=torch.long, device=device)
+        # a row (image, neuron) enters the top patches only above its neuron's k-th best value
+        self.entry = torch.full((neurons,), -math.inf, device=device)
+        self.pending: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = []
+        self.pending_labels: list[torch.Tensor] = []
+        self.pending_images = 0
+        self.merged_images = 0
+        self.first_image = 0
+        self.batch: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self.where = torch.empty(0, neurons, dtype=torch.long, device=device)
+
+    def begin_batch(self, images: int) -> None:
+        """Start a batch of `images` images, to which every layer then `add`s its results."""
+        self.batch = {}
+        self.where = torch.zeros(images, self.neurons, dtype=torch.long, device=self.device)
+
+    def add(self, offset: int, best: torch.Tensor, per_image: torch.Tensor | None) -> None:
+        """Add a layer's (batch, neurons) maxima and class-mean terms of this batch; `offset`: the
+        index of its first neuron among all."""
+        self.batch[offset] = (best, per_image)
+
+    def end_batch(self, labels: torch.Tensor | None) -> None:
+        """Close the batch; merge when enough images wait."""
+        parts = [self.batch[offset] for offset in sorted(self.batch)]
+        best = torch.cat([best for best, _ in parts], dim=1)
+        if best.shape[1] != self.neurons:
+            raise ValueError("a layer to analyse did not run in the forward pass.")
+        per_image = None
+        if labels is not None:
+            per_image = torch.cat([terms for _, terms in parts], dim=1)
+            self.pending_labels.append(labels)
+        self.pending.append((best, per_image, self.where))
+        self.pending_images += best.shape[0]
+        self.batch = {}
+        # merge often while the entry bar is low, then seldom: a stale bar only lets a few more
+        # rows through, whose best position costs a pass over their maps
+        most = max(1, PENDING_BYTES // (16 * self.neurons))
+        if self.pending_images >= min(max(self.top_k, self.merged_images // 4), most):
+            self.flush()
+
+    def flush(self) -> None:
+        """Merge the pending batches into the maximum, the top patches and the class sums."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        best = torch.cat([entry[0] for entry in pending])
+        where = torch.cat([entry[2] for entry in pending])
+        images = best.shape[0]
+        index = torch.arange(self.first_image, self.first_image + images, device=self.device)
+        torch.maximum(self.max, best.amax(dim=0), out=self.max)
+        # a row below the entry bar never makes it: the k kept values are at least the bar, and
+        # on ties the earlier image (kept) goes first, so its placeholder position is never used
+        keys = torch.cat([self.top_key, _patch_keys(best.T, index)], dim=1)
+        self.top_key, order = torch.topk(keys, min(self.top_k, keys.shape[1]), dim=1)
+        self.top_where = torch.cat([self.top_where, where.T], dim=1).gather(1, order)
+        if self.top_key.shape[1] == self.top_k:
+            self.entry = _key_values(self.top_key[:, -1])
+        if self.pending_labels:
+            labels = torch.cat(self.pending_labels)
+            per_image = torch.cat([entry[1] for entry in pending])
+            self.sums.index_add_(0, labels, per_image.double())
+            self.pending_labels = []
+        self.first_image += images
+        self.merged_images += images
+        self.pending_images = 0
+
+
 class _LayerReducer:
-    """The running statistics of one layer; `update` sees each batch's activations once."""
+    """The running statistics of one layer; `update` sees each batch's activations once.
+
+    Per batch it reduces the maps to one value per image and neuron (maximum, and spatial mean for
+    the class means) and finds the best position only for the rows that can still enter the top
+    patches; `_Summaries` merges those over images. For the frequency it keeps the activations
+    above half of the running maximum, or counts them in a second pass (`count`).
+    """
 
     def __init__(
-        self, node: ChainNode, classes: int, top_k: int, reduce: str, device: torch.device
+        self,
+        node: ChainNode,
+        summaries: _Summaries,
+        offset: int,
+        reduce: str,
+        scratch: _Scratch,
     ):
         self.node = node
         self.neurons = node.output_shape[0]
         self.positions = math.prod(node.output_shape[1:]) if len(node.output_shape) == 3 else 1
-        self.top_k = top_k
+        self.summaries = summaries
+        self.span = slice(offset, offset + self.neurons)
         self.reduce = reduce
-        self.max = torch.full((self.neurons,), -math.inf, device=device)
-        self.sums = torch.zeros(classes, self.neurons, dtype=torch.float64, device=device)
-        self.top_value = torch.empty(self.neurons, 0, device=device)
-        self.top_where = torch.empty(self.neurons, 0, dtype=torch.long, device=device)
-        self.top_image = torch.empty(self.neurons, 0, dtype=torch.long, device=device)
+        self.scratch = scratch
+        self.max = summaries.max[self.span]  # a view: the summaries' merges update it too
         self.candidate_values: list[torch.Tensor] = []
-        self.candidate_channels: list[torch.Tensor] = []
+        # per chunk, the values' channels, or (channel, count) of consecutive runs of values
+        self.candidate_channels: list[torch.Tensor | tuple[torch.Tensor, torch.Tensor]] = []
         self.candidates = 0
         self.channel_dtype = torch.int16 if self.neurons < 2**15 else torch.int32
         self.recount: torch.Tensor | None = None  # counts of the second pass, once needed
+        # top patches whose position the second pass finds, by the first image of their batch
+        self.open_positions: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def _maps(self, output: torch.Tensor) -> torch.Tensor:
         if output.dim() not in (2, 4) or output.shape[1] != self.neurons:
@@ -360,57 +561,51 @@ class _LayerReducer:
             )
         return output.detach().reshape(output.shape[0], self.neurons, -1).float()
 
-    def update(
-        self, output: torch.Tensor, labels: torch.Tensor | None, first_image: int, limit: float
-    ) -> None:
+    def update(self, output: torch.Tensor, labels: torch.Tensor | None, limit: float) -> None:
         """Add one batch: `output` (batch, neurons[, H, W]) of the activation layer. `limit`: the
         most values this layer may keep for the frequency so far (see `_keep_within_budget`)."""
         maps = self._maps(output)
         best = maps.amax(dim=2)
-        torch.maximum(self.max, best.amax(dim=0), out=self.max)
+        per_image = None
         if labels is not None:
             per_image = best if self.reduce == "max" else maps.mean(dim=2)
-            self.sums.index_add_(0, labels, per_image.double())
-        self._merge_top(maps, best, first_image)
-        if self.recount is None:
-            self._keep_candidates(maps, limit)
+        self.summaries.add(self.span.start, best, per_image)
+        if self.recount is not None:
+            # the second pass finds the positions of the final top patches, far fewer rows
+            self.summaries.where[:, self.span] = -1
+        else:
+            self._best_positions(maps, best)
+            torch.maximum(self.max, best.amax(dim=0), out=self.max)
+            self._keep_candidates(maps, best, limit)
 
-    def _merge_top(self, maps: torch.Tensor, best: torch.Tensor, first_image: int) -> None:
-        kept, batch = self.top_value.shape[1], best.shape[0]
-        device = best.device
-        values = torch.cat([self.top_value, best.T], dim=1)
-        # a stable sort keeps the earlier image first among equal values
-        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, : self.top_k]
-        where = torch.cat(
-            [self.top_where, torch.zeros(self.neurons, batch, dtype=torch.long, device=device)],
-            dim=1,
-        ).gather(1, order)
-        # the best position of only the images that made it in (the first one on ties)
-        channel, slot = (order >= kept).nonzero(as_tuple=True)
-        where[channel, slot] = maps[order[channel, slot] - kept, channel].argmax(dim=1)
-        images = torch.arange(first_image, first_image + batch, device=device)
-        self.top_value = values.gather(1, order)
-        self.top_where = where
-        self.top_image = torch.cat(
-            [self.top_image, images.expand(self.neurons, batch)], dim=1
-        ).gather(1, order)
+    def _best_positions(self, maps: torch.Tensor, best: torch.Tensor) -> None:
+        """Write the best position of the rows above the entry bar into the summaries."""
+        image, neuron = torch.where(best > self.summaries.entry[self.span])
+        if image.numel() == 0:
+            return
+        where = self.summaries.where[:, self.span]
+        if 2 * image.numel() >= best.numel():
+            where.copy_(maps.argmax(dim=2))
+            return
+        rows = maps.reshape(-1, maps.shape[2]).index_select(0, image * self.neurons + neuron)
+        where.index_put_((image, neuron), rows.argmax(dim=1))
 
-    def _above_half(self, maps: torch.Tensor) -> torch.Tensor:
-        """Return the activations above half of their neuron's running maximum (bool, as maps)."""
-        return maps > (self.max / 2)[None, :, None]
-
-    def _keep_candidates(self, maps: torch.Tensor, limit: float) -> None:
-        above = self._above_half(maps)
-        if not self.candidate_values and int(torch.count_nonzero(above)) > limit:
+    def _keep_candidates(self, maps: torch.Tensor, best: torch.Tensor, limit: float) -> None:
+        """Keep the activations above half of the running maximum (no others can count in the
+        end) with their channels."""
+        found = _values_above(
+            maps, self.max / 2, best, self.scratch, None if self.candidate_values else limit
+        )
+        if found is None:
             self.give_up_candidates()  # hopeless from the first batch on: spare the extraction
             return
-        flat = above.reshape(-1).nonzero().squeeze(1)
-        if flat.numel() == 0:
+        values, channels, runs = found
+        if values.numel() == 0:
             return
-        channels = (flat // self.positions) % self.neurons
-        self.candidate_values.append(maps.reshape(-1)[flat])
-        self.candidate_channels.append(channels.to(self.channel_dtype))
-        self.candidates += flat.numel()
+        self.candidate_values.append(values)
+        channels = channels.to(self.channel_dtype)
+        self.candidate_channels.append(channels if runs is None else (channels, runs))
+        self.candidates += values.numel()
 
     def _chunks_above_half(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Take the kept chunks out one at a time, as (mask of the values above half of the
@@ -418,6 +613,8 @@ class _LayerReducer:
         half = self.max / 2
         while self.candidate_values:
             values, channels = self.candidate_values.pop(0), self.candidate_channels.pop(0)
+            if isinstance(channels, tuple):
+                channels = channels[0].repeat_interleave(channels[1].long())
             yield values > half[channels.long()], values, channels
 
     def prune(self) -> None:
@@ -432,39 +629,59 @@ class _LayerReducer:
     def give_up_candidates(self) -> None:
         """Leave this layer's frequency to the second pass."""
         self.candidate_values, self.candidate_channels, self.candidates = [], [], 0
-        self.recount = torch.zeros(self.neurons, dtype=torch.long, device=self.max.device)
+        self.recount = torch.zeros(self.neurons, dtype=torch.float64, device=self.max.device)
 
-    def count(self, output: torch.Tensor) -> None:
-        """Second pass: count the positions above half of the final maximum."""
-        self.recount += _count_per_channel(self._above_half(self._maps(output)))
+    def plan_positions(self, batch_size: int) -> None:
+        """Before the second pass: note the top patches whose position the first pass left open,
+        by the batch that holds their image."""
+        where = self.summaries.top_where[self.span]
+        neuron, slot = torch.where(where < 0)
+        image = _key_images(self.summaries.top_key[self.span][neuron, slot])
+        self.open_positions = {}
+        for start in sorted(set((image // batch_size * batch_size).tolist())):
+            inside = (image >= start) & (image < start + batch_size)
+            self.open_positions[start] = (image[inside] - start, neuron[inside], slot[inside])
+
+    def count(self, output: torch.Tensor, first_image: int) -> None:
+        """Second pass: count the positions above half of the final maximum, and find the open
+        positions of top patches on this batch (which starts at image `first_image`)."""
+        maps = self._maps(output)
+        self.recount += _count_above(maps, self.max / 2, self.scratch)
+        if first_image in self.open_positions:
+            image, neuron, slot = self.open_positions.pop(first_image)
+            rows = maps.reshape(-1, maps.shape[2]).index_select(0, image * self.neurons + neuron)
+            self.summaries.top_where[self.span].index_put_((neuron, slot), rows.argmax(dim=1))
 
     def frequency(self, images: int) -> np.ndarray:
         """Return the share of (image, position) patches above half of the maximum; this takes
         the kept values out."""
         counts = self.recount
         if counts is None:
-            counts = torch.zeros(self.neurons, dtype=torch.long, device=self.max.device)
+            counts = torch.zeros(self.neurons, dtype=torch.float64, device=self.max.device)
             for keep, _, channels in self._chunks_above_half():
-                counts += torch.bincount(channels[keep].long(), minlength=self.neurons)
+                counts.index_add_(0, channels.long(), keep.double())
         return counts.cpu().numpy().astype(np.float64) / (images * self.positions)
 
     def result(
         self, graph: LayerGraph, labels: np.ndarray | None, class_counts: np.ndarray, images: int
     ) -> LayerStats:
-        """Return the layer's statistics; `labels` of every image of the source, or None."""
+        """Return the layer's statistics (after `_Summaries.flush`); `labels` of every image of
+        the source, or None."""
+        summaries = self.summaries
         with np.errstate(invalid="ignore", divide="ignore"):
-            per_class = self.sums.cpu().numpy() / class_counts[:, None]
+            per_class = summaries.sums[:, self.span].cpu().numpy() / class_counts[:, None]
         per_class[class_counts == 0] = np.nan
-        image = self.top_image.cpu().numpy()
+        keys = summaries.top_key[self.span]
+        image = _key_images(keys).cpu().numpy()
         width = self.node.output_shape[2] if len(self.node.output_shape) == 3 else 1
-        y, x = np.divmod(self.top_where.cpu().numpy(), width)
+        y, x = np.divmod(summaries.top_where[self.span].cpu().numpy(), width)
         return LayerStats(
             id=self.node.id,
             activation_layer=self.node.activation_layer,
             type=self.node.type,
             neurons=self.neurons,
             per_class_mean=per_class,
-            max=self.max.cpu().numpy(),
+            max=self.max.cpu().numpy().copy(),
             frequency=self.frequency(images),
             top_patches=TopPatches(
                 image=image,
@@ -473,10 +690,105 @@ class _LayerReducer:
                 else np.full_like(image, -1),
                 y=y,
                 x=x,
-                value=self.top_value.cpu().numpy(),
+                value=_key_values(keys).cpu().numpy(),
                 box=field_boxes(graph, self.node.activation_layer, y, x),
             ),
         )
+
+
+_IMAGE_BITS = 32
+
+
+def _patch_keys(values: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Return int64 keys that order (value, image) pairs as the top patches rank them: by value,
+    larger first, then by image, earlier first. `values` float32 (..., n), `images` (n,).
+
+    The float's bits, flipped for negative numbers, order like the floats; -0.0 becomes 0.0 first
+    so that the two zeros tie, as they compare. `torch.topk` on these keys is then exact and
+    deterministic, where a sort of the values would need to be stable and is several times slower.
+    """
+    bits = (values + 0.0).view(torch.int32)
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()
+    return (ordered << _IMAGE_BITS) + ((1 << _IMAGE_BITS) - 1 - images)
+
+
+def _key_values(keys: torch.Tensor) -> torch.Tensor:
+    """Return the float32 values of `_patch_keys` keys."""
+    ordered = (keys >> _IMAGE_BITS).int()
+    return torch.where(ordered < 0, ordered ^ 0x7FFFFFFF, ordered).view(torch.float32)
+
+
+def _key_images(keys: torch.Tensor) -> torch.Tensor:
+    """Return the image indices of `_patch_keys` keys."""
+    return (1 << _IMAGE_BITS) - 1 - (keys & ((1 << _IMAGE_BITS) - 1))
+
+
+_GROUP_VIEWS = {8: torch.int64, 4: torch.int32, 2: torch.int16}
+
+
+def _values_above(
+    maps: torch.Tensor,
+    threshold: torch.Tensor,
+    best: torch.Tensor,
+    scratch: _Scratch,
+    limit: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+    """Return the values of `maps` (batch, channels, positions) above `threshold` (channels,)
+    and their channels, as (values, channels, None), or as (values, channels, runs) where the
+    first runs[0] values have channel channels[0], the next runs[1] channels[1], and so on;
+    `best` (batch, channels) is the maximum of each map. None when more than `limit` are above.
+
+    `nonzero` over a mask costs more than the rest of the reducers together, so it sees as little
+    as it can: only the maps whose maximum is above (when they are fewer than half), and the mask
+    read as int64, eight flags at once. When eight divides the map size no group of eight
+    straddles two maps, so only the groups with a value above are opened and each has one channel
+    (likewise four and two; else the groups of eight are opened flag by flag).
+    """
+    batch, channels, positions = maps.shape
+    chosen = (best > threshold).view(-1).nonzero().squeeze(1)
+    if chosen.numel() == 0:
+        return maps.new_empty(0), chosen, None
+    if 2 * chosen.numel() < best.numel():
+        rows = maps.reshape(-1, positions).index_select(0, chosen)
+        row_channel = chosen % channels
+        above = torch.gt(rows, threshold[row_channel].unsqueeze(1), out=scratch.take(rows))
+    else:
+        rows, row_channel = maps, None  # row r of maps.view(-1, positions) has channel r % C
+        above = torch.gt(maps, threshold.unsqueeze(1), out=scratch.take(maps))
+    above = above.bool().view(-1)
+    if limit is not None and int(torch.count_nonzero(above)) > limit:
+        return None
+
+    def channel_of(row: torch.Tensor) -> torch.Tensor:
+        return row % channels if row_channel is None else row_channel[row]
+
+    size = next((size for size in _GROUP_VIEWS if positions % size == 0), 1)
+    if size == 1:
+        whole = above.numel() - above.numel() % 8
+        groups = above[:whole].view(torch.int64).nonzero().squeeze(1)
+        inside = above[:whole].view(-1, 8).index_select(0, groups).view(-1).nonzero().squeeze(1)
+        where = groups[inside // 8] * 8 + inside % 8
+        if whole < above.numel():
+            where = torch.cat([where, whole + above[whole:].nonzero().squeeze(1)])
+        return rows.reshape(-1)[where], channel_of(where // positions), None
+    groups = above.view(_GROUP_VIEWS[size]).nonzero().squeeze(1)
+    flags = above.view(-1, size).index_select(0, groups)
+    values = rows.reshape(-1, size).index_select(0, groups)[flags]
+    owner = channel_of(groups // (positions // size))
+    return values, owner, flags.view(torch.uint8).sum(dim=1, dtype=torch.uint8)
+
+
+def _count_above(maps: torch.Tensor, threshold: torch.Tensor, scratch: _Scratch) -> torch.Tensor:
+    """Return the number of values of `maps` (batch, channels, positions) above `threshold`
+    (channels,) per channel, as float64.
+
+    A comparison written as floats (1.0 or 0.0) and summed is several times faster on the CPU than
+    one written as bools, and exact: each row's sum is an integer below 2**24.
+    """
+    if maps.shape[2] >= 2**24:
+        return _count_per_channel(maps > threshold[None, :, None]).double()
+    above = torch.gt(maps, threshold[None, :, None], out=scratch.take(maps))
+    return above.sum(dim=2).sum(dim=0, dtype=torch.float64)
 
 
 def _count_per_channel(above: torch.Tensor) -> torch.Tensor:
@@ -516,21 +828,27 @@ def _keep_within_budget(reducers: list[_LayerReducer], budget: int, seen: int, i
 
     Projects each layer's count to all `images` as if the rest were like the `seen` ones (an
     overestimate: the threshold only rises); when the total is over budget, prunes, and if it
-    still is, the shallowest layers give theirs up (their second pass is the cheapest). A
-    large network gives most of them up after its first batch, before collecting in vain.
+    still is, the shallowest layers give theirs up (their second pass is the cheapest), and with
+    them every layer before the deepest that did. A large network gives most of them up after its
+    first batch, before collecting in vain.
     """
 
     def projected() -> float:
         return sum(r.candidates for r in reducers) * images / seen
 
-    if projected() <= budget:
-        return
-    for reducer in reducers:
-        reducer.prune()
-    for reducer in reducers:
-        if projected() <= budget:
-            break
-        if reducer.candidates:
+    if projected() > budget:
+        for reducer in reducers:
+            reducer.prune()
+        for reducer in reducers:
+            if projected() <= budget:
+                break
+            if reducer.candidates:
+                reducer.give_up_candidates()
+    # the second pass runs every layer up to the deepest it counts: counting the shallower ones
+    # there costs one comparison, less than keeping their values
+    deepest = max((i for i, r in enumerate(reducers) if r.recount is not None), default=-1)
+    for reducer in reducers[:deepest]:
+        if reducer.recount is None:
             reducer.give_up_candidates()
 
 
@@ -634,7 +952,7 @@ def _plan(
         images=images,
         top_k=top_k,
         reduce=reduce,
-        batch_size=batch_size or default_batch_size(model.input_size),
+        batch_size=batch_size or default_batch_size(model.input_size, model.device),
     )
 
 
@@ -651,11 +969,16 @@ def _compute(plan: _Plan, progress: Progress | None, budget: int) -> Analysis:
     module.eval()
     try:
         with torch.inference_mode():
+            scratch = _Scratch()
+            neurons = [node.output_shape[0] for node in plan.nodes]
+            summaries = _Summaries(sum(neurons), classes, plan.top_k, plan.model.device)
+            offsets = np.cumsum([0, *neurons])
             reducers = [
-                _LayerReducer(node, classes, plan.top_k, plan.reduce, plan.model.device)
-                for node in plan.nodes
+                _LayerReducer(node, summaries, int(offset), plan.reduce, scratch)
+                for node, offset in zip(plan.nodes, offsets[:-1], strict=True)
             ]
-            kept = _first_pass(plan, reducers, budget, progress)
+            kept = _first_pass(plan, summaries, reducers, budget, progress)
+            summaries.flush()  # the second pass needs the final maxima
             recount = [r for r in reducers if r.recount is not None]
             if recount:
                 _second_pass(plan, recount, kept, progress)
@@ -675,34 +998,43 @@ def _compute(plan: _Plan, progress: Progress | None, budget: int) -> Analysis:
 
 
 def _first_pass(
-    plan: _Plan, reducers: list[_LayerReducer], budget: int, progress: Progress | None
-) -> dict[int, torch.Tensor]:
-    """Feed every batch to the reducers. Once a second pass is certain, keep the preprocessed
-    batches that fit in INPUT_CACHE_BYTES for it; return them by the index of their first image."""
+    plan: _Plan,
+    summaries: _Summaries,
+    reducers: list[_LayerReducer],
+    budget: int,
+    progress: Progress | None,
+) -> dict[int, np.ndarray | torch.Tensor]:
+    """Feed every batch to the reducers. Once a second pass is certain, keep the batches' pictures
+    (uint8 pixels, a quarter of the input tensors) that fit in INPUT_CACHE_BYTES for it; return
+    them by the index of their first image."""
     module, device = plan.model.module, plan.model.device
+    preprocess = _Preprocess(plan.model.transform)
     batch: dict[str, object] = {}
-    kept: dict[int, torch.Tensor] = {}
+    kept: dict[int, np.ndarray | torch.Tensor] = {}
     kept_bytes = 0
     total = plan.images
 
     def visit(reducer: _LayerReducer, output: torch.Tensor) -> None:
-        reducer.update(output, batch["labels"], batch["start"], batch["limit"])
+        reducer.update(output, batch["labels"], batch["limit"])
 
     targets = {r.node.activation_layer: r for r in reducers}
     with _hooked(module, targets, visit):
-        for start, images, labels in _batches(
-            plan.source, plan.images, plan.batch_size, plan.model.transform
+        for start, pictures, labels in _batches(
+            plan.source, plan.images, plan.batch_size, preprocess
         ):
-            images = images.to(device)
+            images = preprocess.tensor(pictures).to(device)
             batch.update(
                 start=start,
                 labels=labels.to(device) if labels is not None else None,
                 limit=budget * (start + len(images)) / plan.images,
             )
-            if total > plan.images and kept_bytes + images.nbytes <= INPUT_CACHE_BYTES:
-                kept[start] = images.clone()  # a model may change its input in place
-                kept_bytes += images.nbytes
+            if total > plan.images and kept_bytes + pictures.nbytes <= INPUT_CACHE_BYTES:
+                # a model may change its input tensor in place
+                kept[start] = pictures.clone() if isinstance(pictures, torch.Tensor) else pictures
+                kept_bytes += pictures.nbytes
+            summaries.begin_batch(len(images))
             module(images)
+            summaries.end_batch(batch["labels"])
             _keep_within_budget(reducers, budget, start + len(images), plan.images)
             if any(r.recount is not None for r in reducers):
                 total = 2 * plan.images
@@ -714,24 +1046,31 @@ def _first_pass(
 def _second_pass(
     plan: _Plan,
     reducers: list[_LayerReducer],
-    kept: dict[int, torch.Tensor],
+    kept: dict[int, np.ndarray | torch.Tensor],
     progress: Progress | None,
 ) -> None:
-    """Count each reducer's activations above half of its final maximum; every forward pass stops
-    after the last of these layers has run."""
+    """Count each reducer's activations above half of its final maximum, and find the positions
+    of its top patches that the first pass left to it; every forward pass stops after the last of
+    these layers has run."""
     module, device = plan.model.module, plan.model.device
+    preprocess = _Preprocess(plan.model.transform)
     left: set[_LayerReducer] = set()
     done = plan.images
+    first_image = 0
+    for reducer in reducers:
+        reducer.plan_positions(plan.batch_size)
 
     def visit(reducer: _LayerReducer, output: torch.Tensor) -> None:
-        reducer.count(output)
+        reducer.count(output, first_image)
         left.discard(reducer)
         if not left:
             raise _EnoughLayers
 
-    def count(images: torch.Tensor) -> None:
-        nonlocal done
+    def count(start: int, pictures: np.ndarray | torch.Tensor) -> None:
+        nonlocal done, first_image
+        images = preprocess.tensor(pictures).to(device)
         left.update(reducers)
+        first_image = start
         with suppress(_EnoughLayers):
             module(images)
         done += len(images)
@@ -741,11 +1080,12 @@ def _second_pass(
     with _hooked(module, {r.node.activation_layer: r for r in reducers}, visit):
         starts = set(kept)
         while kept:  # each kept batch goes as soon as it is counted
-            count(kept.pop(next(iter(kept))))
-        for _, images, _ in _batches(
-            plan.source, plan.images, plan.batch_size, plan.model.transform, skip=starts
+            start = next(iter(kept))
+            count(start, kept.pop(start))
+        for start, pictures, _ in _batches(
+            plan.source, plan.images, plan.batch_size, preprocess, skip=starts
         ):
-            count(images.to(device))
+            count(start, pictures)
 
 
 # --------------------------------------------------------------------------------------------

@@ -92,8 +92,11 @@ def tiny_model(name: str = "tiny", inplace: bool = False, channels: int = 1) -> 
 # --- brute force --------------------------------------------------------------------------------
 
 
-def all_activations(model: LoadedModel, inputs: torch.Tensor) -> dict[str, np.ndarray]:
-    """Every activation of every chain node at once, (images, neurons, H, W), in batches of BATCH."""
+def all_activations(
+    model: LoadedModel, inputs: torch.Tensor, batch: int = BATCH
+) -> dict[str, np.ndarray]:
+    """Every activation of every chain node at once, (images, neurons, H, W), in batches of
+    `batch` (a convolution's last bits can depend on the batch size)."""
     found: dict[str, list[np.ndarray]] = {layer: [] for layer in LAYERS}
     handles = []
     for layer, activation in LAYERS.items():
@@ -104,8 +107,8 @@ def all_activations(model: LoadedModel, inputs: torch.Tensor) -> dict[str, np.nd
         handles.append(model.module.get_submodule(activation).register_forward_hook(keep))
     try:
         with torch.no_grad():
-            for start in range(0, len(inputs), BATCH):
-                model.module(inputs[start : start + BATCH])
+            for start in range(0, len(inputs), batch):
+                model.module(inputs[start : start + batch])
     finally:
         for handle in handles:
             handle.remove()
@@ -250,6 +253,95 @@ def test_per_channel_counts_on_small_and_large_maps(positions: int):
     above = torch.rand(3, 5, positions, generator=torch.Generator().manual_seed(positions)) > 0.7
     expected = [int(above[:, c].sum()) for c in range(5)]
     assert activations._count_per_channel(above).tolist() == expected
+
+
+@pytest.mark.parametrize("batch_size", [1, 7])
+@pytest.mark.parametrize("budget", [0, 10**9])
+def test_any_batch_size_and_more_patches_than_images(
+    monkeypatch, batch_size, budget, fashion_inputs
+):
+    """Merges of the top patches every few batches, with a stale entry bar, and positions left to
+    the second pass give what brute force gives, also when top_k exceeds the images."""
+    monkeypatch.setattr(activations, "CANDIDATE_BUDGET", budget)
+    model = tiny_model()
+    inputs, labels = fashion_inputs
+    images = 40
+    analysis = analyze(
+        model,
+        "fashion-mnist:test",
+        limit=images,
+        top_k=50,
+        reduce="max",
+        batch_size=batch_size,
+        cache=False,
+    )
+    acts = all_activations(model, inputs[:images], batch_size)
+    assert_matches(analysis, acts, labels[:images], 10, 50, "max")
+    assert analysis.layer("features.conv1").top_patches.image.shape == (4, images)
+
+
+@pytest.mark.parametrize("positions", [1, 9, 13, 49, 64, 98, 100])
+@pytest.mark.parametrize("share", [0.02, 0.6])
+def test_values_above_equal_a_mask(positions: int, share: float):
+    """Whatever the map size (groups of 8, 4, 2 flags, or flag by flag) and however many maps
+    hold a value above (a subset of them, or all), the values above come out in order."""
+    generator = torch.Generator().manual_seed(positions)
+    maps = torch.randn(5, 3, positions, generator=generator)
+    threshold = torch.quantile(maps.transpose(0, 1).reshape(3, -1), 1 - share, dim=1)
+    above = maps > threshold[None, :, None]
+    expected_channels = torch.arange(3)[None, :, None].expand_as(maps)[above]
+    values, channels, runs = activations._values_above(
+        maps, threshold, maps.amax(dim=2), activations._Scratch()
+    )
+    if runs is not None:
+        channels = channels.repeat_interleave(runs.long())
+    assert torch.equal(values, maps[above])
+    assert torch.equal(channels.long(), expected_channels)
+    count = int(above.sum())
+    found = activations._values_above(
+        maps, threshold, maps.amax(dim=2), activations._Scratch(), limit=count - 1
+    )
+    assert (found is None) == (count > 0)
+
+
+def test_patch_keys_rank_by_value_then_earlier_image():
+    values = torch.tensor([[0.0, -0.0, 2.5, -1.0, 2.5, float("inf"), -3.0, 1e-30]])
+    images = torch.tensor([4, 1, 7, 2, 3, 5, 0, 6])
+    keys = activations._patch_keys(values, images)
+    order = torch.topk(keys, 8, dim=1).indices[0].tolist()
+    ranked = sorted(range(8), key=lambda i: (-float(values[0, i]), int(images[i])))
+    assert order == ranked
+    assert torch.equal(activations._key_values(keys), values + 0.0)
+    assert torch.equal(activations._key_images(keys), images[None])
+
+
+def test_batched_preprocessing_equals_the_transform_of_each_image(tmp_path: Path):
+    """The registry's transforms run once on a stacked batch give the same tensors to the last
+    bit, for grey and colour models, images of the model's size and of others."""
+    data = fashion_mnist("test")
+    fashion = [Image.fromarray(data.images[i]) for i in range(50)]
+    photos = [
+        Image.fromarray(np.asarray(data.images[i])).convert("RGB").resize(size)
+        for i, size in enumerate([(40, 30)] * 3 + [(30, 40)] * 2)
+    ]
+    for model, images in (
+        (tiny_model(), fashion),
+        (tiny_model(channels=3), fashion),
+        (tiny_model(channels=3), photos),
+        (tiny_model(channels=3), photos[:3]),
+    ):
+        per_image = torch.stack([model.transform(image) for image in images])
+        batched = activations._Preprocess(model.transform)(images)
+        assert batched.dtype == per_image.dtype and torch.equal(batched, per_image)
+    plain = activations._Preprocess(lambda image: torch.zeros(2))(fashion[:3])
+    assert torch.equal(plain, torch.zeros(3, 2))
+
+
+def test_default_batch_sizes():
+    assert activations.default_batch_size((1, 28, 28)) == 128
+    assert activations.default_batch_size((3, 224, 224)) == 4
+    assert activations.default_batch_size((3, 224, 224), "cuda") == 32
+    assert activations.default_batch_size((1, 28, 28), torch.device("cuda")) == 256
 
 
 def test_a_class_without_images_is_nan(tmp_path: Path):
