@@ -12,19 +12,21 @@ import vl_convert
 from convlens.activations import SHIPPED_DATA, open_source
 from convlens.cnnvis.debugging import (
     MEASURES,
-    run_layer_averages,
     snapshot_edge_weights,
     with_debug,
 )
-from convlens.cnnvis.drawing import FACETS, PALETTES, PICTURE_WIDTH, draw, patch_images
+from convlens.cnnvis.drawing import FACETS, PALETTES, PICTURE_WIDTH, draw
 from convlens.cnnvis.pipeline import CLUSTER_METHODS, IMPORTANCE_MEASURES
 from convlens.cnnvis.view import THRESHOLD_SHARE, Options, build_view, default_groups, quality_flags
 from convlens.data import ImageSourceError
 from convlens.models import list_models
-from convlens.training import list_snapshots, read_stats
+from convlens.training import list_snapshots
 from convlens.ui.cache import cached_graph, cached_model, model_lock
 from convlens.ui.cnnvis import (
     cached_contributions,
+    cached_layer_averages,
+    cached_patch_images,
+    cached_stats,
     choice,
     clicked,
     flags_table,
@@ -273,7 +275,7 @@ given = (
     if importance == "contribution" and shown_nodes
     else None
 )
-stats = read_stats(run, step) if step is not None else {}
+stats = cached_stats(str(run), step) if step is not None else {}
 try:
     view = build_view(
         selection.model_name,
@@ -304,7 +306,7 @@ drawing = {
 }
 chart = draw(
     view,
-    patch_images(source.load, model.transform),
+    cached_patch_images(key, data),
     debug_title=edges if edges != "weight" else None,
     highlight=outlined(flags, "cnnvis_flags"),
     **drawing,
@@ -339,7 +341,7 @@ def comparison(name: str) -> None:
     )
     other_view = build_view(name, other.module, other_graph, other_analysis, other_options)
     st.markdown(f"**{name}** — the same layer groups expanded")
-    st.altair_chart(draw(other_view, patch_images(source.load, other.transform), **drawing))
+    st.altair_chart(draw(other_view, cached_patch_images(other_key, data), **drawing))
     with st.expander(f"Quality flags of {name}"):
         flags_table(quality_flags(other_view), None)
 
@@ -387,7 +389,8 @@ with st.expander(
     flags_table(flags, "cnnvis_flags")
 
 if run is not None and steps:
-    averages = run_layer_averages(run, graph, [s.id for s in analysis.layers], edges)
+    nodes = tuple(s.id for s in analysis.layers)
+    averages = cached_layer_averages(key, str(run), nodes, edges)
     if averages:
         frame = pd.DataFrame([a.__dict__ for a in averages])
         frame["current"] = frame["step"] == step

@@ -15,6 +15,7 @@ import torch
 from sklearn.cluster import KMeans, MeanShift, estimate_bandwidth
 from torch import nn
 
+from convlens.cnnvis.ordering import cosine_similarity as row_cosine_similarity
 from convlens.graph import LayerGraph
 from convlens.weights import edge_matrix
 
@@ -217,15 +218,9 @@ def redundant_groups(
 
 
 def cosine_similarity(vectors: np.ndarray) -> np.ndarray:
-    """The (n, n) cosine similarity of the rows, clipped at 0; a zero row is 0 with every row."""
-    lengths = np.linalg.norm(vectors, axis=1)
-    unit = np.divide(
-        vectors,
-        lengths[:, None],
-        out=np.zeros_like(vectors, dtype=np.float64),
-        where=lengths[:, None] > 0,
-    )
-    return np.clip(unit @ unit.T, 0.0, None)
+    """The (n, n) cosine similarity of the rows, clipped at 0 (a graph's edge weights); a zero
+    row is 0 with every row."""
+    return np.clip(row_cosine_similarity(vectors), 0.0, None)
 
 
 def layer_edges(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +12,13 @@ import torch
 
 from convlens.activations import open_source
 from convlens.attribution import readout_layer
+from convlens.cnnvis.debugging import LayerAverage, run_layer_averages
+from convlens.cnnvis.drawing import patch_images
 from convlens.cnnvis.pipeline import contribution
-from convlens.cnnvis.view import QualityFlag
+from convlens.cnnvis.view import LayerView, QualityFlag
 from convlens.models import RUN_PREFIX
 from convlens.runs import find_run
+from convlens.training import read_stats
 from convlens.ui.cache import cached_graph, cached_model, model_lock
 from convlens.ui.state import write_to_url
 
@@ -100,6 +103,29 @@ def cached_contributions(
             node: contribution(model.module, batch, readout_layer(graph, graph.node(node)))
             for node in nodes
         }
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_stats(run_path: str, step: int) -> dict[str, np.ndarray]:
+    """The debugging statistics of one snapshot of a recorded run."""
+    return read_stats(run_path, step)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_layer_averages(
+    model_key: tuple[str, str | None, str], run_path: str, nodes: tuple[str, ...], measure: str
+) -> list[LayerAverage]:
+    """`run_layer_averages` over every snapshot of a run (read once, not on every rerun)."""
+    return run_layer_averages(run_path, cached_graph(*model_key), nodes, measure)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def cached_patch_images(
+    model_key: tuple[str, str | None, str], data: str
+) -> Callable[[LayerView, int, int], str]:
+    """The picture's patch function for a model and a data source, kept with its memo of encoded
+    patches across reruns and sessions."""
+    return patch_images(open_source(data).load, cached_model(*model_key).transform)
 
 
 def flags_table(flags: list[QualityFlag], key: str | None) -> None:
