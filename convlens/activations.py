@@ -9,20 +9,22 @@ linear layer; DESIGN.md, "Definitions to share"), `analyze` returns:
 - ``per_class_mean``: CNNVis eq. 1, the mean over the images of each class of the neuron's
   activation on an image, the spatial mean of its map (``reduce="mean"``) or maximum ("max");
 - ``max``: the largest activation at any image and position;
-- ``frequency`` (DeepEyes): the share of (image, position) patches on which the activation
-  exceeds half of that neuron's ``max``;
+- ``frequency`` (DeepEyes, DESIGN.md): the share of the layer's sampled patches on which the
+  activation exceeds half of that neuron's ``max``; ``frequency_patches`` says how many;
 - ``top_patches``: the k images on which the neuron responds most, each at its best position, with
   the receptive field of that position in input pixels.
 
-The frequency needs each neuron's maximum over the whole data before it can count. The first pass
-keeps the values that exceed half of the running maximum (no others can count in the end) within a
-fixed budget of `CANDIDATE_BUDGET` values; when they do not fit, the shallowest layers give theirs
-up, with every layer before the deepest of those, and are counted exactly in a second pass that
-stops after that layer and also finds the positions of their top patches. No single pass can be
-exact in bounded memory: the last image may raise a maximum, and then every value between the old
-and the new half counts no more, so all of them must be at hand. A network whose activations often
-come near their maximum (EfficientNet-Lite0 on Fashion-MNIST: 10 to 40% of the values of its
-early layers are above half) therefore needs the second pass for nearly all its layers.
+The frequency needs each neuron's maximum over the whole data before it can count, and no single
+pass can count exactly over all patches in bounded memory: the last image may raise a maximum, and
+then every value between the old and the new half counts no more, so all of them must be at hand.
+A network whose activations often come near their maximum (EfficientNet-Lite0 on Fashion-MNIST:
+10 to 40% of the values of its early layers are above half) would need a second forward pass over
+all the data. The frequency is therefore counted, as DESIGN.md defines it, on sampled patches: up
+to `FREQUENCY_PATCHES` (image, position) pairs per layer drawn in advance without replacement, as
+the training probe samples them (`frequency_sample`; all of them when the layer has no more). The
+single pass keeps every neuron's activation at those patches and counts them against half of the
+final, exact maximum at the end: the count is exact, the sample is fixed, and the memory is
+`FREQUENCY_PATCHES` values per neuron whatever the number of images.
 
 Analyses are cached under ``convlens_home()/cache/activations/``: KEY.npz holds the arrays and
 KEY.json the metadata (written last, each through a temporary file and `os.replace`); KEY hashes
@@ -38,10 +40,13 @@ import os
 import threading
 import uuid
 import zipfile
-from collections.abc import Callable, Collection, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -68,15 +73,16 @@ SMALL_INPUT = (1, 28, 28)
 SAMPLES = "samples"
 FASHION_MNIST_SOURCES = ("fashion-mnist:test", "fashion-mnist:train")
 DATA_FORMS = "fashion-mnist:test, fashion-mnist:train, samples or an ImageFolder directory"
-# Values kept for the exact activation frequency, over all layers: 6 bytes each (value, channel).
-CANDIDATE_BUDGET = 4_000_000
-# Preprocessed inputs kept in the first pass for the second, which then need not read them again.
-INPUT_CACHE_BYTES = 32 << 20
+# Patches per layer on which the activation frequency is counted, as many as the training probe
+# samples (`convlens.training`); the standard error of a share is then at most 1.1 points.
+FREQUENCY_PATCHES = 2_000
+FREQUENCY_SEED = 0
 # Per-image results (maximum, mean term, best position per neuron) waiting to be merged.
 PENDING_BYTES = 8 << 20
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 Progress = Callable[[int, int], None]
+_Item = TypeVar("_Item")
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,6 +119,7 @@ class LayerStats:
     per_class_mean: np.ndarray  # (classes, neurons) float64, NaN for a class without images
     max: np.ndarray  # (neurons,) float32
     frequency: np.ndarray  # (neurons,) float64
+    frequency_patches: int  # how many sampled patches the frequency counts
     top_patches: TopPatches
 
 
@@ -139,7 +146,7 @@ class Analysis:
     def to_json(self) -> dict:
         """Return the analysis as plain JSON values: {"model", "data", "images", "classes",
         "layers": [{"id", "neurons", "per_class_mean" (a row per class; null for a class without
-        images), "max", "frequency", "top_patches" (a list per neuron of {"image", "label" (index
+        images), "max", "frequency", "frequency_patches", "top_patches" (a list per neuron of {"image", "label" (index
         into classes, or null), "y", "x", "value", "box": [x0, y0, x1, y1]})}]}."""
         return {
             "model": self.model,
@@ -177,6 +184,7 @@ def _layer_json(layer: LayerStats) -> dict:
         "per_class_mean": [[_number(v) for v in row] for row in layer.per_class_mean],
         "max": [_number(v) for v in layer.max],
         "frequency": [_number(v) for v in layer.frequency],
+        "frequency_patches": layer.frequency_patches,
         "top_patches": patches,
     }
 
@@ -371,13 +379,10 @@ def _batches(
     count: int,
     batch_size: int,
     preprocess: _Preprocess,
-    skip: Collection[int] = (),
 ) -> Iterator[tuple[int, np.ndarray | torch.Tensor, torch.Tensor | None]]:
     """Yield (index of the first image, `preprocess.pictures` of the images, labels) for the first
-    `count` images, leaving out the batches that start at an index in `skip`."""
+    `count` images."""
     for start in range(0, count, batch_size):
-        if start in skip:
-            continue
         stop = min(start + batch_size, count)
         pictures = preprocess.pictures([source.load(index) for index in range(start, stop)])
         labels = (
@@ -386,6 +391,17 @@ def _batches(
             else None
         )
         yield start, pictures, labels
+
+
+def _read_ahead(items: Iterator[_Item]) -> Iterator[_Item]:
+    """Yield what `items` yields, producing the next item in a worker thread while the caller
+    works on this one: image decoding and resizing release the GIL, so the next batch is read
+    while the model runs on this one."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="convlens-read") as pool:
+        coming = pool.submit(next, items, None)
+        while (item := coming.result()) is not None:
+            coming = pool.submit(next, items, None)
+            yield item
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,20 +434,6 @@ def analysis_nodes(graph: LayerGraph, layers: Sequence[str] | None = None) -> li
 
 # --------------------------------------------------------------------------------------------
 # Reducers
-
-
-class _Scratch:
-    """One reusable float buffer for the element-wise temporaries of the reducers: a fresh
-    tensor the size of a feature map per layer and batch would cost page faults each time."""
-
-    def __init__(self) -> None:
-        self.buffer = torch.empty(0)
-
-    def take(self, like: torch.Tensor) -> torch.Tensor:
-        """Return a float tensor shaped like `like`, on its device, with undefined contents."""
-        if self.buffer.numel() < like.numel() or self.buffer.device != like.device:
-            self.buffer = torch.empty(like.numel(), dtype=torch.float32, device=like.device)
-        return self.buffer[: like.numel()].view(like.shape)
 
 
 class _Summaries:
@@ -519,13 +521,27 @@ class _Summaries:
         self.pending_images = 0
 
 
+def frequency_sample(
+    layer_id: str, images: int, positions: int, size: int = FREQUENCY_PATCHES
+) -> np.ndarray:
+    """Return the patches on which the activation frequency of `layer_id` is counted over the first
+    `images` images, as sorted flat indices ``image * positions + position``: `size` of them drawn
+    without replacement (the same for every run and batch size), or all when there are no more.
+    `positions` is the size of the layer's output grid (1 for a linear layer)."""
+    total = images * positions
+    if total <= size:
+        return np.arange(total, dtype=np.int64)
+    generator = np.random.default_rng([FREQUENCY_SEED, zlib.crc32(layer_id.encode())])
+    return np.sort(generator.choice(total, size=size, replace=False)).astype(np.int64)
+
+
 class _LayerReducer:
     """The running statistics of one layer; `update` sees each batch's activations once.
 
     Per batch it reduces the maps to one value per image and neuron (maximum, and spatial mean for
-    the class means) and finds the best position only for the rows that can still enter the top
-    patches; `_Summaries` merges those over images. For the frequency it keeps the activations
-    above half of the running maximum, or counts them in a second pass (`count`).
+    the class means), finds the best position only for the rows that can still enter the top
+    patches, and copies the activations at the layer's sampled patches (`frequency_sample`), which
+    are counted against half of the final maximum at the end; `_Summaries` merges the rest.
     """
 
     def __init__(
@@ -534,7 +550,9 @@ class _LayerReducer:
         summaries: _Summaries,
         offset: int,
         reduce: str,
-        scratch: _Scratch,
+        images: int,
+        batch_size: int,
+        frequency_patches: int,
     ):
         self.node = node
         self.neurons = node.output_shape[0]
@@ -542,16 +560,25 @@ class _LayerReducer:
         self.summaries = summaries
         self.span = slice(offset, offset + self.neurons)
         self.reduce = reduce
-        self.scratch = scratch
-        self.max = summaries.max[self.span]  # a view: the summaries' merges update it too
-        self.candidate_values: list[torch.Tensor] = []
-        # per chunk, the values' channels, or (channel, count) of consecutive runs of values
-        self.candidate_channels: list[torch.Tensor | tuple[torch.Tensor, torch.Tensor]] = []
-        self.candidates = 0
-        self.channel_dtype = torch.int16 if self.neurons < 2**15 else torch.int32
-        self.recount: torch.Tensor | None = None  # counts of the second pass, once needed
-        # top patches whose position the second pass finds, by the first image of their batch
-        self.open_positions: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.max = summaries.max[self.span]  # a view: the summaries' merges update it
+        self.sample = frequency_sample(node.id, images, self.positions, frequency_patches)
+        self.sampled = torch.empty(len(self.sample), self.neurons, device=summaries.device)
+        self.sampled_count = 0
+        self.picks = self._sampled_per_batch(batch_size, summaries.device)
+
+    def _sampled_per_batch(
+        self, batch_size: int, device: torch.device
+    ) -> dict[int, tuple[slice, torch.Tensor, torch.Tensor]]:
+        """Return, by the first image of each batch that holds sampled patches, their rows in
+        `sampled` and their (image in the batch, position): looked up, not computed, per batch."""
+        batch_of = self.sample // (batch_size * self.positions)
+        bounds = np.flatnonzero(np.diff(batch_of, prepend=-1, append=-1))
+        picks = {}
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            first_image = int(batch_of[lo]) * batch_size
+            local = torch.from_numpy(self.sample[lo:hi] - first_image * self.positions).to(device)
+            picks[first_image] = (slice(lo, hi), local // self.positions, local % self.positions)
+        return picks
 
     def _maps(self, output: torch.Tensor) -> torch.Tensor:
         if output.dim() not in (2, 4) or output.shape[1] != self.neurons:
@@ -561,22 +588,17 @@ class _LayerReducer:
             )
         return output.detach().reshape(output.shape[0], self.neurons, -1).float()
 
-    def update(self, output: torch.Tensor, labels: torch.Tensor | None, limit: float) -> None:
-        """Add one batch: `output` (batch, neurons[, H, W]) of the activation layer. `limit`: the
-        most values this layer may keep for the frequency so far (see `_keep_within_budget`)."""
+    def update(self, output: torch.Tensor, labels: torch.Tensor | None, first_image: int) -> None:
+        """Add one batch: `output` (batch, neurons[, H, W]) of the activation layer, for the
+        images from `first_image` on."""
         maps = self._maps(output)
         best = maps.amax(dim=2)
         per_image = None
         if labels is not None:
             per_image = best if self.reduce == "max" else maps.mean(dim=2)
         self.summaries.add(self.span.start, best, per_image)
-        if self.recount is not None:
-            # the second pass finds the positions of the final top patches, far fewer rows
-            self.summaries.where[:, self.span] = -1
-        else:
-            self._best_positions(maps, best)
-            torch.maximum(self.max, best.amax(dim=0), out=self.max)
-            self._keep_candidates(maps, best, limit)
+        self._best_positions(maps, best)
+        self._keep_sampled(maps, first_image)
 
     def _best_positions(self, maps: torch.Tensor, best: torch.Tensor) -> None:
         """Write the best position of the rows above the entry bar into the summaries."""
@@ -590,80 +612,25 @@ class _LayerReducer:
         rows = maps.reshape(-1, maps.shape[2]).index_select(0, image * self.neurons + neuron)
         where.index_put_((image, neuron), rows.argmax(dim=1))
 
-    def _keep_candidates(self, maps: torch.Tensor, best: torch.Tensor, limit: float) -> None:
-        """Keep the activations above half of the running maximum (no others can count in the
-        end) with their channels."""
-        found = _values_above(
-            maps, self.max / 2, best, self.scratch, None if self.candidate_values else limit
-        )
-        if found is None:
-            self.give_up_candidates()  # hopeless from the first batch on: spare the extraction
+    def _keep_sampled(self, maps: torch.Tensor, first_image: int) -> None:
+        """Copy every neuron's activations at the sampled patches that lie in this batch."""
+        picks = self.picks.get(first_image)
+        if picks is None:
             return
-        values, channels, runs = found
-        if values.numel() == 0:
-            return
-        self.candidate_values.append(values)
-        channels = channels.to(self.channel_dtype)
-        self.candidate_channels.append(channels if runs is None else (channels, runs))
-        self.candidates += values.numel()
+        rows, image, position = picks
+        self.sampled[rows] = maps[image, :, position]
+        self.sampled_count += rows.stop - rows.start
 
-    def _chunks_above_half(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Take the kept chunks out one at a time, as (mask of the values above half of the
-        running maximum, values, channels), so that no more than one chunk is ever copied."""
-        half = self.max / 2
-        while self.candidate_values:
-            values, channels = self.candidate_values.pop(0), self.candidate_channels.pop(0)
-            if isinstance(channels, tuple):
-                channels = channels[0].repeat_interleave(channels[1].long())
-            yield values > half[channels.long()], values, channels
-
-    def prune(self) -> None:
-        """Drop the kept values that no longer exceed half of their neuron's running maximum."""
-        pruned = [
-            (values[keep], channels[keep]) for keep, values, channels in self._chunks_above_half()
-        ]
-        self.candidate_values = [values for values, _ in pruned]
-        self.candidate_channels = [channels for _, channels in pruned]
-        self.candidates = sum(values.numel() for values in self.candidate_values)
-
-    def give_up_candidates(self) -> None:
-        """Leave this layer's frequency to the second pass."""
-        self.candidate_values, self.candidate_channels, self.candidates = [], [], 0
-        self.recount = torch.zeros(self.neurons, dtype=torch.float64, device=self.max.device)
-
-    def plan_positions(self, batch_size: int) -> None:
-        """Before the second pass: note the top patches whose position the first pass left open,
-        by the batch that holds their image."""
-        where = self.summaries.top_where[self.span]
-        neuron, slot = torch.where(where < 0)
-        image = _key_images(self.summaries.top_key[self.span][neuron, slot])
-        self.open_positions = {}
-        for start in sorted(set((image // batch_size * batch_size).tolist())):
-            inside = (image >= start) & (image < start + batch_size)
-            self.open_positions[start] = (image[inside] - start, neuron[inside], slot[inside])
-
-    def count(self, output: torch.Tensor, first_image: int) -> None:
-        """Second pass: count the positions above half of the final maximum, and find the open
-        positions of top patches on this batch (which starts at image `first_image`)."""
-        maps = self._maps(output)
-        self.recount += _count_above(maps, self.max / 2, self.scratch)
-        if first_image in self.open_positions:
-            image, neuron, slot = self.open_positions.pop(first_image)
-            rows = maps.reshape(-1, maps.shape[2]).index_select(0, image * self.neurons + neuron)
-            self.summaries.top_where[self.span].index_put_((neuron, slot), rows.argmax(dim=1))
-
-    def frequency(self, images: int) -> np.ndarray:
-        """Return the share of (image, position) patches above half of the maximum; this takes
-        the kept values out."""
-        counts = self.recount
-        if counts is None:
-            counts = torch.zeros(self.neurons, dtype=torch.float64, device=self.max.device)
-            for keep, _, channels in self._chunks_above_half():
-                counts.index_add_(0, channels.long(), keep.double())
-        return counts.cpu().numpy().astype(np.float64) / (images * self.positions)
+    def frequency(self) -> np.ndarray:
+        """Return the share of the sampled patches on which each neuron's activation exceeds half
+        of its maximum (after `_Summaries.flush`)."""
+        if self.sampled_count != len(self.sample):
+            raise RuntimeError(f"layer {self.node.id} did not see all of its sampled patches.")
+        above = (self.sampled > self.max / 2).sum(dim=0)
+        return above.cpu().numpy().astype(np.float64) / max(len(self.sample), 1)
 
     def result(
-        self, graph: LayerGraph, labels: np.ndarray | None, class_counts: np.ndarray, images: int
+        self, graph: LayerGraph, labels: np.ndarray | None, class_counts: np.ndarray
     ) -> LayerStats:
         """Return the layer's statistics (after `_Summaries.flush`); `labels` of every image of
         the source, or None."""
@@ -682,7 +649,8 @@ class _LayerReducer:
             neurons=self.neurons,
             per_class_mean=per_class,
             max=self.max.cpu().numpy().copy(),
-            frequency=self.frequency(images),
+            frequency=self.frequency(),
+            frequency_patches=len(self.sample),
             top_patches=TopPatches(
                 image=image,
                 label=labels[image].astype(np.int64)
@@ -723,86 +691,6 @@ def _key_images(keys: torch.Tensor) -> torch.Tensor:
     return (1 << _IMAGE_BITS) - 1 - (keys & ((1 << _IMAGE_BITS) - 1))
 
 
-_GROUP_VIEWS = {8: torch.int64, 4: torch.int32, 2: torch.int16}
-
-
-def _values_above(
-    maps: torch.Tensor,
-    threshold: torch.Tensor,
-    best: torch.Tensor,
-    scratch: _Scratch,
-    limit: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
-    """Return the values of `maps` (batch, channels, positions) above `threshold` (channels,)
-    and their channels, as (values, channels, None), or as (values, channels, runs) where the
-    first runs[0] values have channel channels[0], the next runs[1] channels[1], and so on;
-    `best` (batch, channels) is the maximum of each map. None when more than `limit` are above.
-
-    `nonzero` over a mask costs more than the rest of the reducers together, so it sees as little
-    as it can: only the maps whose maximum is above (when they are fewer than half), and the mask
-    read as int64, eight flags at once. When eight divides the map size no group of eight
-    straddles two maps, so only the groups with a value above are opened and each has one channel
-    (likewise four and two; else the groups of eight are opened flag by flag).
-    """
-    batch, channels, positions = maps.shape
-    chosen = (best > threshold).view(-1).nonzero().squeeze(1)
-    if chosen.numel() == 0:
-        return maps.new_empty(0), chosen, None
-    if 2 * chosen.numel() < best.numel():
-        rows = maps.reshape(-1, positions).index_select(0, chosen)
-        row_channel = chosen % channels
-        above = torch.gt(rows, threshold[row_channel].unsqueeze(1), out=scratch.take(rows))
-    else:
-        rows, row_channel = maps, None  # row r of maps.view(-1, positions) has channel r % C
-        above = torch.gt(maps, threshold.unsqueeze(1), out=scratch.take(maps))
-    above = above.bool().view(-1)
-    if limit is not None and int(torch.count_nonzero(above)) > limit:
-        return None
-
-    def channel_of(row: torch.Tensor) -> torch.Tensor:
-        return row % channels if row_channel is None else row_channel[row]
-
-    size = next((size for size in _GROUP_VIEWS if positions % size == 0), 1)
-    if size == 1:
-        whole = above.numel() - above.numel() % 8
-        groups = above[:whole].view(torch.int64).nonzero().squeeze(1)
-        inside = above[:whole].view(-1, 8).index_select(0, groups).view(-1).nonzero().squeeze(1)
-        where = groups[inside // 8] * 8 + inside % 8
-        if whole < above.numel():
-            where = torch.cat([where, whole + above[whole:].nonzero().squeeze(1)])
-        return rows.reshape(-1)[where], channel_of(where // positions), None
-    groups = above.view(_GROUP_VIEWS[size]).nonzero().squeeze(1)
-    flags = above.view(-1, size).index_select(0, groups)
-    values = rows.reshape(-1, size).index_select(0, groups)[flags]
-    owner = channel_of(groups // (positions // size))
-    return values, owner, flags.view(torch.uint8).sum(dim=1, dtype=torch.uint8)
-
-
-def _count_above(maps: torch.Tensor, threshold: torch.Tensor, scratch: _Scratch) -> torch.Tensor:
-    """Return the number of values of `maps` (batch, channels, positions) above `threshold`
-    (channels,) per channel, as float64.
-
-    A comparison written as floats (1.0 or 0.0) and summed is several times faster on the CPU than
-    one written as bools, and exact: each row's sum is an integer below 2**24.
-    """
-    if maps.shape[2] >= 2**24:
-        return _count_per_channel(maps > threshold[None, :, None]).double()
-    above = torch.gt(maps, threshold[None, :, None], out=scratch.take(maps))
-    return above.sum(dim=2).sum(dim=0, dtype=torch.float64)
-
-
-def _count_per_channel(above: torch.Tensor) -> torch.Tensor:
-    """Return the number of True values of (batch, channels, positions) per channel.
-
-    On the CPU the fastest way depends on the shape: a full count per channel over large maps, and
-    over small ones a sum of the rows as bytes into int32 (summing bools into int64 is many times
-    slower); on a GPU, one sum.
-    """
-    if above.device.type == "cpu" and above.shape[2] >= 1024:
-        return torch.stack([torch.count_nonzero(above[:, c]) for c in range(above.shape[1])])
-    return above.view(torch.uint8).sum(dim=2, dtype=torch.int32).sum(dim=0)
-
-
 def field_boxes(graph: LayerGraph, layer_id: str, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Return `graph.receptive_field_box` for arrays of positions: shape (*y.shape, 4)."""
     layer = graph.layer(layer_id)
@@ -821,39 +709,6 @@ def field_boxes(graph: LayerGraph, layer_id: str, y: np.ndarray, x: np.ndarray) 
         ],
         axis=-1,
     ).astype(np.int64)
-
-
-def _keep_within_budget(reducers: list[_LayerReducer], budget: int, seen: int, images: int) -> None:
-    """Keep the values held for the exact frequency within `budget` at the end of the data.
-
-    Projects each layer's count to all `images` as if the rest were like the `seen` ones (an
-    overestimate: the threshold only rises); when the total is over budget, prunes, and if it
-    still is, the shallowest layers give theirs up (their second pass is the cheapest), and with
-    them every layer before the deepest that did. A large network gives most of them up after its
-    first batch, before collecting in vain.
-    """
-
-    def projected() -> float:
-        return sum(r.candidates for r in reducers) * images / seen
-
-    if projected() > budget:
-        for reducer in reducers:
-            reducer.prune()
-        for reducer in reducers:
-            if projected() <= budget:
-                break
-            if reducer.candidates:
-                reducer.give_up_candidates()
-    # the second pass runs every layer up to the deepest it counts: counting the shallower ones
-    # there costs one comparison, less than keeping their values
-    deepest = max((i for i, r in enumerate(reducers) if r.recount is not None), default=-1)
-    for reducer in reducers[:deepest]:
-        if reducer.recount is None:
-            reducer.give_up_candidates()
-
-
-class _EnoughLayers(Exception):
-    """Raised by a hook of the second pass once the deepest layer it needs has run."""
 
 
 def _first_tensor(output: object) -> torch.Tensor:
@@ -921,6 +776,7 @@ class _Plan:
     top_k: int
     reduce: str
     batch_size: int
+    frequency_patches: int
 
 
 def _plan(
@@ -953,10 +809,11 @@ def _plan(
         top_k=top_k,
         reduce=reduce,
         batch_size=batch_size or default_batch_size(model.input_size, model.device),
+        frequency_patches=FREQUENCY_PATCHES,
     )
 
 
-def _compute(plan: _Plan, progress: Progress | None, budget: int) -> Analysis:
+def _compute(plan: _Plan, progress: Progress | None) -> Analysis:
     module = plan.model.module
     classes = len(plan.source.classes)
     labels = plan.source.labels
@@ -969,20 +826,24 @@ def _compute(plan: _Plan, progress: Progress | None, budget: int) -> Analysis:
     module.eval()
     try:
         with torch.inference_mode():
-            scratch = _Scratch()
             neurons = [node.output_shape[0] for node in plan.nodes]
             summaries = _Summaries(sum(neurons), classes, plan.top_k, plan.model.device)
             offsets = np.cumsum([0, *neurons])
             reducers = [
-                _LayerReducer(node, summaries, int(offset), plan.reduce, scratch)
+                _LayerReducer(
+                    node,
+                    summaries,
+                    int(offset),
+                    plan.reduce,
+                    plan.images,
+                    plan.batch_size,
+                    plan.frequency_patches,
+                )
                 for node, offset in zip(plan.nodes, offsets[:-1], strict=True)
             ]
-            kept = _first_pass(plan, summaries, reducers, budget, progress)
-            summaries.flush()  # the second pass needs the final maxima
-            recount = [r for r in reducers if r.recount is not None]
-            if recount:
-                _second_pass(plan, recount, kept, progress)
-            layers = [r.result(plan.graph, labels, class_counts, plan.images) for r in reducers]
+            _feed(plan, summaries, reducers, progress)
+            summaries.flush()
+            layers = [r.result(plan.graph, labels, class_counts) for r in reducers]
     finally:
         module.train(was_training)
     return Analysis(
@@ -997,95 +858,32 @@ def _compute(plan: _Plan, progress: Progress | None, budget: int) -> Analysis:
     )
 
 
-def _first_pass(
+def _feed(
     plan: _Plan,
     summaries: _Summaries,
     reducers: list[_LayerReducer],
-    budget: int,
     progress: Progress | None,
-) -> dict[int, np.ndarray | torch.Tensor]:
-    """Feed every batch to the reducers. Once a second pass is certain, keep the batches' pictures
-    (uint8 pixels, a quarter of the input tensors) that fit in INPUT_CACHE_BYTES for it; return
-    them by the index of their first image."""
+) -> None:
+    """Run the model once over every batch of images, each analysed layer feeding its reducer."""
     module, device = plan.model.module, plan.model.device
     preprocess = _Preprocess(plan.model.transform)
     batch: dict[str, object] = {}
-    kept: dict[int, np.ndarray | torch.Tensor] = {}
-    kept_bytes = 0
-    total = plan.images
 
     def visit(reducer: _LayerReducer, output: torch.Tensor) -> None:
-        reducer.update(output, batch["labels"], batch["limit"])
+        reducer.update(output, batch["labels"], batch["start"])
 
     targets = {r.node.activation_layer: r for r in reducers}
     with _hooked(module, targets, visit):
-        for start, pictures, labels in _batches(
-            plan.source, plan.images, plan.batch_size, preprocess
+        for start, pictures, labels in _read_ahead(
+            _batches(plan.source, plan.images, plan.batch_size, preprocess)
         ):
             images = preprocess.tensor(pictures).to(device)
-            batch.update(
-                start=start,
-                labels=labels.to(device) if labels is not None else None,
-                limit=budget * (start + len(images)) / plan.images,
-            )
-            if total > plan.images and kept_bytes + pictures.nbytes <= INPUT_CACHE_BYTES:
-                # a model may change its input tensor in place
-                kept[start] = pictures.clone() if isinstance(pictures, torch.Tensor) else pictures
-                kept_bytes += pictures.nbytes
+            batch.update(start=start, labels=labels.to(device) if labels is not None else None)
             summaries.begin_batch(len(images))
             module(images)
             summaries.end_batch(batch["labels"])
-            _keep_within_budget(reducers, budget, start + len(images), plan.images)
-            if any(r.recount is not None for r in reducers):
-                total = 2 * plan.images
             if progress is not None:
-                progress(start + len(images), total)
-    return kept
-
-
-def _second_pass(
-    plan: _Plan,
-    reducers: list[_LayerReducer],
-    kept: dict[int, np.ndarray | torch.Tensor],
-    progress: Progress | None,
-) -> None:
-    """Count each reducer's activations above half of its final maximum, and find the positions
-    of its top patches that the first pass left to it; every forward pass stops after the last of
-    these layers has run."""
-    module, device = plan.model.module, plan.model.device
-    preprocess = _Preprocess(plan.model.transform)
-    left: set[_LayerReducer] = set()
-    done = plan.images
-    first_image = 0
-    for reducer in reducers:
-        reducer.plan_positions(plan.batch_size)
-
-    def visit(reducer: _LayerReducer, output: torch.Tensor) -> None:
-        reducer.count(output, first_image)
-        left.discard(reducer)
-        if not left:
-            raise _EnoughLayers
-
-    def count(start: int, pictures: np.ndarray | torch.Tensor) -> None:
-        nonlocal done, first_image
-        images = preprocess.tensor(pictures).to(device)
-        left.update(reducers)
-        first_image = start
-        with suppress(_EnoughLayers):
-            module(images)
-        done += len(images)
-        if progress is not None:
-            progress(done, 2 * plan.images)
-
-    with _hooked(module, {r.node.activation_layer: r for r in reducers}, visit):
-        starts = set(kept)
-        while kept:  # each kept batch goes as soon as it is counted
-            start = next(iter(kept))
-            count(start, kept.pop(start))
-        for start, pictures, _ in _batches(
-            plan.source, plan.images, plan.batch_size, preprocess, skip=starts
-        ):
-            count(start, pictures)
+                progress(start + len(images), plan.images)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1113,6 +911,7 @@ def _cache_key(plan: _Plan) -> str:
         "layers": [node.id for node in plan.nodes],
         "top_k": plan.top_k,
         "reduce": plan.reduce,
+        "frequency_patches": plan.frequency_patches,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -1154,6 +953,7 @@ def _save(analysis: Analysis, key: str) -> Path:
                 "activation_layer": layer.activation_layer,
                 "type": layer.type,
                 "neurons": layer.neurons,
+                "frequency_patches": layer.frequency_patches,
             }
             for layer in analysis.layers
         ],
@@ -1179,6 +979,7 @@ def _load(key: str) -> Analysis | None:
                 activation_layer=entry["activation_layer"],
                 type=entry["type"],
                 neurons=int(entry["neurons"]),
+                frequency_patches=int(entry["frequency_patches"]),
                 **{name: arrays[f"{index}.{name}"] for name in _ARRAYS},
                 top_patches=TopPatches(
                     **{name: arrays[f"{index}.top_{name}"] for name in _PATCH_ARRAYS}
@@ -1235,8 +1036,7 @@ def analyze(
     `data` (see the module docstring), from the disk cache when `cache` and it has them.
 
     `limit` defaults to all images for a 1x28x28 model and to 1,000 otherwise; `layers` to every
-    conv and linear chain node. `progress(done, total)` follows the images processed; total
-    doubles when the exact activation frequency turns out to need a second pass. Raises
+    conv and linear chain node. `progress(done, total)` follows the images processed. Raises
     ValueError (ImageSourceError for the data) with one sentence for bad arguments.
     """
     plan = _plan(model, data, limit, layers, top_k, reduce, batch_size)
@@ -1245,7 +1045,7 @@ def analyze(
         if progress is not None:
             progress(found.images, found.images)
         return found
-    analysis = _compute(plan, progress, CANDIDATE_BUDGET)
+    analysis = _compute(plan, progress)
     if key is not None:
         with suppress(OSError):  # a read-only home still gets its analysis, uncached
             _save(analysis, key)

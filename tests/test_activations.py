@@ -120,7 +120,12 @@ def all_activations(
 
 
 def brute_force(
-    acts: np.ndarray, labels: np.ndarray | None, classes: int, top_k: int, reduce: str = "mean"
+    layer_id: str,
+    acts: np.ndarray,
+    labels: np.ndarray | None,
+    classes: int,
+    top_k: int,
+    reduce: str = "mean",
 ) -> dict:
     images, neurons, height, width = acts.shape
     per_image = acts.mean(axis=(2, 3)) if reduce == "mean" else acts.max(axis=(2, 3))
@@ -129,8 +134,12 @@ def brute_force(
         if labels is not None and (labels == c).any():
             per_class[c] = per_image[labels == c].astype(np.float64).mean(axis=0)
     maximum = acts.max(axis=(0, 2, 3))
+    # the sampled patches, as flat indices image * positions + position
+    sample = activations.frequency_sample(
+        layer_id, images, height * width, activations.FREQUENCY_PATCHES
+    )
     frequency = np.array(
-        [(acts[:, n] > maximum[n] / 2).sum() / (images * height * width) for n in range(neurons)]
+        [(acts[:, n].reshape(-1)[sample] > maximum[n] / 2).mean() for n in range(neurons)]
     )
     top = []
     for n in range(neurons):
@@ -138,18 +147,25 @@ def brute_force(
         best = [(float(flat[i].max()), i, int(np.argmax(flat[i]))) for i in range(images)]
         ranked = sorted(best, key=lambda entry: (-entry[0], entry[1]))[:top_k]
         top.append([(i, value, divmod(where, width)) for value, i, where in ranked])
-    return {"per_class": per_class, "max": maximum, "frequency": frequency, "top": top}
+    return {
+        "per_class": per_class,
+        "max": maximum,
+        "frequency": frequency,
+        "patches": len(sample),
+        "top": top,
+    }
 
 
 def assert_matches(analysis: Analysis, acts: dict, labels, classes: int, top_k: int, reduce="mean"):
     assert [layer.id for layer in analysis.layers] == list(LAYERS)
     for layer in analysis.layers:
-        expected = brute_force(acts[layer.id], labels, classes, top_k, reduce)
+        expected = brute_force(layer.id, acts[layer.id], labels, classes, top_k, reduce)
         np.testing.assert_allclose(
             layer.per_class_mean, expected["per_class"], rtol=1e-5, atol=1e-6, equal_nan=True
         )
         np.testing.assert_array_equal(layer.max, expected["max"])
         np.testing.assert_array_equal(layer.frequency, expected["frequency"])
+        assert layer.frequency_patches == expected["patches"]
         top = layer.top_patches
         for n, ranked in enumerate(expected["top"]):
             assert top.image[n].tolist() == [i for i, _, _ in ranked], (layer.id, n)
@@ -194,75 +210,69 @@ def test_reducers_equal_brute_force_on_fashion_mnist(reduce, fashion_inputs):
     assert (conv1.frequency[np.arange(4) != SILENT_FILTER] > 0).all()
 
 
-def test_second_pass_counts_the_same(monkeypatch, fashion_inputs):
-    """With no room for the values above half of the maximum, every layer's frequency comes
-    from the second pass, which reports its images too; the result is the same."""
+def test_one_forward_pass_per_batch(fashion_inputs):
+    """Every reducer sees each batch once: the model runs once per batch, and the progress
+    counts the images up to their number."""
     model = tiny_model()
-    inputs, labels = fashion_inputs
     calls: list[tuple[int, int]] = []
-    monkeypatch.setattr(activations, "CANDIDATE_BUDGET", 0)
-    analysis = analyze(
-        model,
-        "fashion-mnist:test",
-        limit=IMAGES,
-        batch_size=BATCH,
-        cache=False,
-        progress=lambda done, total: calls.append((done, total)),
-    )
-    assert calls[-1] == (2 * IMAGES, 2 * IMAGES)
-    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
-    assert_matches(analysis, all_activations(model, inputs), labels, 10, 9)
-    # the second pass runs conv1 again, and stops there
-    batches = -(-IMAGES // BATCH)
-    runs = {}
-    for budget in (0, 10**9):
-        monkeypatch.setattr(activations, "CANDIDATE_BUDGET", budget)
-        conv1, runs[budget] = analyze_counting_calls(model, ["features.conv1", "features.conv2"])
-        np.testing.assert_array_equal(conv1.frequency, analysis.layer("features.conv1").frequency)
-    with_second_pass, calls = runs[0], runs[10**9]
-    assert with_second_pass["features.conv1"] == calls["features.conv1"] + batches
-    assert with_second_pass["features.conv2"] == calls["features.conv2"]
-
-
-def analyze_counting_calls(model: LoadedModel, counted: list[str]):
-    """Analyze conv1 alone; return its statistics and how often each `counted` layer ran."""
-    calls = dict.fromkeys(counted, 0)
-    handles = [
-        model.module.get_submodule(path).register_forward_hook(
-            lambda *_, path=path: calls.__setitem__(path, calls[path] + 1)
-        )
-        for path in counted
-    ]
+    forwards, handle = count_forwards(model)
     try:
-        analysis = analyze(
+        analyze(
             model,
             "fashion-mnist:test",
             limit=IMAGES,
-            layers=["features.conv1"],
             batch_size=BATCH,
             cache=False,
+            progress=lambda done, total: calls.append((done, total)),
         )
     finally:
-        for handle in handles:
-            handle.remove()
-    return analysis.layer("features.conv1"), calls
+        handle.remove()
+    assert len(forwards) == -(-IMAGES // BATCH)
+    assert calls[-1] == (IMAGES, IMAGES)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
 
 
-@pytest.mark.parametrize("positions", [50, 2000])
-def test_per_channel_counts_on_small_and_large_maps(positions: int):
-    above = torch.rand(3, 5, positions, generator=torch.Generator().manual_seed(positions)) > 0.7
-    expected = [int(above[:, c].sum()) for c in range(5)]
-    assert activations._count_per_channel(above).tolist() == expected
+def test_the_frequency_counts_every_patch_when_the_sample_holds_them(monkeypatch, fashion_inputs):
+    """With room for all (image, position) pairs the frequency is the share of all patches above
+    half of the maximum; the linear layers (one patch per image) have fewer than the default."""
+    model = tiny_model()
+    inputs, _ = fashion_inputs
+    acts = all_activations(model, inputs)
+    default = analyze(model, "fashion-mnist:test", limit=IMAGES, batch_size=BATCH, cache=False)
+    sample_size = activations.FREQUENCY_PATCHES
+    monkeypatch.setattr(activations, "FREQUENCY_PATCHES", 10**9)
+    every = analyze(model, "fashion-mnist:test", limit=IMAGES, batch_size=BATCH, cache=False)
+    for layer_id, layer_acts in acts.items():
+        images, _, height, width = layer_acts.shape
+        maximum = layer_acts.max(axis=(0, 2, 3))
+        share = (layer_acts > maximum[None, :, None, None] / 2).mean(axis=(0, 2, 3))
+        np.testing.assert_array_equal(every.layer(layer_id).frequency, share)
+        assert every.layer(layer_id).frequency_patches == images * height * width
+        if height * width == 1:
+            np.testing.assert_array_equal(default.layer(layer_id).frequency, share)
+    # on conv1 (300 x 24 x 24 patches) the sample of 2,000 is near the share of all of them
+    sampled, exact = default.layer("features.conv1"), every.layer("features.conv1")
+    assert sampled.frequency_patches == sample_size == 2000
+    assert np.abs(sampled.frequency - exact.frequency).max() < 0.04
+
+
+def test_the_frequency_sample_is_fixed_uniform_and_without_repeats():
+    sample = activations.frequency_sample("features.conv1", 1000, 100, 2000)
+    assert np.array_equal(sample, activations.frequency_sample("features.conv1", 1000, 100, 2000))
+    assert not np.array_equal(sample, activations.frequency_sample("features.conv2", 1000, 100))
+    assert len(np.unique(sample)) == 2000 and (np.diff(sample) > 0).all()
+    assert sample.min() >= 0 and sample.max() < 1000 * 100
+    # each tenth of the images and each tenth of the positions holds about a tenth of the sample
+    # (binomial, 2000 draws: standard deviation 13.4)
+    for part in (sample // 100 // 100, sample % 100 // 10):
+        assert (np.abs(np.bincount(part, minlength=10) - 200) < 60).all()
+    assert np.array_equal(activations.frequency_sample("x", 3, 5, 2000), np.arange(15))
 
 
 @pytest.mark.parametrize("batch_size", [1, 7])
-@pytest.mark.parametrize("budget", [0, 10**9])
-def test_any_batch_size_and_more_patches_than_images(
-    monkeypatch, batch_size, budget, fashion_inputs
-):
-    """Merges of the top patches every few batches, with a stale entry bar, and positions left to
-    the second pass give what brute force gives, also when top_k exceeds the images."""
-    monkeypatch.setattr(activations, "CANDIDATE_BUDGET", budget)
+def test_any_batch_size_and_more_patches_than_images(batch_size, fashion_inputs):
+    """Merges of the top patches every few batches, with a stale entry bar, and the sampled
+    patches cut across batches give what brute force gives, also when top_k exceeds the images."""
     model = tiny_model()
     inputs, labels = fashion_inputs
     images = 40
@@ -278,30 +288,6 @@ def test_any_batch_size_and_more_patches_than_images(
     acts = all_activations(model, inputs[:images], batch_size)
     assert_matches(analysis, acts, labels[:images], 10, 50, "max")
     assert analysis.layer("features.conv1").top_patches.image.shape == (4, images)
-
-
-@pytest.mark.parametrize("positions", [1, 9, 13, 49, 64, 98, 100])
-@pytest.mark.parametrize("share", [0.02, 0.6])
-def test_values_above_equal_a_mask(positions: int, share: float):
-    """Whatever the map size (groups of 8, 4, 2 flags, or flag by flag) and however many maps
-    hold a value above (a subset of them, or all), the values above come out in order."""
-    generator = torch.Generator().manual_seed(positions)
-    maps = torch.randn(5, 3, positions, generator=generator)
-    threshold = torch.quantile(maps.transpose(0, 1).reshape(3, -1), 1 - share, dim=1)
-    above = maps > threshold[None, :, None]
-    expected_channels = torch.arange(3)[None, :, None].expand_as(maps)[above]
-    values, channels, runs = activations._values_above(
-        maps, threshold, maps.amax(dim=2), activations._Scratch()
-    )
-    if runs is not None:
-        channels = channels.repeat_interleave(runs.long())
-    assert torch.equal(values, maps[above])
-    assert torch.equal(channels.long(), expected_channels)
-    count = int(above.sum())
-    found = activations._values_above(
-        maps, threshold, maps.amax(dim=2), activations._Scratch(), limit=count - 1
-    )
-    assert (found is None) == (count > 0)
 
 
 def test_patch_keys_rank_by_value_then_earlier_image():
@@ -408,9 +394,6 @@ class Boom(Exception):
 
 def test_no_hooks_are_left_behind(monkeypatch):
     model = tiny_model()
-    analyze(model, "fashion-mnist:test", limit=80, cache=False)
-    assert count_hooks(model.module) == 0
-    monkeypatch.setattr(activations, "CANDIDATE_BUDGET", 0)  # a second pass, stopped early
     analyze(model, "fashion-mnist:test", limit=80, cache=False)
     assert count_hooks(model.module) == 0
 
@@ -590,7 +573,15 @@ def test_analyze_json_schema_and_out_file(tmp_path: Path, capsys):
     assert printed["images"] == 40 and printed["classes"] == list(FASHION_MNIST_CLASSES)
     assert [layer["id"] for layer in printed["layers"]] == ["features.conv2", "classifier.fc2"]
     for layer, neurons in zip(printed["layers"], (50, 10), strict=True):
-        assert set(layer) == {"id", "neurons", "per_class_mean", "max", "frequency", "top_patches"}
+        assert set(layer) == {
+            "id",
+            "neurons",
+            "per_class_mean",
+            "max",
+            "frequency",
+            "frequency_patches",
+            "top_patches",
+        }
         assert layer["neurons"] == neurons
         assert len(layer["per_class_mean"]) == 10
         assert all(len(row) == neurons for row in layer["per_class_mean"])
