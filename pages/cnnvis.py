@@ -10,23 +10,18 @@ import streamlit as st
 import vl_convert
 
 from convlens.activations import SHIPPED_DATA, open_source
-from convlens.cnnvis.debugging import (
-    MEASURES,
-    snapshot_edge_weights,
-    with_debug,
-)
+from convlens.cnnvis.debugging import MEASURES
 from convlens.cnnvis.drawing import FACETS, PALETTES, PICTURE_WIDTH, draw
 from convlens.cnnvis.pipeline import CLUSTER_METHODS, IMPORTANCE_MEASURES
-from convlens.cnnvis.view import THRESHOLD_SHARE, Options, build_view, default_groups, quality_flags
+from convlens.cnnvis.view import THRESHOLD_SHARE, Options, default_groups, quality_flags
 from convlens.data import ImageSourceError
 from convlens.models import list_models
 from convlens.training import list_snapshots
 from convlens.ui.cache import cached_graph, cached_model, model_lock
 from convlens.ui.cnnvis import (
-    cached_contributions,
     cached_layer_averages,
     cached_patch_images,
-    cached_stats,
+    cached_view,
     choice,
     clicked,
     flags_table,
@@ -263,34 +258,13 @@ options = Options(
 )
 
 
-shown_nodes = tuple(
-    n
-    for g in graph.groups
-    if g.id in chosen_groups
-    for n in g.nodes
-    if n in {s.id for s in analysis.layers}
-)
-given = (
-    cached_contributions(key, data, shown_nodes)
-    if importance == "contribution" and shown_nodes
-    else None
-)
-stats = cached_stats(str(run), step) if step is not None else {}
 try:
-    view = build_view(
-        selection.model_name,
-        model.module,
-        graph,
-        analysis,
-        options,
-        contributions=given,
-        edge_weights=snapshot_edge_weights(stats, graph, shown_nodes),
+    view = cached_view(
+        key, data, options, str(run) if run is not None else None, step, edges, analysis
     )
 except ValueError as error:
     st.error(str(error))
     st.stop()
-if stats:
-    view = with_debug(view, stats, graph, edges)
 
 
 flags = quality_flags(view)
@@ -339,7 +313,7 @@ def comparison(name: str) -> None:
     other_options = replace(
         options, expanded=tuple(g for g in chosen_groups if g in other_groups), moves=()
     )
-    other_view = build_view(name, other.module, other_graph, other_analysis, other_options)
+    other_view = cached_view(other_key, data, other_options, None, None, "weight", other_analysis)
     st.markdown(f"**{name}** — the same layer groups expanded")
     st.altair_chart(draw(other_view, cached_patch_images(other_key, data), **drawing))
     with st.expander(f"Quality flags of {name}"):

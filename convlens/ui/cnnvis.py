@@ -10,12 +10,17 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from convlens.activations import open_source
+from convlens.activations import Analysis, open_source
 from convlens.attribution import readout_layer
-from convlens.cnnvis.debugging import LayerAverage, run_layer_averages
+from convlens.cnnvis.debugging import (
+    LayerAverage,
+    run_layer_averages,
+    snapshot_edge_weights,
+    with_debug,
+)
 from convlens.cnnvis.drawing import patch_images
 from convlens.cnnvis.pipeline import contribution
-from convlens.cnnvis.view import LayerView, QualityFlag
+from convlens.cnnvis.view import CnnvisView, LayerView, Options, QualityFlag, build_view
 from convlens.models import RUN_PREFIX
 from convlens.runs import find_run
 from convlens.training import read_stats
@@ -117,6 +122,51 @@ def cached_layer_averages(
 ) -> list[LayerAverage]:
     """`run_layer_averages` over every snapshot of a run (read once, not on every rerun)."""
     return run_layer_averages(run_path, cached_graph(*model_key), nodes, measure)
+
+
+def shown_nodes(
+    model_key: tuple[str, str | None, str], analysis: Analysis, groups: Sequence[str]
+) -> tuple[str, ...]:
+    """The analysed nodes of the expanded `groups`, in network order."""
+    analysed = {layer.id for layer in analysis.layers}
+    return tuple(
+        node
+        for group in cached_graph(*model_key).groups
+        if group.id in groups
+        for node in group.nodes
+        if node in analysed
+    )
+
+
+@st.cache_data(show_spinner="Clustering neurons and bundling their edges…", max_entries=16)
+def cached_view(
+    model_key: tuple[str, str | None, str],
+    data: str,
+    options: Options,
+    run_path: str | None,
+    step: int | None,
+    edges: str,
+    _analysis: Analysis,
+) -> CnnvisView:
+    """The CNNVis view of the model's analysis over `data` (`_analysis`, which the model and the
+    data determine), with snapshot `step` of the recorded run at `run_path` on its edges: a click
+    that changes none of these draws at once instead of clustering and bundling again."""
+    model, graph = cached_model(*model_key), cached_graph(*model_key)
+    shown = shown_nodes(model_key, _analysis, options.expanded)
+    given = None
+    if options.importance == "contribution" and shown:
+        given = cached_contributions(model_key, data, shown)
+    stats = cached_stats(run_path, step) if run_path is not None and step is not None else {}
+    view = build_view(
+        model_key[0],
+        model.module,
+        graph,
+        _analysis,
+        options,
+        contributions=given,
+        edge_weights=snapshot_edge_weights(stats, graph, shown),
+    )
+    return with_debug(view, stats, graph, edges) if stats else view
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
