@@ -42,11 +42,9 @@ import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import torch
@@ -82,7 +80,6 @@ PENDING_BYTES = 8 << 20
 CACHE_FORMAT = 2
 
 Progress = Callable[[int, int], None]
-_Item = TypeVar("_Item")
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,8 +143,9 @@ class Analysis:
     def to_json(self) -> dict:
         """Return the analysis as plain JSON values: {"model", "data", "images", "classes",
         "layers": [{"id", "neurons", "per_class_mean" (a row per class; null for a class without
-        images), "max", "frequency", "frequency_patches", "top_patches" (a list per neuron of {"image", "label" (index
-        into classes, or null), "y", "x", "value", "box": [x0, y0, x1, y1]})}]}."""
+        images), "max", "frequency", "frequency_patches", "top_patches" (a list per neuron of
+        {"image", "label" (index into classes, or null), "y", "x", "value",
+        "box": [x0, y0, x1, y1]})}]}."""
         return {
             "model": self.model,
             "data": self.data,
@@ -391,17 +389,6 @@ def _batches(
             else None
         )
         yield start, pictures, labels
-
-
-def _read_ahead(items: Iterator[_Item]) -> Iterator[_Item]:
-    """Yield what `items` yields, producing the next item in a worker thread while the caller
-    works on this one: image decoding and resizing release the GIL, so the next batch is read
-    while the model runs on this one."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="convlens-read") as pool:
-        coming = pool.submit(next, items, None)
-        while (item := coming.result()) is not None:
-            coming = pool.submit(next, items, None)
-            yield item
 
 
 # --------------------------------------------------------------------------------------------
@@ -874,8 +861,8 @@ def _feed(
 
     targets = {r.node.activation_layer: r for r in reducers}
     with _hooked(module, targets, visit):
-        for start, pictures, labels in _read_ahead(
-            _batches(plan.source, plan.images, plan.batch_size, preprocess)
+        for start, pictures, labels in _batches(
+            plan.source, plan.images, plan.batch_size, preprocess
         ):
             images = preprocess.tensor(pictures).to(device)
             batch.update(start=start, labels=labels.to(device) if labels is not None else None)
