@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 from safetensors.numpy import load_file
 
+from convlens.cnnvis.ordering import cosine_similarity as row_cosine_similarity
 from convlens.embedding import Embedding, embed, place
 from convlens.training import (
     TrainConfig,
@@ -365,12 +366,9 @@ def cosine_similarity(activations: np.ndarray) -> np.ndarray:
     """Return the (filters, filters) cosine similarity of the filters' responses (negatives
     clipped to 0); a filter that never responds has similarity 0 with every filter, itself too."""
     values = np.clip(_as_matrix(activations), 0.0, None)
-    norms = np.linalg.norm(values, axis=0)
-    live = norms > 0
-    unit = np.where(live, values / np.where(live, norms, 1.0), 0.0)
-    similarity = unit.T @ unit
-    np.fill_diagonal(similarity, live.astype(np.float64))
-    return np.clip(similarity, 0.0, 1.0)
+    similarity = np.clip(row_cosine_similarity(values.T), 0.0, 1.0)
+    np.fill_diagonal(similarity, (values > 0).any(axis=0).astype(np.float64))
+    return similarity
 
 
 def near_duplicates(
