@@ -264,6 +264,10 @@ def _add_analysis_parsers(commands: argparse._SubParsersAction) -> None:
     analyze = commands.add_parser(
         "analyze",
         help="activations over a dataset: per-class means, maxima, frequencies, top patches",
+        description="Per neuron of each layer, over the first N images of a source: the mean "
+        "activation per class, the maximum, the activation frequency (the share of 2,000 sampled "
+        "patches per layer above half the maximum; all patches when a layer has fewer) and the "
+        "top-k image patches with their receptive fields. One forward pass; cached on disk.",
     )
     prepare = commands.add_parser(
         "prepare", help="fill the activation cache ahead of a lecture (same options as analyze)"
