@@ -328,7 +328,7 @@ picked = clicked("neuron")
 if picked:
     node, neuron = picked[0]["node"], int(picked[0]["neuron"])
     layer = view.layers.get(node)
-    if layer is not None:
+    if layer is not None and 0 <= neuron < layer.neurons:
         cluster = int(layer.clusters.labels[neuron])
         with st.container(border=True):
             st.markdown(

@@ -69,6 +69,9 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
         page.wait_for_function("() => window.location.search.includes('g2')", timeout=60_000)
         box = wait_for_picture(page)
         assert query(page)["groups"] == "g2,g3"
+        # the click on a group reaches the neuron selection too, without a neuron to open
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert "Open in Filters" not in page.inner_text("body")
 
         view = build_view(MODEL, model.module, graph, analysis, Options(expanded=("g2", "g3")))
         geometry = layout(view)

@@ -65,10 +65,15 @@ def choice(
     )
 
 
+SELECTION_FIELDS = {"neuron": ("node", "neuron"), "group": ("group",)}
+
+
 def clicked(name: str) -> list[dict]:
-    """The points of the picture's selection `name` (from the last click)."""
+    """The points of the picture's selection `name` (from the last click) that carry its fields:
+    a click on a group header also reaches the neuron selection, with the header's fields."""
     state = st.session_state.get(CHART_KEY) or {}
-    return list(state.get("selection", {}).get(name) or [])
+    points = state.get("selection", {}).get(name) or []
+    return [p for p in points if all(field in p for field in SELECTION_FIELDS[name])]
 
 
 def toggle_clicked_group(group_ids: list[str], default: str) -> None:
