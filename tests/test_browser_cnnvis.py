@@ -89,3 +89,20 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
         state = query(page)
         assert (state["layer"], state["filter"]) == (biggest.node, str(biggest.neuron))
         assert not log.console_errors and not log.outside_requests
+
+
+def test_a_page_that_stops_early_keeps_its_bookmark(isolated_home: Path) -> None:
+    """CNNVis with an ImageNet model and no analysis yet stops at its button: the address bar,
+    which the page switch emptied, still names the model."""
+    home = os.environ["CONVLENS_HOME"]
+    with app_server(env={"CONVLENS_HOME": home}) as url, browser_page(1280, 720) as (page, log):
+        page.goto(f"{url}/?model=efficientnet_lite0", timeout=120_000)
+        wait_for_app(page)
+        page.get_by_role("link", name="CNNVis", exact=True).first.click()
+        button = page.get_by_role("button", name="Analyse efficientnet_lite0's activations")
+        button.wait_for(timeout=60_000)
+        page.wait_for_function(
+            "() => window.location.search.includes('model=efficientnet_lite0')", timeout=30_000
+        )
+        assert query(page)["model"] == "efficientnet_lite0"
+        assert not log.console_errors and not log.outside_requests

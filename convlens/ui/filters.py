@@ -188,7 +188,7 @@ def dataset_analysis(
                 f"({PREPARATION.done:,}/{PREPARATION.total:,} images); this view fills in then."
             )
         if not st.button(
-            f"Find its top patches in {images:,} images of {data}",
+            f"Analyse {model.name}'s activations over {images:,} images of {data}",
             key=button_key,
             help="One pass over the images for every layer at once; kept on disk afterwards",
         ):

@@ -23,7 +23,7 @@ from convlens.models import (
 from convlens.paths import convlens_home
 from convlens.runs import openable_runs
 from convlens.ui.cache import cached_image, cached_model
-from convlens.ui.state import persisted, restore_from_url, upload_digest, uploads
+from convlens.ui.state import persisted, restore_from_url, upload_digest, uploads, write_to_url
 
 FASHION_CHOICE = "Fashion-MNIST test image"
 UPLOAD_CHOICE = "Upload an image…"
@@ -56,7 +56,11 @@ def page_setup() -> Selection:
     """
     _leave_pages_directory_mode()
     restore_from_url()
-    return render_sidebar()
+    selection = render_sidebar()
+    # Also written at the end of the run (app.py); this one stands when a page stops early
+    # (st.stop), as the page switch has emptied the address bar by then.
+    write_to_url()
+    return selection
 
 
 def _leave_pages_directory_mode() -> None:
