@@ -2,7 +2,7 @@
 
 Activation maps use a diverging map centred on zero (blue below, white at 0, red above) with one
 scale for the whole layer, so tiles compare; guided back-propagation images use a sequential map
-of the gradient's magnitude. Both palettes read with the common colour-vision deficiencies.
+of the gradient's magnitude, cropped to the pixels that reach the neuron. Both palettes read with the common colour-vision deficiencies.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ DIVERGING = np.array(
     ],
     dtype=np.float64,
 )
+# A guided back-propagation image is cropped to its pixels above this share of the largest.
+SUPPORT_SHARE = 0.01
+# Share of a guided back-propagation image's total magnitude below the colour map's top.
+SATURATED_MASS = 0.98
 # viridis, sampled at 9 points: dark blue (0) to yellow (1).
 SEQUENTIAL = np.array(
     [
@@ -69,6 +73,50 @@ def sequential(values: np.ndarray, top: float | None = None) -> np.ndarray:
 def gradient_magnitude(gradient: np.ndarray) -> np.ndarray:
     """Return the per-pixel magnitude (h, w) of a (channels, h, w) gradient image."""
     return np.abs(np.asarray(gradient, dtype=np.float64)).sum(axis=0)
+
+
+def support_box(
+    values: np.ndarray, margin: float = 0.25, smallest: int = 8
+) -> tuple[int, int, int, int]:
+    """Return (y0, y1, x0, x1), ends exclusive: a square around the entries of the non-negative
+    2-D `values` above `SUPPORT_SHARE` of the largest, widened by `margin` of its side on each
+    side and at least `smallest` wide, inside the array (the whole array when every entry is zero
+    or the square does not fit)."""
+    height, width = values.shape
+    rows, columns = np.nonzero(values > SUPPORT_SHARE * values.max())
+    if rows.size == 0:
+        return 0, height, 0, width
+    extent = max(rows.max() - rows.min(), columns.max() - columns.min()) + 1
+    side = max(int(np.ceil(extent * (1 + 2 * margin))), smallest)
+    if side >= min(height, width):
+        return 0, height, 0, width
+    centre_y = (rows.min() + rows.max() + 1) / 2
+    centre_x = (columns.min() + columns.max() + 1) / 2
+    y0 = int(np.clip(round(centre_y - side / 2), 0, height - side))
+    x0 = int(np.clip(round(centre_x - side / 2), 0, width - side))
+    return y0, y0 + side, x0, x0 + side
+
+
+def gradient_picture(gradient: np.ndarray) -> np.ndarray:
+    """Return the RGB picture (h, w, 3) of a (channels, h, w) guided back-propagation image: its
+    magnitude on the sequential map, cropped to the pixels that reach the neuron (`support_box`).
+    A neuron of an early layer sees a few pixels of a large image, which a tile of the whole
+    image would shrink away."""
+    magnitude = gradient_magnitude(gradient)
+    y0, y1, x0, x1 = support_box(magnitude)
+    crop = magnitude[y0:y1, x0:x1]
+    return sequential(crop, top=saturation(crop))
+
+
+def saturation(values: np.ndarray, share: float = SATURATED_MASS) -> float:
+    """Return the value at which a sequential map of non-negative `values` saturates: the
+    smallest value such that the values up to it hold `share` of the total (Captum's
+    `outlier_perc` rule), so that a few extreme pixels do not leave all others dark."""
+    ordered = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    mass = np.cumsum(ordered)
+    if ordered.size == 0 or mass[-1] <= 0:
+        return 0.0
+    return float(ordered[np.searchsorted(mass, share * mass[-1])])
 
 
 def tile(rgb: np.ndarray, size: int, label: str | None = None) -> Image.Image:

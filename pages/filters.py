@@ -8,7 +8,7 @@ from convlens.attribution import filter_weight_norms, input_view, last_conv_node
 from convlens.charts import bars_chart
 from convlens.graph import first_conv
 from convlens.style import FILTERS_PER_PAGE, MAGNIFIED_SIZE
-from convlens.tiles import diverging, gradient_magnitude, overlay, sequential, tile
+from convlens.tiles import diverging, gradient_picture, overlay, sequential, tile
 from convlens.ui.cache import (
     cached_fingerprint,
     cached_grad_cam,
@@ -182,8 +182,9 @@ with detail_column:
             )
             gradient = gradient_of(selected)
             right.image(
-                tile(sequential(gradient_magnitude(gradient)), MAGNIFIED_SIZE),
-                caption="guided back-propagation (where it fires most)",
+                tile(gradient_picture(gradient), MAGNIFIED_SIZE),
+                caption="guided back-propagation where it fires most, cropped to the pixels "
+                "that reach it",
                 width="stretch",
             )
         annotation_panel(store, selection.model_name, fingerprint, node.id, selected)

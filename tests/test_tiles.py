@@ -8,8 +8,11 @@ from convlens.tiles import (
     SEQUENTIAL,
     diverging,
     gradient_magnitude,
+    gradient_picture,
     overlay,
+    saturation,
     sequential,
+    support_box,
     tile,
 )
 
@@ -40,3 +43,28 @@ def test_gradient_magnitude_and_tiles():
     assert np.asarray(image)[40:, 40:].max() == 0
     blended = overlay(Image.new("RGB", (20, 10), "white"), np.zeros((2, 2, 3), np.uint8), 0.5)
     assert blended.size == (20, 10) and np.asarray(blended)[0, 0, 0] in (127, 128)
+
+
+def test_a_small_receptive_field_is_cropped_not_shrunk_away():
+    """A stem neuron of a 224-pixel model sees 3 x 3 pixels: its picture is a square of 8 (the
+    smallest crop) around them, with the strongest pixel at the top of the map."""
+    gradient = np.zeros((3, 224, 224))
+    gradient[:, 100:103, 50:53] = 0.1
+    gradient[0, 101, 51] = -5.0
+    assert support_box(gradient_magnitude(gradient)) == (98, 106, 48, 56)
+    picture = gradient_picture(gradient)
+    assert picture.shape == (8, 8, 3)
+    assert tuple(picture[3, 3]) == tuple(SEQUENTIAL[-1].astype(np.uint8))
+    # a field of 40 pixels gets a quarter of its side around it; one near the edge stays inside
+    assert support_box(np.pad(np.ones((40, 40)), ((0, 184), (100, 84)))) == (0, 60, 90, 150)
+    # no pixel, or pixels all over the image: the whole image
+    assert gradient_picture(np.zeros((1, 28, 28))).shape == (28, 28, 3)
+    assert support_box(np.eye(28)) == (0, 28, 0, 28)
+
+
+def test_a_few_extreme_pixels_saturate_instead_of_darkening_the_rest():
+    # 1,000 pixels of 1 and one of 5: 98% of the total mass (985 of 1,005) lies in values of 1
+    assert saturation(np.array([1.0] * 1000 + [5.0])) == 1.0
+    # one pixel that holds most of the mass stays the top
+    assert saturation(np.array([1.0] * 10 + [100.0])) == 100.0
+    assert saturation(np.zeros(4)) == 0.0

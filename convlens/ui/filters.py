@@ -24,7 +24,7 @@ from convlens.charts import bars_chart
 from convlens.data import ImageSourceError
 from convlens.models import LoadedModel
 from convlens.style import FILTER_GRID_COLUMNS, FILTER_GRID_TILE, PATCH_SIZE
-from convlens.tiles import crop_patch, diverging, gradient_magnitude, sequential, tile
+from convlens.tiles import crop_patch, diverging, gradient_picture, tile
 from convlens.ui.launch import PREPARATION
 
 FASHION_INPUT = (1, 28, 28)
@@ -64,7 +64,7 @@ def activation_tile(maps: LayerMaps, channel: int, size: int = FILTER_GRID_TILE)
 
 def gradient_tile(gradient: np.ndarray, channel: int, size: int = FILTER_GRID_TILE) -> Image.Image:
     """Return a guided back-propagation image as a numbered tile (magnitude, sequential map)."""
-    return tile(sequential(gradient_magnitude(gradient)), size, label=str(channel))
+    return tile(gradient_picture(gradient), size, label=str(channel))
 
 
 def filter_grid(
