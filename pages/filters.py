@@ -31,7 +31,7 @@ from convlens.ui.filters import (
     unit_bars,
 )
 from convlens.ui.sidebar import page_setup
-from convlens.ui.state import persisted, upload_digest
+from convlens.ui.state import keep_valid, persisted, upload_digest
 from convlens.weights import filter_tiles, layer_weight
 
 selection = page_setup()
@@ -61,7 +61,7 @@ if requested not in node_ids:
 
 def forget_filter() -> None:
     st.session_state.pop("filter", None)
-    st.session_state["filter_page"] = 1
+    st.session_state["page"] = 1
 
 
 layer_column, show_column, order_column = st.columns([2, 2, 2])
@@ -75,14 +75,13 @@ layer_id = layer_column.selectbox(
     **persisted("layer", on_change=forget_filter),
 )
 node = graph.node(layer_id)
+SHOWS = ["activation", "guided back-propagation"]
+keep_valid("show", SHOWS, SHOWS[0])
 show = show_column.segmented_control(
-    "Show",
-    ["activation", "guided back-propagation"],
-    default="activation",
-    key="filters_show",
-    disabled=node.type == "linear",
+    "Show", SHOWS, disabled=node.type == "linear", **persisted("show", widget="filters_show")
 )
-order = order_column.selectbox("Sort by", SORT_ORDERS, key="filters_order")
+keep_valid("sort", SORT_ORDERS, SORT_ORDERS[0])
+order = order_column.selectbox("Sort by", SORT_ORDERS, **persisted("sort", widget="filters_order"))
 
 maps = cached_layer_maps(*key, image.source, digest, node.id, image.image)
 view = input_view(model.transform, image.image)
@@ -139,12 +138,17 @@ with grid_column:
         pages = max(1, -(-count // FILTERS_PER_PAGE))
         page = 1
         if pages > 1:
+            wanted = str(st.session_state.get("page", 1))
+            st.session_state["page"] = int(wanted) if wanted.isdigit() else 1
+            keep_valid("page", range(1, pages + 1), 1)
             page = st.number_input(
                 f"Page (of {pages}, {FILTERS_PER_PAGE} filters each)",
                 1,
                 pages,
-                key="filter_page",
+                **persisted("page", widget="filter_page"),
             )
+        else:
+            st.session_state.pop("page", None)
         shown = ordered[(page - 1) * FILTERS_PER_PAGE : page * FILTERS_PER_PAGE]
         if show == "guided back-propagation":
             bar = st.progress(0.0, text="Guided back-propagation, one filter at a time…")

@@ -50,6 +50,32 @@ def test_fashion_model_grid_sorts_and_switches_to_guided_backprop():
     assert sorted(grid_buttons(at, "gbp")) == list(range(64))
 
 
+def test_a_bookmark_brings_back_what_is_shown_its_order_and_page():
+    """A lecture's link to the second page of conv3_1's guided back-propagation images, sorted
+    by importance; a page or order that no longer exists falls back to the first."""
+    at = open_filters(
+        {
+            **FASHION,
+            "layer": "features.conv3_1",
+            "show": "guided back-propagation",
+            "sort": "weight norm (importance)",
+            "page": "2",
+        }
+    )
+    assert at.segmented_control(key="filters_show").value == "guided back-propagation"
+    assert at.selectbox(key="filters_order").value == "weight norm (importance)"
+    assert at.number_input(key="filter_page").value == 2
+    module = load_model("fashion_basecnn").module
+    norms = module.features.conv3_1.weight.detach().flatten(1).norm(dim=1).numpy()
+    assert grid_buttons(at, "gbp") == [int(k) for k in np.argsort(-norms, kind="stable")[64:]]
+    at.number_input(key="filter_page").set_value(1).run()
+    assert at.session_state["page"] == 1
+    at = open_filters({**FASHION, "layer": "features.conv3_1", "sort": "colour", "page": "9"})
+    assert not at.exception
+    assert at.selectbox(key="filters_order").value == "filter number"
+    assert at.number_input(key="filter_page").value == 1
+
+
 def test_a_layer_from_the_network_page_opens_here_and_a_linear_layer_shows_bars():
     at = open_filters({**FASHION, "layer": "features.relu1_1"})  # a layer inside a chain node
     assert at.selectbox(key="layer_widget").value == "features.conv1_1"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import streamlit as st
 
@@ -13,6 +13,10 @@ URL_KEYS = (
     "layer",
     "filter",
     "run",
+    # The Filters page (pages/filters.py).
+    "show",
+    "sort",
+    "page",
     # The CNNVis page (pages/cnnvis.py).
     "groups",
     "facet",
@@ -63,14 +67,17 @@ def upload_digest(source: str) -> str | None:
     return hashlib.sha256(data).hexdigest()[:16] if data is not None else None
 
 
-def persisted(key: str, on_change: Callable[[], None] | None = None) -> dict[str, object]:
-    """Return the widget arguments that make a widget edit the state `key` across pages.
+def persisted(
+    key: str, on_change: Callable[[], None] | None = None, widget: str | None = None
+) -> dict[str, object]:
+    """Return the widget arguments that make a widget (key `widget`, by default `key`_widget)
+    edit the state `key` across pages.
 
     Streamlit forgets a widget's value when another page runs; the state lives under a plain
     key that every page keeps, the widget is seeded from it on every run, and its change
     callback (which runs before the script) writes the new value back.
     """
-    widget = f"{key}_widget"
+    widget = widget or f"{key}_widget"
     if key in st.session_state:
         st.session_state[widget] = st.session_state[key]
 
@@ -80,3 +87,10 @@ def persisted(key: str, on_change: Callable[[], None] | None = None) -> dict[str
             on_change()
 
     return {"key": widget, "on_change": remember}
+
+
+def keep_valid(key: str, options: Sequence[object], default: object) -> None:
+    """Set the state `key` to `default` when it is not one of `options` (absent, or from an old
+    or edited bookmark), before a widget is seeded from it."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default
