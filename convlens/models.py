@@ -370,9 +370,12 @@ def make_transform(
     )
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from .pt/.pth (safely, weights only) or .safetensors; unwrap common wrappers."""
+def read_state_dict(path: str | Path, label: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a state dict from .pt/.pth (safely, weights only) or .safetensors; unwrap common
+    wrappers. Messages name the file `label` (by default its name: an upload's own name, where
+    the file is stored under its digest)."""
     path = Path(path)
+    label = label or path.name
     if not path.is_file():
         raise ModelError(f"no such weights file: {path}")
     try:
@@ -383,14 +386,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if not str(error).startswith("Weights only load failed"):
+            raise ModelError(
+                f"'{label}' is not a PyTorch weights file (.pt or .pth saved by torch.save)"
+            ) from error
         raise ModelError(
-            f"'{path.name}' holds pickled Python objects, which ConvLens does not load "
+            f"'{label}' holds pickled Python objects, which ConvLens does not load "
             "(they could run code); save `model.state_dict()` instead"
         ) from error
     except Exception as error:  # any other decoding failure of a user file is the same message
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(
-            f"'{path.name}' is not a weights file ConvLens can read safely ({reason[:160]})"
+            f"'{label}' is not a weights file ConvLens can read safely ({reason[:160]})"
         ) from error
     for wrapper in ("state_dict", "model_state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
@@ -398,7 +405,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, Mapping) or not all(
         isinstance(value, torch.Tensor) for value in state.values()
     ):
-        raise ModelError(f"'{path.name}' does not hold a state dict of tensors")
+        raise ModelError(f"'{label}' does not hold a state dict of tensors")
     prefix = "module."
     if state and all(key.startswith(prefix) for key in state):
         state = {key[len(prefix) :]: value for key, value in state.items()}

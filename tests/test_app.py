@@ -180,6 +180,18 @@ def test_weights_upload_mismatch_is_refused_and_a_good_file_is_used(tmp_path: Pa
     assert "untrained" not in all_text(at).lower()
 
 
+def test_a_text_file_as_weights_is_named_and_refused_and_the_model_keeps_its_weights() -> None:
+    at = start({"model": "resnet18"})
+    at.file_uploader(key="weights_upload_resnet18").set_value(
+        ("notes.pt", b"these are lecture notes, not weights\n" * 20, "application/octet-stream")
+    ).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("'notes.pt'" in e for e in errors), errors
+    assert not any("pickled" in e for e in errors), "a text file holds no pickled objects"
+    assert at.session_state["weights_by_model"] == {}
+
+
 def test_filter_tiles_only_for_the_first_layer() -> None:
     at = start({"layer": "_blocks.0._depthwise_conv"})
     at.switch_page("pages/network.py").run()

@@ -18,6 +18,7 @@ from convlens.models import (
     download_weights,
     list_models,
     model_spec,
+    read_state_dict,
     weights_source_key,
 )
 from convlens.paths import convlens_home
@@ -145,7 +146,12 @@ def _weights_controls(name: str) -> str | None:
             path = folder / f"{digest}{Path(upload.name).suffix.lower()}"
             if not path.exists():
                 path.write_bytes(data)
-            weights_by_model[name] = str(path)
+            try:
+                read_state_dict(path, label=upload.name)
+            except ModelError as error:
+                st.error(str(error))  # the model keeps the weights it had
+            else:
+                weights_by_model[name] = str(path)
         elif name in weights_by_model and st.button("Use the default weights", key="weights_reset"):
             del weights_by_model[name]
         spec = model_spec(name)
