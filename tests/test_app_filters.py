@@ -229,3 +229,22 @@ def test_the_launcher_prepares_the_shipped_models_unless_told_not_to(monkeypatch
     state = launch.PREPARATION
     assert (state.done, state.total, state.running) == (3, 4, False)
     assert state.error == "OSError: disk full"
+
+
+def test_the_preparation_counts_as_running_from_the_launch(monkeypatch):
+    """The Home page decides on its first visit whether to follow the preparation: it is under
+    way from the launch, during the warm-up and the wait before the analyses."""
+    from convlens.ui import launch
+
+    seen = []
+    monkeypatch.setattr(launch, "PREPARATION", launch.Preparation())
+    monkeypatch.setattr(launch, "warm_up", lambda: seen.append(launch.PREPARATION.running))
+    monkeypatch.setattr(launch, "PREPARE_AFTER_SECONDS", 0)
+    monkeypatch.setenv("CONVLENS_PREPARE", "1")
+    monkeypatch.setattr(launch, "prepare_shipped_models", lambda: seen.append("prepared"))
+    launch.start_up()
+    assert seen == [True, "prepared"] and launch.PREPARATION.running is False
+    monkeypatch.setenv("CONVLENS_PREPARE", "0")
+    seen.clear()
+    launch.start_up()
+    assert seen == [False, "prepared"]

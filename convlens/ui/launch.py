@@ -48,7 +48,7 @@ def prepare_shipped_models() -> None:
 
     What is cached already takes a moment; `CONVLENS_PREPARE=0` skips it (tests do).
     """
-    if os.environ.get("CONVLENS_PREPARE", "1").strip() == "0":
+    if not preparation_wanted():
         return
     from convlens.activations import prepare_shipped
 
@@ -64,17 +64,26 @@ def prepare_shipped_models() -> None:
         PREPARATION.running = False
 
 
+def preparation_wanted() -> bool:
+    return os.environ.get("CONVLENS_PREPARE", "1").strip() != "0"
+
+
 PREPARE_AFTER_SECONDS = 15
 
 
 def start_up() -> None:
     """Warm up, then prepare the shipped models' analyses (in the launcher's thread).
 
-    The preparation waits a little, so that the first page a browser opens is drawn first.
+    The preparation waits a little, so that the first page a browser opens is drawn first; it
+    counts as running from the start, so that the Home page follows it from the first visit.
     """
-    warm_up()
-    time.sleep(PREPARE_AFTER_SECONDS)
-    prepare_shipped_models()
+    PREPARATION.running = preparation_wanted()
+    try:
+        warm_up()
+        time.sleep(PREPARE_AFTER_SECONDS)
+        prepare_shipped_models()
+    finally:
+        PREPARATION.running = False
 
 
 def run_app(streamlit_args: Sequence[str] = ()) -> None:
