@@ -575,14 +575,21 @@ def import_weights(name: str, path: str | Path) -> Path:
 
 
 def parse_run_name(name: str) -> tuple[Path, int | None]:
-    """Split `run:RUN_DIR[@STEP]` into the run folder and the step (None: the last snapshot)."""
+    """Split `run:RUN[@STEP]` into the run folder and the step (None: the last snapshot); RUN is
+    a folder, or the name of one under the run folders (`convlens.runs.find_run`)."""
+    from convlens.runs import find_run
+
     reference = name.removeprefix(RUN_PREFIX)
     folder, at, step = reference.rpartition("@")
     if not at:
-        return Path(reference), None
-    if not step.isdigit():
+        folder, step = reference, ""
+    elif not step.isdigit():
         raise ModelError(f"'{name}' should look like run:RUN_DIR or run:RUN_DIR@STEP")
-    return Path(folder), int(step)
+    try:
+        path = find_run(folder)
+    except ValueError:
+        path = Path(folder)  # loading it says what is missing
+    return path, int(step) if step else None
 
 
 def load_run_model(name: str, device: str | torch.device | None = None) -> LoadedModel:

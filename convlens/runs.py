@@ -90,6 +90,18 @@ def find_run(reference: str) -> Path:
     raise ValueError(f"no run '{reference}'; `convlens runs` lists them")
 
 
+def run_reference(path: str | Path) -> str:
+    """Name the run in `path` the way `find_run` reads it back: by its folder name when that finds
+    this run (a bookmark then works on any machine with the same runs), else by its path."""
+    path = Path(path)
+    try:
+        if find_run(path.name).resolve() == path.resolve():
+            return path.name
+    except ValueError:
+        pass
+    return str(path)
+
+
 def stop_run(reference: str) -> int:
     """Ask the process training the run to stop (SIGTERM); return its pid.
 

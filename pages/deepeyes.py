@@ -45,7 +45,15 @@ from convlens.deepeyes import (
 from convlens.embedding import points_in_box
 from convlens.models import list_models
 from convlens.paths import convlens_home
-from convlens.runs import RunInfo, find_run, learning_curves, list_runs, run_folders, start_run
+from convlens.runs import (
+    RunInfo,
+    find_run,
+    learning_curves,
+    list_runs,
+    run_folders,
+    run_reference,
+    start_run,
+)
 from convlens.shipped import read_card, shipped_run
 from convlens.style import PATCH_SIZE, RUN_REFRESH_SECONDS
 from convlens.training import (
@@ -353,7 +361,7 @@ def diagnosis_panel(
 def train_suggestion(manifest: dict, options: dict[str, object]) -> None:
     """Start training the suggested network in its own process and show its run (a callback)."""
     folder = start_run(manifest["arch"], int(manifest["config"]["epochs"]), options)
-    st.session_state["run"] = str(folder)
+    st.session_state["run"] = run_reference(folder)
     st.session_state.pop("deepeyes_step", None)
     st.toast(f"Started {folder.name}: it appears here as it trains.")
 
@@ -687,14 +695,15 @@ watch_run_folders(tuple(str(path) for path, _ in run_folders()))
 if not runs:
     st.info("No runs yet: start one on the Training page.")
     st.stop()
-st.session_state["run"] = default_run_path(runs)
-paths = [run.path for run in runs]
-chosen = st.selectbox(
+st.session_state["run"] = run_reference(default_run_path(runs))
+references = [run_reference(run.path) for run in runs]
+chosen_reference = st.selectbox(
     "Run",
-    paths,
-    format_func=lambda path: run_label(runs[paths.index(path)]),
+    references,
+    format_func=lambda reference: run_label(runs[references.index(reference)]),
     **persisted("run"),
 )
+chosen = runs[references.index(chosen_reference)].path
 phase = run_phase(chosen)
 if phase == "unreadable":
     st.warning(
@@ -704,5 +713,7 @@ if phase == "unreadable":
     st.stop()
 st.caption(f"{phase} · `{chosen}`")
 refresh = RUN_REFRESH_SECONDS if phase in ("running", "starting") else None
-st.fragment(run_every=refresh)(deepeyes_view)(chosen, phase, runs[paths.index(chosen)].shipped)
+st.fragment(run_every=refresh)(deepeyes_view)(
+    chosen, phase, runs[references.index(chosen_reference)].shipped
+)
 size_comparison()

@@ -11,6 +11,7 @@ from convlens.runs import (
     learning_curves,
     list_runs,
     resume_run,
+    run_reference,
     start_run,
     stop_run,
 )
@@ -76,7 +77,7 @@ if started:
     else:
         options.update(width=width, depth=depth, batchnorm=batchnorm)
     folder = start_run(arch, int(epochs), options)
-    st.session_state["run"] = str(folder)
+    st.session_state["run"] = run_reference(folder)
     st.success(f"Started {folder.name}; it appears below as soon as it has written its first step.")
 
 
@@ -100,20 +101,20 @@ def runs_view() -> None:
         }
     )
     st.dataframe(table, hide_index=True, width="stretch")
-    paths = [run.path for run in runs]
-    if st.session_state.get("run") not in paths:
-        st.session_state["run"] = paths[-1]
+    references = [run_reference(run.path) for run in runs]
+    if st.session_state.get("run") not in references:
+        st.session_state["run"] = references[-1]
     chosen = st.selectbox(
-        "Run", paths, format_func=lambda path: Path(path).name, **persisted("run")
+        "Run", references, format_func=lambda ref: Path(ref).name, **persisted("run")
     )
-    run = runs[paths.index(chosen)]
+    run = runs[references.index(chosen)]
     curves = learning_curves(run.path)
     if len(curves.steps):
         st.altair_chart(curves_chart(curves), width="stretch")
         st.caption(
             f"{run.status} · step {int(curves.steps[-1])} · blue: training loss (smoothed) · "
             "orange: test accuracy after each epoch · open it as a model: "
-            f"`run:{run.path}`"
+            f"`run:{chosen}`"
         )
     else:
         st.caption(f"{run.status}: no step recorded yet.")

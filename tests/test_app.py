@@ -310,6 +310,7 @@ def test_a_recorded_run_is_a_model_of_the_app(tmp_path: Path) -> None:
 def test_training_page_starts_a_run_that_trains_in_its_own_process() -> None:
     import time
 
+    from convlens.runs import find_run
     from convlens.training import run_status
 
     at = start()
@@ -325,7 +326,8 @@ def test_training_page_starts_a_run_that_trains_in_its_own_process() -> None:
     at.number_input(key="train_fc1").set_value(8)
     at.button(key="FormSubmitter:start_run-Start training").click().run()
     assert not at.exception
-    run = Path(at.session_state["run"])
+    assert at.session_state["run"].startswith("deepeyes"), "a run in the home is named, not a path"
+    run = find_run(at.session_state["run"])
     assert run.is_dir()
     deadline = time.monotonic() + 180
     while run_status(run) != "finished" and time.monotonic() < deadline:
@@ -335,7 +337,7 @@ def test_training_page_starts_a_run_that_trains_in_its_own_process() -> None:
     assert not at.exception
     charts = at.get("vega_lite_chart")
     assert charts, "the run's curves are drawn"
-    assert any(f"run:{run}" in c.value for c in at.caption)
+    assert any(f"run:{run.name}" in c.value for c in at.caption)
     at.button(key="run_delete").click().run()
     assert not at.exception
     assert not run.exists()

@@ -472,3 +472,26 @@ def test_load_user_model_refuses_mismatching_weights(user_module: Path, tmp_path
     path = _save_pth({"classifier.bias": torch.zeros(7)}, tmp_path / "w")
     with pytest.raises(ModelError, match="do not fit TinyNet"):
         models.load_user_model(f"{user_module}:TinyNet", weights=path)
+
+
+def test_a_shipped_run_is_named_by_its_folder_so_that_bookmarks_travel(tmp_path: Path):
+    """`run:fashion_deepeyes` opens the shipped run on any machine; a run of the same name
+    elsewhere is named by its path, which is the only way to reach it."""
+    import shutil
+
+    from convlens.paths import ASSETS_DIR
+    from convlens.runs import run_reference
+
+    shipped = ASSETS_DIR / "runs" / "fashion_deepeyes"
+    assert run_reference(shipped) == "fashion_deepeyes"
+    by_name = models.load_model("run:fashion_deepeyes", device="cpu")
+    by_path = models.load_model(f"run:{shipped}", device="cpu")
+    assert by_name.class_names == by_path.class_names
+    for a, b in zip(
+        by_name.module.state_dict().values(), by_path.module.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+    assert models.parse_run_name("run:fashion_deepeyes@100") == (shipped, 100)
+    copy = tmp_path / "fashion_deepeyes"
+    shutil.copytree(shipped, copy)
+    assert run_reference(copy) == str(copy)

@@ -22,7 +22,7 @@ from convlens.models import (
     weights_source_key,
 )
 from convlens.paths import convlens_home
-from convlens.runs import openable_runs
+from convlens.runs import openable_runs, run_reference
 from convlens.ui.cache import cached_image, cached_model
 from convlens.ui.state import persisted, restore_from_url, upload_digest, uploads, write_to_url
 
@@ -96,7 +96,7 @@ def render_sidebar() -> Selection:
 
 def _model_picker() -> str:
     # Every page reruns the sidebar on every click: list runs without reading their metrics.
-    names = list_models() + [f"{RUN_PREFIX}{path}" for path in openable_runs()]
+    names = list_models() + [f"{RUN_PREFIX}{run_reference(path)}" for path in openable_runs()]
     current = st.session_state.get("model")
     if current and current.startswith(RUN_PREFIX) and current not in names:
         names.append(current)  # a run given in the URL; loading it says what is wrong, if anything
