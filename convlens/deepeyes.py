@@ -44,6 +44,8 @@ DEAD_MAXIMUM = 1e-6
 ALWAYS_ON_FREQUENCY = 0.9
 FIRING_SHARE = 0.5  # of a filter's maximum, as for the activation frequency
 DUPLICATE_COSINE = 0.99
+# Below this label specificity a filter has no favourite label worth naming.
+LABEL_AGNOSTIC_BELOW = 0.25
 FILTER_MAP_PERPLEXITY = 10.0
 EFFECTIVE_VARIANCE = 0.99
 OVERSIZED_SHARE = 0.5
@@ -447,6 +449,19 @@ def label_specificity(means: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     top = np.where(means.max(axis=1) > 0, means.argmax(axis=1), -1)
     specificity = 1.0 - (label_perplexity - 1.0) / max(classes - 1, 1)
     return top.astype(np.int64), label_perplexity, np.clip(specificity, 0.0, 1.0)
+
+
+def specificity_phrase(top: int, specificity: float, classes: Sequence[str]) -> str:
+    """What a filter's label specificity says, without naming a favourite label that is not one
+    (its strongest patches may then show other labels)."""
+    if top < 0:
+        return "it never responds"
+    if specificity < LABEL_AGNOSTIC_BELOW:
+        return (
+            f"it responds to every label about alike (specificity {specificity:.2f}; on average "
+            f"a little more to *{classes[top]}*)"
+        )
+    return f"on average it responds most to *{classes[top]}* (specificity {specificity:.2f})"
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from convlens.deepeyes import (
     firing,
     near_duplicates,
     run_phase,
+    specificity_phrase,
     strongest,
     suggest_architecture,
     suggested_command,
@@ -470,11 +471,7 @@ def maps(
             f"**Filter {selected}** fires on **{count} of {len(fires)}** patches "
             f"({count / max(len(fires), 1):.0%}, highlighted in the input map and ringed in the "
             "heatmaps); "
-            + (
-                f"most active on *{classes[top]}* (specificity {mapped.specificity[selected]:.2f})"
-                if top >= 0
-                else "it never responds"
-            )
+            + specificity_phrase(top, mapped.specificity[selected], classes)
             + (f"; near-duplicate of {', '.join(map(str, twins))}" if twins else "")
             + "."
         )

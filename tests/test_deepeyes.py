@@ -30,6 +30,7 @@ from convlens.deepeyes import (
     histogram_edges,
     input_map,
     label_specificity,
+    specificity_phrase,
     layer_stability,
     near_duplicates,
     patch_boxes,
@@ -612,3 +613,10 @@ def test_run_phase_of_a_folder_being_written(tmp_path: Path):
     (starting / "pid").write_text("999999999")
     assert run_phase(starting) == "unreadable"
     assert run_phase(SHIPPED) == "finished"
+
+
+def test_a_filter_without_a_favourite_label_is_not_given_one():
+    classes = ["T-shirt", "Trouser", "Coat"]
+    assert "about alike" in specificity_phrase(2, 0.06, classes)
+    assert specificity_phrase(2, 0.8, classes).startswith("on average it responds most to *Coat*")
+    assert specificity_phrase(-1, 0.0, classes) == "it never responds"
