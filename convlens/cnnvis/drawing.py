@@ -28,6 +28,8 @@ from convlens.tiles import crop_patch
 
 FACETS = ("features", "activations")
 # Positive / negative edge colours; the second pair is safe for the common colour blindnesses.
+# The matrix's darkest grey: this percentile of the layer's per-class mean activations.
+MATRIX_TOP_PERCENTILE = 95
 PALETTES = {"green / red": ("#1a9850", "#d73027"), "blue / orange": ("#2166ac", "#e66101")}
 HEIGHT = 560
 HEADER = 46
@@ -142,7 +144,8 @@ def neuron_marks(
     patches, cells = [], []
     classes = len(view.classes)
     for node, layer in view.layers.items():
-        top = float(np.nanmax(layer.vectors)) or 1.0
+        # a few strong neurons would leave every other row near white (on a projector: blank)
+        top = float(np.nanpercentile(layer.vectors, MATRIX_TOP_PERCENTILE)) or 1.0
         for cluster, members in enumerate(layer.clusters.representatives):
             inner = _inner(geometry.clusters[(node, cluster)])
             if facet == "features":
@@ -173,7 +176,7 @@ def neuron_marks(
                                 "x2": inner.x + (c + 1) * col_w,
                                 "y": inner.y + row * row_h,
                                 "y2": inner.y + (row + 1) * row_h,
-                                "value": float(layer.vectors[neuron, c]) / top,
+                                "value": min(float(layer.vectors[neuron, c]) / top, 1.0),
                                 "class": view.classes[c],
                             }
                         )
@@ -569,7 +572,9 @@ def draw(
                 tooltip=[
                     *tooltip,
                     "class:N",
-                    alt.Tooltip("value:Q", format=".2f", title="share of layer max"),
+                    alt.Tooltip(
+                        "value:Q", format=".2f", title="activation / layer's 95th percentile"
+                    ),
                 ],
             )
             .add_params(neuron_click)

@@ -82,7 +82,7 @@ def filter_grid(
         ):
             column.image(picture(channel), width="stretch")
             column.button(
-                f"{'▶ ' if channel == selected else ''}{channel}",
+                str(channel),  # the selected one is the primary button: a marker would not fit
                 key=f"{key}_{channel}",
                 on_click=on_pick,
                 args=(channel,),
