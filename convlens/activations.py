@@ -277,6 +277,11 @@ def open_source(data: str) -> ImageSource:
         raise ImageSourceError(
             f"'{data}' is a file; analyze reads a folder of images with one sub-folder per class."
         )
+    if any(mark in data for mark in ("/", "\\", "~")) or data.startswith("."):
+        raise ImageSourceError(
+            f"no folder '{data}' here; give a folder of images with one sub-folder per class, "
+            f"or one of {DATA_FORMS}."
+        )
     raise ImageSourceError(f"unknown data source '{data}'; use {DATA_FORMS}.")
 
 

@@ -46,7 +46,7 @@ image = selection.image
 if model is None or image is None:
     st.stop()
 if not model.pretrained:
-    st.warning(f"You are looking at an untrained network. {model.weights_note}")
+    st.warning(model.weights_note)
 
 key = selection.model_key
 graph = cached_graph(*key)

@@ -19,7 +19,7 @@ model = selection.model
 if model is None:
     st.stop()
 if not model.pretrained:
-    st.warning(f"You are looking at an untrained network. {model.weights_note}")
+    st.warning(model.weights_note)
 
 graph = cached_graph(*selection.model_key)
 image_column, chart_column = st.columns([1, 2])

@@ -115,6 +115,7 @@ def test_url_restores_model_image_and_layer() -> None:
     text = all_text(at)
     assert "untrained" in text.lower(), "an untrained network is labelled as such"
     assert "python -m convlens weights fetch resnet18" in text
+    assert sum("resnet18 is untrained" in w.value for w in at.warning) == 1, "said once"
     assert any("layer1.0.conv1" in s.value for s in at.subheader)
 
 

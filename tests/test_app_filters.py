@@ -190,7 +190,7 @@ def test_a_bad_dataset_is_one_sentence_on_the_page():
     at = open_filters({**FASHION, "layer": "features.conv3_1", "filter": "4"})
     at.text_input(key="filters_data").set_value("/no/such/folder").run()
     assert not at.exception
-    assert any("unknown data source" in e.value for e in at.error)
+    assert any("no folder '/no/such/folder' here" in e.value for e in at.error)
 
 
 def test_home_shows_the_first_start_preparation_while_it_runs(monkeypatch):

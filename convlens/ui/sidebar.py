@@ -189,9 +189,7 @@ def _load_model(name: str, weights: str | None, source: str) -> LoadedModel | No
         st.error(str(error))
         return None
     st.caption(f"Weights: **{WEIGHTS_STATUS_LABELS[model.weights_status]}**")
-    if not model.pretrained:
-        st.warning(model.weights_note)
-    return model
+    return model  # the Network and Filters pages say what untrained weights mean
 
 
 def _image_picker() -> LoadedImage | None:
