@@ -49,17 +49,22 @@ st.subheader("Models on this machine")
 rows = [
     {
         "model": entry.name,
-        "what it is": entry.description,
-        "input": "×".join(str(v) for v in entry.input_size),
-        "classes": entry.num_classes,
         "pretrained weights": "ready offline"
         if entry.weights_available
         else entry.how_to_get_weights,
+        "input": "×".join(str(v) for v in entry.input_size),
+        "classes": entry.num_classes,
+        "what it is": entry.description,
     }
     for entry in zoo()
 ]
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+st.dataframe(
+    pd.DataFrame(rows),
+    hide_index=True,
+    width="stretch",
+    column_config={"pretrained weights": st.column_config.TextColumn(width="medium")},
+)
 st.caption(
-    "Before a lecture without internet, fetch the weights you need on a machine that has it "
-    "(the commands above); they stay in the torch hub cache."
+    "Before a lecture without internet, fetch the weights you need on a machine that has it, "
+    "with the command in the *pretrained weights* column; they stay in the torch hub cache."
 )

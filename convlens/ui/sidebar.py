@@ -112,13 +112,16 @@ def _model_picker() -> str:
         "run:… entries are recorded training runs (`convlens train`).",
         format_func=_model_label,
     )
-    return st.session_state["model"]
+    chosen = st.session_state["model"]
+    if not chosen.startswith(RUN_PREFIX):
+        st.caption(model_spec(chosen).description)  # the box is too narrow to hold it
+    return chosen
 
 
 def _model_label(name: str) -> str:
     if name.startswith(RUN_PREFIX):
         return f"{Path(name.removeprefix(RUN_PREFIX)).name} — recorded run"
-    return f"{name} — {model_spec(name).description.split(',')[0]}"
+    return name
 
 
 def _forget_layer() -> None:
