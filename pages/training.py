@@ -27,10 +27,19 @@ st.caption(
     "snapshots that later views (and `run:…` models) open."
 )
 
+LOSSES = {"ce": "cross-entropy", "hinge": "multi-class hinge"}
+
+st.markdown("**Start a run**")
+arch = st.segmented_control(
+    "Architecture",
+    ["deepeyes", "basecnn"],
+    default="deepeyes",
+    key="train_arch",
+    help="deepeyes: DeepEyes' MNIST network (2 conv, 2 fc); basecnn: CNNVis' BaseCNN (10 conv)",
+)
+arch = arch or "deepeyes"
 with st.form("start_run", border=True):
-    st.markdown("**Start a run**")
-    arch_column, epochs_column, seed_column = st.columns(3)
-    arch = arch_column.selectbox("Architecture", ["deepeyes", "basecnn"], key="train_arch")
+    epochs_column, seed_column = st.columns(2)
     epochs = epochs_column.number_input("Epochs", 1, 200, 3, key="train_epochs")
     seed = seed_column.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
     optimizer_column, lr_column, schedule_column, loss_column, init_column = st.columns(5)
@@ -44,23 +53,29 @@ with st.form("start_run", border=True):
         key="train_schedule",
         help="cosine: decays the learning rate to 0 over the run's epochs",
     )
-    loss = loss_column.selectbox("Loss", ["ce", "hinge"], key="train_loss")
+    loss = loss_column.selectbox(
+        "Loss", list(LOSSES), format_func=LOSSES.__getitem__, key="train_loss"
+    )
     init = init_column.selectbox(
         "Initialisation",
         ["kaiming", "default", "normal:0.01"],
         key="train_init",
         help="BaseCNN without batch norm does not learn from PyTorch's default initialisation.",
     )
-    st.markdown("DeepEyes widths · BaseCNN variant")
-    conv1_column, conv2_column, fc1_column, width_column, depth_column, norm_column = st.columns(6)
-    conv1 = conv1_column.number_input("conv1", 1, 512, 20, key="train_conv1")
-    conv2 = conv2_column.number_input("conv2", 1, 512, 50, key="train_conv2")
-    fc1 = fc1_column.number_input("fc1", 1, 4096, 500, key="train_fc1")
-    width = width_column.selectbox(
-        "width ×", [0.25, 0.5, 1.0, 2.0, 4.0], index=2, key="train_width"
-    )
-    depth = depth_column.selectbox("depth", ["base", "shallow", "deep"], key="train_depth")
-    batchnorm = norm_column.checkbox("batch norm", key="train_batchnorm")
+    if arch == "deepeyes":
+        st.markdown("Layer widths")
+        conv1_column, conv2_column, fc1_column = st.columns(3)
+        conv1 = conv1_column.number_input("conv1", 1, 512, 20, key="train_conv1")
+        conv2 = conv2_column.number_input("conv2", 1, 512, 50, key="train_conv2")
+        fc1 = fc1_column.number_input("fc1", 1, 4096, 500, key="train_fc1")
+    else:
+        st.markdown("BaseCNN variant")
+        width_column, depth_column, norm_column = st.columns(3)
+        width = width_column.selectbox(
+            "width ×", [0.25, 0.5, 1.0, 2.0, 4.0], index=2, key="train_width"
+        )
+        depth = depth_column.selectbox("depth", ["base", "shallow", "deep"], key="train_depth")
+        batchnorm = norm_column.checkbox("batch norm", key="train_batchnorm")
     started = st.form_submit_button("Start training", type="primary")
 
 if started:

@@ -308,6 +308,19 @@ def test_a_recorded_run_is_a_model_of_the_app(tmp_path: Path) -> None:
     assert "your weights file" in all_text(at)
 
 
+def test_training_page_shows_the_options_of_the_chosen_architecture() -> None:
+    at = start()
+    at.switch_page("pages/training.py").run()
+    assert {"train_conv1", "train_conv2", "train_fc1"} <= {w.key for w in at.number_input}
+    assert "train_depth" not in {w.key for w in at.selectbox}
+    at.segmented_control(key="train_arch").set_value("basecnn").run()
+    assert not at.exception
+    assert "train_conv1" not in {w.key for w in at.number_input}
+    assert {"train_width", "train_depth"} <= {w.key for w in at.selectbox}
+    assert at.checkbox(key="train_batchnorm").value is False
+    assert at.selectbox(key="train_loss").value == "ce"
+
+
 def test_training_page_starts_a_run_that_trains_in_its_own_process() -> None:
     import time
 
