@@ -2,7 +2,8 @@
 
 Activation maps use a diverging map centred on zero (blue below, white at 0, red above) with one
 scale for the whole layer, so tiles compare; guided back-propagation images use a sequential map
-of the gradient's magnitude, cropped to the pixels that reach the neuron. Both palettes read with the common colour-vision deficiencies.
+of the gradient's magnitude, cropped to the pixels that reach the neuron. Both palettes read
+with the common colour-vision deficiencies.
 """
 
 from __future__ import annotations

@@ -149,12 +149,13 @@ def _weights_controls(name: str) -> str | None:
             path = folder / f"{digest}{Path(upload.name).suffix.lower()}"
             if not path.exists():
                 path.write_bytes(data)
-            try:
-                read_state_dict(path, label=upload.name)
-            except ModelError as error:
-                st.error(str(error))  # the model keeps the weights it had
-            else:
-                weights_by_model[name] = str(path)
+            if weights_by_model.get(name) != str(path):  # read a large file once, not per rerun
+                try:
+                    read_state_dict(path, label=upload.name)
+                except ModelError as error:
+                    st.error(str(error))  # the model keeps the weights it had
+                else:
+                    weights_by_model[name] = str(path)
         elif name in weights_by_model and st.button("Use the default weights", key="weights_reset"):
             del weights_by_model[name]
         spec = model_spec(name)
