@@ -382,18 +382,18 @@ def _batches(
     count: int,
     batch_size: int,
     preprocess: _Preprocess,
-) -> Iterator[tuple[int, np.ndarray | torch.Tensor, torch.Tensor | None]]:
-    """Yield (index of the first image, `preprocess.pictures` of the images, labels) for the first
-    `count` images."""
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+    """Yield (index of the first image, the preprocessed images, labels) for the first `count`
+    images."""
     for start in range(0, count, batch_size):
         stop = min(start + batch_size, count)
-        pictures = preprocess.pictures([source.load(index) for index in range(start, stop)])
+        inputs = preprocess([source.load(index) for index in range(start, stop)])
         labels = (
             torch.tensor(source.labels[start:stop], dtype=torch.long)
             if source.labels is not None
             else None
         )
-        yield start, pictures, labels
+        yield start, inputs, labels
 
 
 # --------------------------------------------------------------------------------------------
@@ -866,10 +866,10 @@ def _feed(
 
     targets = {r.node.activation_layer: r for r in reducers}
     with _hooked(module, targets, visit):
-        for start, pictures, labels in _batches(
+        for start, inputs, labels in _batches(
             plan.source, plan.images, plan.batch_size, preprocess
         ):
-            images = preprocess.tensor(pictures).to(device)
+            images = inputs.to(device)
             batch.update(start=start, labels=labels.to(device) if labels is not None else None)
             summaries.begin_batch(len(images))
             module(images)
