@@ -76,7 +76,7 @@ def filter_grid(
 ) -> None:
     """Draw the tiles of `filters` in rows, each with a button that selects it."""
     for start in range(0, len(filters), FILTER_GRID_COLUMNS):
-        columns = st.columns(FILTER_GRID_COLUMNS, gap="small")
+        columns = st.columns(FILTER_GRID_COLUMNS, gap="xsmall")  # room for 3-digit numbers
         for column, channel in zip(
             columns, filters[start : start + FILTER_GRID_COLUMNS], strict=False
         ):
