@@ -59,6 +59,7 @@ from convlens.data import (
     image_folder,
     load_image,
 )
+from convlens.allocator import reuse_freed_memory
 from convlens.graph import ChainNode, LayerGraph, build_graph
 from convlens.models import LoadedModel, weights_source_key
 from convlens.paths import convlens_home
@@ -599,10 +600,10 @@ class _LayerReducer:
             return
         where = self.summaries.where[:, self.span]
         if 2 * image.numel() >= best.numel():
-            where.copy_(maps.argmax(dim=2))
+            where.copy_(_argmax(maps))
             return
         rows = maps.reshape(-1, maps.shape[2]).index_select(0, image * self.neurons + neuron)
-        where.index_put_((image, neuron), rows.argmax(dim=1))
+        where.index_put_((image, neuron), _argmax(rows))
 
     def _keep_sampled(self, maps: torch.Tensor, first_image: int) -> None:
         """Copy every neuron's activations at the sampled patches that lie in this batch."""
@@ -657,6 +658,15 @@ class _LayerReducer:
 
 
 _IMAGE_BITS = 32
+
+
+def _argmax(values: torch.Tensor) -> torch.Tensor:
+    """Return `values.argmax(dim=-1)`; on the CPU through numpy, whose vectorised argmax is ten
+    times faster than torch's on feature maps (and as fast as torch's `amax`), with the same
+    answer: the first position of the maximum, or of the first NaN."""
+    if values.device.type != "cpu":
+        return values.argmax(dim=-1)
+    return torch.from_numpy(values.numpy().argmax(axis=-1))
 
 
 def _patch_keys(values: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -814,6 +824,8 @@ def _compute(plan: _Plan, progress: Progress | None) -> Analysis:
         if labels is not None
         else np.zeros(0, dtype=np.int64)
     )
+    if plan.model.device.type == "cpu":
+        reuse_freed_memory()
     was_training = module.training
     module.eval()
     try:

@@ -617,3 +617,16 @@ def test_prepare_fills_the_cache_once(capsys):
     assert "30 images" in first and "cached" in first
     assert main(argv) == 0
     assert "already cached" in capsys.readouterr().out
+
+
+def test_argmax_through_numpy_matches_torch_on_ties_and_nan():
+    """The first position of the maximum, or of the first NaN, on contiguous and strided maps."""
+    maps = torch.tensor(
+        [
+            [[1.0, 3.0, 3.0, 0.0], [float("nan"), 2.0, float("nan"), 9.0]],
+            [[-1.0, -1.0, -2.0, -1.0], [0.0, -0.0, 0.0, -5.0]],
+        ]
+    )
+    for values in (maps, maps.transpose(0, 1), maps.reshape(-1, 4)[[3, 0, 2]]):
+        assert torch.equal(activations._argmax(values), values.argmax(dim=-1))
+    assert activations._argmax(maps).tolist() == [[1, 0], [0, 0]]
