@@ -17,16 +17,19 @@ APP = Path(__file__).resolve().parent.parent.parent / "app.py"
 
 
 def warm_up() -> None:
-    """Import the library the pages need and run the default model once (kernels set up once).
+    """Import the library the pages need and run the default model once (kernels set up once);
+    let the allocator keep freed feature maps for the next forward pass (`convlens.allocator`).
 
     Nothing Streamlit-aware is imported here: components must be declared by the page runs,
     once the server's runtime exists.
     """
     from convlens import charts, graph, weights  # noqa: F401
+    from convlens.allocator import reuse_freed_memory
     from convlens.data import DEFAULT_IMAGE, load_image
     from convlens.models import DEFAULT_MODEL, load_model
     from convlens.predict import predict
 
+    reuse_freed_memory()
     predict(load_model(DEFAULT_MODEL), load_image(DEFAULT_IMAGE).image)
 
 
