@@ -52,6 +52,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
+from convlens.allocator import reuse_freed_memory
 from convlens.data import (
     SAMPLE_NAMES,
     ImageSourceError,
@@ -59,7 +60,6 @@ from convlens.data import (
     image_folder,
     load_image,
 )
-from convlens.allocator import reuse_freed_memory
 from convlens.graph import ChainNode, LayerGraph, build_graph
 from convlens.models import LoadedModel, weights_source_key
 from convlens.paths import convlens_home
@@ -68,7 +68,6 @@ from convlens.weights import weights_fingerprint
 REDUCES = ("mean", "max")
 DEFAULT_TOP_K = 9
 IMAGENET_LIMIT = 1_000
-SMALL_INPUT = (1, 28, 28)
 SAMPLES = "samples"
 FASHION_MNIST_SOURCES = ("fashion-mnist:test", "fashion-mnist:train")
 DATA_FORMS = "fashion-mnist:test, fashion-mnist:train, samples or an ImageFolder directory"
@@ -288,7 +287,7 @@ def open_source(data: str) -> ImageSource:
 
 def default_limit(model: LoadedModel) -> int | None:
     """Return how many images `analyze` takes by default: all for a 1x28x28 model, else 1,000."""
-    return None if tuple(model.input_size) == SMALL_INPUT else IMAGENET_LIMIT
+    return None if model.reads_fashion_mnist else IMAGENET_LIMIT
 
 
 def default_batch_size(input_size: Sequence[int], device: torch.device | str | None = None) -> int:

@@ -66,6 +66,13 @@ class LoadedModel:
     def pretrained(self) -> bool:
         return self.weights_status != "untrained"
 
+    @property
+    def reads_fashion_mnist(self) -> bool:
+        """Whether the model takes Fashion-MNIST's 1x28x28 images (rather than photos)."""
+        from convlens.smallnets import INPUT_SIZE
+
+        return tuple(self.input_size) == INPUT_SIZE
+
 
 @dataclass(frozen=True)
 class ModelSpec:

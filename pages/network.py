@@ -22,7 +22,10 @@ if not model.pretrained:
     st.warning(model.weights_note)
 
 graph = cached_graph(*selection.model_key)
-image_column, chart_column = st.columns([1, 2])
+# the chain gets the page's width: on a projector at 1280x720 its labels then read at full size
+render_chain(graph, selection.model_name)
+
+details_column, image_column = st.columns([2, 1], gap="large")
 if selection.image is not None:
     image_column.image(selection.image.image, caption=selection.image.source, width="stretch")
     predictions = cached_predictions(
@@ -31,12 +34,8 @@ if selection.image is not None:
         upload_digest(selection.image.source),
         selection.image.image,
     )
-    chart_column.markdown(f"**Top-5 classes** ({model.name}, {model.weights_status} weights)")
-    chart_column.altair_chart(predictions_chart(predictions), width="stretch")
-
-chain_column, details_column = st.columns([3, 2])
-with chain_column:
-    render_chain(graph, selection.model_name)
+    image_column.markdown(f"**Top-5 classes** ({model.name}, {model.weights_status} weights)")
+    image_column.altair_chart(predictions_chart(predictions), width="stretch")
 
 requested = st.session_state.get("layer")
 selected = graph.chain_node_of(requested) if requested else None

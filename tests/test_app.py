@@ -232,6 +232,28 @@ def test_model_change_forgets_the_layer() -> None:
     assert "layer" not in at.session_state or not at.session_state["layer"]
 
 
+def test_the_image_follows_a_model_change_between_photos_and_fashion_mnist() -> None:
+    at = start()
+    at.switch_page("pages/network.py").run()
+    assert at.session_state["image"] == "sample:chelsea"
+    at.selectbox(key="model_widget").set_value("fashion_basecnn").run()
+    assert not at.exception
+    assert at.session_state["image"] == "fashion-mnist:test:0"
+    assert at.selectbox(key="image_choice_widget").value == "Fashion-MNIST test image"
+    assert "fashion-mnist:test:0" in at.toast[0].value
+    predictions = chart_rows(at.get("vega_lite_chart")[0])
+    assert predictions[0]["class"] == "Ankle boot"  # test image 0, which the model gets right
+    at.number_input(key="fashion_index_widget").set_value(7).run()
+    at.selectbox(key="model_widget").set_value("fashion_deepeyes").run()
+    assert at.session_state["image"] == "fashion-mnist:test:7", "a Fashion model keeps its image"
+    at.selectbox(key="model_widget").set_value("efficientnet_lite0").run()
+    assert at.session_state["image"] == "sample:chelsea"
+    at.selectbox(key="image_choice_widget").set_value("Other source…").run()
+    at.text_input(key="other_source_widget").set_value("fashion-mnist:test:3").run()
+    at.selectbox(key="model_widget").set_value("fashion_basecnn").run()
+    assert at.session_state["image"] == "fashion-mnist:test:3", "a typed source stays"
+
+
 def test_unknown_layer_in_url_is_explained() -> None:
     at = start({"model": "alexnet", "layer": "layer9.conv"})
     at.switch_page("pages/network.py").run()

@@ -40,7 +40,11 @@ def shape_label(shape: tuple[int, ...]) -> str:
 
 
 def wrap_id(layer_id: str) -> str:
-    """Break a module path over two lines (parent, leaf) so that chain nodes stay narrow."""
+    """Break a module path over two lines (parent, leaf) so that chain nodes stay narrow; a
+    group's span of blocks (`_blocks.11 … _conv_head`) breaks after its first block."""
+    if " … " in layer_id:
+        first, _, last = layer_id.partition(" … ")
+        return f"{first} …\n{last}"
     parent, _, leaf = layer_id.rpartition(".")
     if not parent or leaf.split(":")[0].isdigit():
         return layer_id

@@ -27,8 +27,6 @@ from convlens.style import FILTER_GRID_COLUMNS, FILTER_GRID_TILE, PATCH_SIZE
 from convlens.tiles import crop_patch, diverging, gradient_picture, tile
 from convlens.ui.launch import PREPARATION
 
-FASHION_INPUT = (1, 28, 28)
-
 SORT_ORDERS = (
     "filter number",
     "mean activation on this image",
@@ -221,10 +219,9 @@ def dataset_views(
     channel: int,
 ) -> None:
     """Draw the filter's top image patches and per-class mean activation over a dataset."""
-    fashion = tuple(model.input_size) == FASHION_INPUT
     data = st.text_input(
         "Images to search",
-        value="fashion-mnist:test" if fashion else "samples",
+        value="fashion-mnist:test" if model.reads_fashion_mnist else "samples",
         key="filters_data",
         help="fashion-mnist:test, fashion-mnist:train, samples (the bundled photos) or an "
         "ImageFolder directory; analysed once, then cached on disk",

