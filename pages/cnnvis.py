@@ -23,8 +23,9 @@ from convlens.ui.cnnvis import (
     cached_patch_images,
     cached_view,
     choice,
-    clicked,
     flags_table,
+    neuron_dialog,
+    newly_clicked_neuron,
     outlined,
     run_folder,
     set_state,
@@ -324,34 +325,9 @@ if theirs is not None:
     with theirs:
         comparison(compare)
 
-picked = clicked("neuron")
-if picked:
-    node, neuron = picked[0]["node"], int(picked[0]["neuron"])
-    layer = view.layers.get(node)
-    if layer is not None and 0 <= neuron < layer.neurons:
-        cluster = int(layer.clusters.labels[neuron])
-        with st.container(border=True):
-            st.markdown(
-                f"**{node} · neuron {neuron}** — cluster c{cluster} of {layer.clusters.count}"
-            )
-            cols = st.columns([1, 1, 2])
-            if cols[0].button("Open in Filters", type="primary"):
-                st.session_state["layer"], st.session_state["filter"] = node, str(neuron)
-                st.switch_page("pages/filters.py")
-            target = cols[1].selectbox(
-                "Move to cluster",
-                range(layer.clusters.count + 1),
-                index=cluster,
-                format_func=lambda c: f"c{c}" if c < layer.clusters.count else "a new cluster",
-            )
-            if cols[2].button("Move", help="Matrices, packing and bundling are recomputed"):
-                kept = [
-                    m
-                    for m in split(text_state("moves", "").replace(";", ","))
-                    if not m.startswith(f"{node}:{neuron}>")
-                ]
-                set_state("moves", ",".join([*kept, f"{node}:{neuron}>{target}"]))
-                st.rerun()
+picked = newly_clicked_neuron(view)
+if picked is not None:
+    neuron_dialog(*picked, cached_patch_images(key, data))
 
 if moves and st.button("Undo the moves", help="Back to the clusters the algorithm found"):
     set_state("moves", "")

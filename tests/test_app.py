@@ -254,6 +254,12 @@ def test_the_image_follows_a_model_change_between_photos_and_fashion_mnist() -> 
     assert at.session_state["image"] == "fashion-mnist:test:3", "a typed source stays"
 
 
+def test_a_fashion_model_from_the_url_starts_on_a_fashion_image_unless_one_is_named() -> None:
+    assert start({"model": "fashion_basecnn"}).session_state["image"] == "fashion-mnist:test:0"
+    named = start({"model": "fashion_basecnn", "image": "sample:coffee"})
+    assert named.session_state["image"] == "sample:coffee"
+
+
 def test_unknown_layer_in_url_is_explained() -> None:
     at = start({"model": "alexnet", "layer": "layer9.conv"})
     at.switch_page("pages/network.py").run()

@@ -78,9 +78,15 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
         patches, _ = neuron_marks(view, geometry, "features", 0, lambda *_: "")
         biggest = patches.loc[(patches.x2 - patches.x).idxmax()]
         click_at(page, box, geometry, (biggest.x + biggest.x2) / 2, (biggest.y + biggest.y2) / 2)
-        opener = page.get_by_role("button", name="Open in Filters")
+        # the neuron's dialog opens where the click was, with its top patches
+        dialog = page.get_by_role("dialog")
+        opener = dialog.get_by_role("button", name="Open in Filters")
         opener.wait_for(timeout=60_000)
-        assert f"{biggest.node} · neuron {biggest.neuron}" in page.inner_text("body")
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert f"{biggest.node} · neuron {biggest.neuron}" in dialog.inner_text()
+        dialog.locator("img").nth(analysis.top_k - 1).wait_for(timeout=30_000)
+        assert dialog.locator("img").count() == analysis.top_k
+        page.screenshot(path=str(SCREENSHOTS / "cnnvis_neuron.png"))
         opener.click()
         page.wait_for_function(
             "() => window.location.pathname.endsWith('/filters')", timeout=60_000

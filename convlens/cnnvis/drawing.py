@@ -33,9 +33,9 @@ MATRIX_TOP_PERCENTILE = 95
 PALETTES = {"green / red": ("#1a9850", "#d73027"), "blue / orange": ("#2166ac", "#e66101")}
 HEIGHT = 560
 HEADER = 46
-PICTURE_WIDTH = 1240
+PICTURE_WIDTH = 900
 CLUSTER_WIDTHS = (90.0, 300.0)
-CLUSTER_LABEL = 15
+CLUSTER_LABEL = 17
 CLUSTER_GAP = 12
 MIN_CLUSTER_HEIGHT = 40
 COLLAPSED_WIDTH = 86
@@ -45,7 +45,7 @@ BICLUSTER_WIDTH = 12
 BICLUSTER_HEIGHT = 18
 CURVE_POINTS = 14
 FADED = 0.18
-FONT = 12
+FONT = 13
 HIGHLIGHT = "#ff7f00"
 PATCH_PIXELS = 32
 
@@ -265,7 +265,7 @@ def cluster_marks(view: CnnvisView, geometry: Geometry) -> pd.DataFrame:
                     "y2": box.y + box.h,
                     "label": text,
                     "label_x": box.x + 3,
-                    "label_y": box.y + 11,
+                    "label_y": box.y + 13,
                     "stroke": "#b35806" if cluster in impure else "#888888",
                     "dash": 4 if cluster in impure else 0,
                     "neurons": len(members),
@@ -283,8 +283,8 @@ def column_marks(view: CnnvisView, geometry: Geometry) -> tuple[pd.DataFrame, pd
                 box = geometry.columns[node]
                 neurons = view.layers[node].neurons
                 headers.append(
-                    {"group": group.id, "x": box.x, "y": 14, "text": f"{group.id} ▾ {_short(node)}"}
-                    | {"sub": f"{neurons} neurons", "sub_y": 30}
+                    {"group": group.id, "x": box.x, "y": 15, "text": f"{group.id} ▾ {_short(node)}"}
+                    | {"sub": f"{neurons} neurons", "sub_y": 32}
                 )
         else:
             box = geometry.columns[group.id]
@@ -293,8 +293,8 @@ def column_marks(view: CnnvisView, geometry: Geometry) -> tuple[pd.DataFrame, pd
                 | {"layers": ", ".join(_short(n) for n in group.nodes)}
             )
             headers.append(
-                {"group": group.id, "x": box.x, "y": 14, "text": f"{group.id} ▸"}
-                | {"sub": f"{len(group.nodes)} layers", "sub_y": 30}
+                {"group": group.id, "x": box.x, "y": 15, "text": f"{group.id} ▸"}
+                | {"sub": f"{len(group.nodes)} layers", "sub_y": 32}
             )
     return pd.DataFrame(groups), pd.DataFrame(headers)
 
@@ -589,7 +589,7 @@ def draw(
     if len(clusters):
         layers.append(
             alt.Chart(_inline(clusters))
-            .mark_text(align="left", fontSize=FONT - 2, color="#333", limit=_label_limit(geometry))
+            .mark_text(align="left", fontSize=FONT - 1, color="#333", limit=_label_limit(geometry))
             .encode(
                 x=alt.X("label_x:Q", scale=x_scale, axis=None),
                 y=alt.Y("label_y:Q", scale=y_scale, axis=None),

@@ -29,6 +29,8 @@ from convlens.ui.state import write_to_url
 
 CONTRIBUTION_IMAGES = 256
 CHART_KEY = "cnnvis_chart"
+LAST_NEURON = "_cnnvis_last_neuron"
+DIALOG_PATCH_PIXELS = 72
 
 
 def text_state(key: str, default: str) -> str:
@@ -88,6 +90,57 @@ def toggle_clicked_group(group_ids: list[str], default: str) -> None:
         # browser; this one does.
         write_to_url()
     st.session_state["_cnnvis_last_group"] = group_id
+
+
+def newly_clicked_neuron(view: CnnvisView) -> tuple[LayerView, int] | None:
+    """The neuron a click in the picture has just picked (once per click: the chart keeps its
+    selection over later reruns), when it is one of the view's."""
+    picked = clicked("neuron")
+    point = (picked[0]["node"], int(picked[0]["neuron"])) if picked else None
+    if point == st.session_state.get(LAST_NEURON):
+        return None
+    st.session_state[LAST_NEURON] = point
+    layer = view.layers.get(point[0]) if point else None
+    if layer is None or not 0 <= point[1] < layer.neurons:
+        return None
+    return layer, point[1]
+
+
+@st.dialog("Neuron", width="large")
+def neuron_dialog(
+    layer: LayerView, neuron: int, patch_uri: Callable[[LayerView, int, int], str]
+) -> None:
+    """What a click on a neuron offers, where the click was: its top image patches, opening it in
+    the Filters view, and moving it to another cluster (CNNVis 4.4's interactions)."""
+    cluster = int(layer.clusters.labels[neuron])
+    st.markdown(
+        f"**{layer.node} · neuron {neuron}** — cluster c{cluster} of {layer.clusters.count}"
+        + (" · dead: about zero on every class" if neuron in layer.dead else "")
+    )
+    ranks = range(layer.top_images.shape[1])
+    st.image(
+        [patch_uri(layer, neuron, rank) for rank in ranks],
+        width=DIALOG_PATCH_PIXELS,
+        caption=[f"#{rank + 1}" for rank in ranks],
+    )
+    left, middle, right = st.columns([1, 1, 1], vertical_alignment="bottom")
+    if left.button("Open in Filters", type="primary"):
+        st.session_state["layer"], st.session_state["filter"] = layer.node, str(neuron)
+        st.switch_page("pages/filters.py")
+    target = middle.selectbox(
+        "Move to cluster",
+        range(layer.clusters.count + 1),
+        index=cluster,
+        format_func=lambda c: f"c{c}" if c < layer.clusters.count else "a new cluster",
+    )
+    if right.button("Move", help="Matrices, packing and bundling are recomputed"):
+        kept = [
+            move
+            for move in split(text_state("moves", "").replace(";", ","))
+            if not move.startswith(f"{layer.node}:{neuron}>")
+        ]
+        set_state("moves", ",".join([*kept, f"{layer.node}:{neuron}>{target}"]))
+        st.rerun()
 
 
 def run_folder(model_name: str) -> Path | None:

@@ -32,6 +32,7 @@ OTHER_CHOICE = "Other source…"
 FASHION_TEST_SIZE = 10_000
 WEIGHT_TYPES = ["pt", "pth", "safetensors"]
 MODEL_CHANGED = "_model_changed"
+FASHION_DEFAULT_IMAGE = "fashion-mnist:test:0"
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ def render_sidebar() -> Selection:
         if model is not None and st.session_state.pop(MODEL_CHANGED, False):
             _image_for(model)
         st.markdown("### Image")
-        image = _image_picker()
+        fashion = model is not None and model.reads_fashion_mnist
+        image = _image_picker(FASHION_DEFAULT_IMAGE if fashion else DEFAULT_IMAGE)
     return Selection(name, weights, source, model, image)
 
 
@@ -142,7 +144,7 @@ def _image_for(model: LoadedModel) -> None:
     choice = st.session_state.get("image_choice")
     if model.reads_fashion_mnist and choice in list_samples():
         st.session_state.update(image_choice=FASHION_CHOICE, fashion_index=0)
-        st.session_state["image"] = "fashion-mnist:test:0"
+        st.session_state["image"] = FASHION_DEFAULT_IMAGE
     elif not model.reads_fashion_mnist and choice == FASHION_CHOICE:
         st.session_state.update(image_choice=DEFAULT_IMAGE, image=DEFAULT_IMAGE)
     else:
@@ -217,9 +219,11 @@ def _load_model(name: str, weights: str | None, source: str) -> LoadedModel | No
     return model  # the Network and Filters pages say what untrained weights mean
 
 
-def _image_picker() -> LoadedImage | None:
+def _image_picker(default: str) -> LoadedImage | None:
+    """The image controls, starting from `default` when neither the session nor the URL names
+    an image."""
     samples = list_samples()
-    current = st.session_state.get("image") or DEFAULT_IMAGE
+    current = st.session_state.get("image") or default
     choices = [*samples, FASHION_CHOICE, UPLOAD_CHOICE, OTHER_CHOICE]
     fashion_index = _fashion_test_index(current)
     if fashion_index is not None:
