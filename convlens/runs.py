@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convlens.models import RUN_PREFIX
 from convlens.paths import ASSETS_DIR, convlens_home
 from convlens.training import (
     list_snapshots,
@@ -88,6 +89,15 @@ def find_run(reference: str) -> Path:
         if (root / reference).is_dir():
             return root / reference
     raise ValueError(f"no run '{reference}'; `convlens runs` lists them")
+
+
+def model_run(model_name: str) -> Path | None:
+    """Return the recorded run behind a model of the app, when it is one (a shipped run such as
+    `fashion_basecnn`, or a `run:` model), else None."""
+    try:
+        return find_run(model_name.removeprefix(RUN_PREFIX))
+    except ValueError:
+        return None
 
 
 def run_reference(path: str | Path) -> str:

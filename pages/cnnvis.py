@@ -16,6 +16,7 @@ from convlens.cnnvis.pipeline import CLUSTER_METHODS, IMPORTANCE_MEASURES
 from convlens.cnnvis.view import THRESHOLD_SHARE, Options, default_groups, quality_flags
 from convlens.data import ImageSourceError
 from convlens.models import list_models
+from convlens.runs import model_run
 from convlens.training import list_snapshots
 from convlens.ui.cache import cached_graph, cached_model, model_lock
 from convlens.ui.cnnvis import (
@@ -27,7 +28,6 @@ from convlens.ui.cnnvis import (
     neuron_dialog,
     newly_clicked_neuron,
     outlined,
-    run_folder,
     set_state,
     split,
     text_state,
@@ -97,7 +97,7 @@ expanded = [
 ]
 
 
-run = run_folder(selection.model_name)
+run = model_run(selection.model_name)
 steps = list_snapshots(run) if run is not None else []
 
 with st.container(border=True):

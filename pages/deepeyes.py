@@ -51,6 +51,7 @@ from convlens.runs import (
     find_run,
     learning_curves,
     list_runs,
+    model_run,
     run_folders,
     run_reference,
     start_run,
@@ -128,10 +129,12 @@ def mirror_page_state() -> None:
 # Pieces of the page
 
 
-def default_run_path(runs: list[RunInfo]) -> str:
-    """Return the run the bookmark or the session names, else the shipped DeepEyes run."""
+def default_run_path(runs: list[RunInfo], model_name: str) -> str:
+    """Return the run the bookmark or the session names, else the sidebar model's when it is a
+    recorded run, else the shipped DeepEyes run."""
     paths = [run.path for run in runs]
-    wanted = st.session_state.get("run")
+    model_folder = model_run(model_name)
+    wanted = st.session_state.get("run") or (model_folder and str(model_folder))
     if wanted in paths:
         return wanted
     if wanted:
@@ -678,7 +681,7 @@ def watch_run_folders(known: tuple[str, ...]) -> None:
         st.rerun()
 
 
-page_setup()
+selection = page_setup()
 st.title("DeepEyes")
 st.caption(
     "DeepEyes' progressive analysis of a recorded run (Pezzotti et al., 2018): when each layer "
@@ -692,7 +695,7 @@ watch_run_folders(tuple(str(path) for path, _ in run_folders()))
 if not runs:
     st.info("No runs yet: start one on the Training page.")
     st.stop()
-st.session_state["run"] = run_reference(default_run_path(runs))
+st.session_state["run"] = run_reference(default_run_path(runs, selection.model_name))
 references = [run_reference(run.path) for run in runs]
 chosen_reference = st.selectbox(
     "Run",

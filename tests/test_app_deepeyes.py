@@ -402,3 +402,17 @@ def test_a_run_just_started_waits_for_its_first_snapshot():
         "starting has no snapshot yet" in info.value and "updates itself" in info.value
         for info in at.info
     )
+
+
+def test_the_run_follows_the_sidebar_model_when_that_is_a_recorded_run():
+    at = open_deepeyes({"model": "fashion_basecnn_shallow"})
+    assert Path(at.selectbox(key="run_widget").value).name == "fashion_basecnn_shallow"
+    at.selectbox(key="model_widget").set_value("fashion_deepeyes_small")
+    rerun(at)
+    assert Path(at.selectbox(key="run_widget").value).name == "fashion_deepeyes_small"
+    at.selectbox(key="model_widget").set_value("efficientnet_lite0")
+    rerun(at)
+    assert Path(at.selectbox(key="run_widget").value).name == "fashion_deepeyes_small"
+    assert open_deepeyes({"model": "fashion_basecnn", "run": "fashion_deepeyes"}).selectbox(
+        key="run_widget"
+    ).value.endswith("fashion_deepeyes"), "a bookmarked run wins"

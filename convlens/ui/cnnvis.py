@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,8 +20,6 @@ from convlens.cnnvis.debugging import (
 from convlens.cnnvis.drawing import patch_images
 from convlens.cnnvis.pipeline import contribution
 from convlens.cnnvis.view import CnnvisView, LayerView, Options, QualityFlag, build_view
-from convlens.models import RUN_PREFIX
-from convlens.runs import find_run
 from convlens.training import read_stats
 from convlens.ui.cache import cached_graph, cached_model, model_lock
 from convlens.ui.state import write_to_url
@@ -141,14 +138,6 @@ def neuron_dialog(
         ]
         set_state("moves", ",".join([*kept, f"{layer.node}:{neuron}>{target}"]))
         st.rerun()
-
-
-def run_folder(model_name: str) -> Path | None:
-    """The recorded run behind a model, when it is one (a shipped run or a run: model)."""
-    try:
-        return find_run(model_name.removeprefix(RUN_PREFIX))
-    except ValueError:
-        return None
 
 
 @st.cache_data(show_spinner="Weighing each neuron's contribution…", max_entries=8)

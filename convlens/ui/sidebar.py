@@ -22,7 +22,7 @@ from convlens.models import (
     weights_source_key,
 )
 from convlens.paths import convlens_home
-from convlens.runs import openable_runs, run_reference
+from convlens.runs import model_run, openable_runs, run_reference
 from convlens.ui.cache import cached_image, cached_model
 from convlens.ui.state import persisted, restore_from_url, upload_digest, uploads, write_to_url
 
@@ -131,10 +131,14 @@ def _model_label(name: str) -> str:
 
 def _model_changed() -> None:
     """A layer or filter of one model means nothing in another: drop them on a model change; the
-    image may have to follow the model (`_image_for`, once the model is loaded)."""
+    image may have to follow the model (`_image_for`, once the model is loaded); a recorded run
+    becomes the run of the pages that show runs."""
     for key in ("layer", "filter"):
         st.session_state.pop(key, None)
     st.session_state[MODEL_CHANGED] = True
+    run = model_run(st.session_state["model"])
+    if run is not None:
+        st.session_state["run"] = run_reference(run)  # DeepEyes and Training show its run
 
 
 def _image_for(model: LoadedModel) -> None:
