@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convlens.models import RUN_PREFIX
+from convlens.models import RUN_PREFIX, ModelError, parse_run_name
 from convlens.paths import ASSETS_DIR, convlens_home
 from convlens.training import (
     list_snapshots,
@@ -93,9 +93,15 @@ def find_run(reference: str) -> Path:
 
 def model_run(model_name: str) -> Path | None:
     """Return the recorded run behind a model of the app, when it is one (a shipped run such as
-    `fashion_basecnn`, or a `run:` model), else None."""
+    `fashion_basecnn`, or a `run:RUN[@STEP]` model), else None."""
+    if model_name.startswith(RUN_PREFIX):
+        try:
+            folder = parse_run_name(model_name)[0]
+        except ModelError:
+            return None
+        return folder if folder.is_dir() else None
     try:
-        return find_run(model_name.removeprefix(RUN_PREFIX))
+        return find_run(model_name)
     except ValueError:
         return None
 

@@ -495,3 +495,16 @@ def test_a_shipped_run_is_named_by_its_folder_so_that_bookmarks_travel(tmp_path:
     copy = tmp_path / "fashion_deepeyes"
     shutil.copytree(shipped, copy)
     assert run_reference(copy) == str(copy)
+
+
+def test_the_run_behind_a_model():
+    from convlens.paths import ASSETS_DIR
+    from convlens.runs import model_run
+
+    shipped = ASSETS_DIR / "runs" / "fashion_deepeyes"
+    assert model_run("fashion_deepeyes") == shipped
+    assert model_run("run:fashion_deepeyes") == shipped
+    assert model_run("run:fashion_deepeyes@100") == shipped
+    assert model_run(f"run:{shipped}@100") == shipped
+    for name in ("efficientnet_lite0", "run:nowhere", "run:fashion_deepeyes@last"):
+        assert model_run(name) is None
