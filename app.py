@@ -18,4 +18,4 @@ navigation = st.navigation(
     ]
 )
 navigation.run()
-write_to_url()
+write_to_url(navigation.url_path)

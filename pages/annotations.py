@@ -9,7 +9,7 @@ from convlens.data import ImageSourceError
 from convlens.ui.cache import cached_fingerprint, cached_model, model_lock
 from convlens.ui.sidebar import page_setup
 
-selection = page_setup()
+selection = page_setup("annotations")
 st.title("Annotations")
 st.caption(
     "Every filter someone marked useful, useless or unsure (on the Filters page or with "

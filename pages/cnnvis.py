@@ -38,7 +38,7 @@ from convlens.ui.sidebar import page_setup
 
 DEFAULT_MODEL = "fashion_basecnn"
 
-selection = page_setup()
+selection = page_setup("cnnvis")
 st.title("CNNVis")
 st.caption(
     "The network left to right: click a layer group to expand it; each large rectangle is a "

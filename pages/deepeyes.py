@@ -681,7 +681,7 @@ def watch_run_folders(known: tuple[str, ...]) -> None:
         st.rerun()
 
 
-selection = page_setup()
+selection = page_setup("deepeyes")
 st.title("DeepEyes")
 st.caption(
     "DeepEyes' progressive analysis of a recorded run (Pezzotti et al., 2018): when each layer "

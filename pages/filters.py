@@ -34,7 +34,7 @@ from convlens.ui.sidebar import page_setup
 from convlens.ui.state import keep_valid, persisted, upload_digest
 from convlens.weights import filter_tiles, layer_weight
 
-selection = page_setup()
+selection = page_setup("filters")
 st.title("Filters")
 st.caption(
     "Every filter of one layer on your image: its activation map (red above zero, blue below, one "

@@ -9,7 +9,7 @@ from convlens.ui.launch import PREPARATION
 from convlens.ui.navigation import PAGES
 from convlens.ui.sidebar import page_setup
 
-page_setup()
+page_setup("home")
 st.title("ConvLens")
 st.markdown(
     "Look inside convolutional neural networks: see a network as a chain of layers, "

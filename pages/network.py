@@ -9,7 +9,7 @@ from convlens.ui.details import render_details
 from convlens.ui.sidebar import page_setup
 from convlens.ui.state import upload_digest
 
-selection = page_setup()
+selection = page_setup("network")
 st.title("Network")
 st.caption(
     "The network as a chain of layer nodes, left to right. A convolution and its normalisation "

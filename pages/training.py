@@ -19,7 +19,7 @@ from convlens.style import RUN_REFRESH_SECONDS
 from convlens.ui.sidebar import page_setup
 from convlens.ui.state import persisted
 
-page_setup()
+page_setup("training")
 st.title("Training")
 st.caption(
     "Train DeepEyes' network or CNNVis' BaseCNN on Fashion-MNIST. A run trains in its own "

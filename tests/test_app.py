@@ -260,6 +260,24 @@ def test_a_fashion_model_from_the_url_starts_on_a_fashion_image_unless_one_is_na
     assert named.session_state["image"] == "sample:coffee"
 
 
+def query_value(at: AppTest, key: str) -> str | None:
+    value = at.query_params.get(key)
+    return value[0] if isinstance(value, list) else value
+
+
+def test_a_page_keeps_only_the_shared_keys_and_its_own_in_the_address_bar() -> None:
+    at = start({"model": "fashion_basecnn", "sort": "weight norm (importance)"})
+    assert query_value(at, "model") == "fashion_basecnn"
+    assert query_value(at, "sort") is None and at.session_state["sort"] == "weight norm (importance)"
+    at.switch_page("pages/filters.py").run()
+    assert not at.exception
+    assert query_value(at, "sort") == "weight norm (importance)"
+    at.switch_page("pages/network.py").run()
+    assert query_value(at, "sort") is None and query_value(at, "model") == "fashion_basecnn"
+    at.switch_page("pages/filters.py").run()
+    assert at.selectbox(key="filters_order").value == "weight norm (importance)"
+
+
 def test_unknown_layer_in_url_is_explained() -> None:
     at = start({"model": "alexnet", "layer": "layer9.conv"})
     at.switch_page("pages/network.py").run()

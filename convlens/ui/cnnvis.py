@@ -85,7 +85,7 @@ def toggle_clicked_group(group_ids: list[str], default: str) -> None:
         set_state("groups", ",".join(g for g in group_ids if g in now))
         # The write at the end of a run that a chart selection started does not reach the
         # browser; this one does.
-        write_to_url()
+        write_to_url("cnnvis")
     st.session_state["_cnnvis_last_group"] = group_id
 
 

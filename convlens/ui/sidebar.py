@@ -51,8 +51,9 @@ class Selection:
         return (self.model_name, self.weights, self.weights_source)
 
 
-def page_setup() -> Selection:
-    """Start a page: restore the state of a bookmarked link, draw the sidebar, return the selection.
+def page_setup(page: str) -> Selection:
+    """Start page `page` (its URL path): restore the state of a bookmarked link, draw the sidebar,
+    return the selection.
 
     Every page calls this first (not app.py), so that a page run on its own — as AppTest does —
     is the same as in the app.
@@ -62,7 +63,7 @@ def page_setup() -> Selection:
     selection = render_sidebar()
     # Also written at the end of the run (app.py); this one stands when a page stops early
     # (st.stop), as the page switch has emptied the address bar by then.
-    write_to_url()
+    write_to_url(page)
     return selection
 
 

@@ -7,30 +7,26 @@ from collections.abc import Callable, Sequence
 
 import streamlit as st
 
-URL_KEYS = (
-    "model",
-    "image",
-    "layer",
-    "filter",
-    "run",
-    # The Filters page (pages/filters.py).
-    "show",
-    "sort",
-    "page",
-    # The CNNVis page (pages/cnnvis.py).
-    "groups",
-    "facet",
-    "patch",
-    "classes",
-    "importance",
-    "clusters",
-    "moves",
-    "edges",
-    "step",
-    "palette",
-    "weak",
-    "compare",
-)
+SHARED_URL_KEYS = ("model", "image", "layer", "filter", "run")
+# Keys that only one page reads, by its URL path: only that page's address bar shows them.
+PAGE_URL_KEYS = {
+    "filters": ("show", "sort", "page"),
+    "cnnvis": (
+        "groups",
+        "facet",
+        "patch",
+        "classes",
+        "importance",
+        "clusters",
+        "moves",
+        "edges",
+        "step",
+        "palette",
+        "weak",
+        "compare",
+    ),
+}
+URL_KEYS = SHARED_URL_KEYS + tuple(key for keys in PAGE_URL_KEYS.values() for key in keys)
 
 
 def restore_from_url() -> None:
@@ -43,10 +39,13 @@ def restore_from_url() -> None:
     st.session_state["_restored_from_url"] = True
 
 
-def write_to_url() -> None:
-    """Mirror the state in the URL so that the address bar is a bookmark of the current view."""
+def write_to_url(page: str) -> None:
+    """Mirror the state in the URL so that the address bar is a bookmark of the current view: the
+    shared keys and those of `page` (its URL path). Other pages' keys stay in the session, where
+    their page finds them again, but leave the address bar."""
+    own = SHARED_URL_KEYS + PAGE_URL_KEYS.get(page, ())
     for key in URL_KEYS:
-        value = st.session_state.get(key)
+        value = st.session_state.get(key) if key in own else None
         if value in (None, ""):
             if key in st.query_params:
                 del st.query_params[key]
