@@ -268,7 +268,9 @@ def query_value(at: AppTest, key: str) -> str | None:
 def test_a_page_keeps_only_the_shared_keys_and_its_own_in_the_address_bar() -> None:
     at = start({"model": "fashion_basecnn", "sort": "weight norm (importance)"})
     assert query_value(at, "model") == "fashion_basecnn"
-    assert query_value(at, "sort") is None and at.session_state["sort"] == "weight norm (importance)"
+    assert (
+        query_value(at, "sort") is None and at.session_state["sort"] == "weight norm (importance)"
+    )
     at.switch_page("pages/filters.py").run()
     assert not at.exception
     assert query_value(at, "sort") == "weight norm (importance)"

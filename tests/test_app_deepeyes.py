@@ -413,6 +413,8 @@ def test_the_run_follows_the_sidebar_model_when_that_is_a_recorded_run():
     at.selectbox(key="model_widget").set_value("efficientnet_lite0")
     rerun(at)
     assert Path(at.selectbox(key="run_widget").value).name == "fashion_deepeyes_small"
-    assert open_deepeyes({"model": "fashion_basecnn", "run": "fashion_deepeyes"}).selectbox(
-        key="run_widget"
-    ).value.endswith("fashion_deepeyes"), "a bookmarked run wins"
+    assert (
+        open_deepeyes({"model": "fashion_basecnn", "run": "fashion_deepeyes"})
+        .selectbox(key="run_widget")
+        .value.endswith("fashion_deepeyes")
+    ), "a bookmarked run wins"
