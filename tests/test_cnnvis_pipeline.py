@@ -443,3 +443,12 @@ def test_quality_flags_name_the_neurons_of_impure_clusters_redundant_and_dead_on
         assert [f.neurons for f in mine if f.flag == "redundant neurons"] == layer.redundant
         dead = [f.neurons for f in mine if f.flag == "dead neurons"]
         assert dead == ([tuple(layer.dead.tolist())] if len(layer.dead) else [])
+
+
+def test_cluster_labels_fit_their_rectangles_when_the_page_shrinks_the_picture():
+    from convlens.cnnvis.drawing import Box, Geometry, _label_limit
+
+    clusters = {("a", 0): Box(0, 0, 100, 50), ("b", 0): Box(200, 0, 160, 50)}
+    assert _label_limit(Geometry(900, {}, clusters), 900) == 92  # drawn at its own size
+    assert _label_limit(Geometry(1800, {}, clusters), 900) == 42  # drawn at half its size
+    assert _label_limit(Geometry(1800, {}, {("a", 0): Box(0, 0, 30, 50)}), 900) == 20

@@ -424,10 +424,13 @@ def _weak_lines(
     return lines
 
 
-def _label_limit(geometry: Geometry) -> float:
-    """Cluster labels are cut (with an ellipsis) to the width of their rectangle."""
+def _label_limit(geometry: Geometry, width: float) -> float:
+    """Cluster labels are cut (with an ellipsis) to the width of their rectangle. The page draws
+    the picture about `width` pixels wide, so a picture laid out wider shrinks, and its
+    rectangles with it, while the text keeps its size."""
     widths = [box.w for box in geometry.clusters.values()]
-    return max(min(widths, default=100) - 6, 20)
+    shrink = min(1.0, width / geometry.width)
+    return max(min(widths, default=100) * shrink - 8, 20)
 
 
 def _inline(frame: pd.DataFrame) -> alt.Data:
@@ -589,7 +592,9 @@ def draw(
     if len(clusters):
         layers.append(
             alt.Chart(_inline(clusters))
-            .mark_text(align="left", fontSize=FONT - 1, color="#333", limit=_label_limit(geometry))
+            .mark_text(
+                align="left", fontSize=FONT - 1, color="#333", limit=_label_limit(geometry, width)
+            )
             .encode(
                 x=alt.X("label_x:Q", scale=x_scale, axis=None),
                 y=alt.Y("label_y:Q", scale=y_scale, axis=None),
