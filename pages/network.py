@@ -3,6 +3,7 @@
 import streamlit as st
 
 from convlens.charts import predictions_chart
+from convlens.style import NETWORK_IMAGE_WIDTH
 from convlens.ui.cache import cached_graph, cached_predictions
 from convlens.ui.chain import render_chain
 from convlens.ui.details import render_details
@@ -22,20 +23,11 @@ if not model.pretrained:
     st.warning(model.weights_note)
 
 graph = cached_graph(*selection.model_key)
-# the chain gets the page's width: on a projector at 1280x720 its labels then read at full size
-render_chain(graph, selection.model_name)
-
-details_column, image_column = st.columns([2, 1], gap="large")
-if selection.image is not None:
-    image_column.image(selection.image.image, caption=selection.image.source, width="stretch")
-    predictions = cached_predictions(
-        *selection.model_key,
-        selection.image.source,
-        upload_digest(selection.image.source),
-        selection.image.image,
-    )
-    image_column.markdown(f"**Top-5 classes** ({model.name}, {model.weights_status} weights)")
-    image_column.altair_chart(predictions_chart(predictions), width="stretch")
+# Two nodes a row beside the details: at 1280x720 the chain's labels read at full size and a
+# click's details appear next to it, in view.
+chain_column, details_column = st.columns(2, gap="medium")
+with chain_column:
+    render_chain(graph, selection.model_name)
 
 requested = st.session_state.get("layer")
 selected = graph.chain_node_of(requested) if requested else None
@@ -48,3 +40,13 @@ with details_column:
     else:
         st.session_state["layer"] = selected
         render_details(graph, graph.node(selected), selection.model_key)
+    if selection.image is not None:
+        predictions = cached_predictions(
+            *selection.model_key,
+            selection.image.source,
+            upload_digest(selection.image.source),
+            selection.image.image,
+        )
+        st.markdown(f"**Top-5 classes** ({model.name}, {model.weights_status} weights)")
+        st.image(selection.image.image, caption=selection.image.source, width=NETWORK_IMAGE_WIDTH)
+        st.altair_chart(predictions_chart(predictions), width="stretch")

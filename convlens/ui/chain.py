@@ -187,14 +187,14 @@ def render_chain(graph: LayerGraph, model_key: str) -> None:
         if chain_node is not None:
             st.session_state[expanded_key].add(graph.node(chain_node).group)
     expanded: set[str] = st.session_state[expanded_key]
-    left, middle, right = st.columns([1, 1, 2], vertical_alignment="center")
-    if left.button("Expand all", key="expand_all", help="Show every chain node"):
-        expanded.update(group.id for group in graph.groups)
-    if middle.button("Collapse all", key="collapse_all", help="Show one node per group"):
-        expanded.clear()
+    with st.container(horizontal=True):
+        if st.button("Expand all", key="expand_all", help="Show every chain node"):
+            expanded.update(group.id for group in graph.groups)
+        if st.button("Collapse all", key="collapse_all", help="Show one node per group"):
+            expanded.clear()
     shown = visible_nodes(graph, expanded)
     nodes, edges = chain_elements(graph, expanded, shown.get(selected, selected))
-    right.caption(
+    st.caption(
         f"{len(graph.chain)} chain nodes in {len(graph.groups)} groups · "
         "colour = layer type · link labels = output size (channels×height×width) · click a node"
     )
