@@ -256,7 +256,7 @@ def inspect_controls(filters: dict[str, int]) -> tuple[str, int | None]:
     layer = layer_column.selectbox(
         "Layer to inspect",
         layers,
-        format_func=lambda name: f"{name} ({filters[name]} filters)",
+        format_func=lambda name: f"{name} ({filters[name]} neurons)",
         **persisted("deepeyes_layer", on_change=forget_filter),
     )
     chosen = filter_column.selectbox(

@@ -64,7 +64,7 @@ def forget_filter() -> None:
     st.session_state["page"] = 1
 
 
-layer_column, show_column, order_column = st.columns([2, 3, 2])
+layer_column, show_column, order_column = st.columns([3, 3, 2])
 layer_id = layer_column.selectbox(
     "Layer",
     node_ids,

@@ -37,7 +37,10 @@ def preparation_status() -> None:
 
 preparation_status()
 for page in PAGES[1:]:
-    st.page_link(page.path, label=f"**{page.title}** — {page.purpose}", icon=page.icon)
+    # a link's label stays on one line: the purpose goes beside it, where it can wrap
+    link, purpose = st.columns([1, 4], vertical_alignment="center")
+    link.page_link(page.path, label=f"**{page.title}**", icon=page.icon)
+    purpose.markdown(page.purpose)
 st.markdown(
     "ConvLens brings together three published systems: **ConvLens** (layer chains, filter "
     "images, annotating filters), **CNNVis** (neuron clusters, reordered activation matrices, "
