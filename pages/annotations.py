@@ -21,7 +21,13 @@ frame = pd.DataFrame([row.to_dict() for row in rows])
 
 model_column, layer_column = st.columns(2)
 models = sorted(frame["model"].unique()) if len(frame) else []
-chosen_model = model_column.selectbox("Model", ["all models", *models], key="annotations_model")
+model_choices = ["all models", *models]
+chosen_model = model_column.selectbox(
+    "Model",
+    model_choices,
+    index=model_choices.index(selection.model_name) if selection.model_name in models else 0,
+    key="annotations_model",
+)
 if chosen_model != "all models":
     frame = frame[frame["model"] == chosen_model]
 layers = sorted(frame["layer"].unique()) if len(frame) else []
@@ -35,7 +41,20 @@ else:
     counts = frame["label"].value_counts()
     for column, label in zip(st.columns(len(LABELS)), LABELS, strict=True):
         column.metric(label, int(counts.get(label, 0)))
-    st.dataframe(frame, hide_index=True, width="stretch")
+    shown = frame.assign(updated_at=pd.to_datetime(frame["updated_at"], utc=True))
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "weights_fingerprint": st.column_config.TextColumn(
+                "weights", help="First 16 hex digits of SHA-256 over the state dict"
+            ),
+            "updated_at": st.column_config.DatetimeColumn(
+                "updated (UTC)", format="YYYY-MM-DD HH:mm"
+            ),
+        },
+    )
 
 export_column, import_column = st.columns(2)
 with export_column:
@@ -74,7 +93,8 @@ fingerprint = cached_fingerprint(*selection.model_key)
 useless = store.useless_filters(selection.model_name, fingerprint)
 total = sum(len(v) for v in useless.values())
 st.markdown(
-    f"**{selection.model_name}** has **{total}** filters marked useless (each filter's latest "
+    f"**{selection.model_name}** has **{total}** filter{'' if total == 1 else 's'} marked useless "
+    "(each filter's latest "
     "label counts). The check zeroes them and compares the accuracy before and after, layer by "
     "layer and all together."
 )
