@@ -139,7 +139,7 @@ def _model_changed() -> None:
     st.session_state[MODEL_CHANGED] = True
     run = model_run(st.session_state["model"])
     if run is not None:
-        st.session_state["run"] = run_reference(run)  # DeepEyes and Training show its run
+        st.session_state["run"] = run_reference(run)  # the run DeepEyes opens
 
 
 def _image_for(model: LoadedModel) -> None:
