@@ -29,7 +29,7 @@ SELECTED_BORDER = "#D55E00"
 CHAIN_FONT_SIZE = 18
 EDGE_FONT_SIZE = 14
 NODES_PER_ROW = 2
-# The image beside the chain, above its top-5 classes.
+# The Network page's image, under the layer details and above its top-5 classes.
 NETWORK_IMAGE_WIDTH = 200
 NODE_MIN_WIDTH = 120
 NODE_MAX_WIDTH = 170

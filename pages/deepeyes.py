@@ -133,8 +133,10 @@ def default_run_path(runs: list[RunInfo], model_name: str) -> str:
     """Return the run the bookmark or the session names, else the sidebar model's when it is a
     recorded run, else the shipped DeepEyes run."""
     paths = [run.path for run in runs]
-    model_folder = model_run(model_name)
-    wanted = st.session_state.get("run") or (model_folder and str(model_folder))
+    wanted = st.session_state.get("run")
+    if not wanted:
+        folder = model_run(model_name)
+        wanted = str(folder) if folder is not None else None
     if wanted in paths:
         return wanted
     if wanted:

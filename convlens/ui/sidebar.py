@@ -148,8 +148,9 @@ def _image_for(model: LoadedModel) -> None:
     that was shown a Fashion-MNIST test image. Uploads and typed sources stay."""
     choice = st.session_state.get("image_choice")
     if model.reads_fashion_mnist and choice in list_samples():
-        st.session_state.update(image_choice=FASHION_CHOICE, fashion_index=0)
-        st.session_state["image"] = FASHION_DEFAULT_IMAGE
+        st.session_state.update(
+            image_choice=FASHION_CHOICE, fashion_index=0, image=FASHION_DEFAULT_IMAGE
+        )
     elif not model.reads_fashion_mnist and choice == FASHION_CHOICE:
         st.session_state.update(image_choice=DEFAULT_IMAGE, image=DEFAULT_IMAGE)
     else:
