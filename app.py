@@ -4,10 +4,11 @@ Each page draws the shared sidebar itself (`convlens.ui.sidebar.page_setup`)."""
 
 import streamlit as st
 
-from convlens.ui.navigation import PAGES
+from convlens.ui.navigation import PAGE_STYLE, PAGES
 from convlens.ui.state import write_to_url
 
 st.set_page_config(page_title="ConvLens", page_icon="🔍", layout="wide")
+st.sidebar.markdown(PAGE_STYLE, unsafe_allow_html=True)  # style only: the sidebar shows nothing
 
 navigation = st.navigation(
     [
