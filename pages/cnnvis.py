@@ -51,7 +51,7 @@ if model is None:
     st.stop()
 
 
-if tuple(model.input_size) == (1, 28, 28):
+if model.reads_fashion_mnist:
     data = SHIPPED_DATA
 else:
     data = st.text_input(
@@ -62,6 +62,12 @@ else:
         "images (labelled and offline, though not what an ImageNet model was trained on); CNNVis "
         "groups neurons by their average activation on each class",
     ).strip()
+    if data == SHIPPED_DATA:
+        st.info(
+            f"{selection.model_name} was not trained on {SHIPPED_DATA}: its clusters then show how it "
+            "responds to grey clothing, not to its own classes. For those, give a folder of labelled "
+            "photos above (one sub-folder per class)."
+        )
 try:
     source = open_source(data)
 except (ImageSourceError, ValueError) as error:
@@ -101,7 +107,7 @@ run = model_run(selection.model_name)
 steps = list_snapshots(run) if run is not None else []
 
 with st.container(border=True):
-    top = st.columns([1.2, 1, 1.3, 1.3])
+    top = st.columns([1.5, 1.2, 1.3, *([1.2] if steps else []), 0.9], vertical_alignment="bottom")
     facet = (
         top[0].segmented_control(
             "Facet",
@@ -116,19 +122,10 @@ with st.container(border=True):
         )
         or FACETS[0]
     )
-    patch = int(text_state("patch", "1")) if text_state("patch", "1").isdigit() else 1
-    patch = top[1].select_slider(
-        "Top patch shown",
-        options=[1, 2, 3, 4, 5],
-        value=min(max(patch, 1), 5),
-        key="cnnvis_patch",
-        on_change=lambda: set_state("patch", str(st.session_state["cnnvis_patch"])),
-        disabled=facet != "features",
-    )
     # The widget is seeded from the URL state on every run: a click in the picture changes it.
     st.session_state["cnnvis_groups"] = expanded
-    chosen_groups = top[2].multiselect(
-        "Expanded layer groups",
+    chosen_groups = top[1].multiselect(
+        "Expanded groups",
         group_ids,
         key="cnnvis_groups",
         on_change=lambda: set_state("groups", ",".join(st.session_state["cnnvis_groups"])),
@@ -140,7 +137,7 @@ with st.container(border=True):
         for c in split(text_state("classes", ""))
         if c.isdigit() and int(c) < len(class_names)
     ]
-    classes = top[3].multiselect(
+    classes = top[2].multiselect(
         "Classes of interest",
         range(len(class_names)),
         default=wanted,
@@ -151,18 +148,50 @@ with st.container(border=True):
         ),
         help="Neurons that do not respond more to these classes than to the others fade out",
     )
+    step = None
+    if steps:
+        wanted_step = text_state("step", str(steps[-1]))
+        step = top[3].select_slider(
+            "Snapshot",
+            options=steps,
+            value=int(wanted_step)
+            if wanted_step.isdigit() and int(wanted_step) in steps
+            else steps[-1],
+            key="cnnvis_step",
+            on_change=lambda: set_state("step", str(st.session_state["cnnvis_step"])),
+            help=f"Replays the weights, gradients and relative changes of the recorded run {run.name} "
+            "on the edges",
+        )
     customised = any(
         st.session_state.get(key) not in (None, "", default)
-        for key, default in (("importance", "mean"), ("clusters", "kmeans"), ("edges", "weight"))
+        for key, default in (
+            ("importance", "mean"),
+            ("clusters", "kmeans"),
+            ("edges", "weight"),
+            ("palette", "green / red"),
+            ("weak", "0"),
+            ("patch", "1"),
+        )
     )
-    more = st.expander(
-        "More: importance, clustering, edge colour, palette, weak edges, bundling",
-        expanded=customised,
+    more = top[-1].popover(
+        "More" + (" •" if customised else ""),
+        icon=":material/tune:",
+        help="Which top patch, importance, clustering, edge colour, palette, weak edges, bundling"
+        + (" (some changed from their defaults)" if customised else ""),
     )
     with more:
-        row = st.columns([1, 1, 1, 1, 1])
+        patch = int(text_state("patch", "1")) if text_state("patch", "1").isdigit() else 1
+        patch = st.select_slider(
+            "Top patch shown (features facet)",
+            options=[1, 2, 3, 4, 5],
+            value=min(max(patch, 1), 5),
+            key="cnnvis_patch",
+            on_change=lambda: set_state("patch", str(st.session_state["cnnvis_patch"])),
+            disabled=facet != "features",
+            help="Each neuron shows its best image patch (1), or its second best, ...",
+        )
         importance = choice(
-            row[0],
+            st,
             "Importance (patch size)",
             IMPORTANCE_MEASURES,
             "importance",
@@ -172,7 +201,8 @@ with st.container(border=True):
         )
         clusters_text = text_state("clusters", "kmeans")
         method_name, _, count_text = clusters_text.partition(":")
-        method = row[1].selectbox(
+        row = st.columns(2)
+        method = row[0].selectbox(
             "Clustering",
             CLUSTER_METHODS,
             index=CLUSTER_METHODS.index(method_name) if method_name in CLUSTER_METHODS else 0,
@@ -180,7 +210,7 @@ with st.container(border=True):
             help="K-Means with the number of clusters on the right (0: about sqrt(neurons / 2)), or "
             "MeanShift, which finds the number itself",
         )
-        count = row[2].number_input(
+        count = row[1].number_input(
             "Clusters per layer",
             min_value=0,
             max_value=16,
@@ -191,7 +221,7 @@ with st.container(border=True):
         set_state("clusters", method if method != "kmeans" or not count else f"kmeans:{count}")
         edge_measures = MEASURES if steps else MEASURES[:1]
         edges = choice(
-            row[3],
+            st,
             "Edge colour",
             edge_measures,
             "edges",
@@ -200,22 +230,21 @@ with st.container(border=True):
             "come from a recorded run's snapshots (pick a shipped run such as fashion_basecnn_hinge)",
         )
         palette = choice(
-            row[4],
+            st,
             "Palette",
             list(PALETTES),
             "palette",
             "green / red",
             help="blue / orange is safe for the common colour blindnesses",
         )
-        last = st.columns([1, 2])
-        weak = last[0].toggle(
+        weak = st.toggle(
             "Weak edges",
             value=text_state("weak", "0") == "1",
             key="cnnvis_weak",
             on_change=lambda: set_state("weak", "1" if st.session_state["cnnvis_weak"] else "0"),
             help="Also draw, thin, the cluster-to-cluster edges no bicluster took",
         )
-        threshold = last[1].slider(
+        threshold = st.slider(
             "Bundle edges down to this share of the strongest",
             0.5,
             0.99,
@@ -224,19 +253,6 @@ with st.container(border=True):
             key="cnnvis_threshold",
             help="Biclusters are mined until the strongest remaining cluster-to-cluster edge is weaker "
             "than this; lower it to bundle more edges",
-        )
-    step = None
-    if steps:
-        wanted_step = text_state("step", str(steps[-1]))
-        step = st.select_slider(
-            "Snapshot of the recorded run (edges)",
-            options=steps,
-            value=int(wanted_step)
-            if wanted_step.isdigit() and int(wanted_step) in steps
-            else steps[-1],
-            key="cnnvis_step",
-            on_change=lambda: set_state("step", str(st.session_state["cnnvis_step"])),
-            help="Replays the run's weights, gradients and relative changes on the edges",
         )
 
 moves = []

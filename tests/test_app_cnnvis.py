@@ -110,7 +110,10 @@ def test_recorded_run_colours_edges_and_shows_the_layer_averages():
 def test_a_model_without_labelled_images_explains_and_offers_the_fashion_model():
     at = open_cnnvis({"model": "efficientnet_lite0"})
     assert at.text_input(key="cnnvis_data").value == SHIPPED_DATA  # labelled, offline
+    [mismatch] = [i.value for i in at.info if "not trained on" in i.value]
+    assert "efficientnet_lite0 was not trained on fashion-mnist:test" in mismatch
     at.text_input(key="cnnvis_data").set_value("samples").run(timeout=120)
+    assert not [i for i in at.info if "not trained on" in i.value]
     assert any("no classes" in w.value for w in at.warning)
     [button] = [b for b in at.button if b.label.startswith("Open fashion_basecnn")]
     button.click().run(timeout=120)

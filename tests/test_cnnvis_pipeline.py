@@ -452,3 +452,42 @@ def test_cluster_labels_fit_their_rectangles_when_the_page_shrinks_the_picture()
     assert _label_limit(Geometry(900, {}, clusters), 900) == 92  # drawn at its own size
     assert _label_limit(Geometry(1800, {}, clusters), 900) == 42  # drawn at half its size
     assert _label_limit(Geometry(1800, {}, {("a", 0): Box(0, 0, 30, 50)}), 900) == 20
+
+
+def test_activation_matrices_number_their_columns_under_the_cells(small_model) -> None:
+    from convlens.cnnvis.drawing import MATRIX_KEY, matrix_key, matrix_key_marks
+
+    model, graph, analysis = small_model
+    view = build_view(
+        model.name, model.module, graph, analysis, Options(expanded=("g3",), clusters=3)
+    )
+    geometry = layout(view, footer=MATRIX_KEY)
+    _, cells = neuron_marks(view, geometry, "activations", 0, lambda *_: "")
+    key = matrix_key_marks(view, geometry)
+    assert len(key) == len(view.layers) * len(view.classes)
+    for node in view.layers:
+        mine = cells[cells.node == node]
+        for index, name in enumerate(view.classes):
+            column = mine[mine["class"] == name]
+            (centre,) = (column.x + column.x2).div(2).unique().round(6)
+            mark = key[(key.text == str(index)) & (key.x.round(6) == centre)]
+            assert len(mark) == 1 and mark["class"].iloc[0] == name
+            assert mark.y.iloc[0] > mine.y2.max()  # under the matrices
+    assert matrix_key(["a", "b"]) == "Matrix columns, left to right: 0 a · 1 b"
+    spec = draw(view, lambda *_: "", facet="activations").to_dict()
+    assert spec["title"]["text"] == matrix_key(view.classes)
+    assert "title" not in draw(view, lambda *_: "", facet="features").to_dict()
+
+
+def test_cluster_labels_lead_with_their_majority_class(small_model) -> None:
+    from convlens.cnnvis.drawing import cluster_marks
+
+    model, graph, analysis = small_model
+    view = build_view(
+        model.name, model.module, graph, analysis, Options(expanded=("g3",), clusters=3)
+    )
+    marks = cluster_marks(view, layout(view))
+    for row in marks.itertuples():
+        purity = view.layers[row.node].purity[row.cluster]
+        head = f"{purity.share:.0%} {view.classes[purity.majority_class]} · " if purity.patches else ""
+        assert row.label.startswith(f"{head}c{row.cluster} · {row.neurons}")

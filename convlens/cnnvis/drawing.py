@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import altair as alt
@@ -38,8 +38,8 @@ CLUSTER_WIDTHS = (90.0, 300.0)
 CLUSTER_LABEL = 17
 CLUSTER_GAP = 12
 MIN_CLUSTER_HEIGHT = 40
-COLLAPSED_WIDTH = 60
-PAIR_GAP = 120
+COLLAPSED_WIDTH = 52
+PAIR_GAP = 100
 PLAIN_GAP = 36
 BICLUSTER_WIDTH = 12
 BICLUSTER_HEIGHT = 18
@@ -48,6 +48,9 @@ FADED = 0.18
 FONT = 13
 HIGHLIGHT = "#ff7f00"
 PATCH_PIXELS = 32
+# Under the activation matrices: each column's class number, where a column is this wide at least.
+MATRIX_KEY = 16
+MATRIX_KEY_COLUMN = 7
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,11 @@ class Geometry:
     clusters: dict[tuple[str, int], Box]
 
 
-def layout(view: CnnvisView, width: float = PICTURE_WIDTH) -> Geometry:
+def layout(view: CnnvisView, width: float = PICTURE_WIDTH, footer: float = 0.0) -> Geometry:
     """Place group columns, layer columns and cluster rectangles left to right, the layer
     columns as wide as fills `width` (within CLUSTER_WIDTHS): the page stretches the picture to
-    its own width, so a picture near that width keeps the patches square."""
+    its own width, so a picture near that width keeps the patches square. `footer` pixels stay
+    free under the columns."""
     paired = {(b.source, b.target) for b in view.bundles}
     sequence = [
         (name, group.expanded)
@@ -100,7 +104,7 @@ def layout(view: CnnvisView, width: float = PICTURE_WIDTH) -> Geometry:
         if previous is not None:
             x += PAIR_GAP if (previous, name) in paired else PLAIN_GAP
         column_width = cluster_width if open_ else COLLAPSED_WIDTH
-        columns[name] = Box(x, HEADER, column_width, HEIGHT - HEADER)
+        columns[name] = Box(x, HEADER, column_width, HEIGHT - HEADER - footer)
         if open_:
             clusters.update(_cluster_boxes(view.layers[name], columns[name]))
         x += column_width
@@ -183,6 +187,32 @@ def neuron_marks(
     return pd.DataFrame(patches), pd.DataFrame(cells)
 
 
+def matrix_key_marks(view: CnnvisView, geometry: Geometry) -> pd.DataFrame:
+    """Under each layer's activation matrices, the class number of every column (when columns
+    are wide enough to read it); `matrix_key` names the numbers."""
+    rows = []
+    for node, layer in view.layers.items():
+        if not layer.clusters.representatives or not view.classes:
+            continue
+        inner = _inner(geometry.clusters[(node, 0)])
+        column = inner.w / len(view.classes)
+        if column < MATRIX_KEY_COLUMN:
+            continue
+        for index, name in enumerate(view.classes):
+            rows.append(
+                {"x": inner.x + (index + 0.5) * column, "y": HEIGHT - 4, "text": str(index)}
+                | {"class": name}
+            )
+    return pd.DataFrame(rows)
+
+
+def matrix_key(classes: Sequence[str]) -> str:
+    """The line under the activations facet that names the matrices' columns."""
+    return "Matrix columns, left to right: " + " · ".join(
+        f"{index} {name}" for index, name in enumerate(classes)
+    )
+
+
 def outline_marks(
     view: CnnvisView, geometry: Geometry, facet: str, highlight: Collection[tuple[str, int]]
 ) -> pd.DataFrame:
@@ -250,9 +280,11 @@ def cluster_marks(view: CnnvisView, geometry: Geometry) -> pd.DataFrame:
             box = geometry.clusters[(node, cluster)]
             purity = layer.purity[cluster]
             dead = int(np.isin(members, layer.dead).sum())
+            # the class first: a narrow rectangle cuts its label's end
             text = f"c{cluster} · {len(members)}"
             if purity.patches:
-                text += f" · {purity.share:.0%} {view.classes[purity.majority_class]}"
+                majority = view.classes[purity.majority_class]
+                text = f"{purity.share:.0%} {majority} · {text}"
             if dead:
                 text += f" · {dead} dead"
             rows.append(
@@ -457,7 +489,8 @@ def draw(
     """
     if facet not in FACETS:
         raise ValueError(f"Unknown facet '{facet}'; choose one of {', '.join(FACETS)}.")
-    geometry = layout(view, width)
+    matrices = facet == "activations"
+    geometry = layout(view, width, MATRIX_KEY if matrices else 0.0)
     colours = PALETTES[palette]
     x_scale = alt.Scale(domain=[0, geometry.width], nice=False, zero=False)
     y_scale = alt.Scale(domain=[HEIGHT, 0], nice=False, zero=False)
@@ -582,6 +615,13 @@ def draw(
             )
             .add_params(neuron_click)
         )
+    key = matrix_key_marks(view, geometry) if matrices else pd.DataFrame()
+    if len(key):
+        layers.append(
+            alt.Chart(_inline(key))
+            .mark_text(align="center", baseline="bottom", fontSize=FONT - 3, color="#555")
+            .encode(x=x, y=y, text="text:N", tooltip=["class:N"])
+        )
     outlines = outline_marks(view, geometry, facet, highlight)
     if len(outlines):
         layers.append(
@@ -601,10 +641,24 @@ def draw(
                 text="label:N",
             )
         )
-    return (
+    picture = (
         alt.layer(*layers)
         .resolve_scale(color="independent")
         .properties(width=geometry.width, height=HEIGHT)
+    )
+    if matrices and view.classes:
+        picture = picture.properties(
+            title=alt.TitleParams(
+                matrix_key(view.classes),
+                orient="bottom",
+                anchor="start",
+                fontSize=FONT - 1,
+                fontWeight="normal",
+                limit=geometry.width,
+            )
+        )
+    return (
+        picture
         .configure_view(stroke=None)
         .configure_legend(orient="bottom")
     )
