@@ -486,9 +486,24 @@ def _window_attributes(module: nn.Module) -> dict[str, object]:
         (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd),
     ):
         padding = module.padding if isinstance(module.padding, str) else _pair(module.padding)
+        padded = [c for c in module.children() if _is_padding(c) and not isinstance(c, nn.Identity)]
+        if padded and not isinstance(padding, str):
+            padding = _child_padding(padded[0], padding)
         stride = module.stride if module.stride is not None else module.kernel_size
         return {"kernel": _pair(module.kernel_size), "stride": _pair(stride), "padding": padding}
     return {}
+
+
+def _child_padding(child: nn.Module, own: tuple[int, int]) -> tuple[int, int] | str:
+    """The padding of a layer that pads its input through a child first (EfficientNet's static
+    same padding: its own `padding` is 0): a (rows, columns) pair when both sides get the same, else
+    each side spelled out (TensorFlow's "SAME" puts the odd row below and the odd column right)."""
+    pad = child.padding
+    left, right, top, bottom = (pad,) * 4 if isinstance(pad, int) else tuple(pad)
+    top, bottom, left, right = top + own[0], bottom + own[0], left + own[1], right + own[1]
+    if top == bottom and left == right:
+        return (top, left)
+    return f"{top} top, {bottom} bottom, {left} left, {right} right"
 
 
 def _block_of(layer_id: str) -> str:

@@ -594,3 +594,26 @@ def test_field_geometry_by_hand():
     assert graph.receptive_field_box("conv3", 0, 0) == (0, 0, 13, 13)
     linear = build_graph(Branchy().eval(), (3, 16, 16))
     assert linear.receptive_field_box("fc", 0, 0) == (0, 0, 16, 16)
+
+
+def test_a_conv_that_pads_through_a_child_shows_that_padding(graphs):
+    """EfficientNet's static same padding: the conv's own padding is 0, its ZeroPad2d child pads
+    (left, right, top, bottom); TensorFlow's SAME puts the odd row below, the odd column right."""
+    layers = {layer.id: layer for layer in graphs["efficientnet_lite0"].layers}
+    stem = layers["_conv_stem"]  # 3x3, stride 2 on 224: one row and column more is needed
+    assert stem.kernel == (3, 3) and stem.stride == (2, 2)
+    assert stem.padding == "0 top, 1 bottom, 0 left, 1 right"
+    assert layers["_blocks.0._depthwise_conv"].padding == (1, 1)  # 3x3, stride 1: both sides
+    assert layers["_blocks.0._project_conv"].padding == (0, 0)  # 1x1: an Identity child
+
+    class PaddedConv(nn.Conv2d):
+        def __init__(self) -> None:
+            super().__init__(1, 1, 3, padding=1)
+            self.pad = nn.ZeroPad2d((2, 2, 0, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(self.pad(x))
+
+    net = nn.Sequential(PaddedConv())
+    (layer,) = build_graph(net, (1, 8, 8)).layers
+    assert layer.padding == "1 top, 2 bottom, 3 left, 3 right"  # the child's and its own
