@@ -49,6 +49,11 @@ SEQUENTIAL = np.array(
 )
 
 
+# A receptive field narrower than this share of the image is shown with its surroundings.
+CONTEXT_SHARE = 0.5
+CONTEXT_OUTLINE = (255, 127, 0)
+
+
 def _apply(palette: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Map values in [0, 1] to RGB by linear interpolation between the palette's colours."""
     scaled = np.clip(positions, 0.0, 1.0) * (len(palette) - 1)
@@ -142,3 +147,35 @@ def overlay(image: Image.Image, rgb: np.ndarray, alpha: float = 0.55) -> Image.I
 def crop_patch(image: Image.Image, box: tuple[int, int, int, int], size: int) -> Image.Image:
     """Return the `box` (x0, y0, x1, y1, in `image` pixels) of `image`, magnified to `size`."""
     return image.crop(box).resize((size, size), Image.Resampling.NEAREST)
+
+
+def patch_in_context(
+    image: Image.Image,
+    box: tuple[int, int, int, int],
+    size: int,
+    share: float = CONTEXT_SHARE,
+    colour: tuple[int, int, int] = CONTEXT_OUTLINE,
+) -> Image.Image:
+    """Return the `box` of `image` magnified to `size`, with its surroundings when it is small.
+
+    An early layer's field (3x3 pixels of a 28x28 image) says little alone: a box narrower than
+    `share` of the image's shorter side is shown inside a square of that side around it, clamped
+    to the image, and outlined in `colour`; a larger box is cropped as `crop_patch` does.
+    """
+    x0, y0, x1, y1 = box
+    width, height = image.size
+    side = round(share * min(width, height))
+    if max(x1 - x0, y1 - y0) >= side:
+        return crop_patch(image, box, size)
+    left = round(min(max((x0 + x1 - side) / 2, 0), width - side))
+    top = round(min(max((y0 + y1 - side) / 2, 0), height - side))
+    context = crop_patch(image.convert("RGB"), (left, top, left + side, top + side), size)
+    scale = size / side
+    outline = (
+        (x0 - left) * scale,
+        (y0 - top) * scale,
+        (x1 - left) * scale - 1,
+        (y1 - top) * scale - 1,
+    )
+    ImageDraw.Draw(context).rectangle(outline, outline=colour, width=max(1, size // 48))
+    return context

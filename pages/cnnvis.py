@@ -20,6 +20,7 @@ from convlens.runs import model_run
 from convlens.training import list_snapshots
 from convlens.ui.cache import cached_graph, cached_model, model_lock
 from convlens.ui.cnnvis import (
+    cached_dialog_patches,
     cached_layer_averages,
     cached_patch_images,
     cached_view,
@@ -343,7 +344,11 @@ if theirs is not None:
 
 picked = newly_clicked_neuron(view)
 if picked is not None:
-    neuron_dialog(*picked, cached_patch_images(key, data))
+    neuron_dialog(
+        *picked,
+        cached_dialog_patches(key, data),
+        lambda index: source.classes[source.labels[index]],
+    )
 
 if moves and st.button("Undo the moves", help="Back to the clusters the algorithm found"):
     set_state("moves", "")

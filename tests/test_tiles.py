@@ -68,3 +68,31 @@ def test_a_few_extreme_pixels_saturate_instead_of_darkening_the_rest():
     # one pixel that holds most of the mass stays the top
     assert saturation(np.array([1.0] * 10 + [100.0])) == 100.0
     assert saturation(np.zeros(4)) == 0.0
+
+
+def test_a_small_patch_is_shown_outlined_in_its_surroundings():
+    from convlens.tiles import CONTEXT_OUTLINE, crop_patch, patch_in_context
+
+    pixels = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
+    image = Image.fromarray(pixels)
+    # a 3x3 field at (10, 10): shown in a 14x14 square centred on it, magnified 4 times
+    shown = np.asarray(patch_in_context(image, (10, 10, 13, 13), 56))
+    assert shown.shape == (56, 56, 3)
+    left = top = round((10 + 13 - 14) / 2)  # 4.5 rounds to 4
+    inside = shown[4 * (10 - top) + 1 : 4 * (13 - top) - 1, 4 * (10 - left) + 1 : 4 * (13 - left) - 1]
+    expected = np.kron(pixels[top : top + 14, left : left + 14], np.ones((4, 4), np.uint8))
+    assert (inside[..., 0] == expected[25:35, 25:35]).all()  # the field's pixels, grey
+    outline = shown[4 * (10 - top), 4 * (10 - left) : 4 * (13 - left)]
+    assert (outline == CONTEXT_OUTLINE).all()
+    corner = shown[0, 0]
+    assert (corner == pixels[top, left]).all()  # the surroundings are the image's own pixels
+    # in a corner the square stays inside the image: columns 0-13, rows 14-27
+    edge = np.asarray(patch_in_context(image, (0, 25, 3, 28), 56))
+    assert (edge[0, 0] == pixels[14, 0]).all() and (edge[0, 55] == pixels[14, 13]).all()
+    assert (edge[4 * 11, 0:12] == CONTEXT_OUTLINE).all()  # the field's top edge, row 25
+    assert (edge[55, 0:12] == CONTEXT_OUTLINE).all()  # its bottom edge, the image's last row
+    # a field of half the image or more is cropped as it is
+    assert np.array_equal(
+        np.asarray(patch_in_context(image, (0, 0, 14, 14), 28)),
+        np.asarray(crop_patch(image, (0, 0, 14, 14), 28)),
+    )

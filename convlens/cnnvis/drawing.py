@@ -24,7 +24,7 @@ from PIL import Image
 from convlens.attribution import input_view
 from convlens.cnnvis.packing import pack_rectangles
 from convlens.cnnvis.view import Bundles, CnnvisView, LayerView
-from convlens.tiles import crop_patch
+from convlens.tiles import crop_patch, patch_in_context
 
 FACETS = ("features", "activations")
 # Positive / negative edge colours; the second pair is safe for the common colour blindnesses.
@@ -665,14 +665,19 @@ def draw(
 
 
 def patch_images(
-    load: Callable[[int], Image.Image], transform: Callable, size: int = PATCH_PIXELS
+    load: Callable[[int], Image.Image],
+    transform: Callable,
+    size: int = PATCH_PIXELS,
+    context: bool = False,
 ) -> Callable[[LayerView, int, int], str]:
     """Return `patch_uri` for `draw`: a neuron's top patch `rank` cropped from the image as the
-    model sees it, as a PNG data URI (memoised: a redraw encodes nothing twice)."""
+    model sees it, as a PNG data URI (memoised: a redraw encodes nothing twice); with `context`, a
+    small patch is shown outlined in its surroundings (`patch_in_context`)."""
+    cut = patch_in_context if context else crop_patch
 
     @functools.lru_cache(maxsize=8192)
     def crop(index: int, box: tuple[int, int, int, int]) -> str:
-        patch = crop_patch(input_view(transform, load(index)), box, size)
+        patch = cut(input_view(transform, load(index)), box, size)
         buffer = io.BytesIO()
         patch.save(buffer, format="PNG")
         return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

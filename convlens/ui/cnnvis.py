@@ -105,10 +105,14 @@ def newly_clicked_neuron(view: CnnvisView) -> tuple[LayerView, int] | None:
 
 @st.dialog("Neuron", width="large")
 def neuron_dialog(
-    layer: LayerView, neuron: int, patch_uri: Callable[[LayerView, int, int], str]
+    layer: LayerView,
+    neuron: int,
+    patch_uri: Callable[[LayerView, int, int], str],
+    class_of: Callable[[int], str],
 ) -> None:
-    """What a click on a neuron offers, where the click was: its top image patches, opening it in
-    the Filters view, and moving it to another cluster (CNNVis 4.4's interactions)."""
+    """What a click on a neuron offers, where the click was: its top image patches (small ones
+    outlined in their surroundings) with their images' classes (`class_of(image index)`), opening
+    it in the Filters view, and moving it to another cluster (CNNVis 4.4's interactions)."""
     cluster = int(layer.clusters.labels[neuron])
     st.markdown(
         f"**{layer.node} · neuron {neuron}** — cluster c{cluster} of {layer.clusters.count}"
@@ -118,7 +122,7 @@ def neuron_dialog(
     st.image(
         [patch_uri(layer, neuron, rank) for rank in ranks],
         width=DIALOG_PATCH_PIXELS,
-        caption=[f"#{rank + 1}" for rank in ranks],
+        caption=[f"#{rank + 1} {class_of(int(layer.top_images[neuron, rank]))}" for rank in ranks],
     )
     left, middle, right = st.columns([1, 1, 1], vertical_alignment="bottom")
     if left.button("Open in Filters", type="primary"):
@@ -223,6 +227,15 @@ def cached_patch_images(
     """The picture's patch function for a model and a data source, kept with its memo of encoded
     patches across reruns and sessions."""
     return patch_images(open_source(data).load, cached_model(*model_key).transform)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def cached_dialog_patches(
+    model_key: tuple[str, str | None, str], data: str
+) -> Callable[[LayerView, int, int], str]:
+    """The neuron dialog's patch function: larger patches, small ones in their surroundings."""
+    model = cached_model(*model_key)
+    return patch_images(open_source(data).load, model.transform, DIALOG_PATCH_PIXELS, context=True)
 
 
 def flags_table(flags: list[QualityFlag], key: str | None) -> None:

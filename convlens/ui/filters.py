@@ -24,7 +24,7 @@ from convlens.charts import bars_chart
 from convlens.data import ImageSourceError
 from convlens.models import LoadedModel
 from convlens.style import FILTER_GRID_COLUMNS, FILTER_GRID_TILE, PATCH_SIZE
-from convlens.tiles import crop_patch, diverging, gradient_picture, tile
+from convlens.tiles import diverging, gradient_picture, patch_in_context, tile
 from convlens.ui.launch import PREPARATION
 
 SORT_ORDERS = (
@@ -239,7 +239,7 @@ def dataset_views(
         index = int(patches.image[channel, rank])
         view = input_view(model.transform, source.load(index))
         box = tuple(int(v) for v in patches.box[channel, rank])
-        images.append(crop_patch(view, box, PATCH_SIZE))
+        images.append(patch_in_context(view, box, PATCH_SIZE))
         label = int(patches.label[channel, rank])
         name = analysis.classes[label] if label >= 0 else f"image {index}"
         captions.append(f"{name} · {patches.value[channel, rank]:.2f}")
