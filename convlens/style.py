@@ -32,8 +32,8 @@ NODES_PER_ROW = 2
 # The Network page's image, under the layer details and above its top-5 classes.
 NETWORK_IMAGE_WIDTH = 200
 NODE_MIN_WIDTH = 120
-NODE_MAX_WIDTH = 170
-COLUMN_GAP = 260
+NODE_MAX_WIDTH = 150
+COLUMN_GAP = 240
 ROW_GAP = 130
 COLLAPSE_GROUPS_ABOVE = 20
 BAR_COLOUR = "#0072B2"

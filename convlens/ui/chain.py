@@ -22,6 +22,9 @@ from convlens.style import (
     SELECTED_BORDER,
 )
 
+# The height of a row of nodes with its margin, in canvas pixels.
+NODE_BAND = 110
+
 SHORT_TYPES = {
     "conv": "conv",
     "linear": "fc",
@@ -61,9 +64,11 @@ def chain_position(index: int) -> tuple[int, int]:
 
 
 def chain_height(count: int) -> int:
-    """Return the canvas height that shows `count` wrapped nodes at full size."""
+    """Return the canvas height that shows `count` wrapped nodes at full size: the rows' spacing
+    and one row of nodes (three lines of text), no more, since vis.js centres the chain in its
+    canvas and would leave the rest blank above and below it."""
     rows = max(1, -(-count // NODES_PER_ROW))
-    return rows * ROW_GAP + 60
+    return (rows - 1) * ROW_GAP + NODE_BAND
 
 
 def visible_nodes(graph: LayerGraph, expanded: set[str]) -> dict[str, str]:
