@@ -489,5 +489,7 @@ def test_cluster_labels_lead_with_their_majority_class(small_model) -> None:
     marks = cluster_marks(view, layout(view))
     for row in marks.itertuples():
         purity = view.layers[row.node].purity[row.cluster]
-        head = f"{purity.share:.0%} {view.classes[purity.majority_class]} · " if purity.patches else ""
+        head = (
+            f"{purity.share:.0%} {view.classes[purity.majority_class]} · " if purity.patches else ""
+        )
         assert row.label.startswith(f"{head}c{row.cluster} · {row.neurons}")

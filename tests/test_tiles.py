@@ -79,7 +79,9 @@ def test_a_small_patch_is_shown_outlined_in_its_surroundings():
     shown = np.asarray(patch_in_context(image, (10, 10, 13, 13), 56))
     assert shown.shape == (56, 56, 3)
     left = top = round((10 + 13 - 14) / 2)  # 4.5 rounds to 4
-    inside = shown[4 * (10 - top) + 1 : 4 * (13 - top) - 1, 4 * (10 - left) + 1 : 4 * (13 - left) - 1]
+    inside = shown[
+        4 * (10 - top) + 1 : 4 * (13 - top) - 1, 4 * (10 - left) + 1 : 4 * (13 - left) - 1
+    ]
     expected = np.kron(pixels[top : top + 14, left : left + 14], np.ones((4, 4), np.uint8))
     assert (inside[..., 0] == expected[25:35, 25:35]).all()  # the field's pixels, grey
     outline = shown[4 * (10 - top), 4 * (10 - left) : 4 * (13 - left)]

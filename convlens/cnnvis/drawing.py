@@ -657,11 +657,7 @@ def draw(
                 limit=geometry.width,
             )
         )
-    return (
-        picture
-        .configure_view(stroke=None)
-        .configure_legend(orient="bottom")
-    )
+    return picture.configure_view(stroke=None).configure_legend(orient="bottom")
 
 
 def patch_images(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 # Streamlit leaves 6rem above every page for its toolbar, a sixth of a 1280x720 projector; the
 # toolbar needs 3.75rem at the right, and a page's title starts at the left.
 PAGE_STYLE = "<style>[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; }</style>"
