@@ -56,6 +56,11 @@ node_ids = [n.id for n in nodes]
 requested = st.session_state.get("layer")
 if requested not in node_ids:
     mapped = graph.chain_node_of(requested) if requested else None
+    if requested and mapped not in node_ids:
+        st.warning(
+            f"{selection.model_name} has no conv or linear layer '{requested}'; showing "
+            f"{node_ids[0]}, pick another below."
+        )
     st.session_state["layer"] = mapped if mapped in node_ids else node_ids[0]
 
 
@@ -81,7 +86,12 @@ show = show_column.segmented_control(
     "Show", SHOWS, disabled=node.type == "linear", **persisted("show", widget="filters_show")
 )
 keep_valid("sort", SORT_ORDERS, SORT_ORDERS[0])
-order = order_column.selectbox("Sort by", SORT_ORDERS, **persisted("sort", widget="filters_order"))
+order = order_column.selectbox(
+    "Sort by",
+    SORT_ORDERS,
+    # a new order starts on its first page: page 2 of "mean activation" holds the weakest filters
+    **persisted("sort", on_change=lambda: st.session_state.update(page=1), widget="filters_order"),
+)
 
 maps = cached_layer_maps(*key, image.source, digest, node.id, image.image)
 view = input_view(model.transform, image.image)

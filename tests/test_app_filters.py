@@ -68,6 +68,9 @@ def test_a_bookmark_brings_back_what_is_shown_its_order_and_page():
     module = load_model("fashion_basecnn").module
     norms = module.features.conv3_1.weight.detach().flatten(1).norm(dim=1).numpy()
     assert grid_buttons(at, "gbp") == [int(k) for k in np.argsort(-norms, kind="stable")[64:]]
+    at.selectbox(key="filters_order").set_value("mean activation on this image").run()
+    assert at.number_input(key="filter_page").value == 1, "a new order starts on its first page"
+    at.number_input(key="filter_page").set_value(2).run()
     at.number_input(key="filter_page").set_value(1).run()
     assert at.session_state["page"] == 1
     at = open_filters({**FASHION, "layer": "features.conv3_1", "sort": "colour", "page": "9"})
@@ -83,6 +86,12 @@ def test_a_layer_from_the_network_page_opens_here_and_a_linear_layer_shows_bars(
     assert not at.exception
     assert at.get("vega_lite_chart"), "a fully connected layer shows its units as bars"
     assert "classifier.fc2 · unit 3" in all_text(at)
+
+
+def test_an_unknown_layer_in_the_url_is_reported_and_the_first_shown():
+    at = open_filters({**FASHION, "layer": "features.bogus"})
+    assert "has no conv or linear layer 'features.bogus'" in all_text(at)
+    assert at.selectbox(key="layer_widget").value == "features.conv1_1"
 
 
 def test_an_unknown_filter_in_the_url_is_reported_not_fatal():
@@ -111,6 +120,13 @@ def test_annotating_in_the_app_reaches_the_store_and_the_cli(capsys):
 
     at.selectbox(key="filters_order").set_value("annotation").run()
     assert grid_buttons(at, "act")[-1] == 7, "useless filters sort last"
+
+    # the name outlives a layer change, when no filter is selected and its field is not drawn
+    at.selectbox(key="layer_widget").set_value("features.conv1_1").run()
+    assert "filter" not in at.session_state  # the layer change forgot the filter
+    at.session_state["filter"] = "2"
+    at.run()
+    assert at.text_input(key="annotation_author").value == "ana"
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from convlens.models import LoadedModel
 from convlens.style import FILTER_GRID_COLUMNS, FILTER_GRID_TILE, PATCH_SIZE
 from convlens.tiles import diverging, gradient_picture, patch_in_context, tile
 from convlens.ui.launch import PREPARATION
+from convlens.ui.state import persisted
 
 SORT_ORDERS = (
     "filter number",
@@ -107,9 +108,10 @@ def annotation_panel(
     author = (
         st.text_input(
             "Your name",
-            key="annotation_author",
             placeholder=default_author(),
             help="Annotations are kept per author; empty: your login name",
+            # kept for the session: the panel is not drawn while no filter is selected
+            **persisted("author", widget="annotation_author"),
         ).strip()
         or default_author()
     )
@@ -135,7 +137,8 @@ def annotation_panel(
     latest = store.latest_annotations(model_name, fingerprint, layer=layer).get((layer, channel))
     if latest is not None:
         st.caption(
-            f"Latest: **{latest.label}** by {latest.author} ({latest.updated_at[:16]} UTC)"
+            f"Latest: **{latest.label}** by {latest.author} "
+            f"({latest.updated_at[:16].replace('T', ' ')} UTC)"
             + (f" — {latest.note}" if latest.note else "")
         )
     with st.form(f"annotate_{layer}_{channel}", border=True):
