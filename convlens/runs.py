@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,9 +181,12 @@ def resume_run(reference: str) -> Path:
     return path
 
 
-def _spawn(command: list[str], out: Path) -> None:
+def _spawn(command: list[str], out: Path) -> subprocess.Popen:
+    """Start `command` with its output in OUT/train.log; a thread waits for it, so that once it
+    ends (finished, stopped, killed) it is reaped: an unreaped child is a zombie, which answers
+    signals like a live process and would keep its run "running"."""
     with (out / "train.log").open("a") as log:
-        subprocess.Popen(
+        process = subprocess.Popen(
             command,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -190,6 +194,8 @@ def _spawn(command: list[str], out: Path) -> None:
             start_new_session=True,
             env={**os.environ, "TQDM_MININTERVAL": "5"},
         )
+    threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
+    return process
 
 
 @dataclass(frozen=True)

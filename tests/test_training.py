@@ -440,6 +440,31 @@ def test_run_status(tmp_path: Path, reference: Path):
         train("deepeyes", live, epochs=1, resume=True, **TINY)
 
 
+def test_a_stopped_trainer_started_by_the_app_no_longer_counts_as_running(
+    tmp_path: Path, reference: Path
+):
+    """The app's process starts trainers: one that ended (stopped by SIGTERM, before it could
+    remove its pid file) is reaped, so its run reads incomplete, not running forever."""
+    import signal
+    import sys
+    import time
+
+    from convlens.runs import _spawn
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({**read_manifest(reference), "finished": False}))
+    trainer = _spawn([sys.executable, "-c", "import time; time.sleep(60)"], run)
+    (run / "pid").write_text(f"{trainer.pid}\n")
+    assert run_status(run) == "running"
+    os.kill(trainer.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while run_status(run) == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run_status(run) == "incomplete"
+    assert (run / "pid").exists(), "the pid file is still there: only the reaping tells"
+
+
 def test_default_out_is_under_convlens_home(tmp_path: Path):
     summary = train("deepeyes", epochs=1, **{**TINY, "limit_train": 64})
     assert summary.path.parent == convlens_home() / "runs"
