@@ -16,6 +16,17 @@ st.caption(
     "`python -m convlens annotations set`), and what removing the useless ones costs the model."
 )
 store = AnnotationStore()
+
+
+def import_upload() -> None:
+    """Import the uploaded export before the page draws the table (a button callback), so the
+    table and its counts show the imported rows at once."""
+    upload = st.session_state.get("annotations_import")
+    if upload is not None:
+        text = upload.getvalue().decode("utf-8", errors="replace")
+        st.session_state["_annotations_import"] = store.import_annotations(text)
+
+
 rows = store.list_annotations()
 frame = pd.DataFrame([row.to_dict() for row in rows])
 
@@ -73,16 +84,16 @@ with import_column:
         type=["csv", "json"],
         key="annotations_import",
     )
-    if upload is not None and st.button("Import these annotations", key="import_button"):
-        text = upload.getvalue().decode("utf-8", errors="replace")
-        report = store.import_annotations(text)
-        if report.ok:
-            st.success(
-                f"Imported {report.applied} of {report.rows} rows "
-                f"({report.kept_newer} kept a newer stored label)."
-            )
-        else:
-            st.error("Nothing was imported: " + "; ".join(str(e) for e in report.errors[:10]))
+    if upload is not None:
+        st.button("Import these annotations", key="import_button", on_click=import_upload)
+    report = st.session_state.pop("_annotations_import", None)
+    if report is not None and report.ok:
+        st.success(
+            f"Imported {report.applied} of {report.rows} rows "
+            f"({report.kept_newer} kept a newer stored label)."
+        )
+    elif report is not None:
+        st.error("Nothing was imported: " + "; ".join(str(e) for e in report.errors[:10]))
 
 st.divider()
 st.subheader("What do the useless filters cost?")
@@ -109,6 +120,9 @@ data = st.text_input(
 limit = st.number_input(
     "Images (first N; 0: the default)", 0, 1_000_000, 0 if fashion else 1000, key="ablation_limit"
 )
+# what the result was computed from: it stays on the page (a click elsewhere reruns the page)
+# until one of these changes
+check = (selection.model_name, fingerprint, data, int(limit), repr(sorted(useless.items())))
 if st.button("Run the check", type="primary", disabled=not total or not data, key="ablate"):
     bar = st.progress(0.0, text="Evaluating…")
 
@@ -125,28 +139,29 @@ if st.button("Run the check", type="primary", disabled=not total or not data, ke
                 progress=report,
             )
     except (AblationError, ImageSourceError, ValueError, OSError) as error:
-        bar.empty()
+        st.session_state.pop("_ablation", None)
         st.error(str(error))
     else:
-        bar.empty()
-        before, after = st.columns(2)
-        before.metric("Accuracy now", f"{result.baseline_accuracy:.2%}")
-        after.metric(
-            f"Without the {result.ablated_filters} useless filters",
-            f"{result.ablated_accuracy:.2%}",
-            delta=f"{(result.ablated_accuracy - result.baseline_accuracy) * 100:+.2f} points",
-        )
-        st.dataframe(
-            pd.DataFrame(
-                {
-                    "layer": list(result.per_layer),
-                    "useless filters": [len(r.filters) for r in result.per_layer.values()],
-                    "accuracy without them": [
-                        f"{r.accuracy:.2%}" for r in result.per_layer.values()
-                    ],
-                }
-            ),
-            hide_index=True,
-            width="stretch",
-        )
-        st.caption(f"On {result.images:,} images of {data}.")
+        st.session_state["_ablation"] = (check, result)
+    bar.empty()
+checked, result = st.session_state.get("_ablation", (None, None))
+if checked == check:
+    before, after = st.columns(2)
+    before.metric("Accuracy now", f"{result.baseline_accuracy:.2%}")
+    after.metric(
+        f"Without the {result.ablated_filters} useless filters",
+        f"{result.ablated_accuracy:.2%}",
+        delta=f"{(result.ablated_accuracy - result.baseline_accuracy) * 100:+.2f} points",
+    )
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "layer": list(result.per_layer),
+                "useless filters": [len(r.filters) for r in result.per_layer.values()],
+                "accuracy without them": [f"{r.accuracy:.2%}" for r in result.per_layer.values()],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption(f"On {result.images:,} images of {data}.")

@@ -156,6 +156,17 @@ def test_annotations_page_lists_counts_exports_and_refuses_a_bad_import(two_anno
     assert "Nothing was imported" in all_text(at)
     assert AnnotationStore().export_annotations("json") == before
 
+    # a good import shows in the table and the counts of the same run
+    rows = json.loads(before)
+    rows.append({**rows[0], "filter": 9, "label": "unsure", "note": "imported"})
+    at.file_uploader(key="annotations_import").set_value(
+        ("good.json", json.dumps(rows).encode(), "application/json")
+    ).run()
+    at.button(key="import_button").click().run()
+    assert "Imported 3 of 3 rows" in [s.value for s in at.success][0]
+    assert {m.label: m.value for m in at.metric} == {"useful": "1", "useless": "1", "unsure": "1"}
+    assert len(at.dataframe[0].value) == 3
+
 
 def test_the_ablation_check_runs_from_the_annotations_page(two_annotations):
     at = start(FASHION)
@@ -166,6 +177,10 @@ def test_the_ablation_check_runs_from_the_annotations_page(two_annotations):
     labels = [m.label for m in at.metric]
     assert "Accuracy now" in labels and "Without the 1 useless filters" in labels
     assert "On 200 images of fashion-mnist:test." in all_text(at)
+    at.selectbox(key="annotations_layer").set_value("features.conv4_3").run()
+    assert "On 200 images of fashion-mnist:test." in all_text(at), "another click keeps it"
+    at.number_input(key="ablation_limit").set_value(100).run()
+    assert "images of fashion-mnist:test." not in all_text(at), "a result of other images goes"
 
 
 def small_fashion_folder(root) -> str:
