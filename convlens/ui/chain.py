@@ -88,6 +88,9 @@ def chain_elements(
 ) -> tuple[list[Node], list[Edge]]:
     """Return the agraph nodes and edges of the chain with the given groups expanded."""
     shown = visible_nodes(graph, expanded)
+    # a node keeps its number in the whole chain (as its details heading shows it), a collapsed
+    # group shows the numbers of its nodes
+    number = {node.id: index for index, node in enumerate(graph.chain, start=1)}
     nodes: list[Node] = []
     seen: set[str] = set()
     rank = 0
@@ -99,7 +102,7 @@ def chain_elements(
         rank += 1
         if drawn == node.id:
             layer = graph.layer(node.id)
-            label = f"{rank} · {SHORT_TYPES[node.type]}\n{wrap_id(node.id)}"
+            label = f"{number[node.id]} · {SHORT_TYPES[node.type]}\n{wrap_id(node.id)}"
             title = (
                 f"{node.id} ({layer.class_name})\n"
                 f"output {shape_label(node.output_shape)}\nlayers: {', '.join(node.layers)}"
@@ -108,7 +111,8 @@ def chain_elements(
         else:
             group = graph.group(drawn)
             group_id, _, name = group.label.partition(" · ")
-            label = f"{rank} · {group_id} ▸\n{wrap_id(name)}\n{len(group.nodes)} nodes"
+            first, last = number[group.nodes[0]], number[group.nodes[-1]]
+            label = f"{group_id} ▸ {first}–{last}\n{wrap_id(name)}\n{len(group.nodes)} nodes"
             title = f"{group.label}: {len(group.nodes)} chain nodes — click to expand"
             colour = LAYER_COLOURS["group"]
         is_selected = drawn == selected
