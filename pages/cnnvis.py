@@ -24,6 +24,7 @@ from convlens.ui.cnnvis import (
     cached_layer_averages,
     cached_patch_images,
     cached_view,
+    chart_key,
     choice,
     flags_table,
     neuron_dialog,
@@ -303,12 +304,19 @@ chart = draw(
     highlight=outlined(flags, "cnnvis_flags"),
     **drawing,
 )
+if moves and st.button(
+    f"Undo the moves ({len(moves)})", help="Back to the clusters the algorithm found"
+):
+    set_state("moves", "")
+    st.rerun()
 mine, theirs = st.columns(2) if compare != "none" else (st.container(), None)
 with mine:
     if theirs is not None:
         st.markdown(f"**{selection.model_name}**")
-    st.altair_chart(
-        chart, on_select="rerun", selection_mode=["neuron", "group"], key="cnnvis_chart"
+    st.altair_chart(chart, on_select="rerun", selection_mode=["neuron", "group"], key=chart_key())
+    st.caption(
+        "Brown dashed frame: an impure cluster, under half of its top patches from one class. "
+        "Orange frames: the neurons of the quality flags selected below."
     )
 
 
@@ -349,10 +357,6 @@ if picked is not None:
         cached_dialog_patches(key, data),
         lambda index: source.classes[source.labels[index]],
     )
-
-if moves and st.button("Undo the moves", help="Back to the clusters the algorithm found"):
-    set_state("moves", "")
-    st.rerun()
 
 with st.expander(
     "Quality flags: impure clusters, redundant and dead neurons", expanded=bool(view.layers)

@@ -90,7 +90,7 @@ def test_moving_a_neuron_by_url_changes_its_cluster_and_can_be_undone():
     after = {(r["node"], r["neuron"]): r["cluster"] for r in layer_values(picture(at), "image")}
     assert after[(node, neuron)] == clusters  # a cluster of its own
     assert all(after[k] == v for k, v in before.items() if k[0] != node)
-    undo = [b for b in at.button if b.label == "Undo the moves"]
+    undo = [b for b in at.button if b.label == "Undo the moves (1)"]
     undo[0].click().run(timeout=120)
     assert not at.exception and not at.session_state["moves"]
 

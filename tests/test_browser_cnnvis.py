@@ -87,6 +87,14 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
         dialog.locator("img").nth(analysis.top_k - 1).wait_for(timeout=30_000)
         assert dialog.locator("img").count() == analysis.top_k
         page.screenshot(path=str(SCREENSHOTS / "cnnvis_neuron.png"))
+        # closed, the same neuron's dialog opens again on a second click
+        page.keyboard.press("Escape")
+        dialog.wait_for(state="detached", timeout=30_000)
+        box = wait_for_picture(page)
+        time.sleep(2)  # the picture redrawn without its selection
+        click_at(page, box, geometry, (biggest.x + biggest.x2) / 2, (biggest.y + biggest.y2) / 2)
+        opener = page.get_by_role("dialog").get_by_role("button", name="Open in Filters")
+        opener.wait_for(timeout=60_000)
         opener.click()
         page.wait_for_function(
             "() => window.location.pathname.endsWith('/filters')", timeout=60_000

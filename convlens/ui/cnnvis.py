@@ -25,7 +25,7 @@ from convlens.ui.cache import cached_graph, cached_model, model_lock
 from convlens.ui.state import write_to_url
 
 CONTRIBUTION_IMAGES = 256
-CHART_KEY = "cnnvis_chart"
+CHART_GENERATION = "_cnnvis_chart_generation"
 LAST_NEURON = "_cnnvis_last_neuron"
 DIALOG_PATCH_PIXELS = 72
 
@@ -70,7 +70,7 @@ SELECTION_FIELDS = {"neuron": ("node", "neuron"), "group": ("group",)}
 def clicked(name: str) -> list[dict]:
     """The points of the picture's selection `name` (from the last click) that carry its fields:
     a click on a group header also reaches the neuron selection, with the header's fields."""
-    state = st.session_state.get(CHART_KEY) or {}
+    state = st.session_state.get(chart_key()) or {}
     points = state.get("selection", {}).get(name) or []
     return [p for p in points if all(field in p for field in SELECTION_FIELDS[name])]
 
@@ -89,6 +89,18 @@ def toggle_clicked_group(group_ids: list[str], default: str) -> None:
     st.session_state["_cnnvis_last_group"] = group_id
 
 
+def chart_key() -> str:
+    """The picture's widget key. It changes when a neuron's dialog closes: the new picture has no
+    selection, so a second click on the same neuron opens its dialog again (the old picture kept
+    the neuron selected, and a click on it changed nothing)."""
+    return f"cnnvis_chart_{st.session_state.get(CHART_GENERATION, 0)}"
+
+
+def forget_neuron_click() -> None:
+    st.session_state[CHART_GENERATION] = st.session_state.get(CHART_GENERATION, 0) + 1
+    st.session_state[LAST_NEURON] = None
+
+
 def newly_clicked_neuron(view: CnnvisView) -> tuple[LayerView, int] | None:
     """The neuron a click in the picture has just picked (once per click: the chart keeps its
     selection over later reruns), when it is one of the view's."""
@@ -103,7 +115,7 @@ def newly_clicked_neuron(view: CnnvisView) -> tuple[LayerView, int] | None:
     return layer, point[1]
 
 
-@st.dialog("Neuron", width="large")
+@st.dialog("Neuron", width="large", on_dismiss=forget_neuron_click)
 def neuron_dialog(
     layer: LayerView,
     neuron: int,
