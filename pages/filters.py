@@ -169,9 +169,11 @@ with grid_column:
                     done / len(shown), text=f"Guided back-propagation: {done}/{len(shown)}"
                 )
             bar.empty()
-            filter_grid(shown, lambda k: gradient_tile(gradients[k], k), selected, pick, "gbp")
+            filter_grid(
+                shown, lambda k: gradient_tile(gradients[k], k), selected, pick, "gbp", labels
+            )
         else:
-            filter_grid(shown, lambda k: activation_tile(maps, k), selected, pick, "act")
+            filter_grid(shown, lambda k: activation_tile(maps, k), selected, pick, "act", labels)
 
 with detail_column:
     if selected is None:

@@ -107,6 +107,9 @@ def test_annotating_in_the_app_reaches_the_store_and_the_cli(capsys):
     at.form_submit_button[0].click().run()
     assert not at.exception
     assert "Latest: **useless** by ana" in all_text(at), "the page shows what was just saved"
+    assert at.button(key="act_7").label == "7 ✗", "the grid marks it"
+    assert at.button(key="act_6").label == "6"
+    assert "✓ useful · ✗ useless · ? unsure" in all_text(at)
     fingerprint = weights_fingerprint(load_model("fashion_basecnn").module)
     rows = AnnotationStore().list_annotations(model="fashion_basecnn")
     assert [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from threading import Lock
 
 import numpy as np
@@ -66,28 +66,40 @@ def gradient_tile(gradient: np.ndarray, channel: int, size: int = FILTER_GRID_TI
     return tile(gradient_picture(gradient), size, label=str(channel))
 
 
+# How a filter's latest annotation shows on its button in the grid.
+LABEL_MARKS = {"useful": "✓", "useless": "✗", "unsure": "?"}
+
+
 def filter_grid(
     filters: Sequence[int],
     picture: Callable[[int], Image.Image],
     selected: int | None,
     on_pick: Callable[[int], None],
     key: str,
+    labels: Mapping[int, str],
 ) -> None:
-    """Draw the tiles of `filters` in rows, each with a button that selects it."""
+    """Draw the tiles of `filters` in rows, each with a button that selects it and shows the
+    filter's latest annotation in `labels` (useful, useless, unsure) as a mark."""
     for start in range(0, len(filters), FILTER_GRID_COLUMNS):
         columns = st.columns(FILTER_GRID_COLUMNS, gap="xsmall")  # room for 3-digit numbers
         for column, channel in zip(
             columns, filters[start : start + FILTER_GRID_COLUMNS], strict=False
         ):
             column.image(picture(channel), width="stretch")
+            mark = LABEL_MARKS.get(labels.get(channel, ""), "")
             column.button(
-                str(channel),  # the selected one is the primary button: a marker would not fit
+                f"{channel} {mark}".strip(),  # the selected one is the primary button
                 key=f"{key}_{channel}",
                 on_click=on_pick,
                 args=(channel,),
                 type="primary" if channel == selected else "secondary",
                 width="stretch",
             )
+    if any(channel in labels for channel in filters):
+        st.caption(
+            " · ".join(f"{mark} {label}" for label, mark in LABEL_MARKS.items())
+            + " (the latest annotation of any author)"
+        )
 
 
 def unit_bars(maps: LayerMaps, class_names: Sequence[str] | None, top: int = 40) -> pd.DataFrame:
