@@ -352,7 +352,11 @@ def test_a_recorded_run_is_a_model_of_the_app(tmp_path: Path) -> None:
     at.switch_page("pages/network.py").run()
     assert not at.exception
     assert at.session_state["model"] == f"run:{out}"
-    assert "tiny — recorded run" in at.selectbox(key="model_widget").options
+    options = at.selectbox(key="model_widget").options
+    assert "tiny — recorded run" in options
+    # a shipped run is listed once, as its model (listed twice, its annotations split)
+    assert "fashion_basecnn" in options and "fashion_basecnn — recorded run" not in options
+    assert not [option for option in options if option.startswith("fashion_") and "run" in option]
     assert "your weights file" in all_text(at)
 
 

@@ -23,6 +23,7 @@ from convlens.models import (
 )
 from convlens.paths import convlens_home
 from convlens.runs import model_run, openable_runs, run_reference
+from convlens.shipped import shipped_names, shipped_run
 from convlens.ui.cache import cached_image, cached_model
 from convlens.ui.state import persisted, restore_from_url, upload_digest, uploads, write_to_url
 
@@ -101,8 +102,11 @@ def render_sidebar() -> Selection:
 
 
 def _model_picker() -> str:
-    # Every page reruns the sidebar on every click: list runs without reading their metrics.
-    names = list_models() + [f"{RUN_PREFIX}{run_reference(path)}" for path in openable_runs()]
+    # Every page reruns the sidebar on every click: list runs without reading their metrics. A
+    # shipped run is a model of its own name already: listed twice, its annotations would split.
+    shipped = {shipped_run(name).resolve() for name in shipped_names()}
+    runs = [path for path in openable_runs() if path.resolve() not in shipped]
+    names = list_models() + [f"{RUN_PREFIX}{run_reference(path)}" for path in runs]
     current = st.session_state.get("model")
     if current and current.startswith(RUN_PREFIX) and current not in names:
         names.append(current)  # a run given in the URL; loading it says what is wrong, if anything
