@@ -129,7 +129,7 @@ def runs_view() -> None:
         st.caption(
             f"{run.status} · step {int(curves.steps[-1])} · blue: training loss (smoothed) · "
             "orange: test accuracy after each epoch · open it as a model: "
-            f"`run:{chosen}`"
+            + (f"`{Path(chosen).name}`" if run.shipped else f"`run:{chosen}`")
         )
     else:
         st.caption(f"{run.status}: no step recorded yet.")
@@ -146,14 +146,15 @@ def runs_view() -> None:
     ):
         resume_run(run.path)
         st.toast(f"Resuming {Path(run.path).name}.")
-    if (
-        not run.shipped
-        and run.status != "running"
-        and delete_column.button("Delete", key="run_delete", help="Delete this run's folder")
-    ):
-        delete_run(run.path)
-        st.session_state.pop("run", None)
-        st.rerun()
+    if not run.shipped and run.status != "running":
+        confirm = delete_column.popover("Delete", help="Delete this run's folder")
+        confirm.markdown(
+            f"Delete **{Path(run.path).name}** and all its snapshots? This cannot be undone."
+        )
+        if confirm.button("Delete for good", key="run_delete", type="primary"):
+            delete_run(run.path)
+            st.session_state.pop("run", None)
+            st.rerun()
 
 
 runs_view()

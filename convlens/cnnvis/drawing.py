@@ -326,7 +326,8 @@ def column_marks(view: CnnvisView, geometry: Geometry) -> tuple[pd.DataFrame, pd
             )
             headers.append(
                 {"group": group.id, "x": box.x, "y": 15, "text": f"{group.id} ▸"}
-                | {"sub": f"{len(group.nodes)} layers", "sub_y": 32}
+                | {"sub": f"{len(group.nodes)} layer{'' if len(group.nodes) == 1 else 's'}"}
+                | {"sub_y": 32}
             )
     return pd.DataFrame(groups), pd.DataFrame(headers)
 
