@@ -214,12 +214,23 @@ def test_a_filter_s_top_patches_and_class_means_over_a_dataset(tmp_path):
     assert all("·" in img.caption for img in patches[0].proto.imgs)  # "class · activation"
     charts = [c for c in at.get("vega_lite_chart") if "per class" in json.dumps(c.proto.spec)]
     assert charts, "the per-class mean activation is drawn"
+    assert "patches reach" not in all_text(at), "distinct values: no word about ties"
 
     # a second session finds the analysis on disk: no button, the patches at once
     again = open_filters({**FASHION, "layer": "features.conv3_1", "filter": "4"})
     again.text_input(key="filters_data").set_value(folder).run()
     assert not [b for b in again.button if b.key == "filters_analyze"]
     assert "Top 9 image patches" in all_text(again)
+
+
+def test_top_patches_that_all_reach_a_ceiling_say_so():
+    """EfficientNet's ReLU6 caps activations at 6: on the sample photos all nine top patches of
+    its stem's filter 0 are 6.00, and their order is only the data's."""
+    at = open_filters({"layer": "_conv_stem", "filter": "0"})
+    assert at.text_input(key="filters_data").value == "samples"
+    at.button(key="filters_analyze").click().run(timeout=120)
+    assert not at.exception
+    assert "All 9 patches reach 6.00" in all_text(at)
 
 
 def test_a_bad_dataset_is_one_sentence_on_the_page():

@@ -259,6 +259,12 @@ def dataset_views(
         name = analysis.classes[label] if label >= 0 else f"image {index}"
         captions.append(f"{name} · {patches.value[channel, rank]:.2f}")
     st.image(images, caption=captions, width=PATCH_SIZE)
+    values = patches.value[channel]
+    if count > 1 and np.all(values == values[0]):
+        st.caption(
+            f"All {count} patches reach {values[0]:.2f} (a ceiling, such as ReLU6's 6): more images "
+            "may tie, and these are the first of them in the data's order."
+        )
     if analysis.classes:
         means = stats.per_class_mean[:, channel]
         shown = [(c, float(m)) for c, m in zip(analysis.classes, means, strict=True) if m == m]
