@@ -113,7 +113,7 @@ def test_a_page_that_stops_early_keeps_its_bookmark(isolated_home: Path) -> None
         page.goto(f"{url}/?model=efficientnet_lite0", timeout=120_000)
         wait_for_app(page)
         page.get_by_role("link", name="CNNVis", exact=True).first.click()
-        button = page.get_by_role("button", name="Analyse efficientnet_lite0's activations")
+        button = page.get_by_role("button", name="Analyse 1,000 images")
         button.wait_for(timeout=60_000)
         page.wait_for_function(
             "() => window.location.search.includes('model=efficientnet_lite0')", timeout=30_000

@@ -200,11 +200,11 @@ def dataset_analysis(
                 "The shipped models' statistics are being prepared in the background "
                 f"({PREPARATION.done:,}/{PREPARATION.total:,} images); this view fills in then."
             )
-        if not st.button(
-            f"Analyse {model.name}'s activations over {images:,} images of {data}",
-            key=button_key,
-            help="One pass over the images for every layer at once; kept on disk afterwards",
-        ):
+        st.caption(
+            f"{model.name}'s activations over {images:,} images of {data} are not analysed yet: "
+            "one pass over the images for every layer at once, kept on disk afterwards."
+        )
+        if not st.button(f"Analyse {images:,} images", key=button_key, type="primary"):
             return None
         bar = st.progress(0.0, text=f"Reading the activations over {data}…")
 
