@@ -41,10 +41,20 @@ from convlens.style import (
     PERPLEXITY_HEATMAP_HEIGHT,
     PERPLEXITY_SCHEME,
     SELECTED_BORDER,
-    STABILITY_HEIGHT,
     STEP_RULE_COLOUR,
 )
 from convlens.weights import Histogram
+
+# Streamlit fits a stretched chart's whole height (title, axes, legend) into its `height`; this
+# fits only the width, so `height` is the plot's and a legend under it adds to the chart.
+FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
+# The stability chart's plot and its legend (under the plot).
+STABILITY_PLOT_HEIGHT = 170
+STABILITY_LEGEND_SYMBOL_SIZE = 40
+STABILITY_LEGEND_COLUMN_GAP = 10
+# A small perplexity heatmap (one of a grid of every layer): its plot and its legend's gradient.
+SMALL_HEATMAP_PLOT_HEIGHT = 75
+SMALL_HEATMAP_LEGEND = 60
 
 
 def predictions_chart(predictions: Sequence[Prediction]) -> alt.Chart:
@@ -178,11 +188,16 @@ def with_step_rule(chart: alt.LayerChart, step: int) -> alt.LayerChart:
 
 
 def perplexity_heatmap_chart(
-    histograms: Sequence[PerplexityHistogram], selected_step: int, title: str
+    histograms: Sequence[PerplexityHistogram],
+    selected_step: int,
+    title: str,
+    small: bool = False,
 ) -> alt.LayerChart:
     """Return one layer's perplexity histograms over training: a column per snapshot step.
 
     Colour is each bin's share of the probe patches; the selected snapshot's column is outlined.
+    A `small` chart (one of a grid of every layer) has a short plot, no step axis title and a
+    legend without a title.
     """
     rows = [
         {
@@ -199,7 +214,16 @@ def perplexity_heatmap_chart(
     ]
     frame = pd.DataFrame(rows)
     steps = [histogram.step for histogram in histograms]
-    x = alt.X("step:O", title="snapshot step", scale=alt.Scale(domain=steps))
+    x = alt.X(
+        "step:O",
+        title=None if small else "snapshot step",
+        scale=alt.Scale(domain=steps),
+        axis=(
+            alt.Axis(labelAngle=0, labelOverlap="greedy", labelFontSize=AXIS_FONT_SIZE - 2)
+            if small
+            else alt.Axis()
+        ),
+    )
     cells = (
         alt.Chart(frame)
         .mark_rect()
@@ -211,7 +235,16 @@ def perplexity_heatmap_chart(
                 "share:Q",
                 title="share of patches",
                 scale=alt.Scale(scheme=PERPLEXITY_SCHEME),
-                legend=alt.Legend(format="%"),
+                legend=(
+                    alt.Legend(
+                        format="%",
+                        title=None,
+                        gradientLength=SMALL_HEATMAP_LEGEND,
+                        labelFontSize=AXIS_FONT_SIZE - 2,
+                    )
+                    if small
+                    else alt.Legend(format="%")
+                ),
             ),
             tooltip=[
                 "step:O",
@@ -230,9 +263,14 @@ def perplexity_heatmap_chart(
         .mark_rect(filled=False, stroke=SELECTED_BORDER, strokeWidth=3)
         .encode(x=x, y="low:Q", y2="high:Q")
     )
+    size = (
+        {"height": SMALL_HEATMAP_PLOT_HEIGHT, "autosize": FIT_WIDTH}
+        if small
+        else {"height": PERPLEXITY_HEATMAP_HEIGHT}
+    )
     return (
         alt.layer(cells, outline, title=title)
-        .properties(height=PERPLEXITY_HEATMAP_HEIGHT)
+        .properties(**size)
         .configure_axis(labelFontSize=AXIS_FONT_SIZE, titleFontSize=AXIS_FONT_SIZE)
     )
 
@@ -332,15 +370,23 @@ def _label_scale(names: Sequence[str], extra: dict[str, str] | None = None) -> a
     )
 
 
-def stability_chart(stabilities: Sequence[LayerStability], threshold: float) -> alt.LayerChart:
+def stability_chart(
+    stabilities: Sequence[LayerStability], threshold: float, legend_columns: int = 3
+) -> alt.LayerChart:
     """Return each layer's L1 change between consecutive perplexity histograms over training
-    with the stability threshold as a dashed rule."""
+    with the stability threshold as a dashed rule.
+
+    The legend lies under the plot in `legend_columns` columns, layers in network order with
+    their whole names; the chart grows by its rows.
+    """
     rows = [
         {"layer": s.layer, "from step": int(a), "step": int(b), "change": float(d)}
         for s in stabilities
         for a, b, d in zip(s.steps, s.steps[1:], s.distances, strict=False)
     ]
     frame = pd.DataFrame(rows, columns=["layer", "from step", "step", "change"])
+    layers = [s.layer for s in stabilities]
+    columns = max(1, min(legend_columns, len(layers)))
     lines = (
         alt.Chart(frame)
         .mark_line(point=True)
@@ -353,7 +399,25 @@ def stability_chart(stabilities: Sequence[LayerStability], threshold: float) -> 
                 scale=alt.Scale(type="symlog", constant=0.02, domain=[0, 2]),
                 axis=alt.Axis(values=[0, 0.05, 0.1, 0.2, 0.5, 1, 2]),
             ),
-            color=alt.Color("layer:N", title="layer"),
+            color=alt.Color(
+                "layer:N",
+                title="layer",
+                # Ten colours repeat from the eleventh layer on: twenty keep each layer its own.
+                scale=alt.Scale(
+                    domain=layers, scheme="category10" if len(layers) <= 10 else "category20"
+                ),
+                legend=alt.Legend(
+                    title=None,
+                    orient="bottom",
+                    direction="vertical",
+                    columns=columns,
+                    labelLimit=0,
+                    labelFontSize=AXIS_FONT_SIZE - 1,
+                    symbolSize=STABILITY_LEGEND_SYMBOL_SIZE,
+                    rowPadding=0,
+                    columnPadding=STABILITY_LEGEND_COLUMN_GAP,
+                ),
+            ),
             tooltip=["layer:N", "from step:Q", "step:Q", alt.Tooltip("change:Q", format=".3f")],
         )
     )
@@ -363,8 +427,8 @@ def stability_chart(stabilities: Sequence[LayerStability], threshold: float) -> 
         .encode(y="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", title="stability threshold")])
     )
     return (
-        alt.layer(lines, rule, title="Change between consecutive snapshots")
-        .properties(height=STABILITY_HEIGHT)
+        alt.layer(lines, rule, title="Change between snapshots")
+        .properties(height=STABILITY_PLOT_HEIGHT, autosize=FIT_WIDTH)
         .configure_axis(labelFontSize=AXIS_FONT_SIZE, titleFontSize=AXIS_FONT_SIZE)
     )
 

@@ -1,7 +1,11 @@
 """DeepEyes: how each layer of a recorded run settles during training, which filters idle or repeat
-each other, where the patches and the filters lie, and a smaller network that does as well."""
+each other, where the patches and the filters lie, and a smaller network that does as well.
+
+The page has three sections, one shown at a time so that each fits a projector's screen or two:
+Training (every layer at a glance), Layer (one layer in depth) and Diagnosis (what to change)."""
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +32,9 @@ from convlens.deepeyes import (
     ArchitectureSuggestion,
     Finding,
     LayerDiagnosis,
+    LayerStability,
+    PerplexityHistogram,
+    RunDiagnosis,
     compare_sizes,
     crop_patches,
     diagnose_run,
@@ -72,6 +79,7 @@ from convlens.ui.deepeyes import (
     cached_filter_maxima,
     cached_forward_ms,
     cached_input_map,
+    cached_mean_perplexities,
     cached_patch_boxes,
     cached_probe,
     cached_probe_rows,
@@ -79,7 +87,7 @@ from convlens.ui.deepeyes import (
     cached_test_images,
 )
 from convlens.ui.sidebar import page_setup
-from convlens.ui.state import persisted
+from convlens.ui.state import keep_valid, persisted
 
 DEFAULT_RUN = "fashion_deepeyes"
 FULL_RUN, SMALL_RUN = "fashion_deepeyes", "fashion_deepeyes_small"
@@ -91,7 +99,26 @@ URL_STATE = {
     "deepeyes_step": "de_step",
     "deepeyes_layer": "de_layer",
     "deepeyes_filter": "de_filter",
+    "deepeyes_view": "de_view",
 }
+SECTIONS = {"training": "Training", "layer": "Layer", "diagnosis": "Diagnosis"}
+DEFAULT_SECTION = "training"
+SECTIONS_CAPTION = (
+    "Training: when the layers settle · Layer: what one layer's filters and patches do · "
+    "Diagnosis: what to change in the network."
+)
+# Session keys of the thresholds, with their defaults: each input is drawn in one section, and
+# every section uses them.
+THRESHOLD_DEFAULTS = {
+    "deepeyes_threshold": STABILITY_THRESHOLD,
+    "deepeyes_dead_maximum": DEAD_MAXIMUM,
+    "deepeyes_always_on": ALWAYS_ON_FREQUENCY,
+}
+# The Training section's small perplexity heatmaps, one per layer, this many to a row.
+OVERVIEW_COLUMNS = 3
+# The stability chart shares a row with the layers' table: its legend has this many columns.
+STABILITY_LEGEND_COLUMNS = 2
+TABLE_ROW_HEIGHT = 28
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,13 +127,18 @@ URL_STATE = {
 
 def restore_page_state() -> None:
     """Copy this page's query parameters into session state (once per session), as numbers
-    where they are numbers."""
+    where they are numbers.
+
+    A bookmark from before the sections (no `de_view`) that names a filter opens the Layer
+    section, where that filter is shown."""
     if not st.session_state.get("_deepeyes_from_url"):
         st.session_state["_deepeyes_from_url"] = True
         for key, parameter in URL_STATE.items():
             value = st.query_params.get(parameter)
             if value is not None and key not in st.session_state:
                 st.session_state[key] = value
+        if "de_view" not in st.query_params and "de_filter" in st.query_params:
+            st.session_state.setdefault("deepeyes_view", "layer")
     for key in ("deepeyes_step", "deepeyes_filter"):
         value = st.session_state.get(key)
         if isinstance(value, str):
@@ -115,7 +147,8 @@ def restore_page_state() -> None:
 
 
 def mirror_page_state() -> None:
-    """Mirror the step, layer and filter in the URL, so the address bar bookmarks the view."""
+    """Mirror the step, layer, filter and section in the URL, so the address bar bookmarks the
+    view."""
     for key, parameter in URL_STATE.items():
         value = st.session_state.get(key)
         if value is None or (key == "deepeyes_filter" and value == NO_FILTER):
@@ -157,12 +190,25 @@ def run_label(run: RunInfo) -> str:
     return f"{Path(run.path).name} ({origin}{', training' if run.status == 'running' else ''})"
 
 
+def run_line(run: RunInfo, phase: str) -> None:
+    """Name the chosen run, whose it is and its phase; its folder is in the tooltip."""
+    owner = "shipped run" if run.shipped else "your run"
+    st.caption(f"{owner} {Path(run.path).name} · {phase}", help=f"Folder: `{run.path}`")
+
+
+def stable_phrase(stability: LayerStability) -> str:
+    """Return "stable from step N" or "not stable yet"."""
+    if stability.stable_from_step is None:
+        return "not stable yet"
+    return f"stable from step {stability.stable_from_step}"
+
+
 def stability_sentence(part: LayerDiagnosis) -> str:
     """Return when a layer's perplexity histogram stopped changing, in words."""
     stability = part.stability
     if stability.stable_from_step is None:
         return f"{part.layer}: not stable yet at threshold {stability.threshold:g}"
-    return f"{part.layer}: stable from step {stability.stable_from_step} (threshold {stability.threshold:g})"
+    return f"{part.layer}: {stable_phrase(stability)} (threshold {stability.threshold:g})"
 
 
 def activity_sentence(part: LayerDiagnosis, step: int) -> str:
@@ -194,37 +240,83 @@ def step_picker(steps: list[int]) -> int:
     return st.select_slider("Snapshot step", options=steps, key="deepeyes_step")
 
 
-def thresholds() -> tuple[float, float, float]:
-    """Return the stability threshold, dead maximum and always-on frequency the user set."""
-    stability_column, dead_column, always_on_column = st.columns(3)
-    threshold = stability_column.number_input(
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """What the diagnosis counts as stable, dead and always on."""
+
+    stability: float
+    dead_maximum: float
+    always_on: float
+
+
+def current_thresholds() -> Thresholds:
+    """Return the thresholds the user set, the defaults until then.
+
+    They live under plain session keys (the inputs edit them through `persisted`), so that a
+    section that does not draw an input still uses its value."""
+    for key, default in THRESHOLD_DEFAULTS.items():
+        st.session_state.setdefault(key, default)
+    return Thresholds(
+        stability=float(st.session_state["deepeyes_threshold"]),
+        dead_maximum=float(st.session_state["deepeyes_dead_maximum"]),
+        always_on=float(st.session_state["deepeyes_always_on"]),
+    )
+
+
+def stability_threshold_input() -> None:
+    """Draw the input of the stability threshold."""
+    st.number_input(
         "Stability threshold",
         0.0,
         2.0,
-        STABILITY_THRESHOLD,
         step=0.01,
-        key="deepeyes_threshold",
         help="A layer is stable from the step after which its perplexity histogram changes "
         "(L1 distance of shares between snapshots, 0 to 2) by less than this.",
+        **persisted("deepeyes_threshold"),
     )
-    dead_maximum = dead_column.number_input(
+
+
+def activity_threshold_inputs() -> None:
+    """Draw the inputs of the dead and always-on thresholds, above the heatmaps they outline."""
+    dead_column, always_on_column = st.columns(2)
+    dead_column.number_input(
         "Dead: maximum activation at most",
         0.0,
         100.0,
-        DEAD_MAXIMUM,
         format="%.6f",
-        key="deepeyes_dead_maximum",
+        **persisted("deepeyes_dead_maximum"),
     )
-    always_on = always_on_column.number_input(
+    always_on_column.number_input(
         "Always on: frequency at least",
         0.0,
         1.0,
-        ALWAYS_ON_FREQUENCY,
         step=0.05,
-        key="deepeyes_always_on",
         help="Share of probe patches on which a filter responds above half its maximum.",
+        **persisted("deepeyes_always_on"),
     )
-    return float(threshold), float(dead_maximum), float(always_on)
+
+
+def section_picker() -> str:
+    """Return the section the user picked: Training unless the session or the URL names
+    another. A switch redraws the whole page."""
+    keep_valid("deepeyes_view", list(SECTIONS), DEFAULT_SECTION)
+    st.segmented_control(
+        "Section",
+        list(SECTIONS),
+        required=True,
+        format_func=SECTIONS.__getitem__,
+        label_visibility="collapsed",
+        **persisted("deepeyes_view"),
+    )
+    st.caption(SECTIONS_CAPTION)
+    section = st.session_state["deepeyes_view"]
+    drawn = st.session_state.get("_deepeyes_drawn_view")
+    st.session_state["_deepeyes_drawn_view"] = section
+    if drawn is not None and drawn != section:
+        # After a fragment run the browser sometimes kept a chart of the last section beside the
+        # new one (one Chromium run in three); a whole run clears what it did not draw.
+        st.rerun()
+    return section
 
 
 def forget_filter() -> None:
@@ -331,32 +423,49 @@ def mark_useless(model: str, fingerprint: str, finding: Finding, step: int) -> N
     st.toast(f"Marked {len(finding.filters)} filters of {finding.layer} useless.")
 
 
+def mark_button(
+    finding: Finding,
+    target: tuple[str, str] | str,
+    labels: dict[tuple[str, int], str],
+    step: int,
+) -> None:
+    """Draw the button that marks a finding's filters useless, or says they are marked."""
+    marked = all(labels.get((finding.layer, int(f))) == "useless" for f in finding.filters)
+    st.button(
+        "Marked useless" if marked else f"Mark {len(finding.filters)} useless",
+        key=f"deepeyes_mark_{finding.layer}_{finding.kind}",
+        disabled=marked or not isinstance(target, tuple),
+        on_click=mark_useless,
+        args=(*target, finding, step) if isinstance(target, tuple) else None,
+        help=(
+            f"Stores {finding.layer}'s {finding.kind.replace('_', '-')} filters "
+            f"({filter_list(finding.filters)}) as useless for {target[0]} in the "
+            "annotation store; the Annotations page checks what zeroing them costs."
+            if isinstance(target, tuple)
+            else f"Not here: {target}."
+        ),
+    )
+
+
 def diagnosis_panel(
     run_path: str, shipped: bool, step: int, findings: list[Finding], suggestion_text: str
 ) -> None:
-    """Draw the diagnosis sentences, each with a button that marks its filters useless."""
+    """Draw the diagnosis sentences, a layer's together, with a button beside them for each
+    sentence whose filters can be marked useless (in the sentences' order)."""
     target = annotation_target(run_path, step, shipped)
     labels = AnnotationStore().latest_labels(*target) if isinstance(target, tuple) else {}
-    for finding in findings:
-        if not finding.filters:
-            st.markdown(f"- {finding.sentence}")
+    for _, layer_findings in itertools.groupby(findings, key=lambda finding: finding.layer):
+        group = list(layer_findings)
+        sentences = "\n".join(f"- {finding.sentence}" for finding in group)
+        markable = [finding for finding in group if finding.filters]
+        if not markable:
+            st.markdown(sentences)
             continue
         text_column, button_column = st.columns([4, 1], vertical_alignment="center")
-        text_column.markdown(f"- {finding.sentence}")
-        marked = all(labels.get((finding.layer, int(f))) == "useless" for f in finding.filters)
-        button_column.button(
-            "Marked useless" if marked else f"Mark {len(finding.filters)} useless",
-            key=f"deepeyes_mark_{finding.layer}_{finding.kind}",
-            disabled=marked or not isinstance(target, tuple),
-            on_click=mark_useless,
-            args=(*target, finding, step) if isinstance(target, tuple) else None,
-            help=(
-                f"Stores these filters as useless for {target[0]} in the annotation store; "
-                "the Annotations page checks what zeroing them costs."
-                if isinstance(target, tuple)
-                else f"Not here: {target}."
-            ),
-        )
+        text_column.markdown(sentences)
+        with button_column:
+            for finding in markable:
+                mark_button(finding, target, labels, step)
     if isinstance(target, tuple):
         st.caption(f"Marks are stored for the model `{target[0]}` (weights {target[1]}).")
     else:
@@ -384,7 +493,13 @@ def suggestion_panel(run_path: str, manifest: dict, suggestion: ArchitectureSugg
         }
         for part in suggestion.layers
     ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="stretch",
+        height="content",
+        row_height=TABLE_ROW_HEIGHT,
+    )
     if not suggestion.changed:
         return
     out = convlens_home() / "runs" / f"{Path(run_path).name}-smaller"
@@ -410,10 +525,15 @@ def suggestion_panel(run_path: str, manifest: dict, suggestion: ArchitectureSugg
 
 
 def maps(
-    run_path: str, steps: list[int], step: int, layer: str, selected: int | None, classes: list[str]
+    run_path: str,
+    steps: list[int],
+    step: int,
+    layer: str,
+    selected: int | None,
+    classes: list[str],
+    dead_maximum: float,
 ) -> None:
     """Draw the input map and the filter map of `layer`, and the patches they point at."""
-    dead_maximum = float(st.session_state.get("deepeyes_dead_maximum", DEAD_MAXIMUM))
     activations = cached_probe(run_path, step)[layer]
     references: dict[str, int] = st.session_state.setdefault("deepeyes_reference", {})
     reference_key = f"{run_path}|{layer}"
@@ -502,129 +622,215 @@ def maps(
         st.caption("Drag a box on the input map, or pick a filter, to see image patches here.")
 
 
-def deepeyes_view(run_path: str, phase: str, shipped: bool) -> None:
-    """The curves, perplexity histograms, filter activity, maps and diagnosis of one run."""
-    if run_phase(run_path) != phase:
-        st.rerun()  # the run started or ended: redraw the page, and start or stop refreshing
-    live = phase in ("running", "starting")
-    steps = list_snapshots(run_path)
-    if not steps:
-        st.info(
-            f"{Path(run_path).name} has no snapshot yet: DeepEyes needs at least one."
-            + (" This view updates itself when one lands." if live else "")
-        )
+def learning_curves_panel(run_path: str, step: int) -> None:
+    """Draw the run's learning curves with the snapshot marked."""
+    curves = learning_curves(run_path)
+    if not len(curves.steps):
+        st.caption("No training step recorded.")
         return
-    step = step_picker(steps)
-    threshold, dead_maximum, always_on = thresholds()
-    try:
-        manifest = read_manifest(run_path)
-        histograms = cached_run_histograms(run_path, tuple(steps))
-        diagnosis = diagnose_run(
-            run_path,
-            step,
-            threshold=threshold,
-            dead_maximum=dead_maximum,
-            always_on_frequency=always_on,
-            histograms=histograms,
+    chart = with_step_rule(curves_chart(curves), step).properties(title="Learning curves")
+    st.altair_chart(chart, width="stretch")
+    st.caption(
+        "blue: training loss (smoothed) · orange: test accuracy after each epoch · "
+        f"dashed: the snapshot at step {step}"
+    )
+
+
+def stability_panel(diagnosis: RunDiagnosis, threshold: float) -> None:
+    """Draw every layer's change between snapshots, with the threshold input under it."""
+    stabilities = [part.stability for part in diagnosis.layers]
+    if any(len(stability.distances) for stability in stabilities):
+        st.altair_chart(
+            stability_chart(stabilities, threshold, STABILITY_LEGEND_COLUMNS), width="stretch"
         )
-        probe = cached_probe(run_path, step)
-        maxima = cached_filter_maxima(run_path, tuple(steps))
+    else:
+        st.caption("One snapshot: no change between snapshots to show yet.")
+    stability_threshold_input()
+
+
+def stability_table(diagnosis: RunDiagnosis, mean_perplexities: dict[str, float]) -> pd.DataFrame:
+    """Return one row per layer: its width, mean perplexity at the snapshot, last change and
+    from when it is stable."""
+    rows = []
+    for part in diagnosis.layers:
+        stability = part.stability
+        rows.append(
+            {
+                "layer": part.layer,
+                "width": len(part.heatmap.maximum),
+                "mean perplexity": mean_perplexities[part.layer],
+                "last change": float(stability.distances[-1]) if len(stability.distances) else None,
+                "stability": stable_phrase(stability),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def perplexity_overview(
+    diagnosis: RunDiagnosis, histograms: dict[str, list[PerplexityHistogram]]
+) -> None:
+    """Draw every layer's perplexity over training, small, a few to a row."""
+    parts = diagnosis.layers
+    for start in range(0, len(parts), OVERVIEW_COLUMNS):
+        columns = st.columns(OVERVIEW_COLUMNS)
+        for column, part in zip(columns, parts[start : start + OVERVIEW_COLUMNS], strict=False):
+            column.altair_chart(
+                perplexity_heatmap_chart(
+                    histograms[part.layer], diagnosis.step, part.layer, small=True
+                ),
+                width="stretch",
+            )
+
+
+def training_section(
+    run_path: str,
+    diagnosis: RunDiagnosis,
+    histograms: dict[str, list[PerplexityHistogram]],
+    threshold: float,
+) -> None:
+    """The learning curves and every layer's stability and perplexity at a glance."""
+    step = diagnosis.step
+    try:
+        mean_perplexities = cached_mean_perplexities(run_path, step)
     except (OSError, ValueError, KeyError) as error:
         st.warning(f"DeepEyes cannot read {Path(run_path).name}: {error}")
         return
-    if not diagnosis.layers:
-        st.info(f"{Path(run_path).name} recorded no probe layer that DeepEyes analyses.")
-        return
-    classes = [str(name) for name in manifest.get("classes", [])] or [str(k) for k in range(10)]
-    st.markdown(
-        f"**Snapshot at step {step}**"
-        + (" · the run is still training: this view follows its newest snapshot" if live else "")
-    )
-
-    st.subheader("Learning curves")
-    curves = learning_curves(run_path)
-    if len(curves.steps):
-        st.altair_chart(with_step_rule(curves_chart(curves), step), width="stretch")
-        st.caption(
-            "blue: training loss (smoothed) · orange: test accuracy after each epoch · "
-            f"dashed: the snapshot at step {step}"
+    learning_curves_panel(run_path, step)
+    chart_column, table_column = st.columns([3, 5], gap="medium")
+    with chart_column:
+        stability_panel(diagnosis, threshold)
+    with table_column:
+        st.dataframe(
+            stability_table(diagnosis, mean_perplexities),
+            hide_index=True,
+            height="content",
+            row_height=TABLE_ROW_HEIGHT,
+            column_config={
+                "layer": st.column_config.TextColumn(width=120),
+                "width": st.column_config.NumberColumn(
+                    width=50, help="Filters of a conv layer, units of a linear one"
+                ),
+                "mean perplexity": st.column_config.NumberColumn(
+                    format="%.1f", width=110, help=f"Over the probe patches at step {step}"
+                ),
+                "last change": st.column_config.NumberColumn(
+                    format="%.3f", width=80, help="Between the last two snapshots"
+                ),
+                "stability": st.column_config.TextColumn(width=145),
+            },
         )
-    else:
-        st.caption("No training step recorded.")
-
-    st.subheader("Perplexity over training")
+        st.caption(
+            "Change: the L1 distance between a layer's perplexity histograms at consecutive "
+            "snapshots (shares of patches per bin: 0 the same, 2 nothing in common). A layer is "
+            "stable from the snapshot after which every change stays under the dashed threshold. "
+            "Runs at a constant learning rate, like the shipped ones, keep changing by 0.1–0.6 "
+            "while their accuracy climbs: raise the threshold to see from when the changes stay "
+            "small."
+        )
+    st.subheader(
+        "Perplexity over training",
+        help="A patch's perplexity is how many filters share its response: 1 when one filter "
+        "singles it out, the layer's width when all respond alike. A layer has settled when its "
+        "histogram stops changing.",
+    )
     st.caption(
-        "A patch's perplexity is how many filters share its response: 1 when one filter singles "
-        "it out, the layer's width when all respond alike. A layer has settled when its histogram "
-        "stops changing."
+        f"One column per snapshot (outlined: step {step}); darker: more patches at that "
+        "perplexity. The Layer section shows one layer larger, with its histogram at the snapshot."
     )
-    for part in diagnosis.layers:
-        over_time, selected_step = st.columns([3, 2])
-        over_time.altair_chart(
-            perplexity_heatmap_chart(
-                histograms[part.layer], step, f"{part.layer}: perplexity over training"
-            ),
-            width="stretch",
-        )
-        selected_step.altair_chart(
-            perplexity_bars_chart(part.histogram, f"{part.layer} at step {step}"),
-            width="stretch",
-        )
-        st.markdown(stability_sentence(part))
-    if len(steps) > 1:
-        st.altair_chart(
-            stability_chart([part.stability for part in diagnosis.layers], threshold),
-            width="stretch",
-        )
-        st.caption(
-            "How much each layer's histogram changes from one snapshot to the next (L1 distance "
-            "of the shares of patches per bin: 0 the same, 2 nothing in common). A layer is stable "
-            "from the snapshot after which every change stays under the dashed threshold. Runs "
-            "at a constant learning rate, like the shipped ones, keep changing by 0.1–0.6 between "
-            "snapshots hundreds of steps apart while their accuracy still climbs, so at the "
-            "default 0.05 they are not stable yet: raise the threshold to see from when the "
-            "changes stay small."
-        )
+    perplexity_overview(diagnosis, histograms)
 
-    st.subheader(f"Filter activity at step {step}")
+
+def layer_perplexity(
+    part: LayerDiagnosis, histograms: list[PerplexityHistogram], step: int
+) -> None:
+    """Draw one layer's perplexity over training and at the snapshot, and its stability."""
+    over_time, at_step = st.columns([3, 2])
+    over_time.altair_chart(
+        perplexity_heatmap_chart(histograms, step, f"{part.layer}: perplexity over training"),
+        width="stretch",
+    )
+    at_step.altair_chart(
+        perplexity_bars_chart(part.histogram, f"{part.layer} at step {step}"), width="stretch"
+    )
+    st.markdown(stability_sentence(part))
+
+
+def filter_activity(part: LayerDiagnosis, step: int, selected: int | None) -> None:
+    """Draw one layer's filter-activity heatmaps under the thresholds that outline them; a click
+    on a cell selects its filter."""
+    activity_threshold_inputs()
+    maximum_column, frequency_column = st.columns(2)
+    for column, measure, title in (
+        (maximum_column, "maximum", f"{part.layer}: maximum activation"),
+        (frequency_column, "frequency", f"{part.layer}: activation frequency"),
+    ):
+        key = f"deepeyes_cells_{part.layer}_{measure}"
+        column.altair_chart(
+            filter_activity_chart(part.heatmap, measure, title, selected),
+            key=key,
+            on_select=pick_filter(key, part.layer),
+            selection_mode="filter_pick",
+            width="stretch",
+        )
+    st.markdown(activity_sentence(part, step))
+
+
+def layer_section(
+    run_path: str,
+    steps: list[int],
+    diagnosis: RunDiagnosis,
+    histograms: dict[str, list[PerplexityHistogram]],
+    classes: list[str],
+    dead_maximum: float,
+) -> None:
+    """One layer: its perplexity, its filters' activity, its input map and filter map."""
+    step = diagnosis.step
+    layer, selected = inspect_controls(
+        {part.layer: len(part.heatmap.maximum) for part in diagnosis.layers}
+    )
+    part = next(part for part in diagnosis.layers if part.layer == layer)
+    layer_perplexity(part, histograms[layer], step)
+    st.subheader(f"{layer}: filter activity at step {step}")
     st.caption(
         "Each cell is a filter: its maximum activation over the probe patches, and how often it "
         "responds above half that maximum. Outlined: dead or always-on filters; ringed: the "
         "selected filter. Click a cell to select its filter."
     )
-    layer, selected = inspect_controls(
-        {part.layer: len(part.heatmap.maximum) for part in diagnosis.layers}
-    )
-    for part in diagnosis.layers:
-        maximum_column, frequency_column = st.columns(2)
-        for column, measure, title in (
-            (maximum_column, "maximum", f"{part.layer}: maximum activation"),
-            (frequency_column, "frequency", f"{part.layer}: activation frequency"),
-        ):
-            key = f"deepeyes_cells_{part.layer}_{measure}"
-            column.altair_chart(
-                filter_activity_chart(
-                    part.heatmap, measure, title, selected if part.layer == layer else None
-                ),
-                key=key,
-                on_select=pick_filter(key, part.layer),
-                selection_mode="filter_pick",
-                width="stretch",
-            )
-        st.markdown(activity_sentence(part, step))
-
+    filter_activity(part, step, selected)
     st.subheader(f"{layer}: input map and filter map at step {step}")
     try:
-        maps(run_path, steps, step, layer, selected, classes)
+        maps(run_path, steps, step, layer, selected, classes, dead_maximum)
     except (OSError, ValueError, KeyError) as error:
         st.warning(f"The maps of {layer} cannot be drawn: {error}")
 
+
+def diagnosis_section(
+    run_path: str,
+    shipped: bool,
+    steps: list[int],
+    manifest: dict,
+    diagnosis: RunDiagnosis,
+    limits: Thresholds,
+) -> None:
+    """The diagnosis with its marks, the smaller network it suggests, and DeepEyes' example."""
+    step = diagnosis.step
+    try:
+        probe = cached_probe(run_path, step)
+        maxima = cached_filter_maxima(run_path, tuple(steps))
+    except (OSError, ValueError, KeyError) as error:
+        st.warning(f"DeepEyes cannot read {Path(run_path).name}: {error}")
+        return
     st.subheader("Diagnosis")
+    st.caption(
+        f"Thresholds: stable below a change of {limits.stability:g} (set in Training); dead at a "
+        f"maximum activation of at most {limits.dead_maximum:g}, always on at a frequency of at "
+        f"least {limits.always_on:g} (set in Layer)."
+    )
     duplicates = {
-        layer_id: near_duplicates(values, dead_maximum=dead_maximum)
+        layer_id: near_duplicates(values, dead_maximum=limits.dead_maximum)
         for layer_id, values in probe.items()
     }
-    findings = diagnosis_findings(diagnosis, duplicates, maxima, dead_maximum)
+    findings = diagnosis_findings(diagnosis, duplicates, maxima, limits.dead_maximum)
     suggestion = suggest_architecture(
         manifest["arch"], manifest.get("arch_options", {}), probe, diagnosis, duplicates
     )
@@ -638,6 +844,52 @@ def deepeyes_view(run_path: str, phase: str, shipped: bool) -> None:
         else "**No layer looks oversized** at this snapshot.",
     )
     suggestion_panel(run_path, manifest, suggestion)
+    size_comparison()
+
+
+def deepeyes_view(run_path: str, phase: str, shipped: bool) -> None:
+    """The snapshot slider, the section picker and the section picked, of one run."""
+    if run_phase(run_path) != phase:
+        st.rerun()  # the run started or ended: redraw the page, and start or stop refreshing
+    live = phase in ("running", "starting")
+    steps = list_snapshots(run_path)
+    if not steps:
+        st.info(
+            f"{Path(run_path).name} has no snapshot yet: DeepEyes needs at least one."
+            + (" This view updates itself when one lands." if live else "")
+        )
+        return
+    step = step_picker(steps)
+    section = section_picker()
+    limits = current_thresholds()
+    try:
+        manifest = read_manifest(run_path)
+        histograms = cached_run_histograms(run_path, tuple(steps))
+        diagnosis = diagnose_run(
+            run_path,
+            step,
+            threshold=limits.stability,
+            dead_maximum=limits.dead_maximum,
+            always_on_frequency=limits.always_on,
+            histograms=histograms,
+        )
+    except (OSError, ValueError, KeyError) as error:
+        st.warning(f"DeepEyes cannot read {Path(run_path).name}: {error}")
+        return
+    if not diagnosis.layers:
+        st.info(f"{Path(run_path).name} recorded no probe layer that DeepEyes analyses.")
+        return
+    classes = [str(name) for name in manifest.get("classes", [])] or [str(k) for k in range(10)]
+    st.markdown(
+        f"**Snapshot at step {step}**"
+        + (" · the run is still training: this view follows its newest snapshot" if live else "")
+    )
+    if section == "layer":
+        layer_section(run_path, steps, diagnosis, histograms, classes, limits.dead_maximum)
+    elif section == "diagnosis":
+        diagnosis_section(run_path, shipped, steps, manifest, diagnosis, limits)
+    else:
+        training_section(run_path, diagnosis, histograms, limits.stability)
     mirror_page_state()
 
 
@@ -713,9 +965,7 @@ if phase == "unreadable":
         "Pick another run."
     )
     st.stop()
-st.caption(f"{phase} · `{chosen}`")
+chosen_run = runs[references.index(chosen_reference)]
+run_line(chosen_run, phase)
 refresh = RUN_REFRESH_SECONDS if phase in ("running", "starting") else None
-st.fragment(run_every=refresh)(deepeyes_view)(
-    chosen, phase, runs[references.index(chosen_reference)].shipped
-)
-size_comparison()
+st.fragment(run_every=refresh)(deepeyes_view)(chosen, phase, chosen_run.shipped)

@@ -1,5 +1,6 @@
-"""AppTest of the DeepEyes page: the shipped runs, coordinated maps, marking filters useless, the
-smaller network, a broken run and a run still training."""
+"""AppTest of the DeepEyes page: its three sections (Training, Layer, Diagnosis), the shipped runs,
+coordinated maps, marking filters useless, the smaller network, a broken run and a run still
+training."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from test_app import all_text
 
 from convlens.annotations import AnnotationStore
-from convlens.deepeyes import firing, read_probe
+from convlens.deepeyes import diagnose_run, firing, perplexity, read_probe
 from convlens.embedding import points_in_box
 from convlens.training import list_snapshots, load_snapshot, read_metrics, snapshot_dir
 from convlens.weights import weights_fingerprint
@@ -25,7 +26,9 @@ TIMEOUT = 120
 LAYERS = ("features.conv1", "features.conv2", "classifier.fc1")
 FULL = ROOT / "assets" / "runs" / "fashion_deepeyes"
 SMALL = ROOT / "assets" / "runs" / "fashion_deepeyes_small"
+BASECNN = ROOT / "assets" / "runs" / "fashion_basecnn"  # 11 DeepEyes layers
 STEPS = [100, 900, 1700, 2300, 2900, 3400, 3900, 4690, 5400, 5628]
+SECTION = "deepeyes_view_widget"
 
 
 def open_deepeyes(query: dict[str, str] | None = None, state: dict | None = None) -> AppTest:
@@ -45,6 +48,14 @@ def rerun(at: AppTest) -> AppTest:
     return at
 
 
+def show_section(at: AppTest, section: str) -> AppTest:
+    """Pick a section in the section picker, as a click on it does."""
+    at.button_group(key=SECTION).set_value(section)
+    rerun(at)
+    assert at.query_params["de_view"] == section
+    return at
+
+
 def chart_rows(element) -> list[dict]:
     """Return the rows of every dataset of an Altair chart element, in order."""
     import pyarrow as pa
@@ -60,9 +71,28 @@ def charts_titled(at: AppTest, words: str) -> list:
     return [chart for chart in at.get("vega_lite_chart") if words in chart.proto.spec]
 
 
+def chart_title(chart) -> str | None:
+    return json.loads(chart.proto.spec).get("title")
+
+
+def overview_heat_maps(at: AppTest) -> dict[str, object]:
+    """Return the Training section's small perplexity heat maps, by layer (their titles)."""
+    return {
+        chart_title(chart): chart
+        for chart in at.get("vega_lite_chart")
+        if '"share"' in chart.proto.spec and " " not in (chart_title(chart) or " ")
+    }
+
+
 def diagnosis_text(at: AppTest) -> str:
-    """Return the diagnosis panel: the bulleted list under the Diagnosis heading."""
+    """Return the diagnosis panel: the bulleted lists of the Diagnosis section."""
     return "\n".join(m.value for m in at.markdown if m.value.startswith("- "))
+
+
+def run_line(at: AppTest):
+    """Return the caption under the run picker that names the run and its phase."""
+    (line,) = [c for c in at.caption if c.value.startswith(("shipped run ", "your run "))]
+    return line
 
 
 def patch_images(at: AppTest) -> list:
@@ -77,28 +107,116 @@ def input_map_rows(at: AppTest) -> list[dict]:
     return chart_rows(chart)
 
 
+def read_classes() -> list[str]:
+    return json.loads((FULL / "manifest.json").read_text())["classes"]
+
+
 # --------------------------------------------------------------------------------------------
-# The shipped runs
+# The three sections
 
 
-def test_default_run_shows_curves_a_heat_map_per_layer_maps_and_a_diagnosis():
+def test_training_is_the_default_section_with_curves_stability_and_a_heat_map_per_layer():
     at = open_deepeyes()
     assert Path(at.selectbox(key="run_widget").value).name == "fashion_deepeyes"
-    heat_maps = charts_titled(at, "perplexity over training")
-    assert len(heat_maps) == len(LAYERS)
-    for layer, chart in zip(LAYERS, heat_maps, strict=True):
-        assert f"{layer}: perplexity over training" in chart.proto.spec
+    assert at.button_group(key=SECTION).value == "training"
+    assert at.query_params["de_view"] == "training"
+    heat_maps = overview_heat_maps(at)
+    assert list(heat_maps) == list(LAYERS)
+    for chart in heat_maps.values():
         rows = [row for row in chart_rows(chart) if "share" in row]
         assert {row["step"] for row in rows} == set(STEPS)
         assert sum(row["share"] for row in rows if row["step"] == 5628) == pytest.approx(1.0)
     curves = charts_titled(at, "training loss")
     assert len(curves) == 1
     assert any(row.get("step") == 5628 for row in chart_rows(curves[0]))
-    assert len(charts_titled(at, "maximum activation")) == len(LAYERS)
-    (stability,) = charts_titled(at, "Change between consecutive snapshots")
+    (stability,) = charts_titled(at, "Change between snapshots")
     changes = [row for row in chart_rows(stability) if "change" in row]
     assert len(changes) == len(LAYERS) * (len(STEPS) - 1)
     assert all(row["change"] > 0.05 for row in changes if row["step"] == 5628)
+    text = all_text(at)
+    assert "Snapshot at step 5628" in text
+    # only this section's work: no per-layer bars, activity heatmaps, maps or diagnosis
+    assert not charts_titled(at, "at step 5628")
+    assert not charts_titled(at, "maximum activation")
+    assert not charts_titled(at, "Input map") and not charts_titled(at, "Filter map")
+    assert not diagnosis_text(at) and not at.code
+    assert at.number_input(key="deepeyes_threshold_widget").value == 0.05
+
+
+def test_the_training_table_has_a_row_per_layer_stable_as_the_diagnosis_says():
+    at = open_deepeyes({"run": "fashion_basecnn"})
+    at.number_input(key="deepeyes_threshold_widget").set_value(0.2)
+    rerun(at)
+    expected = diagnose_run(BASECNN, threshold=0.2)
+    step = expected.step
+    probe = read_probe(BASECNN, step)
+    (table,) = at.dataframe
+    frame = table.value
+    assert frame["layer"].tolist() == [part.layer for part in expected.layers]
+    assert len(frame) == 11
+    assert frame["width"].tolist() == [probe[part.layer].shape[1] for part in expected.layers]
+    stable = [
+        "not stable yet"
+        if part.stability.stable_from_step is None
+        else f"stable from step {part.stability.stable_from_step}"
+        for part in expected.layers
+    ]
+    assert frame["stability"].tolist() == stable
+    assert "not stable yet" in stable and any(s.startswith("stable from") for s in stable)
+    assert frame["last change"].tolist() == pytest.approx(
+        [part.stability.distances[-1] for part in expected.layers]
+    )
+    assert frame["mean perplexity"].tolist() == pytest.approx(
+        [float(perplexity(probe[part.layer]).mean()) for part in expected.layers]
+    )
+    assert len(overview_heat_maps(at)) == 11
+
+
+def test_the_stability_legend_names_every_layer_in_order_each_in_its_own_colour():
+    at = open_deepeyes({"run": "fashion_basecnn"})
+    (chart,) = charts_titled(at, "Change between snapshots")
+    colour = json.loads(chart.proto.spec)["layer"][0]["encoding"]["color"]
+    layers = [part.layer for part in diagnose_run(BASECNN).layers]
+    assert colour["scale"]["domain"] == layers
+    assert colour["scale"]["scheme"] == "category20"  # ten colours would repeat one
+    assert colour["legend"]["labelLimit"] == 0
+    assert colour["legend"]["orient"] == "bottom" and colour["legend"]["columns"] >= 2
+
+
+def test_the_layer_section_shows_the_chosen_layer_only():
+    at = open_deepeyes(
+        {"run": "fashion_basecnn", "de_view": "layer", "de_layer": "features.conv3_1"}
+    )
+    assert at.button_group(key=SECTION).value == "layer"
+    assert at.selectbox(key="deepeyes_layer_widget").value == "features.conv3_1"
+    titles = [chart.proto.spec for chart in at.get("vega_lite_chart")]
+    assert len(titles) == 6
+    for words in (
+        "features.conv3_1: perplexity over training",
+        "features.conv3_1 at step 7504",
+        "features.conv3_1: maximum activation",
+        "features.conv3_1: activation frequency",
+        "Input map:",
+        "Filter map: 128 filters",
+    ):
+        assert len(charts_titled(at, words)) == 1, words
+    assert not charts_titled(at, "features.conv1_1")
+    assert not charts_titled(at, "Change between snapshots") and not charts_titled(at, "loss")
+    text = all_text(at)
+    assert "features.conv3_1: not stable yet at threshold 0.05" in text
+    assert "features.conv3_1 at step 7504: 2 of 128 dead (72, 95)." in text
+    assert "features.conv3_1: input map and filter map at step 7504" in text
+    assert not diagnosis_text(at) and not at.dataframe
+
+
+def test_the_default_layer_section_shows_the_first_layer_and_its_maps():
+    at = open_deepeyes({"de_view": "layer"})
+    assert at.query_params["de_layer"] == "features.conv1"
+    assert len(charts_titled(at, "maximum activation")) == 1
+    (heat_map,) = charts_titled(at, "features.conv1: perplexity over training")
+    assert {row["step"] for row in chart_rows(heat_map) if "share" in row} == set(STEPS)
+    (bars,) = charts_titled(at, "features.conv1 at step 5628")
+    assert sum(row["share"] for row in chart_rows(bars)) == pytest.approx(1.0)
     # the maps of the first layer: 1,000 patches, 20 filters, every point labelled
     rows = input_map_rows(at)
     assert len(rows) == 1000 and {row["label"] for row in rows} <= set(read_classes())
@@ -108,20 +226,63 @@ def test_default_run_shows_curves_a_heat_map_per_layer_maps_and_a_diagnosis():
     assert "Snapshot at step 5628" in text
     assert "t-SNE (openTSNE, perplexity 30, 1000 points), embedded at step 5628" in text
     assert "PCA (first two principal axes of 20 points)" in text
+    assert "Drag a box on the input map" in text
+
+
+def test_the_diagnosis_section_says_what_to_change():
+    at = open_deepeyes({"de_view": "diagnosis"})
+    assert at.button_group(key=SECTION).value == "diagnosis"
+    assert not at.get("vega_lite_chart")
     diagnosis = diagnosis_text(at)
     for layer in LAYERS:
         noun = "units" if layer == "classifier.fc1" else "filters"
         assert f"{layer}: no dead, always-on or near-duplicate {noun} at step 5628" in diagnosis
         assert f"{layer}: still changing (last change" in diagnosis
-    assert "Drag a box on the input map" in text
+    assert "**A smaller network to try:**" in all_text(at)
+    assert "fashion_deepeyes_small has 4.6× fewer parameters" in all_text(at)
 
 
-def read_classes() -> list[str]:
-    return json.loads((FULL / "manifest.json").read_text())["classes"]
+@pytest.mark.parametrize("section", ["training", "layer", "diagnosis"])
+def test_each_section_of_the_eleven_layer_run_opens_from_the_url(section: str):
+    at = open_deepeyes({"run": "fashion_basecnn", "de_view": section})
+    assert at.button_group(key=SECTION).value == section
+    assert at.query_params["de_view"] == section
+    assert run_line(at).value == "shipped run fashion_basecnn · finished"
+    assert "Snapshot at step 7504" in all_text(at)
+    charts = len(at.get("vega_lite_chart"))
+    assert charts == {"training": 2 + 11, "layer": 6, "diagnosis": 0}[section]
+
+
+def test_switching_sections_keeps_the_step_the_layer_and_the_filter():
+    at = open_deepeyes({"de_view": "layer", "de_step": "900", "de_layer": "features.conv2"})
+    at.selectbox(key="deepeyes_filter_widget").set_value(4)
+    rerun(at)
+    for section in ("training", "diagnosis", "layer"):
+        show_section(at, section)
+        assert at.query_params["de_step"] == "900"
+        assert at.query_params["de_layer"] == "features.conv2"
+        assert at.query_params["de_filter"] == "4"
+        assert "Snapshot at step 900" in all_text(at)
+    assert "**Filter 4** fires on" in all_text(at)
+
+
+def test_an_unknown_section_in_the_url_falls_back_to_training():
+    at = open_deepeyes({"de_view": "charts"})
+    assert at.button_group(key=SECTION).value == "training"
+    assert at.query_params["de_view"] == "training"
+    assert len(overview_heat_maps(at)) == len(LAYERS)
+
+
+def test_the_run_line_names_the_run_and_keeps_its_folder_in_a_tooltip():
+    at = open_deepeyes()
+    line = run_line(at)
+    assert line.value == "shipped run fashion_deepeyes · finished"
+    assert str(FULL) in line.proto.help
+    assert str(FULL) not in all_text(at)
 
 
 def test_moving_the_slider_changes_the_stated_step_and_the_url():
-    at = open_deepeyes()
+    at = open_deepeyes({"de_view": "layer"})
     at.select_slider(key="deepeyes_step").set_value(900)
     rerun(at)
     text = all_text(at)
@@ -131,63 +292,75 @@ def test_moving_the_slider_changes_the_stated_step_and_the_url():
     assert at.query_params["de_step"] == "900"
 
 
-def test_thresholds_change_the_stability_and_the_flagged_filters():
+def test_thresholds_change_the_stability_and_the_flagged_filters_in_every_section():
     at = open_deepeyes()
-    at.number_input(key="deepeyes_threshold").set_value(2.0)
+    at.number_input(key="deepeyes_threshold_widget").set_value(2.0)
     rerun(at)
-    text = all_text(at)
-    assert "features.conv1: stable from step 100" in text
+    assert at.dataframe[0].value["stability"].tolist()[0] == "stable from step 100"
+    show_section(at, "layer")
+    assert "features.conv1: stable from step 100" in all_text(at)
+    show_section(at, "diagnosis")
     assert "- features.conv1: stable from step 100." in diagnosis_text(at)
-    at.number_input(key="deepeyes_always_on").set_value(0.0)
+    show_section(at, "layer")
+    at.number_input(key="deepeyes_always_on_widget").set_value(0.0)
     rerun(at)
     assert "features.conv1 at step 5628: 20 of 20 always on" in all_text(at)
+    show_section(at, "diagnosis")
     assert "features.conv1: 20 of 20 filters always on at step 5628" in diagnosis_text(at)
+    show_section(at, "training")
+    assert at.number_input(key="deepeyes_threshold_widget").value == 2.0
 
 
 def test_a_bookmarked_run_opens_with_its_dead_units():
-    at = open_deepeyes({"run": str(SMALL)})
+    at = open_deepeyes({"run": str(SMALL), "de_view": "diagnosis"})
     assert Path(at.selectbox(key="run_widget").value).name == "fashion_deepeyes_small"
-    text = all_text(at)
     assert (
         "classifier.fc1: 3 of 100 units dead at step 5628 (44, 54, 70); the layer may be oversized"
         in diagnosis_text(at)
     )
-    assert "classifier.fc1 at step 5628: 3 of 100 dead (44, 54, 70)" in text
+    at = open_deepeyes({"run": str(SMALL), "de_view": "layer", "de_layer": "classifier.fc1"})
+    assert "classifier.fc1 at step 5628: 3 of 100 dead (44, 54, 70)" in all_text(at)
 
 
 def test_a_bookmark_restores_the_step_the_layer_and_the_filter():
+    # a bookmark from before the sections names a filter: it opens the Layer section
     at = open_deepeyes({"de_step": "900", "de_layer": "classifier.fc1", "de_filter": "3"})
     text = all_text(at)
     assert "Snapshot at step 900" in text
     assert "classifier.fc1: input map and filter map at step 900" in text
     assert "**Filter 3** fires on" in text
     assert at.selectbox(key="deepeyes_layer_widget").value == "classifier.fc1"
+    assert at.query_params["de_view"] == "layer"
     # a broken bookmark falls back to the defaults
     at = open_deepeyes({"de_step": "soon", "de_layer": "features.conv9", "de_filter": "999"})
     assert "Snapshot at step 5628" in all_text(at)
     assert at.selectbox(key="deepeyes_layer_widget").value == "features.conv1"
     assert at.selectbox(key="deepeyes_filter_widget").value == -1
+    # a bookmark of the section wins, also over a filter
+    at = open_deepeyes({"de_view": "diagnosis", "de_layer": "classifier.fc1", "de_filter": "3"})
+    assert at.button_group(key=SECTION).value == "diagnosis"
+    assert at.query_params["de_filter"] == "3" and at.query_params["de_layer"] == "classifier.fc1"
 
 
 # --------------------------------------------------------------------------------------------
-# Coordinated views
+# Coordinated views (the Layer section)
 
 
 def test_a_selected_filter_lights_up_its_patches_its_cells_and_its_point():
-    at = open_deepeyes()
+    at = open_deepeyes({"de_view": "layer"})
     at.selectbox(key="deepeyes_filter_widget").set_value(7)
     rerun(at)
     fires = firing(read_probe(FULL, 5628)["features.conv1"], 7)
     rows = input_map_rows(at)
     assert [row["fires"] for row in rows] == fires.tolist()
     assert f"**Filter 7** fires on **{int(fires.sum())} of 1000** patches" in all_text(at)
-    # its cell is ringed in conv1's two heatmaps and nowhere else
-    for layer in LAYERS:
-        for chart in charts_titled(at, f"{layer}: ") + []:
-            if "activation" not in chart.proto.spec or "perplexity" in chart.proto.spec:
-                continue
-            ringed = [row for row in chart_rows(chart) if set(row) == {"filter", "column", "row"}]
-            assert ringed == ([{"filter": 7, "column": 7, "row": 0}] if layer == LAYERS[0] else [])
+    # its cell is ringed in conv1's two heatmaps, the only ones shown
+    activity = charts_titled(at, "activation")
+    assert len(activity) == 2
+    for chart in activity:
+        assert "features.conv1: " in chart.proto.spec
+        ringed = [row for row in chart_rows(chart) if set(row) == {"filter", "column", "row"}]
+        assert ringed == [{"filter": 7, "column": 7, "row": 0}]
     (filter_map,) = charts_titled(at, "Filter map")
     assert '"stroke": "#D55E00"' in filter_map.proto.spec
     # the patches it responds to most, strongest first
@@ -202,10 +375,15 @@ def test_a_selected_filter_lights_up_its_patches_its_cells_and_its_point():
     assert "de_filter" not in at.query_params
     assert "classifier.fc1: input map and filter map at step 5628" in all_text(at)
     assert len(input_map_rows(at)) == 200
+    activity = charts_titled(at, "activation")
+    assert len(activity) == 2
+    for chart in activity:
+        assert "classifier.fc1: " in chart.proto.spec
+        assert not [row for row in chart_rows(chart) if set(row) == {"filter", "column", "row"}]
 
 
 def test_a_box_dragged_on_the_input_map_shows_its_patches():
-    at = open_deepeyes()
+    at = open_deepeyes({"de_view": "layer"})
     rows = input_map_rows(at)
     xs, ys = np.array([r["x"] for r in rows]), np.array([r["y"] for r in rows])
     box = {"x": [float(np.quantile(xs, 0.3)), float(np.quantile(xs, 0.6))]}
@@ -220,7 +398,7 @@ def test_a_box_dragged_on_the_input_map_shows_its_patches():
 
 
 def test_a_later_snapshot_is_placed_in_the_map_of_the_first_one():
-    query = {"de_layer": "classifier.fc1"}
+    query = {"de_layer": "classifier.fc1", "de_view": "layer"}
     first = np.array([[r["x"], r["y"]] for r in input_map_rows(open_deepeyes(query))])
     at = open_deepeyes(query)
     at.select_slider(key="deepeyes_step").set_value(4690)
@@ -240,7 +418,7 @@ def test_a_later_snapshot_is_placed_in_the_map_of_the_first_one():
 
 
 def test_marking_dead_units_useless_stores_them_for_the_shipped_model():
-    at = open_deepeyes({"run": str(SMALL)})
+    at = open_deepeyes({"run": str(SMALL), "de_view": "diagnosis"})
     button = at.button(key="deepeyes_mark_classifier.fc1_dead")
     assert button.label == "Mark 3 useless" and not button.disabled
     button.click()
@@ -254,7 +432,10 @@ def test_marking_dead_units_useless_stores_them_for_the_shipped_model():
     button = at.button(key="deepeyes_mark_classifier.fc1_dead")
     assert button.label == "Marked useless" and button.disabled
     # a snapshot without weights cannot be marked: marks belong to weights
-    at.number_input(key="deepeyes_always_on").set_value(0.3)
+    show_section(at, "layer")
+    at.number_input(key="deepeyes_always_on_widget").set_value(0.3)
+    rerun(at)
+    show_section(at, "diagnosis")
     at.select_slider(key="deepeyes_step").set_value(900)
     rerun(at)
     buttons = [b for b in at.button if b.key and b.key.startswith("deepeyes_mark_")]
@@ -263,7 +444,7 @@ def test_marking_dead_units_useless_stores_them_for_the_shipped_model():
 
 
 def test_the_diagnosis_suggests_a_smaller_network_with_its_command():
-    at = open_deepeyes()
+    at = open_deepeyes({"de_view": "diagnosis"})
     assert "**A smaller network to try:** classifier.fc1 at 124 units (not 500)." in all_text(at)
     (command,) = at.code
     assert command.value.startswith("python -m convlens train --arch deepeyes --fc1 124 ")
@@ -285,7 +466,7 @@ def test_training_the_suggestion_starts_a_run_and_follows_it(monkeypatch: pytest
         return folder
 
     monkeypatch.setattr(convlens.runs, "start_run", start_run)
-    at = open_deepeyes()
+    at = open_deepeyes({"de_view": "diagnosis"})
     at.button(key="deepeyes_train_suggestion").click()
     rerun(at)
     assert started == [
@@ -296,11 +477,11 @@ def test_training_the_suggestion_starts_a_run_and_follows_it(monkeypatch: pytest
         )
     ]
     assert Path(at.selectbox(key="run_widget").value).name == "deepeyes-smaller"
-    assert any(caption.value.startswith("starting") for caption in at.caption)
+    assert run_line(at).value == "your run deepeyes-smaller · starting"
 
 
 def test_the_smaller_shipped_network_is_smaller_faster_and_within_a_point():
-    at = open_deepeyes()
+    at = open_deepeyes({"de_view": "diagnosis"})
     table = at.dataframe[-1].value
     assert table["run"].tolist() == ["fashion_deepeyes", "fashion_deepeyes_small"]
     assert table["conv1"].tolist() == [20, 10] and table["fc1"].tolist() == [500, 100]
@@ -369,13 +550,16 @@ def test_a_run_still_training_follows_its_new_snapshots():
     live = copy_run(runs / "live", 5, pid=os.getpid())  # a live process: the run is training
     at = open_deepeyes({"run": str(live), "de_layer": "classifier.fc1"})
     assert Path(at.selectbox(key="run_widget").value).name == "live"
-    assert any(caption.value.startswith("running") for caption in at.caption)
+    assert run_line(at).value == "your run live · running"
     assert "**Snapshot at step 2900** · the run is still training" in all_text(at)
-    assert len(charts_titled(at, "perplexity over training")) == len(LAYERS)
+    assert len(overview_heat_maps(at)) == len(LAYERS)
     land_snapshot(live, 3400)
     rerun(at)  # what the page's timer does every couple of seconds
     assert "Snapshot at step 3400" in all_text(at)
-    (heat_map,) = charts_titled(at, "features.conv1: perplexity over training")
+    heat_map = overview_heat_maps(at)["features.conv1"]
+    assert {row["step"] for row in chart_rows(heat_map) if "share" in row} == set(STEPS[:6])
+    show_section(at, "layer")  # the chosen layer follows too
+    (heat_map,) = charts_titled(at, "classifier.fc1: perplexity over training")
     assert {row["step"] for row in chart_rows(heat_map) if "share" in row} == set(STEPS[:6])
     assert at.select_slider(key="deepeyes_step").options == [str(s) for s in STEPS[:6]]
     # looking at an earlier snapshot, the view stays there when the next one lands
@@ -388,7 +572,7 @@ def test_a_run_still_training_follows_its_new_snapshots():
     # the training process ends: the page says so
     (live / "pid").unlink()
     rerun(at)
-    assert any(caption.value.startswith("incomplete") for caption in at.caption)
+    assert run_line(at).value == "your run live · incomplete"
     assert "still training" not in all_text(at)
 
 
@@ -397,7 +581,7 @@ def test_a_run_just_started_waits_for_its_first_snapshot():
     (runs / "starting").mkdir(parents=True)
     (runs / "starting" / "pid").write_text(str(os.getpid()))
     at = open_deepeyes({"run": str(runs / "starting")})
-    assert any(caption.value.startswith("starting") for caption in at.caption)
+    assert run_line(at).value == "your run starting · starting"
     assert any(
         "starting has no snapshot yet" in info.value and "updates itself" in info.value
         for info in at.info

@@ -1,6 +1,6 @@
-"""The DeepEyes page in Debian's Chromium: every chart drawn offline, a click in the filter map and a
-box on the input map coordinated, dead units marked useless, and a run still training that
-updates itself."""
+"""The DeepEyes page in Debian's Chromium: its sections picked by a click and kept in the address bar,
+every chart drawn offline, a click on a heatmap cell or in the filter map and a box on the input map
+coordinated, dead units marked useless, and a run still training that updates itself."""
 
 from __future__ import annotations
 
@@ -30,6 +30,40 @@ def wait_for_text(page, text: str, timeout: float = 90_000) -> None:
     )
 
 
+def show_section(page, name: str) -> None:
+    """Click a section in the section picker and wait for the page to draw it."""
+    page.locator('[data-testid="stButtonGroup"]').get_by_role("radio", name=name).click()
+    page.wait_for_url(f"**de_view={name.lower()}*", timeout=60_000)
+    wait_for_app(page)
+
+
+CHART_TITLES = """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+    .map((chart) => (chart.querySelector('g.role-title text') || {}).textContent || '')"""
+
+
+def assert_charts_drawn(page, count: int, timeout: float = 30) -> None:
+    """Check that the page shows `count` charts (once the last section's have gone), all drawn."""
+    deadline = time.monotonic() + timeout
+    titles = page.evaluate(CHART_TITLES)
+    while len(titles) != count and time.monotonic() < deadline:
+        time.sleep(0.5)
+        titles = page.evaluate(CHART_TITLES)
+    assert len(titles) == count, titles
+    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    for index in range(count):
+        assert charts.nth(index).locator("svg path").count() > 0, f"chart {index} is drawn"
+
+
+def wait_for_images(page, timeout: float = 60_000) -> None:
+    """Wait until every image patch on the page has loaded: a click before that replaces them,
+    and the browser's requests for the replaced ones fail (404) when they come too late."""
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stImage"] img')]
+            .every((image) => image.complete && image.naturalWidth > 0)""",
+        timeout=timeout,
+    )
+
+
 def choose(page, label: str, option: str) -> None:
     """Pick `option` in the selectbox labelled `label`."""
     picker = page.locator('[data-testid="stSelectbox"]').filter(
@@ -50,23 +84,42 @@ def test_deepeyes_page_in_chromium(tmp_path: Path) -> None:
         wait_for_app(page)
         page.locator('[data-testid="stSidebarNav"] a', has_text="DeepEyes").click()
         page.wait_for_url("**/deepeyes*", timeout=60_000)
-        wait_for_text(page, "Filter map: 20 filters", timeout=180_000)
+        # the Training section first: curves, stability, a small heat map per layer
+        wait_for_text(page, "Change between snapshots", timeout=180_000)
         wait_for_app(page)
-        charts = page.locator('[data-testid="stVegaLiteChart"]')
-        assert charts.count() == 16
-        for index in range(charts.count()):
-            assert charts.nth(index).locator("svg path").count() > 0, f"chart {index} is drawn"
-        input_map = charts.filter(has_text="Input map:")
-        assert input_map.locator('path[aria-roledescription="circle"]').count() == 1000
+        page.wait_for_url("**de_view=training*", timeout=60_000)
+        assert_charts_drawn(page, 2 + 3)
         page.screenshot(path=str(SCREENSHOTS / "deepeyes.png"), full_page=True)
 
-        # a click on filter 3 in the filter map selects it everywhere
-        filter_map = charts.filter(has_text="Filter map:")
-        filter_map.locator('path[aria-roledescription="point"][aria-label*="filter: 3;"]').click()
+        # the Layer section: the first layer's perplexity, filter activity and maps
+        show_section(page, "Layer")
+        wait_for_text(page, "Filter map: 20 filters", timeout=180_000)
+        wait_for_app(page)
+        assert_charts_drawn(page, 6)
+        charts = page.locator('[data-testid="stVegaLiteChart"]')
+        input_map = charts.filter(has_text="Input map:")
+        assert input_map.locator('path[aria-roledescription="circle"]').count() == 1000
+        page.screenshot(path=str(SCREENSHOTS / "deepeyes-layer.png"), full_page=True)
+
+        # a click on filter 3's cell in the heatmap selects it everywhere
+        heatmap = charts.filter(has_text="features.conv1: activation frequency")
+        heatmap.locator(
+            'path[aria-roledescription="rect mark"][aria-label*="; filter: 3;"]'
+        ).click()
         wait_for_text(page, "Filter 3 fires on")
         wait_for_app(page)
-        assert "de_filter=3" in page.url
+        assert "de_filter=3" in page.url and "de_view=layer" in page.url
         wait_for_text(page, "The patches filter 3 responds to most")
+        wait_for_images(page)
+
+        # a click on filter 5 in the filter map selects it instead
+        filter_map = charts.filter(has_text="Filter map:")
+        filter_map.locator('path[aria-roledescription="point"][aria-label*="filter: 5;"]').click()
+        wait_for_text(page, "Filter 5 fires on")
+        wait_for_app(page)
+        assert "de_filter=5" in page.url
+        wait_for_text(page, "The patches filter 5 responds to most")
+        wait_for_images(page)
 
         # a box dragged on the input map shows the patches inside it
         box = input_map.locator("svg").bounding_box()
@@ -77,6 +130,7 @@ def test_deepeyes_page_in_chromium(tmp_path: Path) -> None:
         wait_for_text(page, "patches in the box")
         wait_for_app(page)
         assert page.locator('[data-testid="stImage"] img').count() > 1
+        wait_for_images(page)
         page.screenshot(path=str(SCREENSHOTS / "deepeyes-selected.png"), full_page=True)
 
         # the small run's dead fc1 units, marked useless from the diagnosis (with fc1's maps,
@@ -85,6 +139,9 @@ def test_deepeyes_page_in_chromium(tmp_path: Path) -> None:
         wait_for_text(page, "classifier.fc1: input map and filter map")
         wait_for_app(page)
         choose(page, "Run", "fashion_deepeyes_small (shipped)")
+        wait_for_text(page, "classifier.fc1 at step 5628: 3 of 100 dead")
+        wait_for_app(page)
+        show_section(page, "Diagnosis")
         wait_for_text(page, "3 of 100 units dead at step 5628")
         wait_for_app(page)
         page.get_by_role("button", name="Mark 3 useless").click()

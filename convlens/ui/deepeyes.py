@@ -17,6 +17,7 @@ from convlens.deepeyes import (
     forward_ms_per_image,
     input_map,
     patch_boxes,
+    perplexity,
     read_probe,
     read_probe_rows,
     run_filter_maxima,
@@ -40,6 +41,15 @@ EMBEDDING_JOBS = 1
 def cached_probe(run_path: str, step: int) -> dict[str, np.ndarray]:
     """Return the probe activations of one snapshot, per DeepEyes layer."""
     return read_probe(run_path, step)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_mean_perplexities(run_path: str, step: int) -> dict[str, float]:
+    """Return each DeepEyes layer's mean patch perplexity at snapshot `step`."""
+    return {
+        layer: float(perplexity(values).mean())
+        for layer, values in read_probe(run_path, step).items()
+    }
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
