@@ -20,6 +20,7 @@ from convlens.runs import Curves
 from convlens.style import (
     ACCURACY_COLOUR,
     AXIS_FONT_SIZE,
+    BAR_CHART_FRAME,
     BAR_COLOUR,
     BAR_HEIGHT,
     CURVES_HEIGHT,
@@ -136,7 +137,7 @@ def curves_chart(curves: Curves, max_points: int = 1500) -> alt.LayerChart | alt
             x="step:Q",
             y=alt.Y(
                 "test accuracy:Q",
-                axis=alt.Axis(format="%", titleColor=ACCURACY_COLOUR),
+                axis=alt.Axis(format=".1%", titleColor=ACCURACY_COLOUR),
                 scale=alt.Scale(zero=False),
             ),
             tooltip=["step:Q", alt.Tooltip("test accuracy:Q", format=".2%")],
@@ -168,7 +169,8 @@ def bars_chart(
             ),
             tooltip=["label", alt.Tooltip("value:Q", format=".3f")],
         )
-        .properties(height=max(BAR_HEIGHT * 0.6 * len(frame), 60))
+        # the page fits the whole chart, title and axis included, into this height
+        .properties(height=max(BAR_HEIGHT * 0.6 * len(frame), 60) + BAR_CHART_FRAME)
         .configure_axis(
             labelFontSize=LABEL_FONT_SIZE, titleFontSize=LABEL_FONT_SIZE, labelLimit=260
         )

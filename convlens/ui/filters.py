@@ -272,8 +272,8 @@ def dataset_views(
             bars_chart(
                 [c for c, _ in shown],
                 [m for _, m in shown],
-                f"mean activation per class ({analysis.reduce} over positions)",
-                "mean activation",
+                "mean activation per class",
+                f"activation ({analysis.reduce} over positions)",
             ),
             width="stretch",
         )
