@@ -20,7 +20,6 @@ from convlens.runs import Curves
 from convlens.style import (
     ACCURACY_COLOUR,
     AXIS_FONT_SIZE,
-    BAR_CHART_FRAME,
     BAR_COLOUR,
     BAR_HEIGHT,
     CURVES_HEIGHT,
@@ -169,8 +168,7 @@ def bars_chart(
             ),
             tooltip=["label", alt.Tooltip("value:Q", format=".3f")],
         )
-        # the page fits the whole chart, title and axis included, into this height
-        .properties(height=max(BAR_HEIGHT * 0.6 * len(frame), 60) + BAR_CHART_FRAME)
+        .properties(height=max(BAR_HEIGHT * 0.6 * len(frame), 60), autosize=FIT_WIDTH)
         .configure_axis(
             labelFontSize=LABEL_FONT_SIZE, titleFontSize=LABEL_FONT_SIZE, labelLimit=260
         )
