@@ -41,6 +41,11 @@ from convlens.style import (
     PERPLEXITY_HEATMAP_HEIGHT,
     PERPLEXITY_SCHEME,
     SELECTED_BORDER,
+    SMALL_HEATMAP_LEGEND,
+    SMALL_HEATMAP_PLOT_HEIGHT,
+    STABILITY_LEGEND_COLUMN_GAP,
+    STABILITY_LEGEND_SYMBOL_SIZE,
+    STABILITY_PLOT_HEIGHT,
     STEP_RULE_COLOUR,
 )
 from convlens.weights import Histogram
@@ -48,13 +53,6 @@ from convlens.weights import Histogram
 # Streamlit fits a stretched chart's whole height (title, axes, legend) into its `height`; this
 # fits only the width, so `height` is the plot's and a legend under it adds to the chart.
 FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
-# The stability chart's plot and its legend (under the plot).
-STABILITY_PLOT_HEIGHT = 170
-STABILITY_LEGEND_SYMBOL_SIZE = 40
-STABILITY_LEGEND_COLUMN_GAP = 10
-# A small perplexity heatmap (one of a grid of every layer): its plot and its legend's gradient.
-SMALL_HEATMAP_PLOT_HEIGHT = 75
-SMALL_HEATMAP_LEGEND = 60
 
 
 def predictions_chart(predictions: Sequence[Prediction]) -> alt.Chart:

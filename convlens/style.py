@@ -65,6 +65,19 @@ FILTER_CELLS_MIN_HEIGHT = 130
 
 # DeepEyes maps and charts (convlens.charts).
 MAP_HEIGHT = 420
+# The stability chart's plot and its legend (under the plot).
+STABILITY_PLOT_HEIGHT = 170
+STABILITY_LEGEND_SYMBOL_SIZE = 40
+STABILITY_LEGEND_COLUMN_GAP = 10
+# A small perplexity heatmap (one of a grid of every layer): its plot and its legend's gradient.
+SMALL_HEATMAP_PLOT_HEIGHT = 75
+SMALL_HEATMAP_LEGEND = 60
+# The Training section's small perplexity heatmaps, one per layer, this many to a row.
+OVERVIEW_COLUMNS = 3
+# The stability chart shares a row with the layers' table: its legend has this many columns.
+STABILITY_LEGEND_COLUMNS = 2
+# Rows of the DeepEyes tables (the layers' stability, the suggested network).
+TABLE_ROW_HEIGHT = 28
 MAP_POINT_SIZE = 28
 FIRING_POINT_SIZE = 60
 FADED_OPACITY = 0.12

@@ -64,7 +64,13 @@ from convlens.runs import (
     start_run,
 )
 from convlens.shipped import read_card, shipped_run
-from convlens.style import PATCH_SIZE, RUN_REFRESH_SECONDS
+from convlens.style import (
+    OVERVIEW_COLUMNS,
+    PATCH_SIZE,
+    RUN_REFRESH_SECONDS,
+    STABILITY_LEGEND_COLUMNS,
+    TABLE_ROW_HEIGHT,
+)
 from convlens.training import (
     list_snapshots,
     read_manifest,
@@ -114,11 +120,6 @@ THRESHOLD_DEFAULTS = {
     "deepeyes_dead_maximum": DEAD_MAXIMUM,
     "deepeyes_always_on": ALWAYS_ON_FREQUENCY,
 }
-# The Training section's small perplexity heatmaps, one per layer, this many to a row.
-OVERVIEW_COLUMNS = 3
-# The stability chart shares a row with the layers' table: its legend has this many columns.
-STABILITY_LEGEND_COLUMNS = 2
-TABLE_ROW_HEIGHT = 28
 
 
 # --------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def cached_mean_perplexities(run_path: str, step: int) -> dict[str, float]:
     """Return each DeepEyes layer's mean patch perplexity at snapshot `step`."""
     return {
         layer: float(perplexity(values).mean())
-        for layer, values in read_probe(run_path, step).items()
+        for layer, values in cached_probe(run_path, step).items()
     }
 
 
