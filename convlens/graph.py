@@ -8,8 +8,10 @@ Both give one node per layer call, named as in `named_modules` (see `convlens.ho
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.fx
@@ -184,8 +186,39 @@ class _Call:
 
 
 class _LayerTracer(torch.fx.Tracer):
+    """A tracer that stops at layers and leaves other threads' forward passes alone.
+
+    While it traces, torch.fx patches `nn.Module.__call__` and `__getattr__` on the class, for
+    every thread: a page's forward pass in another thread would then go through this tracer and
+    fail ("module is not installed as a submodule"). Calls from other threads pass straight
+    through, and one trace runs at a time: two overlapping patchers would restore each other's
+    patches, leaving `nn.Module.__call__` patched for good.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._thread = threading.get_ident()
+
+    def _foreign(self) -> bool:
+        return threading.get_ident() != self._thread
+
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return is_layer(m)
+
+    def call_module(
+        self, m: nn.Module, forward: Callable[..., Any], args: tuple[Any, ...], kwargs: dict
+    ) -> Any:
+        if self._foreign():
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        if self._foreign():
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+
+_TRACE_LOCK = threading.Lock()
 
 
 def _shape(meta: object) -> tuple[int, ...] | None:
@@ -210,7 +243,8 @@ def _is_global_reduction(
 
 
 def _trace_fx(model: nn.Module, example: torch.Tensor) -> list[_Call]:
-    graph = _LayerTracer().trace(model)
+    with _TRACE_LOCK:
+        graph = _LayerTracer().trace(model)
     module = torch.fx.GraphModule(model, graph)
     ShapeProp(module).propagate(example)
     modules = dict(model.named_modules())

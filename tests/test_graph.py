@@ -617,3 +617,53 @@ def test_a_conv_that_pads_through_a_child_shows_that_padding(graphs):
     net = nn.Sequential(PaddedConv())
     (layer,) = build_graph(net, (1, 8, 8)).layers
     assert layer.padding == "1 top, 2 bottom, 3 left, 3 right"  # the child's and its own
+
+
+def test_tracing_leaves_other_threads_forward_passes_alone():
+    """torch.fx patches nn.Module for every thread while it traces: a page's forward pass (with
+    hooks, as the views run them) beside the first start's preparation must neither fail nor be
+    traced, and two traces at once must not leave nn.Module patched."""
+    import threading
+
+    from convlens.hooks import record_outputs
+
+    traced = models.build_untrained(models.model_spec("resnet18"))
+    expected = build_graph(traced, (3, 64, 64), method="fx")
+    original_call = nn.Module.__call__
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def page_work() -> None:
+        # each page its own model: hooks on a shared model are the per-model lock's business
+        running = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3)).eval()
+        x = torch.randn(1, 3, 16, 16)
+        reference = running(x)
+        try:
+            while not stop.is_set():
+                with torch.no_grad(), record_outputs(running, {"0"}) as outputs:
+                    assert torch.equal(running(x), reference)
+                assert outputs["0"].shape == (1, 4, 14, 14)
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+
+    def tracing() -> None:
+        try:
+            for _ in range(3):
+                graph = build_graph(traced, (3, 64, 64), method="fx")
+                assert [layer.id for layer in graph.layers] == [
+                    layer.id for layer in expected.layers
+                ]
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    workers = [threading.Thread(target=page_work) for _ in range(2)]
+    tracers = [threading.Thread(target=tracing) for _ in range(2)]
+    for thread in workers + tracers:
+        thread.start()
+    for thread in tracers:
+        thread.join()
+    stop.set()
+    for thread in workers:
+        thread.join()
+    assert not errors, errors
+    assert nn.Module.__call__ is original_call
