@@ -378,34 +378,61 @@ def make_transform(
 
 
 def read_state_dict(path: str | Path, label: str | None = None) -> dict[str, torch.Tensor]:
-    """Read a state dict from .pt/.pth (safely, weights only) or .safetensors; unwrap common
-    wrappers. Messages name the file `label` (by default its name: an upload's own name, where
-    the file is stored under its digest)."""
+    """Read a state dict from a PyTorch archive or pickle (.pt/.pth, safely: weights only) or
+    safetensors, told apart by their content; unwrap common wrappers. Messages name the file
+    `label` (by default its name: an upload's own name, where the file is stored under its
+    digest) and say what it is when it is not weights (an image, text, ...)."""
+    from convlens.weights import WEIGHTS_SUFFIXES, sniff_file
+
     path = Path(path)
     label = label or path.name
     if not path.is_file():
         raise ModelError(f"no such weights file: {path}")
     try:
-        if path.suffix == ".safetensors":
+        kind = sniff_file(path)
+    except OSError as error:
+        raise ModelError(f"cannot read '{label}': {error.strerror or error}") from error
+    if kind.kind == "text":
+        raise ModelError(f"'{label}' is not a weights file ({WEIGHTS_SUFFIXES}): it is text")
+    if kind.kind == "binary":
+        raise ModelError(
+            f"'{label}' is not a weights file ConvLens can read "
+            "(neither a PyTorch archive nor safetensors)"
+        )
+    if kind.kind == "zip":
+        raise ModelError(
+            f"'{label}' is a zip archive, but not the PyTorch archive that torch.save writes: "
+            "not a weights file"
+        )
+    if kind.kind not in ("torch-archive", "pickle", "safetensors"):
+        raise ModelError(f"'{label}' is {kind.noun}, not a weights file ({WEIGHTS_SUFFIXES})")
+    try:
+        if kind.kind == "safetensors":
             from safetensors.torch import load_file
 
             state = load_file(str(path), device="cpu")
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if not str(error).startswith("Weights only load failed"):
+            import warnings
+
+            with warnings.catch_warnings():
+                # a pickle of protocol 3+ makes torch warn on stderr before it refuses it
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")
+                state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any decoding failure of a user file: say which, in one line
+        if isinstance(error, pickle.UnpicklingError) and str(error).startswith(
+            "Weights only load failed"
+        ):
             raise ModelError(
-                f"'{label}' is not a PyTorch weights file (.pt or .pth saved by torch.save)"
+                f"'{label}' holds pickled Python objects that weights-only loading refuses (they "
+                "could run code), and ConvLens does not load them; save `model.state_dict()` instead"
             ) from error
-        raise ModelError(
-            f"'{label}' holds pickled Python objects, which ConvLens does not load "
-            "(they could run code); save `model.state_dict()` instead"
-        ) from error
-    except Exception as error:  # any other decoding failure of a user file is the same message
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelError(
-            f"'{label}' is not a weights file ConvLens can read safely ({reason[:160]})"
-        ) from error
+        if kind.kind == "pickle":
+            what = "a Python pickle but not one that torch.save wrote"
+        else:
+            what = f"{kind.noun} that cannot be read: damaged or cut short"
+        text = str(error).strip()
+        reason = text.splitlines()[0].split(". ")[0].rstrip(".")[:160] if text else ""
+        raise ModelError(f"'{label}' is {what} ({reason or type(error).__name__})") from error
     for wrapper in ("state_dict", "model_state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]

@@ -1,15 +1,18 @@
-"""What the weights of one layer look like: their values and the first layer's filters as images."""
+"""What the weights of one layer look like: their values and the first layer's filters as images;
+and what a file a user gives as weights really is."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 FINGERPRINT_DIGITS = 16
+WEIGHTS_SUFFIXES = ".pt, .pth or .safetensors"
 
 
 def weights_fingerprint(module: nn.Module) -> str:
@@ -84,3 +87,99 @@ def filter_tiles(weight: np.ndarray) -> np.ndarray:
     scale[scale == 0] = 1.0
     tiles = 0.5 + 0.5 * tiles / scale[:, None, None, None]
     return np.clip(np.round(tiles * 255), 0, 255).astype(np.uint8)
+
+
+# Enough of a file's start to tell its kind: magic numbers, a zip's first entry name, text.
+SNIFF_BYTES = 4096
+_IMAGE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+_OTHER_SIGNATURES = (
+    (b"%PDF-", "pdf"),
+    (b"\x93NUMPY", "numpy"),
+    (b"\x89HDF\r\n\x1a\n", "hdf5"),
+    (b"\x1f\x8b", "gzip"),
+)
+# How each kind reads in a sentence ("'FILE' is ...").
+KIND_NOUNS = {
+    "empty": "empty",
+    "image": "an image",
+    "pdf": "a PDF document",
+    "numpy": "a NumPy array file (.npy)",
+    "hdf5": "an HDF5 file",
+    "gzip": "a gzip-compressed file",
+    "zip": "a zip archive that is not a PyTorch archive",
+    "torch-archive": "a PyTorch archive",
+    "pickle": "a Python pickle",
+    "safetensors": "a safetensors file",
+    "text": "text",
+    "binary": "a binary file of no known kind",
+}
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """What a file's first bytes say it is: `kind` (a key of `KIND_NOUNS`) and an image's format."""
+
+    kind: str
+    format: str = ""
+
+    @property
+    def noun(self) -> str:
+        """Return the kind as it reads in a sentence: "an image (PNG)", "text", ..."""
+        noun = KIND_NOUNS[self.kind]
+        return f"{noun} ({self.format})" if self.format else noun
+
+
+def sniff(head: bytes, size: int | None = None) -> FileKind:
+    """Return the kind of a file from its first bytes `head` (`SNIFF_BYTES` are plenty) and its
+    size in bytes (None: `head` is the whole file)."""
+    size = len(head) if size is None else size
+    if not head:
+        return FileKind("empty")
+    for signature, format in _IMAGE_SIGNATURES:
+        if head.startswith(signature):
+            return FileKind("image", format)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return FileKind("image", "WebP")
+    if head[:2] == b"BM" and head[6:10] == bytes(4):  # BMP: reserved bytes are zero
+        return FileKind("image", "BMP")
+    for signature, kind in _OTHER_SIGNATURES:
+        if head.startswith(signature):
+            return FileKind(kind)
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        # torch.save writes ARCHIVE/data.pkl first; its local header names it at byte 30.
+        name_length = int.from_bytes(head[26:28], "little")
+        first = head[30 : 30 + name_length]
+        return FileKind("torch-archive" if first.endswith(b"/data.pkl") else "zip")
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # PROTO opcode, protocol 2-5
+        return FileKind("pickle")
+    header = int.from_bytes(head[:8], "little")
+    if len(head) > 8 and head[8:9] == b"{" and 2 <= header <= size - 8:
+        return FileKind("safetensors")
+    return FileKind("text" if _is_text(head) else "binary")
+
+
+def _is_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # a character cut at the end of `head` is still text; anything else is not UTF-8
+        if error.start < len(head) - 3:
+            return False
+    return True
+
+
+def sniff_file(path: str | Path) -> FileKind:
+    """Return the kind of the file at `path` from its first bytes (OSError if it cannot be read)."""
+    path = Path(path)
+    with path.open("rb") as file:
+        head = file.read(SNIFF_BYTES)
+    return sniff(head, path.stat().st_size)

@@ -429,3 +429,27 @@ def test_runs_started_at_once_get_their_own_folders(monkeypatch: pytest.MonkeyPa
         folders = list(pool.map(lambda _: runs.start_run("deepeyes", 1, {"seed": 1}), range(16)))
     assert len(set(folders)) == 16 and all(folder.is_dir() for folder in folders)
     assert {Path(command[command.index("--out") + 1]) for command in commands} == set(folders)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("picture.png", None, "'picture.png' is an image (PNG), not a weights file"),
+        ("notes.txt", b"lecture notes\n" * 10, "'notes.txt' is not a weights file"),
+        ("plain.pkl", b"\x80\x04\x95" + bytes(40), "'plain.pkl' holds pickled Python objects"),
+    ],
+)
+def test_weights_import_says_what_the_file_is_in_one_line(
+    name: str, content: bytes | None, message: str, tmp_path: Path, capsys
+) -> None:
+    from PIL import Image
+
+    path = tmp_path / name
+    if content is None:
+        Image.new("RGB", (8, 8)).save(path)
+    else:
+        path.write_bytes(content)
+    assert main(["weights", "import", "alexnet", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"convlens: {message}") and err.count("\n") == 1, err
+    assert "pickled" not in err or name.endswith(".pkl")
