@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convlens.paths import convlens_home
-from convlens.weights import FINGERPRINT_DIGITS
+from convlens.weights import FINGERPRINT_DIGITS, SNIFF_BYTES, sniff
 
 if TYPE_CHECKING:
     from convlens.graph import LayerGraph
@@ -435,17 +435,28 @@ def _use_write_ahead_log(connection: sqlite3.Connection) -> None:
             time.sleep(0.01 + random.random() * 0.04)
 
 
+def decode_export(data: bytes, name: str) -> str:
+    """Return the text of an export file's bytes; ValueError, in one line that says what the
+    file is instead (an image, a binary file), when they are not UTF-8 text."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        kind = sniff(data[:SNIFF_BYTES], len(data))
+    what = kind.noun if kind.kind == "image" else "a binary file"
+    raise ValueError(f"{name} is not a CSV or JSON export of annotations: it is {what}")
+
+
 def _read_source(source: Path | str) -> tuple[str, str | None]:
     """Return the text to import and its format when a file suffix says so (else None: sniff)."""
     if isinstance(source, str):
         return source, None
     path = source
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = decode_export(path.read_bytes(), str(path))
     except FileNotFoundError:
         raise ValueError(f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read {path}: {error}") from error
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}") from error
     suffix = path.suffix.lower().lstrip(".")
     return text, suffix if suffix in EXPORT_FORMATS else None
 

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from convlens.ablation import AblationError, ablate
-from convlens.annotations import LABELS, AnnotationStore
+from convlens.annotations import LABELS, AnnotationStore, ImportReport, RowError, decode_export
 from convlens.data import ImageSourceError
 from convlens.ui.cache import cached_fingerprint, cached_model, model_lock
 from convlens.ui.sidebar import page_setup
@@ -22,9 +22,15 @@ def import_upload() -> None:
     """Import the uploaded export before the page draws the table (a button callback), so the
     table and its counts show the imported rows at once."""
     upload = st.session_state.get("annotations_import")
-    if upload is not None:
-        text = upload.getvalue().decode("utf-8", errors="replace")
-        st.session_state["_annotations_import"] = store.import_annotations(text)
+    if upload is None:
+        return
+    try:
+        text = decode_export(upload.getvalue(), upload.name)
+    except ValueError as error:  # an image or binary file renamed .csv: one file-level error
+        report = ImportReport(0, 0, 0, (RowError(None, str(error)),))
+    else:
+        report = store.import_annotations(text)
+    st.session_state["_annotations_import"] = report
 
 
 rows = store.list_annotations()

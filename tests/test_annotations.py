@@ -321,3 +321,24 @@ def test_text_is_never_taken_for_a_file_name(tmp_path: Path) -> None:
     report = AnnotationStore().import_annotations(str(secret))
     assert not report.ok and "lacks the column(s)" in report.errors[0].reason
     assert AnnotationStore().list_annotations() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "what"), [("picture.png", "an image (PNG)"), ("labels.csv", "a binary file")]
+)
+def test_importing_an_image_or_binary_file_says_what_it_is_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, what: str
+) -> None:
+    from PIL import Image
+
+    path = tmp_path / name
+    if name.endswith(".png"):
+        Image.new("RGB", (8, 8), "red").save(path)
+    else:
+        path.write_bytes(b"model,\xff\xfe\x00\x01" * 30)
+    assert main(["annotations", "import", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"convlens: {path} is not a CSV or JSON export of annotations: it is {what}\n"
+    ), err
+    assert AnnotationStore().list_annotations() == []

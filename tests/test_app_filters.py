@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_app import all_text, start
 
 from convlens.annotations import AnnotationStore
@@ -157,6 +159,18 @@ def test_annotations_page_lists_counts_exports_and_refuses_a_bad_import(two_anno
     ).run()
     at.button(key="import_button").click().run()
     assert "Nothing was imported" in all_text(at)
+    assert AnnotationStore().export_annotations("json") == before
+    # an image renamed .csv: said in one line, not as a CSV header without its columns
+    picture = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(picture, format="PNG")
+    at.file_uploader(key="annotations_import").set_value(
+        ("picture.csv", picture.getvalue(), "text/csv")
+    ).run()
+    at.button(key="import_button").click().run()
+    assert [e.value for e in at.error] == [
+        "Nothing was imported: picture.csv is not a CSV or JSON export of annotations: "
+        "it is an image (PNG)"
+    ]
     assert AnnotationStore().export_annotations("json") == before
 
     # a good import shows in the table and the counts of the same run
