@@ -163,3 +163,36 @@ def test_annotating_a_filter_in_the_browser_reaches_the_cli(tmp_path: Path) -> N
     ] == [("fashion_basecnn", "features.conv2_1", 7, "useless", "blank on most images", "ana")]
     assert log.outside_requests == []
     assert log.console_errors == [], f"console errors: {log.console_errors[:5]}"
+
+
+WORKING_BADGE = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (!app) return null;
+    const badge = getComputedStyle(app, '::after');
+    return [app.getAttribute('data-test-script-state'), badge.content, Number(badge.opacity)];
+}"""
+
+
+def test_a_slow_rerun_shows_that_the_app_is_working() -> None:
+    """The minimal toolbar hides Streamlit's running indicator: the app's own badge shows instead
+    (a first guided back-propagation of 64 filters takes seconds), and goes once the page is
+    drawn."""
+    with app_server() as url, browser_page(1280, 720) as (page, log):
+        page.goto(f"{url}/filters", timeout=120_000)
+        wait_for_app(page)
+        assert page.evaluate(WORKING_BADGE)[1] == "none"
+        page.goto(
+            f"{url}/filters?layer=_blocks.3._depthwise_conv&show=guided%20back-propagation",
+            timeout=120_000,
+        )
+        shown = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and shown is None:
+            state = page.evaluate(WORKING_BADGE)
+            if state and state[0] == "running" and state[1] == '"Working…"' and state[2] > 0.5:
+                shown = state
+            time.sleep(0.05)
+        assert shown is not None, "no working badge during a slow rerun"
+        page.screenshot(path=str(SCREENSHOTS / "working-badge.png"))
+        wait_for_app(page)
+        assert page.evaluate(WORKING_BADGE)[1] == "none"

@@ -6,7 +6,22 @@ from dataclasses import dataclass
 
 # Streamlit leaves 6rem above every page for its toolbar, a sixth of a 1280x720 projector; the
 # toolbar needs 3.75rem at the right, and a page's title starts at the left.
-PAGE_STYLE = "<style>[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; }</style>"
+# The minimal toolbar hides Streamlit's running indicator, so a rerun that takes longer than half
+# a second shows a "Working…" badge at the top right (the app's root element says whether the
+# script runs; the animation's delay keeps quick reruns quiet).
+WORKING_BADGE_DELAY_S = 0.5
+PAGE_STYLE = f"""<style>
+[data-testid='stMainBlockContainer'] {{ padding-top: 2.5rem; }}
+[data-testid='stApp'][data-test-script-state='running']::after {{
+  content: "Working…"; position: fixed; top: 0.55rem; right: 3.5rem; z-index: 1000002;
+  padding: 0.25rem 0.9rem; border-radius: 1rem; background: #1c4e80; color: #fff;
+  font-size: 1rem; font-weight: 600; box-shadow: 0 1px 4px rgba(0, 0, 0, 0.25);
+  animation: convlens-working 0.15s {WORKING_BADGE_DELAY_S}s both,
+    convlens-pulse 0.8s {WORKING_BADGE_DELAY_S + 0.15}s infinite alternate;
+}}
+@keyframes convlens-working {{ from {{ opacity: 0; }} to {{ opacity: 1; }} }}
+@keyframes convlens-pulse {{ from {{ opacity: 1; }} to {{ opacity: 0.6; }} }}
+</style>"""
 
 
 @dataclass(frozen=True)
