@@ -133,6 +133,11 @@ class ImportReport:
         return not self.errors
 
 
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """Return "1 filter", "2 filters", "1,000 images": the number and its noun in the right number."""
+    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
+
+
 def default_author() -> str:
     """Return the login name of the user, or "anonymous" when the system has none."""
     try:
@@ -167,7 +172,7 @@ def check_filter(graph: LayerGraph, layer: str, filter_index: int, model: str) -
         )
     if not 0 <= filter_index < layers[layer]:
         raise ValueError(
-            f"{layer} of {model} has {layers[layer]} filters (0 to {layers[layer] - 1}); "
+            f"{layer} of {model} has {counted(layers[layer], 'filter')} (0 to {layers[layer] - 1}); "
             f"it has no filter {filter_index}"
         )
 

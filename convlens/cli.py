@@ -365,6 +365,7 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 
 def _run_graph(args: argparse.Namespace) -> None:
+    from convlens.annotations import counted
     from convlens.graph import build_graph
     from convlens.models import RUN_PREFIX, build_untrained, model_spec, resolve_model
 
@@ -398,7 +399,8 @@ def _run_graph(args: argparse.Namespace) -> None:
         print(json.dumps(payload, indent=2))
         return
     print(
-        f"{name}: {len(graph.layers)} layers, {len(graph.chain)} chain nodes, {len(graph.groups)} groups"
+        f"{name}: {counted(len(graph.layers), 'layer')}, "
+        f"{counted(len(graph.chain), 'chain node')}, {counted(len(graph.groups), 'group')}"
     )
     print(f"{'id':<34}{'type':<11}{'output':<16}{'params':>10}{'field':>7}{'jump':>6}  group")
     for layer in graph.layers:
@@ -427,6 +429,7 @@ def _run_weights(args: argparse.Namespace) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
+    from convlens.annotations import counted
     from convlens.training import read_manifest, train
 
     if args.epochs < 1:
@@ -475,7 +478,7 @@ def _run_train(args: argparse.Namespace) -> None:
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
         raise CliError(str(error)) from error
     print(
-        f"{summary.path}: {summary.steps} steps, {summary.epochs} epochs, "
+        f"{summary.path}: {counted(summary.steps, 'step')}, {counted(summary.epochs, 'epoch')}, "
         f"test accuracy {summary.test_accuracy:.2%}, {summary.seconds:.0f} s; "
         f"open it as run:{summary.path}"
     )
@@ -582,7 +585,7 @@ def _annotations_list(args: argparse.Namespace) -> None:
 def _annotations_export(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from convlens.annotations import AnnotationStore
+    from convlens.annotations import AnnotationStore, counted
 
     store = AnnotationStore()
     text = store.export_annotations(args.format)
@@ -593,13 +596,13 @@ def _annotations_export(args: argparse.Namespace) -> None:
         Path(args.out).write_text(text, encoding="utf-8")
     except OSError as error:
         raise CliError(f"cannot write {args.out}: {error.strerror or error}") from error
-    print(f"wrote {len(store.list_annotations())} annotations to {args.out}")
+    print(f"wrote {counted(len(store.list_annotations()), 'annotation')} to {args.out}")
 
 
 def _annotations_import(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from convlens.annotations import AnnotationStore
+    from convlens.annotations import AnnotationStore, counted
 
     try:
         report = AnnotationStore().import_annotations(Path(args.file))
@@ -609,17 +612,20 @@ def _annotations_import(args: argparse.Namespace) -> None:
         for error in report.errors:
             print(f"{args.file}: {error}", file=sys.stderr)
         bad_rows = {error.row for error in report.errors if error.row is not None}
-        what = f"{len(bad_rows)} of {report.rows} rows are invalid" if bad_rows else "invalid file"
+        what = "invalid file"
+        if bad_rows:
+            verb = "is" if len(bad_rows) == 1 else "are"
+            what = f"{len(bad_rows)} of {counted(report.rows, 'row')} {verb} invalid"
         raise CliError(f"{args.file}: {what}; nothing was imported")
     skipped = f" ({report.kept_newer} kept the newer stored label)" if report.kept_newer else ""
-    print(f"applied {report.applied} of {report.rows} rows from {args.file}{skipped}")
+    print(f"applied {report.applied} of {counted(report.rows, 'row')} from {args.file}{skipped}")
 
 
 def _annotations_ablate(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from convlens.ablation import AblationError, ablate
-    from convlens.annotations import AnnotationStore
+    from convlens.annotations import AnnotationStore, counted
     from convlens.models import resolve_model
     from convlens.weights import weights_fingerprint
 
@@ -632,7 +638,8 @@ def _annotations_ablate(args: argparse.Namespace) -> None:
     )
     if other_weights:
         print(
-            f"note: {other_weights} labels of {args.model} are for other weights and are not used",
+            f"note: {counted(other_weights, 'label')} of {args.model} "
+            f"{'is' if other_weights == 1 else 'are'} for other weights and not used",
             file=sys.stderr,
         )
     bar = tqdm(unit="img", desc="ablation", disable=args.json or not sys.stderr.isatty())
@@ -650,7 +657,7 @@ def _annotations_ablate(args: argparse.Namespace) -> None:
     if args.json:
         print(result.to_json())
         return
-    on = f"on {result.images} images of {args.data}"
+    on = f"on {counted(result.images, 'image')} of {args.data}"
     if not result.ablated_filters:
         by = f" by {args.author}" if args.author else ""
         print(
@@ -661,8 +668,8 @@ def _annotations_ablate(args: argparse.Namespace) -> None:
     change = result.ablated_accuracy - result.baseline_accuracy
     print(
         f"{args.model} (weights {fingerprint}), {on}: accuracy {result.baseline_accuracy:.2%} -> "
-        f"{result.ablated_accuracy:.2%} ({change * 100:+.2f} points) with {result.ablated_filters} "
-        f"useless filters zeroed"
+        f"{result.ablated_accuracy:.2%} ({change * 100:+.2f} points) with "
+        f"{counted(result.ablated_filters, 'useless filter')} zeroed"
     )
     width = max(len(layer) for layer in result.per_layer) + 2
     for layer, part in result.per_layer.items():
@@ -720,6 +727,7 @@ def _run_prepare(args: argparse.Namespace) -> None:
     import time
 
     from convlens.activations import analyze, cache_path
+    from convlens.annotations import counted
     from convlens.models import resolve_model
 
     model = resolve_model(_model_name(args), weights=args.weights)
@@ -734,7 +742,8 @@ def _run_prepare(args: argparse.Namespace) -> None:
     finally:
         bar.close()
     what = (
-        f"{model.name} on {analysis.data}: {analysis.images} images, {len(analysis.layers)} layers"
+        f"{model.name} on {analysis.data}: {counted(analysis.images, 'image')}, "
+        f"{counted(len(analysis.layers), 'layer')}"
     )
     if cached:
         print(f"{what} already cached in {path}")

@@ -4,7 +4,14 @@ import pandas as pd
 import streamlit as st
 
 from convlens.ablation import AblationError, ablate
-from convlens.annotations import LABELS, AnnotationStore, ImportReport, RowError, decode_export
+from convlens.annotations import (
+    LABELS,
+    AnnotationStore,
+    ImportReport,
+    RowError,
+    counted,
+    decode_export,
+)
 from convlens.data import ImageSourceError
 from convlens.ui.cache import cached_fingerprint, cached_model, model_lock
 from convlens.ui.sidebar import page_setup
@@ -95,7 +102,7 @@ with import_column:
     report = st.session_state.pop("_annotations_import", None)
     if report is not None and report.ok:
         st.success(
-            f"Imported {report.applied} of {report.rows} rows "
+            f"Imported {report.applied} of {counted(report.rows, 'row')} "
             f"({report.kept_newer} kept a newer stored label)."
         )
     elif report is not None:
@@ -110,7 +117,7 @@ fingerprint = cached_fingerprint(*selection.model_key)
 useless = store.useless_filters(selection.model_name, fingerprint)
 total = sum(len(v) for v in useless.values())
 st.markdown(
-    f"**{selection.model_name}** has **{total}** filter{'' if total == 1 else 's'} marked useless "
+    f"**{selection.model_name}** has **{total:,}** filter{'' if total == 1 else 's'} marked useless "
     "(each filter's latest "
     "label counts). The check zeroes them and compares the accuracy before and after, layer by "
     "layer and all together."
@@ -133,7 +140,9 @@ if st.button("Run the check", type="primary", disabled=not total or not data, ke
     bar = st.progress(0.0, text="Evaluating…")
 
     def report(done: int, count: int) -> None:
-        bar.progress(min(done / max(count, 1), 1.0), text=f"Evaluating: {done:,}/{count:,} images")
+        bar.progress(
+            min(done / max(count, 1), 1.0), text=f"Evaluating: {done:,}/{counted(count, 'image')}"
+        )
 
     try:
         with model_lock(*selection.model_key):
@@ -155,7 +164,7 @@ if checked == check:
     before, after = st.columns(2)
     before.metric("Accuracy now", f"{result.baseline_accuracy:.2%}")
     after.metric(
-        f"Without the {result.ablated_filters} useless filters",
+        f"Without the {counted(result.ablated_filters, 'useless filter')}",
         f"{result.ablated_accuracy:.2%}",
         delta=f"{(result.ablated_accuracy - result.baseline_accuracy) * 100:+.2f} points",
     )
@@ -170,4 +179,4 @@ if checked == check:
         hide_index=True,
         width="stretch",
     )
-    st.caption(f"On {result.images:,} images of {data}.")
+    st.caption(f"On {counted(result.images, 'image')} of {data}.")

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from convlens.annotations import AnnotationStore
+from convlens.annotations import AnnotationStore, counted
 from convlens.attribution import filter_weight_norms, input_view, last_conv_node
 from convlens.charts import bars_chart
 from convlens.graph import first_conv
@@ -237,5 +237,6 @@ first = first_conv(graph)
 if first is not None and first.id == node.id:
     weight = layer_weight(module.get_submodule(first.path))
     if weight is not None and weight.ndim == 4 and weight.shape[1] in (1, 3):
-        with st.expander(f"The weights of the {weight.shape[0]} first-layer filters (grey = 0)"):
+        filters = counted(weight.shape[0], "first-layer filter")
+        with st.expander(f"The weights of the {filters} (grey = 0)"):
             st.image(tile_grid(filter_tiles(weight)), width="stretch")

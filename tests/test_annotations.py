@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from convlens.annotations import COLUMNS, AnnotationStore
+from convlens.annotations import COLUMNS, AnnotationStore, counted
 from convlens.cli import main
 from convlens.models import load_model
 from convlens.weights import weights_fingerprint
@@ -310,7 +310,7 @@ def test_cli_set_list_export_import(
     bad.write_text(f"{HEADER}\n{GOOD_CSV_ROW}\nm,{FINGERPRINT},conv,x,useful,,a,\n")
     assert main(["annotations", "import", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "row 2: filter must be" in err and "1 of 2 rows are invalid" in err
+    assert "row 2: filter must be" in err and "1 of 2 rows is invalid" in err
     assert main(["annotations", "import", str(tmp_path / "missing.csv")]) == 2
     assert "no such file" in capsys.readouterr().err
 
@@ -342,3 +342,32 @@ def test_importing_an_image_or_binary_file_says_what_it_is_in_one_line(
         f"convlens: {path} is not a CSV or JSON export of annotations: it is {what}\n"
     ), err
     assert AnnotationStore().list_annotations() == []
+
+
+def test_counted_says_one_filter_and_two_filters() -> None:
+    assert counted(1, "filter") == "1 filter"
+    assert counted(0, "filter") == "0 filters"
+    assert counted(1200, "image") == "1,200 images"
+    assert counted(1, "image patch", "image patches") == "1 image patch"
+    assert counted(9, "image patch", "image patches") == "9 image patches"
+
+
+def test_cli_counts_one_useless_filter_one_label_and_one_row_in_the_singular(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["annotations", "set", "--model", "deepeyes", "--label", "useless"]
+    assert main([*base, "--layer", "features.conv1", "--filter", "4"]) == 0
+    capsys.readouterr()
+    command = ["annotations", "ablate", "--model", "deepeyes", "--data", "fashion-mnist:test"]
+    assert main([*command, "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "on 1 image of fashion-mnist:test" in out and "with 1 useless filter zeroed" in out
+
+    export = tmp_path / "one.json"
+    assert main(["annotations", "export", "--format", "json", "--out", str(export)]) == 0
+    assert "wrote 1 annotation to" in capsys.readouterr().out
+    AnnotationStore().set_annotation("deepeyes", "0" * 16, "features.conv1", 1, "useless", "", "a")
+    assert main([*command, "--limit", "1"]) == 0
+    assert "note: 1 label of deepeyes is for other weights" in capsys.readouterr().err
+    assert main(["annotations", "import", str(export)]) == 0
+    assert " of 1 row from " in capsys.readouterr().out

@@ -192,7 +192,7 @@ def test_the_ablation_check_runs_from_the_annotations_page(two_annotations):
     at.button(key="ablate").click().run()
     assert not at.exception
     labels = [m.label for m in at.metric]
-    assert "Accuracy now" in labels and "Without the 1 useless filters" in labels
+    assert "Accuracy now" in labels and "Without the 1 useless filter" in labels
     assert "On 200 images of fashion-mnist:test." in all_text(at)
     at.selectbox(key="annotations_layer").set_value("features.conv4_3").run()
     assert "On 200 images of fashion-mnist:test." in all_text(at), "another click keeps it"

@@ -18,7 +18,7 @@ from convlens.activations import (
     default_limit,
     open_source,
 )
-from convlens.annotations import LABELS, AnnotationStore, default_author
+from convlens.annotations import LABELS, AnnotationStore, counted, default_author
 from convlens.attribution import LayerMaps, input_view
 from convlens.charts import bars_chart
 from convlens.data import ImageSourceError
@@ -198,19 +198,21 @@ def dataset_analysis(
         if PREPARATION.running and data == SHIPPED_DATA:
             st.info(
                 "The shipped models' statistics are being prepared in the background "
-                f"({PREPARATION.done:,}/{PREPARATION.total:,} images); this view fills in then."
+                f"({PREPARATION.done:,}/{counted(PREPARATION.total, 'image')}); "
+                "this view fills in then."
             )
         st.caption(
-            f"{model.name}'s activations over {images:,} images of {data} are not analysed yet: "
+            f"{model.name}'s activations over {counted(images, 'image')} of {data} are not "
+            "analysed yet: "
             "one pass over the images for every layer at once, kept on disk afterwards."
         )
-        if not st.button(f"Analyse {images:,} images", key=button_key, type="primary"):
+        if not st.button(f"Analyse {counted(images, 'image')}", key=button_key, type="primary"):
             return None
         bar = st.progress(0.0, text=f"Reading the activations over {data}…")
 
         def report(done: int, total: int) -> None:
             share = min(done / max(total, 1), 1.0)
-            bar.progress(share, text=f"{data}: {done:,}/{total:,} images")
+            bar.progress(share, text=f"{data}: {done:,}/{counted(total, 'image')}")
 
         try:
             with lock:
@@ -248,7 +250,10 @@ def dataset_views(
     stats = analysis.layer(node_id)
     patches = stats.top_patches
     count = patches.image.shape[1]
-    st.markdown(f"**Top {count} image patches** over {analysis.images:,} images of {data}")
+    st.markdown(
+        f"**Top {counted(count, 'image patch', 'image patches')}** over "
+        f"{counted(analysis.images, 'image')} of {data}"
+    )
     images, captions = [], []
     for rank in range(count):
         index = int(patches.image[channel, rank])
