@@ -89,6 +89,8 @@ keep_valid("sort", SORT_ORDERS, SORT_ORDERS[0])
 order = order_column.selectbox(
     "Sort by",
     SORT_ORDERS,
+    help="Annotation: the filters labelled useful, then useless, then unsure (each filter's "
+    "latest label), then the unannotated ones.",
     # a new order starts on its first page: page 2 of "mean activation" holds the weakest filters
     **persisted("sort", on_change=lambda: st.session_state.update(page=1), widget="filters_order"),
 )

@@ -11,8 +11,10 @@ from PIL import Image
 from test_app import all_text, start
 
 from convlens.annotations import AnnotationStore
+from convlens.attribution import LayerMaps
 from convlens.cli import main
 from convlens.models import load_model
+from convlens.ui.filters import sort_filters
 from convlens.weights import weights_fingerprint
 
 FASHION = {"model": "fashion_basecnn", "image": "fashion-mnist:test:0"}
@@ -124,7 +126,7 @@ def test_annotating_in_the_app_reaches_the_store_and_the_cli(capsys):
     ]
 
     at.selectbox(key="filters_order").set_value("annotation").run()
-    assert grid_buttons(at, "act")[-1] == 7, "useless filters sort last"
+    assert grid_buttons(at, "act")[0] == 7, "annotated filters sort first"
 
     # the name outlives a layer change, when no filter is selected and its field is not drawn
     at.selectbox(key="layer_widget").set_value("features.conv1_1").run()
@@ -309,3 +311,11 @@ def test_the_preparation_counts_as_running_from_the_launch(monkeypatch):
     seen.clear()
     launch.start_up()
     assert seen == [False, "prepared"]
+
+
+def test_sorting_by_annotation_puts_annotated_filters_first_in_label_order():
+    maps = LayerMaps("conv", np.zeros((6, 2, 2), dtype=np.float32))
+    labels = {5: "useless", 1: "unsure", 4: "useful", 3: "useless"}
+    ordered = sort_filters("annotation", maps, np.zeros(6), labels)
+    assert ordered == [4, 3, 5, 1, 0, 2]  # useful, useless (by number), unsure, then the rest
+    assert sort_filters("annotation", maps, np.zeros(6), {}) == list(range(6))

@@ -34,7 +34,9 @@ SORT_ORDERS = (
     "weight norm (importance)",
     "annotation",
 )
-ANNOTATION_ORDER = {"useful": 0, "unsure": 1, None: 2, "useless": 3}
+# Sorting by annotation: annotated filters first, in the order of LABELS (useful, useless,
+# unsure), then the unannotated ones; by filter number within each.
+ANNOTATION_ORDER = {label: rank for rank, label in enumerate(LABELS)}
 
 
 def sort_filters(
@@ -43,7 +45,9 @@ def sort_filters(
     weight_norms: np.ndarray,
     labels: dict[int, str] | None = None,
 ) -> list[int]:
-    """Return the filter numbers in the chosen order (strongest first for the measures)."""
+    """Return the filter numbers in the chosen order: strongest first for the measures, and for
+    "annotation" the filters labelled useful, useless, unsure (their latest label in `labels`)
+    before the unannotated ones."""
     count = len(maps.maps)
     if order == "mean activation on this image":
         return [int(k) for k in np.argsort(-maps.means, kind="stable")]
@@ -51,7 +55,10 @@ def sort_filters(
         return [int(k) for k in np.argsort(-weight_norms, kind="stable")]
     if order == "annotation":
         labels = labels or {}
-        return sorted(range(count), key=lambda k: (ANNOTATION_ORDER.get(labels.get(k), 2), k))
+        unannotated = len(ANNOTATION_ORDER)
+        return sorted(
+            range(count), key=lambda k: (ANNOTATION_ORDER.get(labels.get(k), unannotated), k)
+        )
     return list(range(count))
 
 
