@@ -7,8 +7,12 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from convlens import __version__
+
+if TYPE_CHECKING:
+    from convlens.models import LoadedModel
 
 
 class CliError(Exception):
@@ -357,11 +361,17 @@ def _run_predict(args: argparse.Namespace) -> None:
         }
         print(json.dumps(payload, indent=2))
         return
-    if not model.pretrained:
-        print(f"note: {model.weights_note}", file=sys.stderr)
+    _note_untrained(model)
     print(f"{model.name} ({model.weights_status} weights) on {image.source}:")
     for p in predictions:
         print(f"  {p.probability:7.2%}  {p.label} (#{p.index})")
+
+
+def _note_untrained(model: LoadedModel) -> None:
+    """Say on stderr, in one line, that `model` has untrained weights (and how to get trained
+    ones): what it computes is then not what the pretrained network does."""
+    if not model.pretrained:
+        print(f"note: {model.weights_note}", file=sys.stderr)
 
 
 def _run_graph(args: argparse.Namespace) -> None:
@@ -706,6 +716,8 @@ def _run_analyze(args: argparse.Namespace) -> None:
     from convlens.models import resolve_model
 
     model = resolve_model(_model_name(args), weights=args.weights)
+    if not args.json:
+        _note_untrained(model)
     bar, progress = _progress_bar()
     try:
         analysis = analyze(model, args.data, progress=progress, **_analysis_options(args))
@@ -731,6 +743,8 @@ def _run_prepare(args: argparse.Namespace) -> None:
     from convlens.models import resolve_model
 
     model = resolve_model(_model_name(args), weights=args.weights)
+    # the cache key holds the weights' fingerprint: these statistics are never shown for others
+    _note_untrained(model)
     bar, progress = _progress_bar()
     try:
         path = cache_path(model, args.data, **_analysis_options(args))
@@ -742,8 +756,8 @@ def _run_prepare(args: argparse.Namespace) -> None:
     finally:
         bar.close()
     what = (
-        f"{model.name} on {analysis.data}: {counted(analysis.images, 'image')}, "
-        f"{counted(len(analysis.layers), 'layer')}"
+        f"{model.name} ({model.weights_status} weights) on {analysis.data}: "
+        f"{counted(analysis.images, 'image')}, {counted(len(analysis.layers), 'layer')}"
     )
     if cached:
         print(f"{what} already cached in {path}")
@@ -786,6 +800,7 @@ def _run_cnnvis(args: argparse.Namespace) -> None:
     else:
         raise CliError(f"--clusters takes a number of clusters or meanshift, not '{args.clusters}'")
     model = resolve_model(_model_name(args), weights=args.weights)
+    _note_untrained(model)
     source = open_source(args.data)
     if not source.classes or source.labels is None:
         raise CliError(

@@ -453,3 +453,33 @@ def test_weights_import_says_what_the_file_is_in_one_line(
     err = capsys.readouterr().err
     assert err.startswith(f"convlens: {message}") and err.count("\n") == 1, err
     assert "pickled" not in err or name.endswith(".pkl")
+
+
+def test_prepare_with_untrained_weights_says_so_and_keys_the_cache_by_the_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from convlens.activations import cache_path
+    from convlens.models import load_model
+
+    argv = ["prepare", "--model", "deepeyes", "--data", "fashion-mnist:test", "--limit", "20"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err == f"note: {load_model('deepeyes').weights_note}\n"
+    assert "deepeyes is untrained" in captured.err
+    assert captured.out.startswith("deepeyes (untrained weights) on fashion-mnist:test: 20 images")
+    untrained = cache_path(load_model("deepeyes"), "fashion-mnist:test", limit=20)
+    assert untrained.is_file()
+
+    # other weights under the same name never find the untrained statistics
+    trained = load_model("deepeyes", device="cpu").module
+    with torch.no_grad():
+        trained.classifier.fc2.bias += 1.0
+    weights = tmp_path / "trained.pt"
+    torch.save(trained.state_dict(), weights)
+    assert main([*argv, "--weights", str(weights)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "", "weights from a file are not untrained"
+    assert "(file weights)" in captured.out and "already cached" not in captured.out
+    assert cache_path(load_model("deepeyes", weights=weights), "fashion-mnist:test", limit=20) != (
+        untrained
+    )
