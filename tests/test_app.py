@@ -407,3 +407,20 @@ def test_training_page_starts_a_run_that_trains_in_its_own_process() -> None:
     at.button(key="run_delete").click().run()
     assert not at.exception
     assert not run.exists()
+
+
+def test_the_run_stays_out_of_the_address_bar_of_pages_that_do_not_show_runs() -> None:
+    """A recorded run is DeepEyes' and Training's: after picking a run model and then another
+    model, the Network page's bookmark must not carry a stale `run=`."""
+    at = start()
+    at.switch_page("pages/network.py").run()
+    at.selectbox(key="model_widget").set_value("fashion_basecnn").run()
+    assert not at.exception
+    assert at.session_state["run"] == "fashion_basecnn", "the run model is the run DeepEyes opens"
+    assert "run" not in at.query_params
+    at.selectbox(key="model_widget").set_value("efficientnet_lite0").run()
+    assert not at.exception
+    assert "run" not in at.query_params
+    at.switch_page("pages/training.py").run()
+    assert not at.exception
+    assert at.query_params.get("run")

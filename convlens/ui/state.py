@@ -7,9 +7,11 @@ from collections.abc import Callable, Sequence
 
 import streamlit as st
 
-SHARED_URL_KEYS = ("model", "image", "layer", "filter", "run")
-# Keys that only one page reads, by its URL path: only that page's address bar shows them.
+SHARED_URL_KEYS = ("model", "image", "layer", "filter")
+# Keys that only some pages read, by their URL path: only their address bars show them.
 PAGE_URL_KEYS = {
+    "training": ("run",),
+    "deepeyes": ("run",),
     "filters": ("show", "sort", "page"),
     "cnnvis": (
         "groups",
@@ -26,7 +28,9 @@ PAGE_URL_KEYS = {
         "compare",
     ),
 }
-URL_KEYS = SHARED_URL_KEYS + tuple(key for keys in PAGE_URL_KEYS.values() for key in keys)
+URL_KEYS = tuple(
+    dict.fromkeys(SHARED_URL_KEYS + tuple(key for keys in PAGE_URL_KEYS.values() for key in keys))
+)
 
 
 def restore_from_url() -> None:
