@@ -30,7 +30,7 @@ from convlens.ui.filters import (
     sort_filters,
     unit_bars,
 )
-from convlens.ui.sidebar import page_setup
+from convlens.ui.sidebar import page_setup, show_image_problem
 from convlens.ui.state import keep_valid, persisted, upload_digest
 from convlens.weights import filter_tiles, layer_weight
 
@@ -43,6 +43,7 @@ st.caption(
 )
 model = selection.model
 image = selection.image
+show_image_problem(selection)
 if model is None or image is None:
     st.stop()
 if not model.pretrained:

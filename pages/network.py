@@ -7,7 +7,7 @@ from convlens.style import NETWORK_IMAGE_WIDTH
 from convlens.ui.cache import cached_graph, cached_predictions
 from convlens.ui.chain import render_chain
 from convlens.ui.details import render_details
-from convlens.ui.sidebar import page_setup
+from convlens.ui.sidebar import page_setup, show_image_problem
 from convlens.ui.state import upload_digest
 
 selection = page_setup("network")
@@ -40,6 +40,7 @@ with details_column:
     else:
         st.session_state["layer"] = selected
         render_details(graph, graph.node(selected), selection.model_key)
+    show_image_problem(selection)
     if selection.image is not None:
         predictions = cached_predictions(
             *selection.model_key,

@@ -424,3 +424,13 @@ def test_the_run_stays_out_of_the_address_bar_of_pages_that_do_not_show_runs() -
     at.switch_page("pages/training.py").run()
     assert not at.exception
     assert at.query_params.get("run")
+
+
+@pytest.mark.parametrize("page_file", ["pages/network.py", "pages/filters.py"])
+def test_a_bad_image_is_explained_on_the_page_not_only_in_the_sidebar(page_file: str) -> None:
+    at = start({"image": "fashion-mnist:test:12000"})
+    at.switch_page(page_file).run()
+    assert not at.exception
+    sidebar_errors = [e.value for e in at.sidebar.error]
+    assert sidebar_errors and "fashion-mnist" in sidebar_errors[0].lower()
+    assert sidebar_errors[0] in [w.value for w in at.main.warning]

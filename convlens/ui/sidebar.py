@@ -45,6 +45,7 @@ class Selection:
     weights_source: str
     model: LoadedModel | None
     image: LoadedImage | None
+    image_problem: str | None = None  # why there is no image, in one sentence
 
     @property
     def model_key(self) -> tuple[str, str | None, str]:
@@ -97,8 +98,14 @@ def render_sidebar() -> Selection:
             _image_for(model)
         st.markdown("### Image")
         fashion = model is not None and model.reads_fashion_mnist
-        image = _image_picker(FASHION_DEFAULT_IMAGE if fashion else DEFAULT_IMAGE)
-    return Selection(name, weights, source, model, image)
+        image, problem = _image_picker(FASHION_DEFAULT_IMAGE if fashion else DEFAULT_IMAGE)
+    return Selection(name, weights, source, model, image, problem)
+
+
+def show_image_problem(selection: Selection) -> None:
+    """Say on the page, not only in the sidebar, why there is no image to show."""
+    if selection.image is None:
+        st.warning(selection.image_problem or "Choose an image in the sidebar.")
 
 
 def _model_picker() -> str:
@@ -229,9 +236,9 @@ def _load_model(name: str, weights: str | None, source: str) -> LoadedModel | No
     return model  # the Network and Filters pages say what untrained weights mean
 
 
-def _image_picker(default: str) -> LoadedImage | None:
+def _image_picker(default: str) -> tuple[LoadedImage | None, str | None]:
     """The image controls, starting from `default` when neither the session nor the URL names
-    an image."""
+    an image; returns the image, or None and why not."""
     samples = list_samples()
     current = st.session_state.get("image") or default
     choices = [*samples, FASHION_CHOICE, UPLOAD_CHOICE, OTHER_CHOICE]
@@ -268,7 +275,7 @@ def _image_picker(default: str) -> LoadedImage | None:
             source = current
         else:
             st.info("Choose an image file to upload.")
-            return None
+            return None, "Upload an image in the sidebar."
     elif choice == OTHER_CHOICE:
         st.session_state.setdefault("other_source", "")
         source = st.text_input(
@@ -279,15 +286,15 @@ def _image_picker(default: str) -> LoadedImage | None:
             **persisted("other_source"),
         ).strip()
         if not source:
-            return None
+            return None, "Type an image source in the sidebar."
     st.session_state["image"] = source
     try:
         image = cached_image(source, upload_digest(source), uploads())
     except ImageSourceError as error:
         st.error(str(error))
-        return None
+        return None, str(error)
     st.image(image.image, caption=_caption(image), width="stretch")
-    return image
+    return image, None
 
 
 def _fashion_test_index(source: str) -> int | None:
