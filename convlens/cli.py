@@ -15,6 +15,47 @@ if TYPE_CHECKING:
     from convlens.models import LoadedModel
 
 
+JSON_INDENT = 2
+JSON_WIDTH = 100
+
+
+_JSON_LINE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
+
+
+def json_text(value: object, level: int = 0) -> str:
+    """Return `value` as the JSON that every `--json` prints: an object or list on one line when
+    it fits in JSON_WIDTH, and a list of plain values (numbers, strings: a neuron's statistics)
+    however long; else one item a line, indented by JSON_INDENT a level. NaN is a ValueError."""
+    if not isinstance(value, dict | list | tuple) or not value:
+        return _JSON_LINE.encode(value)
+    room = JSON_WIDTH - JSON_INDENT * level
+    if 3 * len(value) <= room:  # else it cannot fit: each item takes ", " and a character
+        line = _JSON_LINE.encode(value)
+        if len(line) <= room:
+            return line
+    if not isinstance(value, dict) and not any(
+        isinstance(item, dict | list | tuple) for item in value
+    ):
+        return _JSON_LINE.encode(value)
+    pad = " " * (JSON_INDENT * (level + 1))
+    if isinstance(value, dict):
+        # json.dumps writes a number, true or null key as a string; so does this
+        lines = [
+            f"{pad}{_JSON_LINE.encode(key if isinstance(key, str) else json.dumps(key))}: "
+            f"{json_text(item, level + 1)}"
+            for key, item in value.items()
+        ]
+        opening, closing = "{", "}"
+    else:
+        lines = [f"{pad}{json_text(item, level + 1)}" for item in value]
+        opening, closing = "[", "]"
+    return f"{opening}\n" + ",\n".join(lines) + f"\n{' ' * (JSON_INDENT * level)}{closing}"
+
+
+def _print_json(value: object) -> None:
+    print(json_text(value))
+
+
 class CliError(Exception):
     """A usage or input error: printed as one line, exit status 2."""
 
@@ -330,7 +371,7 @@ def _run_models(args: argparse.Namespace) -> None:
             }
             for entry in entries
         ]
-        print(json.dumps(rows, indent=2))
+        _print_json(rows)
         return
     width = max(len(entry.name) for entry in entries) + 2
     print(f"{'name':<{width}}{'input':<14}{'classes':>8}  weights")
@@ -359,7 +400,7 @@ def _run_predict(args: argparse.Namespace) -> None:
                 for p in predictions
             ],
         }
-        print(json.dumps(payload, indent=2))
+        _print_json(payload)
         return
     _note_untrained(model)
     print(f"{model.name} ({model.weights_status} weights) on {image.source}:")
@@ -406,7 +447,7 @@ def _run_graph(args: argparse.Namespace) -> None:
             ],
             "edges": [list(edge) for edge in graph.edges],
         }
-        print(json.dumps(payload, indent=2))
+        _print_json(payload)
         return
     print(
         f"{name}: {counted(len(graph.layers), 'layer')}, "
@@ -519,7 +560,7 @@ def _run_runs(args: argparse.Namespace) -> None:
     runs = list_runs()
     if args.json:
         keys = ("path", "arch", "status", "step", "test_accuracy")
-        print(json.dumps([{key: asdict(run)[key] for key in keys} for run in runs], indent=2))
+        _print_json([{key: asdict(run)[key] for key in keys} for run in runs])
         return
     if not runs:
         print("no runs yet; train one with `python -m convlens train --arch deepeyes --epochs 1`")
@@ -579,7 +620,7 @@ def _annotations_list(args: argparse.Namespace) -> None:
 
     rows = AnnotationStore().list_annotations(model=args.model)
     if args.json:
-        print(json.dumps([row.to_dict() for row in rows], indent=2, ensure_ascii=False))
+        _print_json([row.to_dict() for row in rows])
         return
     if not rows:
         print("no annotations yet; add one with `convlens annotations set --model NAME ...`")
@@ -665,7 +706,7 @@ def _annotations_ablate(args: argparse.Namespace) -> None:
     finally:
         bar.close()
     if args.json:
-        print(result.to_json())
+        _print_json(result.to_dict())
         return
     on = f"on {counted(result.images, 'image')} of {args.data}"
     if not result.ablated_filters:
@@ -726,7 +767,7 @@ def _run_analyze(args: argparse.Namespace) -> None:
     finally:
         bar.close()
     if args.out or args.json:
-        text = json.dumps(analysis.to_json(), allow_nan=False)
+        text = json_text(analysis.to_json())
         if args.out:
             Path(args.out).write_text(text + "\n")
         if args.json:
@@ -774,7 +815,7 @@ def _run_deepeyes(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise CliError(str(error)) from error
     if args.json:
-        print(json.dumps(diagnosis.to_json(), allow_nan=False))
+        _print_json(diagnosis.to_json())
         return
     print(describe(diagnosis))
 
@@ -832,7 +873,7 @@ def _run_cnnvis(args: argparse.Namespace) -> None:
         Options(expanded=expanded, method=method, clusters=clusters),
     )
     if out.suffix.lower() == ".json":
-        out.write_text(json.dumps(view.to_json(), allow_nan=False) + "\n")
+        out.write_text(json_text(view.to_json()) + "\n")
     else:
         spec = draw(
             view, patch_images(source.load, model.transform), facet=args.facet, palette=args.palette

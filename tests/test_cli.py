@@ -483,3 +483,68 @@ def test_prepare_with_untrained_weights_says_so_and_keys_the_cache_by_the_weight
     assert cache_path(load_model("deepeyes", weights=weights), "fashion-mnist:test", limit=20) != (
         untrained
     )
+
+
+def test_every_json_output_is_written_by_one_helper_with_one_indentation(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from convlens.cli import JSON_INDENT, json_text
+
+    commands = [
+        ["models", "--json"],
+        ["predict", "--image", "sample:chelsea", "--top", "3", "--json"],
+        ["graph", "--model", "deepeyes", "--json"],
+        ["runs", "--json"],
+        ["deepeyes", "--run", "fashion_deepeyes", "--json"],
+        ["annotations", "list", "--json"],
+        [
+            "analyze",
+            "--model",
+            "deepeyes",
+            "--data",
+            "fashion-mnist:test",
+            "--limit",
+            "10",
+            "--layers",
+            "features.conv1",
+            "--top-k",
+            "2",
+            "--json",
+        ],  # fmt: skip
+        [
+            "annotations",
+            "ablate",
+            "--model",
+            "deepeyes",
+            "--data",
+            "fashion-mnist:test",
+            "--limit",
+            "10",
+            "--json",
+        ],  # fmt: skip
+    ]
+    assert main(["annotations", "set", "--model", "deepeyes", "--layer", "features.conv1",
+                 "--filter", "3", "--label", "useless", "--note", "café"]) == 0  # fmt: skip
+    capsys.readouterr()
+    outputs = {}
+    for argv in commands:
+        assert main(argv) == 0, argv
+        out = outputs[argv[0] + argv[1]] = capsys.readouterr().out
+        assert out == json_text(json.loads(out)) + "\n", argv
+        assert out.startswith(("{\n", "[\n")), argv  # indented, not one compact line
+        indents = {len(line) - len(line.lstrip(" ")) for line in out.splitlines()}
+        assert all(indent % JSON_INDENT == 0 for indent in indents), argv
+    assert '"note": "café"' in outputs["annotationslist"], "non-ASCII is written as it is"
+
+
+def test_json_text_keeps_long_lists_of_numbers_on_one_line_and_refuses_nan() -> None:
+    from convlens.cli import json_text
+
+    value = {"model": "m", "layers": [{"id": "conv", "max": [0.5] * 100}]}
+    assert json_text(value) == (
+        '{\n  "model": "m",\n  "layers": [\n    {\n      "id": "conv",\n'
+        f'      "max": {json.dumps([0.5] * 100)}\n    }}\n  ]\n}}'
+    )
+    assert json_text({"a": [1, 2], "b": None}) == '{"a": [1, 2], "b": null}'
+    with pytest.raises(ValueError):
+        json_text({"x": float("nan")})
