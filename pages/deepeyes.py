@@ -325,23 +325,42 @@ def forget_filter() -> None:
     st.session_state["deepeyes_filter"] = NO_FILTER
 
 
-def pick_filter(chart_key: str, layer: str):
-    """Return the callback that makes a click on a filter in a chart the selected filter."""
+def latest(key: str) -> object:
+    """Return the state `key` as the user last set it: its widget's value when the widget is on
+    the page, which a callback sees before the widget's own callback copies it to `key`."""
+    return st.session_state.get(f"{key}_widget", st.session_state.get(key))
+
+
+def pick_filter(chart_key: str, run: str, layer: str):
+    """Return the callback that makes a click on a filter in one of `layer`'s charts of `run` the
+    selected filter.
+
+    The browser may send a chart's last selection again after the page stopped drawing the
+    chart (another layer or run shown since): such a selection is ignored, so that it never
+    brings back its filter, nor its layer over the one the user picked since."""
 
     def callback() -> None:
+        if latest("run") != run or latest("deepeyes_layer") != layer:
+            return
         state = st.session_state.get(chart_key) or {}
         picked = (state.get("selection") or {}).get("filter_pick") or []
         if picked and "filter" in picked[0]:
-            st.session_state["deepeyes_layer"] = layer
             st.session_state["deepeyes_filter"] = int(picked[0]["filter"])
 
     return callback
 
 
-def inspect_controls(filters: dict[str, int]) -> tuple[str, int | None]:
-    """Return the layer whose maps are shown and the selected filter (None: none)."""
+def inspect_controls(run: str, filters: dict[str, int]) -> tuple[str, int | None]:
+    """Return the layer whose maps are shown and the selected filter (None: none).
+
+    The layer and the filter stay when the user picks another run that has them; a layer this
+    run lacks gives way to its first layer, with a line that says so, and the filter goes."""
     layers = list(filters)
-    if st.session_state.get("deepeyes_layer") not in layers:
+    wanted = st.session_state.get("deepeyes_layer")
+    if wanted not in layers:
+        if wanted is not None:
+            st.info(f"{Path(run).name} has no layer {wanted}: it shows {layers[0]}.")
+            forget_filter()
         st.session_state["deepeyes_layer"] = layers[0]
     layer = st.session_state["deepeyes_layer"]
     chosen = st.session_state.get("deepeyes_filter", NO_FILTER)
@@ -534,7 +553,10 @@ def maps(
     classes: list[str],
     dead_maximum: float,
 ) -> None:
-    """Draw the input map and the filter map of `layer`, and the patches they point at."""
+    """Draw the input map and the filter map of `layer`, and the patches they point at.
+
+    The charts' keys name the run: a selection in one run's chart stays with that run."""
+    run = run_reference(run_path)
     activations = cached_probe(run_path, step)[layer]
     references: dict[str, int] = st.session_state.setdefault("deepeyes_reference", {})
     reference_key = f"{run_path}|{layer}"
@@ -545,7 +567,7 @@ def maps(
     fires = firing(activations, selected, dead_maximum) if selected is not None else None
     left, right = st.columns(2, gap="large")
     with left:
-        key = f"deepeyes_input_map_{layer}_{reference}"
+        key = f"deepeyes_input_map_{run}_{layer}_{reference}"
         event = st.altair_chart(
             input_map_chart(
                 placed, classes, fires, f"Input map: {len(placed.labels)} patches by label"
@@ -574,13 +596,13 @@ def maps(
             )
     with right:
         mapped = cached_filter_map(run_path, layer, step, dead_maximum, len(classes))
-        key = f"deepeyes_filter_map_{layer}"
+        key = f"deepeyes_filter_map_{run}_{layer}"
         st.altair_chart(
             filter_map_chart(
                 mapped, classes, selected, f"Filter map: {len(mapped.top_label)} filters"
             ),
             key=key,
-            on_select=pick_filter(key, layer),
+            on_select=pick_filter(key, run, layer),
             selection_mode="filter_pick",
             width="stretch",
         )
@@ -756,7 +778,7 @@ def layer_perplexity(
     st.markdown(stability_sentence(part))
 
 
-def filter_activity(part: LayerDiagnosis, step: int, selected: int | None) -> None:
+def filter_activity(run: str, part: LayerDiagnosis, step: int, selected: int | None) -> None:
     """Draw one layer's filter-activity heatmaps under the thresholds that outline them; a click
     on a cell selects its filter."""
     activity_threshold_inputs()
@@ -765,11 +787,11 @@ def filter_activity(part: LayerDiagnosis, step: int, selected: int | None) -> No
         (maximum_column, "maximum", f"{part.layer}: maximum activation"),
         (frequency_column, "frequency", f"{part.layer}: activation frequency"),
     ):
-        key = f"deepeyes_cells_{part.layer}_{measure}"
+        key = f"deepeyes_cells_{run}_{part.layer}_{measure}"
         column.altair_chart(
             filter_activity_chart(part.heatmap, measure, title, selected),
             key=key,
-            on_select=pick_filter(key, part.layer),
+            on_select=pick_filter(key, run, part.layer),
             selection_mode="filter_pick",
             width="stretch",
         )
@@ -786,8 +808,9 @@ def layer_section(
 ) -> None:
     """One layer: its perplexity, its filters' activity, its input map and filter map."""
     step = diagnosis.step
+    run = run_reference(run_path)
     layer, selected = inspect_controls(
-        {part.layer: len(part.heatmap.maximum) for part in diagnosis.layers}
+        run, {part.layer: len(part.heatmap.maximum) for part in diagnosis.layers}
     )
     part = next(part for part in diagnosis.layers if part.layer == layer)
     layer_perplexity(part, histograms[layer], step)
@@ -797,7 +820,7 @@ def layer_section(
         "responds above half that maximum. Outlined: dead or always-on filters; ringed: the "
         "selected filter. Click a cell to select its filter."
     )
-    filter_activity(part, step, selected)
+    filter_activity(run, part, step, selected)
     st.subheader(f"{layer}: input map and filter map at step {step}")
     try:
         maps(run_path, steps, step, layer, selected, classes, dead_maximum)

@@ -390,11 +390,94 @@ def test_a_box_dragged_on_the_input_map_shows_its_patches():
     box["y"] = [float(np.quantile(ys, 0.3)), float(np.quantile(ys, 0.6))]
     expected = points_in_box(np.column_stack([xs, ys]), box["x"], box["y"])
     assert len(expected) > 0
-    at.session_state["deepeyes_input_map_features.conv1_5628"] = {"selection": {"patch_brush": box}}
+    at.session_state["deepeyes_input_map_fashion_deepeyes_features.conv1_5628"] = {
+        "selection": {"patch_brush": box}
+    }
     rerun(at)
     assert f"**{len(expected)} patches in the box**" in all_text(at)
     images = patch_images(at)
     assert [image.caption.split("#")[1] for image in images] == [str(i) for i in expected[:40]]
+
+
+def chart_click(chart, filter_index: int):
+    """Return the widget state the browser sends for a click on filter `filter_index`."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    selection = {"selection": {"filter_pick": [{"filter": filter_index}]}}
+    return WidgetState(id=chart.proto.id, string_value=json.dumps(selection))
+
+
+def send(at: AppTest, clicks: tuple = ()) -> AppTest:
+    """Run the page as the browser does after an interaction: with the page's widgets and the
+    chart selections in `clicks` ((chart, filter) pairs), also those of charts the page no longer
+    draws, whose last selection the browser still holds."""
+    states = at._tree.get_widget_states()
+    states.widgets.extend(chart_click(chart, index) for chart, index in clicks)
+    at._run(states)
+    assert not at.exception, at.exception
+    return at
+
+
+def switch_run(at: AppTest, run: str, replayed: tuple = ()) -> AppTest:
+    """Pick another run in the run picker, with the browser's stale chart selections."""
+    at.selectbox(key="run_widget").set_value(run)
+    return send(at, replayed)
+
+
+def test_a_click_on_a_cell_selects_its_filter():
+    at = open_deepeyes({"de_view": "layer"})
+    (cells,) = charts_titled(at, "features.conv1: activation frequency")
+    send(at, ((cells, 3),))
+    assert at.query_params["de_filter"] == "3"
+    assert "**Filter 3** fires on" in all_text(at)
+
+
+def test_switching_the_run_keeps_the_layer_despite_a_stale_cell_selection():
+    """The browser test's steps: a click on filter 3's cell in conv1, then fc1, then the small
+    run. The browser still holds conv1's cell selection and sends it with the run switch: it must
+    not bring conv1 (and filter 3) back."""
+    at = open_deepeyes({"de_view": "layer"})
+    (cells,) = charts_titled(at, "features.conv1: activation frequency")
+    send(at, ((cells, 3),))
+    assert at.query_params["de_filter"] == "3"
+    at.selectbox(key="deepeyes_layer_widget").set_value("classifier.fc1")
+    rerun(at)
+    assert "de_filter" not in at.query_params
+    switch_run(at, "fashion_deepeyes_small", replayed=((cells, 3),))
+    assert at.selectbox(key="deepeyes_layer_widget").value == "classifier.fc1"
+    assert at.query_params["de_layer"] == "classifier.fc1"
+    assert "de_filter" not in at.query_params
+    assert "classifier.fc1 at step 5628: 3 of 100 dead (44, 54, 70)" in all_text(at)
+    rerun(at)  # and on the next run too
+    assert at.query_params["de_layer"] == "classifier.fc1"
+
+
+def test_switching_the_run_keeps_a_filter_the_layer_has_there():
+    at = open_deepeyes({"de_view": "layer", "de_layer": "classifier.fc1", "de_filter": "42"})
+    switch_run(at, "fashion_deepeyes_small")
+    assert at.query_params["de_layer"] == "classifier.fc1"
+    assert at.query_params["de_filter"] == "42"
+    assert "**Filter 42** fires on" in all_text(at)
+    at = open_deepeyes({"de_view": "layer", "de_layer": "classifier.fc1", "de_filter": "300"})
+    switch_run(at, "fashion_deepeyes_small")  # its fc1 has 100 units
+    assert at.query_params["de_layer"] == "classifier.fc1"
+    assert "de_filter" not in at.query_params
+
+
+def test_switching_to_a_run_without_the_layer_says_so_and_shows_its_first_layer():
+    at = open_deepeyes(
+        {"run": "fashion_basecnn", "de_view": "layer", "de_layer": "features.conv3_1"}
+    )
+    at.selectbox(key="deepeyes_filter_widget").set_value(5)
+    rerun(at)
+    switch_run(at, "fashion_deepeyes")
+    assert at.selectbox(key="deepeyes_layer_widget").value == "features.conv1"
+    assert at.query_params["de_layer"] == "features.conv1"
+    assert "de_filter" not in at.query_params, "filter 5 of another layer means nothing here"
+    (line,) = [info.value for info in at.info if "has no layer" in info.value]
+    assert line == "fashion_deepeyes has no layer features.conv3_1: it shows features.conv1."
+    rerun(at)
+    assert not [info for info in at.info if "has no layer" in info.value]
 
 
 def test_a_later_snapshot_is_placed_in_the_map_of_the_first_one():

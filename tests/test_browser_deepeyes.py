@@ -141,6 +141,10 @@ def test_deepeyes_page_in_chromium(tmp_path: Path) -> None:
         choose(page, "Run", "fashion_deepeyes_small (shipped)")
         wait_for_text(page, "classifier.fc1 at step 5628: 3 of 100 dead")
         wait_for_app(page)
+        # the layer stays, and conv1's cell selection, which the browser still holds, is not
+        # taken for a click: neither conv1 nor its filter 3 comes back
+        page.wait_for_url("**de_layer=classifier.fc1*", timeout=30_000)
+        assert "de_filter" not in page.url
         show_section(page, "Diagnosis")
         wait_for_text(page, "3 of 100 units dead at step 5628")
         wait_for_app(page)
