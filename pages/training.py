@@ -38,7 +38,9 @@ arch = st.segmented_control(
     help="deepeyes: DeepEyes' MNIST network (2 conv, 2 fc); basecnn: CNNVis' BaseCNN (10 conv)",
 )
 arch = arch or "deepeyes"
-with st.form("start_run", border=True):
+# Only the button starts a run: Enter in a number field would start one with the settings typed
+# so far, and a user who types them one by one would start several runs at once.
+with st.form("start_run", border=True, enter_to_submit=False):
     epochs_column, seed_column = st.columns(2)
     epochs = epochs_column.number_input("Epochs", 1, 200, 3, key="train_epochs")
     seed = seed_column.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
