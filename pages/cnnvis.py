@@ -13,7 +13,13 @@ from convlens.activations import SHIPPED_DATA, open_source
 from convlens.cnnvis.debugging import MEASURES
 from convlens.cnnvis.drawing import FACETS, PALETTES, PICTURE_WIDTH, draw
 from convlens.cnnvis.pipeline import CLUSTER_METHODS, IMPORTANCE_MEASURES
-from convlens.cnnvis.view import THRESHOLD_SHARE, Options, default_groups, quality_flags
+from convlens.cnnvis.view import (
+    THRESHOLD_SHARE,
+    Options,
+    default_groups,
+    matched_groups,
+    quality_flags,
+)
 from convlens.data import ImageSourceError
 from convlens.models import list_models
 from convlens.runs import model_run
@@ -295,7 +301,7 @@ drawing = {
     "rank": patch - 1,
     "palette": palette,
     "show_weak": weak,
-    "width": PICTURE_WIDTH if compare == "none" else PICTURE_WIDTH / 2,
+    "width": PICTURE_WIDTH,
 }
 chart = draw(
     view,
@@ -309,19 +315,19 @@ if moves and st.button(
 ):
     set_state("moves", "")
     st.rerun()
-mine, theirs = st.columns(2) if compare != "none" else (st.container(), None)
-with mine:
-    if theirs is not None:
-        st.markdown(f"**{selection.model_name}**")
-    st.altair_chart(chart, on_select="rerun", selection_mode=["neuron", "group"], key=chart_key())
-    st.caption(
-        "Brown dashed frame: an impure cluster, under half of its top patches from one class. "
-        "Orange frames: the neurons of the quality flags selected below."
-    )
+if compare != "none":
+    st.markdown(f"**{selection.model_name}**")
+st.altair_chart(chart, on_select="rerun", selection_mode=["neuron", "group"], key=chart_key())
+st.caption(
+    "Brown dashed frame: an impure cluster, under half of its top patches from one class. "
+    "Orange frames: the neurons of the quality flags selected below."
+)
 
 
 def comparison(name: str) -> None:
-    """The other model's picture with the same groups expanded (CNNVis 7.2), and its flags."""
+    """The other model's picture below this one, with the groups that match the expanded ones
+    expanded (CNNVis 7.2), and its flags. Each picture keeps the page's whole width: side by
+    side, at 1280 px, neither was readable."""
     other_key = (name, None, "")
     other = cached_model(*other_key)
     if tuple(other.input_size) != tuple(model.input_size):
@@ -335,20 +341,21 @@ def comparison(name: str) -> None:
     )
     if other_analysis is None:
         return
-    other_groups = {g.id for g in other_graph.groups}
-    other_options = replace(
-        options, expanded=tuple(g for g in chosen_groups if g in other_groups), moves=()
-    )
+    matches = matched_groups(graph, analysis, other_graph, other_analysis, chosen_groups)
+    other_options = replace(options, expanded=tuple(dict.fromkeys(matches.values())), moves=())
     other_view = cached_view(other_key, data, other_options, None, None, "weight", other_analysis)
-    st.markdown(f"**{name}** — the same layer groups expanded")
+    rule = "conv with conv, fc with fc, counted from the last"
+    st.markdown(
+        f"**{name}** — its groups matched by kind to the expanded ones ({rule}): "
+        + (", ".join(f"{mine} → {theirs}" for mine, theirs in matches.items()) or "none")
+    )
     st.altair_chart(draw(other_view, cached_patch_images(other_key, data), **drawing))
     with st.expander(f"Quality flags of {name}"):
         flags_table(quality_flags(other_view), None)
 
 
-if theirs is not None:
-    with theirs:
-        comparison(compare)
+if compare != "none":
+    comparison(compare)
 
 picked = newly_clicked_neuron(view)
 if picked is not None:
@@ -407,8 +414,9 @@ choice(
     compare_options,
     "compare",
     "none",
-    help="Draws it beside this one, e.g. fashion_basecnn against fashion_basecnn_x0.25 or "
-    "fashion_basecnn_shallow (CNNVis 7.2)",
+    help="Draws it below this one, its layer groups matched to the expanded ones by kind (conv with "
+    "conv, fc with fc, counted from the last), e.g. fashion_basecnn against fashion_basecnn_x0.25 "
+    "or fashion_basecnn_shallow (CNNVis 7.2)",
 )
 
 with st.expander("Export the picture for slides"):

@@ -12,6 +12,7 @@ from test_app import all_text, start
 
 from convlens.activations import SHIPPED_DATA, analyze
 from convlens.cli import main
+from convlens.cnnvis.drawing import HEIGHT, MATRIX_KEY_LINE, PICTURE_WIDTH
 from convlens.models import load_model
 
 FASHION = {"model": "fashion_basecnn_x0.25", "image": "fashion-mnist:test:0"}
@@ -144,17 +145,68 @@ def test_cli_writes_json_svg_and_png(tmp_path):
     assert cnnvis_cli(out, "--layers", "features.nope") == 2
 
 
-def test_comparison_draws_the_other_model_beside_with_the_same_groups():
-    at = open_cnnvis({**FASHION, "groups": "g3", "compare": "fashion_deepeyes_small"})
-    charts = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+def main_sequence(at) -> list:
+    """The page's elements in the order they are drawn, each with its depth under the main area."""
+
+    def walk(node, depth: int):
+        yield node, depth
+        for child in getattr(node, "children", {}).values():
+            yield from walk(child, depth + 1)
+
+    return list(walk(at.main, 0))
+
+
+def test_comparison_draws_the_other_model_below_with_groups_matched_by_kind():
+    """Issue 14: side by side, the activations facet squeezed the first picture to a sliver and
+    the second to half the page; now each keeps the page's width, the second below the first,
+    and its groups match the expanded ones by kind (conv with conv, fc with fc, from the last)."""
+    compare = {**FASHION, "groups": "g3,g4", "compare": "fashion_deepeyes_small"}
+    at = open_cnnvis({**compare, "facet": "activations"})
+    sequence = main_sequence(at)
+    charts = [(i, n) for i, (n, depth) in enumerate(sequence) if n.type == "vega_lite_chart"]
     assert len(charts) >= 2
-    theirs = {row["node"] for row in layer_values(charts[1], "image")}
-    assert theirs == set()  # the DeepEyes network has no group g3: nothing expanded there
+    (first, mine), (second, theirs) = charts[:2]
+    # below, not beside: both straight in the main area, the other model's heading between them
+    assert sequence[first][1] == sequence[second][1] == 1
+    [heading] = [
+        i
+        for i, (n, _) in enumerate(sequence)
+        if n.type == "markdown" and n.value.startswith("**fashion_deepeyes_small**")
+    ]
+    assert first < heading < second
+    assert sequence[heading][0].value.endswith(
+        "(conv with conv, fc with fc, counted from the last): g3 → g1, g4 → g2"
+    )
+    specs = [json.loads(chart.proto.spec) for chart in (mine, theirs)]
+    cells = [
+        {row["node"] for row in layer_values(spec, "rect") if "class" in row} for spec in specs
+    ]
+    assert cells[0] == {
+        *(f"features.conv4_{i}" for i in (1, 2, 3)),
+        "classifier.fc1",
+        "classifier.fc2",
+    }
+    assert cells[1] == {"features.conv2", "classifier.fc1", "classifier.fc2"}
+    for spec in specs:  # each laid out for the page's whole width, not half of it
+        assert spec["width"] >= PICTURE_WIDTH * 0.8
+        assert spec["height"] == HEIGHT
+        # the key under the matrices wraps: a line wider than the page squeezed the picture
+        title = spec["title"]
+        assert isinstance(title["text"], list) and title["limit"] < spec["width"] * 0.7
+        assert all(len(line) <= MATRIX_KEY_LINE for line in title["text"])
+    # features facet: the same place, the same groups, patches instead of matrices
+    at = open_cnnvis({**compare, "facet": "features"})
+    charts = [n for n, _ in main_sequence(at) if n.type == "vega_lite_chart"]
+    patches = [
+        {row["node"] for row in layer_values(json.loads(c.proto.spec), "image")} for c in charts[:2]
+    ]
+    assert "features.conv2" in patches[1] and "features.conv1" not in patches[1]
+    widths = [json.loads(c.proto.spec)["width"] for c in charts[:2]]
+    assert all(width >= PICTURE_WIDTH * 0.8 for width in widths)
+    # a lower group with no counterpart in the shallower network expands nothing there
     at = open_cnnvis({**FASHION, "groups": "g1", "compare": "fashion_deepeyes_small"})
     charts = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
-    mine = {row["node"] for row in layer_values(charts[0], "image")}
-    theirs = {row["node"] for row in layer_values(charts[1], "image")}
-    assert mine == {"features.conv2_1", "features.conv2_2"} and theirs == {"features.conv2"}
-    assert "**fashion_deepeyes_small** — the same layer groups expanded" in [
-        m.value for m in at.markdown
-    ]
+    assert {row["node"] for row in layer_values(charts[1], "image")} == set()
+    assert any(m.value.endswith("counted from the last): none") for m in at.markdown)
+    help_text = at.selectbox(key="cnnvis_compare").help
+    assert "below this one" in help_text and "beside" not in help_text

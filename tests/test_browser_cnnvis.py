@@ -1,9 +1,11 @@
 """The CNNVis page in Chromium: the picture is drawn, a click on a collapsed group expands it,
-and a click on a neuron opens it in the Filters view."""
+a click on a neuron opens it in the Filters view, and a comparison at a projector's 1280 px
+draws both models readable, one below the other."""
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -12,18 +14,31 @@ import pytest
 
 from browser import app_server, browser_page, require_chromium, wait_for_app
 from convlens.activations import SHIPPED_DATA, analyze
-from convlens.cnnvis.drawing import layout, neuron_marks
+from convlens.cnnvis.drawing import HEIGHT, layout, neuron_marks
 from convlens.cnnvis.view import Options, build_view
 from convlens.graph import build_graph
 from convlens.models import load_model
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 MODEL = "fashion_basecnn_x0.25"
+COMPARED = "fashion_deepeyes_small"
 VEGA_PADDING = 5
 
 pytestmark = pytest.mark.browser
 
 require_chromium()
+
+
+@pytest.fixture(scope="module")
+def analysed_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ConvLens home with the analyses of MODEL and COMPARED, made once for the module."""
+    home = tmp_path_factory.mktemp("cnnvis_browser_home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONVLENS_OFFLINE", "1")
+        patch.setenv("CONVLENS_HOME", str(home))
+        for name in (MODEL, COMPARED):
+            analyze(load_model(name), SHIPPED_DATA)
+    return home
 
 
 def wait_for_picture(page):
@@ -48,13 +63,14 @@ def query(page) -> dict[str, str]:
 
 
 def test_expand_a_group_and_open_a_neuron_in_filters(
-    monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+    monkeypatch: pytest.MonkeyPatch, analysed_home: Path
 ) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     model = load_model(MODEL)
     graph = build_graph(model.module, model.input_size)
-    analysis = analyze(model, SHIPPED_DATA)  # into this test's ConvLens home, which the app reads
-    home = os.environ["CONVLENS_HOME"]
+    home = str(analysed_home)
+    monkeypatch.setenv("CONVLENS_HOME", home)
+    analysis = analyze(model, SHIPPED_DATA)  # from the home the app reads
     with app_server(env={"CONVLENS_HOME": home}) as url, browser_page(1600, 1000) as (page, log):
         page.goto(f"{url}/?model={MODEL}", timeout=120_000)
         wait_for_app(page)
@@ -119,4 +135,52 @@ def test_a_page_that_stops_early_keeps_its_bookmark(isolated_home: Path) -> None
             "() => window.location.search.includes('model=efficientnet_lite0')", timeout=30_000
         )
         assert query(page)["model"] == "efficientnet_lite0"
+        assert not log.console_errors and not log.outside_requests
+
+
+def plot_box(chart) -> tuple[float, float, float]:
+    """The width and height of a drawn picture's plot (Vega's root background), and its SVG's
+    width: a title or a key wider than the page squeezes the plot, not the SVG."""
+    svg = chart.locator("svg.marks").first
+    d = svg.locator("g.root > g > path.background").first.get_attribute("d")
+    width, height = (float(v) for v in re.match(r"M0,0h([\d.]+)v([\d.]+)", d).groups())
+    return width, height, float(svg.get_attribute("width"))
+
+
+def test_comparison_at_1280_px_draws_both_pictures_whole_one_below_the_other(
+    analysed_home: Path,
+) -> None:
+    """Issue 14: side by side at 1280 px, the activations facet squeezed the first picture to a
+    sliver with its labels on top of each other, and the second to half the page."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    env = {"CONVLENS_HOME": str(analysed_home)}
+    with app_server(env=env) as url, browser_page(1280, 720) as (page, log):
+        page.goto(
+            f"{url}/?model={MODEL}&compare={COMPARED}&facet=activations&groups=g3", timeout=120_000
+        )
+        wait_for_app(page)
+        page.get_by_role("link", name="CNNVis", exact=True).first.click()
+        for facet in ("activations", "features"):
+            if facet == "features":
+                page.locator("[data-testid='stButtonGroup']").get_by_text("features").click()
+                page.wait_for_function(
+                    "() => window.location.search.includes('facet=features')", timeout=60_000
+                )
+            wait_for_picture(page)
+            charts = page.locator("[data-testid='stVegaLiteChart']")
+            charts.nth(1).wait_for(timeout=60_000)
+            time.sleep(2)  # Vega draws after the element appears
+            state = query(page)
+            assert (state["compare"], state["facet"], state["groups"]) == (COMPARED, facet, "g3")
+            mine, theirs = charts.nth(0), charts.nth(1)
+            first, second = mine.bounding_box(), theirs.bounding_box()
+            assert second["y"] >= first["y"] + first["height"]  # below, not beside
+            assert first["width"] == second["width"] >= 700  # the page's width, at 1280 px
+            for chart in (mine, theirs):
+                width, height, drawn = plot_box(chart)
+                assert width >= 0.95 * drawn and height >= 0.75 * HEIGHT, (facet, width, height)
+            assert "counted from the last): g3 → g1" in page.inner_text("body")
+            theirs.scroll_into_view_if_needed()
+            page.screenshot(path=str(SCREENSHOTS / f"cnnvis_compare_{facet}.png"))
+        assert page.locator('[data-testid="stException"]').count() == 0
         assert not log.console_errors and not log.outside_requests

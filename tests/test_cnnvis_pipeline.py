@@ -4,6 +4,7 @@ information and the assembled view, on hand-made arrays, a tiny net and a shippe
 from __future__ import annotations
 
 from collections import OrderedDict
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -28,7 +29,15 @@ from convlens.cnnvis.pipeline import (
     redundant_groups,
     relevant_neurons,
 )
-from convlens.cnnvis.view import Options, build_view, cluster_pairs, covering, quality_flags
+from convlens.cnnvis.view import (
+    Options,
+    build_view,
+    cluster_pairs,
+    covering,
+    match_groups,
+    matched_groups,
+    quality_flags,
+)
 from convlens.graph import build_graph
 from convlens.models import load_model
 from convlens.runs import find_run
@@ -473,7 +482,7 @@ def test_activation_matrices_number_their_columns_under_the_cells(small_model) -
             mark = key[(key.text == str(index)) & (key.x.round(6) == centre)]
             assert len(mark) == 1 and mark["class"].iloc[0] == name
             assert mark.y.iloc[0] > mine.y2.max()  # under the matrices
-    assert matrix_key(["a", "b"]) == "Matrix columns, left to right: 0 a · 1 b"
+    assert matrix_key(["a", "b"]) == ["Matrix columns, left to right: 0 a · 1 b"]
     spec = draw(view, lambda *_: "", facet="activations").to_dict()
     assert spec["title"]["text"] == matrix_key(view.classes)
     assert "title" not in draw(view, lambda *_: "", facet="features").to_dict()
@@ -493,3 +502,55 @@ def test_cluster_labels_lead_with_their_majority_class(small_model) -> None:
             f"{purity.share:.0%} {view.classes[purity.majority_class]} · " if purity.patches else ""
         )
         assert row.label.startswith(f"{head}c{row.cluster} · {row.neurons}")
+
+
+def test_the_matrix_key_wraps_so_that_it_never_widens_the_picture() -> None:
+    """A key line wider than the page's column made Vega-Lite squeeze the picture to a sliver
+    (issue 14): the key wraps at MATRIX_KEY_LINE characters, at most MATRIX_KEY_LINES lines."""
+    from convlens.cnnvis.drawing import MATRIX_KEY_LINE, MATRIX_KEY_LINES, matrix_key
+
+    fashion = load_model("fashion_basecnn").class_names
+    lines = matrix_key(fashion)
+    assert 1 < len(lines) <= MATRIX_KEY_LINES
+    assert all(len(line) <= MATRIX_KEY_LINE for line in lines)
+    assert " · ".join(lines).replace(": · ", ": ").count(" · ") == len(fashion) - 1
+    assert lines[0].startswith("Matrix columns, left to right: 0 T-shirt/top")
+    many = matrix_key([f"class {i}" for i in range(1000)])
+    assert len(many) == MATRIX_KEY_LINES and many[-1].endswith(" …")
+    assert matrix_key(["x" * 200]) == ["Matrix columns, left to right:", "0 " + "x" * 200]
+
+
+def test_match_groups_pairs_groups_of_the_same_kind_counted_from_the_last() -> None:
+    deep = [("g0", "conv"), ("g1", "conv"), ("g2", "conv"), ("g3", "conv"), ("g4", "fc")]
+    shallow = [("g0", "conv"), ("g1", "conv"), ("g2", "conv"), ("g3", "fc")]
+    everything = [group for group, _ in deep]
+    assert match_groups(deep, shallow, everything) == {
+        "g1": "g0",
+        "g2": "g1",
+        "g3": "g2",  # the top conv group with the top conv group
+        "g4": "g3",  # fc with fc, never with a conv group of the same id
+    }
+    assert match_groups(deep, shallow, ["g0"]) == {}  # the shallow one has no fourth from last
+    assert match_groups(shallow, deep, ["g2", "g3"]) == {"g2": "g3", "g3": "g4"}
+    assert match_groups(deep, deep, ["g3", "g0"]) == {"g0": "g0", "g3": "g3"}  # network order
+    assert match_groups(deep, [("g0", "fc")], everything) == {"g4": "g0"}
+    assert match_groups(deep, shallow, []) == {}
+
+
+def test_matched_groups_of_the_shipped_deep_and_shallow_networks() -> None:
+    """fashion_basecnn_shallow has no fourth conv group: the deep one's last conv group (g3)
+    expands the shallow one's last conv group (g2), not its fc layers (g3)."""
+
+    def network(name: str):
+        model = load_model(name)
+        graph = build_graph(model.module, model.input_size)
+        analysed = [n for n in graph.chain if n.type in ("conv", "linear")]
+        return graph, SimpleNamespace(layers=[SimpleNamespace(id=n.id) for n in analysed])
+
+    deep, shallow = network("fashion_basecnn"), network("fashion_basecnn_shallow")
+    matches = matched_groups(*deep, *shallow, ["g3", "g4"])
+    assert matches == {"g3": "g2", "g4": "g3"}
+    for mine, theirs in matches.items():
+        kinds = {deep[0].node(n).type for n in deep[0].group(mine).nodes} - {"pool", "flatten"}
+        other = {shallow[0].node(n).type for n in shallow[0].group(theirs).nodes}
+        assert kinds == other - {"pool", "flatten"}

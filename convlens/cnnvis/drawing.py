@@ -51,6 +51,13 @@ PATCH_PIXELS = 32
 # Under the activation matrices: each column's class number, where a column is this wide at least.
 MATRIX_KEY = 16
 MATRIX_KEY_COLUMN = 7
+# The line that names those numbers, wrapped: a title wider than the page's column squeezes the
+# whole picture into what is left (Vega-Lite fits title and plot together into the width): 90
+# characters of 12 px text are about 430 px, well under the page's width at 1024 px. Lines past
+# MATRIX_KEY_LINES end in an ellipsis; a class name too long for a line is cut.
+MATRIX_KEY_LINE = 90
+MATRIX_KEY_PIXELS = 540
+MATRIX_KEY_LINES = 3
 
 
 @dataclass(frozen=True)
@@ -206,11 +213,20 @@ def matrix_key_marks(view: CnnvisView, geometry: Geometry) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def matrix_key(classes: Sequence[str]) -> str:
-    """The line under the activations facet that names the matrices' columns."""
-    return "Matrix columns, left to right: " + " · ".join(
-        f"{index} {name}" for index, name in enumerate(classes)
-    )
+def matrix_key(classes: Sequence[str], line: int = MATRIX_KEY_LINE) -> list[str]:
+    """The lines under the activations facet that name the matrices' columns, each at most
+    `line` characters (a longer class name alone on its line), at most MATRIX_KEY_LINES lines."""
+    lines = ["Matrix columns, left to right:"]
+    for index, name in enumerate(classes):
+        item = f"{index} {name}"
+        if len(lines[-1]) + len(item) + 3 <= line:
+            lines[-1] += f" {item}" if lines[-1].endswith(":") else f" · {item}"
+        else:
+            lines.append(item)
+    if len(lines) > MATRIX_KEY_LINES:
+        lines = lines[:MATRIX_KEY_LINES]
+        lines[-1] += " …"
+    return lines
 
 
 def outline_marks(
@@ -655,7 +671,7 @@ def draw(
                 anchor="start",
                 fontSize=FONT - 1,
                 fontWeight="normal",
-                limit=geometry.width,
+                limit=MATRIX_KEY_PIXELS,
             )
         )
     return picture.configure_view(stroke=None).configure_legend(orient="bottom")

@@ -229,6 +229,51 @@ def default_groups(graph: LayerGraph, analysis: Analysis) -> tuple[str, ...]:
     return tuple(ids[-2:-1] or ids[:1])
 
 
+def group_kind(graph: LayerGraph, group: GroupView) -> str:
+    """ "conv" for a group with a convolution among its analysed nodes, else "fc"."""
+    return "conv" if any(graph.node(node).type == "conv" for node in group.nodes) else "fc"
+
+
+def match_groups(
+    mine: Sequence[tuple[str, str]], theirs: Sequence[tuple[str, str]], expanded: Sequence[str]
+) -> dict[str, str]:
+    """For each expanded group of `mine`, the group of `theirs` that compares with it.
+
+    Both are (group id, kind) pairs in network order. A group matches the group of the same
+    kind at the same place counted from the end: the last conv group with the last conv group
+    (the highest conv layers, which the page expands by default and where purity tells most),
+    the one before with the one before, fc with fc. Counted from the end, a shallower network's
+    top conv group, not a conv group of the deeper one's middle, answers the deeper one's top
+    one; a group with no counterpart (the deeper network's lowest groups) is left out.
+    """
+    counted: dict[tuple[str, int], str] = {}
+    for kind in {kind for _, kind in theirs}:
+        same = [group for group, k in theirs if k == kind]
+        counted.update({(kind, len(same) - i): group for i, group in enumerate(same)})
+    matches = {}
+    for kind in {kind for _, kind in mine}:
+        same = [group for group, k in mine if k == kind]
+        for i, group in enumerate(same):
+            other = counted.get((kind, len(same) - i))
+            if group in expanded and other is not None:
+                matches[group] = other
+    return {group: matches[group] for group, _ in mine if group in matches}
+
+
+def matched_groups(
+    graph: LayerGraph,
+    analysis: Analysis,
+    other_graph: LayerGraph,
+    other_analysis: Analysis,
+    expanded: Sequence[str],
+) -> dict[str, str]:
+    """`match_groups` for two analysed networks: each expanded group of the first (in network
+    order) with the group of the second that compares with it."""
+    kinds = [(g.id, group_kind(graph, g)) for g in analysed_groups(graph, analysis, ())]
+    other = analysed_groups(other_graph, other_analysis, ())
+    return match_groups(kinds, [(g.id, group_kind(other_graph, g)) for g in other], expanded)
+
+
 def cluster_pairs(weights: np.ndarray, in_labels: np.ndarray, out_labels: np.ndarray) -> np.ndarray:
     """[mean positive, mean negative] weight for every (input cluster, output cluster) pair, as
     an (input clusters, output clusters, 2) array; labels are 0..k-1."""
