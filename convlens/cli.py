@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from convlens import __version__
+from convlens.ui.launch import add_serving_options
 
 if TYPE_CHECKING:
     from convlens.models import LoadedModel
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "app",
         help="start the app (streamlit run app.py, warmed up); extra options go to streamlit",
     )
+    add_serving_options(app)
     app.add_argument("streamlit_args", nargs=argparse.REMAINDER, metavar="STREAMLIT_OPTION")
 
     train = commands.add_parser(
@@ -410,7 +412,8 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 def _note_untrained(model: LoadedModel) -> None:
     """Say on stderr, in one line, that `model` has untrained weights (and how to get trained
-    ones): what it computes is then not what the pretrained network does."""
+    ones): what it computed is then not what the pretrained network does. Called once the work
+    succeeded, so that an error stays the only line."""
     if not model.pretrained:
         print(f"note: {model.weights_note}", file=sys.stderr)
 
@@ -757,8 +760,6 @@ def _run_analyze(args: argparse.Namespace) -> None:
     from convlens.models import resolve_model
 
     model = resolve_model(_model_name(args), weights=args.weights)
-    if not args.json:
-        _note_untrained(model)
     bar, progress = _progress_bar()
     try:
         analysis = analyze(model, args.data, progress=progress, **_analysis_options(args))
@@ -773,6 +774,7 @@ def _run_analyze(args: argparse.Namespace) -> None:
         if args.json:
             print(text)
             return
+    _note_untrained(model)
     print(describe(analysis))
 
 
@@ -784,8 +786,6 @@ def _run_prepare(args: argparse.Namespace) -> None:
     from convlens.models import resolve_model
 
     model = resolve_model(_model_name(args), weights=args.weights)
-    # the cache key holds the weights' fingerprint: these statistics are never shown for others
-    _note_untrained(model)
     bar, progress = _progress_bar()
     try:
         path = cache_path(model, args.data, **_analysis_options(args))
@@ -800,6 +800,8 @@ def _run_prepare(args: argparse.Namespace) -> None:
         f"{model.name} ({model.weights_status} weights) on {analysis.data}: "
         f"{counted(analysis.images, 'image')}, {counted(len(analysis.layers), 'layer')}"
     )
+    # the cache key holds the weights' fingerprint: these statistics are never shown for others
+    _note_untrained(model)
     if cached:
         print(f"{what} already cached in {path}")
     else:
@@ -841,7 +843,6 @@ def _run_cnnvis(args: argparse.Namespace) -> None:
     else:
         raise CliError(f"--clusters takes a number of clusters or meanshift, not '{args.clusters}'")
     model = resolve_model(_model_name(args), weights=args.weights)
-    _note_untrained(model)
     source = open_source(args.data)
     if not source.classes or source.labels is None:
         raise CliError(
@@ -882,6 +883,7 @@ def _run_cnnvis(args: argparse.Namespace) -> None:
             out.write_text(vl_convert.vegalite_to_svg(spec))
         else:
             out.write_bytes(vl_convert.vegalite_to_png(spec, scale=2))
+    _note_untrained(model)
     print(f"{model.name}: groups {', '.join(expanded)} expanded; written to {out}")
 
 
@@ -908,9 +910,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["app"] and not {"-h", "--help"} & set(argv[1:]):
         # Everything after `app` belongs to streamlit, which parses it itself.
-        from convlens.ui.launch import run_app
+        from convlens.ui.launch import AppOptionError, run_app
 
-        run_app(argv[1:])
+        try:
+            run_app(argv[1:])
+        except AppOptionError as error:
+            print(f"convlens: {error}", file=sys.stderr)
+            return 2
         return 0
     parser = build_parser()
     try:
