@@ -18,15 +18,23 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from convlens.activations import FASHION_MNIST_SOURCES, Progress, default_limit
+from convlens.access import FULL_ACCESS, Access
+from convlens.activations import Progress, default_limit
 from convlens.annotations import annotatable_layers
-from convlens.data import ArrayDataset, FolderDataset, fashion_mnist, image_folder
+from convlens.data import (
+    FASHION_MNIST_SOURCES,
+    ArrayDataset,
+    FolderDataset,
+    ImageSourceError,
+    fashion_mnist,
+    image_folder,
+    parse_dataset,
+)
 from convlens.graph import LayerGraph, build_graph
 from convlens.hooks import call_id
 from convlens.models import LoadedModel
@@ -76,17 +84,24 @@ class AblationResult:
 LabelledDataset = ArrayDataset | FolderDataset
 
 
-def labelled_dataset(source: str) -> LabelledDataset:
-    """Return the labelled images of `fashion-mnist:test`, `fashion-mnist:train` or an ImageFolder."""
-    source = source.strip()
-    if source in FASHION_MNIST_SOURCES:
-        return fashion_mnist(source.split(":")[1])
-    if Path(source).expanduser().is_dir():
-        return image_folder(source)
-    raise AblationError(
-        f"'{source}' is not a labelled image source; use {' or '.join(FASHION_MNIST_SOURCES)} "
-        "or an ImageFolder directory (one sub-folder per class)"
+def labelled_dataset(source: str, access: Access = FULL_ACCESS) -> LabelledDataset:
+    """Return the labelled images of `fashion-mnist:test`, `fashion-mnist:train` or an ImageFolder
+    that `access` may read (`convlens.data.parse_dataset`)."""
+    refusal = AblationError(
+        f"'{source.strip()}' is not a labelled image source; use "
+        f"{' or '.join(FASHION_MNIST_SOURCES)} or an ImageFolder directory (one sub-folder per class)"
     )
+    try:
+        name = parse_dataset(source, access)
+    except ImageSourceError:
+        if access.restricted:
+            raise  # the same sentence for every path a browser may not read
+        raise refusal from None
+    if name.kind == "fashion-mnist":
+        return fashion_mnist(name.split)
+    if name.kind == "folder":
+        return image_folder(name.folder)
+    raise refusal
 
 
 def _name_key(name: str) -> str:

@@ -52,13 +52,15 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
+from convlens.access import FULL_ACCESS, Access
 from convlens.allocator import reuse_freed_memory
 from convlens.data import (
     SAMPLE_NAMES,
-    ImageSourceError,
+    SAMPLES,
     fashion_mnist,
     image_folder,
     load_image,
+    parse_dataset,
 )
 from convlens.graph import ChainNode, LayerGraph, build_graph
 from convlens.models import LoadedModel, weights_source_key
@@ -68,9 +70,6 @@ from convlens.weights import weights_fingerprint
 REDUCES = ("mean", "max")
 DEFAULT_TOP_K = 9
 IMAGENET_LIMIT = 1_000
-SAMPLES = "samples"
-FASHION_MNIST_SOURCES = ("fashion-mnist:test", "fashion-mnist:train")
-DATA_FORMS = "fashion-mnist:test, fashion-mnist:train, samples or an ImageFolder directory"
 # Patches per layer on which the activation frequency is counted, as many as the training probe
 # samples (`convlens.training`); the standard error of a share is then at most 1.1 points.
 FREQUENCY_PATCHES = 2_000
@@ -226,13 +225,12 @@ class ImageSource:
     fingerprint: str
 
 
-def open_source(data: str) -> ImageSource:
+def open_source(data: str, access: Access = FULL_ACCESS) -> ImageSource:
     """Return the image source `data` names: fashion-mnist:test, fashion-mnist:train, samples
-    (the bundled photos, without classes) or an ImageFolder directory; ImageSourceError if none."""
-    data = data.strip() if isinstance(data, str) else ""
-    if not data:
-        raise ImageSourceError(f"a data source is needed; use {DATA_FORMS}.")
-    if data == SAMPLES:
+    (the bundled photos, without classes) or an ImageFolder directory that `access` may read
+    (`convlens.data.parse_dataset`); ImageSourceError if none."""
+    name = parse_dataset(data, access)
+    if name.kind == "samples":
         return ImageSource(
             SAMPLES,
             len(SAMPLE_NAMES),
@@ -241,48 +239,32 @@ def open_source(data: str) -> ImageSource:
             lambda index: load_image(f"sample:{SAMPLE_NAMES[index]}").image,
             ",".join(SAMPLE_NAMES),
         )
-    if data.startswith("fashion-mnist"):
-        if data not in FASHION_MNIST_SOURCES:
-            raise ImageSourceError(
-                f"'{data}' is not a Fashion-MNIST split; use fashion-mnist:test or fashion-mnist:train."
-            )
-        dataset = fashion_mnist(data.split(":")[1])
+    if name.kind == "fashion-mnist":
+        dataset = fashion_mnist(name.split)
         images = dataset.images
         return ImageSource(
-            data,
+            name.text,
             len(dataset),
             tuple(dataset.classes),
             np.asarray(dataset.labels),
             lambda index: Image.fromarray(images[index]),
-            f"{data}:{len(dataset)}",
+            f"{name.text}:{len(dataset)}",
         )
-    path = Path(data).expanduser()
-    if path.is_dir():
-        folder = image_folder(path)
-        digest = hashlib.blake2b(digest_size=16)
-        for file in folder.files:
-            stat = file.stat()
-            digest.update(
-                f"{file.relative_to(folder.root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
-            )
-        return ImageSource(
-            str(folder.root),
-            len(folder),
-            tuple(folder.classes),
-            np.asarray(folder.labels),
-            folder.image,
-            f"{','.join(folder.classes)}:{digest.hexdigest()}",
+    folder = image_folder(name.folder)
+    digest = hashlib.blake2b(digest_size=16)
+    for file in folder.files:
+        stat = file.stat()
+        digest.update(
+            f"{file.relative_to(folder.root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
         )
-    if path.is_file():
-        raise ImageSourceError(
-            f"'{data}' is a file; analyze reads a folder of images with one sub-folder per class."
-        )
-    if any(mark in data for mark in ("/", "\\", "~")) or data.startswith("."):
-        raise ImageSourceError(
-            f"no folder '{data}' here; give a folder of images with one sub-folder per class, "
-            f"or one of {DATA_FORMS}."
-        )
-    raise ImageSourceError(f"unknown data source '{data}'; use {DATA_FORMS}.")
+    return ImageSource(
+        str(folder.root),
+        len(folder),
+        tuple(folder.classes),
+        np.asarray(folder.labels),
+        folder.image,
+        f"{','.join(folder.classes)}:{digest.hexdigest()}",
+    )
 
 
 def default_limit(model: LoadedModel) -> int | None:

@@ -8,6 +8,12 @@ A *source* is one string:
 - ``fashion-mnist:test:INDEX`` or ``fashion-mnist:train:INDEX``: one Fashion-MNIST image;
 - ``DIR:INDEX``: image INDEX of an ImageFolder directory (one sub-folder per class).
 
+A *dataset* (what `analyze` and `ablate` read) is ``samples``, ``fashion-mnist:test``,
+``fashion-mnist:train`` or an ImageFolder directory (`parse_dataset`).
+
+Both grammars take an `Access` (`convlens.access`): the CLI may name any path, a browser of the
+app only paths under the data roots the server publishes (`NOT_PUBLISHED` otherwise).
+
 Every image goes through one safe decoder (`open_image_bytes` / `open_image_file`): it
 refuses what is not an image, truncated or empty files and decompression bombs with an
 `ImageSourceError` of one sentence, and returns a fully loaded 8-bit RGB image otherwise.
@@ -26,12 +32,13 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, NoReturn
 from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from convlens.access import FULL_ACCESS, NOT_PUBLISHED, Access
 from convlens.paths import ASSETS_DIR, convlens_home, offline
 
 MAX_PIXELS = 40_000_000
@@ -73,6 +80,12 @@ DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 # torchvision's ImageFolder extensions, so that indices agree with a torchvision ImageFolder.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# A folder walk stops here: an ImageFolder larger than this is refused, not walked for minutes.
+MAX_FOLDER_ENTRIES = 200_000
+
+SAMPLES = "samples"
+FASHION_MNIST_SOURCES = ("fashion-mnist:test", "fashion-mnist:train")
+DATASET_FORMS = "fashion-mnist:test, fashion-mnist:train, samples or an ImageFolder directory"
 
 
 class ImageSourceError(ValueError):
@@ -395,9 +408,16 @@ def _scan_folder(root: Path, stamp: tuple[tuple[str, int], ...]) -> FolderDatase
     classes = tuple(name for name, _ in stamp)
     files: list[Path] = []
     labels: list[int] = []
+    seen = 0
     for index, cls in enumerate(classes):
         # The same walk as torchvision's make_dataset: recursive, sorted, by extension.
         for folder, _, names in sorted(os.walk(root / cls, followlinks=False)):
+            seen += len(names) + 1
+            if seen > MAX_FOLDER_ENTRIES:
+                raise ImageSourceError(
+                    f"the folder {_quote(root.name)} holds more than {MAX_FOLDER_ENTRIES:,} "
+                    "entries; give a smaller ImageFolder."
+                )
             for fname in sorted(names):
                 if fname.lower().endswith(IMAGE_EXTENSIONS):
                     files.append(Path(folder) / fname)
@@ -469,8 +489,11 @@ def _load_fashion_mnist(source: str) -> LoadedImage:
     return LoadedImage(source, dataset.image(index), dataset.classes[label], label)
 
 
-def load_image(source: str, uploads: Mapping[str, bytes] | None = None) -> LoadedImage:
-    """Return the image named by `source` (see the module docstring for the forms) as RGB."""
+def load_image(
+    source: str, uploads: Mapping[str, bytes] | None = None, access: Access = FULL_ACCESS
+) -> LoadedImage:
+    """Return the image named by `source` (see the module docstring for the forms) as RGB; a path
+    only where `access` may read it."""
     source = source.strip() if isinstance(source, str) else source
     if not isinstance(source, str) or not source:
         raise ImageSourceError(f"an image source is needed; use {SOURCE_FORMS}.")
@@ -487,28 +510,93 @@ def load_image(source: str, uploads: Mapping[str, bytes] | None = None) -> Loade
     if source.startswith("fashion-mnist:"):
         return _load_fashion_mnist(source)
 
-    path = Path(source).expanduser()
-    if path.is_file():
-        return LoadedImage(source, open_image_file(path, source), None, None)
-    folder, sep, index_text = source.rpartition(":")
-    if sep and folder and Path(folder).expanduser().is_dir():
-        dataset = image_folder(folder)
-        index = _parse_index(index_text, len(dataset), _quote(folder))
-        label = int(dataset.labels[index])
-        return LoadedImage(source, dataset.image(index), dataset.classes[label], label)
-    if path.is_dir():
-        count = len(image_folder(path))
-        raise ImageSourceError(
-            f"{_quote(source)} is a folder; pick one of its {count} images with "
-            f"{source}:INDEX (0 to {count - 1})."
-        )
     scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):", source)
     if scheme and scheme.group(1).lower() in ("http", "https", "ftp"):
         raise ImageSourceError(
             f"{_quote(source)} is a web address; download the image and upload it instead."
         )
+    if access.restricted:
+        return _load_published(source, access)
+    path = Path(source).expanduser()
+    if path.is_file():
+        return LoadedImage(source, open_image_file(path, source), None, None)
+    folder, sep, index_text = source.rpartition(":")
+    if sep and folder and Path(folder).expanduser().is_dir():
+        return _folder_image(source, Path(folder).expanduser(), folder, index_text)
+    if path.is_dir():
+        _folder_hint(source, path)
     if sep and re.fullmatch(r"\d+", index_text):
         raise ImageSourceError(f"no such folder: {_quote(folder)}.")
     if scheme:
         raise ImageSourceError(f"unknown image source {_quote(source)}; use {SOURCE_FORMS}.")
     raise ImageSourceError(f"no such file: {_quote(source)}.")
+
+
+def _load_published(source: str, access: Access) -> LoadedImage:
+    """A file or `DIR:INDEX` under the data roots; anything else is refused in one sentence."""
+    path = access.published(source)
+    if path is not None and path.is_file():
+        return LoadedImage(source, open_image_file(path, source), None, None)
+    folder_text, sep, index_text = source.rpartition(":")
+    folder = access.published(folder_text) if sep and folder_text else None
+    if folder is not None and folder.is_dir():
+        return _folder_image(source, folder, folder_text, index_text)
+    if path is not None and path.is_dir():
+        _folder_hint(source, path)
+    raise ImageSourceError(NOT_PUBLISHED)
+
+
+def _folder_image(source: str, folder: Path, folder_text: str, index_text: str) -> LoadedImage:
+    dataset = image_folder(folder)
+    index = _parse_index(index_text, len(dataset), _quote(folder_text))
+    label = int(dataset.labels[index])
+    return LoadedImage(source, dataset.image(index), dataset.classes[label], label)
+
+
+def _folder_hint(source: str, folder: Path) -> NoReturn:
+    count = len(image_folder(folder))
+    raise ImageSourceError(
+        f"{_quote(source)} is a folder; pick one of its {count} images with "
+        f"{source}:INDEX (0 to {count - 1})."
+    )
+
+
+@dataclass(frozen=True)
+class DatasetName:
+    """A parsed dataset name: `samples`, a Fashion-MNIST split, or an ImageFolder directory."""
+
+    kind: str  # "samples", "fashion-mnist" or "folder"
+    text: str
+    split: str | None = None
+    folder: Path | None = None
+
+
+def parse_dataset(text: str, access: Access = FULL_ACCESS) -> DatasetName:
+    """Parse a dataset name; ImageSourceError (one sentence) when it names none `access` may read."""
+    text = text.strip() if isinstance(text, str) else ""
+    if not text:
+        raise ImageSourceError(f"a data source is needed; use {DATASET_FORMS}.")
+    if text == SAMPLES:
+        return DatasetName("samples", text)
+    if text.startswith("fashion-mnist"):
+        if text not in FASHION_MNIST_SOURCES:
+            raise ImageSourceError(
+                f"{_quote(text)} is not a Fashion-MNIST split; use fashion-mnist:test or "
+                "fashion-mnist:train."
+            )
+        return DatasetName("fashion-mnist", text, split=text.split(":")[1])
+    path = access.published(text)
+    if path is not None and path.is_dir():
+        return DatasetName("folder", text, folder=path)
+    if access.restricted:
+        raise ImageSourceError(NOT_PUBLISHED)
+    if path is not None and path.is_file():
+        raise ImageSourceError(
+            f"{_quote(text)} is a file; give a folder of images with one sub-folder per class."
+        )
+    if any(mark in text for mark in ("/", "\\", "~")) or text.startswith("."):
+        raise ImageSourceError(
+            f"no folder {_quote(text)} here; give a folder of images with one sub-folder per "
+            f"class, or one of {DATASET_FORMS}."
+        )
+    raise ImageSourceError(f"unknown data source {_quote(text)}; use {DATASET_FORMS}.")

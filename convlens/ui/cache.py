@@ -7,12 +7,16 @@ A model is named in cache keys by its registry name, its weights file (or None) 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import streamlit as st
 import torch
 from PIL import Image
 
+from convlens.access import browser_access
 from convlens.attribution import (
     LayerMaps,
     activation_maps,
@@ -42,10 +46,61 @@ def cached_graph(name: str, weights: str | None, source: str) -> LayerGraph:
     return build_graph(model.module, model.input_size)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_image(source: str, upload_digest: str | None, _uploads: dict[str, bytes]) -> LoadedImage:
-    """Return the image of `source`; uploads are told apart by the digest of their bytes."""
-    return load_image(source, uploads=_uploads)
+# Images kept for display and analysis: the model's transform resizes anyway, and a 40-megapixel
+# photo would hold 120 MB per entry. The cache is bounded by bytes, not entries, so that many
+# spellings of one large file cannot fill the server's memory.
+MAX_IMAGE_SIDE = 2048
+IMAGE_CACHE_BYTES = 256 * 2**20
+
+
+class BytesLRU:
+    """A thread-safe least-recently-used cache of images, bounded by their bytes in total."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple, tuple[LoadedImage, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.total = 0
+
+    def get(self, key: tuple, load: Callable[[], LoadedImage]) -> LoadedImage:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key][0]
+        image = load()  # outside the lock: one slow decode does not hold up the others
+        size = len(image.image.getbands()) * image.image.width * image.image.height
+        with self._lock:
+            if key not in self._entries:
+                self._entries[key] = (image, size)
+                self.total += size
+            while self.total > self.max_bytes and len(self._entries) > 1:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self.total -= dropped
+        return image
+
+
+def capped(image: LoadedImage, max_side: int = MAX_IMAGE_SIDE) -> LoadedImage:
+    """The image with its longest side at most `max_side` pixels (aspect kept)."""
+    if max(image.image.size) <= max_side:
+        return image
+    smaller = image.image.copy()
+    smaller.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return replace(image, image=smaller)
+
+
+@st.cache_resource
+def _image_cache() -> BytesLRU:
+    return BytesLRU(IMAGE_CACHE_BYTES)
+
+
+def cached_image(source: str, upload_digest: str | None, uploads: dict[str, bytes]) -> LoadedImage:
+    """Return the image of `source` as a browser may name it (`convlens.access`), capped to
+    `MAX_IMAGE_SIDE`; uploads are told apart by the digest of their bytes."""
+    access = browser_access()
+    return _image_cache().get(
+        (source, upload_digest, access),
+        lambda: capped(load_image(source, uploads=uploads, access=access)),
+    )
 
 
 @st.cache_data(show_spinner="Classifying…", max_entries=64)

@@ -6,12 +6,15 @@ while the browser loads Streamlit's front end need not be imported again by the 
 
 from __future__ import annotations
 
+import argparse
 import os
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from convlens.access import DATA_ROOTS_ENV, INSTRUCTOR_KEY_ENV, MAX_TRAINERS_ENV
 
 APP = Path(__file__).resolve().parent.parent.parent / "app.py"
 
@@ -89,9 +92,70 @@ def start_up() -> None:
         PREPARATION.running = False
 
 
-def run_app(streamlit_args: Sequence[str] = ()) -> None:
-    """Start the app like `streamlit run app.py ARGS`; does not return."""
+def add_serving_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `convlens app` that are ConvLens' own (the rest go to Streamlit)."""
+    parser.add_argument(
+        "--data-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder whose images and ImageFolders browsers may open (repeatable); "
+        "without one, browsers see only samples, Fashion-MNIST and their own uploads",
+    )
+    parser.add_argument(
+        "--max-trainers",
+        type=int,
+        metavar="N",
+        help="how many training runs browsers may have running at once (default 2)",
+    )
+    parser.add_argument(
+        "--instructor-key",
+        metavar="KEY",
+        help="a key that, typed once in the Training page, lets that browser manage every run",
+    )
+
+
+class AppOptionError(ValueError):
+    """A bad ConvLens option of `convlens app`, in one sentence."""
+
+
+def serving_environment(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Split `convlens app ARGS` into the environment that ConvLens' own options set
+    (`convlens.access` reads it) and the arguments left for Streamlit."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    add_serving_options(parser)
+    try:
+        options, rest = parser.parse_known_args(list(argv))
+    except SystemExit as error:  # argparse's own exit on a missing value
+        raise AppOptionError(
+            "--data-root, --max-trainers and --instructor-key need a value"
+        ) from error
+    environment: dict[str, str] = {}
+    roots = []
+    for root in options.data_root:
+        path = Path(root).expanduser().resolve()
+        if not path.is_dir():
+            raise AppOptionError(f"--data-root {root} is not a folder")
+        roots.append(str(path))
+    if roots:
+        environment[DATA_ROOTS_ENV] = os.pathsep.join(roots)
+    if options.max_trainers is not None:
+        if options.max_trainers < 0:
+            raise AppOptionError("--max-trainers must be 0 or more")
+        environment[MAX_TRAINERS_ENV] = str(options.max_trainers)
+    if options.instructor_key is not None:
+        if not options.instructor_key.strip():
+            raise AppOptionError("--instructor-key must not be empty")
+        environment[INSTRUCTOR_KEY_ENV] = options.instructor_key.strip()
+    return environment, rest
+
+
+def run_app(argv: Sequence[str] = ()) -> None:
+    """Start the app like `streamlit run app.py ARGS`, after taking ConvLens' own options out of
+    `argv` into the environment; does not return."""
     from streamlit.web import cli
 
+    environment, streamlit_args = serving_environment(argv)
+    os.environ.update(environment)
     threading.Thread(target=start_up, name="convlens-start-up", daemon=True).start()
     cli.main(["run", str(APP), *streamlit_args], prog_name="streamlit")
