@@ -125,7 +125,7 @@ def stop_run(reference: str) -> int:
     The run stays resumable from its last snapshot (`convlens train ... --out RUN --resume`).
     """
     path = find_run(reference)
-    if run_status(path) != "running":
+    if run_status(path) not in ("running", "starting"):
         raise ValueError(f"the run in {path} is not running")
     pid = int((path / "pid").read_text().strip())
     os.kill(pid, signal.SIGTERM)
@@ -137,7 +137,7 @@ def delete_run(reference: str) -> Path:
     path = find_run(reference).resolve()
     if path.is_relative_to(ASSETS_DIR.resolve()):
         raise ValueError(f"{path} is shipped with ConvLens; it is not deleted")
-    if run_status(path) == "running":
+    if run_status(path) in ("running", "starting"):
         raise ValueError(f"the run in {path} is still training; stop it first")
     shutil.rmtree(path)
     return path
@@ -184,7 +184,10 @@ def resume_run(reference: str) -> Path:
 def _spawn(command: list[str], out: Path) -> subprocess.Popen:
     """Start `command` with its output in OUT/train.log; a thread waits for it, so that once it
     ends (finished, stopped, killed) it is reaped: an unreaped child is a zombie, which answers
-    signals like a live process and would keep its run "running"."""
+    signals like a live process and would keep its run "running".
+
+    OUT/pid names the process at once (the trainer writes the same pid once Python and torch
+    are loaded, seconds later), so that the run reads "starting" from the start."""
     with (out / "train.log").open("a") as log:
         process = subprocess.Popen(
             command,
@@ -194,6 +197,7 @@ def _spawn(command: list[str], out: Path) -> subprocess.Popen:
             start_new_session=True,
             env={**os.environ, "TQDM_MININTERVAL": "5"},
         )
+    (out / "pid").write_text(f"{process.pid}\n")
     threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
     return process
 

@@ -76,7 +76,7 @@ DATASETS = ("fashion-mnist",)
 OPTIMIZERS = ("sgd", "adam")
 LOSSES = ("ce", "hinge")
 SCHEDULES = ("constant", "cosine")
-RUN_STATUSES = ("finished", "running", "incomplete", "unreadable")
+RUN_STATUSES = ("finished", "running", "starting", "incomplete", "unreadable")
 _SNAPSHOT_RE = re.compile(r"^step_(\d{8})$")
 _EVAL_BATCH = 1000
 
@@ -344,18 +344,37 @@ def read_stats(run_dir: str | Path, step: int) -> dict[str, np.ndarray]:
 
 
 def run_status(run_dir: str | Path) -> str:
-    """Return "finished", "running" (a live process holds RUN_DIR/pid), "incomplete" or "unreadable"."""
+    """Return "finished", "running", "starting", "incomplete" or "unreadable".
+
+    "starting": a live process holds RUN_DIR/pid but has recorded no training step yet (it may
+    not have written its manifest either); "running": it has recorded one. A folder without a
+    live process reads from its manifest: "finished", "incomplete", or "unreadable" when it has
+    no readable manifest."""
+    run_dir = Path(run_dir)
+    live = False
+    with contextlib.suppress(OSError, ValueError):
+        live = _pid_alive(int((run_dir / "pid").read_text().strip()))
+    if live and not _recorded_a_step(run_dir):
+        return "starting"
     try:
         manifest = read_manifest(run_dir)
         if not isinstance(manifest, dict) or "arch" not in manifest:
             return "unreadable"
     except (OSError, ValueError):
         return "unreadable"
-    with contextlib.suppress(OSError, ValueError):
-        pid = int((Path(run_dir) / "pid").read_text().strip())
-        if _pid_alive(pid):
-            return "running"
+    if live:
+        return "running"
     return "finished" if manifest.get("finished") else "incomplete"
+
+
+def _recorded_a_step(run_dir: Path) -> bool:
+    """Return whether metrics.jsonl holds a complete first record (the trainer writes one per
+    step, a line at a time); reads only that line."""
+    try:
+        with (run_dir / "metrics.jsonl").open("rb") as metrics:
+            return metrics.readline().endswith(b"\n")
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------------------------

@@ -188,7 +188,8 @@ def default_run_path(runs: list[RunInfo], model_name: str) -> str:
 def run_label(run: RunInfo) -> str:
     """Return how the run picker names a run."""
     origin = "shipped" if run.shipped else "yours"
-    return f"{Path(run.path).name} ({origin}{', training' if run.status == 'running' else ''})"
+    state = {"running": ", training", "starting": ", starting"}.get(run.status, "")
+    return f"{Path(run.path).name} ({origin}{state})"
 
 
 def run_line(run: RunInfo, phase: str) -> None:

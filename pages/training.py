@@ -95,7 +95,7 @@ if started:
         options.update(width=width, depth=depth, batchnorm=batchnorm)
     folder = start_run(arch, int(epochs), options)
     st.session_state["run"] = run_reference(folder)
-    st.success(f"Started {folder.name}; it appears below as soon as it has written its first step.")
+    st.success(f"Started {folder.name}; it is listed below as starting until its first step.")
 
 
 @st.fragment(run_every=RUN_REFRESH_SECONDS)
@@ -108,7 +108,8 @@ def runs_view() -> None:
     table = pd.DataFrame(
         {
             "run": [Path(run.path).name for run in runs],
-            "architecture": [run.arch or "?" for run in runs],
+            # a run starting may not have written its manifest, where its architecture is
+            "architecture": [run.arch or ("" if run.status == "starting" else "?") for run in runs],
             "status": [run.status for run in runs],
             "last snapshot": [run.step or 0 for run in runs],
             "test accuracy": [
@@ -140,15 +141,19 @@ def runs_view() -> None:
         with st.expander("Model card: what this shipped run is and how to train it again"):
             st.markdown(card.read_text())
     stop_column, delete_column, _ = st.columns([1, 1, 4])
-    if run.status == "running" and stop_column.button("Stop", key="run_stop"):
+    if run.status in ("running", "starting") and stop_column.button("Stop", key="run_stop"):
         stop_run(run.path)
-        st.toast(f"Stopped {Path(run.path).name}; it resumes from its last snapshot.")
+        st.toast(
+            f"Stopped {Path(run.path).name}; it resumes from its last snapshot."
+            if run.status == "running"
+            else f"Stopped {Path(run.path).name} before its first step."
+        )
     if run.status == "incomplete" and stop_column.button(
         "Resume", key="run_resume", help="Continue from the last snapshot, to the planned epochs"
     ):
         resume_run(run.path)
         st.toast(f"Resuming {Path(run.path).name}.")
-    if not run.shipped and run.status != "running":
+    if not run.shipped and run.status not in ("running", "starting"):
         confirm = delete_column.popover("Delete", help="Delete this run's folder")
         confirm.markdown(
             f"Delete **{Path(run.path).name}** and all its snapshots? This cannot be undone."

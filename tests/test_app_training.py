@@ -1,14 +1,18 @@
-"""AppTest of the Training page: its form starts a run only from its button."""
+"""AppTest of the Training page: its form starts a run only from its button, and a run that has
+not written its first step reads "starting"."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "training.py")
+SMALL = ROOT / "assets" / "runs" / "fashion_deepeyes_small"
 TIMEOUT = 60
 
 
@@ -21,12 +25,23 @@ def open_training(state: dict | None = None) -> AppTest:
     return at
 
 
+def runs_table(at: AppTest):
+    (table,) = at.dataframe
+    return table.value.set_index("run")
+
+
 def blocks(node):
     """Yield every block under `node` (the page's tree), depth first."""
     for child in getattr(node, "children", {}).values():
         if hasattr(child, "children"):
             yield child
             yield from blocks(child)
+
+
+def new_run(name: str) -> Path:
+    folder = Path(os.environ["CONVLENS_HOME"]) / "runs" / name
+    folder.mkdir(parents=True)
+    return folder
 
 
 def test_enter_in_a_field_of_the_form_does_not_start_a_run():
@@ -39,3 +54,27 @@ def test_enter_in_a_field_of_the_form_does_not_start_a_run():
     assert not at.exception
     assert not (Path(os.environ["CONVLENS_HOME"]) / "runs").exists()
     assert not at.success
+
+
+def test_a_run_before_its_first_step_reads_starting_with_its_architecture():
+    # the folder `start_run` makes, then the trainer's pid file, manifest and empty metrics
+    folder = new_run("deepeyes-20260101-000000-abcdef")
+    (folder / "train.log").write_text("")
+    (folder / "pid").write_text(f"{os.getpid()}\n")
+    table = runs_table(open_training())
+    assert table.loc[folder.name, "status"] == "starting"
+    assert table.loc[folder.name, "architecture"] == ""
+    shutil.copy(SMALL / "probe_index.safetensors", folder)
+    manifest = json.loads((SMALL / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "finished": False}))
+    (folder / "metrics.jsonl").write_text("")
+    at = open_training({"run": folder.name})
+    table = runs_table(at)
+    assert table.loc[folder.name, "status"] == "starting"
+    assert table.loc[folder.name, "architecture"] == "deepeyes"
+    assert "starting: no step recorded yet." in [caption.value for caption in at.caption]
+    assert not at.get("vega_lite_chart")
+    # its first step: it is running
+    step = {"step": 1, "epoch": 1, "loss": 2.3, "batch_accuracy": 0.1, "lr": 0.01}
+    (folder / "metrics.jsonl").write_text(json.dumps(step) + "\n")
+    assert runs_table(open_training()).loc[folder.name, "status"] == "running"

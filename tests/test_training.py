@@ -433,6 +433,10 @@ def test_run_status(tmp_path: Path, reference: Path):
     (live / "manifest.json").write_text(json.dumps({**manifest, "finished": False}))
     assert run_status(live) == "incomplete"
     (live / "pid").write_text(f"{os.getpid()}\n")
+    assert run_status(live) == "starting", "no step recorded yet"
+    (live / "metrics.jsonl").write_text('{"step": 1, "loss"')  # a first line being written
+    assert run_status(live) == "starting"
+    (live / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 2.3}) + "\n")
     assert run_status(live) == "running"
     with pytest.raises(RuntimeError, match="being trained"):
         # another live process holds the run
@@ -454,8 +458,9 @@ def test_a_stopped_trainer_started_by_the_app_no_longer_counts_as_running(
     run = tmp_path / "run"
     run.mkdir()
     (run / "manifest.json").write_text(json.dumps({**read_manifest(reference), "finished": False}))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 2.3}) + "\n")
     trainer = _spawn([sys.executable, "-c", "import time; time.sleep(60)"], run)
-    (run / "pid").write_text(f"{trainer.pid}\n")
+    assert (run / "pid").read_text() == f"{trainer.pid}\n", "the app names its trainer"
     assert run_status(run) == "running"
     os.kill(trainer.pid, signal.SIGTERM)
     deadline = time.monotonic() + 20
@@ -463,6 +468,63 @@ def test_a_stopped_trainer_started_by_the_app_no_longer_counts_as_running(
         time.sleep(0.05)
     assert run_status(run) == "incomplete"
     assert (run / "pid").exists(), "the pid file is still there: only the reaping tells"
+
+
+def test_a_run_reads_starting_until_its_first_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The folder as the trainer leaves it just before its first step (pid, manifest, probe
+    index, an empty metrics.jsonl) is listed as starting, with its architecture."""
+    from convlens import training
+    from convlens.runs import describe_run
+
+    run_dir = tmp_path / "run"
+    seen = []
+    write = training.Recorder.write
+
+    def first_write(recorder, record: dict) -> None:
+        if not seen:
+            assert sorted(path.name for path in run_dir.iterdir()) == [
+                "manifest.json",
+                "metrics.jsonl",
+                "pid",
+                "probe_index.safetensors",
+            ]
+            seen.append(describe_run(run_dir))
+        write(recorder, record)
+        seen.append(run_status(run_dir))
+
+    monkeypatch.setattr(training.Recorder, "write", first_write)
+    train("deepeyes", run_dir, epochs=1, **TINY)
+    info = seen[0]
+    assert (info.status, info.arch, info.step, info.test_accuracy) == (
+        "starting",
+        "deepeyes",
+        None,
+        None,
+    )
+    assert seen[1:] == ["running"] * (len(seen) - 1), "from the first step on"
+    assert run_status(run_dir) == "finished"
+
+
+def test_a_run_the_app_just_started_reads_starting_and_stops(tmp_path: Path):
+    """The folder as `start_run` leaves it, before the trainer has loaded Python and torch:
+    starting, no architecture yet; Stop ends it."""
+    import signal
+    import sys
+    import time
+
+    from convlens.runs import _spawn, describe_run, stop_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    trainer = _spawn([sys.executable, "-c", "import time; time.sleep(60)"], run)
+    info = describe_run(run)
+    assert (info.status, info.arch, info.step) == ("starting", None, None)
+    assert stop_run(str(run)) == trainer.pid
+    deadline = time.monotonic() + 20
+    while run_status(run) == "starting" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert trainer.poll() == -signal.SIGTERM
+    assert run_status(run) == "unreadable", "it ended before writing its manifest"
 
 
 def test_default_out_is_under_convlens_home(tmp_path: Path):
