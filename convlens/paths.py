@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import platformdirs
@@ -18,3 +19,39 @@ def convlens_home() -> Path:
 def offline() -> bool:
     """Return whether `$CONVLENS_OFFLINE` forbids downloads (1, true, yes or on)."""
     return os.environ.get("CONVLENS_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def uploads_dir() -> Path:
+    """Where the app keeps weights uploaded from browsers (`prune_uploads` bounds it)."""
+    return convlens_home() / "uploads"
+
+
+# Kept uploads expire: after a week, or oldest first once they hold more than 1 GB together.
+UPLOADS_MAX_AGE_S = 7 * 24 * 3600
+UPLOADS_MAX_BYTES = 2**30
+
+
+def prune_uploads(
+    folder: Path, max_bytes: int = UPLOADS_MAX_BYTES, max_age_s: float = UPLOADS_MAX_AGE_S
+) -> list[Path]:
+    """Delete the files in `folder` older than `max_age_s`, then the oldest ones until the rest
+    hold at most `max_bytes`; return what was deleted. Files that vanish meanwhile are skipped."""
+    entries = []
+    for path in folder.glob("*") if folder.is_dir() else ():
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        if path.is_file():
+            entries.append((stat.st_mtime, stat.st_size, path))
+    entries.sort()
+    now = time.time()
+    total = sum(size for _, size, _ in entries)
+    deleted = []
+    for mtime, size, path in entries:
+        if now - mtime <= max_age_s and total <= max_bytes:
+            continue
+        path.unlink(missing_ok=True)
+        total -= size
+        deleted.append(path)
+    return deleted

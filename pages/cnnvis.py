@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 import vl_convert
 
-from convlens.activations import SHIPPED_DATA, open_source
+from convlens.activations import SHIPPED_DATA
 from convlens.cnnvis.debugging import MEASURES
 from convlens.cnnvis.drawing import FACETS, PALETTES, PICTURE_WIDTH, draw
 from convlens.cnnvis.pipeline import CLUSTER_METHODS, IMPORTANCE_MEASURES
@@ -24,7 +24,7 @@ from convlens.data import ImageSourceError
 from convlens.models import list_models
 from convlens.runs import model_run
 from convlens.training import list_snapshots
-from convlens.ui.cache import cached_graph, cached_model, model_lock
+from convlens.ui.cache import browser_source, cached_graph, cached_model, model_lock
 from convlens.ui.cnnvis import (
     cached_dialog_patches,
     cached_layer_averages,
@@ -77,7 +77,7 @@ else:
             "photos above (one sub-folder per class)."
         )
 try:
-    source = open_source(data)
+    source = browser_source(data)
 except (ImageSourceError, ValueError) as error:
     st.error(str(error))
     st.stop()

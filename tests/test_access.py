@@ -218,3 +218,20 @@ def test_the_app_keeps_images_small_and_their_cache_bounded_by_bytes() -> None:
     assert cache.total <= cache.max_bytes
     cache.get(("b",), loader("b"))
     assert loads[-1] == "b", "the least recently used entries went first"
+
+
+def test_kept_uploads_expire_by_age_then_by_size(tmp_path: Path) -> None:
+    import time
+
+    from convlens.paths import prune_uploads
+
+    now = time.time()
+    ages = {"old": 9 * 86400, "b": 300, "c": 200, "d": 100}
+    for name, age in ages.items():
+        path = tmp_path / name
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (now - age, now - age))
+    deleted = prune_uploads(tmp_path, max_bytes=2000, max_age_s=7 * 86400)
+    assert [path.name for path in deleted] == ["old", "b"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["c", "d"]
+    assert prune_uploads(tmp_path / "missing") == []

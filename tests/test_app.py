@@ -159,6 +159,7 @@ def test_weights_upload_mismatch_is_refused_and_a_good_file_is_used(tmp_path: Pa
     import torch
 
     from convlens.models import build_untrained, model_spec
+    from convlens.paths import uploads_dir
 
     wrong, right = io.BytesIO(), io.BytesIO()
     torch.save(build_untrained(model_spec("alexnet")).state_dict(), wrong)
@@ -171,11 +172,17 @@ def test_weights_upload_mismatch_is_refused_and_a_good_file_is_used(tmp_path: Pa
     ).run()
     assert not at.exception
     assert any("do not fit resnet18" in e.value for e in at.error)
+    uploads = uploads_dir()
+    assert not any(uploads.iterdir()), "a refused upload is deleted at once"
+    at.run()
+    assert any("do not fit resnet18" in e.value for e in at.error), "still said on a rerun"
+    assert not any(uploads.iterdir())
     at.file_uploader(key="weights_upload_resnet18").set_value(
         ("mine.pth", right.getvalue(), "application/octet-stream")
     ).run()
     assert not at.exception
     assert "your weights file" in all_text(at)
+    assert len(list(uploads.iterdir())) == 1
     at.switch_page("pages/network.py").run()
     assert not at.exception
     assert "untrained" not in all_text(at).lower()

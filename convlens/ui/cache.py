@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from convlens.access import browser_access
+from convlens.activations import ImageSource, open_source
 from convlens.attribution import (
     LayerMaps,
     activation_maps,
@@ -91,6 +92,11 @@ def capped(image: LoadedImage, max_side: int = MAX_IMAGE_SIDE) -> LoadedImage:
 @st.cache_resource
 def _image_cache() -> BytesLRU:
     return BytesLRU(IMAGE_CACHE_BYTES)
+
+
+def browser_source(data: str) -> ImageSource:
+    """The dataset `data` names, where a browser may read it (`convlens.access`)."""
+    return open_source(data, browser_access())
 
 
 def cached_image(source: str, upload_digest: str | None, uploads: dict[str, bytes]) -> LoadedImage:

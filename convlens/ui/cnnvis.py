@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from convlens.activations import Analysis, open_source
+from convlens.activations import Analysis
 from convlens.attribution import readout_layer
 from convlens.cnnvis.debugging import (
     LayerAverage,
@@ -21,7 +21,7 @@ from convlens.cnnvis.drawing import patch_images
 from convlens.cnnvis.pipeline import contribution
 from convlens.cnnvis.view import CnnvisView, LayerView, Options, QualityFlag, build_view
 from convlens.training import read_stats
-from convlens.ui.cache import cached_graph, cached_model, model_lock
+from convlens.ui.cache import browser_source, cached_graph, cached_model, model_lock
 from convlens.ui.state import write_to_url
 
 CONTRIBUTION_IMAGES = 256
@@ -163,7 +163,7 @@ def cached_contributions(
     """Each node's per-neuron contribution over the first CONTRIBUTION_IMAGES images of `data`."""
     model = cached_model(*model_key)
     graph = cached_graph(*model_key)
-    source = open_source(data)
+    source = browser_source(data)
     count = min(CONTRIBUTION_IMAGES, source.size)
     batch = torch.stack([model.transform(source.load(i)) for i in range(count)])
     with model_lock(*model_key):
@@ -238,7 +238,7 @@ def cached_patch_images(
 ) -> Callable[[LayerView, int, int], str]:
     """The picture's patch function for a model and a data source, kept with its memo of encoded
     patches across reruns and sessions."""
-    return patch_images(open_source(data).load, cached_model(*model_key).transform)
+    return patch_images(browser_source(data).load, cached_model(*model_key).transform)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -247,7 +247,9 @@ def cached_dialog_patches(
 ) -> Callable[[LayerView, int, int], str]:
     """The neuron dialog's patch function: larger patches, small ones in their surroundings."""
     model = cached_model(*model_key)
-    return patch_images(open_source(data).load, model.transform, DIALOG_PATCH_PIXELS, context=True)
+    return patch_images(
+        browser_source(data).load, model.transform, DIALOG_PATCH_PIXELS, context=True
+    )
 
 
 def flags_table(flags: list[QualityFlag], key: str | None) -> None:

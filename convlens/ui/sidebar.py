@@ -21,7 +21,7 @@ from convlens.models import (
     read_state_dict,
     weights_source_key,
 )
-from convlens.paths import convlens_home
+from convlens.paths import prune_uploads, uploads_dir
 from convlens.runs import model_run, openable_runs, run_reference
 from convlens.shipped import shipped_names, shipped_run
 from convlens.ui.cache import cached_image, cached_model
@@ -32,6 +32,7 @@ UPLOAD_CHOICE = "Upload an image…"
 OTHER_CHOICE = "Other source…"
 FASHION_TEST_SIZE = 10_000
 WEIGHT_TYPES = ["pt", "pth", "safetensors"]
+MAX_UPLOAD_MB = 50  # server.maxUploadSize in .streamlit/config.toml
 MODEL_CHANGED = "_model_changed"
 FASHION_DEFAULT_IMAGE = "fashion-mnist:test:0"
 
@@ -181,21 +182,23 @@ def _weights_controls(name: str) -> str | None:
             key=f"weights_upload_{name}",
             help="A .pt, .pth or .safetensors state dict; read safely (weights only).",
         )
+        st.caption(
+            f"Up to {MAX_UPLOAD_MB} MB. Larger weights (VGG16, AlexNet) are imported on the "
+            "server: `python -m convlens weights import NAME FILE`."
+        )
         if upload is not None:
-            data = upload.getvalue()
-            digest = hashlib.sha256(data).hexdigest()[:16]
-            folder = convlens_home() / "uploads"
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{digest}{Path(upload.name).suffix.lower()}"
-            if not path.exists():
-                path.write_bytes(data)
-            if weights_by_model.get(name) != str(path):  # read a large file once, not per rerun
-                try:
-                    read_state_dict(path, label=upload.name)
-                except ModelError as error:
-                    st.error(str(error))  # the model keeps the weights it had
-                else:
-                    weights_by_model[name] = str(path)
+            # Checked once per uploaded file, not on every rerun while it sits in the widget.
+            checked: dict[str, tuple[str | None, str | None]] = st.session_state.setdefault(
+                "_checked_weights", {}
+            )
+            memo = f"{name}:{upload.file_id}"
+            if memo not in checked:
+                checked[memo] = _check_upload(name, upload.getvalue(), upload.name)
+            path, problem = checked[memo]
+            if problem is not None:
+                st.error(problem)  # the model keeps the weights it had
+            elif path is not None:
+                weights_by_model[name] = path
         elif name in weights_by_model and st.button("Use the default weights", key="weights_reset"):
             del weights_by_model[name]
         spec = model_spec(name)
@@ -208,6 +211,35 @@ def _weights_controls(name: str) -> str | None:
         ):
             _download(name)
     return weights_by_model.get(name)
+
+
+def _check_upload(name: str, data: bytes, filename: str) -> tuple[str | None, str | None]:
+    """Keep uploaded weights that read safely and fit the model `name`; return (their path, None)
+    or (None, why not). A refused file is deleted at once."""
+    path = _kept_upload(data, Path(filename).suffix.lower())
+    try:
+        read_state_dict(path, label=filename)
+        cached_model(name, str(path), weights_source_key(name))  # loaded now, kept for the page
+    except ModelError as error:
+        path.unlink(missing_ok=True)
+        return None, str(error)
+    return str(path), None
+
+
+def _kept_upload(data: bytes, suffix: str) -> Path:
+    """Write uploaded weights under the uploads folder, named by their digest, after pruning the
+    folder (`convlens.paths.prune_uploads`: kept uploads expire)."""
+    folder = uploads_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    prune_uploads(folder)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
+    if not path.exists():
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(path)
+    else:
+        path.touch()  # in use again: the last to expire
+    return path
 
 
 def _download(name: str) -> None:
