@@ -632,12 +632,17 @@ def load_run_model(name: str, device: str | torch.device | None = None) -> Loade
     from convlens.training import load_snapshot
 
     folder, step = parse_run_name(name)
+    # Messages name the run as it was given (a browser gives names only, never server paths).
+    given = name.removeprefix(RUN_PREFIX).rpartition("@")[0] or name.removeprefix(RUN_PREFIX)
     if not (folder / "manifest.json").is_file():
-        raise ModelError(f"no recorded run in {folder} (it has no manifest.json)")
+        raise ModelError(f"no recorded run in {given} (it has no manifest.json)")
     try:
         module, manifest = load_snapshot(folder, step)
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
-        raise ModelError(f"cannot load {name}: {str(error).strip().splitlines()[0]}") from error
+    except Exception as error:  # noqa: BLE001 - a damaged or hostile run: one line, no traceback
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        for spelling in {str(folder.resolve()), str(folder)}:
+            detail = detail.replace(spelling, given)
+        raise ModelError(f"cannot load {name}: {detail}") from error
     size = tuple(int(v) for v in manifest["input_size"])
     normalize = manifest["normalize"]
     shipped = folder.resolve().is_relative_to(ASSETS_DIR.resolve())
@@ -649,7 +654,7 @@ def load_run_model(name: str, device: str | torch.device | None = None) -> Loade
         input_size=size,
         class_names=list(manifest["classes"]),
         weights_status="bundled" if shipped else "file",
-        weights_note=f"weights of the run in {folder}" + (f" at step {step}" if step else ""),
+        weights_note=f"weights of the run {given}" + (f" at step {step}" if step else ""),
     )
 
 

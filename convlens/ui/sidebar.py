@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from convlens.access import NOT_A_RUN_NAME, is_plain_name
 from convlens.data import DEFAULT_IMAGE, ImageSourceError, LoadedImage, list_samples
 from convlens.models import (
     DEFAULT_MODEL,
@@ -18,6 +19,7 @@ from convlens.models import (
     download_weights,
     list_models,
     model_spec,
+    parse_run_name,
     read_state_dict,
     weights_source_key,
 )
@@ -117,7 +119,12 @@ def _model_picker() -> str:
     names = list_models() + [f"{RUN_PREFIX}{run_reference(path)}" for path in runs]
     current = st.session_state.get("model")
     if current and current.startswith(RUN_PREFIX) and current not in names:
-        names.append(current)  # a run given in the URL; loading it says what is wrong, if anything
+        problem = browser_run_problem(current)
+        if problem is None:
+            names.append(current)  # a run (or a step of one) given in the URL
+        else:
+            st.warning(f"{problem} Showing {DEFAULT_MODEL}.")
+            current = None
     if current not in names:
         if current:
             st.warning(f"Unknown model '{current}'; showing {DEFAULT_MODEL}.")
@@ -134,6 +141,22 @@ def _model_picker() -> str:
     if not chosen.startswith(RUN_PREFIX):
         st.caption(model_spec(chosen).description)  # the box is too narrow to hold it
     return chosen
+
+
+def browser_run_problem(model_name: str) -> str | None:
+    """Why a browser may not open `run:RUN[@STEP]`, or None: RUN must be a name under the run
+    folders, never a path (`convlens.access`), and STEP a number."""
+    reference = model_name.removeprefix(RUN_PREFIX)
+    run = reference.rpartition("@")[0] if "@" in reference else reference
+    if not is_plain_name(run):
+        return NOT_A_RUN_NAME
+    try:
+        parse_run_name(model_name)
+    except ModelError as error:
+        return f"{error}."
+    if model_run(f"{RUN_PREFIX}{run}") is None:
+        return f"There is no recorded run '{run}'."
+    return None
 
 
 def _model_label(name: str) -> str:
@@ -312,9 +335,10 @@ def _image_picker(default: str) -> tuple[LoadedImage | None, str | None]:
         st.session_state.setdefault("other_source", "")
         source = st.text_input(
             "Image source",
-            placeholder="a file, DIR:INDEX or fashion-mnist:train:INDEX",
-            help="Any image source of the CLI: a file path, DIR:INDEX of an ImageFolder, "
-            "fashion-mnist:test:INDEX or fashion-mnist:train:INDEX.",
+            placeholder="fashion-mnist:train:INDEX, a file or DIR:INDEX",
+            help="fashion-mnist:test:INDEX or fashion-mnist:train:INDEX; a file, or DIR:INDEX of "
+            "an ImageFolder, under the data folders the server was started with "
+            "(`convlens app --data-root DIR`).",
             **persisted("other_source"),
         ).strip()
         if not source:

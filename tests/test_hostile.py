@@ -1,0 +1,98 @@
+"""A lecture room's hostile browser (issue: a room served safely), replayed with AppTest: every
+probe is refused in one sentence that names no server path, and nothing breaks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from convlens.access import NOT_A_RUN_NAME, NOT_PUBLISHED
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 120
+
+
+def start(page: str, query: dict[str, str]) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.switch_page(page).run()  # the page the link opens, as a browser opens it
+    return at
+
+
+def page_text(at: AppTest) -> str:
+    """Everything a browser can read on the page, widgets' labels and values included."""
+    parts = []
+    for kind in ("markdown", "caption", "warning", "error", "info", "success", "subheader", "title"):
+        parts += [str(element.value) for element in at.get(kind)]
+    parts += [str(element.proto) for element in at.get("exception")]
+    return "\n".join(parts)
+
+
+def assert_nothing_leaks(at: AppTest) -> str:
+    assert not at.exception, [e.value for e in at.exception]
+    text = page_text(at)
+    assert "Traceback" not in text and "Error:" not in text
+    for secret in {str(ROOT), os.path.expanduser("~"), "/usr", "/etc"}:
+        assert secret not in text, secret
+    return text
+
+
+@pytest.mark.parametrize(
+    "source", ["/", "/:5000", "/etc/shadow", "/dev/zero", "/etc", "~", "../../..", "/nonexistent.png"]
+)
+def test_a_browser_cannot_open_server_files_by_url(source: str) -> None:
+    at = start("pages/network.py", {"image": source})
+    text = assert_nothing_leaks(at)
+    assert NOT_PUBLISHED in text
+
+
+def test_a_published_folder_is_open_to_browsers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    (tmp_path / "cats" / "cat").mkdir(parents=True)
+    Image.new("RGB", (30, 20), "orange").save(tmp_path / "cats" / "cat" / "0.png")
+    monkeypatch.setenv("CONVLENS_DATA_ROOTS", str(tmp_path))
+    at = start("pages/network.py", {"image": f"{tmp_path / 'cats'}:0"})
+    assert not at.exception
+    assert NOT_PUBLISHED not in page_text(at)
+    assert at.get("vega_lite_chart"), "the image is classified"
+
+
+@pytest.mark.parametrize(
+    "model", ["run:/etc", "run:../../etc", "run:/work", "run:~/x@3", "run:assets/runs/fashion_basecnn"]
+)
+def test_a_browser_names_runs_by_name_only(model: str) -> None:
+    at = start("pages/network.py", {"model": model})
+    text = assert_nothing_leaks(at)
+    assert NOT_A_RUN_NAME in text
+    assert at.session_state["model"] == "efficientnet_lite0"
+
+
+@pytest.mark.parametrize("model", ["run:fashion_basecnn@abc", "run:fashion_basecnn@99999999"])
+def test_a_bad_step_of_a_run_is_one_line_without_paths(model: str) -> None:
+    at = start("pages/network.py", {"model": model})
+    text = assert_nothing_leaks(at)
+    assert "fashion_basecnn" in text
+
+
+def test_a_run_with_damaged_weights_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from convlens.paths import convlens_home
+    from convlens.shipped import shipped_run
+
+    runs = convlens_home() / "runs"
+    runs.mkdir(parents=True)
+    copy = runs / "broken"
+    shutil.copytree(shipped_run("fashion_deepeyes_small"), copy)
+    for weights in copy.rglob("weights.safetensors"):
+        weights.write_bytes(b"not safetensors at all")
+    at = start("pages/network.py", {"model": "run:broken"})
+    text = assert_nothing_leaks(at)
+    assert "cannot load run:broken" in text
