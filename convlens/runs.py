@@ -19,6 +19,7 @@ import numpy as np
 
 from convlens.models import RUN_PREFIX, ModelError, parse_run_name
 from convlens.paths import ASSETS_DIR, convlens_home
+from convlens.shipped import read_card
 from convlens.training import (
     list_snapshots,
     read_manifest,
@@ -46,7 +47,10 @@ def run_roots() -> list[tuple[Path, bool]]:
 
 
 def describe_run(path: Path, shipped: bool = False) -> RunInfo:
-    """Return what a listing shows of the run in `path`; never raises for a broken run."""
+    """Return what a listing shows of the run in `path`; never raises for a broken run.
+
+    A shipped run's test accuracy is its card's, measured with the weights it ships (float16),
+    as the card, the README and DeepEyes state it; a user's run's is the last one it recorded."""
     status = run_status(path)
     arch, step, accuracy = None, None, None
     if status != "unreadable":
@@ -54,9 +58,14 @@ def describe_run(path: Path, shipped: bool = False) -> RunInfo:
             arch = read_manifest(path).get("arch")
         steps = list_snapshots(path)
         step = steps[-1] if steps else None
-        with contextlib.suppress(OSError, ValueError):
-            accuracies = [r["test_accuracy"] for r in read_metrics(path) if "test_accuracy" in r]
-            accuracy = float(accuracies[-1]) if accuracies else None
+        if shipped:
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                accuracy = float(read_card(path).test_accuracy)
+        if accuracy is None:
+            with contextlib.suppress(OSError, ValueError):
+                records = read_metrics(path)
+                accuracies = [r["test_accuracy"] for r in records if "test_accuracy" in r]
+                accuracy = float(accuracies[-1]) if accuracies else None
     return RunInfo(str(path), arch, status, step, accuracy, shipped)
 
 

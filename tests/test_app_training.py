@@ -1,5 +1,5 @@
-"""AppTest of the Training page: its form starts a run only from its button, and a run that has
-not written its first step reads "starting"."""
+"""AppTest of the Training page: its form starts a run only from its button, a run that has not
+written its first step reads "starting", and a shipped run's accuracy is its card's."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
+
+from convlens.shipped import read_card
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "training.py")
@@ -78,3 +80,11 @@ def test_a_run_before_its_first_step_reads_starting_with_its_architecture():
     step = {"step": 1, "epoch": 1, "loss": 2.3, "batch_accuracy": 0.1, "lr": 0.01}
     (folder / "metrics.jsonl").write_text(json.dumps(step) + "\n")
     assert runs_table(open_training()).loc[folder.name, "status"] == "running"
+
+
+def test_the_shipped_runs_show_the_accuracy_of_their_cards():
+    table = runs_table(open_training())
+    assert table.loc["fashion_deepeyes", "test accuracy"] == "90.55%"
+    for name in table.index[table["origin"] == "shipped"]:
+        card = read_card(ROOT / "assets" / "runs" / name)
+        assert table.loc[name, "test accuracy"] == f"{card.test_accuracy:.2%}", name
