@@ -55,6 +55,12 @@ from convlens.weights import Histogram
 FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
 
 
+# d3 formats: a bare "%" prints six decimals where Vega does not choose the precision (the marks'
+# descriptions read "0.100000%"); "~" drops the trailing zeros.
+SHARE_FORMAT = "~%"
+CHANGE_FORMAT = ".2~f"  # an L1 change between histograms, 0 to 2: 0.05, 0.1, 2
+
+
 def predictions_chart(predictions: Sequence[Prediction]) -> alt.Chart:
     """Return a horizontal bar chart of class probabilities, most probable on top."""
     frame = pd.DataFrame(
@@ -235,13 +241,13 @@ def perplexity_heatmap_chart(
                 scale=alt.Scale(scheme=PERPLEXITY_SCHEME),
                 legend=(
                     alt.Legend(
-                        format="%",
+                        format=SHARE_FORMAT,
                         title=None,
                         gradientLength=SMALL_HEATMAP_LEGEND,
                         labelFontSize=AXIS_FONT_SIZE - 2,
                     )
                     if small
-                    else alt.Legend(format="%")
+                    else alt.Legend(format=SHARE_FORMAT)
                 ),
             ),
             tooltip=[
@@ -290,7 +296,7 @@ def perplexity_bars_chart(histogram: PerplexityHistogram, title: str) -> alt.Cha
         .encode(
             x=alt.X("low:Q", title="perplexity", bin="binned"),
             x2="high:Q",
-            y=alt.Y("share:Q", title="share of patches", axis=alt.Axis(format="%")),
+            y=alt.Y("share:Q", title="share of patches", axis=alt.Axis(format=SHARE_FORMAT)),
             tooltip=[
                 alt.Tooltip("low:Q", format=".1f", title="perplexity from"),
                 alt.Tooltip("high:Q", format=".1f", title="perplexity to"),
@@ -334,7 +340,7 @@ def filter_cells_chart(heatmap: ActivationHeatmap, measure: str, title: str) -> 
                 f"{measure}:Q",
                 scale=alt.Scale(scheme=FILTER_SCHEME),
                 legend=alt.Legend(
-                    format="%" if measure == "frequency" else ".2g", gradientLength=50
+                    format=SHARE_FORMAT if measure == "frequency" else ".2g", gradientLength=50
                 ),
             ),
             stroke=alt.condition("datum.flag != ''", alt.value(SELECTED_BORDER), alt.value(None)),
@@ -395,7 +401,8 @@ def stability_chart(
                 title="L1 change",
                 # A log-like scale: small changes near the threshold stay readable beside a jump.
                 scale=alt.Scale(type="symlog", constant=0.02, domain=[0, 2]),
-                axis=alt.Axis(values=[0, 0.05, 0.1, 0.2, 0.5, 1, 2]),
+                # Vega's own format for these values is ".1f": 0.05 read "0.1".
+                axis=alt.Axis(values=[0, 0.05, 0.1, 0.2, 0.5, 1, 2], format=CHANGE_FORMAT),
             ),
             color=alt.Color(
                 "layer:N",
@@ -422,7 +429,10 @@ def stability_chart(
     rule = (
         alt.Chart(pd.DataFrame({"threshold": [float(threshold)]}))
         .mark_rule(color=STEP_RULE_COLOUR, strokeDash=[4, 3])
-        .encode(y="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", title="stability threshold")])
+        .encode(
+            y="threshold:Q",
+            tooltip=[alt.Tooltip("threshold:Q", title="stability threshold", format=CHANGE_FORMAT)],
+        )
     )
     return (
         alt.layer(lines, rule, title="Change between snapshots")

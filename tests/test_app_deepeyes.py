@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,14 @@ from streamlit.testing.v1 import AppTest
 from test_app import all_text
 
 from convlens.annotations import AnnotationStore
-from convlens.deepeyes import diagnose_run, firing, perplexity, read_probe
+from convlens.charts import (
+    CHANGE_FORMAT,
+    filter_activity_chart,
+    perplexity_bars_chart,
+    perplexity_heatmap_chart,
+    stability_chart,
+)
+from convlens.deepeyes import diagnose_run, firing, perplexity, read_probe, run_histograms
 from convlens.embedding import points_in_box
 from convlens.training import list_snapshots, load_snapshot, read_metrics, snapshot_dir
 from convlens.weights import weights_fingerprint
@@ -141,6 +149,40 @@ def test_training_is_the_default_section_with_curves_stability_and_a_heat_map_pe
     assert not charts_titled(at, "Input map") and not charts_titled(at, "Filter map")
     assert not diagnosis_text(at) and not at.code
     assert at.number_input(key="deepeyes_threshold_widget").value == 0.05
+
+
+def drawn_text(chart) -> tuple[set[str], list[str]]:
+    """Return the texts Vega draws for an Altair chart, and its marks' descriptions (what a
+    screen reader reads, e.g. "share of patches: 0.1%")."""
+    import vl_convert
+
+    svg = vl_convert.vegalite_to_svg(chart.to_json())
+    return set(re.findall(r"<text[^>]*>([^<]*)</text>", svg)), re.findall(
+        r'aria-label="([^"]*)"', svg
+    )
+
+
+def test_the_change_axis_and_the_shares_print_short_numbers():
+    at = open_deepeyes()
+    (chart,) = charts_titled(at, "Change between snapshots")
+    axis = json.loads(chart.proto.spec)["layer"][0]["encoding"]["y"]["axis"]
+    assert axis["format"] == CHANGE_FORMAT
+    diagnosis = diagnose_run(FULL)
+    stability = stability_chart([part.stability for part in diagnosis.layers], 0.05)
+    texts, _ = drawn_text(stability.properties(width=400, height=300))
+    assert {"0", "0.05", "0.1", "0.2", "0.5", "1", "2"} <= texts, "not 0.05 as 0.1"
+    part = diagnosis.layers[0]
+    histograms = run_histograms(FULL)[part.layer]
+    for chart in (
+        stability,
+        perplexity_bars_chart(part.histogram, "bars"),
+        perplexity_heatmap_chart(histograms, 5628, "over training"),
+        perplexity_heatmap_chart(histograms, 5628, "small", small=True),
+        filter_activity_chart(part.heatmap, "frequency", "cells"),
+    ):
+        texts, descriptions = drawn_text(chart)
+        long = [t for t in [*texts, *descriptions] if re.search(r"\d\.\d{5}", t)]
+        assert not long, long[:3]
 
 
 def test_the_training_table_has_a_row_per_layer_stable_as_the_diagnosis_says():
