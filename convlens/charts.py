@@ -113,8 +113,11 @@ def histogram_chart(histogram: Histogram, title: str) -> alt.Chart:
     )
 
 
-def curves_chart(curves: Curves, max_points: int = 1500) -> alt.LayerChart | alt.Chart:
-    """Return training loss per step (smoothed) and test accuracy per epoch, on two axes."""
+def curves_chart(curves: Curves, max_points: int = 1500) -> alt.LayerChart:
+    """Return training loss per step (smoothed) and test accuracy per epoch, on two axes.
+
+    A curve without points is left out (a run in its first epoch has no test accuracy yet): Vega
+    warns about the infinite extent of an empty field on every redraw of a live chart."""
     stride = max(1, len(curves.steps) // max_points)
     window = max(1, stride * 5)
     smoothed = (
@@ -137,7 +140,7 @@ def curves_chart(curves: Curves, max_points: int = 1500) -> alt.LayerChart | alt
         alt.Chart(tests)
         .mark_line(color=ACCURACY_COLOUR, point=True)
         .encode(
-            x="step:Q",
+            x=alt.X("step:Q", title="step"),
             y=alt.Y(
                 "test accuracy:Q",
                 axis=alt.Axis(format=".1%", titleColor=ACCURACY_COLOUR),
@@ -146,8 +149,11 @@ def curves_chart(curves: Curves, max_points: int = 1500) -> alt.LayerChart | alt
             tooltip=["step:Q", alt.Tooltip("test accuracy:Q", format=".2%")],
         )
     )
+    curves_drawn = [
+        chart for chart, frame in ((loss_line, losses), (accuracy, tests)) if len(frame)
+    ]
     return (
-        alt.layer(loss_line, accuracy)
+        alt.layer(*(curves_drawn or [loss_line]))
         .resolve_scale(y="independent")
         .properties(height=CURVES_HEIGHT)
         .configure_axis(labelFontSize=AXIS_FONT_SIZE, titleFontSize=AXIS_FONT_SIZE)

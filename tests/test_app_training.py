@@ -1,5 +1,6 @@
 """AppTest of the Training page: its form starts a run only from its button, a run that has not
-written its first step reads "starting", and a shipped run's accuracy is its card's."""
+written its first step reads "starting", a shipped run's accuracy is its card's, and the live
+chart draws only the curves that have data."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
 from convlens.shipped import read_card
@@ -88,3 +90,30 @@ def test_the_shipped_runs_show_the_accuracy_of_their_cards():
     for name in table.index[table["origin"] == "shipped"]:
         card = read_card(ROOT / "assets" / "runs" / name)
         assert table.loc[name, "test accuracy"] == f"{card.test_accuracy:.2%}", name
+
+
+def test_the_live_chart_draws_no_empty_curve_before_the_first_epoch_ends():
+    folder = new_run("deepeyes-live")
+    shutil.copy(SMALL / "probe_index.safetensors", folder)
+    manifest = json.loads((SMALL / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "finished": False}))
+    (folder / "pid").write_text(f"{os.getpid()}\n")
+    steps = [{"step": s, "epoch": 1, "loss": 2.0, "batch_accuracy": 0.2} for s in (1, 2, 3)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))
+    at = open_training({"run": folder.name})
+    (chart,) = at.get("vega_lite_chart")
+    spec = json.loads(chart.proto.spec)
+    rows = [
+        pa.ipc.open_stream(dataset.data.data).read_all().num_rows
+        for dataset in chart.proto.datasets
+    ]
+    assert len(spec["layer"]) == 1, "no test accuracy yet: no accuracy curve"
+    assert "test accuracy" not in chart.proto.spec
+    assert rows and all(count > 0 for count in rows), "every curve drawn has points"
+    # once the first epoch has ended, both curves
+    epoch = {"step": 3, "epoch": 1, "test_accuracy": 0.5, "test_loss": 1.5}
+    with (folder / "metrics.jsonl").open("a") as metrics:
+        metrics.write(json.dumps(epoch) + "\n")
+    (chart,) = open_training({"run": folder.name}).get("vega_lite_chart")
+    assert len(json.loads(chart.proto.spec)["layer"]) == 2
+    assert all(pa.ipc.open_stream(d.data.data).read_all().num_rows for d in chart.proto.datasets)
