@@ -93,12 +93,15 @@ def openable_runs() -> list[Path]:
 def find_run(reference: str) -> Path:
     """Return the run folder named by a path or by a folder name under the run folders."""
     path = Path(reference)
-    if (path / "manifest.json").exists() or (path / "pid").exists():
-        return path
-    for root, _ in run_roots():
-        if (root / reference).is_dir():
-            return root / reference
-    raise ValueError(f"no run '{reference}'; `convlens runs` lists them")
+    try:
+        if (path / "manifest.json").exists() or (path / "pid").exists():
+            return path
+        for root, _ in run_roots():
+            if (root / reference).is_dir():
+                return root / reference
+    except OSError:  # a name too long for the file system, say
+        pass
+    raise ValueError(f"no run '{reference[:80]}'; `convlens runs` lists them")
 
 
 def model_run(model_name: str) -> Path | None:

@@ -11,7 +11,7 @@ import vl_convert
 
 from convlens.activations import SHIPPED_DATA
 from convlens.cnnvis.debugging import MEASURES
-from convlens.cnnvis.drawing import FACETS, PALETTES, PICTURE_WIDTH, draw
+from convlens.cnnvis.drawing import FACETS, PALETTES, PICTURE_WIDTH, draw, selection_names
 from convlens.cnnvis.pipeline import CLUSTER_METHODS, IMPORTANCE_MEASURES
 from convlens.cnnvis.view import (
     THRESHOLD_SHARE,
@@ -104,11 +104,14 @@ group_ids = [
 
 
 toggle_clicked_group(group_ids, ",".join(default_groups(graph, analysis)))
-expanded = [
-    g
-    for g in split(text_state("groups", ",".join(default_groups(graph, analysis))))
-    if g in group_ids
-]
+wanted_groups = split(text_state("groups", ",".join(default_groups(graph, analysis))))
+expanded = [g for g in wanted_groups if g in group_ids]
+if len(expanded) < len(wanted_groups):
+    st.warning(
+        f"The link's groups= names groups that {selection.model_name} lacks; they are ignored."
+    )
+    set_state("groups", ",".join(expanded) or ",".join(default_groups(graph, analysis)))
+    expanded = split(text_state("groups", ""))
 
 
 run = model_run(selection.model_name)
@@ -317,7 +320,7 @@ if moves and st.button(
     st.rerun()
 if compare != "none":
     st.markdown(f"**{selection.model_name}**")
-st.altair_chart(chart, on_select="rerun", selection_mode=["neuron", "group"], key=chart_key())
+st.altair_chart(chart, on_select="rerun", selection_mode=selection_names(chart), key=chart_key())
 st.caption(
     "Brown dashed frame: an impure cluster, under half of its top patches from one class. "
     "Orange frames: the neurons of the quality flags selected below."

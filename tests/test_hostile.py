@@ -26,7 +26,16 @@ def start(page: str, query: dict[str, str]) -> AppTest:
 def page_text(at: AppTest) -> str:
     """Everything a browser can read on the page, widgets' labels and values included."""
     parts = []
-    for kind in ("markdown", "caption", "warning", "error", "info", "success", "subheader", "title"):
+    for kind in (
+        "markdown",
+        "caption",
+        "warning",
+        "error",
+        "info",
+        "success",
+        "subheader",
+        "title",
+    ):
         parts += [str(element.value) for element in at.get(kind)]
     parts += [str(element.proto) for element in at.get("exception")]
     return "\n".join(parts)
@@ -42,7 +51,8 @@ def assert_nothing_leaks(at: AppTest) -> str:
 
 
 @pytest.mark.parametrize(
-    "source", ["/", "/:5000", "/etc/shadow", "/dev/zero", "/etc", "~", "../../..", "/nonexistent.png"]
+    "source",
+    ["/", "/:5000", "/etc/shadow", "/dev/zero", "/etc", "~", "../../..", "/nonexistent.png"],
 )
 def test_a_browser_cannot_open_server_files_by_url(source: str) -> None:
     at = start("pages/network.py", {"image": source})
@@ -65,7 +75,8 @@ def test_a_published_folder_is_open_to_browsers(
 
 
 @pytest.mark.parametrize(
-    "model", ["run:/etc", "run:../../etc", "run:/work", "run:~/x@3", "run:assets/runs/fashion_basecnn"]
+    "model",
+    ["run:/etc", "run:../../etc", "run:/work", "run:~/x@3", "run:assets/runs/fashion_basecnn"],
 )
 def test_a_browser_names_runs_by_name_only(model: str) -> None:
     at = start("pages/network.py", {"model": model})
@@ -96,3 +107,55 @@ def test_a_run_with_damaged_weights_is_one_line(monkeypatch: pytest.MonkeyPatch)
     at = start("pages/network.py", {"model": "run:broken"})
     text = assert_nothing_leaks(at)
     assert "cannot load run:broken" in text
+
+
+PAGE_KEYS = {
+    "pages/network.py": ("model", "image", "layer", "filter"),
+    "pages/filters.py": ("layer", "filter", "show", "sort", "page"),
+    "pages/cnnvis.py": (
+        "groups",
+        "facet",
+        "patch",
+        "classes",
+        "importance",
+        "clusters",
+        "moves",
+        "edges",
+        "step",
+        "palette",
+        "weak",
+        "compare",
+    ),
+    "pages/training.py": ("run",),
+    "pages/deepeyes.py": ("run", "de_view", "de_step", "de_layer", "de_filter"),
+    "pages/annotations.py": ("model", "layer"),
+}
+HOSTILE_VALUES = ("garbage", "99999999999999999999999", "-1", "../../etc,g99,,", "x" * 3000)
+
+
+@pytest.fixture(scope="module")
+def analysed_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ConvLens home with the CNNVis analysis of a small shipped model, so that the CNNVis
+    page reads all of its URL keys."""
+    from convlens.activations import SHIPPED_DATA, analyze
+    from convlens.models import load_model
+
+    home = tmp_path_factory.mktemp("hostile_home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONVLENS_HOME", str(home))
+        analyze(load_model("fashion_basecnn_x0.25"), SHIPPED_DATA)
+    return home
+
+
+@pytest.mark.parametrize("page", sorted(PAGE_KEYS))
+def test_every_url_parameter_survives_hostile_values(
+    page: str, analysed_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVLENS_HOME", str(analysed_home))
+    base = {"model": "fashion_basecnn_x0.25", "image": "fashion-mnist:test:0"}
+    for key in PAGE_KEYS[page]:
+        for value in HOSTILE_VALUES:
+            at = start(page, {**base, key: value})
+            assert not at.exception, (key, value[:40], [e.value for e in at.exception])
+            text = page_text(at)
+            assert "Traceback" not in text and str(ROOT) not in text, (key, value[:40])

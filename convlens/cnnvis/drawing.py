@@ -487,6 +487,15 @@ def _inline(frame: pd.DataFrame) -> alt.Data:
     return alt.Data(values=frame.replace({np.nan: None}).to_dict("records"))
 
 
+def selection_names(chart: alt.TopLevelMixin) -> list[str]:
+    """The names of the click selections `chart` defines (a picture without expanded layers has
+    no neuron selection, and Streamlit refuses a selection mode the chart lacks)."""
+    params = getattr(chart, "params", alt.Undefined)
+    if params is alt.Undefined:
+        return []
+    return list(dict.fromkeys(p.name for p in params if getattr(p, "select", alt.Undefined)))
+
+
 def draw(
     view: CnnvisView,
     patch_uri: Callable[[LayerView, int, int], str],
