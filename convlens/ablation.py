@@ -157,15 +157,17 @@ def ablate(
     limit: int | None = None,
     progress: Progress | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    access: Access = FULL_ACCESS,
 ) -> AblationResult:
     """Return the accuracy on the first `limit` images of `data` before and after zeroing `filters`.
 
     `filters` maps conv / linear chain node ids to filter (unit) indices. `limit` None means
-    `default_limit(model)`. `progress(done, total)` is called after each batch of images.
+    `default_limit(model)`. `progress(done, total)` is called after each batch of images. `data`
+    is read as `access` allows (`labelled_dataset`): a browser's access in the app.
     """
     if limit is not None and limit < 1:
         raise AblationError(f"the limit must be at least 1 image, not {limit}")
-    dataset = labelled_dataset(data)
+    dataset = labelled_dataset(data, access)
     targets = class_targets(dataset, model)
     limit = limit if limit is not None else default_limit(model)
     count = len(dataset) if limit is None else min(limit, len(dataset))

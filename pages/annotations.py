@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from convlens.ablation import AblationError, ablate
+from convlens.access import browser_access
 from convlens.annotations import (
     LABELS,
     AnnotationStore,
@@ -152,6 +153,7 @@ if st.button("Run the check", type="primary", disabled=not total or not data, ke
                 useless,
                 limit=int(limit) or None,
                 progress=report,
+                access=browser_access(),  # the labelled images as a browser may name them
             )
     except (AblationError, ImageSourceError, ValueError, OSError) as error:
         st.session_state.pop("_ablation", None)

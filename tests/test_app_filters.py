@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from test_app import all_text, start
 
+from convlens.access import NOT_PUBLISHED
 from convlens.annotations import AnnotationStore
 from convlens.attribution import LayerMaps
 from convlens.cli import main
@@ -202,6 +203,33 @@ def test_the_ablation_check_runs_from_the_annotations_page(two_annotations):
     assert "images of fashion-mnist:test." not in all_text(at), "a result of other images goes"
 
 
+@pytest.mark.parametrize("data", ["/", "/etc"])
+def test_the_ablation_check_reads_no_labelled_images_outside_the_data_roots(
+    two_annotations, data, monkeypatch
+):
+    """The labelled images set to / listed "'bin', 'boot', 'dev', 'etc', … of /" (issue 15)."""
+    no_folder_walk(monkeypatch)
+    at = start(FASHION)
+    at.switch_page("pages/annotations.py").run()
+    at.text_input(key="ablation_data").set_value(data).run()
+    at.button(key="ablate").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [NOT_PUBLISHED]
+    assert "Accuracy now" not in [m.label for m in at.metric]
+    assert "bin" not in all_text(at) and "boot" not in all_text(at)
+
+
+def test_the_ablation_check_reads_a_published_folder(two_annotations, tmp_path, monkeypatch):
+    folder = small_fashion_folder(tmp_path / "fashion")
+    monkeypatch.setenv("CONVLENS_DATA_ROOTS", str(tmp_path))
+    at = start(FASHION)
+    at.switch_page("pages/annotations.py").run()
+    at.text_input(key="ablation_data").set_value(folder).run()
+    at.button(key="ablate").click().run()
+    assert not at.exception, at.exception
+    assert f"On 20 images of {folder}." in all_text(at)
+
+
 def small_fashion_folder(root) -> str:
     """An ImageFolder of 20 Fashion-MNIST test images, two per class, named like the classes."""
     from PIL import Image
@@ -217,8 +245,9 @@ def small_fashion_folder(root) -> str:
     return str(root)
 
 
-def test_a_filter_s_top_patches_and_class_means_over_a_dataset(tmp_path):
+def test_a_filter_s_top_patches_and_class_means_over_a_dataset(tmp_path, monkeypatch):
     folder = small_fashion_folder(tmp_path / "fashion")
+    monkeypatch.setenv("CONVLENS_DATA_ROOTS", str(tmp_path))  # published by the server
     at = open_filters({**FASHION, "layer": "features.conv3_1", "filter": "4"})
     at.text_input(key="filters_data").set_value(folder).run()
     assert not at.exception
@@ -249,11 +278,38 @@ def test_top_patches_that_all_reach_a_ceiling_say_so():
     assert "All 9 patches reach 6.00" in all_text(at)
 
 
-def test_a_bad_dataset_is_one_sentence_on_the_page():
+def no_folder_walk(monkeypatch) -> None:
+    """Make any walk of a folder fail the test: a refused path must not be read at all."""
+    import convlens.data
+
+    def walk(*args, **kwargs):
+        raise AssertionError("a folder was walked")
+
+    # module-internal names, looked up at each call (image_folder is imported by name elsewhere)
+    monkeypatch.setattr(convlens.data, "_class_dirs", walk)
+    monkeypatch.setattr(convlens.data, "_scan_folder", walk)
+
+
+@pytest.mark.parametrize("data", ["/", "/etc", "/no/such/folder", "../../.."])
+def test_images_to_search_outside_the_data_roots_are_one_sentence(data, monkeypatch):
+    """A browser typing / in *Images to search* walked the whole disk on every rerun (issue 15)."""
+    no_folder_walk(monkeypatch)
     at = open_filters({**FASHION, "layer": "features.conv3_1", "filter": "4"})
-    at.text_input(key="filters_data").set_value("/no/such/folder").run()
+    at.text_input(key="filters_data").set_value(data).run()
     assert not at.exception
-    assert any("no folder '/no/such/folder' here" in e.value for e in at.error)
+    assert [e.value for e in at.error] == [NOT_PUBLISHED]
+    assert not [b for b in at.button if b.key == "filters_analyze"], "nothing to analyse"
+    assert "bin" not in all_text(at) and "etc" not in all_text(at).replace(NOT_PUBLISHED, "")
+
+
+def test_a_bad_dataset_name_is_one_sentence_on_the_page():
+    at = open_filters({**FASHION, "layer": "features.conv3_1", "filter": "4"})
+    at.text_input(key="filters_data").set_value("fashion-mnist:nope").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "'fashion-mnist:nope' is not a Fashion-MNIST split; use fashion-mnist:test or "
+        "fashion-mnist:train."
+    ]
 
 
 def test_home_shows_the_first_start_preparation_while_it_runs(monkeypatch):

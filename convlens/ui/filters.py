@@ -16,7 +16,6 @@ from convlens.activations import (
     analyze,
     cached_analysis,
     default_limit,
-    open_source,
 )
 from convlens.annotations import LABELS, AnnotationStore, counted, default_author
 from convlens.attribution import LayerMaps, input_view
@@ -25,6 +24,7 @@ from convlens.data import ImageSourceError
 from convlens.models import LoadedModel
 from convlens.style import FILTER_GRID_COLUMNS, FILTER_GRID_TILE, PATCH_SIZE
 from convlens.tiles import diverging, gradient_picture, patch_in_context, tile
+from convlens.ui.cache import browser_source
 from convlens.ui.launch import PREPARATION
 from convlens.ui.state import persisted
 
@@ -189,7 +189,7 @@ def dataset_analysis(
     An analysis found (on disk or computed) is kept in the session, so reruns do not re-read it.
     """
     try:
-        source = open_source(data)
+        source = browser_source(data)
     except (ImageSourceError, ValueError) as error:
         st.error(str(error))
         return None
@@ -253,7 +253,7 @@ def dataset_views(
     analysis = dataset_analysis(model_key, model, lock, data, "filters_analyze")
     if analysis is None:
         return
-    source = open_source(data)
+    source = browser_source(data)
     stats = analysis.layer(node_id)
     patches = stats.top_patches
     count = patches.image.shape[1]
