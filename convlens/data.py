@@ -21,6 +21,7 @@ refuses what is not an image, truncated or empty files and decompression bombs w
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import io
@@ -163,8 +164,9 @@ def _too_large(name: str, detail: str) -> ImageSourceError:
     )
 
 
-def _decode(fp: IO[bytes], name: str) -> Image.Image:
-    """Decode the first frame of the image in `fp` into a new, fully loaded RGB image."""
+def _decode(fp: IO[bytes], name: str, max_side: int | None = None) -> Image.Image:
+    """Decode the first frame of the image in `fp` into a new, fully loaded RGB image, shrunk to
+    `max_side` pixels on its longest side when given (before any copy is made of it)."""
     try:
         img = Image.open(fp)
     except Image.DecompressionBombError as error:
@@ -179,6 +181,9 @@ def _decode(fp: IO[bytes], name: str) -> Image.Image:
             raise _too_large(name, f"{width}x{height} pixels")
         if width < 1 or height < 1:
             raise ImageSourceError(f"{_quote(name)} has no pixels ({width}x{height}).")
+        shrink = max_side is not None and max(width, height) > max_side
+        if shrink:
+            img.draft("RGB", (max_side, max_side))  # JPEG decodes at a fraction of its size
         try:
             # A full load: with PIL's default ImageFile.LOAD_TRUNCATED_IMAGES (False), a
             # truncated file raises here instead of coming back half grey.
@@ -189,6 +194,9 @@ def _decode(fp: IO[bytes], name: str) -> Image.Image:
             raise ImageSourceError(
                 f"{_quote(name)} is truncated or damaged, so PIL could not decode it."
             ) from error
+        if shrink:
+            with contextlib.suppress(Exception):  # a mode thumbnail cannot resize stays whole
+                img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         try:
             # Phone photos store their rotation in EXIF; show them upright, as browsers do.
             # Before the conversion, which drops EXIF for modes it rebuilds.
@@ -228,22 +236,26 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def open_image_bytes(data: bytes, name: str = "upload") -> Image.Image:
-    """Return the image in `data` as a fully loaded RGB image, or raise ImageSourceError."""
+def open_image_bytes(data: bytes, name: str = "upload", max_side: int | None = None) -> Image.Image:
+    """Return the image in `data` as a fully loaded RGB image (at most `max_side` pixels on its
+    longest side, when given), or raise ImageSourceError."""
     if not data:
         raise ImageSourceError(f"{_quote(name)} is empty (0 bytes).")
-    return _decode(io.BytesIO(data), name)
+    return _decode(io.BytesIO(data), name, max_side)
 
 
-def open_image_file(path: str | Path, name: str | None = None) -> Image.Image:
-    """Return the image file at `path` as a fully loaded RGB image, or raise ImageSourceError."""
+def open_image_file(
+    path: str | Path, name: str | None = None, max_side: int | None = None
+) -> Image.Image:
+    """Return the image file at `path` as a fully loaded RGB image (at most `max_side` pixels on
+    its longest side, when given), or raise ImageSourceError."""
     name = str(path) if name is None else name
     path = Path(path).expanduser()
     try:
         if path.stat().st_size == 0:
             raise ImageSourceError(f"{_quote(name)} is empty (0 bytes).")
         with path.open("rb") as fp:
-            return _decode(fp, name)
+            return _decode(fp, name, max_side)
     except FileNotFoundError as error:
         raise ImageSourceError(f"no such file: {_quote(name)}.") from error
     except IsADirectoryError as error:
@@ -490,10 +502,14 @@ def _load_fashion_mnist(source: str) -> LoadedImage:
 
 
 def load_image(
-    source: str, uploads: Mapping[str, bytes] | None = None, access: Access = FULL_ACCESS
+    source: str,
+    uploads: Mapping[str, bytes] | None = None,
+    access: Access = FULL_ACCESS,
+    max_side: int | None = None,
 ) -> LoadedImage:
     """Return the image named by `source` (see the module docstring for the forms) as RGB; a path
-    only where `access` may read it."""
+    only where `access` may read it; a file or upload shrunk to `max_side` pixels on its longest
+    side while it is decoded, when given."""
     source = source.strip() if isinstance(source, str) else source
     if not isinstance(source, str) or not source:
         raise ImageSourceError(f"an image source is needed; use {SOURCE_FORMS}.")
@@ -506,7 +522,7 @@ def load_image(
             raise ImageSourceError(
                 f"upload {_quote(filename)} is no longer available; upload it again."
             )
-        return LoadedImage(source, open_image_bytes(data, filename), None, None)
+        return LoadedImage(source, open_image_bytes(data, filename, max_side), None, None)
     if source.startswith("fashion-mnist:"):
         return _load_fashion_mnist(source)
 
@@ -516,10 +532,10 @@ def load_image(
             f"{_quote(source)} is a web address; download the image and upload it instead."
         )
     if access.restricted:
-        return _load_published(source, access)
+        return _load_published(source, access, max_side)
     path = Path(source).expanduser()
     if path.is_file():
-        return LoadedImage(source, open_image_file(path, source), None, None)
+        return LoadedImage(source, open_image_file(path, source, max_side), None, None)
     folder, sep, index_text = source.rpartition(":")
     if sep and folder and Path(folder).expanduser().is_dir():
         return _folder_image(source, Path(folder).expanduser(), folder, index_text)
@@ -532,11 +548,11 @@ def load_image(
     raise ImageSourceError(f"no such file: {_quote(source)}.")
 
 
-def _load_published(source: str, access: Access) -> LoadedImage:
+def _load_published(source: str, access: Access, max_side: int | None) -> LoadedImage:
     """A file or `DIR:INDEX` under the data roots; anything else is refused in one sentence."""
     path = access.published(source)
     if path is not None and path.is_file():
-        return LoadedImage(source, open_image_file(path, source), None, None)
+        return LoadedImage(source, open_image_file(path, source, max_side), None, None)
     folder_text, sep, index_text = source.rpartition(":")
     folder = access.published(folder_text) if sep and folder_text else None
     if folder is not None and folder.is_dir():

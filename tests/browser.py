@@ -34,6 +34,27 @@ CHROMIUM_FLAGS = [
 ]
 
 
+# The process behind each URL that `app_server` serves, for tests that watch the server itself.
+SERVER_PIDS: dict[str, int] = {}
+
+
+def server_rss_mb(url: str) -> float:
+    """The resident memory of the app server behind `url`, in MB."""
+    status = Path(f"/proc/{SERVER_PIDS[url]}/status").read_text()
+    return (
+        int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+        / 1024
+    )
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -76,6 +97,7 @@ def app_server(
             command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[url] = process.pid
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -235,3 +235,11 @@ def test_kept_uploads_expire_by_age_then_by_size(tmp_path: Path) -> None:
     assert [path.name for path in deleted] == ["old", "b"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["c", "d"]
     assert prune_uploads(tmp_path / "missing") == []
+
+
+def test_a_large_image_is_shrunk_while_it_is_decoded(tmp_path: Path) -> None:
+    for suffix in ("png", "jpg"):
+        path = tmp_path / f"big.{suffix}"
+        Image.new("RGB", (5000, 2500), "orange").save(path)
+        assert load_image(str(path), max_side=1000).image.size == (1000, 500)
+        assert load_image(str(path)).image.size == (5000, 2500), "the CLI keeps every pixel"

@@ -18,11 +18,13 @@ from PIL import Image
 
 from convlens.access import browser_access
 from convlens.activations import ImageSource, open_source
+from convlens.allocator import release_freed_memory
 from convlens.attribution import (
     LayerMaps,
     activation_maps,
     grad_cam,
     guided_backprop,
+    guided_backprops,
     readout_layer,
 )
 from convlens.data import LoadedImage, load_image
@@ -103,10 +105,13 @@ def cached_image(source: str, upload_digest: str | None, uploads: dict[str, byte
     """Return the image of `source` as a browser may name it (`convlens.access`), capped to
     `MAX_IMAGE_SIDE`; uploads are told apart by the digest of their bytes."""
     access = browser_access()
-    return _image_cache().get(
-        (source, upload_digest, access),
-        lambda: capped(load_image(source, uploads=uploads, access=access)),
-    )
+
+    def load() -> LoadedImage:
+        image = capped(load_image(source, uploads=uploads, access=access, max_side=MAX_IMAGE_SIDE))
+        release_freed_memory()  # a large file's decoding buffers go back to the system
+        return image
+
+    return _image_cache().get((source, upload_digest, access), load)
 
 
 @st.cache_data(show_spinner="Classifying…", max_entries=64)
@@ -188,6 +193,27 @@ def cached_guided_backprop(
     spot = None if node.type == "linear" else position
     with model_lock(name, weights, source):
         return guided_backprop(model.module, _input(model, _image), layer, channel, spot)
+
+
+# An entry holds `GUIDED_BACKPROP_ROWS` images (16 of 224 x 224 RGB: 9.6 MB).
+@st.cache_data(show_spinner=False, max_entries=256)
+def cached_guided_backprops(
+    name: str,
+    weights: str | None,
+    source: str,
+    image_source: str,
+    upload_digest: str | None,
+    node_id: str,
+    channels: tuple[int, ...],
+    positions: tuple[tuple[int, int], ...],
+    _image: Image.Image,
+) -> np.ndarray:
+    """Return the guided back-propagation images (n, C, H, W) of filters `channels`, each at its
+    `positions` entry, for the image: one batched pass (the same images as one filter at a time)."""
+    model, node, layer = _readout(name, weights, source, node_id)
+    spots = None if node.type == "linear" else positions
+    with model_lock(name, weights, source):
+        return guided_backprops(model.module, _input(model, _image), layer, channels, spots)
 
 
 @st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=256)
