@@ -4,12 +4,12 @@ streaming reducers keep what the views need, in memory that does not grow with t
 A layer is a chain node of type conv or linear (`convlens.graph`), named by its conv / linear
 layer id; its activation is the output of the chain node's activation layer (after the norm and
 the non-linearity merged into it). Per neuron (an output channel of a conv layer, a unit of a
-linear layer; DESIGN.md, "Definitions to share"), `analyze` returns:
+linear layer; docs/architecture.md, "Definitions"), `analyze` returns:
 
 - ``per_class_mean``: CNNVis eq. 1, the mean over the images of each class of the neuron's
   activation on an image, the spatial mean of its map (``reduce="mean"``) or maximum ("max");
 - ``max``: the largest activation at any image and position;
-- ``frequency`` (DeepEyes, DESIGN.md): the share of the layer's sampled patches on which the
+- ``frequency`` (DeepEyes, docs/architecture.md): the share of the layer's sampled patches on which the
   activation exceeds half of that neuron's ``max``; ``frequency_patches`` says how many;
 - ``top_patches``: the k images on which the neuron responds most, each at its best position, with
   the receptive field of that position in input pixels.
@@ -19,7 +19,7 @@ pass can count exactly over all patches in bounded memory: the last image may ra
 then every value between the old and the new half counts no more, so all of them must be at hand.
 A network whose activations often come near their maximum (EfficientNet-Lite0 on Fashion-MNIST:
 10 to 40% of the values of its early layers are above half) would need a second forward pass over
-all the data. The frequency is therefore counted, as DESIGN.md defines it, on sampled patches: up
+all the data. The frequency is therefore counted, as docs/architecture.md defines it, on sampled patches: up
 to `FREQUENCY_PATCHES` (image, position) pairs per layer drawn in advance without replacement, as
 the training probe samples them (`frequency_sample`; all of them when the layer has no more). The
 single pass keeps every neuron's activation at those patches and counts them against half of the

@@ -1,6 +1,6 @@
 """From an activation analysis to what CNNVis draws: neuron clusters, importance, quality flags.
 
-A neuron's *activation vector* is its per-class average activation (CNNVis eq. 1, DESIGN.md);
+A neuron's *activation vector* is its per-class average activation (CNNVis eq. 1, docs/architecture.md);
 neurons are clustered on these vectors (section 5). Everything here is a pure function over
 arrays; `convlens.cnnvis.view` assembles them for a whole network.
 """
