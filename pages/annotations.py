@@ -6,7 +6,10 @@ import streamlit as st
 from convlens.ablation import AblationError, ablate
 from convlens.access import browser_access
 from convlens.annotations import (
+    FALLBACK_AUTHOR,
     LABELS,
+    ROWS_PER_PAGE,
+    AnnotationOverview,
     AnnotationStore,
     ImportReport,
     RowError,
@@ -26,6 +29,9 @@ st.caption(
 store = AnnotationStore()
 
 
+ALL_MODELS, ALL_LAYERS = "all models", "all layers"
+
+
 def import_upload() -> None:
     """Import the uploaded export before the page draws the table (a button callback), so the
     table and its counts show the imported rows at once."""
@@ -37,35 +43,83 @@ def import_upload() -> None:
     except ValueError as error:  # an image or binary file renamed .csv: one file-level error
         report = ImportReport(0, 0, 0, (RowError(None, str(error)),))
     else:
-        report = store.import_annotations(text)
+        # a row without an author is the browser's (its name from the Filters page), never the
+        # server's login name
+        name = str(st.session_state.get("author", "")).strip() or FALLBACK_AUTHOR
+        report = store.import_annotations(text, default_author_name=name)
     st.session_state["_annotations_import"] = report
 
 
-rows = store.list_annotations()
-frame = pd.DataFrame([row.to_dict() for row in rows])
+def first_page() -> None:
+    st.session_state["annotations_page"] = 1
 
-model_column, layer_column = st.columns(2)
-models = sorted(frame["model"].unique()) if len(frame) else []
-model_choices = ["all models", *models]
-chosen_model = model_column.selectbox(
-    "Model",
-    model_choices,
-    index=model_choices.index(selection.model_name) if selection.model_name in models else 0,
-    key="annotations_model",
+
+def wanted_filter(text: str) -> int | None:
+    """The filter number typed in the Filter box; None (any filter) for an empty box, and for
+    anything but a whole number, with a warning. A number too large for any layer finds nothing."""
+    text = text.strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        return int(text)
+    st.warning(f"The filter is a whole number such as 7, not {text[:40]!r}; showing every filter.")
+    return None
+
+
+# Model, layer, filter and page are read before their widgets are drawn: the store is asked for
+# one page of the matching rows, their counts and the choices in one call, in SQL.
+state = st.session_state
+chosen_model = state.get("annotations_model", selection.model_name)
+chosen_layer = state.get("annotations_layer", ALL_LAYERS)
+chosen_filter = wanted_filter(str(state.get("annotations_filter", "")))
+
+
+def read_overview() -> AnnotationOverview:
+    return store.overview(
+        model=None if chosen_model == ALL_MODELS else chosen_model,
+        layer=None if chosen_layer == ALL_LAYERS else chosen_layer,
+        filter=chosen_filter,
+        page=int(state.get("annotations_page", 1)),
+    )
+
+
+overview = read_overview()
+known_model = chosen_model in (ALL_MODELS, *overview.models)
+if not known_model or chosen_layer not in (ALL_LAYERS, *overview.layers):
+    # a model or layer without rows (the sidebar's model, or one whose rows are gone): all
+    chosen_model = chosen_model if known_model else ALL_MODELS
+    chosen_layer = ALL_LAYERS
+    overview = read_overview()
+
+model_column, layer_column, filter_column = st.columns([3, 3, 1])
+state["annotations_model"], state["annotations_layer"] = chosen_model, chosen_layer
+model_column.selectbox(
+    "Model", [ALL_MODELS, *overview.models], key="annotations_model", on_change=first_page
 )
-if chosen_model != "all models":
-    frame = frame[frame["model"] == chosen_model]
-layers = sorted(frame["layer"].unique()) if len(frame) else []
-chosen_layer = layer_column.selectbox("Layer", ["all layers", *layers], key="annotations_layer")
-if chosen_layer != "all layers":
-    frame = frame[frame["layer"] == chosen_layer]
+layer_column.selectbox(
+    "Layer", [ALL_LAYERS, *overview.layers], key="annotations_layer", on_change=first_page
+)
+filter_column.text_input(
+    "Filter", placeholder="any", key="annotations_filter", on_change=first_page
+)
 
-if frame.empty:
-    st.info("No annotations here yet: open the Filters page, click a filter and mark it.")
+if not overview.total:
+    if chosen_filter is not None:
+        st.info(f"No annotation of filter {chosen_filter} here.")
+    else:
+        st.info("No annotations here yet: open the Filters page, click a filter and mark it.")
 else:
-    counts = frame["label"].value_counts()
     for column, label in zip(st.columns(len(LABELS)), LABELS, strict=True):
-        column.metric(label, int(counts.get(label, 0)))
+        column.metric(label, f"{overview.counts[label]:,}")
+    if overview.pages > 1:
+        state["annotations_page"] = overview.page  # a page past the last is the last
+        st.number_input(
+            f"Page (of {overview.pages:,}, {ROWS_PER_PAGE} rows each)",
+            1,
+            overview.pages,
+            key="annotations_page",
+        )
+    frame = pd.DataFrame([row.to_dict() for row in overview.rows])
     shown = frame.assign(updated_at=pd.to_datetime(frame["updated_at"], utc=True))
     st.dataframe(
         shown,
@@ -80,6 +134,11 @@ else:
             ),
         },
     )
+    first = (overview.page - 1) * ROWS_PER_PAGE + 1
+    st.caption(
+        f"Rows {first:,} to {first + len(overview.rows) - 1:,} of {overview.total:,}, by model, "
+        "weights, layer, filter and author."
+    )
 
 export_column, import_column = st.columns(2)
 with export_column:
@@ -87,7 +146,8 @@ with export_column:
     for format in ("csv", "json"):
         st.download_button(
             f"Download {format.upper()}",
-            store.export_annotations(format),
+            # written when clicked, not on every run of the page (200,000 rows take seconds)
+            lambda format=format: store.export_annotations(format),
             file_name=f"annotations.{format}",
             mime="text/csv" if format == "csv" else "application/json",
             key=f"export_{format}",

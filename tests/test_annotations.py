@@ -6,12 +6,13 @@ import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import torch
 
-from convlens.annotations import COLUMNS, AnnotationStore, counted
+from convlens.annotations import CLOCK_SKEW, COLUMNS, LABELS, AnnotationStore, counted
 from convlens.cli import main
 from convlens.models import load_model
 from convlens.weights import weights_fingerprint
@@ -371,3 +372,132 @@ def test_cli_counts_one_useless_filter_one_label_and_one_row_in_the_singular(
     assert "note: 1 label of deepeyes is for other weights" in capsys.readouterr().err
     assert main(["annotations", "import", str(export)]) == 0
     assert " of 1 row from " in capsys.readouterr().out
+
+
+def _row(filter: int, updated_at: str, author: str = "ann", label: str = "useful") -> dict:
+    return {
+        "model": "m",
+        "weights_fingerprint": FINGERPRINT,
+        "layer": "conv",
+        "filter": filter,
+        "label": label,
+        "author": author,
+        "updated_at": updated_at,
+    }
+
+
+def test_an_import_dated_later_than_now_is_refused_with_its_row() -> None:
+    """A row dated 9999-12-31 stayed its filter's latest label whatever was marked after it."""
+    store = AnnotationStore()
+    store.set_annotation("m", FINGERPRINT, "conv", 0, "useful", author="bo")
+    before = store.export_annotations("json")
+    now = datetime.now(UTC)
+    rows = [
+        _row(0, "2024-01-02T03:04:05+00:00"),
+        _row(0, "9999-12-31T00:00:00+00:00", author="pin", label="useless"),
+        _row(1, (now + timedelta(minutes=10)).isoformat()),
+        _row(2, "9999-12-31"),
+    ]
+    report = store.import_annotations(json.dumps(rows))
+    assert not report.ok and report.applied == 0
+    assert [error.row for error in report.errors] == [2, 3, 4]
+    assert all("later than now" in error.reason for error in report.errors)
+    assert "'9999-12-31T00:00:00+00:00' is later than now" in str(report.errors[0])
+    assert store.export_annotations("json") == before, "all rows or none"
+
+    # another machine's clock a little ahead (CLOCK_SKEW) is taken; a later mark then wins
+    ahead = (now + CLOCK_SKEW - timedelta(minutes=1)).isoformat()
+    report = store.import_annotations(json.dumps([_row(0, ahead, author="pin", label="useless")]))
+    assert report.ok and report.applied == 1
+    assert store.latest_labels("m", FINGERPRINT) == {("conv", 0): "useless"}
+    assert timedelta(minutes=5) == CLOCK_SKEW, "the README documents 5 minutes"
+
+
+def test_an_updated_at_out_of_range_is_a_row_error_not_a_crash() -> None:
+    report = AnnotationStore().import_annotations(
+        json.dumps([_row(0, "0001-01-01T00:00:00+05:00")])
+    )
+    assert [(e.row, "out of range" in e.reason) for e in report.errors] == [(1, True)]
+
+
+def test_cli_import_names_the_row_dated_in_the_future(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "pinned.csv"
+    file.write_text(f"{HEADER}\n{GOOD_CSV_ROW}\nm,{FINGERPRINT},conv,2,useful,,ann,9999-12-31\n")
+    assert main(["annotations", "import", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert "row 2: updated_at '9999-12-31' is later than now" in err
+    assert "1 of 2 rows is invalid; nothing was imported" in err
+    assert AnnotationStore().list_annotations() == []
+
+
+def test_overview_pages_counts_and_filters_in_sql() -> None:
+    store = AnnotationStore()
+    rows = [
+        {**_row(k, "2024-01-02T03:04:05+00:00", label=LABELS[k % 3]), "layer": layer, "model": m}
+        for m in ("a", "b")
+        for layer in ("conv1", "conv2")
+        for k in range(150)
+    ]
+    assert store.import_annotations(json.dumps(rows)).applied == 600
+    everything = store.list_annotations()
+    first = store.overview(per_page=250)
+    assert (first.total, first.pages, first.page) == (600, 3, 1)
+    assert first.counts == {"useful": 200, "useless": 200, "unsure": 200}
+    assert first.models == ("a", "b") and first.layers == ("conv1", "conv2")
+    assert list(first.rows) == everything[:250]
+    last = store.overview(page=99, per_page=250)
+    assert last.page == 3 and list(last.rows) == everything[500:], "past the last: the last"
+    assert store.overview(page=-5, per_page=250).page == 1
+
+    chosen = store.overview(model="b", layer="conv2", per_page=100, page=2)
+    assert chosen.total == 150 and chosen.counts == {"useful": 50, "useless": 50, "unsure": 50}
+    assert (
+        list(chosen.rows) == [r for r in everything if (r.model, r.layer) == ("b", "conv2")][100:]
+    )
+    one = store.overview(layer="conv1", filter=4)
+    assert [(r.model, r.layer, r.filter) for r in one.rows] == [
+        ("a", "conv1", 4),
+        ("b", "conv1", 4),
+    ]
+    assert one.counts == {"useful": 0, "useless": 2, "unsure": 0}
+
+
+@pytest.mark.parametrize("number", [99999999999999999999999, 2**63, -1])
+def test_a_filter_number_no_row_can_have_finds_nothing_without_raising(number: int) -> None:
+    """99999999999999999999999 raised OverflowError (SQLite integers are 64-bit)."""
+    store = AnnotationStore()
+    store.set_annotation("m", FINGERPRINT, "conv", 0, "useful", author="ann")
+    found = store.overview(filter=number)
+    assert (found.total, found.rows, found.models) == (0, (), ("m",))
+    assert store.list_annotations(filter=number) == []
+
+
+def test_overview_of_a_missing_store_creates_nothing(tmp_path: Path) -> None:
+    store = AnnotationStore(tmp_path / "none" / "annotations.sqlite")
+    empty = store.overview(model="m")
+    assert (empty.total, empty.rows, empty.pages) == (0, (), 1)
+    assert not store.path.parent.exists()
+
+
+def test_latest_label_ties_go_to_the_first_author_by_name() -> None:
+    store = AnnotationStore()
+    same = "2024-01-02T03:04:05+00:00"
+    rows = [_row(0, same, author="cy", label="unsure"), _row(0, same, author="al")]
+    rows.append(_row(0, "2024-01-01T00:00:00+00:00", author="aa", label="useless"))
+    assert store.import_annotations(json.dumps(rows)).ok
+    (latest,) = store.latest_annotations("m", FINGERPRINT).values()
+    assert (latest.author, latest.label) == ("al", "useful")
+
+
+def test_a_mark_needs_an_author_the_cli_defaults_to_the_login_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = AnnotationStore()
+    for blank in ("", "  "):
+        with pytest.raises(ValueError, match="author is empty"):
+            store.set_annotation("m", FINGERPRINT, "conv", 0, "useful", author=blank)
+    assert store.list_annotations() == []
+    monkeypatch.setattr("getpass.getuser", lambda: "operator")
+    assert store.set_annotation("m", FINGERPRINT, "conv", 0, "useful").author == "operator"

@@ -137,6 +137,35 @@ def test_annotating_in_the_app_reaches_the_store_and_the_cli(capsys):
     assert at.text_input(key="annotation_author").value == "ana"
 
 
+def test_the_name_starts_empty_and_a_mark_asks_for_it_once(monkeypatch):
+    """The author field defaulted to the server's login name ("root"): every student's mark
+    was the server's."""
+    monkeypatch.setattr("getpass.getuser", lambda: "root")
+    at = open_filters({**FASHION, "layer": "features.conv2_1", "filter": "7"})
+    assert at.text_input(key="annotation_author").value == ""
+    assert "Type your name to mark this filter" in all_text(at)
+    at.segmented_control(key="annotation_label_features.conv2_1_7").set_value("useful")
+    at.form_submit_button[0].click().run()
+    assert not at.exception
+    assert [t.value for t in at.toast] == ["Type your name first: annotations are kept per author."]
+    assert AnnotationStore().list_annotations() == [], "nothing is stored without a name"
+
+    at.text_input(key="annotation_author").set_value("  ana ")
+    at.segmented_control(key="annotation_label_features.conv2_1_7").set_value("useful")
+    at.form_submit_button[0].click().run()
+    assert [r.author for r in AnnotationStore().list_annotations()] == ["ana"]
+    # the next filter does not ask again
+    at.button(key="act_8").click().run()
+    assert at.text_input(key="annotation_author").value == "  ana "
+    assert "Type your name" not in all_text(at)
+    at.segmented_control(key="annotation_label_features.conv2_1_8").set_value("unsure")
+    at.form_submit_button[0].click().run()
+    assert {(r.filter, r.author) for r in AnnotationStore().list_annotations()} == {
+        (7, "ana"),
+        (8, "ana"),
+    }
+
+
 @pytest.fixture
 def two_annotations() -> str:
     fingerprint = weights_fingerprint(load_model("fashion_basecnn").module)
@@ -186,6 +215,72 @@ def test_annotations_page_lists_counts_exports_and_refuses_a_bad_import(two_anno
     assert "Imported 3 of 3 rows" in [s.value for s in at.success][0]
     assert {m.label: m.value for m in at.metric} == {"useful": "1", "useless": "1", "unsure": "1"}
     assert len(at.dataframe[0].value) == 3
+
+
+def open_annotations(query: dict[str, str] | None = None):
+    at = start(query or FASHION)
+    at.switch_page("pages/annotations.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_annotations_page_pages_in_sql_and_exports_only_when_asked(monkeypatch):
+    """200,000 rows took ~23 s a load: every row was read, and both exports written, each run."""
+    rows = [
+        {
+            "model": model,
+            "weights_fingerprint": "0123456789abcdef",
+            "layer": layer,
+            "filter": k,
+            "label": ("useful", "useless", "unsure")[k % 3],
+            "author": "ana",
+            "updated_at": "2024-01-02T03:04:05+00:00",
+        }
+        for model in ("fashion_basecnn", "other")
+        for layer in ("features.conv1_1", "features.conv2_1")
+        for k in range(120)
+    ]
+    assert AnnotationStore().import_annotations(json.dumps(rows)).applied == 480
+
+    def everything(*args, **kwargs):
+        raise AssertionError("the page read every row")
+
+    monkeypatch.setattr(AnnotationStore, "export_annotations", everything)
+    monkeypatch.setattr(AnnotationStore, "list_annotations", everything)
+    at = open_annotations()
+    assert at.selectbox(key="annotations_model").value == "fashion_basecnn"
+    assert {m.label: m.value for m in at.metric} == {
+        "useful": "80",
+        "useless": "80",
+        "unsure": "80",
+    }
+    assert len(at.dataframe[0].value) == 200
+    assert "Rows 1 to 200 of 240" in all_text(at)
+    at.number_input(key="annotations_page").set_value(2).run()
+    assert len(at.dataframe[0].value) == 40
+    assert list(at.dataframe[0].value["filter"])[:2] == [80, 81]  # conv2_1's filters 80, 81
+
+    at.selectbox(key="annotations_layer").set_value("features.conv2_1").run()
+    assert "annotations_page" not in [n.key for n in at.number_input], "one page of 120 rows"
+    assert len(at.dataframe[0].value) == 120
+    at.text_input(key="annotations_filter").set_value("7").run()
+    assert list(at.dataframe[0].value["filter"]) == [7]
+    assert {m.label: m.value for m in at.metric} == {"useful": "0", "useless": "1", "unsure": "0"}
+    at.selectbox(key="annotations_model").set_value("all models").run()
+    assert list(at.dataframe[0].value["model"]) == ["fashion_basecnn", "other"]
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999999", "-1", "x" * 3000, "７"])
+def test_the_annotations_filter_box_takes_any_value(value, two_annotations):
+    """A filter of 99999999999999999999999 raised OverflowError (issue 15)."""
+    at = open_annotations()
+    at.text_input(key="annotations_filter").set_value(value).run()
+    assert not at.exception, at.exception
+    if value.isascii() and value.isdigit():
+        assert "No annotation of filter 99999999999999999999999 here." in [i.value for i in at.info]
+    else:
+        assert any("The filter is a whole number" in w.value for w in at.warning)
+        assert len(at.dataframe[0].value) == 2, "every filter"
 
 
 def test_the_ablation_check_runs_from_the_annotations_page(two_annotations):

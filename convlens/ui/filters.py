@@ -17,7 +17,7 @@ from convlens.activations import (
     cached_analysis,
     default_limit,
 )
-from convlens.annotations import LABELS, AnnotationStore, counted, default_author
+from convlens.annotations import LABELS, AnnotationStore, counted
 from convlens.attribution import LayerMaps, input_view
 from convlens.charts import bars_chart
 from convlens.data import ImageSourceError
@@ -123,34 +123,41 @@ def unit_bars(maps: LayerMaps, class_names: Sequence[str] | None, top: int = 40)
 def annotation_panel(
     store: AnnotationStore, model_name: str, fingerprint: str, layer: str, channel: int
 ) -> None:
-    """Draw the controls that mark one filter useful, useless or unsure, with a note."""
-    author = (
-        st.text_input(
-            "Your name",
-            placeholder=default_author(),
-            help="Annotations are kept per author; empty: your login name",
-            # kept for the session: the panel is not drawn while no filter is selected
-            **persisted("author", widget="annotation_author"),
-        ).strip()
-        or default_author()
+    """Draw the controls that mark one filter useful, useless or unsure, with a note.
+
+    The marks are kept per author: the name is asked for once and kept for the browser's
+    session. It starts empty, never the server's login name, which names the server's user,
+    not whoever marks from this browser.
+    """
+    author = st.text_input(
+        "Your name",
+        placeholder="asked once, kept for this session",
+        help="Annotations are kept per author",
+        # kept for the session: the panel is not drawn while no filter is selected
+        **persisted("author", widget="annotation_author"),
+    ).strip()
+    if not author:
+        st.caption("Type your name to mark this filter; it is kept until you close this tab.")
+    rows = store.list_annotations(
+        model=model_name, layer=layer, fingerprint=fingerprint, author=author, filter=channel
     )
-    mine = {
-        row.filter: row
-        for row in store.list_annotations(
-            model=model_name, layer=layer, fingerprint=fingerprint, author=author
-        )
-    }.get(channel)
+    mine = rows[0] if author and rows else None
     label_key = f"annotation_label_{layer}_{channel}"
     note_key = f"annotation_note_{layer}_{channel}"
 
     def save() -> None:
         """Store the form's label (a callback: the page then draws the saved state)."""
         label = st.session_state.get(label_key)
+        # the field as the click found it: a name typed just before the click counts
+        name = str(st.session_state.get("annotation_author", "")).strip()
+        if not name:
+            st.toast("Type your name first: annotations are kept per author.")
+            return
         if label is None:
             st.toast("Choose useful, useless or unsure first.")
             return
         note = st.session_state.get(note_key, "")
-        store.set_annotation(model_name, fingerprint, layer, channel, label, note, author)
+        store.set_annotation(model_name, fingerprint, layer, channel, label, note, name)
         st.toast(f"Marked {layer} filter {channel} as {label}.")
 
     latest = store.latest_annotations(model_name, fingerprint, layer=layer).get((layer, channel))
