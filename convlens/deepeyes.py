@@ -29,9 +29,9 @@ from safetensors.numpy import load_file
 
 from convlens.cnnvis.ordering import cosine_similarity as row_cosine_similarity
 from convlens.embedding import Embedding, embed, place
+from convlens.processes import live_trainer
 from convlens.training import (
     TrainConfig,
-    _pid_alive,
     list_snapshots,
     read_manifest,
     run_status,
@@ -1006,8 +1006,4 @@ def run_phase(run_dir: str | Path) -> str:
     status = run_status(run_dir)
     if status != "unreadable":
         return status
-    try:
-        pid = int((Path(run_dir) / "pid").read_text().strip())
-    except (OSError, ValueError):
-        return status
-    return "starting" if _pid_alive(pid) else status
+    return "starting" if live_trainer(Path(run_dir) / "pid") is not None else status

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from convlens.models import RUN_PREFIX, ModelError, parse_run_name
 from convlens.paths import ASSETS_DIR, convlens_home
+from convlens.processes import live_trainer, pid_record
 from convlens.shipped import read_card
 from convlens.training import (
     list_snapshots,
@@ -27,6 +28,8 @@ from convlens.training import (
     run_status,
     weight_steps,
 )
+
+OWNER_FILE = "owner"
 
 
 @dataclass(frozen=True)
@@ -134,14 +137,53 @@ def run_reference(path: str | Path) -> str:
 def stop_run(reference: str) -> int:
     """Ask the process training the run to stop (SIGTERM); return its pid.
 
-    The run stays resumable from its last snapshot (`convlens train ... --out RUN --resume`).
+    Only a live `convlens train` process that started when the run's pid file says is signalled
+    (`convlens.processes`); a stale pid file (its trainer killed, its id reused or planted) is
+    cleared instead, and ValueError says so. The run stays resumable from its last snapshot
+    (`convlens train ... --out RUN --resume`).
     """
     path = find_run(reference)
-    if run_status(path) not in ("running", "starting"):
-        raise ValueError(f"the run in {path} is not running")
-    pid = int((path / "pid").read_text().strip())
+    pid = live_trainer(path / "pid", strict=True)
+    if pid is None:
+        stale = (path / "pid").exists()
+        with contextlib.suppress(OSError):
+            (path / "pid").unlink()
+        raise ValueError(
+            f"the run {path.name} is not running"
+            + ("; its stale pid file is cleared" if stale else "")
+        )
     os.kill(pid, signal.SIGTERM)
     return pid
+
+
+def run_owner(path: str | Path) -> str | None:
+    """The browser that started the run in `path` from the app (`start_run(owner=...)`), if any."""
+    with contextlib.suppress(OSError):
+        return (Path(path) / OWNER_FILE).read_text().strip() or None
+    return None
+
+
+def may_manage(path: str | Path, owner: str | None, instructor: bool = False) -> bool:
+    """Whether a browser (its owner id, or the instructor) may stop, resume or delete the run in
+    `path`: never a shipped run; the instructor any other; a browser the runs it started."""
+    if Path(path).resolve().is_relative_to(ASSETS_DIR.resolve()):
+        return False
+    return instructor or (owner is not None and run_owner(path) == owner)
+
+
+def running_trainers() -> int:
+    """How many of the user's runs ($CONVLENS_HOME/runs, shared by every app process on this
+    machine) have a live trainer."""
+    root = convlens_home() / "runs"
+    if not root.is_dir():
+        return 0
+    return sum(
+        live_trainer(entry / "pid") is not None for entry in root.iterdir() if entry.is_dir()
+    )
+
+
+class TrainerLimitError(ValueError):
+    """Starting a run would exceed the number of trainers allowed at once."""
 
 
 def delete_run(reference: str) -> Path:
@@ -168,28 +210,71 @@ def train_command(arch: str, epochs: int, out: Path, options: Mapping[str, objec
     return command
 
 
-def start_run(arch: str, epochs: int, options: Mapping[str, object] | None = None) -> Path:
+def start_run(
+    arch: str,
+    epochs: int,
+    options: Mapping[str, object] | None = None,
+    owner: str | None = None,
+    max_running: int | None = None,
+) -> Path:
     """Start `convlens train` in its own process (it outlives the app session); return its folder.
 
     Each run gets a new folder, so runs started at once from several sessions never share files.
-    Its output goes to RUN_DIR/train.log.
+    Its output goes to RUN_DIR/train.log; `owner` (a browser's id) is recorded with it. With
+    `max_running`, TrainerLimitError when that many trainers run already; the count and the start
+    happen under a lock that every process sharing $CONVLENS_HOME takes.
     """
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = convlens_home() / "runs" / f"{arch}-{stamp}-{secrets.token_hex(3)}"
-    out.mkdir(parents=True)  # never exist_ok: two sessions must not share a folder
-    _spawn(train_command(arch, epochs, out, options or {}), out)
+    root = convlens_home() / "runs"
+    with _start_lock():
+        if max_running is not None and running_trainers() >= max_running:
+            raise TrainerLimitError(
+                f"{max_running} training {'run is' if max_running == 1 else 'runs are'} running "
+                "already, the most this server allows at once; try again when one has finished."
+            )
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = root / f"{arch}-{stamp}-{secrets.token_hex(3)}"
+        out.mkdir()  # never exist_ok: two sessions must not share a folder
+        if owner is not None:
+            (out / OWNER_FILE).write_text(f"{owner}\n")
+        _spawn(train_command(arch, epochs, out, options or {}), out)
     return out
 
 
-def resume_run(reference: str) -> Path:
-    """Continue a stopped or killed run in its own process, to the epochs it was started for."""
+@contextlib.contextmanager
+def _start_lock() -> Iterator[None]:
+    """An exclusive lock on $CONVLENS_HOME/runs/.start.lock, which every process starting a
+    trainer takes (fcntl; a no-op where there is none)."""
+    root = convlens_home() / "runs"
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".start.lock").open("a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def resume_run(reference: str, max_running: int | None = None) -> Path:
+    """Continue a stopped or killed run in its own process, to the epochs it was started for
+    (TrainerLimitError when `max_running` trainers run already)."""
     path = find_run(reference)
-    status = run_status(path)
-    if status != "incomplete":
-        raise ValueError(f"the run in {path} is {status}; only an incomplete run resumes")
-    manifest = read_manifest(path)
-    epochs = int(manifest["config"]["epochs"])
-    _spawn(train_command(manifest["arch"], epochs, path, {"resume": True}), path)
+    with _start_lock():
+        status = run_status(path)
+        if status != "incomplete":
+            raise ValueError(f"the run in {path} is {status}; only an incomplete run resumes")
+        if max_running is not None and running_trainers() >= max_running:
+            raise TrainerLimitError(
+                f"{max_running} training runs are running already, the most this server allows "
+                "at once; resume this one when one has finished."
+            )
+        manifest = read_manifest(path)
+        epochs = int(manifest["config"]["epochs"])
+        _spawn(train_command(manifest["arch"], epochs, path, {"resume": True}), path)
     return path
 
 
@@ -209,7 +294,7 @@ def _spawn(command: list[str], out: Path) -> subprocess.Popen:
             start_new_session=True,
             env={**os.environ, "TQDM_MININTERVAL": "5"},
         )
-    (out / "pid").write_text(f"{process.pid}\n")
+    (out / "pid").write_text(pid_record(process.pid))
     threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
     return process
 

@@ -37,7 +37,8 @@ unless `record=False`, writes RUN_DIR:
   A snapshot is written into ``snapshots/.tmp-step_XXXXXXXX-PID`` and renamed into place, so a
   killed process never leaves a half snapshot under its final name; `keep_snapshots` thins old
   snapshots (first and last kept, the rest evenly spaced), deleting by rename first too.
-- ``pid``: the training process id, present while it runs.
+- ``pid``: the training process, present while it runs: "PID START", its id and start time
+  (`convlens.processes`), so that a stale file is never taken for a live trainer.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from tqdm.auto import tqdm
 from convlens.data import FASHION_MNIST_CLASSES, fashion_mnist
 from convlens.graph import build_graph
 from convlens.paths import convlens_home
+from convlens.processes import live_trainer, pid_record
 from convlens.smallnets import FASHION_MNIST_MEAN, FASHION_MNIST_STD, INPUT_SIZE, build_small
 from convlens.weights import edge_matrix
 
@@ -248,20 +250,6 @@ def _weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     ]
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
 # --------------------------------------------------------------------------------------------
 # Readers
 
@@ -351,9 +339,7 @@ def run_status(run_dir: str | Path) -> str:
     live process reads from its manifest: "finished", "incomplete", or "unreadable" when it has
     no readable manifest."""
     run_dir = Path(run_dir)
-    live = False
-    with contextlib.suppress(OSError, ValueError):
-        live = _pid_alive(int((run_dir / "pid").read_text().strip()))
+    live = live_trainer(run_dir / "pid") is not None
     if live and not _recorded_a_step(run_dir):
         return "starting"
     try:
@@ -797,15 +783,14 @@ def train(
     if record:
         run_dir.mkdir(parents=True, exist_ok=True)
         pid_path = run_dir / "pid"
-        with contextlib.suppress(OSError, ValueError):
-            other = int(pid_path.read_text().strip())
-            if other != os.getpid() and _pid_alive(other):
-                raise RuntimeError(f"the run in {run_dir} is being trained by process {other}.")
+        other = live_trainer(pid_path)
+        if other is not None and other != os.getpid():
+            raise RuntimeError(f"the run in {run_dir} is being trained by process {other}.")
         if not resume and (run_dir / "manifest.json").exists():
             raise FileExistsError(
                 f"{run_dir} already holds a run; pass resume=True or another folder."
             )
-        pid_path.write_text(f"{os.getpid()}\n")
+        pid_path.write_text(pid_record(os.getpid()))
 
     try:
         return _train(

@@ -453,6 +453,7 @@ def test_a_stopped_trainer_started_by_the_app_no_longer_counts_as_running(
     import sys
     import time
 
+    from convlens.processes import start_time
     from convlens.runs import _spawn
 
     run = tmp_path / "run"
@@ -460,7 +461,9 @@ def test_a_stopped_trainer_started_by_the_app_no_longer_counts_as_running(
     (run / "manifest.json").write_text(json.dumps({**read_manifest(reference), "finished": False}))
     (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 2.3}) + "\n")
     trainer = _spawn([sys.executable, "-c", "import time; time.sleep(60)"], run)
-    assert (run / "pid").read_text() == f"{trainer.pid}\n", "the app names its trainer"
+    pid, start = (run / "pid").read_text().split()
+    assert int(pid) == trainer.pid, "the app names its trainer, with its start time"
+    assert int(start) == start_time(trainer.pid)
     assert run_status(run) == "running"
     os.kill(trainer.pid, signal.SIGTERM)
     deadline = time.monotonic() + 20
@@ -509,14 +512,14 @@ def test_a_run_the_app_just_started_reads_starting_and_stops(tmp_path: Path):
     """The folder as `start_run` leaves it, before the trainer has loaded Python and torch:
     starting, no architecture yet; Stop ends it."""
     import signal
-    import sys
     import time
 
-    from convlens.runs import _spawn, describe_run, stop_run
+    from convlens.runs import _spawn, describe_run, stop_run, train_command
 
     run = tmp_path / "run"
     run.mkdir()
-    trainer = _spawn([sys.executable, "-c", "import time; time.sleep(60)"], run)
+    # the real command: Stop signals only a process that is the run's `convlens train`
+    trainer = _spawn(train_command("deepeyes", 1, run, TINY), run)
     info = describe_run(run)
     assert (info.status, info.arch, info.step) == ("starting", None, None)
     assert stop_run(str(run)) == trainer.pid
