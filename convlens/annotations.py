@@ -23,6 +23,7 @@ import csv
 import getpass
 import io
 import json
+import os
 import random
 import re
 import sqlite3
@@ -223,7 +224,14 @@ def annotatable_layers(graph: LayerGraph) -> dict[str, int]:
 
 def check_filter(graph: LayerGraph, layer: str, filter_index: int, model: str) -> None:
     """Raise ValueError (one sentence) unless `layer` is a conv/linear chain node with that filter."""
-    layers = annotatable_layers(graph)
+    check_layer_filter(annotatable_layers(graph), layer, filter_index, model)
+
+
+def check_layer_filter(
+    layers: Mapping[str, int], layer: str, filter_index: int, model: str
+) -> None:
+    """Raise ValueError (one sentence) unless `layer` is one of `layers` (id: number of filters,
+    as `annotatable_layers` gives them) and has that filter."""
     if layer not in layers:
         names = list(layers)
         shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
@@ -236,6 +244,129 @@ def check_filter(graph: LayerGraph, layer: str, filter_index: int, model: str) -
             f"{layer} of {model} has {counted(layers[layer], 'filter')} (0 to {layers[layer] - 1}); "
             f"it has no filter {filter_index}"
         )
+
+
+@dataclass(frozen=True)
+class WeightsFacts:
+    """What `annotations set` checks a row against: the weights' fingerprint, the annotatable
+    layers with their numbers of filters (in chain order), and whether the weights are trained."""
+
+    fingerprint: str
+    layers: dict[str, int]
+    pretrained: bool
+
+
+# Facts kept per weights file in FACTS_NAME under convlens_home(): the model is built and its
+# weights read (seconds, and ~700 MB for VGG16) only when a file is new or has changed.
+FACTS_NAME = "weights-facts.json"
+FACTS_KEPT = 256
+
+
+def weights_facts(name: str) -> WeightsFacts:
+    """Return the facts of the weights that `resolve_model(name)` loads, from the cache in
+    `convlens_home()` when their file is unchanged (same path, modification time and size);
+    else load the model once, on the CPU, and keep its facts.
+
+    `file:` models (the user's own code) are not kept: they are built each time.
+    """
+    from convlens import models
+
+    files = _weights_files(name)
+    key = _facts_key(name, files) if files is not None else None
+    kept = _read_facts()
+    if key is not None and isinstance(found := kept.get(key), dict):
+        try:
+            return WeightsFacts(
+                str(found["fingerprint"]),
+                {str(k): int(v) for k, v in found["layers"].items()},
+                bool(found["pretrained"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass  # a damaged entry: computed again and replaced
+    from convlens.graph import build_graph
+    from convlens.weights import weights_fingerprint
+
+    model = models.resolve_model(name, device="cpu")
+    facts = WeightsFacts(
+        weights_fingerprint(model.module),
+        annotatable_layers(build_graph(model.module, model.input_size)),
+        model.pretrained,
+    )
+    # kept only when the files did not change while they were read
+    if key is not None and _facts_key(name, files) == key:
+        kept.pop(key, None)
+        kept[key] = asdict(facts)
+        _write_facts(dict(list(kept.items())[-FACTS_KEPT:]))
+    return facts
+
+
+def _weights_files(name: str) -> list[Path] | None:
+    """The files whose contents decide the weights (and layers) `resolve_model(name)` gives (none
+    for untrained weights: seeded, the same each time); None when they cannot be told without
+    building the model (`file:`, a bad name)."""
+    from convlens import models
+
+    try:
+        if name.startswith(models.RUN_PREFIX):
+            from convlens.training import snapshot_dir, weight_steps
+
+            folder, step = models.parse_run_name(name)
+            steps = weight_steps(folder)
+            step = step if step is not None else (steps[-1] if steps else None)
+            if step is None or step not in steps:
+                return None
+            return [folder / "manifest.json", snapshot_dir(folder, step) / "weights.safetensors"]
+        if name.startswith("file:"):
+            return None
+        spec = models.model_spec(name)
+        if (bundled := spec.bundled_weights()) is not None:
+            return [bundled]
+        cached = models.hub_cache_path(name)
+        return [cached] if cached is not None and cached.is_file() else []
+    except (models.ModelError, OSError, ValueError):
+        return None  # loading the model says what is wrong
+
+
+def _facts_key(name: str, files: list[Path]) -> str | None:
+    """The cache key: the name, each file's resolved path, modification time and size, and the
+    code that builds the model and finds its layers (versions, and the sources of an edited
+    checkout); None when a file cannot be read."""
+    import torch
+    import torchvision
+
+    from convlens import __version__
+
+    here = Path(__file__).resolve().parent
+    code = [here / f"{module}.py" for module in ("models", "smallnets", "graph", "weights")]
+    try:
+        stamps = []
+        for path in [*files, *code]:
+            stat = path.stat()
+            stamps.append([str(path.resolve()), stat.st_mtime_ns, stat.st_size])
+    except OSError:
+        return None
+    return json.dumps([name, stamps, __version__, torch.__version__, torchvision.__version__])
+
+
+def _read_facts() -> dict[str, object]:
+    try:
+        kept = json.loads((convlens_home() / FACTS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return kept if isinstance(kept, dict) else {}
+
+
+def _write_facts(kept: Mapping[str, object]) -> None:
+    """Write the cache atomically (a temporary file renamed over it): another process reads the
+    old file or the new one, never half of one. A write that fails only loses the cache."""
+    path = convlens_home() / FACTS_NAME
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temp.write_text(json.dumps(kept, indent=1), encoding="utf-8")
+        os.replace(temp, path)
+    except OSError:
+        pass
 
 
 class AnnotationStore:

@@ -589,19 +589,16 @@ def _run_annotations(args: argparse.Namespace) -> None:
 
 
 def _annotations_set(args: argparse.Namespace) -> None:
-    from convlens.annotations import AnnotationStore, check_filter
-    from convlens.graph import build_graph
-    from convlens.models import resolve_model
-    from convlens.weights import weights_fingerprint
+    from convlens.annotations import AnnotationStore, check_layer_filter, weights_facts
 
-    model = resolve_model(args.model, device="cpu")
+    # the fingerprint and layer widths, cached by weights file: the model is built only when
+    # its weights are new or changed
+    facts = weights_facts(args.model)
     try:
-        check_filter(
-            build_graph(model.module, model.input_size), args.layer, args.filter, args.model
-        )
+        check_layer_filter(facts.layers, args.layer, args.filter, args.model)
         row = AnnotationStore().set_annotation(
             args.model,
-            weights_fingerprint(model.module),
+            facts.fingerprint,
             args.layer,
             args.filter,
             args.label,
@@ -610,7 +607,7 @@ def _annotations_set(args: argparse.Namespace) -> None:
         )
     except ValueError as error:
         raise CliError(str(error)) from error
-    if not model.pretrained:
+    if not facts.pretrained:
         print(f"note: {args.model} has untrained weights here", file=sys.stderr)
     print(
         f"{row.model} (weights {row.weights_fingerprint}) {row.layer} #{row.filter}: "

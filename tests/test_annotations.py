@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import torch
 
 from convlens.annotations import CLOCK_SKEW, COLUMNS, LABELS, AnnotationStore, counted
 from convlens.cli import main
-from convlens.models import load_model
+from convlens.models import load_model, resolve_model
 from convlens.weights import weights_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -501,3 +502,104 @@ def test_a_mark_needs_an_author_the_cli_defaults_to_the_login_name(
     assert store.list_annotations() == []
     monkeypatch.setattr("getpass.getuser", lambda: "operator")
     assert store.set_annotation("m", FINGERPRINT, "conv", 0, "useful").author == "operator"
+
+
+def _counting_loader(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count the models `annotations set` builds (convlens.models.resolve_model)."""
+    import convlens.models
+
+    built: list[str] = []
+
+    def counted_resolve_model(name: str, *args, **kwargs):
+        built.append(name)
+        return resolve_model(name, *args, **kwargs)
+
+    monkeypatch.setattr(convlens.models, "resolve_model", counted_resolve_model)
+    return built
+
+
+def _never_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    import convlens.models
+
+    def resolve_model(*args, **kwargs):
+        raise AssertionError("annotations set built the model again")
+
+    monkeypatch.setattr(convlens.models, "resolve_model", resolve_model)
+
+
+def test_cli_set_builds_the_model_once_per_weights_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each `annotations set` loaded the whole model (~700 MB for VGG16) to write one row."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from convlens.annotations import FACTS_NAME
+    from convlens.paths import convlens_home
+    from convlens.training import load_snapshot, snapshot_dir, weight_steps
+
+    run = tmp_path / "small"
+    shutil.copytree(ROOT / "assets" / "runs" / "fashion_deepeyes_small", run)
+    weights = snapshot_dir(run, weight_steps(run)[-1]) / "weights.safetensors"
+    model = f"run:{run}"
+
+    def mark(filter: int, label: str = "useful") -> int:
+        return main(["annotations", "set", "--model", model, "--layer", "classifier.fc1",
+                     "--filter", str(filter), "--label", label])  # fmt: skip
+
+    built = _counting_loader(monkeypatch)
+    assert mark(0) == 0 and built == [model]
+    first = weights_fingerprint(load_snapshot(run)[0])
+    cache = convlens_home() / FACTS_NAME
+    assert json.loads(cache.read_text()), "the facts are kept in CONVLENS_HOME"
+    assert [p.name for p in cache.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+    _never_load(monkeypatch)
+    assert mark(1, "useless") == 0, "the second mark reads the cache"
+    capsys.readouterr()
+    assert mark(10_000) == 2, "the layer's width comes from the cache too"
+    assert "classifier.fc1 of" in capsys.readouterr().err
+    rows = AnnotationStore().list_annotations()
+    assert [(r.filter, r.weights_fingerprint) for r in rows] == [(0, first), (1, first)]
+
+    # new weights in the same file: another modification time, so the model is built again
+    state = load_file(weights)
+    state["classifier.fc1.weight"][0, 0] += 1.0
+    save_file(state, weights)
+    built = _counting_loader(monkeypatch)
+    assert mark(2) == 0 and built == [model]
+    second = weights_fingerprint(load_snapshot(run)[0])
+    assert second != first
+    assert AnnotationStore().list_annotations(filter=2)[0].weights_fingerprint == second
+
+    # the same bytes, touched: built again (the cache trusts no file whose time changed)
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert mark(3) == 0 and built == [model, model]
+    _never_load(monkeypatch)
+    assert mark(4) == 0
+
+
+def test_untrained_and_shipped_models_are_cached_and_a_damaged_cache_is_rebuilt(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from convlens.annotations import FACTS_NAME, weights_facts
+    from convlens.paths import convlens_home
+
+    convlens_home().mkdir(parents=True, exist_ok=True)
+    (convlens_home() / FACTS_NAME).write_text("{not json")
+    built = _counting_loader(monkeypatch)
+    facts = weights_facts("deepeyes")
+    assert built == ["deepeyes"] and not facts.pretrained
+    assert facts.fingerprint == weights_fingerprint(load_model("deepeyes", device="cpu").module)
+    assert facts.layers["features.conv2"] == 50
+    shipped = weights_facts("fashion_basecnn_x0.25")
+    assert shipped.pretrained
+    _never_load(monkeypatch)
+    assert weights_facts("deepeyes") == facts
+    assert weights_facts("fashion_basecnn_x0.25") == shipped
+    # the untrained note still comes from the cached facts
+    assert main(["annotations", "set", "--model", "deepeyes", "--layer", "features.conv2",
+                 "--filter", "1", "--label", "unsure"]) == 0  # fmt: skip
+    assert "note: deepeyes has untrained weights here" in capsys.readouterr().err
