@@ -913,7 +913,9 @@ def suggested_train_options(
     return {**options, **dict(arch_options)}
 
 
-def suggested_command(manifest: Mapping, arch_options: Mapping[str, object], out: str) -> str:
+def suggested_command(
+    manifest: Mapping, arch_options: Mapping[str, object], out: str | None = None
+) -> str:
     """Return the `python -m convlens train` command that trains the run of `manifest` again with
     `arch_options`; options the command line cannot set (e.g. a data limit) fall back to their
     defaults."""

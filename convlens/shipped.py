@@ -77,7 +77,7 @@ def read_card(run_dir: str | Path) -> Card:
     return Card(**fields)
 
 
-def train_command_line(manifest: dict, out: str) -> str:
+def train_command_line(manifest: dict, out: str | None) -> str:
     """Return the `python -m convlens train` command that records the run of `manifest` again."""
     config = manifest["config"]
     defaults = dataclasses.asdict(TrainConfig(arch=manifest["arch"]))
@@ -98,7 +98,8 @@ def train_command_line(manifest: dict, out: str) -> str:
         if key in _NO_CLI_FLAG:
             raise ValueError(f"the run sets {key}, which `convlens train` has no option for.")
         parts.append(f"--{key.replace('_', '-')} {value}")
-    parts.append(f"--out {out}")
+    if out is not None:  # without --out, `convlens train` writes under $CONVLENS_HOME/runs
+        parts.append(f"--out {out}")
     return " ".join(parts)
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from convlens.access import max_trainers
 from convlens.annotations import AnnotationStore
 from convlens.charts import (
     curves_chart,
@@ -52,9 +53,9 @@ from convlens.deepeyes import (
 )
 from convlens.embedding import points_in_box
 from convlens.models import list_models
-from convlens.paths import convlens_home
 from convlens.runs import (
     RunInfo,
+    TrainerLimitError,
     find_run,
     learning_curves,
     list_runs,
@@ -92,6 +93,7 @@ from convlens.ui.deepeyes import (
     cached_snapshot_fingerprint,
     cached_test_images,
 )
+from convlens.ui.owner import browser_owner
 from convlens.ui.sidebar import page_setup
 from convlens.ui.state import keep_valid, persisted
 
@@ -496,7 +498,17 @@ def diagnosis_panel(
 
 def train_suggestion(manifest: dict, options: dict[str, object]) -> None:
     """Start training the suggested network in its own process and show its run (a callback)."""
-    folder = start_run(manifest["arch"], int(manifest["config"]["epochs"]), options)
+    try:
+        folder = start_run(
+            manifest["arch"],
+            int(manifest["config"]["epochs"]),
+            options,
+            owner=browser_owner(),
+            max_running=max_trainers(),
+        )
+    except TrainerLimitError as error:
+        st.toast(str(error))
+        return
     st.session_state["run"] = run_reference(folder)
     st.session_state.pop("deepeyes_step", None)
     st.toast(f"Started {folder.name}: it appears here as it trains.")
@@ -523,9 +535,10 @@ def suggestion_panel(run_path: str, manifest: dict, suggestion: ArchitectureSugg
     )
     if not suggestion.changed:
         return
-    out = convlens_home() / "runs" / f"{Path(run_path).name}-smaller"
     try:
-        command = suggested_command(manifest, suggestion.arch_options, str(out))
+        # no --out: the run goes under $CONVLENS_HOME/runs, where the app lists it (and the page
+        # shows no server path)
+        command = suggested_command(manifest, suggestion.arch_options)
     except (KeyError, ValueError, TypeError) as error:
         st.caption(f"No command for it: {error}")
         return

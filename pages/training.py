@@ -5,21 +5,27 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from convlens.access import max_trainers
 from convlens.charts import curves_chart
 from convlens.runs import (
+    RunInfo,
+    TrainerLimitError,
     delete_run,
     learning_curves,
     list_runs,
+    may_manage,
     resume_run,
     run_reference,
     start_run,
     stop_run,
 )
 from convlens.style import RUN_REFRESH_SECONDS
+from convlens.ui.owner import browser_owner, instructor_box, is_instructor
 from convlens.ui.sidebar import page_setup
 from convlens.ui.state import persisted
 
 page_setup("training")
+browser_owner()  # the runs this browser starts are its own, also after a reload
 st.title("Training")
 st.caption(
     "Train DeepEyes' network or CNNVis' BaseCNN on Fashion-MNIST. A run trains in its own "
@@ -93,9 +99,16 @@ if started:
         options.update(conv1=conv1, conv2=conv2, fc1=fc1)
     else:
         options.update(width=width, depth=depth, batchnorm=batchnorm)
-    folder = start_run(arch, int(epochs), options)
-    st.session_state["run"] = run_reference(folder)
-    st.success(f"Started {folder.name}; it is listed below as starting until its first step.")
+    try:
+        folder = start_run(
+            arch, int(epochs), options, owner=browser_owner(), max_running=max_trainers()
+        )
+    except TrainerLimitError as error:
+        st.warning(str(error))
+    else:
+        st.session_state["run"] = run_reference(folder)
+        st.success(f"Started {folder.name}; it is listed below as starting until its first step.")
+instructor_box()
 
 
 @st.fragment(run_every=RUN_REFRESH_SECONDS)
@@ -140,24 +153,40 @@ def runs_view() -> None:
     if run.shipped and card.is_file():
         with st.expander("Model card: what this shipped run is and how to train it again"):
             st.markdown(card.read_text())
+    if run.shipped:
+        return
+    if not may_manage(run.path, browser_owner(), is_instructor()):
+        st.caption(
+            "Only the browser that started this run, or the instructor, can stop or delete it."
+        )
+        return
+    run_controls(run)
+
+
+def run_controls(run: RunInfo) -> None:
+    """Stop, Resume and Delete for a run this browser may manage."""
     stop_column, delete_column, _ = st.columns([1, 1, 4])
-    if run.status in ("running", "starting") and stop_column.button("Stop", key="run_stop"):
-        stop_run(run.path)
-        st.toast(
-            f"Stopped {Path(run.path).name}; it resumes from its last snapshot."
-            if run.status == "running"
-            else f"Stopped {Path(run.path).name} before its first step."
-        )
-    if run.status == "incomplete" and stop_column.button(
-        "Resume", key="run_resume", help="Continue from the last snapshot, to the planned epochs"
-    ):
-        resume_run(run.path)
-        st.toast(f"Resuming {Path(run.path).name}.")
-    if not run.shipped and run.status not in ("running", "starting"):
+    name = Path(run.path).name
+    try:
+        if run.status in ("running", "starting") and stop_column.button("Stop", key="run_stop"):
+            stop_run(run.path)
+            st.toast(
+                f"Stopped {name}; it resumes from its last snapshot."
+                if run.status == "running"
+                else f"Stopped {name} before its first step."
+            )
+        if run.status == "incomplete" and stop_column.button(
+            "Resume",
+            key="run_resume",
+            help="Continue from the last snapshot, to the planned epochs",
+        ):
+            resume_run(run.path, max_running=max_trainers())
+            st.toast(f"Resuming {name}.")
+    except ValueError as error:  # not running any more, or the cap reached
+        st.warning(f"{str(error)[:1].upper()}{str(error)[1:]}.")
+    if run.status not in ("running", "starting"):
         confirm = delete_column.popover("Delete", help="Delete this run's folder")
-        confirm.markdown(
-            f"Delete **{Path(run.path).name}** and all its snapshots? This cannot be undone."
-        )
+        confirm.markdown(f"Delete **{name}** and all its snapshots? This cannot be undone.")
         if confirm.button("Delete for good", key="run_delete", type="primary"):
             delete_run(run.path)
             st.session_state.pop("run", None)
