@@ -1,0 +1,48 @@
+"""A browser owns the runs it started, also after a reload; another browser does not (cookies,
+which AppTest lacks)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from browser import app_server, browser_page, require_chromium, wait_for_app
+
+pytestmark = pytest.mark.browser
+
+require_chromium()
+
+SMALL = Path(__file__).resolve().parent.parent / "assets" / "runs" / "fashion_deepeyes_small"
+
+
+def delete_offered(page, url: str) -> bool:
+    page.goto(f"{url}/training?run=mine", timeout=120_000)
+    wait_for_app(page)
+    page.wait_for_function("() => document.body.innerText.includes('mine')", timeout=60_000)
+    time.sleep(1)
+    return page.get_by_text("Delete", exact=True).count() > 0
+
+
+def test_the_browser_that_started_a_run_keeps_it_after_a_reload(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    run = home / "runs" / "mine"
+    shutil.copytree(SMALL, run)
+    with app_server({"CONVLENS_HOME": str(home)}) as url:
+        with browser_page(1280, 720) as (page, _):
+            page.goto(f"{url}/training", timeout=120_000)
+            wait_for_app(page)
+            deadline = time.monotonic() + 30
+            owner = None
+            while owner is None and time.monotonic() < deadline:
+                cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+                owner = cookies.get("convlens_owner")
+                time.sleep(0.2)
+            assert owner is not None and len(owner) == 32, "the page gives this browser an id"
+            (run / "owner").write_text(owner + "\n")  # as if this browser had started it
+            assert delete_offered(page, url), "after a reload, the run is still this browser's"
+        with browser_page(1280, 720) as (other, _):
+            assert not delete_offered(other, url), "another browser may not delete it"
+            assert "Only the browser that started this run" in other.inner_text("body")
