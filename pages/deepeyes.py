@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from convlens.access import max_trainers
+from convlens.access import NOT_A_RUN_NAME, is_plain_name, max_trainers
 from convlens.annotations import AnnotationStore
 from convlens.charts import (
     curves_chart,
@@ -170,6 +170,9 @@ def default_run_path(runs: list[RunInfo], model_name: str) -> str:
     recorded run, else the shipped DeepEyes run."""
     paths = [run.path for run in runs]
     wanted = st.session_state.get("run")
+    if wanted and wanted not in paths and not is_plain_name(str(wanted)):
+        st.warning(f"The link's run=: {NOT_A_RUN_NAME}")  # a browser names no folder on the server
+        wanted = None
     if not wanted:
         folder = model_run(model_name)
         wanted = str(folder) if folder is not None else None

@@ -159,3 +159,37 @@ def test_every_url_parameter_survives_hostile_values(
             assert not at.exception, (key, value[:40], [e.value for e in at.exception])
             text = page_text(at)
             assert "Traceback" not in text and str(ROOT) not in text, (key, value[:40])
+
+
+def test_deepeyes_opens_runs_by_name_only(tmp_path: Path) -> None:
+    import shutil
+
+    from convlens.shipped import shipped_run
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(shipped_run("fashion_deepeyes_small"), elsewhere)
+    for run in (str(elsewhere), "/etc", "../../assets/runs/fashion_deepeyes"):
+        at = start("pages/deepeyes.py", {"run": run})
+        text = assert_nothing_leaks(at)
+        assert NOT_A_RUN_NAME in text, run
+        assert at.session_state["run"] == "fashion_deepeyes", "the default run instead"
+
+
+def test_a_session_keeps_only_its_last_few_uploads() -> None:
+    import io
+
+    from PIL import Image
+
+    from convlens.ui.state import MAX_SESSION_UPLOADS
+
+    at = start("pages/network.py", {})
+    at.selectbox(key="image_choice_widget").set_value("Upload an image…").run()
+    for index in range(MAX_SESSION_UPLOADS + 2):
+        buffer = io.BytesIO()
+        Image.new("RGB", (20, 20), (index * 30, 0, 0)).save(buffer, format="PNG")
+        at.file_uploader(key="image_upload").set_value(
+            (f"photo{index}.png", buffer.getvalue(), "image/png")
+        ).run()
+        assert not at.exception
+    kept = at.session_state["uploads"]
+    assert list(kept) == [f"photo{i}.png" for i in range(2, MAX_SESSION_UPLOADS + 2)]

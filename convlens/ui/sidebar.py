@@ -27,7 +27,14 @@ from convlens.paths import prune_uploads, uploads_dir
 from convlens.runs import model_run, openable_runs, run_reference
 from convlens.shipped import shipped_names, shipped_run
 from convlens.ui.cache import cached_image, cached_model
-from convlens.ui.state import persisted, restore_from_url, upload_digest, uploads, write_to_url
+from convlens.ui.state import (
+    keep_upload,
+    persisted,
+    restore_from_url,
+    upload_digest,
+    uploads,
+    write_to_url,
+)
 
 FASHION_CHOICE = "Fashion-MNIST test image"
 UPLOAD_CHOICE = "Upload an image…"
@@ -324,7 +331,7 @@ def _image_picker(default: str) -> tuple[LoadedImage | None, str | None]:
     elif choice == UPLOAD_CHOICE:
         upload = st.file_uploader("Your image", type=None, key="image_upload")
         if upload is not None:
-            uploads()[upload.name] = upload.getvalue()
+            keep_upload(upload.name, upload.getvalue())
             source = f"upload:{upload.name}"
         elif current.startswith("upload:") and current.removeprefix("upload:") in uploads():
             source = current

@@ -57,9 +57,22 @@ def write_to_url(page: str) -> None:
             st.query_params[key] = str(value)
 
 
+# A session keeps its last few uploaded images (each up to server.maxUploadSize) in memory.
+MAX_SESSION_UPLOADS = 4
+
+
 def uploads() -> dict[str, bytes]:
     """Return the images uploaded in this session, by file name."""
     return st.session_state.setdefault("uploads", {})
+
+
+def keep_upload(name: str, data: bytes) -> None:
+    """Keep an uploaded image for this session, dropping the oldest beyond `MAX_SESSION_UPLOADS`."""
+    kept = uploads()
+    kept.pop(name, None)
+    kept[name] = data
+    while len(kept) > MAX_SESSION_UPLOADS:
+        kept.pop(next(iter(kept)))
 
 
 def upload_digest(source: str) -> str | None:
