@@ -27,12 +27,8 @@ def reuse_freed_memory() -> bool:
     """Make glibc keep freed blocks up to `MMAP_THRESHOLD` in its heap, and return up to
     `TRIM_THRESHOLD` of free heap top to the system only above that; once per process. Return
     whether the allocator took the settings (False off glibc, e.g. on macOS or Windows)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
@@ -44,14 +40,21 @@ def reuse_freed_memory() -> bool:
 def release_freed_memory() -> bool:
     """Give the free memory of glibc's heap back to the system (`malloc_trim`), after a one-off
     large allocation such as decoding a 40-megapixel image; return whether it could."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+    trim = _libc_function("malloc_trim")
+    if trim is None:
         return False
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     trim(0)
     return True
+
+
+def _libc_function(name: str):  # noqa: ANN202 - a ctypes function pointer
+    """glibc's function `name`, or None off glibc (macOS, Windows, musl without it)."""
+    library = ctypes.util.find_library("c")
+    if library is None:
+        return None
+    try:
+        return getattr(ctypes.CDLL(library), name)
+    except (OSError, AttributeError):
+        return None

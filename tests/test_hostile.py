@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from convlens.access import NOT_A_RUN_NAME, NOT_PUBLISHED
+from convlens.ui.state import PAGE_URL_KEYS, SHARED_URL_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120
@@ -109,24 +110,12 @@ def test_a_run_with_damaged_weights_is_one_line(monkeypatch: pytest.MonkeyPatch)
     assert "cannot load run:broken" in text
 
 
+# Every key a page reads from its address bar: the shared ones on the pages that use them most.
 PAGE_KEYS = {
-    "pages/network.py": ("model", "image", "layer", "filter"),
-    "pages/filters.py": ("layer", "filter", "show", "sort", "page"),
-    "pages/cnnvis.py": (
-        "groups",
-        "facet",
-        "patch",
-        "classes",
-        "importance",
-        "clusters",
-        "moves",
-        "edges",
-        "step",
-        "palette",
-        "weak",
-        "compare",
-    ),
-    "pages/training.py": ("run",),
+    "pages/network.py": SHARED_URL_KEYS,
+    "pages/filters.py": ("layer", "filter", *PAGE_URL_KEYS["filters"]),
+    "pages/cnnvis.py": PAGE_URL_KEYS["cnnvis"],
+    "pages/training.py": PAGE_URL_KEYS["training"],
     "pages/deepeyes.py": ("run", "de_view", "de_step", "de_layer", "de_filter"),
     "pages/annotations.py": ("model", "layer"),
 }
