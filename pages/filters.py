@@ -4,7 +4,12 @@ import numpy as np
 import streamlit as st
 
 from convlens.annotations import AnnotationStore, counted
-from convlens.attribution import filter_weight_norms, input_view, last_conv_node
+from convlens.attribution import (
+    GUIDED_BACKPROP_ROWS,
+    filter_weight_norms,
+    input_view,
+    last_conv_node,
+)
 from convlens.charts import bars_chart
 from convlens.graph import first_conv
 from convlens.style import FILTERS_PER_PAGE, MAGNIFIED_SIZE
@@ -14,6 +19,7 @@ from convlens.ui.cache import (
     cached_grad_cam,
     cached_graph,
     cached_guided_backprop,
+    cached_guided_backprops,
     cached_layer_maps,
     cached_model,
     cached_predictions,
@@ -164,10 +170,17 @@ with grid_column:
             st.session_state.pop("page", None)
         shown = ordered[(page - 1) * FILTERS_PER_PAGE : page * FILTERS_PER_PAGE]
         if show == "guided back-propagation":
-            bar = st.progress(0.0, text="Guided back-propagation, one filter at a time…")
+            # one batched backward pass per GUIDED_BACKPROP_ROWS filters, not one per filter
+            bar = st.progress(0.0, text="Guided back-propagation…")
             gradients = {}
-            for done, channel in enumerate(shown, start=1):
-                gradients[channel] = gradient_of(channel)
+            for start in range(0, len(shown), GUIDED_BACKPROP_ROWS):
+                chunk = tuple(shown[start : start + GUIDED_BACKPROP_ROWS])
+                peaks = tuple(maps.peak(channel) for channel in chunk)
+                images = cached_guided_backprops(
+                    *key, image.source, digest, node.id, chunk, peaks, image.image
+                )
+                gradients.update(zip(chunk, images, strict=True))
+                done = start + len(chunk)
                 bar.progress(
                     done / len(shown), text=f"Guided back-propagation: {done}/{len(shown)}"
                 )

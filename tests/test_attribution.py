@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from convlens.attribution import (
     filter_weight_norms,
     grad_cam,
     guided_backprop,
+    guided_backprops,
     last_conv_node,
     readout_layer,
 )
@@ -89,6 +92,145 @@ def test_guided_backprop_equals_the_hand_written_rule_and_leaves_no_trace(tiny):
         assert np.allclose(image, expected.numpy(), atol=1e-6)
         checked += 1
     assert checked >= 2
+    assert count_hooks(model) == 0
+    assert model.relu1.inplace and model.relu2.inplace
+
+
+def captum_guided_backprop(
+    model: nn.Module, x: torch.Tensor, layer: str, channel: int, position: tuple[int, int] | None
+) -> np.ndarray:
+    """The reference: Captum's `NeuronGuidedBackprop` for one neuron, one backward pass."""
+    from captum.attr import NeuronGuidedBackprop
+
+    switched = [m for m in model.modules() if getattr(m, "inplace", False) is True]
+    for module in switched:
+        module.inplace = False  # Captum's backward hooks cannot wrap in-place activations
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Setting backward hooks on ReLU", UserWarning)
+            selector = (channel,) if position is None else (channel, *position)
+            attribution = NeuronGuidedBackprop(model, model.get_submodule(layer)).attribute(
+                x.clone().requires_grad_(True), neuron_selector=selector
+            )
+    finally:
+        for module in switched:
+            module.inplace = True
+    return attribution[0].detach().numpy()
+
+
+def assert_equals_one_neuron_at_a_time(
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: str,
+    channels: list[int],
+    positions: list[tuple[int, int]] | None,
+    rows: int,
+) -> np.ndarray:
+    batched = guided_backprops(model, x, layer, channels, positions, rows=rows)
+    assert batched.shape == (len(channels), *x.shape[1:])
+    for row, channel in enumerate(channels):
+        position = None if positions is None else positions[row]
+        expected = captum_guided_backprop(model, x, layer, channel, position)
+        assert torch.allclose(
+            torch.from_numpy(batched[row]), torch.from_numpy(expected), rtol=1e-5, atol=1e-6
+        ), (layer, channel)
+        single = guided_backprop(model, x, layer, channel, position)  # the magnified view's
+        assert np.allclose(single, batched[row], rtol=1e-5, atol=1e-6)
+    return batched
+
+
+def test_batched_guided_backprop_equals_one_backward_per_filter(tiny):
+    model, x, nodes = tiny
+    maps = activation_maps(model, x, nodes["conv2"])
+    channels = [3, 0, 2, 1, 0]  # any order, a filter twice, chunks of 2 rows
+    positions = [maps.peak(k) for k in channels]
+    for layer in ("relu2", "conv2"):  # after the ReLU and before it
+        batched = assert_equals_one_neuron_at_a_time(model, x, layer, channels, positions, 2)
+        assert np.abs(batched).max() > 0
+    assert_equals_one_neuron_at_a_time(model, x, "fc", [1, 0], None, 16)
+    assert guided_backprops(model, x, "relu2", [], []).shape == (0, 1, 9, 9)
+    assert count_hooks(model) == 0
+    assert model.relu1.inplace and model.relu2.inplace
+
+
+class InPlaceNet(nn.Module):
+    """In-place ReLU6 and ReLU (called twice), batch norm, a residual sum and a flattening `view`
+    (which fails on a channels-last tensor)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 6, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(6)
+        self.relu6 = nn.ReLU6(inplace=True)
+        self.conv2 = nn.Conv2d(6, 6, 3, padding=1, groups=3)
+        self.bn2 = nn.BatchNorm2d(6)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv3 = nn.Conv2d(6, 5, 3, stride=2)
+        self.fc = nn.Linear(5 * 4 * 4, 3)
+
+    def forward(self, x):
+        a = self.relu6(self.bn1(self.conv1(x)))
+        b = self.relu(self.bn2(self.conv2(a)) + a)
+        c = self.relu(self.conv3(b))
+        return self.fc(c.view(c.shape[0], -1))
+
+
+def test_batched_guided_backprop_with_in_place_relu6_and_relu():
+    torch.manual_seed(1)
+    model = InPlaceNet()
+    with torch.no_grad():
+        for bn in (model.bn1, model.bn2):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+    model.eval()
+    x = torch.randn(1, 2, 10, 10) * 3  # large enough that some ReLU6 saturate
+    with torch.no_grad():
+        a = model.relu6(model.bn1(model.conv1(x)))
+        b = model.bn2(model.conv2(a))
+        outputs = {"relu6": a, "bn2": b, "conv3": model.conv3(torch.relu(b + a))}
+    # `relu` is called twice, so it is no read-out layer (`readout_layer`), but its guided rule
+    # applies at both calls
+    for layer, output in outputs.items():
+        channels = list(range(output.shape[1]))
+        positions = [divmod(int(output[0, k].argmax()), output.shape[3]) for k in channels]
+        assert_equals_one_neuron_at_a_time(model, x, layer, channels, positions, 4)
+    assert_equals_one_neuron_at_a_time(model, x, "fc", [0, 1, 2], None, 2)
+    assert count_hooks(model) == 0
+    assert model.relu6.inplace and model.relu.inplace
+
+
+@pytest.mark.slow  # Captum's reference runs the whole network once per filter
+def test_batched_guided_backprop_on_efficientnet_lite0():
+    from convlens.data import load_image
+    from convlens.models import load_model
+
+    loaded = load_model("efficientnet_lite0")
+    model = loaded.module
+    inplace = [getattr(m, "inplace", None) for m in model.modules()]
+    x = loaded.transform(load_image("sample:chelsea").image).unsqueeze(0)
+    graph = build_graph(model, loaded.input_size)
+    node = graph.node("_blocks.1._depthwise_conv")
+    layer = readout_layer(graph, node)  # _bn1: the block's ReLU6 module is called twice
+    maps = activation_maps(model, x, node)
+    channels = [0, 5, 30, 77]
+    batched = assert_equals_one_neuron_at_a_time(
+        model, x, layer, channels, [maps.peak(k) for k in channels], 3
+    )
+    assert np.abs(batched).max() > 0
+    assert count_hooks(model) == 0
+    assert [getattr(m, "inplace", None) for m in model.modules()] == inplace
+
+
+def test_guided_backprop_leaves_no_hooks_after_an_error(tiny):
+    model, x, _ = tiny
+    model.unused = nn.ReLU(inplace=True)  # a module the forward pass never calls
+    with pytest.raises(ValueError, match="was not called"):
+        guided_backprops(model, x, "unused", [0], [(0, 0)])
+    assert model.unused.inplace
+    del model.unused
+    with pytest.raises(IndexError):
+        guided_backprops(model, x, "relu2", [0, 9], [(0, 0), (0, 0)])
     assert count_hooks(model) == 0
     assert model.relu1.inplace and model.relu2.inplace
 
