@@ -195,7 +195,7 @@ def cached_guided_backprop(
         return guided_backprop(model.module, _input(model, _image), layer, channel, spot)
 
 
-# An entry holds `GUIDED_BACKPROP_ROWS` images (16 of 224 x 224 RGB: 9.6 MB).
+# An entry holds `GUIDED_BACKPROP_ROWS` images (4 of 224 x 224 RGB: 2.4 MB).
 @st.cache_data(show_spinner=False, max_entries=256)
 def cached_guided_backprops(
     name: str,
