@@ -573,7 +573,8 @@ def test_the_diagnosis_suggests_a_smaller_network_with_its_command():
     assert "**A smaller network to try:** classifier.fc1 at 124 units (not 500)." in all_text(at)
     (command,) = at.code
     assert command.value.startswith("python -m convlens train --arch deepeyes --fc1 124 ")
-    assert "--out " in command.value and "fashion_deepeyes-smaller" in command.value
+    # no --out: the run goes under $CONVLENS_HOME/runs, and the page names no server path
+    assert "--out" not in command.value and os.environ["CONVLENS_HOME"] not in command.value
     suggestion = at.dataframe[0].value
     assert suggestion["suggested"].tolist() == [20, 50, 124]
 
@@ -583,7 +584,10 @@ def test_training_the_suggestion_starts_a_run_and_follows_it(monkeypatch: pytest
 
     started = []
 
-    def start_run(arch: str, epochs: int, options: dict) -> Path:
+    def start_run(
+        arch: str, epochs: int, options: dict, owner: str | None, max_running: int | None
+    ) -> Path:
+        assert owner and max_running == 2, "the browser owns it, within the trainer cap"
         started.append((arch, epochs, dict(options)))
         folder = Path(os.environ["CONVLENS_HOME"]) / "runs" / "deepeyes-smaller"
         folder.mkdir(parents=True)
