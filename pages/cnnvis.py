@@ -43,6 +43,7 @@ from convlens.ui.cnnvis import (
 )
 from convlens.ui.filters import dataset_analysis
 from convlens.ui.sidebar import page_setup
+from convlens.ui.state import warn_reset
 
 DEFAULT_MODEL = "fashion_basecnn"
 
@@ -117,15 +118,16 @@ if len(expanded) < len(wanted_groups):
 run = model_run(selection.model_name)
 steps = list_snapshots(run) if run is not None else []
 
+if text_state("facet", FACETS[0]) not in FACETS:
+    warn_reset("facet")
+    set_state("facet", FACETS[0])
 with st.container(border=True):
     top = st.columns([1.5, 1.2, 1.3, *([1.2] if steps else []), 0.9], vertical_alignment="bottom")
     facet = (
         top[0].segmented_control(
             "Facet",
             FACETS,
-            default=text_state("facet", FACETS[0])
-            if text_state("facet", FACETS[0]) in FACETS
-            else FACETS[0],
+            default=text_state("facet", FACETS[0]),
             key="cnnvis_facet",
             on_change=lambda: set_state("facet", st.session_state["cnnvis_facet"] or FACETS[0]),
             help="Learned features: each neuron's top image patch, packed, size = importance. "

@@ -182,3 +182,24 @@ def test_a_session_keeps_only_its_last_few_uploads() -> None:
         assert not at.exception
     kept = at.session_state["uploads"]
     assert list(kept) == [f"photo{i}.png" for i in range(2, MAX_SESSION_UPLOADS + 2)]
+
+
+@pytest.mark.parametrize(
+    ("page", "key"),
+    [
+        ("pages/filters.py", "show"),
+        ("pages/filters.py", "sort"),
+        ("pages/cnnvis.py", "facet"),
+        ("pages/cnnvis.py", "palette"),
+        ("pages/cnnvis.py", "edges"),
+    ],
+)
+def test_a_bad_choice_in_the_link_is_named_and_reset(
+    page: str, key: str, analysed_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVLENS_HOME", str(analysed_home))
+    base = {"model": "fashion_basecnn_x0.25", "image": "fashion-mnist:test:0"}
+    at = start(page, {**base, key: "garbage"})
+    text = assert_nothing_leaks(at)
+    assert f"The link's {key}= was not understood" in text
+    assert at.session_state[key] != "garbage"

@@ -22,7 +22,7 @@ from convlens.cnnvis.pipeline import contribution
 from convlens.cnnvis.view import CnnvisView, LayerView, Options, QualityFlag, build_view
 from convlens.training import read_stats
 from convlens.ui.cache import browser_source, cached_graph, cached_model, model_lock
-from convlens.ui.state import write_to_url
+from convlens.ui.state import warn_reset, write_to_url
 
 CONTRIBUTION_IMAGES = 256
 CHART_GENERATION = "_cnnvis_chart_generation"
@@ -53,6 +53,9 @@ def choice(
     """A selectbox in `container` that edits the URL-backed string state `state` (a value not
     among `options`, from an old bookmark, falls back to `default`)."""
     wanted = text_state(state, default)
+    if wanted not in options:
+        warn_reset(state)
+        set_state(state, default)
     index = list(options).index(wanted if wanted in options else default)
     return container.selectbox(
         label,

@@ -107,6 +107,15 @@ def persisted(
 
 def keep_valid(key: str, options: Sequence[object], default: object) -> None:
     """Set the state `key` to `default` when it is not one of `options` (absent, or from an old
-    or edited bookmark), before a widget is seeded from it."""
-    if st.session_state.get(key) not in options:
+    or edited bookmark, which is said in one warning naming the parameter), before a widget is
+    seeded from it."""
+    value = st.session_state.get(key)
+    if value not in options:
+        if value not in (None, ""):
+            warn_reset(key)
         st.session_state[key] = default
+
+
+def warn_reset(key: str) -> None:
+    """Say that the address bar's `key` was not understood and is back to its default."""
+    st.warning(f"The link's {key}= was not understood; it is back to its default.")
