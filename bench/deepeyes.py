@@ -6,12 +6,19 @@ The patches are receptive fields of Fashion-MNIST test images (a fixed random sa
 of conv2's 8x8 output), described by conv2's 50 activations after its ReLU, under two snapshots of
 a DeepEyes network trained here (400 steps, snapshots at steps 200 and 400): the map is embedded
 at step 200 and the patches at step 400 are placed into it. Both t-SNEs start from PCA with
-perplexity 30 and run their default iterations (openTSNE 250 + 500, scikit-learn 1,000 in all);
-each map's quality is its 10-nearest-neighbour preservation (the share of each point's 10 nearest
-neighbours in activation space that are among its 10 nearest in the map, over 1,000 points) and
-the share of points whose 10 nearest map neighbours mostly share its label.
+perplexity 30 and run their default iterations (ConvLens/openTSNE 250 with early exaggeration +
+500, scikit-learn 1,000 in all); each map's quality is its 10-nearest-neighbour preservation (the
+share of each point's 10 nearest neighbours in activation space that are among its 10 nearest in
+the map, over 1,000 points) and the share of points whose 10 nearest map neighbours mostly share
+its label.
 
-Run: .venv/bin/python bench/deepeyes.py [--patches 10000] [--threads 2]
+Both sides get the same threads (`--threads`): ConvLens `n_jobs` (openTSNE's attractive forces,
+the grid convolutions of `convlens.embedding.repulsion`), scikit-learn `n_jobs` (its neighbour
+search) and OpenMP (its Barnes-Hut gradient), BLAS for both through threadpoolctl. Beside each
+side's wall time the bench prints its process CPU time and how many threads did a tenth of the work
+or more (Linux), and the machine's load; the library versions come first.
+
+Run: .venv/bin/python bench/deepeyes.py [--patches 10000] [--threads 2] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +58,37 @@ def activations_at(run: Path, step: int, images: np.ndarray, rows: np.ndarray) -
         handle.remove()
     maps = captured[0].numpy()  # (images, 50, 8, 8)
     return maps[rows[:, 0], :, rows[:, 1], rows[:, 2]].astype(np.float64)
+
+
+def load_average() -> str:
+    """Return the machine's 1-minute load average in words (Linux)."""
+    loadavg = Path("/proc/loadavg")
+    return f"load {loadavg.read_text().split()[0]}" if loadavg.is_file() else "load unknown"
+
+
+def thread_ticks() -> dict[str, int]:
+    """Return the CPU clock ticks (user + system) of each thread of this process (Linux; empty
+    elsewhere)."""
+    ticks = {}
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        ticks[stat.parent.name] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def timed(work: Callable[[], object]) -> tuple[object, float, float, int]:
+    """Return (work's result, wall seconds, process CPU seconds, threads that did at least a tenth
+    of the CPU time; 0 where that cannot be read)."""
+    before = thread_ticks()
+    started, cpu = time.perf_counter(), time.process_time()
+    result = work()
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    spent = [ticks - before.get(thread, 0) for thread, ticks in thread_ticks().items()]
+    busy = sum(1 for ticks in spent if ticks >= 0.1 * max(sum(spent), 1)) if spent else 0
+    return result, wall, cpu, busy
 
 
 def neighbour_preservation(
@@ -109,6 +150,8 @@ def main() -> None:
         earlier = activations_at(run, 200, images, rows)
         later = activations_at(run, 400, images, rows)
     print(f"{args.patches} patches x {earlier.shape[1]} conv2 activations, threads {args.threads}")
+    libraries = ("openTSNE", "scikit-learn", "numpy", "scipy", "threadpoolctl")
+    print("versions: " + ", ".join(f"{name} {version(name)}" for name in libraries))
 
     from sklearn.manifold import TSNE
 
@@ -116,22 +159,30 @@ def main() -> None:
     with threadpool_limits(args.threads):
         # alternate the two, keeping each one's best: a busy machine slows both alike
         for round_ in range(1, args.repeat + 1):
-            started = time.perf_counter()
-            ours = embed(earlier, n_jobs=args.threads)
-            ours_times.append(time.perf_counter() - started)
+            load = load_average()
+            ours, seconds, cpu, threads = timed(lambda: embed(earlier, n_jobs=args.threads))
+            ours_times.append(seconds)
+            ours_line = f"convlens {seconds:.1f} s (CPU {cpu:.1f} s, {threads} threads busy)"
 
-            started = time.perf_counter()
-            placed = place(ours, later)
-            place_times.append(time.perf_counter() - started)
+            placed, seconds, cpu, _ = timed(partial(place, ours, later))
+            place_times.append(seconds)
+            place_line = f"placing the later snapshot {seconds:.1f} s (CPU {cpu:.1f} s)"
 
-            started = time.perf_counter()
-            theirs = TSNE(
-                n_components=2, perplexity=30, init="pca", random_state=SEED, n_jobs=args.threads
-            ).fit_transform(earlier)
-            sklearn_times.append(time.perf_counter() - started)
+            theirs, seconds, cpu, threads = timed(
+                lambda: TSNE(
+                    n_components=2,
+                    perplexity=30,
+                    init="pca",
+                    random_state=SEED,
+                    n_jobs=args.threads,
+                ).fit_transform(earlier)
+            )
+            sklearn_times.append(seconds)
             print(
-                f"round {round_}: convlens {ours_times[-1]:.1f} s (placing the later snapshot "
-                f"{place_times[-1]:.1f} s), scikit-learn {sklearn_times[-1]:.1f} s"
+                f"round {round_} ({load} before, {load_average()} after): {ours_line}, "
+                f"{place_line}, scikit-learn {seconds:.1f} s (CPU {cpu:.1f} s, {threads} threads "
+                "busy)",
+                flush=True,
             )
     ours_seconds, place_seconds = min(ours_times), min(place_times)
     sklearn_seconds = min(sklearn_times)

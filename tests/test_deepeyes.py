@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from convlens import embedding as embedding_module
 from convlens.cli import main
 from convlens.deepeyes import (
     FilterMaxima,
@@ -48,7 +49,15 @@ from convlens.deepeyes import (
     undetected,
     width_options,
 )
-from convlens.embedding import embed, place, points_in_box, principal_axes, tsne_perplexity
+from convlens.embedding import (
+    embed,
+    kl_divergence_gradient,
+    place,
+    points_in_box,
+    principal_axes,
+    repulsion,
+    tsne_perplexity,
+)
 from convlens.paths import ASSETS_DIR
 from convlens.smallnets import build_small
 from convlens.training import list_snapshots, read_manifest, train
@@ -335,6 +344,75 @@ def test_a_later_snapshot_placed_into_a_tsne_map_stays_near_its_points():
     blob = np.repeat(np.arange(3), 50)
     nearest = np.argmin(np.linalg.norm(placed[:, None] - reference[None], axis=2), axis=1)
     assert (blob[nearest] == blob).mean() > 0.95
+
+
+def _brute_force_repulsion(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """t-SNE's repulsive forces sum_j q_ij^2 (y_i - y_j) / Z and Z, over all pairs."""
+    differences = points[:, None] - points[None]
+    q = 1 / (1 + (differences**2).sum(axis=2))
+    np.fill_diagonal(q, 0)
+    z = q.sum()
+    return (q[:, :, None] ** 2 * differences).sum(axis=1) / z, z
+
+
+@pytest.mark.parametrize("extent", [4.0, 120.0])
+def test_grid_repulsion_is_as_close_to_the_brute_force_sum_as_opentsnes(extent: float):
+    from openTSNE import _tsne
+
+    # clustered points, as t-SNE's: a small map (50 boxes a side, a fine grid) and a large one
+    # (boxes of unit width, where the interpolation misses by a few per cent)
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(-0.5, 0.5, size=(6, 2))
+    points = np.concatenate([c + rng.normal(scale=0.04, size=(100, 2)) for c in centres])
+    points = np.ascontiguousarray(points * extent / np.ptp(points))
+    expected, expected_z = _brute_force_repulsion(points)
+    theirs = np.zeros_like(points)
+    their_z = _tsne.estimate_negative_gradient_fft_2d(points, theirs, 3, 50, 1, dof=1)
+    forces, z = repulsion(points, n_jobs=2)
+
+    def error(found: np.ndarray) -> float:
+        return float(np.linalg.norm(found - expected) / np.linalg.norm(expected))
+
+    assert error(forces) <= 1.05 * error(-theirs) and error(forces) < 0.05
+    assert abs(z / expected_z - 1) <= abs(their_z / expected_z - 1) + 1e-6
+    assert np.array_equal(forces, repulsion(points, n_jobs=1)[0])
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_grid_gradient_equals_opentsne_fft_gradient(n_jobs: int):
+    from openTSNE import affinity
+    from openTSNE.tsne import kl_divergence_fft
+
+    rng = np.random.default_rng(4)
+    features = _blobs(rng, per_blob=100)
+    affinities = affinity.PerplexityBasedNN(features, perplexity=30, method="exact")
+    points = np.ascontiguousarray(rng.normal(size=(300, 2)))
+    grid = {"n_interpolation_points": 3, "min_num_intervals": 50, "ints_in_interval": 1}
+    theirs = kl_divergence_fft(points, affinities.P, 1, grid, should_eval_error=True)
+    ours = kl_divergence_gradient(points, affinities.P, 1, should_eval_error=True, n_jobs=n_jobs)
+    assert ours[0] == pytest.approx(theirs[0], rel=1e-5)
+    assert ours[1] == pytest.approx(theirs[1], rel=1e-4, abs=1e-6 * np.abs(theirs[1]).max())
+
+
+def test_a_map_of_many_points_is_laid_out_on_the_grid(monkeypatch: pytest.MonkeyPatch):
+    used = []
+
+    def recording(*args, **kwargs):
+        used.append(args[0].shape)
+        return kl_divergence_gradient(*args, **kwargs)
+
+    monkeypatch.setattr(embedding_module, "GRID_MIN_POINTS", 100)
+    monkeypatch.setattr(embedding_module, "EARLY_EXAGGERATION_ITERATIONS", 50)
+    monkeypatch.setattr(embedding_module, "kl_divergence_gradient", recording)
+    rng = np.random.default_rng(5)
+    first = embed(_blobs(rng), iterations=50, n_jobs=2)
+    assert len(used) > 100 and set(used) == {(150, 2)}, "the threaded grid computed the repulsion"
+    # the three planted blobs stay apart: each point's nearest map neighbours are of its blob
+    blob = np.repeat(np.arange(3), 50)
+    distances = np.linalg.norm(first.coordinates[:, None] - first.coordinates[None], axis=2)
+    np.fill_diagonal(distances, np.inf)
+    nearest = np.argsort(distances, axis=1)[:, :5]
+    assert (blob[nearest] == blob[:, None]).mean() > 0.98
 
 
 def test_embedding_rejects_bad_input():
