@@ -108,6 +108,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--json", action="store_true", help="print JSON")
 
+    explain = commands.add_parser(
+        "explain",
+        help="one convolution explained: the arithmetic behind one value of a conv layer's map",
+    )
+    _add_model_options(explain)
+    explain.add_argument(
+        "--image",
+        required=True,
+        help="sample:NAME, a file, fashion-mnist:test:INDEX or DIR:INDEX of an ImageFolder",
+    )
+    explain.add_argument(
+        "--layer", required=True, metavar="ID", help="a conv layer (`convlens graph` lists them)"
+    )
+    explain.add_argument("--filter", required=True, type=int, metavar="K", help="0-based")
+    explain.add_argument(
+        "--at", required=True, metavar="Y,X", help="the position in the layer's output, 0-based"
+    )
+    explain.add_argument("--json", action="store_true", help="print JSON")
+
     graph = commands.add_parser("graph", help="the layers of a model, as a DAG (needs no weights)")
     _add_model_options(graph, weights=False)
     graph.add_argument("--json", action="store_true", help="print JSON")
@@ -464,6 +483,111 @@ def _run_graph(args: argparse.Namespace) -> None:
         print(
             f"{layer.id:<34}{layer.type:<11}{shape:<16}{layer.params:>10}{field:>7}{jump:>6}  {layer.group}"
         )
+
+
+def parse_position(text: str) -> tuple[int, int]:
+    """Return the (y, x) of "Y,X" (two whole numbers); ValueError otherwise."""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(part.strip().lstrip("-").isdigit() for part in parts):
+        raise ValueError(f"a position is Y,X (two whole numbers), not '{text}'")
+    return int(parts[0]), int(parts[1])
+
+
+# The text output shows the input channels that add the most, strongest first; --json has all.
+EXPLAIN_CHANNELS_SHOWN = 8
+
+
+def _run_explain(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from convlens.data import load_image
+    from convlens.explain import ExplainError, convolution_step
+    from convlens.models import resolve_model
+
+    try:
+        y, x = parse_position(args.at)
+    except ValueError as error:
+        raise CliError(f"--at: {error}") from None
+    image = load_image(args.image)
+    model = resolve_model(_model_name(args), weights=args.weights)
+    try:
+        step = convolution_step(model, image.image, args.layer, args.filter, y, x)
+    except ExplainError as error:
+        raise CliError(str(error)) from None
+    if args.json:
+        _print_json(
+            {
+                "model": model.name,
+                "weights_status": model.weights_status,
+                "image": image.source,
+                "layer": step.layer,
+                "node": step.node,
+                "filter": step.filter,
+                "at": [step.y, step.x],
+                "stride": list(step.stride),
+                "dilation": list(step.dilation),
+                "origin": list(step.origin),
+                "first_input_channel": step.first_input_channel,
+                "window": step.window.tolist(),
+                "kernel": step.kernel.tolist(),
+                "channel_sums": step.channel_sums.tolist(),
+                "bias": step.bias,
+                "pre_activation": step.pre_activation,
+                "norm": step.norm,
+                "norm_scale": step.norm_scale,
+                "norm_shift": step.norm_shift,
+                "normalised": step.normalised,
+                "activation_name": step.activation_name,
+                "activation": step.activation,
+            }
+        )
+        return
+    _note_untrained(model)
+    channels, kh, kw = step.window.shape
+    last_row = step.origin[0] + step.dilation[0] * (kh - 1)
+    last_column = step.origin[1] + step.dilation[1] * (kw - 1)
+    print(
+        f"{model.name} · {step.layer} · filter {step.filter} at (y {step.y}, x {step.x}) on {image.source}"
+    )
+    print(
+        f"window: {channels} input channel{'s' if channels > 1 else ''} "
+        f"(from {step.first_input_channel}) × {kh}×{kw}, rows {step.origin[0]}…{last_row}, "
+        f"columns {step.origin[1]}…{last_column} of the layer's input (outside it: padding), "
+        f"stride {step.stride[0]}×{step.stride[1]}, dilation {step.dilation[0]}×{step.dilation[1]}"
+    )
+    order = np.argsort(-np.abs(step.channel_sums), kind="stable")[:EXPLAIN_CHANNELS_SHOWN]
+    for channel in sorted(int(c) for c in order):
+        print(
+            f"\ninput channel {step.first_input_channel + channel}: "
+            f"Σ window × kernel = {step.channel_sums[channel]:.4f}"
+        )
+        for name, values in (("window", step.window[channel]), ("kernel", step.kernel[channel])):
+            for row, numbers in enumerate(values):
+                label = f"{name}:" if row == 0 else ""
+                print(f"  {label:<8}" + " ".join(f"{v:8.4f}" for v in numbers))
+    rest = channels - len(order)
+    print()
+    if rest:
+        others = float(step.channel_sums.sum() - step.channel_sums[order].sum())
+        print(f"  the other {rest} input channels add {others:.4f} (--json lists every one)")
+    print(
+        f"  Σ over {channels} input channel{'s' if channels > 1 else ''}: {step.channel_sums.sum():10.4f}"
+    )
+    print(f"  + bias:{'':>{21 + len(str(channels))}}{step.bias:10.4f}")
+    print(f"  = the convolution's output:{step.pre_activation:>{len(str(channels)) + 1}.4f}")
+    if step.norm is not None:
+        if step.norm_scale is not None:
+            print(
+                f"  {step.norm}: {step.pre_activation:.4f} × {step.norm_scale:.4f} "
+                f"+ {step.norm_shift:.4f} = {step.normalised:.4f}"
+            )
+        else:
+            print(f"  {step.norm}: {step.normalised:.4f}")
+    if step.activation_name is not None:
+        print(f"  {step.activation_name}: {step.activation:.4f}")
+    print(
+        f"value of {step.node}'s map, filter {step.filter} at ({step.y}, {step.x}): {step.activation:.4f}"
+    )
 
 
 def _run_weights(args: argparse.Namespace) -> None:
@@ -890,6 +1014,7 @@ COMMANDS = {
     "models": _run_models,
     "predict": _run_predict,
     "graph": _run_graph,
+    "explain": _run_explain,
     "weights": _run_weights,
     "annotations": _run_annotations,
     "analyze": _run_analyze,
