@@ -31,9 +31,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from convlens.activations import _hooked, analysis_nodes, analyze, default_batch_size
+from convlens.activations import analysis_nodes, analyze, default_batch_size
 from convlens.data import fashion_mnist
 from convlens.graph import build_graph
+from convlens.hooks import hooked_calls
 from convlens.models import LoadedModel, ModelError, load_model
 
 DATA = "fashion-mnist:test"
@@ -80,12 +81,12 @@ def least_work_seconds(model: LoadedModel, inputs: torch.Tensor, batch_size: int
     graph = build_graph(model.module, model.input_size)
     nodes = [node for node in analysis_nodes(graph) if node.type == "conv"]
 
-    def reduce(node: object, output: torch.Tensor) -> None:
+    def reduce(_layer_id: str, _module: object, output: torch.Tensor) -> None:
         maps = output.reshape(output.shape[0], output.shape[1], -1)
         maps.amax(dim=2)
         maps.mean(dim=2)
 
-    with _hooked(model.module, {node.activation_layer: node for node in nodes}, reduce):
+    with hooked_calls(model.module, reduce, {node.activation_layer for node in nodes}):
         return forward_seconds(model, inputs, batch_size)
 
 

@@ -36,7 +36,7 @@ from convlens.data import (
     parse_dataset,
 )
 from convlens.graph import LayerGraph, build_graph
-from convlens.hooks import call_id
+from convlens.hooks import hooked_calls
 from convlens.models import LoadedModel
 
 DEFAULT_BATCH_SIZE = 64
@@ -289,38 +289,22 @@ def zeroed_channels(module: nn.Module, channels: Mapping[str, Sequence[int]]) ->
 
     `channels` maps layer call ids (as in `convlens.hooks`, e.g. `layer1.0.relu:2`) to channel
     indices. Yields the set of call ids being zeroed, all of them at first: change it between
-    forward passes to zero fewer. The outputs are replaced, not changed in place. The hooks are
-    removed on exit, also after an error.
+    forward passes to zero fewer. The outputs are replaced, not changed in place, in this thread's
+    forward passes only. The hooks are removed on exit, also after an error.
     """
     enabled = set(channels)
     indices = {
-        layer: torch.tensor(sorted(set(ks)), dtype=torch.long) for layer, ks in channels.items()
+        layer_id: torch.tensor(sorted(set(ks)), dtype=torch.long)
+        for layer_id, ks in channels.items()
     }
-    modules = dict(module.named_modules())
-    calls: dict[str, int] = {}
-    handles = []
 
-    def new_pass(_module: nn.Module, _inputs: object) -> None:
-        calls.clear()
+    def zero(layer_id: str, _module: nn.Module, output: object) -> torch.Tensor | None:
+        if layer_id not in enabled or not isinstance(output, torch.Tensor):
+            return None
+        return output.index_fill(1, indices[layer_id].to(output.device), 0.0)
 
-    def make_hook(path: str):
-        def hook(_module: nn.Module, _inputs: object, output: object) -> torch.Tensor | None:
-            calls[path] = calls.get(path, 0) + 1
-            identifier = call_id(path, calls[path])
-            if identifier not in enabled or not isinstance(output, torch.Tensor):
-                return None
-            return output.index_fill(1, indices[identifier].to(output.device), 0.0)
-
-        return hook
-
-    try:
-        handles.append(module.register_forward_pre_hook(new_pass))
-        for path in sorted({layer.split(":")[0] for layer in channels}):
-            handles.append(modules[path].register_forward_hook(make_hook(path)))
+    with hooked_calls(module, zero, channels):
         yield enabled
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _device(module: nn.Module) -> torch.device:

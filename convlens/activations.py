@@ -37,12 +37,11 @@ import hashlib
 import json
 import math
 import os
-import threading
 import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +62,7 @@ from convlens.data import (
     parse_dataset,
 )
 from convlens.graph import ChainNode, LayerGraph, build_graph
+from convlens.hooks import first_tensor, hooked_calls
 from convlens.models import LoadedModel, weights_source_key
 from convlens.paths import convlens_home
 from convlens.weights import weights_fingerprint
@@ -694,55 +694,11 @@ def field_boxes(graph: LayerGraph, layer_id: str, y: np.ndarray, x: np.ndarray) 
     ).astype(np.int64)
 
 
-def _first_tensor(output: object) -> torch.Tensor:
-    if isinstance(output, (tuple, list)):
-        output = output[0]
-    if not isinstance(output, torch.Tensor):
+def _layer_output(output: object) -> torch.Tensor:
+    tensor = first_tensor(output)
+    if tensor is None:
         raise ValueError(f"a layer returned {type(output).__name__}, not a tensor.")
-    return output
-
-
-@contextmanager
-def _hooked(
-    model: nn.Module,
-    targets: dict[str, _LayerReducer],
-    visit: Callable[[_LayerReducer, torch.Tensor], None],
-) -> Iterator[None]:
-    """Call `visit(reducer, output)` for each target layer call (ids as in `convlens.hooks`)
-    in the forward passes of this thread inside the block; the hooks go on exit, also after an
-    error. Other threads using the same model (another app session) are left alone."""
-    owner = threading.get_ident()
-    calls: dict[str, int] = {}
-    by_path: dict[str, dict[int, _LayerReducer]] = {}
-    for layer_id, reducer in targets.items():
-        path, _, call = layer_id.partition(":")
-        by_path.setdefault(path, {})[int(call or 1)] = reducer
-
-    def new_pass(module: nn.Module, inputs: object) -> None:
-        if threading.get_ident() == owner:
-            calls.clear()
-
-    def make_hook(path: str, wanted: dict[int, _LayerReducer]):
-        def hook(module: nn.Module, inputs: object, output: object) -> None:
-            if threading.get_ident() != owner:
-                return
-            calls[path] = calls.get(path, 0) + 1
-            reducer = wanted.get(calls[path])
-            if reducer is not None:
-                visit(reducer, _first_tensor(output))
-
-        return hook
-
-    handles = []
-    try:
-        handles.append(model.register_forward_pre_hook(new_pass))
-        for path, wanted in by_path.items():
-            module = model.get_submodule(path) if path else model
-            handles.append(module.register_forward_hook(make_hook(path, wanted)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    return tensor
 
 
 # --------------------------------------------------------------------------------------------
@@ -854,11 +810,12 @@ def _feed(
     preprocess = _Preprocess(plan.model.transform)
     batch: dict[str, object] = {}
 
-    def visit(reducer: _LayerReducer, output: torch.Tensor) -> None:
-        reducer.update(output, batch["labels"], batch["start"])
+    reducer_of = {r.node.activation_layer: r for r in reducers}
 
-    targets = {r.node.activation_layer: r for r in reducers}
-    with _hooked(module, targets, visit):
+    def reduce(layer_id: str, _module: nn.Module, output: object) -> None:
+        reducer_of[layer_id].update(_layer_output(output), batch["labels"], batch["start"])
+
+    with hooked_calls(module, reduce, reducer_of):
         for start, inputs, labels in _batches(
             plan.source, plan.images, plan.batch_size, preprocess
         ):
@@ -1058,7 +1015,7 @@ def prepare_shipped(progress: Progress | None = None) -> list[str]:
     """Analyse every shipped Fashion-MNIST model on fashion-mnist:test into the cache (a cached
     one costs a moment); return their names. `progress(done, total)` counts images over all models."""
     from convlens.models import load_model
-    from convlens.shipped import shipped_names
+    from convlens.runformat import shipped_names
 
     names = shipped_names()
     per_model = open_source(SHIPPED_DATA).size

@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.transforms import Normalize
 
 from convlens.graph import ChainNode, LayerGraph
-from convlens.hooks import record_outputs
+from convlens.hooks import parse_call_id, record_outputs
 
 # Neurons per backward pass in `guided_backprops`. On EfficientNet-Lite0 (224 px, 2 CPU cores) 4
 # rows cost the least CPU time and ~100 MB; from 8 rows on, its largest feature maps exceed glibc's
@@ -42,11 +42,6 @@ class LayerMaps:
         """Return the (y, x) where filter `channel` responds most on this image."""
         flat = int(np.argmax(self.maps[channel]))
         return divmod(flat, self.maps.shape[2])
-
-
-def module_path(layer_id: str) -> str:
-    """Return the module path of a layer id (`PATH` or `PATH:N` for the N-th call)."""
-    return layer_id.split(":", 1)[0]
 
 
 def activation_maps(model: nn.Module, x: torch.Tensor, node: ChainNode) -> LayerMaps:
@@ -78,11 +73,13 @@ def readout_layer(graph: LayerGraph, node: ChainNode) -> str:
     ambiguous: then the node's last layer with a single call (its norm or conv) is used, that is,
     the neuron is read just before its activation.
     """
-    called_again = {module_path(layer.id) for layer in graph.layers if ":" in layer.id}
+    called = [parse_call_id(layer.id) for layer in graph.layers]
+    called_again = {path for path, call in called if call > 1}
     for layer_id in (node.activation_layer, *reversed(node.layers)):
-        if module_path(layer_id) not in called_again:
-            return module_path(layer_id)
-    return module_path(node.id)
+        path, _ = parse_call_id(layer_id)
+        if path not in called_again:
+            return path
+    return parse_call_id(node.id)[0]
 
 
 class _StopForward(Exception):
@@ -229,7 +226,7 @@ def last_conv_node(chain: tuple[ChainNode, ...]) -> ChainNode | None:
 
 def filter_weight_norms(model: nn.Module, node: ChainNode) -> np.ndarray:
     """Return the L2 norm of each filter's weights (the ConvLens seed's "importance")."""
-    weight = model.get_submodule(module_path(node.id)).weight.detach().float()
+    weight = model.get_submodule(parse_call_id(node.id)[0]).weight.detach().float()
     return torch.linalg.vector_norm(weight.flatten(1), dim=1).cpu().numpy()
 
 

@@ -19,7 +19,14 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 from torch.overrides import TorchFunctionMode
 
-from convlens.hooks import PADDING_TYPES, call_id, is_layer, layer_type, named_layers
+from convlens.hooks import (
+    PADDING_TYPES,
+    call_id,
+    hooked_calls,
+    is_layer,
+    layer_type,
+    parse_call_id,
+)
 
 INPUT = "input"
 MERGED_INTO_PREVIOUS = ("norm", "activation", "dropout")
@@ -338,49 +345,34 @@ def _tensors(values: Iterable[object]) -> Iterable[torch.Tensor]:
 def _trace_hooks(model: nn.Module, example: torch.Tensor) -> list[_Call]:
     mode = _Provenance()
     calls: list[_Call] = []
-    counts: dict[str, int] = {}
-    pending: list[tuple[str, nn.Module, frozenset[str], bool, tuple[int, ...] | None]] = []
-    handles = []
+    pending: list[tuple[frozenset[str], bool, tuple[int, ...] | None]] = []
 
-    def make_hooks(path: str, module: nn.Module):
-        def before(mod: nn.Module, inputs: tuple) -> None:
-            sources, seen_global, shapes = mode.lookup(inputs)
-            pending.append((path, mod, sources, seen_global, shapes[0] if shapes else None))
-            mode.depth += 1
+    def before(_module: nn.Module, inputs: tuple) -> None:
+        sources, seen_global, shapes = mode.lookup(inputs)
+        pending.append((sources, seen_global, shapes[0] if shapes else None))
+        mode.depth += 1
 
-        def after(mod: nn.Module, inputs: tuple, output: object) -> None:
-            mode.depth -= 1
-            path_, module_, sources, seen_global, input_shape = pending.pop()
-            counts[path_] = counts.get(path_, 0) + 1
-            identifier = call_id(path_, counts[path_])
-            tensors = list(_tensors([output]))
-            calls.append(
-                _Call(
-                    identifier,
-                    path_,
-                    module_,
-                    sorted(sources, key=_order_key(calls)),
-                    input_shape,
-                    tuple(tensors[0].shape[1:]) if tensors else (),
-                    seen_global,
-                )
+    def after(layer_id: str, module: nn.Module, output: object) -> None:
+        mode.depth -= 1
+        sources, seen_global, input_shape = pending.pop()
+        tensors = list(_tensors([output]))
+        calls.append(
+            _Call(
+                layer_id,
+                parse_call_id(layer_id)[0],
+                module,
+                sorted(sources, key=_order_key(calls)),
+                input_shape,
+                tuple(tensors[0].shape[1:]) if tensors else (),
+                seen_global,
             )
-            for tensor in tensors:
-                mode.tag(tensor, frozenset({identifier}), seen_global)
+        )
+        for tensor in tensors:
+            mode.tag(tensor, frozenset({layer_id}), seen_global)
 
-        return before, after
-
-    try:
-        for path, module in named_layers(model):
-            before, after = make_hooks(path, module)
-            handles.append(module.register_forward_pre_hook(before))
-            handles.append(module.register_forward_hook(after))
-        mode.tag(example, frozenset({INPUT}), False)
-        with mode:
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    mode.tag(example, frozenset({INPUT}), False)
+    with hooked_calls(model, after, before_call=before), mode:
+        model(example)
     return calls
 
 
@@ -542,7 +534,7 @@ def _child_padding(child: nn.Module, own: tuple[int, int]) -> tuple[int, int] | 
 
 def _block_of(layer_id: str) -> str:
     """The module that a layer's block is: the path up to its first index (`layer2.0`)."""
-    parts = layer_id.split(":")[0].split(".")
+    parts = parse_call_id(layer_id)[0].split(".")
     for index, part in enumerate(parts):
         if part.isdigit():
             return ".".join(parts[: index + 1])
@@ -622,7 +614,7 @@ def _build_groups(nodes: list[tuple[str, tuple[int, ...], str, bool]]) -> list[l
 
 def _group_labels(group_lists: list[list[str]]) -> list[str]:
     """Name each group by the module all its nodes share (`layer1`), else by its first and last block."""
-    paths = [[member.split(":")[0] for member in members] for members in group_lists]
+    paths = [[parse_call_id(member)[0] for member in members] for members in group_lists]
     labels = []
     for index, members in enumerate(paths):
         prefix = members[0].split(".")

@@ -1,14 +1,18 @@
-"""Which modules count as layers, and hooks that record their outputs and leave no trace.
+"""Which modules count as layers, their call ids, and the one way to hook their calls.
 
 A *layer* is a module of a known kind (convolution, linear, pooling, ...) or one without
 children; ConvLens never looks inside a layer, so a `Conv2d` subclass that pads through a child
 module (EfficientNet's same-padding convolution) is one layer. A layer called more than once in a
-forward pass (ResNet reuses `relu`) gets the ids `PATH`, `PATH:2`, `PATH:3` for its calls.
+forward pass (ResNet reuses `relu`) gets the ids `PATH`, `PATH:2`, `PATH:3` for its calls
+(`call_id` builds them, `parse_call_id` reads them). Every module that hooks layers does it through
+`hooked_calls`, which numbers the calls and leaves no hook behind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -107,12 +111,91 @@ def call_id(path: str, call: int) -> str:
     return path if call == 1 else f"{path}:{call}"
 
 
-def _first_tensor(output: object) -> torch.Tensor | None:
+def parse_call_id(layer_id: str) -> tuple[str, int]:
+    """Return (module path, call number) of a layer call id: `PATH` is (PATH, 1), `PATH:N` is
+    (PATH, N); ValueError for a suffix that is not a call number from 2 (`call_id`'s inverse)."""
+    path, sep, number = layer_id.rpartition(":")
+    if not sep:
+        return layer_id, 1
+    if not re.fullmatch(r"[1-9][0-9]*", number) or int(number) < 2:
+        raise ValueError(
+            f"'{layer_id}' is not a layer call id; use PATH, or PATH:N for the N-th call (N >= 2)."
+        )
+    return path, int(number)
+
+
+def first_tensor(output: object) -> torch.Tensor | None:
+    """Return a layer's output tensor (the first one of a tuple or list), None if it has none."""
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
     return None
+
+
+AfterCall = Callable[[str, nn.Module, object], object]
+BeforeCall = Callable[[nn.Module, tuple], None]
+
+
+@contextmanager
+def hooked_calls(
+    model: nn.Module,
+    after_call: AfterCall,
+    layer_ids: Iterable[str] | None = None,
+    before_call: BeforeCall | None = None,
+) -> Iterator[None]:
+    """Call `after_call(layer_id, module, output)` after each call of a layer in the forward
+    passes of `model` run by this thread inside the block: the calls in `layer_ids`, or every
+    call of every layer (`named_layers`) when None. A value it returns replaces the layer's
+    output, as a forward hook's does. With every layer, `before_call(module, inputs)` runs before
+    each call when given.
+
+    Calls are numbered from 1 in each forward pass of `model` (`call_id`). Other threads' forward
+    passes of the same model (another session of the app) are left alone. The hooks are removed
+    on exit, also after an error.
+    """
+    wanted = None if layer_ids is None else set(layer_ids)
+    if before_call is not None and wanted is not None:
+        raise ValueError("before_call runs only when every layer is hooked (layer_ids=None).")
+    if wanted is None:
+        modules = dict(named_layers(model))
+    else:
+        paths = sorted({parse_call_id(layer_id)[0] for layer_id in wanted})
+        modules = {path: model.get_submodule(path) for path in paths}
+    owner = threading.get_ident()
+    calls: dict[str, int] = {}
+
+    def new_pass(_module: nn.Module, _inputs: object) -> None:
+        if threading.get_ident() == owner:
+            calls.clear()
+
+    def before(module: nn.Module, inputs: tuple) -> None:
+        if threading.get_ident() == owner:
+            before_call(module, inputs)
+
+    def make_hook(path: str):
+        def after(module: nn.Module, _inputs: object, output: object) -> object:
+            if threading.get_ident() != owner:
+                return None
+            calls[path] = calls.get(path, 0) + 1
+            layer_id = call_id(path, calls[path])
+            if wanted is not None and layer_id not in wanted:
+                return None
+            return after_call(layer_id, module, output)
+
+        return after
+
+    handles = []
+    try:
+        handles.append(model.register_forward_pre_hook(new_pass))
+        for path, module in modules.items():
+            if before_call is not None:
+                handles.append(module.register_forward_pre_hook(before))
+            handles.append(module.register_forward_hook(make_hook(path)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @contextmanager
@@ -126,30 +209,14 @@ def record_outputs(
     forward passes in the block, each layer's entry holds its output of the last pass.
     """
     outputs: dict[str, torch.Tensor] = {}
-    calls: dict[str, int] = {}
-    handles = []
 
-    def make_hook(path: str):
-        def hook(module: nn.Module, inputs: object, output: object) -> None:
-            calls[path] = calls.get(path, 0) + 1
-            identifier = call_id(path, calls[path])
-            tensor = _first_tensor(output)
-            if tensor is not None and (layer_ids is None or identifier in layer_ids):
-                outputs[identifier] = tensor.detach().clone() if detach else tensor.clone()
+    def record(layer_id: str, _module: nn.Module, output: object) -> None:
+        tensor = first_tensor(output)
+        if tensor is not None:
+            outputs[layer_id] = tensor.detach().clone() if detach else tensor.clone()
 
-        return hook
-
-    def new_pass(module: nn.Module, inputs: object) -> None:
-        calls.clear()
-
-    try:
-        handles.append(model.register_forward_pre_hook(new_pass))
-        for path, module in named_layers(model):
-            handles.append(module.register_forward_hook(make_hook(path)))
+    with hooked_calls(model, record, layer_ids):
         yield outputs
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def count_hooks(model: nn.Module) -> int:

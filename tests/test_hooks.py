@@ -1,7 +1,9 @@
-"""Layer hooks: what they record (also through in-place ReLUs and reused modules), and that they
+"""Layer hooks and call ids: what they record (also through in-place ReLUs and reused modules), and that they
 leave no hook and no changed flag behind, also after an error."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 import torch
@@ -9,7 +11,15 @@ from torch import nn
 
 from convlens import models
 from convlens.graph import build_graph
-from convlens.hooks import count_hooks, layer_type, named_layers, record_outputs
+from convlens.hooks import (
+    call_id,
+    count_hooks,
+    hooked_calls,
+    layer_type,
+    named_layers,
+    parse_call_id,
+    record_outputs,
+)
 
 # small inputs each net accepts: AlexNet's stem needs at least 63 pixels
 INPUT_SIZES = {
@@ -47,7 +57,7 @@ def test_last_recorded_output_is_the_model_output(name: str, nets):
     assert list(outputs)[-1] == LAST_LAYER[name]
     assert torch.equal(outputs[LAST_LAYER[name]], logits)
     # one entry per layer call: every layer module is called at least once by these nets
-    paths = {identifier.split(":")[0] for identifier in outputs}
+    paths = {parse_call_id(identifier)[0] for identifier in outputs}
     assert paths == {path for path, _ in named_layers(model)}
 
 
@@ -218,3 +228,131 @@ def test_build_graph_leaves_no_hooks_after_an_error(method: str, nets):
         assert model.training
     finally:
         model.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Call ids and the hook primitive
+
+
+@pytest.mark.parametrize("path", ["relu", "layer1.0.relu", "features.0", ""])
+@pytest.mark.parametrize("call", [1, 2, 3, 12])
+def test_a_call_id_parses_back_to_its_path_and_call(path: str, call: int):
+    assert parse_call_id(call_id(path, call)) == (path, call)
+
+
+def test_every_call_id_of_a_graph_round_trips(nets):
+    graph = build_graph(nets["resnet18"], INPUT_SIZES["resnet18"])
+    reused = {layer.id for layer in graph.layers if parse_call_id(layer.id)[1] > 1}
+    assert "layer1.0.relu:2" in reused
+    for layer in graph.layers:
+        assert call_id(*parse_call_id(layer.id)) == layer.id
+
+
+@pytest.mark.parametrize(
+    "bad", ["relu:", "relu:x", "relu:0", "relu:1", "relu:02", "relu:-2", "a:2b"]
+)
+def test_a_malformed_call_id_is_refused(bad: str):
+    with pytest.raises(ValueError, match="not a layer call id"):
+        parse_call_id(bad)
+
+
+class TwiceReLU(nn.Module):
+    """One ReLU module called twice per forward pass, around a linear layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.fc(self.relu(x)))
+
+
+def test_hooked_calls_number_the_calls_of_a_module_used_twice():
+    model = TwiceReLU()
+    seen: list[str] = []
+    with (
+        torch.no_grad(),
+        hooked_calls(model, lambda layer_id, module, output: seen.append(layer_id)),
+    ):
+        model(torch.randn(2, 3))
+        model(torch.randn(2, 3))
+    assert seen == ["relu", "fc", "relu:2"] * 2, "numbered from 1 again in every pass"
+
+
+def test_hooked_calls_only_the_asked_calls_and_replace_their_outputs():
+    model = TwiceReLU()
+    seen: list[tuple[str, nn.Module]] = []
+
+    def negate(layer_id: str, module: nn.Module, output: object) -> torch.Tensor:
+        seen.append((layer_id, module))
+        return -output
+
+    x = torch.randn(2, 3)
+    with torch.no_grad():
+        expected = -model(x)
+        with hooked_calls(model, negate, {"relu:2"}):
+            assert count_hooks(model) == 2, "the pass and the one module asked for"
+            replaced = model(x)
+    assert seen == [("relu:2", model.relu)]
+    torch.testing.assert_close(replaced, expected)
+    assert count_hooks(model) == 0
+
+
+def test_hooked_calls_leave_no_hook_after_an_error():
+    model = TwiceReLU()
+
+    def fail(layer_id: str, module: nn.Module, output: object) -> None:
+        raise KeyError(layer_id)
+
+    with pytest.raises(KeyError, match="fc"), hooked_calls(model, fail, {"fc"}):
+        model(torch.randn(2, 3))
+    assert count_hooks(model) == 0
+    with pytest.raises(RuntimeError), hooked_calls(model, lambda *call: None):
+        model(torch.randn(2, 5))
+    assert count_hooks(model) == 0
+    with (
+        pytest.raises(ValueError, match="before_call"),
+        hooked_calls(model, lambda *call: None, {"fc"}, before_call=lambda *call: None),
+    ):
+        pass
+    with pytest.raises(AttributeError), hooked_calls(model, print, {"relu", "missing:2"}):
+        pass
+    assert count_hooks(model) == 0
+
+
+def test_hooked_calls_run_before_each_call_when_asked():
+    model = TwiceReLU()
+    order: list[str] = []
+    with (
+        torch.no_grad(),
+        hooked_calls(
+            model,
+            lambda layer_id, module, output: order.append(f"after {layer_id}"),
+            before_call=lambda module, inputs: order.append(f"before {type(module).__name__}"),
+        ),
+    ):
+        model(torch.randn(2, 3))
+    assert order == [
+        "before ReLU",
+        "after relu",
+        "before Linear",
+        "after fc",
+        "before ReLU",
+        "after relu:2",
+    ]
+
+
+def test_hooked_calls_leave_other_threads_forward_passes_alone():
+    model = TwiceReLU()
+    seen: list[str] = []
+    with (
+        torch.no_grad(),
+        hooked_calls(model, lambda layer_id, module, output: seen.append(layer_id)),
+    ):
+        other = threading.Thread(target=model, args=(torch.randn(2, 3),))
+        other.start()
+        other.join()
+        assert seen == [], "another session's pass is not counted"
+        model(torch.randn(2, 3))
+    assert seen == ["relu", "fc", "relu:2"]
