@@ -29,10 +29,9 @@ from convlens.annotations import annotatable_layers
 from convlens.data import (
     FASHION_MNIST_SOURCES,
     ArrayDataset,
-    FolderDataset,
     ImageSourceError,
-    fashion_mnist,
-    image_folder,
+    LabelledDataset,
+    labelled_images,
     parse_dataset,
 )
 from convlens.graph import LayerGraph, build_graph
@@ -81,12 +80,9 @@ class AblationResult:
         return json.dumps(self.to_dict(), indent=2)
 
 
-LabelledDataset = ArrayDataset | FolderDataset
-
-
 def labelled_dataset(source: str, access: Access = FULL_ACCESS) -> LabelledDataset:
     """Return the labelled images of `fashion-mnist:test`, `fashion-mnist:train` or an ImageFolder
-    that `access` may read (`convlens.data.parse_dataset`)."""
+    that `access` may read (`convlens.data.parse_dataset`); AblationError for `samples`."""
     refusal = AblationError(
         f"'{source.strip()}' is not a labelled image source; use "
         f"{' or '.join(FASHION_MNIST_SOURCES)} or an ImageFolder directory (one sub-folder per class)"
@@ -97,11 +93,9 @@ def labelled_dataset(source: str, access: Access = FULL_ACCESS) -> LabelledDatas
         if access.restricted:
             raise  # the same sentence for every path a browser may not read
         raise refusal from None
-    if name.kind == "fashion-mnist":
-        return fashion_mnist(name.split)
-    if name.kind == "folder":
-        return image_folder(name.folder)
-    raise refusal
+    if name.kind == "samples":
+        raise refusal
+    return labelled_images(name)
 
 
 def _name_key(name: str) -> str:

@@ -89,8 +89,8 @@ Progress = Callable[[int, int], None]
 class TopPatches:
     """The image patches on which each neuron responds most: at most one per image, best first.
 
-    Arrays are (neurons, k), k = min(top_k, images): ``image`` (index in the source's order),
-    ``label`` (class index of that image, -1 when the source has no classes), ``y`` and ``x``
+    Arrays are (neurons, k), k = min(top_k, images): ``image`` (index in the dataset's order),
+    ``label`` (class index of that image, -1 when the dataset has no classes), ``y`` and ``x``
     (position in the layer's output grid; 0 for a linear layer), ``value`` (the activation there),
     and ``box`` (neurons, k, 4): its receptive field [x0, y0, x1, y1] in input pixels, ends
     exclusive, clipped to the image (the whole image for a linear layer).
@@ -210,12 +210,12 @@ def describe(analysis: Analysis) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Data sources
+# Datasets
 
 
 @dataclass(frozen=True, eq=False)
-class ImageSource:
-    """Images in a fixed order, read one at a time, with their labels when the source has classes."""
+class ImageDataset:
+    """Images in a fixed order, read one at a time, with their labels when the dataset has classes."""
 
     name: str
     size: int
@@ -225,13 +225,13 @@ class ImageSource:
     fingerprint: str
 
 
-def open_source(data: str, access: Access = FULL_ACCESS) -> ImageSource:
-    """Return the image source `data` names: fashion-mnist:test, fashion-mnist:train, samples
+def open_source(data: str, access: Access = FULL_ACCESS) -> ImageDataset:
+    """Return the dataset `data` names: fashion-mnist:test, fashion-mnist:train, samples
     (the bundled photos, without classes) or an ImageFolder directory that `access` may read
     (`convlens.data.parse_dataset`); ImageSourceError if none."""
     name = parse_dataset(data, access)
     if name.kind == "samples":
-        return ImageSource(
+        return ImageDataset(
             SAMPLES,
             len(SAMPLE_NAMES),
             (),
@@ -242,7 +242,7 @@ def open_source(data: str, access: Access = FULL_ACCESS) -> ImageSource:
     if name.kind == "fashion-mnist":
         dataset = fashion_mnist(name.split)
         images = dataset.images
-        return ImageSource(
+        return ImageDataset(
             name.text,
             len(dataset),
             tuple(dataset.classes),
@@ -257,7 +257,7 @@ def open_source(data: str, access: Access = FULL_ACCESS) -> ImageSource:
         digest.update(
             f"{file.relative_to(folder.root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
         )
-    return ImageSource(
+    return ImageDataset(
         str(folder.root),
         len(folder),
         tuple(folder.classes),
@@ -360,7 +360,7 @@ def _leaves_unchanged(step: Callable, picture: object) -> bool:
 
 
 def _batches(
-    source: ImageSource,
+    dataset: ImageDataset,
     count: int,
     batch_size: int,
     preprocess: _Preprocess,
@@ -369,10 +369,10 @@ def _batches(
     images."""
     for start in range(0, count, batch_size):
         stop = min(start + batch_size, count)
-        inputs = preprocess([source.load(index) for index in range(start, stop)])
+        inputs = preprocess([dataset.load(index) for index in range(start, stop)])
         labels = (
-            torch.tensor(source.labels[start:stop], dtype=torch.long)
-            if source.labels is not None
+            torch.tensor(dataset.labels[start:stop], dtype=torch.long)
+            if dataset.labels is not None
             else None
         )
         yield start, inputs, labels
@@ -607,7 +607,7 @@ class _LayerReducer:
         self, graph: LayerGraph, labels: np.ndarray | None, class_counts: np.ndarray
     ) -> LayerStats:
         """Return the layer's statistics (after `_Summaries.flush`); `labels` of every image of
-        the source, or None."""
+        the dataset, or None."""
         summaries = self.summaries
         with np.errstate(invalid="ignore", divide="ignore"):
             per_class = summaries.sums[:, self.span].cpu().numpy() / class_counts[:, None]
@@ -708,7 +708,7 @@ def _layer_output(output: object) -> torch.Tensor:
 @dataclass(frozen=True)
 class _Plan:
     model: LoadedModel
-    source: ImageSource
+    dataset: ImageDataset
     graph: LayerGraph
     nodes: list[ChainNode]
     images: int
@@ -735,13 +735,13 @@ def _plan(
         raise ValueError(f"the limit must be at least 1 image, not {limit}.")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"the batch size must be at least 1, not {batch_size}.")
-    source = open_source(data)
+    dataset = open_source(data)
     limit = limit if limit is not None else default_limit(model)
-    images = min(source.size, limit) if limit is not None else source.size
+    images = min(dataset.size, limit) if limit is not None else dataset.size
     graph = build_graph(model.module, model.input_size)
     return _Plan(
         model=model,
-        source=source,
+        dataset=dataset,
         graph=graph,
         nodes=analysis_nodes(graph, layers),
         images=images,
@@ -754,8 +754,8 @@ def _plan(
 
 def _compute(plan: _Plan, progress: Progress | None) -> Analysis:
     module = plan.model.module
-    classes = len(plan.source.classes)
-    labels = plan.source.labels
+    classes = len(plan.dataset.classes)
+    labels = plan.dataset.labels
     class_counts = (
         np.bincount(labels[: plan.images], minlength=classes)
         if labels is not None
@@ -789,9 +789,9 @@ def _compute(plan: _Plan, progress: Progress | None) -> Analysis:
         module.train(was_training)
     return Analysis(
         model=plan.model.name,
-        data=plan.source.name,
+        data=plan.dataset.name,
         images=plan.images,
-        classes=list(plan.source.classes),
+        classes=list(plan.dataset.classes),
         class_counts=class_counts,
         layers=layers,
         reduce=plan.reduce,
@@ -817,7 +817,7 @@ def _feed(
 
     with hooked_calls(module, reduce, reducer_of):
         for start, inputs, labels in _batches(
-            plan.source, plan.images, plan.batch_size, preprocess
+            plan.dataset, plan.images, plan.batch_size, preprocess
         ):
             images = inputs.to(device)
             batch.update(start=start, labels=labels.to(device) if labels is not None else None)
@@ -847,8 +847,8 @@ def _cache_key(plan: _Plan) -> str:
         "model": plan.model.name,
         "weights": weights,
         "state": weights_fingerprint(plan.model.module),
-        "data": plan.source.name,
-        "data_fingerprint": plan.source.fingerprint,
+        "data": plan.dataset.name,
+        "data_fingerprint": plan.dataset.fingerprint,
         "images": plan.images,
         "layers": [node.id for node in plan.nodes],
         "top_k": plan.top_k,

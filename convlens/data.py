@@ -1,18 +1,19 @@
-"""Image sources, named the same way in the CLI, the URL and the app.
+"""Image sources and datasets, named the same way in the CLI, the URL and the app.
 
-A *source* is one string:
+A *dataset* (what `analyze` and `ablate` read) is ``samples``, ``fashion-mnist:test``,
+``fashion-mnist:train`` or an ImageFolder directory, one sub-folder per class (`parse_dataset`;
+`labelled_images` opens the labelled ones).
+
+An image *source* is one string:
 
 - ``sample:NAME``: a photo that ships inside scikit-image (offline), see `SAMPLE_NAMES`;
 - a file path, absolute or relative (``~`` is expanded);
 - ``upload:FILENAME``: bytes the app keeps for an uploaded file;
-- ``fashion-mnist:test:INDEX`` or ``fashion-mnist:train:INDEX``: one Fashion-MNIST image;
-- ``DIR:INDEX``: image INDEX of an ImageFolder directory (one sub-folder per class).
+- ``DATASET:INDEX``: image INDEX of a labelled dataset, read by the dataset grammar:
+  ``fashion-mnist:test:INDEX``, ``fashion-mnist:train:INDEX`` or ``DIR:INDEX``.
 
-A *dataset* (what `analyze` and `ablate` read) is ``samples``, ``fashion-mnist:test``,
-``fashion-mnist:train`` or an ImageFolder directory (`parse_dataset`).
-
-Both grammars take an `Access` (`convlens.access`): the CLI may name any path, a browser of the
-app only paths under the data roots the server publishes (`NOT_PUBLISHED` otherwise).
+Both take an `Access` (`convlens.access`): the CLI may name any path, a browser of the app only
+paths under the data roots the server publishes (`NOT_PUBLISHED` otherwise).
 
 Every image goes through one safe decoder (`open_image_bytes` / `open_image_file`): it
 refuses what is not an image, truncated or empty files and decompression bombs with an
@@ -488,19 +489,6 @@ SOURCE_FORMS = (
 )
 
 
-def _load_fashion_mnist(source: str) -> LoadedImage:
-    parts = source.split(":")
-    if len(parts) != 3 or parts[1] not in FASHION_MNIST_SPLITS:
-        raise ImageSourceError(
-            f"{_quote(source)} is not a Fashion-MNIST source; use fashion-mnist:test:INDEX "
-            "or fashion-mnist:train:INDEX."
-        )
-    dataset = fashion_mnist(parts[1])
-    index = _parse_index(parts[2], len(dataset), dataset.name)
-    label = int(dataset.labels[index])
-    return LoadedImage(source, dataset.image(index), dataset.classes[label], label)
-
-
 def load_image(
     source: str,
     uploads: Mapping[str, bytes] | None = None,
@@ -523,48 +511,51 @@ def load_image(
                 f"upload {_quote(filename)} is no longer available; upload it again."
             )
         return LoadedImage(source, open_image_bytes(data, filename, max_side), None, None)
+    dataset_text, sep, index_text = source.rpartition(":")
     if source.startswith("fashion-mnist:"):
-        return _load_fashion_mnist(source)
+        if dataset_text not in FASHION_MNIST_SOURCES:
+            raise ImageSourceError(
+                f"{_quote(source)} is not a Fashion-MNIST source; use fashion-mnist:test:INDEX "
+                "or fashion-mnist:train:INDEX."
+            )
+        return _dataset_image(source, parse_dataset(dataset_text), index_text)
 
     scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):", source)
     if scheme and scheme.group(1).lower() in ("http", "https", "ftp"):
         raise ImageSourceError(
             f"{_quote(source)} is a web address; download the image and upload it instead."
         )
-    if access.restricted:
-        return _load_published(source, access, max_side)
-    path = Path(source).expanduser()
-    if path.is_file():
+    path = access.published(source)
+    if path is not None and path.is_file():
         return LoadedImage(source, open_image_file(path, source, max_side), None, None)
-    folder, sep, index_text = source.rpartition(":")
-    if sep and folder and Path(folder).expanduser().is_dir():
-        return _folder_image(source, Path(folder).expanduser(), folder, index_text)
-    if path.is_dir():
+    folder = _image_folder_name(dataset_text, access) if sep and dataset_text else None
+    if folder is not None:
+        return _dataset_image(source, folder, index_text)
+    if path is not None and path.is_dir():
         _folder_hint(source, path)
+    if access.restricted:
+        raise ImageSourceError(NOT_PUBLISHED)  # the same sentence for every path refused
     if sep and re.fullmatch(r"\d+", index_text):
-        raise ImageSourceError(f"no such folder: {_quote(folder)}.")
+        raise ImageSourceError(f"no such folder: {_quote(dataset_text)}.")
     if scheme:
         raise ImageSourceError(f"unknown image source {_quote(source)}; use {SOURCE_FORMS}.")
     raise ImageSourceError(f"no such file: {_quote(source)}.")
 
 
-def _load_published(source: str, access: Access, max_side: int | None) -> LoadedImage:
-    """A file or `DIR:INDEX` under the data roots; anything else is refused in one sentence."""
-    path = access.published(source)
-    if path is not None and path.is_file():
-        return LoadedImage(source, open_image_file(path, source, max_side), None, None)
-    folder_text, sep, index_text = source.rpartition(":")
-    folder = access.published(folder_text) if sep and folder_text else None
-    if folder is not None and folder.is_dir():
-        return _folder_image(source, folder, folder_text, index_text)
-    if path is not None and path.is_dir():
-        _folder_hint(source, path)
-    raise ImageSourceError(NOT_PUBLISHED)
+def _image_folder_name(text: str, access: Access) -> DatasetName | None:
+    """The ImageFolder dataset `text` names, if it names one that `access` may read."""
+    try:
+        name = parse_dataset(text, access)
+    except ImageSourceError:
+        return None
+    return name if name.kind == "folder" else None
 
 
-def _folder_image(source: str, folder: Path, folder_text: str, index_text: str) -> LoadedImage:
-    dataset = image_folder(folder)
-    index = _parse_index(index_text, len(dataset), _quote(folder_text))
+def _dataset_image(source: str, name: DatasetName, index_text: str) -> LoadedImage:
+    """Image INDEX of a labelled dataset, for the source `DATASET:INDEX`."""
+    dataset = labelled_images(name)
+    shown = dataset.name if name.kind == "fashion-mnist" else _quote(name.text)
+    index = _parse_index(index_text, len(dataset), shown)
     label = int(dataset.labels[index])
     return LoadedImage(source, dataset.image(index), dataset.classes[label], label)
 
@@ -616,3 +607,15 @@ def parse_dataset(text: str, access: Access = FULL_ACCESS) -> DatasetName:
             f"class, or one of {DATASET_FORMS}."
         )
     raise ImageSourceError(f"unknown data source {_quote(text)}; use {DATASET_FORMS}.")
+
+
+LabelledDataset = ArrayDataset | FolderDataset
+
+
+def labelled_images(name: DatasetName) -> LabelledDataset:
+    """Return the images and labels of a parsed Fashion-MNIST split or ImageFolder directory."""
+    if name.kind == "fashion-mnist":
+        return fashion_mnist(name.split)
+    if name.kind == "folder":
+        return image_folder(name.folder)
+    raise ImageSourceError(f"{_quote(name.text)} has no labels; use {DATASET_FORMS}.")

@@ -23,9 +23,11 @@ from convlens.data import (
     LoadedImage,
     fashion_mnist,
     image_folder,
+    labelled_images,
     list_samples,
     load_image,
     open_image_bytes,
+    parse_dataset,
 )
 
 
@@ -503,3 +505,25 @@ def test_image_folder_refuses_a_bad_file_by_name(folder: Path) -> None:
     (folder / "cat" / "0broken.png").write_bytes(b"not really a png")
     message = refusal(f"{folder}:0")
     assert "0broken.png" in message and "not an image" in message
+
+
+# --------------------------------------------------------------------------------------------
+# One grammar: an image source DATASET:INDEX is image INDEX of the dataset parse_dataset names
+
+
+def test_a_dataset_image_source_is_an_image_of_the_parsed_dataset(folder: Path) -> None:
+    pets = labelled_images(parse_dataset(str(folder)))
+    assert pets.classes == ("cat", "dog")
+    for index in range(len(pets)):
+        loaded = load_image(f"{folder}:{index}")
+        assert loaded.image.tobytes() == pets.image(index).tobytes()
+        assert loaded.label == pets.classes[pets.labels[index]]
+    test = labelled_images(parse_dataset("fashion-mnist:test"))
+    assert test is fashion_mnist("test")
+    assert load_image("fashion-mnist:test:7").image.tobytes() == test.image(7).tobytes()
+
+
+def test_samples_is_a_dataset_without_labels() -> None:
+    assert parse_dataset("samples").kind == "samples"
+    with pytest.raises(ImageSourceError, match="'samples' has no labels"):
+        labelled_images(parse_dataset("samples"))
