@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from convlens.access import browser_access
-from convlens.activations import ImageSource, open_source
+from convlens.activations import ImageDataset, open_source
 from convlens.allocator import release_freed_memory
 from convlens.attribution import (
     LayerMaps,
@@ -96,7 +96,7 @@ def _image_cache() -> BytesLRU:
     return BytesLRU(IMAGE_CACHE_BYTES)
 
 
-def browser_source(data: str) -> ImageSource:
+def browser_source(data: str) -> ImageDataset:
     """The dataset `data` names, where a browser may read it (`convlens.access`)."""
     return open_source(data, browser_access())
 
