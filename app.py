@@ -1,11 +1,11 @@
-"""ConvLens: the entry point. Navigation, and the URL that mirrors the state after every run.
+"""ConvLens: the entry point. Navigation, and the URL that mirrors the state once per run.
 
 Each page draws the shared sidebar itself (`convlens.ui.sidebar.page_setup`)."""
 
 import streamlit as st
 
 from convlens.ui.navigation import PAGE_STYLE, PAGES
-from convlens.ui.state import write_to_url
+from convlens.ui.state import mirrored_in_url
 
 st.set_page_config(page_title="ConvLens", page_icon="🔍", layout="wide")
 st.sidebar.markdown(PAGE_STYLE, unsafe_allow_html=True)  # style only: the sidebar shows nothing
@@ -18,5 +18,5 @@ navigation = st.navigation(
         for index, page in enumerate(PAGES)
     ]
 )
-navigation.run()
-write_to_url(navigation.url_path)
+with mirrored_in_url(navigation.url_path):
+    navigation.run()

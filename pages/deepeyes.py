@@ -95,22 +95,13 @@ from convlens.ui.deepeyes import (
 )
 from convlens.ui.owner import browser_owner
 from convlens.ui.sidebar import page_setup
-from convlens.ui.state import keep_valid, persisted
+from convlens.ui.state import DEEPEYES_SECTIONS, NO_FILTER, keep_valid, persisted, write_to_url
 
 DEFAULT_RUN = "fashion_deepeyes"
 FULL_RUN, SMALL_RUN = "fashion_deepeyes", "fashion_deepeyes_small"
-NO_FILTER = -1
 PATCHES_SHOWN = 40
 NEW_RUN_CHECK_SECONDS = 5
-# Page state that a bookmark restores (session key -> query parameter), beside the app's own.
-URL_STATE = {
-    "deepeyes_step": "de_step",
-    "deepeyes_layer": "de_layer",
-    "deepeyes_filter": "de_filter",
-    "deepeyes_view": "de_view",
-}
-SECTIONS = {"training": "Training", "layer": "Layer", "diagnosis": "Diagnosis"}
-DEFAULT_SECTION = "training"
+SECTIONS = {name: name.capitalize() for name in DEEPEYES_SECTIONS}
 SECTIONS_CAPTION = (
     "Training: when the layers settle · Layer: what one layer's filters and patches do · "
     "Diagnosis: what to change in the network."
@@ -122,43 +113,6 @@ THRESHOLD_DEFAULTS = {
     "deepeyes_dead_maximum": DEAD_MAXIMUM,
     "deepeyes_always_on": ALWAYS_ON_FREQUENCY,
 }
-
-
-# --------------------------------------------------------------------------------------------
-# State kept in the URL
-
-
-def restore_page_state() -> None:
-    """Copy this page's query parameters into session state (once per session), as numbers
-    where they are numbers.
-
-    A bookmark from before the sections (no `de_view`) that names a filter opens the Layer
-    section, where that filter is shown."""
-    if not st.session_state.get("_deepeyes_from_url"):
-        st.session_state["_deepeyes_from_url"] = True
-        for key, parameter in URL_STATE.items():
-            value = st.query_params.get(parameter)
-            if value is not None and key not in st.session_state:
-                st.session_state[key] = value
-        if "de_view" not in st.query_params and "de_filter" in st.query_params:
-            st.session_state.setdefault("deepeyes_view", "layer")
-    for key in ("deepeyes_step", "deepeyes_filter"):
-        value = st.session_state.get(key)
-        if isinstance(value, str):
-            number = value.strip().lstrip("-")
-            st.session_state[key] = int(value) if number.isdigit() else None
-
-
-def mirror_page_state() -> None:
-    """Mirror the step, layer, filter and section in the URL, so the address bar bookmarks the
-    view."""
-    for key, parameter in URL_STATE.items():
-        value = st.session_state.get(key)
-        if value is None or (key == "deepeyes_filter" and value == NO_FILTER):
-            if parameter in st.query_params:
-                del st.query_params[parameter]
-        elif st.query_params.get(parameter) != str(value):
-            st.query_params[parameter] = str(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,14 +191,14 @@ def activity_sentence(part: LayerDiagnosis, step: int) -> str:
 def step_picker(steps: list[int]) -> int:
     """Return the snapshot step chosen on a slider: the last one by default, and the newest one
     of a run still training as long as the slider stays on its newest snapshot."""
-    current = st.session_state.get("deepeyes_step")
+    current = st.session_state.get("de_step")
     newest_seen = st.session_state.get("_deepeyes_newest_step")
     if current not in steps or (current == newest_seen and current != steps[-1]):
-        st.session_state["deepeyes_step"] = steps[-1]
+        st.session_state["de_step"] = steps[-1]
     st.session_state["_deepeyes_newest_step"] = steps[-1]
     if len(steps) == 1:
         return steps[0]
-    return st.select_slider("Snapshot step", options=steps, key="deepeyes_step")
+    return st.select_slider("Snapshot step", options=steps, key="de_step")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,17 +260,19 @@ def activity_threshold_inputs() -> None:
 def section_picker() -> str:
     """Return the section the user picked: Training unless the session or the URL names
     another. A switch redraws the whole page."""
-    keep_valid("deepeyes_view", list(SECTIONS), DEFAULT_SECTION)
+    if "de_view" not in st.session_state and st.session_state.get("de_filter") is not None:
+        st.session_state["de_view"] = "layer"  # a bookmark from before the sections names a filter
+    keep_valid("de_view")
     st.segmented_control(
         "Section",
         list(SECTIONS),
         required=True,
         format_func=SECTIONS.__getitem__,
         label_visibility="collapsed",
-        **persisted("deepeyes_view"),
+        **persisted("de_view"),
     )
     st.caption(SECTIONS_CAPTION)
-    section = st.session_state["deepeyes_view"]
+    section = st.session_state["de_view"]
     drawn = st.session_state.get("_deepeyes_drawn_view")
     st.session_state["_deepeyes_drawn_view"] = section
     if drawn is not None and drawn != section:
@@ -328,7 +284,7 @@ def section_picker() -> str:
 
 def forget_filter() -> None:
     """A filter number means nothing in another layer."""
-    st.session_state["deepeyes_filter"] = NO_FILTER
+    st.session_state["de_filter"] = NO_FILTER
 
 
 def latest(key: str) -> object:
@@ -346,12 +302,12 @@ def pick_filter(chart_key: str, run: str, layer: str):
     brings back its filter, nor its layer over the one the user picked since."""
 
     def callback() -> None:
-        if latest("run") != run or latest("deepeyes_layer") != layer:
+        if latest("run") != run or latest("de_layer") != layer:
             return
         state = st.session_state.get(chart_key) or {}
         picked = (state.get("selection") or {}).get("filter_pick") or []
         if picked and "filter" in picked[0]:
-            st.session_state["deepeyes_filter"] = int(picked[0]["filter"])
+            st.session_state["de_filter"] = int(picked[0]["filter"])
 
     return callback
 
@@ -362,28 +318,28 @@ def inspect_controls(run: str, filters: dict[str, int]) -> tuple[str, int | None
     The layer and the filter stay when the user picks another run that has them; a layer this
     run lacks gives way to its first layer, with a line that says so, and the filter goes."""
     layers = list(filters)
-    wanted = st.session_state.get("deepeyes_layer")
+    wanted = st.session_state.get("de_layer")
     if wanted not in layers:
         if wanted is not None:
             st.info(f"{Path(run).name} has no layer {wanted}: it shows {layers[0]}.")
             forget_filter()
-        st.session_state["deepeyes_layer"] = layers[0]
-    layer = st.session_state["deepeyes_layer"]
-    chosen = st.session_state.get("deepeyes_filter", NO_FILTER)
+        st.session_state["de_layer"] = layers[0]
+    layer = st.session_state["de_layer"]
+    chosen = st.session_state.get("de_filter", NO_FILTER)
     if not isinstance(chosen, int) or not 0 <= chosen < filters[layer]:
-        st.session_state["deepeyes_filter"] = NO_FILTER
+        st.session_state["de_filter"] = NO_FILTER
     layer_column, filter_column = st.columns(2)
     layer = layer_column.selectbox(
         "Layer to inspect",
         layers,
         format_func=lambda name: f"{name} ({filters[name]} neurons)",
-        **persisted("deepeyes_layer", on_change=forget_filter),
+        **persisted("de_layer", on_change=forget_filter),
     )
     chosen = filter_column.selectbox(
         "Filter (or click one in a chart)",
         [NO_FILTER, *range(filters[layer])],
         format_func=lambda f: "none" if f == NO_FILTER else f"filter {f}",
-        **persisted("deepeyes_filter"),
+        **persisted("de_filter"),
     )
     return layer, None if chosen == NO_FILTER else int(chosen)
 
@@ -513,7 +469,7 @@ def train_suggestion(manifest: dict, options: dict[str, object]) -> None:
         st.toast(str(error))
         return
     st.session_state["run"] = run_reference(folder)
-    st.session_state.pop("deepeyes_step", None)
+    st.session_state.pop("de_step", None)
     st.toast(f"Started {folder.name}: it appears here as it trains.")
 
 
@@ -931,7 +887,7 @@ def deepeyes_view(run_path: str, phase: str, shipped: bool) -> None:
         diagnosis_section(run_path, shipped, steps, manifest, diagnosis, limits)
     else:
         training_section(run_path, diagnosis, histograms, limits.stability)
-    mirror_page_state()
+    write_to_url("deepeyes")  # a run of this fragment alone does not reach the end of the page
 
 
 def size_comparison() -> None:
@@ -983,7 +939,6 @@ st.caption(
     "settles during training, which filters are dead, always on or duplicates, how the layer sees "
     "the sampled patches and its filters, and what a smaller network would look like."
 )
-restore_page_state()
 
 runs = list_runs()
 watch_run_folders(tuple(str(path) for path, _ in run_folders()))

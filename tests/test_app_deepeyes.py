@@ -36,7 +36,7 @@ FULL = ROOT / "assets" / "runs" / "fashion_deepeyes"
 SMALL = ROOT / "assets" / "runs" / "fashion_deepeyes_small"
 BASECNN = ROOT / "assets" / "runs" / "fashion_basecnn"  # 11 DeepEyes layers
 STEPS = [100, 900, 1700, 2300, 2900, 3400, 3900, 4690, 5400, 5628]
-SECTION = "deepeyes_view_widget"
+SECTION = "de_view_widget"
 
 
 def open_deepeyes(query: dict[str, str] | None = None, state: dict | None = None) -> AppTest:
@@ -230,7 +230,7 @@ def test_the_layer_section_shows_the_chosen_layer_only():
         {"run": "fashion_basecnn", "de_view": "layer", "de_layer": "features.conv3_1"}
     )
     assert at.button_group(key=SECTION).value == "layer"
-    assert at.selectbox(key="deepeyes_layer_widget").value == "features.conv3_1"
+    assert at.selectbox(key="de_layer_widget").value == "features.conv3_1"
     titles = [chart.proto.spec for chart in at.get("vega_lite_chart")]
     assert len(titles) == 6
     for words in (
@@ -297,7 +297,7 @@ def test_each_section_of_the_eleven_layer_run_opens_from_the_url(section: str):
 
 def test_switching_sections_keeps_the_step_the_layer_and_the_filter():
     at = open_deepeyes({"de_view": "layer", "de_step": "900", "de_layer": "features.conv2"})
-    at.selectbox(key="deepeyes_filter_widget").set_value(4)
+    at.selectbox(key="de_filter_widget").set_value(4)
     rerun(at)
     for section in ("training", "diagnosis", "layer"):
         show_section(at, section)
@@ -325,7 +325,7 @@ def test_the_run_line_names_the_run_and_keeps_its_folder_in_a_tooltip():
 
 def test_moving_the_slider_changes_the_stated_step_and_the_url():
     at = open_deepeyes({"de_view": "layer"})
-    at.select_slider(key="deepeyes_step").set_value(900)
+    at.select_slider(key="de_step").set_value(900)
     rerun(at)
     text = all_text(at)
     assert "Snapshot at step 900" in text
@@ -371,13 +371,13 @@ def test_a_bookmark_restores_the_step_the_layer_and_the_filter():
     assert "Snapshot at step 900" in text
     assert "classifier.fc1: input map and filter map at step 900" in text
     assert "**Filter 3** fires on" in text
-    assert at.selectbox(key="deepeyes_layer_widget").value == "classifier.fc1"
+    assert at.selectbox(key="de_layer_widget").value == "classifier.fc1"
     assert at.query_params["de_view"] == "layer"
     # a broken bookmark falls back to the defaults
     at = open_deepeyes({"de_step": "soon", "de_layer": "features.conv9", "de_filter": "999"})
     assert "Snapshot at step 5628" in all_text(at)
-    assert at.selectbox(key="deepeyes_layer_widget").value == "features.conv1"
-    assert at.selectbox(key="deepeyes_filter_widget").value == -1
+    assert at.selectbox(key="de_layer_widget").value == "features.conv1"
+    assert at.selectbox(key="de_filter_widget").value == -1
     # a bookmark of the section wins, also over a filter
     at = open_deepeyes({"de_view": "diagnosis", "de_layer": "classifier.fc1", "de_filter": "3"})
     assert at.button_group(key=SECTION).value == "diagnosis"
@@ -390,7 +390,7 @@ def test_a_bookmark_restores_the_step_the_layer_and_the_filter():
 
 def test_a_selected_filter_lights_up_its_patches_its_cells_and_its_point():
     at = open_deepeyes({"de_view": "layer"})
-    at.selectbox(key="deepeyes_filter_widget").set_value(7)
+    at.selectbox(key="de_filter_widget").set_value(7)
     rerun(at)
     fires = firing(read_probe(FULL, 5628)["features.conv1"], 7)
     rows = input_map_rows(at)
@@ -412,7 +412,7 @@ def test_a_selected_filter_lights_up_its_patches_its_cells_and_its_point():
     assert images[0].caption.endswith(f"#{int(np.argmax(activations))}")
     assert at.query_params["de_filter"] == "7"
     # another layer forgets the filter
-    at.selectbox(key="deepeyes_layer_widget").set_value("classifier.fc1")
+    at.selectbox(key="de_layer_widget").set_value("classifier.fc1")
     rerun(at)
     assert "de_filter" not in at.query_params
     assert "classifier.fc1: input map and filter map at step 5628" in all_text(at)
@@ -482,11 +482,11 @@ def test_switching_the_run_keeps_the_layer_despite_a_stale_cell_selection():
     (cells,) = charts_titled(at, "features.conv1: activation frequency")
     send(at, ((cells, 3),))
     assert at.query_params["de_filter"] == "3"
-    at.selectbox(key="deepeyes_layer_widget").set_value("classifier.fc1")
+    at.selectbox(key="de_layer_widget").set_value("classifier.fc1")
     rerun(at)
     assert "de_filter" not in at.query_params
     switch_run(at, "fashion_deepeyes_small", replayed=((cells, 3),))
-    assert at.selectbox(key="deepeyes_layer_widget").value == "classifier.fc1"
+    assert at.selectbox(key="de_layer_widget").value == "classifier.fc1"
     assert at.query_params["de_layer"] == "classifier.fc1"
     assert "de_filter" not in at.query_params
     assert "classifier.fc1 at step 5628: 3 of 100 dead (44, 54, 70)" in all_text(at)
@@ -510,10 +510,10 @@ def test_switching_to_a_run_without_the_layer_says_so_and_shows_its_first_layer(
     at = open_deepeyes(
         {"run": "fashion_basecnn", "de_view": "layer", "de_layer": "features.conv3_1"}
     )
-    at.selectbox(key="deepeyes_filter_widget").set_value(5)
+    at.selectbox(key="de_filter_widget").set_value(5)
     rerun(at)
     switch_run(at, "fashion_deepeyes")
-    assert at.selectbox(key="deepeyes_layer_widget").value == "features.conv1"
+    assert at.selectbox(key="de_layer_widget").value == "features.conv1"
     assert at.query_params["de_layer"] == "features.conv1"
     assert "de_filter" not in at.query_params, "filter 5 of another layer means nothing here"
     (line,) = [info.value for info in at.info if "has no layer" in info.value]
@@ -526,7 +526,7 @@ def test_a_later_snapshot_is_placed_in_the_map_of_the_first_one():
     query = {"de_layer": "classifier.fc1", "de_view": "layer"}
     first = np.array([[r["x"], r["y"]] for r in input_map_rows(open_deepeyes(query))])
     at = open_deepeyes(query)
-    at.select_slider(key="deepeyes_step").set_value(4690)
+    at.select_slider(key="de_step").set_value(4690)
     rerun(at)
     text = all_text(at)
     assert "embedded at step 5628; the patches at step 4690 are placed into that map" in text
@@ -561,7 +561,7 @@ def test_marking_dead_units_useless_stores_them_for_the_shipped_model():
     at.number_input(key="deepeyes_always_on_widget").set_value(0.3)
     rerun(at)
     show_section(at, "diagnosis")
-    at.select_slider(key="deepeyes_step").set_value(900)
+    at.select_slider(key="de_step").set_value(900)
     rerun(at)
     buttons = [b for b in at.button if b.key and b.key.startswith("deepeyes_mark_")]
     assert buttons and all(b.disabled for b in buttons)
@@ -690,14 +690,14 @@ def test_a_run_still_training_follows_its_new_snapshots():
     show_section(at, "layer")  # the chosen layer follows too
     (heat_map,) = charts_titled(at, "classifier.fc1: perplexity over training")
     assert {row["step"] for row in chart_rows(heat_map) if "share" in row} == set(STEPS[:6])
-    assert at.select_slider(key="deepeyes_step").options == [str(s) for s in STEPS[:6]]
+    assert at.select_slider(key="de_step").options == [str(s) for s in STEPS[:6]]
     # looking at an earlier snapshot, the view stays there when the next one lands
-    at.select_slider(key="deepeyes_step").set_value(900)
+    at.select_slider(key="de_step").set_value(900)
     rerun(at)
     land_snapshot(live, 3900)
     rerun(at)
     assert "Snapshot at step 900" in all_text(at)
-    assert "3900" in at.select_slider(key="deepeyes_step").options
+    assert "3900" in at.select_slider(key="de_step").options
     # the training process ends: the page says so
     (live / "pid").unlink()
     rerun(at)

@@ -116,7 +116,7 @@ PAGE_KEYS = {
     "pages/filters.py": ("layer", "filter", *PAGE_URL_KEYS["filters"]),
     "pages/cnnvis.py": PAGE_URL_KEYS["cnnvis"],
     "pages/training.py": PAGE_URL_KEYS["training"],
-    "pages/deepeyes.py": ("run", "de_view", "de_step", "de_layer", "de_filter"),
+    "pages/deepeyes.py": PAGE_URL_KEYS["deepeyes"],
     "pages/annotations.py": ("model", "layer"),
 }
 HOSTILE_VALUES = ("garbage", "99999999999999999999999", "-1", "../../etc,g99,,", "x" * 3000)

@@ -33,7 +33,7 @@ from convlens.ui.state import (
     restore_from_url,
     upload_digest,
     uploads,
-    write_to_url,
+    write_to_url_if_alone,
 )
 
 FASHION_CHOICE = "Fashion-MNIST test image"
@@ -64,18 +64,17 @@ class Selection:
 
 
 def page_setup(page: str) -> Selection:
-    """Start page `page` (its URL path): restore the state of a bookmarked link, draw the sidebar,
-    return the selection.
+    """Start page `page` (its URL path): restore the state of a link or of Back and Forward, draw
+    the sidebar, return the selection. The end of the run writes the state to the URL (app.py), or
+    this function when the page runs on its own.
 
     Every page calls this first (not app.py), so that a page run on its own — as AppTest does —
     is the same as in the app.
     """
     _leave_pages_directory_mode()
-    restore_from_url()
+    restore_from_url(page)
     selection = render_sidebar()
-    # Also written at the end of the run (app.py); this one stands when a page stops early
-    # (st.stop), as the page switch has emptied the address bar by then.
-    write_to_url(page)
+    write_to_url_if_alone(page)
     return selection
 
 

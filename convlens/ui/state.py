@@ -1,60 +1,190 @@
-"""State that a bookmarked link restores: kept in session state and mirrored in the URL."""
+"""State that a bookmarked link restores: kept in session state and mirrored in the URL.
+
+`URL_STATE` is the one registry of the address bar: every key any page keeps there, with the pages
+that show it and how its text is read. A page declares a key by adding one `UrlKey` to it:
+
+    UrlKey("de_step", ("deepeyes",), read=whole_number)
+
+The session key is the URL name. The page then reads and sets `st.session_state["de_step"]` (a
+widget edits it through `persisted("de_step")`); `page_setup` restores it from the address bar
+(`restore_from_url`) and the end of the run writes it there (`write_to_url`), on the declared
+pages only. A key with fixed `choices` is checked by `keep_valid(name)` before its widget is drawn;
+one whose choices depend on the model or the run by `keep_valid(name, options, default)`.
+
+The address bar wins over the session when it holds something else than the app last wrote there:
+a link opened, Back or Forward pressed. It is written once per run, so that each change of the view
+is one entry of the browser's history.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import streamlit as st
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
-SHARED_URL_KEYS = ("model", "image", "layer", "filter")
+
+def whole_number(text: str) -> int | None:
+    """Read a URL's integer (negative ones too), None when it is not one."""
+    return int(text) if text.strip().lstrip("-").isdigit() else None
+
+
+@dataclass(frozen=True)
+class UrlKey:
+    """One piece of state that the address bar holds.
+
+    `name` is the query parameter and the session key; `pages` are the URL paths of the pages
+    whose address bar shows it (none: every page); `read` turns the URL's text into the session's
+    value (None: not understood, the page's default); a session value in (None, "", `unset`) leaves
+    the address bar; `choices` and `default` are what `keep_valid(name)` checks against; `derived`
+    are session keys that the page derives from this one (a picker's own state), forgotten when a
+    link or Back changes it.
+    """
+
+    name: str
+    pages: tuple[str, ...] = ()
+    read: Callable[[str], object] = str
+    unset: object = None
+    choices: tuple[str, ...] = ()
+    default: object = None
+    derived: tuple[str, ...] = ()
+
+    def shown_on(self, page: str) -> bool:
+        """Whether the address bar of `page` (its URL path) holds this key."""
+        return not self.pages or page in self.pages
+
+
+DEEPEYES_SECTIONS = ("training", "layer", "diagnosis")
+# The DeepEyes filter picker's "none".
+NO_FILTER = -1
+
+URL_STATE: dict[str, UrlKey] = {
+    key.name: key
+    for key in (
+        UrlKey("model"),
+        UrlKey("image", derived=("image_choice", "fashion_index", "other_source")),
+        UrlKey("layer"),
+        UrlKey("filter", derived=("filters_unit",)),
+        UrlKey("run", ("training", "deepeyes")),
+        UrlKey("show", ("filters",)),
+        UrlKey("sort", ("filters",)),
+        UrlKey("page", ("filters",)),
+        *(
+            UrlKey(name, ("cnnvis",))
+            for name in (
+                "groups",
+                "facet",
+                "patch",
+                "classes",
+                "importance",
+                "clusters",
+                "moves",
+                "edges",
+                "step",
+                "palette",
+                "weak",
+                "compare",
+            )
+        ),
+        UrlKey("de_view", ("deepeyes",), choices=DEEPEYES_SECTIONS, default="training"),
+        UrlKey("de_step", ("deepeyes",), read=whole_number),
+        UrlKey("de_layer", ("deepeyes",)),
+        UrlKey("de_filter", ("deepeyes",), read=whole_number, unset=NO_FILTER),
+    )
+}
+URL_KEYS = tuple(URL_STATE)
+SHARED_URL_KEYS = tuple(name for name, key in URL_STATE.items() if not key.pages)
 # Keys that only some pages read, by their URL path: only their address bars show them.
 PAGE_URL_KEYS = {
-    "training": ("run",),
-    "deepeyes": ("run",),
-    "filters": ("show", "sort", "page"),
-    "cnnvis": (
-        "groups",
-        "facet",
-        "patch",
-        "classes",
-        "importance",
-        "clusters",
-        "moves",
-        "edges",
-        "step",
-        "palette",
-        "weak",
-        "compare",
-    ),
+    page: tuple(name for name, key in URL_STATE.items() if page in key.pages)
+    for page in dict.fromkeys(page for key in URL_STATE.values() for page in key.pages)
 }
-URL_KEYS = tuple(
-    dict.fromkeys(SHARED_URL_KEYS + tuple(key for keys in PAGE_URL_KEYS.values() for key in keys))
-)
+# What the app last wrote in the address bar (the registry's keys only), and whether app.py writes
+# it at the end of the run now going.
+_LAST_WRITTEN = "_url_last_written"
+_APP_WRITES = "_url_written_by_app"
 
 
-def restore_from_url() -> None:
-    """Copy the URL's query parameters into session state, once per session."""
-    if st.session_state.get("_restored_from_url"):
+def page_keys(page: str) -> tuple[str, ...]:
+    """The keys the address bar of `page` (its URL path) holds: the shared ones and its own."""
+    return tuple(name for name, key in URL_STATE.items() if key.shown_on(page))
+
+
+def _url_state() -> dict[str, str]:
+    return {name: st.query_params[name] for name in URL_KEYS if name in st.query_params}
+
+
+def restore_from_url(page: str) -> None:
+    """Copy the address bar into session state when it holds a view that the app did not write
+    there last: a link opened (the first run of a browser session), Back or Forward pressed.
+
+    Then the keys it names take its values (read by their `UrlKey.read`), and the keys of `page`
+    that it lacks are forgotten, so that the page shows their defaults as it did then. An empty
+    address bar (a page switch empties it) names no view: the session's state stays.
+    """
+    url = _url_state()
+    last = st.session_state.get(_LAST_WRITTEN)
+    if not url or url == last:
         return
-    for key in URL_KEYS:
-        if key in st.query_params and key not in st.session_state:
-            st.session_state[key] = st.query_params[key]
-    st.session_state["_restored_from_url"] = True
+    state = st.session_state
+    for name in page_keys(page) if last is not None else ():
+        if name not in url:
+            state.pop(name, None)
+    for name, text in url.items():
+        key = URL_STATE[name]
+        value = key.read(text)
+        if value != state.get(name):
+            for derived in key.derived:
+                state.pop(derived, None)
+        if value is None:
+            state.pop(name, None)
+        else:
+            state[name] = value
 
 
 def write_to_url(page: str) -> None:
     """Mirror the state in the URL so that the address bar is a bookmark of the current view: the
     shared keys and those of `page` (its URL path). Other pages' keys stay in the session, where
-    their page finds them again, but leave the address bar."""
-    own = SHARED_URL_KEYS + PAGE_URL_KEYS.get(page, ())
-    for key in URL_KEYS:
-        value = st.session_state.get(key) if key in own else None
-        if value in (None, ""):
-            if key in st.query_params:
-                del st.query_params[key]
-        elif st.query_params.get(key) != str(value):
-            st.query_params[key] = str(value)
+    their page finds them again, but leave the address bar.
+
+    One message at most, and none when the address bar already holds the view: every message
+    is an entry of the browser's history."""
+    own = {}
+    for name in page_keys(page):
+        value = st.session_state.get(name)
+        if value not in (None, "", URL_STATE[name].unset):
+            own[name] = str(value)
+    st.session_state[_LAST_WRITTEN] = own
+    others = {k: v for k, v in st.query_params.to_dict().items() if k not in URL_STATE}
+    wanted = {**others, **own}
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
+
+
+@contextmanager
+def mirrored_in_url(page: str) -> Iterator[None]:
+    """Write the state to the URL once the run of `page` inside is done, also when it stopped
+    early (`st.stop`); not when it asked for a rerun, which writes at its own end."""
+    st.session_state[_APP_WRITES] = True
+    try:
+        yield
+    except StopException:
+        write_to_url(page)
+        raise
+    else:
+        write_to_url(page)
+    finally:
+        st.session_state[_APP_WRITES] = False
+
+
+def write_to_url_if_alone(page: str) -> None:
+    """Write the state to the URL now when `page` runs on its own, outside app.py's
+    `mirrored_in_url` (AppTest runs a page so after `switch_page`)."""
+    if not st.session_state.get(_APP_WRITES):
+        write_to_url(page)
 
 
 # A session keeps its last few uploaded images (each up to server.maxUploadSize) in memory.
@@ -105,10 +235,12 @@ def persisted(
     return {"key": widget, "on_change": remember}
 
 
-def keep_valid(key: str, options: Sequence[object], default: object) -> None:
+def keep_valid(key: str, options: Sequence[object] | None = None, default: object = None) -> None:
     """Set the state `key` to `default` when it is not one of `options` (absent, or from an old
     or edited bookmark, which is said in one warning naming the parameter), before a widget is
-    seeded from it."""
+    seeded from it. Without `options`, the key's declared `choices` and `default` (`URL_STATE`)."""
+    if options is None:
+        options, default = URL_STATE[key].choices, URL_STATE[key].default
     value = st.session_state.get(key)
     if value not in options:
         if value not in (None, ""):
