@@ -37,7 +37,8 @@ from threadpoolctl import threadpool_limits
 
 from convlens.data import fashion_mnist
 from convlens.embedding import embed, place
-from convlens.training import load_snapshot, normalize, train
+from convlens.runformat import load_snapshot
+from convlens.training import normalize, train
 
 LAYER = "features.relu2"  # conv2 after its ReLU
 SEED = 0

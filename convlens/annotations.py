@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convlens.paths import convlens_home
+from convlens.runformat import RUN_PREFIX, parse_run_name, snapshot_dir, weight_steps
 from convlens.weights import FINGERPRINT_DIGITS, SNIFF_BYTES, sniff
 
 if TYPE_CHECKING:
@@ -307,10 +308,8 @@ def _weights_files(name: str) -> list[Path] | None:
     from convlens import models
 
     try:
-        if name.startswith(models.RUN_PREFIX):
-            from convlens.training import snapshot_dir, weight_steps
-
-            folder, step = models.parse_run_name(name)
+        if name.startswith(RUN_PREFIX):
+            folder, step = parse_run_name(name)
             steps = weight_steps(folder)
             step = step if step is not None else (steps[-1] if steps else None)
             if step is None or step not in steps:

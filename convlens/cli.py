@@ -440,7 +440,8 @@ def _note_untrained(model: LoadedModel) -> None:
 def _run_graph(args: argparse.Namespace) -> None:
     from convlens.annotations import counted
     from convlens.graph import build_graph
-    from convlens.models import RUN_PREFIX, build_untrained, model_spec, resolve_model
+    from convlens.models import build_untrained, model_spec, resolve_model
+    from convlens.runformat import RUN_PREFIX
 
     name = _model_name(args)
     if name.startswith(("file:", RUN_PREFIX)):
@@ -608,7 +609,8 @@ def _run_weights(args: argparse.Namespace) -> None:
 
 def _run_train(args: argparse.Namespace) -> None:
     from convlens.annotations import counted
-    from convlens.training import read_manifest, train
+    from convlens.runformat import read_manifest
+    from convlens.training import train
 
     if args.epochs < 1:
         raise CliError("--epochs must be at least 1")
@@ -665,7 +667,8 @@ def _run_train(args: argparse.Namespace) -> None:
 def _run_runs(args: argparse.Namespace) -> None:
     from dataclasses import asdict
 
-    from convlens.runs import delete_run, find_run, list_runs, stop_run
+    from convlens.runformat import find_run
+    from convlens.runs import delete_run, list_runs, stop_run
 
     try:
         if args.runs_command == "stop":
@@ -931,7 +934,7 @@ def _run_prepare(args: argparse.Namespace) -> None:
 
 def _run_deepeyes(args: argparse.Namespace) -> None:
     from convlens.deepeyes import describe, diagnose_run
-    from convlens.runs import find_run
+    from convlens.runformat import find_run
 
     try:
         diagnosis = diagnose_run(find_run(args.run), step=args.snapshot)

@@ -1,11 +1,11 @@
 """DeepEyes over a recorded run: perplexity histograms, layer stability, activation heatmaps,
 input and filter maps, near-duplicate filters, a diagnosis in sentences and a smaller architecture.
 
-Pure functions over numpy arrays, plus readers of a run's probe activations
-(`convlens.training`). The analysed layers are the probe layers whose activation layer differs
-from the layer itself: the conv layers and hidden linear layers, read after their ReLU. The
-output layer is recorded as its own activation layer (logits, which may be negative and are not
-a filter's response), so perplexity and activation frequency mean nothing there and it is left out.
+Pure functions over numpy arrays: a run's probe activations, read by `convlens.runformat`. The
+analysed layers (`deepeyes_layers`) are the probe layers whose activation layer differs from the
+layer itself: the conv layers and hidden linear layers, read after their ReLU. The output layer is
+recorded as its own activation layer (logits, which may be negative and are not a filter's
+response), so perplexity and activation frequency mean nothing there and it is left out.
 
 A filter's *response* is its column of probe activations (one value per sampled receptive field);
 two filters are near-duplicates when the cosine similarity of their responses is at least
@@ -25,18 +25,23 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.numpy import load_file
 
 from convlens.cnnvis.ordering import cosine_similarity as row_cosine_similarity
 from convlens.embedding import Embedding, embed, place
+from convlens.graph import build_graph
 from convlens.processes import live_trainer
-from convlens.training import (
-    TrainConfig,
+from convlens.runformat import (
+    ProbeRows,
+    deepeyes_layers,
     list_snapshots,
     read_manifest,
+    read_probe,
     run_status,
     snapshot_dir,
 )
+from convlens.smallnets import BaseCNN, DeepEyesNet, build_small
+from convlens.tiles import crop_patch
+from convlens.training import OPTIONS_WITHOUT_FLAG, TrainConfig, retrain_command
 
 DEFAULT_BINS = 20
 STABILITY_THRESHOLD = 0.05
@@ -228,36 +233,7 @@ def activation_heatmap(
 
 
 # --------------------------------------------------------------------------------------------
-# Readers over a recorded run
-
-
-def deepeyes_layers(manifest: dict) -> list[str]:
-    """Return the probe layers DeepEyes analyses: those read after an activation (not the logits)."""
-    return [
-        layer
-        for layer, activation in manifest.get("probe_layers", {}).items()
-        if activation != layer
-    ]
-
-
-def read_probe(
-    run_dir: str | Path, step: int, layers: Sequence[str] | None = None
-) -> dict[str, np.ndarray]:
-    """Return the probe activations (float32 [rows, channels]) of snapshot `step` per layer.
-
-    `layers` defaults to `deepeyes_layers` of the run's manifest.
-    """
-    run_dir = Path(run_dir)
-    if layers is None:
-        layers = deepeyes_layers(read_manifest(run_dir))
-    path = snapshot_dir(run_dir, step) / "probe.safetensors"
-    if not path.is_file():
-        raise ValueError(f"the run {run_dir} has no probe at step {step}")
-    tensors = load_file(path)
-    missing = [layer for layer in layers if layer not in tensors]
-    if missing:
-        raise ValueError(f"{path} lacks the probe layers {', '.join(missing)}")
-    return {layer: tensors[layer].astype(np.float32) for layer in layers}
+# Over a recorded run
 
 
 def run_histograms(
@@ -561,37 +537,9 @@ def filter_map(
 # The probe's rows and their image patches
 
 
-@dataclass(frozen=True)
-class ProbeRows:
-    """Where each probe row of a layer comes from: test image, output position and label."""
-
-    layer: str
-    images: np.ndarray  # (rows,) indices into the test split
-    y: np.ndarray  # (rows,) position in the layer's output grid (0 for linear layers)
-    x: np.ndarray
-    labels: np.ndarray
-
-
-def read_probe_rows(run_dir: str | Path, layer: str) -> ProbeRows:
-    """Return the probe rows of `layer` from the run's probe_index.safetensors."""
-    path = Path(run_dir) / "probe_index.safetensors"
-    if not path.is_file():
-        raise ValueError(f"the run {run_dir} has no probe index yet")
-    index = load_file(path)
-    keys = [f"{layer}.{name}" for name in ("image", "y", "x", "label")]
-    missing = [key for key in keys if key not in index]
-    if missing:
-        raise ValueError(f"{path} lacks {', '.join(missing)}")
-    image, y, x, label = (index[key].astype(np.int64) for key in keys)
-    return ProbeRows(layer, image, y, x, label)
-
-
 def patch_boxes(manifest: Mapping, layer: str, rows: ProbeRows) -> np.ndarray:
     """Return the (rows, 4) receptive fields (x0, y0, x1, y1; ends exclusive) of the probe rows in
     the input image, from the run's architecture."""
-    from convlens.graph import build_graph
-    from convlens.smallnets import build_small
-
     size = tuple(int(v) for v in manifest["input_size"])
     graph = build_graph(build_small(manifest["arch"], **manifest["arch_options"]), size)
     return np.array(
@@ -607,8 +555,6 @@ def crop_patches(
     images: np.ndarray, image_indices: Sequence[int], boxes: np.ndarray, size: int
 ) -> list[Image.Image]:
     """Return the boxes of uint8 greyscale images (N, H, W), magnified to `size` pixels."""
-    from convlens.tiles import crop_patch
-
     return [
         crop_patch(Image.fromarray(np.asarray(images[int(i)], dtype=np.uint8)), tuple(box), size)
         for i, box in zip(image_indices, boxes, strict=True)
@@ -841,8 +787,6 @@ def effective_width(activations: np.ndarray, variance: float = EFFECTIVE_VARIANC
 
 def width_options(arch: str) -> dict[str, int]:
     """Return the integer width options of a small architecture with their defaults."""
-    from convlens.smallnets import BaseCNN, DeepEyesNet
-
     builder = {"deepeyes": DeepEyesNet, "basecnn": BaseCNN}.get(arch)
     if builder is None:
         return {}
@@ -901,10 +845,8 @@ def suggested_train_options(
     """Return the options of `convlens.runs.start_run` that train the run of `manifest` again
     with `arch_options`: those options and every recorded setting off its default that the
     command line can set."""
-    from convlens.shipped import _NO_CLI_FLAG
-
     defaults = dataclasses.asdict(TrainConfig(arch=manifest["arch"]))
-    skipped = {"arch", "arch_options", "data", "epochs", *_NO_CLI_FLAG}
+    skipped = {"arch", "arch_options", "data", "epochs", *OPTIONS_WITHOUT_FLAG}
     options: dict[str, object] = {
         key: value
         for key, value in manifest["config"].items()
@@ -919,16 +861,12 @@ def suggested_command(
     """Return the `python -m convlens train` command that trains the run of `manifest` again with
     `arch_options`; options the command line cannot set (e.g. a data limit) fall back to their
     defaults."""
-    from convlens.shipped import _NO_CLI_FLAG, train_command_line
-
     defaults = dataclasses.asdict(TrainConfig(arch=manifest["arch"]))
     config = {
-        key: (defaults[key] if key in _NO_CLI_FLAG else value)
+        key: (defaults[key] if key in OPTIONS_WITHOUT_FLAG else value)
         for key, value in manifest["config"].items()
     }
-    return train_command_line(
-        {**manifest, "arch_options": dict(arch_options), "config": config}, out
-    )
+    return retrain_command({**manifest, "arch_options": dict(arch_options), "config": config}, out)
 
 
 # --------------------------------------------------------------------------------------------

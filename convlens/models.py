@@ -13,24 +13,42 @@ import os
 import pickle
 import shutil
 import threading
+import urllib.request
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torchvision
+from efficientnet_lite_pytorch import EfficientNet
+from efficientnet_lite_pytorch.utils import efficientnet_params
 from PIL import Image
+from safetensors.torch import load_file
 from torch import nn
 from torchvision import transforms as T
+from tqdm import tqdm
 
-from convlens.paths import offline
+from convlens.data import FASHION_MNIST_CLASSES
+from convlens.paths import ASSETS_DIR, offline
+from convlens.runformat import (
+    RUN_PREFIX,
+    load_snapshot,
+    parse_run_name,
+    read_manifest,
+    shipped_names,
+    shipped_run,
+    snapshot_dir,
+    weight_steps,
+)
+from convlens.smallnets import FASHION_MNIST_MEAN, FASHION_MNIST_STD, INPUT_SIZE, build_small
+from convlens.weights import WEIGHTS_SUFFIXES, sniff_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 UNTRAINED_SEED = 0
 MAX_ASPECT = 4.0
 DEFAULT_MODEL = "efficientnet_lite0"
-RUN_PREFIX = "run:"
 
 WEIGHTS_STATUSES = ("bundled", "cache", "file", "download", "untrained")
 WEIGHTS_STATUS_LABELS = {
@@ -69,8 +87,6 @@ class LoadedModel:
     @property
     def reads_fashion_mnist(self) -> bool:
         """Whether the model takes Fashion-MNIST's 1x28x28 images (rather than photos)."""
-        from convlens.smallnets import INPUT_SIZE
-
         return tuple(self.input_size) == INPUT_SIZE
 
 
@@ -96,13 +112,9 @@ def imagenet_classes() -> list[str]:
 
 
 def _efficientnet_lite(variant: int) -> ModelSpec:
-    from efficientnet_lite_pytorch.utils import efficientnet_params
-
     size = efficientnet_params(f"efficientnet-lite{variant}")[2]
 
     def build() -> nn.Module:
-        from efficientnet_lite_pytorch import EfficientNet
-
         return EfficientNet.from_name(f"efficientnet-lite{variant}")
 
     def bundled() -> Path | None:
@@ -144,9 +156,6 @@ def _torchvision(name: str, description: str) -> ModelSpec:
 
 
 def _small(arch: str, description: str) -> ModelSpec:
-    from convlens.data import FASHION_MNIST_CLASSES
-    from convlens.smallnets import FASHION_MNIST_MEAN, FASHION_MNIST_STD, INPUT_SIZE, build_small
-
     return ModelSpec(
         name=arch,
         description=description,
@@ -161,11 +170,7 @@ def _small(arch: str, description: str) -> ModelSpec:
 
 def _shipped(folder: Path) -> ModelSpec:
     """A run shipped in assets/runs, as a model named by its folder (see `convlens.shipped`)."""
-    import json
-
-    from convlens.smallnets import FASHION_MNIST_MEAN, FASHION_MNIST_STD, INPUT_SIZE, build_small
-
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = read_manifest(folder)
     accuracy = (manifest.get("summary") or {}).get("test_accuracy")
     options = ", ".join(f"{k} {v}" for k, v in sorted(manifest["arch_options"].items()))
     description = (
@@ -175,8 +180,6 @@ def _shipped(folder: Path) -> ModelSpec:
     )
 
     def bundled() -> Path | None:
-        from convlens.training import snapshot_dir, weight_steps
-
         steps = weight_steps(folder)
         return snapshot_dir(folder, steps[-1]) / "weights.safetensors" if steps else None
 
@@ -195,12 +198,10 @@ def _shipped(folder: Path) -> ModelSpec:
 
 def _shipped_specs() -> list[ModelSpec]:
     """Every packed run in assets/runs (it has a card), in name order; an unreadable one is skipped."""
-    from convlens.paths import ASSETS_DIR
-
     specs = []
-    for card in sorted((ASSETS_DIR / "runs").glob("*/card.json")):
+    for name in shipped_names():
         try:
-            specs.append(_shipped(card.parent))
+            specs.append(_shipped(shipped_run(name)))
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return specs
@@ -265,9 +266,7 @@ def weights_source_key(name: str) -> str:
     Caches keyed by it pick up weights fetched or imported while the app runs.
     """
     if name.startswith(RUN_PREFIX):
-        from convlens.training import weight_steps
-
-        folder, step = parse_run_name(name)
+        folder, step = _run_snapshot(name)
         snapshots = weight_steps(folder)
         return f"run:{step if step is not None else (snapshots[-1] if snapshots else None)}"
     if name.startswith("file:") or name not in _REGISTRY:
@@ -382,8 +381,6 @@ def read_state_dict(path: str | Path, label: str | None = None) -> dict[str, tor
     safetensors, told apart by their content; unwrap common wrappers. Messages name the file
     `label` (by default its name: an upload's own name, where the file is stored under its
     digest) and say what it is when it is not weights (an image, text, ...)."""
-    from convlens.weights import WEIGHTS_SUFFIXES, sniff_file
-
     path = Path(path)
     label = label or path.name
     if not path.is_file():
@@ -408,12 +405,8 @@ def read_state_dict(path: str | Path, label: str | None = None) -> dict[str, tor
         raise ModelError(f"'{label}' is {kind.noun}, not a weights file ({WEIGHTS_SUFFIXES})")
     try:
         if kind.kind == "safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path), device="cpu")
         else:
-            import warnings
-
             with warnings.catch_warnings():
                 # a pickle of protocol 3+ makes torch warn on stderr before it refuses it
                 warnings.filterwarnings("ignore", message="Detected pickle protocol")
@@ -542,10 +535,6 @@ def download_weights(
     `on_progress(done_bytes, total_bytes)` is called as chunks arrive (the app draws a bar);
     with `progress` and no callback, a text bar goes to stderr. The file appears only when whole.
     """
-    import urllib.request
-
-    from tqdm import tqdm
-
     url = model_spec(name).weights_url
     target = hub_cache_path(name)
     if url is None or target is None:
@@ -608,30 +597,17 @@ def import_weights(name: str, path: str | Path) -> Path:
     return target
 
 
-def parse_run_name(name: str) -> tuple[Path, int | None]:
-    """Split `run:RUN[@STEP]` into the run folder and the step (None: the last snapshot); RUN is
-    a folder, or the name of one under the run folders (`convlens.runs.find_run`)."""
-    from convlens.runs import find_run
-
-    reference = name.removeprefix(RUN_PREFIX)
-    folder, at, step = reference.rpartition("@")
-    if not at:
-        folder, step = reference, ""
-    elif not step.isdigit():
-        raise ModelError(f"'{name}' should look like run:RUN_DIR or run:RUN_DIR@STEP")
+def _run_snapshot(name: str) -> tuple[Path, int | None]:
+    """`convlens.runformat.parse_run_name`, its error a ModelError."""
     try:
-        path = find_run(folder)
-    except ValueError:
-        path = Path(folder)  # loading it says what is missing
-    return path, int(step) if step else None
+        return parse_run_name(name)
+    except ValueError as error:
+        raise ModelError(str(error)) from None
 
 
 def load_run_model(name: str, device: str | torch.device | None = None) -> LoadedModel:
     """Load the snapshot that `run:RUN_DIR[@STEP]` names, with its run's classes and preprocessing."""
-    from convlens.paths import ASSETS_DIR
-    from convlens.training import load_snapshot
-
-    folder, step = parse_run_name(name)
+    folder, step = _run_snapshot(name)
     # Messages name the run as it was given (a browser gives names only, never server paths).
     given = name.removeprefix(RUN_PREFIX).rpartition("@")[0] or name.removeprefix(RUN_PREFIX)
     if not (folder / "manifest.json").is_file():

@@ -1,4 +1,5 @@
-"""The recorded training runs on this machine: the shipped ones and the user's; stop and delete."""
+"""The recorded training runs on this machine, the shipped ones and the user's: list, start, stop,
+resume and delete them (their files are read through `convlens.runformat`)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,22 @@ from pathlib import Path
 
 import numpy as np
 
-from convlens.models import RUN_PREFIX, ModelError, parse_run_name
-from convlens.paths import ASSETS_DIR, convlens_home
+from convlens.paths import ASSETS_DIR
 from convlens.processes import live_trainer, pid_record
-from convlens.shipped import read_card
-from convlens.training import (
+from convlens.runformat import (
+    RUN_PREFIX,
+    find_run,
     list_snapshots,
+    parse_run_name,
     read_manifest,
     read_metrics,
+    run_roots,
     run_status,
+    user_runs_dir,
     weight_steps,
 )
+from convlens.shipped import read_card
+from convlens.training import train_command
 
 OWNER_FILE = "owner"
 
@@ -42,11 +48,6 @@ class RunInfo:
     step: int | None
     test_accuracy: float | None
     shipped: bool
-
-
-def run_roots() -> list[tuple[Path, bool]]:
-    """Return the folders that hold runs, each with whether it is the shipped one."""
-    return [(ASSETS_DIR / "runs", True), (convlens_home() / "runs", False)]
 
 
 def describe_run(path: Path, shipped: bool = False) -> RunInfo:
@@ -93,27 +94,13 @@ def openable_runs() -> list[Path]:
     return [path for path, _ in run_folders() if weight_steps(path)]
 
 
-def find_run(reference: str) -> Path:
-    """Return the run folder named by a path or by a folder name under the run folders."""
-    path = Path(reference)
-    try:
-        if (path / "manifest.json").exists() or (path / "pid").exists():
-            return path
-        for root, _ in run_roots():
-            if (root / reference).is_dir():
-                return root / reference
-    except OSError:  # a name too long for the file system, say
-        pass
-    raise ValueError(f"no run '{reference[:80]}'; `convlens runs` lists them")
-
-
 def model_run(model_name: str) -> Path | None:
     """Return the recorded run behind a model of the app, when it is one (a shipped run such as
     `fashion_basecnn`, or a `run:RUN[@STEP]` model), else None."""
     if model_name.startswith(RUN_PREFIX):
         try:
             folder = parse_run_name(model_name)[0]
-        except ModelError:
+        except ValueError:
             return None
         return folder if folder.is_dir() else None
     try:
@@ -174,7 +161,7 @@ def may_manage(path: str | Path, owner: str | None, instructor: bool = False) ->
 def running_trainers() -> int:
     """How many of the user's runs ($CONVLENS_HOME/runs, shared by every app process on this
     machine) have a live trainer."""
-    root = convlens_home() / "runs"
+    root = user_runs_dir()
     if not root.is_dir():
         return 0
     return sum(
@@ -197,19 +184,6 @@ def delete_run(reference: str) -> Path:
     return path
 
 
-def train_command(arch: str, epochs: int, out: Path, options: Mapping[str, object]) -> list[str]:
-    """Return the `convlens train` command line for these options (flags as the CLI spells them)."""
-    command = [sys.executable, "-m", "convlens", "train", "--arch", arch, "--epochs", str(epochs)]
-    command += ["--out", str(out)]
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            command.append(flag)
-        elif value not in (None, False):
-            command += [flag, str(value)]
-    return command
-
-
 def start_run(
     arch: str,
     epochs: int,
@@ -224,7 +198,7 @@ def start_run(
     `max_running`, TrainerLimitError when that many trainers run already; the count and the start
     happen under a lock that every process sharing $CONVLENS_HOME takes.
     """
-    root = convlens_home() / "runs"
+    root = user_runs_dir()
     with _start_lock():
         if max_running is not None and running_trainers() >= max_running:
             raise TrainerLimitError(
@@ -236,7 +210,8 @@ def start_run(
         out.mkdir()  # never exist_ok: two sessions must not share a folder
         if owner is not None:
             (out / OWNER_FILE).write_text(f"{owner}\n")
-        _spawn(train_command(arch, epochs, out, options or {}), out)
+        train_options = {"epochs": epochs, **(options or {})}
+        _spawn(train_command(arch, train_options, out, sys.executable), out)
     return out
 
 
@@ -244,7 +219,7 @@ def start_run(
 def _start_lock() -> Iterator[None]:
     """An exclusive lock on $CONVLENS_HOME/runs/.start.lock, which every process starting a
     trainer takes (fcntl; a no-op where there is none)."""
-    root = convlens_home() / "runs"
+    root = user_runs_dir()
     root.mkdir(parents=True, exist_ok=True)
     with (root / ".start.lock").open("a") as handle:
         try:
@@ -274,7 +249,8 @@ def resume_run(reference: str, max_running: int | None = None) -> Path:
             )
         manifest = read_manifest(path)
         epochs = int(manifest["config"]["epochs"])
-        _spawn(train_command(manifest["arch"], epochs, path, {"resume": True}), path)
+        train_options = {"epochs": epochs, "resume": True}
+        _spawn(train_command(manifest["arch"], train_options, path, sys.executable), path)
     return path
 
 

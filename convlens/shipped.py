@@ -1,10 +1,11 @@
 """The models and runs that ship in assets/runs: packing a finished run for shipping, and its card.
 
-A shipped run is a recorded run (see `convlens.training`) made small by `pack_run`: it keeps a
+A shipped run is a recorded run (see `convlens.runformat`) made small by `pack_run`: it keeps a
 few evenly spaced snapshots (stats and probe activations, float16 already), the weights of only
 some of them (the last always), in float16, and no resume state. Its card,
 ``card.json`` and ``card.md``, says what it is and the exact commands that reproduce it. Every
-folder under assets/runs is also a model of the zoo, named by the folder (`convlens.models`).
+folder under assets/runs with a card is also a model of the zoo, named by the folder
+(`convlens.models`); `convlens.runformat.shipped_names` lists them.
 """
 
 from __future__ import annotations
@@ -20,24 +21,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from convlens.data import fashion_mnist
-from convlens.paths import ASSETS_DIR
-from convlens.training import (
-    TrainConfig,
-    evaluate,
-    evenly_kept,
+from convlens.runformat import (
     list_snapshots,
     load_snapshot,
     read_manifest,
     read_metrics,
-    remove_dir,
     run_status,
     snapshot_dir,
     weight_steps,
 )
+from convlens.training import TrainConfig, evaluate, evenly_kept, remove_dir, retrain_command
 
-SHIPPED_RUNS_DIR = ASSETS_DIR / "runs"
 ARCH_TITLES = {"deepeyes": "DeepEyes' MNIST network", "basecnn": "CNNVis' BaseCNN"}
-_NO_CLI_FLAG = {"momentum", "limit_train", "limit_test"}
 
 
 @dataclass(frozen=True)
@@ -61,46 +56,10 @@ class Card:
     note: str = ""
 
 
-def shipped_names() -> list[str]:
-    """Return the names of the shipped runs (packed folders of assets/runs: with a card), sorted."""
-    return sorted(card.parent.name for card in SHIPPED_RUNS_DIR.glob("*/card.json"))
-
-
-def shipped_run(name: str) -> Path:
-    """Return the folder of the shipped run `name`."""
-    return SHIPPED_RUNS_DIR / name
-
-
 def read_card(run_dir: str | Path) -> Card:
     """Return the card of a packed run (raises OSError / ValueError when it has none)."""
     fields = json.loads((Path(run_dir) / "card.json").read_text())
     return Card(**fields)
-
-
-def train_command_line(manifest: dict, out: str | None) -> str:
-    """Return the `python -m convlens train` command that records the run of `manifest` again."""
-    config = manifest["config"]
-    defaults = dataclasses.asdict(TrainConfig(arch=manifest["arch"]))
-    parts = ["python -m convlens train", f"--arch {manifest['arch']}"]
-    for key, value in sorted(manifest["arch_options"].items()):
-        if value is True:
-            parts.append(f"--{key}")
-        elif value not in (None, False):
-            parts.append(f"--{key} {value}")
-    parts += [
-        f"--data {config['data']}",
-        f"--epochs {config['epochs']}",
-        f"--seed {config['seed']}",
-    ]
-    for key, value in config.items():
-        if key in {"arch", "arch_options", "data", "epochs", "seed"} or value == defaults.get(key):
-            continue
-        if key in _NO_CLI_FLAG:
-            raise ValueError(f"the run sets {key}, which `convlens train` has no option for.")
-        parts.append(f"--{key.replace('_', '-')} {value}")
-    if out is not None:  # without --out, `convlens train` writes under $CONVLENS_HOME/runs
-        parts.append(f"--out {out}")
-    return " ".join(parts)
 
 
 def pack_run(run_dir: str | Path, *, snapshots: int = 10, weights: int = 1, note: str = "") -> Card:
@@ -150,7 +109,7 @@ def pack_run(run_dir: str | Path, *, snapshots: int = 10, weights: int = 1, note
     )
     out = f"assets/runs/{name}"
     command = (
-        f"{train_command_line(manifest, out)} && "
+        f"{retrain_command(manifest, out)} && "
         f"python -m convlens runs pack {out} --snapshots {snapshots} --weights {weights}"
     )
     card = Card(

@@ -39,6 +39,8 @@ unless `record=False`, writes RUN_DIR:
   snapshots (first and last kept, the rest evenly spaced), deleting by rename first too.
 - ``pid``: the training process, present while it runs: "PID START", its id and start time
   (`convlens.processes`), so that a stale file is never taken for a live trainer.
+
+The readers of these files, and where runs live, are in `convlens.runformat`.
 """
 
 from __future__ import annotations
@@ -51,10 +53,9 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,20 +68,26 @@ from tqdm.auto import tqdm
 
 from convlens.data import FASHION_MNIST_CLASSES, fashion_mnist
 from convlens.graph import build_graph
-from convlens.paths import convlens_home
 from convlens.processes import live_trainer, pid_record
+from convlens.runformat import (
+    FORMAT_VERSION,
+    list_snapshots,
+    read_manifest,
+    read_metrics,
+    snapshot_dir,
+    user_runs_dir,
+)
 from convlens.smallnets import FASHION_MNIST_MEAN, FASHION_MNIST_STD, INPUT_SIZE, build_small
 from convlens.weights import edge_matrix
 
-FORMAT_VERSION = 2
 PROBE_SEED = 0
 DATASETS = ("fashion-mnist",)
 OPTIMIZERS = ("sgd", "adam")
 LOSSES = ("ce", "hinge")
 SCHEDULES = ("constant", "cosine")
-RUN_STATUSES = ("finished", "running", "starting", "incomplete", "unreadable")
-_SNAPSHOT_RE = re.compile(r"^step_(\d{8})$")
 _EVAL_BATCH = 1000
+# TrainConfig fields that `convlens train` has no option for
+OPTIONS_WITHOUT_FLAG = frozenset({"momentum", "limit_train", "limit_test"})
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,45 @@ class RunSummary:
     test_accuracy: float
     test_loss: float
     seconds: float
+
+
+# --------------------------------------------------------------------------------------------
+# The command line that trains a run
+
+
+def train_command(
+    arch: str, options: Mapping[str, object], out: str | Path | None = None, python: str = "python"
+) -> list[str]:
+    """Return the arguments of `PYTHON -m convlens train --arch ARCH` with `options` (architecture
+    options and `TrainConfig` fields, in their order) as the CLI spells them: `batch_size` is
+    `--batch-size VALUE`, True a bare flag, None and False left out; then `--out OUT`, if any."""
+    command = [python, "-m", "convlens", "train", "--arch", arch]
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            command.append(flag)
+        elif value is not None and value is not False:  # not `in (None, False)`: 0 == False
+            command += [flag, str(value)]
+    if out is not None:  # without --out, `convlens train` writes under $CONVLENS_HOME/runs
+        command += ["--out", str(out)]
+    return command
+
+
+def retrain_command(manifest: Mapping, out: str | None = None) -> str:
+    """Return the `python -m convlens train` command that records the run of `manifest` again:
+    its architecture options, data, epochs, seed and every setting off its default (ValueError
+    for one the command line has no option for, see `OPTIONS_WITHOUT_FLAG`)."""
+    config = manifest["config"]
+    defaults = dataclasses.asdict(TrainConfig(arch=manifest["arch"]))
+    options: dict[str, object] = dict(sorted(manifest["arch_options"].items()))
+    options |= {"data": config["data"], "epochs": config["epochs"], "seed": config["seed"]}
+    for key, value in config.items():
+        if key in {"arch", "arch_options", "data", "epochs", "seed"} or value == defaults.get(key):
+            continue
+        if key in OPTIONS_WITHOUT_FLAG:
+            raise ValueError(f"the run sets {key}, which `convlens train` has no option for.")
+        options[key] = value
+    return " ".join(train_command(manifest["arch"], options, out))
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,129 +284,12 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
     os.replace(temp, path)
 
 
-def snapshot_dir(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / "snapshots" / f"step_{step:08d}"
-
-
 def _weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [
         (name, module)
         for name, module in model.named_modules()
         if isinstance(getattr(module, "weight", None), nn.Parameter)
     ]
-
-
-# --------------------------------------------------------------------------------------------
-# Readers
-
-
-def read_manifest(run_dir: str | Path) -> dict:
-    """Return the run's manifest as a dict (raises OSError / ValueError when unreadable)."""
-    return json.loads((Path(run_dir) / "manifest.json").read_text())
-
-
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """Return every complete record of metrics.jsonl, skipping a trailing partial line."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_bytes().split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a killed process
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
-def list_snapshots(run_dir: str | Path) -> list[int]:
-    """Return the steps of the run's complete snapshots, ascending (temporary folders ignored).
-
-    A snapshot folder gets its final name only once complete. A packed run (`convlens.shipped`)
-    may keep the weights of only some snapshots: `weight_steps` lists those.
-    """
-    folder = Path(run_dir) / "snapshots"
-    if not folder.is_dir():
-        return []
-    steps = []
-    for entry in folder.iterdir():
-        match = _SNAPSHOT_RE.match(entry.name)
-        if match and entry.is_dir():
-            steps.append(int(match.group(1)))
-    return sorted(steps)
-
-
-def weight_steps(run_dir: str | Path) -> list[int]:
-    """Return the steps of the complete snapshots that hold weights, ascending."""
-    return [
-        step
-        for step in list_snapshots(run_dir)
-        if (snapshot_dir(Path(run_dir), step) / "weights.safetensors").is_file()
-    ]
-
-
-def load_snapshot(run_dir: str | Path, step: int | None = None) -> tuple[nn.Module, dict]:
-    """Return the model of snapshot `step` (the last one when None), in eval mode, and the manifest."""
-    manifest = read_manifest(run_dir)
-    steps = weight_steps(run_dir)
-    if not steps:
-        raise FileNotFoundError(f"the run {run_dir} has no complete snapshot yet.")
-    if step is None:
-        step = steps[-1]
-    if step not in steps:
-        what = "kept no weights" if step in list_snapshots(run_dir) else "has no snapshot"
-        raise FileNotFoundError(
-            f"the run {run_dir} {what} at step {step}; "
-            f"it has weights at steps {', '.join(map(str, steps))}."
-        )
-    model = build_small(manifest["arch"], **manifest["arch_options"])
-    model.load_state_dict(load_file(snapshot_dir(Path(run_dir), step) / "weights.safetensors"))
-    return model.eval(), manifest
-
-
-def read_stats(run_dir: str | Path, step: int) -> dict[str, np.ndarray]:
-    """Return the debugging statistics of snapshot `step` (see the module docstring), as float64
-    arrays by name; FileNotFoundError when the snapshot has none."""
-    path = snapshot_dir(Path(run_dir), step) / "stats.safetensors"
-    if not path.exists():
-        raise FileNotFoundError(f"the run {run_dir} has no statistics at step {step}.")
-    return {name: value.float().double().numpy() for name, value in load_file(path).items()}
-
-
-def run_status(run_dir: str | Path) -> str:
-    """Return "finished", "running", "starting", "incomplete" or "unreadable".
-
-    "starting": a live process holds RUN_DIR/pid but has recorded no training step yet (it may
-    not have written its manifest either); "running": it has recorded one. A folder without a
-    live process reads from its manifest: "finished", "incomplete", or "unreadable" when it has
-    no readable manifest."""
-    run_dir = Path(run_dir)
-    live = live_trainer(run_dir / "pid") is not None
-    if live and not _recorded_a_step(run_dir):
-        return "starting"
-    try:
-        manifest = read_manifest(run_dir)
-        if not isinstance(manifest, dict) or "arch" not in manifest:
-            return "unreadable"
-    except (OSError, ValueError):
-        return "unreadable"
-    if live:
-        return "running"
-    return "finished" if manifest.get("finished") else "incomplete"
-
-
-def _recorded_a_step(run_dir: Path) -> bool:
-    """Return whether metrics.jsonl holds a complete first record (the trainer writes one per
-    step, a line at a time); reads only that line."""
-    try:
-        with (run_dir / "metrics.jsonl").open("rb") as metrics:
-            return metrics.readline().endswith(b"\n")
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -762,7 +691,7 @@ def train(
     run_dir = Path(out) if out is not None else None
     if record and run_dir is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = convlens_home() / "runs" / f"{arch}-{stamp}-{os.getpid()}"
+        run_dir = user_runs_dir() / f"{arch}-{stamp}-{os.getpid()}"
 
     manifest = None
     if record and resume and (run_dir / "manifest.json").exists():

@@ -22,8 +22,8 @@ from convlens.cnnvis.view import (
 )
 from convlens.data import ImageSourceError
 from convlens.models import list_models
+from convlens.runformat import list_snapshots
 from convlens.runs import model_run
-from convlens.training import list_snapshots
 from convlens.ui.cache import browser_source, cached_graph, cached_model, model_lock
 from convlens.ui.cnnvis import (
     cached_dialog_patches,

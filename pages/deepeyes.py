@@ -53,10 +53,17 @@ from convlens.deepeyes import (
 )
 from convlens.embedding import points_in_box
 from convlens.models import list_models
+from convlens.runformat import (
+    find_run,
+    list_snapshots,
+    read_manifest,
+    run_status,
+    shipped_run,
+    weight_steps,
+)
 from convlens.runs import (
     RunInfo,
     TrainerLimitError,
-    find_run,
     learning_curves,
     list_runs,
     model_run,
@@ -64,19 +71,13 @@ from convlens.runs import (
     run_reference,
     start_run,
 )
-from convlens.shipped import read_card, shipped_run
+from convlens.shipped import read_card
 from convlens.style import (
     OVERVIEW_COLUMNS,
     PATCH_SIZE,
     RUN_REFRESH_SECONDS,
     STABILITY_LEGEND_COLUMNS,
     TABLE_ROW_HEIGHT,
-)
-from convlens.training import (
-    list_snapshots,
-    read_manifest,
-    run_status,
-    weight_steps,
 )
 from convlens.ui.cache import cached_run_histograms
 from convlens.ui.deepeyes import (

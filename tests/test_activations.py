@@ -500,10 +500,10 @@ def fashion_folder(root: Path, per_class: dict[str, int | None], count: int) -> 
 
 
 def test_prepare_shipped_fills_the_cache(monkeypatch, tmp_path: Path):
-    import convlens.shipped
+    import convlens.runformat
     from convlens.models import load_model
 
-    monkeypatch.setattr(convlens.shipped, "shipped_names", lambda: ["deepeyes", "basecnn"])
+    monkeypatch.setattr(convlens.runformat, "shipped_names", lambda: ["deepeyes", "basecnn"])
     fashion_folder(tmp_path, {"bag": 8, "boot": 9}, 10)
     monkeypatch.setattr(activations, "SHIPPED_DATA", str(tmp_path))
     seen: list[tuple[int, int]] = []

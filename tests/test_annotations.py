@@ -537,7 +537,7 @@ def test_cli_set_builds_the_model_once_per_weights_file(
 
     from convlens.annotations import FACTS_NAME
     from convlens.paths import convlens_home
-    from convlens.training import load_snapshot, snapshot_dir, weight_steps
+    from convlens.runformat import load_snapshot, snapshot_dir, weight_steps
 
     run = tmp_path / "small"
     shutil.copytree(ROOT / "assets" / "runs" / "fashion_deepeyes_small", run)

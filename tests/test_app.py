@@ -384,8 +384,7 @@ def test_training_page_shows_the_options_of_the_chosen_architecture() -> None:
 def test_training_page_starts_a_run_that_trains_in_its_own_process() -> None:
     import time
 
-    from convlens.runs import find_run
-    from convlens.training import run_status
+    from convlens.runformat import find_run, run_status
 
     at = start()
     at.switch_page("pages/training.py").run()

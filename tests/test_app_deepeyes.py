@@ -23,9 +23,9 @@ from convlens.charts import (
     perplexity_heatmap_chart,
     stability_chart,
 )
-from convlens.deepeyes import diagnose_run, firing, perplexity, read_probe, run_histograms
+from convlens.deepeyes import diagnose_run, firing, perplexity, run_histograms
 from convlens.embedding import points_in_box
-from convlens.training import list_snapshots, load_snapshot, read_metrics, snapshot_dir
+from convlens.runformat import list_snapshots, load_snapshot, read_metrics, read_probe, snapshot_dir
 from convlens.weights import weights_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent

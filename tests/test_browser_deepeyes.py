@@ -13,7 +13,7 @@ from test_app_deepeyes import copy_run, land_snapshot
 
 from browser import app_server, browser_page, require_chromium, wait_for_app
 from convlens.annotations import AnnotationStore
-from convlens.training import load_snapshot
+from convlens.runformat import load_snapshot
 from convlens.weights import weights_fingerprint
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"

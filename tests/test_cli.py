@@ -332,7 +332,7 @@ def test_runs_stop_ends_a_running_training_which_can_then_be_deleted(tmp_path: P
     """A real training process is listed as running, stopped by `runs stop`, then deleted."""
     import time
 
-    from convlens.training import list_snapshots, run_status
+    from convlens.runformat import list_snapshots, run_status
 
     out = tmp_path / "long"
     command = [sys.executable, "-m", "convlens", "train", "--arch", "deepeyes", "--epochs", "50"]
@@ -370,7 +370,7 @@ def test_resume_needs_only_the_folder_and_the_epochs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A run with non-default options continues with `--out RUN --resume --epochs N` alone."""
-    from convlens.training import read_manifest, read_metrics
+    from convlens.runformat import read_manifest, read_metrics
 
     out = tmp_path / "run"
     argv = ["train", "--arch", "deepeyes", "--epochs", "1", "--conv1", "2", "--conv2", "3"]
@@ -388,8 +388,9 @@ def test_a_stopped_run_resumes_in_the_background_to_its_planned_epochs(tmp_path:
     """What the Training page's Resume button does: `resume_run` finishes an interrupted run."""
     import time
 
+    from convlens.runformat import read_metrics, run_status
     from convlens.runs import resume_run
-    from convlens.training import read_metrics, run_status, train
+    from convlens.training import train
 
     out = tmp_path / "stopped"
 

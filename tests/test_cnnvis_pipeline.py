@@ -40,7 +40,7 @@ from convlens.cnnvis.view import (
 )
 from convlens.graph import build_graph
 from convlens.models import load_model
-from convlens.runs import find_run
+from convlens.runformat import find_run
 
 
 def planted(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

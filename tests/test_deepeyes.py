@@ -21,7 +21,6 @@ from convlens.deepeyes import (
     cosine_similarity,
     crop_patches,
     dead_since,
-    deepeyes_layers,
     diagnose_run,
     diagnosis_findings,
     effective_width,
@@ -37,8 +36,6 @@ from convlens.deepeyes import (
     per_label_mean,
     perplexity,
     perplexity_histogram,
-    read_probe,
-    read_probe_rows,
     run_filter_maxima,
     run_phase,
     specificity_phrase,
@@ -59,8 +56,15 @@ from convlens.embedding import (
     tsne_perplexity,
 )
 from convlens.paths import ASSETS_DIR
+from convlens.runformat import (
+    deepeyes_layers,
+    list_snapshots,
+    read_manifest,
+    read_probe,
+    read_probe_rows,
+)
 from convlens.smallnets import build_small
-from convlens.training import list_snapshots, read_manifest, train
+from convlens.training import train
 
 SHIPPED = ASSETS_DIR / "runs" / "fashion_deepeyes"
 

@@ -97,7 +97,7 @@ def test_a_run_with_damaged_weights_is_one_line(monkeypatch: pytest.MonkeyPatch)
     import shutil
 
     from convlens.paths import convlens_home
-    from convlens.shipped import shipped_run
+    from convlens.runformat import shipped_run
 
     runs = convlens_home() / "runs"
     runs.mkdir(parents=True)
@@ -153,7 +153,7 @@ def test_every_url_parameter_survives_hostile_values(
 def test_deepeyes_opens_runs_by_name_only(tmp_path: Path) -> None:
     import shutil
 
-    from convlens.shipped import shipped_run
+    from convlens.runformat import shipped_run
 
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(shipped_run("fashion_deepeyes_small"), elsewhere)

@@ -480,6 +480,7 @@ def test_a_shipped_run_is_named_by_its_folder_so_that_bookmarks_travel(tmp_path:
     import shutil
 
     from convlens.paths import ASSETS_DIR
+    from convlens.runformat import parse_run_name
     from convlens.runs import run_reference
 
     shipped = ASSETS_DIR / "runs" / "fashion_deepeyes"
@@ -491,7 +492,7 @@ def test_a_shipped_run_is_named_by_its_folder_so_that_bookmarks_travel(tmp_path:
         by_name.module.state_dict().values(), by_path.module.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b)
-    assert models.parse_run_name("run:fashion_deepeyes@100") == (shipped, 100)
+    assert parse_run_name("run:fashion_deepeyes@100") == (shipped, 100)
     copy = tmp_path / "fashion_deepeyes"
     shutil.copytree(shipped, copy)
     assert run_reference(copy) == str(copy)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from convlens.paths import convlens_home
+from convlens.runformat import run_status, shipped_run
 from convlens.runs import (
     TrainerLimitError,
     may_manage,
@@ -19,8 +20,6 @@ from convlens.runs import (
     start_run,
     stop_run,
 )
-from convlens.shipped import shipped_run
-from convlens.training import run_status
 
 TINY = {"conv1": 2, "conv2": 2, "fc1": 4}
 

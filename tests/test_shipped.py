@@ -16,19 +16,18 @@ from safetensors.torch import load_file
 from convlens.cli import main
 from convlens.data import FASHION_MNIST_CLASSES, fashion_mnist
 from convlens.models import load_model, model_spec
-from convlens.runs import list_runs
-from convlens.shipped import pack_run, read_card, shipped_names, shipped_run
-from convlens.training import (
-    evaluate,
-    evenly_kept,
+from convlens.runformat import (
     list_snapshots,
     load_snapshot,
-    normalize,
     read_manifest,
+    shipped_names,
+    shipped_run,
     snapshot_dir,
-    train,
     weight_steps,
 )
+from convlens.runs import list_runs
+from convlens.shipped import pack_run, read_card
+from convlens.training import evaluate, evenly_kept, normalize, train
 
 # The targets: the cards may not lower them.
 MINIMUM_ACCURACY = {"fashion_deepeyes": 0.89, "fashion_basecnn": 0.91}

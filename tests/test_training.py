@@ -17,18 +17,20 @@ from torch import nn
 from convlens.data import fashion_mnist
 from convlens.hooks import count_hooks, record_outputs
 from convlens.paths import convlens_home
+from convlens.runformat import (
+    list_snapshots,
+    load_snapshot,
+    read_manifest,
+    read_metrics,
+    run_status,
+)
 from convlens.smallnets import SMALL_ARCHS, BaseCNN, DeepEyesNet, build_small
 from convlens.training import (
     RunSummary,
     TrainConfig,
     _probe_activations,
     _probe_from_index,
-    list_snapshots,
-    load_snapshot,
     normalize,
-    read_manifest,
-    read_metrics,
-    run_status,
     train,
 )
 
@@ -512,14 +514,16 @@ def test_a_run_the_app_just_started_reads_starting_and_stops(tmp_path: Path):
     """The folder as `start_run` leaves it, before the trainer has loaded Python and torch:
     starting, no architecture yet; Stop ends it."""
     import signal
+    import sys
     import time
 
-    from convlens.runs import _spawn, describe_run, stop_run, train_command
+    from convlens.runs import _spawn, describe_run, stop_run
+    from convlens.training import train_command
 
     run = tmp_path / "run"
     run.mkdir()
     # the real command: Stop signals only a process that is the run's `convlens train`
-    trainer = _spawn(train_command("deepeyes", 1, run, TINY), run)
+    trainer = _spawn(train_command("deepeyes", {"epochs": 1, **TINY}, run, sys.executable), run)
     info = describe_run(run)
     assert (info.status, info.arch, info.step) == ("starting", None, None)
     assert stop_run(str(run)) == trainer.pid

@@ -16,7 +16,7 @@ import numpy as np
 
 from convlens.cnnvis.view import Bundles, CnnvisView, LayerView
 from convlens.graph import LayerGraph
-from convlens.training import list_snapshots, read_stats
+from convlens.runformat import list_snapshots, read_stats
 
 MEASURES = ("weight", "gradient", "relative change")
 _EDGE_KEYS = {"weight": "edge_weight", "gradient": "edge_abs_grad"}

@@ -28,11 +28,11 @@ from convlens.attribution import (
     readout_layer,
 )
 from convlens.data import LoadedImage, load_image
-from convlens.deepeyes import PerplexityHistogram, deepeyes_layers, run_histograms
+from convlens.deepeyes import PerplexityHistogram, run_histograms
 from convlens.graph import ChainNode, LayerGraph, build_graph
 from convlens.models import LoadedModel, resolve_model
 from convlens.predict import Prediction, predict
-from convlens.training import read_manifest
+from convlens.runformat import deepeyes_layers, read_manifest
 from convlens.weights import Histogram, layer_weight, weight_histogram, weights_fingerprint
 
 

@@ -20,7 +20,7 @@ from convlens.cnnvis.debugging import (
 from convlens.cnnvis.drawing import patch_images
 from convlens.cnnvis.pipeline import contribution
 from convlens.cnnvis.view import CnnvisView, LayerView, Options, QualityFlag, build_view
-from convlens.training import read_stats
+from convlens.runformat import read_stats
 from convlens.ui.cache import browser_source, cached_graph, cached_model, model_lock
 from convlens.ui.state import warn_reset, write_to_url
 

@@ -11,23 +11,17 @@ from convlens.deepeyes import (
     FilterMap,
     FilterMaxima,
     InputMap,
-    ProbeRows,
     embed_patches,
     filter_map,
     forward_ms_per_image,
     input_map,
     patch_boxes,
     perplexity,
-    read_probe,
-    read_probe_rows,
     run_filter_maxima,
 )
 from convlens.embedding import Embedding
-from convlens.training import (
-    load_snapshot,
-    normalize,
-    read_manifest,
-)
+from convlens.runformat import ProbeRows, load_snapshot, read_manifest, read_probe, read_probe_rows
+from convlens.training import normalize
 from convlens.weights import weights_fingerprint
 
 TIMED_IMAGES = 256

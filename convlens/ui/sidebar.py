@@ -12,20 +12,18 @@ from convlens.access import NOT_A_RUN_NAME, is_plain_name
 from convlens.data import DEFAULT_IMAGE, ImageSourceError, LoadedImage, list_samples
 from convlens.models import (
     DEFAULT_MODEL,
-    RUN_PREFIX,
     WEIGHTS_STATUS_LABELS,
     LoadedModel,
     ModelError,
     download_weights,
     list_models,
     model_spec,
-    parse_run_name,
     read_state_dict,
     weights_source_key,
 )
 from convlens.paths import prune_uploads, uploads_dir
+from convlens.runformat import RUN_PREFIX, parse_run_name, shipped_names, shipped_run
 from convlens.runs import model_run, openable_runs, run_reference
-from convlens.shipped import shipped_names, shipped_run
 from convlens.ui.cache import cached_image, cached_model
 from convlens.ui.state import (
     keep_upload,
@@ -158,7 +156,7 @@ def browser_run_problem(model_name: str) -> str | None:
         return NOT_A_RUN_NAME
     try:
         parse_run_name(model_name)
-    except ModelError as error:
+    except ValueError as error:
         return f"{error}."
     if model_run(f"{RUN_PREFIX}{run}") is None:
         return f"There is no recorded run '{run}'."
