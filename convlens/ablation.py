@@ -70,8 +70,8 @@ class AblationResult:
             "ablated_accuracy": self.ablated_accuracy,
             "ablated_filters": self.ablated_filters,
             "per_layer": {
-                layer: {"filters": list(result.filters), "accuracy": result.accuracy}
-                for layer, result in self.per_layer.items()
+                layer_id: {"filters": list(result.filters), "accuracy": result.accuracy}
+                for layer_id, result in self.per_layer.items()
             },
         }
 
@@ -204,9 +204,9 @@ def ablate_batches(
     """
     graph = build_graph(module, input_size)
     chosen = checked_filters(graph, filters)
-    activation_of = {layer: graph.node(layer).activation_layer for layer in chosen}
+    activation_of = {layer_id: graph.node(layer_id).activation_layer for layer_id in chosen}
     passes: list[tuple[str, set[str]]] = [("baseline", set())]
-    passes += [(layer, {activation_of[layer]}) for layer in chosen]
+    passes += [(layer_id, {activation_of[layer_id]}) for layer_id in chosen]
     if len(chosen) > 1:
         passes.append(("all", set(activation_of.values())))
     correct: Counter[str] = Counter()
@@ -218,7 +218,7 @@ def ablate_batches(
         with (
             torch.no_grad(),
             zeroed_channels(
-                module, {activation_of[layer]: chosen[layer] for layer in chosen}
+                module, {activation_of[layer_id]: chosen[layer_id] for layer_id in chosen}
             ) as enabled,
         ):
             for inputs, labels in batches:
@@ -237,8 +237,8 @@ def ablate_batches(
     if seen == 0:
         raise AblationError("there are no images to measure the accuracy on")
     per_layer = {
-        layer: LayerAblation(tuple(indices), correct[layer] / seen)
-        for layer, indices in chosen.items()
+        layer_id: LayerAblation(tuple(indices), correct[layer_id] / seen)
+        for layer_id, indices in chosen.items()
     }
     everything = "all" if len(chosen) > 1 else next(iter(chosen), "baseline")
     return AblationResult(
@@ -258,22 +258,24 @@ def checked_filters(
     Raises AblationError for a layer that is not a conv / linear chain node or a filter it lacks.
     """
     layers = annotatable_layers(graph)
-    unknown = [layer for layer, indices in filters.items() if indices and layer not in layers]
+    unknown = [
+        layer_id for layer_id, indices in filters.items() if indices and layer_id not in layers
+    ]
     if unknown:
         raise AblationError(
             f"{_listed(unknown)}: not a conv or linear layer of this model "
             f"(those are {_listed(list(layers))})"
         )
     chosen = {}
-    for layer, count in layers.items():
-        indices = tuple(sorted({int(index) for index in filters.get(layer, ())}))
+    for layer_id, count in layers.items():
+        indices = tuple(sorted({int(index) for index in filters.get(layer_id, ())}))
         wrong = [index for index in indices if not 0 <= index < count]
         if wrong:
             raise AblationError(
-                f"{layer} has {count} filters (0 to {count - 1}); it has no filter {wrong[0]}"
+                f"{layer_id} has {count} filters (0 to {count - 1}); it has no filter {wrong[0]}"
             )
         if indices:
-            chosen[layer] = indices
+            chosen[layer_id] = indices
     return chosen
 
 

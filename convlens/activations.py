@@ -392,11 +392,11 @@ def analysis_nodes(graph: LayerGraph, layers: Sequence[str] | None = None) -> li
     ]
     if layers is None:
         return candidates
-    wanted = [layer.strip() for layer in layers if layer.strip()]
+    wanted = [layer_id.strip() for layer_id in layers if layer_id.strip()]
     if not wanted:
         raise ValueError("no layers given; name conv or linear layers, or leave them out for all.")
     known = {node.id for node in candidates}
-    unknown = [layer for layer in wanted if layer not in known]
+    unknown = [layer_id for layer_id in wanted if layer_id not in known]
     if unknown:
         shown = ", ".join(node.id for node in candidates[:8])
         more = ", ..." if len(candidates) > 8 else ""

@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.transforms import Normalize
 
 from convlens.graph import ChainNode, LayerGraph
-from convlens.hooks import parse_call_id, record_outputs
+from convlens.hooks import hooked_calls, parse_call_id, record_outputs
 
 # Neurons per backward pass in `guided_backprops`. On EfficientNet-Lite0 (224 px, 2 CPU cores) 4
 # rows cost the least CPU time and ~100 MB; from 8 rows on, its largest feature maps exceed glibc's
@@ -119,26 +119,25 @@ def _guided_relus(model: nn.Module) -> Iterator[None]:
 def guided_backprops(
     model: nn.Module,
     x: torch.Tensor,
-    layer: str,
+    module_path: str,
     channels: Sequence[int],
     positions: Sequence[tuple[int, int]] | None = None,
     rows: int = GUIDED_BACKPROP_ROWS,
 ) -> np.ndarray:
-    """Return the guided back-propagation images (n, C, H, W) of n neurons of module `layer`.
+    """Return the guided back-propagation images (n, C, H, W) of n neurons of module `module_path`.
 
     Neuron i is channel `channels[i]` at `positions[i]` (y, x) of the layer's output (use
     `LayerMaps.peak` for where a filter fires most), or unit `channels[i]` of a linear output when
     `positions` is None. The image `x` is repeated along the batch, one neuron selected per row,
     and one backward pass serves `rows` neurons; rows do not mix (the model is in eval mode), so
-    each row is that neuron's own guided back-propagation. The forward pass stops at `layer`, a
-    module called once per forward pass (`readout_layer`). Gradients pass an `nn.ReLU` only where
+    each row is that neuron's own guided back-propagation. The forward pass stops at
+    `module_path`, a module called once per forward pass (`readout_layer`). Gradients pass an `nn.ReLU` only where
     both its input and the gradient are positive; other activation kinds pass plain gradients
     (Captum's `NeuronGuidedBackprop`, which the tests compare with).
     """
-    module = model.get_submodule(layer)
     captured: list[torch.Tensor] = []
 
-    def stop(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+    def stop(_layer_id: str, _module: nn.Module, output: object) -> None:
         captured.append(output)
         raise _StopForward
 
@@ -151,7 +150,7 @@ def guided_backprops(
         with suppress(_StopForward):
             model(batch)
         if not captured:
-            raise ValueError(f"module {layer} was not called in the forward pass")
+            raise ValueError(f"module {module_path} was not called in the forward pass")
         index = [torch.arange(len(chunk)), torch.tensor(chunk)]
         if spots is not None:
             at = torch.tensor(spots).reshape(-1, 2)
@@ -163,8 +162,12 @@ def guided_backprops(
     # channels-last tensor fails on it, and then gets the plain layout.
     layout = torch.channels_last if x.dim() == 4 else torch.contiguous_format
     images = []
-    with _out_of_place(model), _guided_relus(model), torch.enable_grad():
-        handle = module.register_forward_hook(stop)
+    with (
+        _out_of_place(model),
+        _guided_relus(model),
+        torch.enable_grad(),
+        hooked_calls(model, stop, {module_path}),
+    ):
         try:
             for start in range(0, len(channels), rows):
                 chunk = channels[start : start + rows]
@@ -177,7 +180,6 @@ def guided_backprops(
                     layout = torch.contiguous_format
                     images.append(chunk_images(chunk, spots, layout))
         finally:
-            handle.remove()
             captured.clear()
     if not images:
         return np.zeros((0, *x.shape[1:]), dtype=np.float32)
@@ -187,21 +189,21 @@ def guided_backprops(
 def guided_backprop(
     model: nn.Module,
     x: torch.Tensor,
-    layer: str,
+    module_path: str,
     channel: int,
     position: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Return the guided back-propagation image (C, H, W) of one neuron of module `layer`.
+    """Return the guided back-propagation image (C, H, W) of one neuron of module `module_path`.
 
     The neuron is channel `channel` at `position` (y, x) of the layer's output, or unit `channel`
     of a linear output when `position` is None (`guided_backprops` with one neuron).
     """
     positions = None if position is None else [position]
-    return guided_backprops(model, x, layer, [channel], positions)[0]
+    return guided_backprops(model, x, module_path, [channel], positions)[0]
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, target: int) -> np.ndarray:
-    """Return Grad-CAM of class `target` at module `layer`, upsampled to the input, in [0, 1].
+def grad_cam(model: nn.Module, x: torch.Tensor, module_path: str, target: int) -> np.ndarray:
+    """Return Grad-CAM of class `target` at module `module_path`, upsampled to the input, in [0, 1].
 
     Captum's `LayerGradCam`: the layer's feature maps weighted by the spatially averaged
     gradient of the class score, summed, negative evidence clipped.
@@ -209,7 +211,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, target: int) -> np.n
     from captum.attr import LayerAttribution, LayerGradCam
 
     with _out_of_place(model):
-        cam = LayerGradCam(model, model.get_submodule(layer)).attribute(
+        cam = LayerGradCam(model, model.get_submodule(module_path)).attribute(
             x.clone().requires_grad_(True), target=int(target), relu_attributions=True
         )
         cam = LayerAttribution.interpolate(cam.detach(), tuple(x.shape[2:]), "bilinear")

@@ -121,12 +121,12 @@ class LayerGraph:
         """Return the layer with id `layer_id`."""
         return self._by_id[layer_id]
 
-    def node(self, node_id: str) -> ChainNode:
-        """Return the chain node with id `node_id` (KeyError if there is none)."""
+    def node(self, layer_id: str) -> ChainNode:
+        """Return the chain node with id `layer_id`, its first layer's (KeyError if there is none)."""
         for node in self.chain:
-            if node.id == node_id:
+            if node.id == layer_id:
                 return node
-        raise KeyError(node_id)
+        raise KeyError(layer_id)
 
     def group(self, group_id: str) -> LayerGroup:
         """Return the group with id `group_id` (KeyError if there is none)."""
