@@ -23,6 +23,8 @@ from convlens.runformat import (
     read_manifest,
     read_metrics,
     run_status,
+    shipped_names,
+    shipped_run,
 )
 from convlens.smallnets import SMALL_ARCHS, BaseCNN, DeepEyesNet, build_small
 from convlens.training import (
@@ -31,7 +33,9 @@ from convlens.training import (
     _probe_activations,
     _probe_from_index,
     normalize,
+    retrain_command,
     train,
+    train_command,
 )
 
 # 512 images in batches of 64: 8 steps an epoch.
@@ -84,6 +88,29 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # --------------------------------------------------------------------------------------------
 # Small CNNs
+
+
+def test_train_command_spells_options_as_the_cli_does():
+    options = {"epochs": 3, "batch_size": 32, "batchnorm": True, "depth": None, "seed": 0}
+    assert " ".join(train_command("basecnn", {**options, "resume": False}, "runs/x")) == (
+        "python -m convlens train --arch basecnn --epochs 3 --batch-size 32 --batchnorm --seed 0 "
+        "--out runs/x"
+    )
+    assert train_command("deepeyes", {"epochs": 1}, python="/venv/python")[:1] == ["/venv/python"]
+    assert "--out" not in train_command("deepeyes", {"epochs": 1})
+
+
+@pytest.mark.parametrize("name", shipped_names())
+def test_a_shipped_cards_command_is_the_retrain_command_of_its_manifest(name: str):
+    """The card's command was written by `retrain_command` when the run was packed."""
+    card = json.loads((shipped_run(name) / "card.json").read_text())
+    manifest = read_manifest(shipped_run(name))
+    train_part = card["command"].split(" && ")[0]
+    assert train_part == retrain_command(manifest, f"assets/runs/{name}")
+    assert " --seed " in train_part  # seed 0 is a value, not a missing option
+    limited = {**manifest, "config": {**manifest["config"], "limit_train": 64}}
+    with pytest.raises(ValueError, match="limit_train, which `convlens train` has no option"):
+        retrain_command(limited)
 
 
 def test_basecnn_has_about_0_9m_parameters():
@@ -518,7 +545,6 @@ def test_a_run_the_app_just_started_reads_starting_and_stops(tmp_path: Path):
     import time
 
     from convlens.runs import _spawn, describe_run, stop_run
-    from convlens.training import train_command
 
     run = tmp_path / "run"
     run.mkdir()
