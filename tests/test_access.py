@@ -186,6 +186,30 @@ def test_convlens_app_takes_its_own_options_and_passes_the_rest_to_streamlit(
             serving_environment(bad)
 
 
+def test_convlens_app_reads_the_projects_streamlit_config_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The room's safety settings (no tracebacks in browsers) live in the project's
+    .streamlit/config.toml, which Streamlit reads from the working directory."""
+    import streamlit.web.cli
+
+    from convlens.ui import launch
+
+    started = {}
+
+    def streamlit_main(args: list[str], prog_name: str) -> None:
+        started["cwd"], started["args"] = Path.cwd(), args
+
+    monkeypatch.setattr(streamlit.web.cli, "main", streamlit_main)
+    monkeypatch.setattr(launch, "start_up", lambda: None)
+    monkeypatch.chdir(tmp_path)
+    launch.run_app(["--server.port", "8600"])
+    assert started["cwd"] == launch.APP.parent
+    assert started["args"] == ["run", str(launch.APP), "--server.port", "8600"]
+    config = (started["cwd"] / ".streamlit" / "config.toml").read_text()
+    assert 'showErrorDetails = "none"' in config
+
+
 def test_run_names_are_plain_names() -> None:
     for name in ("fashion_basecnn", "fashion_basecnn_x0.25", "my-run+2"):
         assert is_plain_name(name)

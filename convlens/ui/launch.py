@@ -157,5 +157,9 @@ def run_app(argv: Sequence[str] = ()) -> None:
 
     environment, streamlit_args = serving_environment(argv)
     os.environ.update(environment)
+    # Streamlit reads `.streamlit/config.toml` from the working directory: the project's holds
+    # the room's safety settings (no tracebacks in browsers, the upload limit), whichever folder
+    # the command was started from. --data-root folders are already absolute.
+    os.chdir(APP.parent)
     threading.Thread(target=start_up, name="convlens-start-up", daemon=True).start()
     cli.main(["run", str(APP), *streamlit_args], prog_name="streamlit")
