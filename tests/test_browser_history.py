@@ -1,0 +1,96 @@
+"""Back and Forward in Debian's Chromium: each change of the view is one entry of the browser's
+history, and going back or forward to an entry shows that entry's view again, not only its URL."""
+
+from __future__ import annotations
+
+import pytest
+from test_browser_deepeyes import wait_for_images
+
+from browser import app_server, browser_page, require_chromium, wait_for_app
+
+pytestmark = pytest.mark.browser
+
+require_chromium()
+
+
+def wait_for_text(page, text: str, timeout: float = 90_000) -> None:
+    page.wait_for_function(
+        "(text) => document.body.innerText.includes(text)", arg=text, timeout=timeout
+    )
+
+
+def settled_view(page, text: str, url_part: str) -> None:
+    """Wait until the page shows `text` with `url_part` in its address bar, and has finished."""
+    page.wait_for_url(f"**{url_part}*", timeout=60_000)
+    wait_for_text(page, text)
+    wait_for_app(page)
+    wait_for_images(page)  # a patch replaced before it loaded is a failed request (404)
+    assert url_part in page.url
+
+
+def test_back_and_forward_restore_the_filter_shown(tmp_path) -> None:
+    environment = {"CONVLENS_HOME": str(tmp_path / "home"), "CONVLENS_OFFLINE": "1"}
+    with app_server(env=environment) as url, browser_page() as (page, log):
+        page.goto(
+            f"{url}/?model=fashion_basecnn&image=fashion-mnist%3Atest%3A0&layer=features.conv2_1",
+            timeout=120_000,
+        )
+        wait_for_app(page)
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Filters").click()
+        page.wait_for_url("**/filters*", timeout=60_000)
+        wait_for_app(page)
+        page.get_by_role("button", name="7", exact=True).click()
+        settled_view(page, "features.conv2_1 · filter 7", "filter=7")
+        page.get_by_role("button", name="3", exact=True).click()
+        settled_view(page, "features.conv2_1 · filter 3", "filter=3")
+
+        page.go_back()
+        settled_view(page, "features.conv2_1 · filter 7", "filter=7")
+        assert "features.conv2_1 · filter 3" not in page.inner_text("body")
+        page.go_forward()
+        settled_view(page, "features.conv2_1 · filter 3", "filter=3")
+        assert "features.conv2_1 · filter 7" not in page.inner_text("body")
+    assert log.outside_requests == []
+    assert log.console_errors == [], f"console errors: {log.console_errors[:5]}"
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick `option` in the selectbox labelled `label`."""
+    page.locator('[data-testid="stSelectbox"]').filter(
+        has=page.get_by_text(label, exact=True)
+    ).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_back_and_forward_restore_deepeyes_sections_and_filters(tmp_path) -> None:
+    environment = {"CONVLENS_HOME": str(tmp_path / "home"), "CONVLENS_OFFLINE": "1"}
+    with app_server(env=environment) as url, browser_page(1600, 1200) as (page, log):
+        page.goto(f"{url}/?run=fashion_deepeyes_small", timeout=120_000)
+        wait_for_app(page)
+        page.locator('[data-testid="stSidebarNav"] a', has_text="DeepEyes").click()
+        settled_view(page, "Change between snapshots", "de_view=training")
+        page.locator('[data-testid="stButtonGroup"]').get_by_role("radio", name="Layer").click()
+        settled_view(page, "Filter map: 10 filters", "de_view=layer")
+        choose(page, "Filter (or click one in a chart)", "filter 3")
+        settled_view(page, "Filter 3 fires on", "de_filter=3")
+        choose(page, "Filter (or click one in a chart)", "filter 5")
+        settled_view(page, "Filter 5 fires on", "de_filter=5")
+
+        page.go_back()
+        settled_view(page, "Filter 3 fires on", "de_filter=3")
+        page.go_back()
+        wait_for_text(page, "Drag a box on the input map, or pick a filter")
+        wait_for_app(page)
+        wait_for_images(page)
+        assert "de_filter" not in page.url and "de_view=layer" in page.url
+        assert "fires on" not in page.inner_text("body"), "no filter selected"
+        page.go_back()
+        settled_view(page, "Change between snapshots", "de_view=training")
+        page.go_forward()
+        settled_view(page, "Filter map: 10 filters", "de_view=layer")
+        page.go_forward()
+        settled_view(page, "Filter 3 fires on", "de_filter=3")
+        page.go_forward()
+        settled_view(page, "Filter 5 fires on", "de_filter=5")
+    assert log.outside_requests == []
+    assert log.console_errors == [], f"console errors: {log.console_errors[:5]}"
