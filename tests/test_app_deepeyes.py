@@ -580,7 +580,7 @@ def test_the_diagnosis_suggests_a_smaller_network_with_its_command():
 
 
 def test_training_the_suggestion_starts_a_run_and_follows_it(monkeypatch: pytest.MonkeyPatch):
-    import convlens.runs
+    import convlens.ui.deepeyes.diagnosis
 
     started = []
 
@@ -594,7 +594,7 @@ def test_training_the_suggestion_starts_a_run_and_follows_it(monkeypatch: pytest
         (folder / "pid").write_text(str(os.getpid()))  # the training process, just started
         return folder
 
-    monkeypatch.setattr(convlens.runs, "start_run", start_run)
+    monkeypatch.setattr(convlens.ui.deepeyes.diagnosis, "start_run", start_run)
     at = open_deepeyes({"de_view": "diagnosis"})
     at.button(key="deepeyes_train_suggestion").click()
     rerun(at)

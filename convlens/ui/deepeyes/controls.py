@@ -1,0 +1,181 @@
+"""The DeepEyes page's controls: the snapshot step, the section, the thresholds, and the layer and
+filter inspected, kept in session state (the step, section, layer and filter also in the URL)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import streamlit as st
+
+from convlens.deepeyes import ALWAYS_ON_FREQUENCY, DEAD_MAXIMUM, STABILITY_THRESHOLD
+from convlens.ui.state import DEEPEYES_SECTIONS, NO_FILTER, keep_valid, persisted
+
+SECTIONS = {name: name.capitalize() for name in DEEPEYES_SECTIONS}
+SECTIONS_CAPTION = (
+    "Training: when the layers settle · Layer: what one layer's filters and patches do · "
+    "Diagnosis: what to change in the network."
+)
+# Session keys of the thresholds, with their defaults: each input is drawn in one section, and
+# every section uses them.
+THRESHOLD_DEFAULTS = {
+    "deepeyes_threshold": STABILITY_THRESHOLD,
+    "deepeyes_dead_maximum": DEAD_MAXIMUM,
+    "deepeyes_always_on": ALWAYS_ON_FREQUENCY,
+}
+
+
+def step_picker(steps: list[int]) -> int:
+    """Return the snapshot step chosen on a slider: the last one by default, and the newest one
+    of a run still training as long as the slider stays on its newest snapshot."""
+    current = st.session_state.get("de_step")
+    newest_seen = st.session_state.get("_deepeyes_newest_step")
+    if current not in steps or (current == newest_seen and current != steps[-1]):
+        st.session_state["de_step"] = steps[-1]
+    st.session_state["_deepeyes_newest_step"] = steps[-1]
+    if len(steps) == 1:
+        return steps[0]
+    return st.select_slider("Snapshot step", options=steps, key="de_step")
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """What the diagnosis counts as stable, dead and always on."""
+
+    stability: float
+    dead_maximum: float
+    always_on: float
+
+
+def current_thresholds() -> Thresholds:
+    """Return the thresholds the user set, the defaults until then.
+
+    They live under plain session keys (the inputs edit them through `persisted`), so that a
+    section that does not draw an input still uses its value."""
+    for key, default in THRESHOLD_DEFAULTS.items():
+        st.session_state.setdefault(key, default)
+    return Thresholds(
+        stability=float(st.session_state["deepeyes_threshold"]),
+        dead_maximum=float(st.session_state["deepeyes_dead_maximum"]),
+        always_on=float(st.session_state["deepeyes_always_on"]),
+    )
+
+
+def stability_threshold_input() -> None:
+    """Draw the input of the stability threshold."""
+    st.number_input(
+        "Stability threshold",
+        0.0,
+        2.0,
+        step=0.01,
+        help="A layer is stable from the step after which its perplexity histogram changes "
+        "(L1 distance of shares between snapshots, 0 to 2) by less than this.",
+        **persisted("deepeyes_threshold"),
+    )
+
+
+def activity_threshold_inputs() -> None:
+    """Draw the inputs of the dead and always-on thresholds, above the heatmaps they outline."""
+    dead_column, always_on_column = st.columns(2)
+    dead_column.number_input(
+        "Dead: maximum activation at most",
+        0.0,
+        100.0,
+        format="%.6f",
+        **persisted("deepeyes_dead_maximum"),
+    )
+    always_on_column.number_input(
+        "Always on: frequency at least",
+        0.0,
+        1.0,
+        step=0.05,
+        help="Share of probe patches on which a filter responds above half its maximum.",
+        **persisted("deepeyes_always_on"),
+    )
+
+
+def section_picker() -> str:
+    """Return the section the user picked: Training unless the session or the URL names
+    another. A switch redraws the whole page."""
+    if "de_view" not in st.session_state and st.session_state.get("de_filter") is not None:
+        st.session_state["de_view"] = "layer"  # a bookmark from before the sections names a filter
+    keep_valid("de_view")
+    st.segmented_control(
+        "Section",
+        list(SECTIONS),
+        required=True,
+        format_func=SECTIONS.__getitem__,
+        label_visibility="collapsed",
+        **persisted("de_view"),
+    )
+    st.caption(SECTIONS_CAPTION)
+    section = st.session_state["de_view"]
+    drawn = st.session_state.get("_deepeyes_drawn_view")
+    st.session_state["_deepeyes_drawn_view"] = section
+    if drawn is not None and drawn != section:
+        # After a fragment run the browser sometimes kept a chart of the last section beside the
+        # new one (one Chromium run in three); a whole run clears what it did not draw.
+        st.rerun()
+    return section
+
+
+def forget_filter() -> None:
+    """A filter number means nothing in another layer."""
+    st.session_state["de_filter"] = NO_FILTER
+
+
+def latest(key: str) -> object:
+    """Return the state `key` as the user last set it: its widget's value when the widget is on
+    the page, which a callback sees before the widget's own callback copies it to `key`."""
+    return st.session_state.get(f"{key}_widget", st.session_state.get(key))
+
+
+def pick_filter(chart_key: str, run: str, layer: str):
+    """Return the callback that makes a click on a filter in one of `layer`'s charts of `run` the
+    selected filter.
+
+    The browser may send a chart's last selection again after the page stopped drawing the
+    chart (another layer or run shown since): such a selection is ignored, so that it never
+    brings back its filter, nor its layer over the one the user picked since."""
+
+    def callback() -> None:
+        if latest("run") != run or latest("de_layer") != layer:
+            return
+        state = st.session_state.get(chart_key) or {}
+        picked = (state.get("selection") or {}).get("filter_pick") or []
+        if picked and "filter" in picked[0]:
+            st.session_state["de_filter"] = int(picked[0]["filter"])
+
+    return callback
+
+
+def inspect_controls(run: str, filters: dict[str, int]) -> tuple[str, int | None]:
+    """Return the layer whose maps are shown and the selected filter (None: none).
+
+    The layer and the filter stay when the user picks another run that has them; a layer this
+    run lacks gives way to its first layer, with a line that says so, and the filter goes."""
+    layers = list(filters)
+    wanted = st.session_state.get("de_layer")
+    if wanted not in layers:
+        if wanted is not None:
+            st.info(f"{Path(run).name} has no layer {wanted}: it shows {layers[0]}.")
+            forget_filter()
+        st.session_state["de_layer"] = layers[0]
+    layer = st.session_state["de_layer"]
+    chosen = st.session_state.get("de_filter", NO_FILTER)
+    if not isinstance(chosen, int) or not 0 <= chosen < filters[layer]:
+        st.session_state["de_filter"] = NO_FILTER
+    layer_column, filter_column = st.columns(2)
+    layer = layer_column.selectbox(
+        "Layer to inspect",
+        layers,
+        format_func=lambda name: f"{name} ({filters[name]} neurons)",
+        **persisted("de_layer", on_change=forget_filter),
+    )
+    chosen = filter_column.selectbox(
+        "Filter (or click one in a chart)",
+        [NO_FILTER, *range(filters[layer])],
+        format_func=lambda f: "none" if f == NO_FILTER else f"filter {f}",
+        **persisted("de_filter"),
+    )
+    return layer, None if chosen == NO_FILTER else int(chosen)
