@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Sequence
 
 import altair as alt
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from convlens.deepeyes import (
     ActivationHeatmap,
@@ -590,3 +593,194 @@ def filter_map_chart(
             .encode(x=x, y=y)
         )
     return alt.layer(*layers, title=title).properties(height=MAP_HEIGHT)
+
+
+# --------------------------------------------------------------------------------------------
+# One convolution explained (CNN Explainer's elementary view): a filter's map whose click picks a
+# position, and the window, kernel and sums behind the value there.
+
+# The point selection of `position_picker_chart`: a click stores the position's `y` and `x`.
+POSITION_SELECTION = "position"
+# The light ends of the colour scales behind the numbers of a window and a kernel, so that black
+# digits stay readable on every cell.
+WINDOW_RANGE = ("#8c8c8c", "#ffffff")
+KERNEL_RANGE = ("#5b9bd5", "#ffffff", "#e06666")
+PADDING_CELL = "#c9b8e8"
+
+
+def _png_url(picture: Image.Image) -> str:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def position_picker_chart(
+    picture: Image.Image, rows: int, columns: int, selected: tuple[int, int] | None = None
+) -> alt.LayerChart:
+    """Return `picture`, a map of rows × columns positions drawn at its own pixel size, as a chart
+    whose click selects one position (the point selection `POSITION_SELECTION`, fields `y`, `x`);
+    `selected` (y, x) is outlined.
+
+    The positions are generated in the browser (a sequence), so the chart carries the picture and
+    no table of rows × columns values.
+    """
+    width, height = picture.size
+    x_scale = alt.Scale(domain=[0, columns], nice=False, zero=False)
+    y_scale = alt.Scale(domain=[0, rows], nice=False, zero=False, reverse=True)
+    x = alt.X("x:Q", scale=x_scale, axis=None)
+    y = alt.Y("y:Q", scale=y_scale, axis=None)
+    # the picture spans the scales' domains, so it covers the positions whatever size the
+    # plot gets (Streamlit may size it otherwise than `width` and `height`)
+    image = (
+        alt.Chart(
+            pd.DataFrame(
+                {
+                    "url": [_png_url(picture)],
+                    "x": [0],
+                    "y": [0],
+                    "x_end": [columns],
+                    "y_end": [rows],
+                }
+            )
+        )
+        .mark_image(aspect=False)
+        .encode(x=x, x2="x_end:Q", y=y, y2="y_end:Q", url="url:N")
+    )
+    cells = (
+        alt.Chart(alt.sequence(0, rows * columns, as_="index"))
+        .transform_calculate(y=f"floor(datum.index / {columns})", x=f"datum.index % {columns}")
+        .transform_calculate(y_end="datum.y + 1", x_end="datum.x + 1")
+        .mark_rect(opacity=0)
+        .encode(
+            x=x,
+            x2="x_end:Q",
+            y=y,
+            y2="y_end:Q",
+            tooltip=[alt.Tooltip("y:Q", title="y (row)"), alt.Tooltip("x:Q", title="x (column)")],
+        )
+        .add_params(alt.selection_point(name=POSITION_SELECTION, fields=["y", "x"], on="click"))
+    )
+    layers = [image, cells]
+    if selected is not None:
+        row, column = selected
+        frame = pd.DataFrame({"y": [row], "x": [column], "y_end": [row + 1], "x_end": [column + 1]})
+        layers.append(
+            alt.Chart(frame)
+            .mark_rect(fillOpacity=0, stroke=SELECTED_BORDER, strokeWidth=3)
+            .encode(x=x, x2="x_end:Q", y=y, y2="y_end:Q")
+        )
+    return (
+        alt.layer(*layers)
+        # sized exactly: "fit" (Streamlit's default) would shrink the plot by the padding
+        .properties(width=width, height=height, autosize=alt.AutoSizeParams(type="none"))
+        .configure_view(strokeWidth=0)
+        .configure(padding=0)
+    )
+
+
+def convolution_chart(
+    window: np.ndarray,
+    kernel: np.ndarray,
+    channel_sums: np.ndarray,
+    padding: np.ndarray,
+    channels: Sequence[int],
+    first_channel: int,
+    per_row: int = 3,
+) -> alt.ConcatChart:
+    """Return, for each of `channels` (indices into the window's channels), its input window, its
+    kernel and the sum of their element-wise products, `per_row` channels to a row.
+
+    Window cells in the padding (`padding`, (kh, kw)) are tinted; cells show their values when
+    the kernel is at most 3 × 3, and every cell tells window, kernel and product when hovered.
+    """
+    kh, kw = kernel.shape[1:]
+    cell = int(np.clip(132 // max(kh, kw), 10, 40))
+    rows, columns = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
+    window_top = float(np.abs(window[list(channels)]).max()) or 1.0
+    kernel_top = float(np.abs(kernel[list(channels)]).max()) or 1.0
+    blocks = []
+    for channel in channels:
+        frame = pd.DataFrame(
+            {
+                "row": rows.ravel(),
+                "column": columns.ravel(),
+                "input": window[channel].ravel().astype(float),
+                "weight": kernel[channel].ravel().astype(float),
+                "product": (window[channel].astype(float) * kernel[channel]).ravel(),
+                "padding": padding.ravel(),
+            }
+        )
+        tooltip = [
+            alt.Tooltip("input:Q", format=".4f"),
+            alt.Tooltip("weight:Q", format=".4f"),
+            alt.Tooltip("product:Q", title="input × weight", format=".4f"),
+        ]
+        base = alt.Chart(frame).encode(
+            x=alt.X("column:O", axis=None), y=alt.Y("row:O", axis=None), tooltip=tooltip
+        )
+        size = {"width": cell * kw, "height": cell * kh}
+        input_colour = alt.condition(
+            "datum.padding",
+            alt.value(PADDING_CELL),
+            alt.Color(
+                "input:Q",
+                scale=alt.Scale(domain=[-window_top, window_top], range=list(WINDOW_RANGE)),
+                legend=None,
+            ),
+        )
+        weight_colour = alt.Color(
+            "weight:Q",
+            scale=alt.Scale(
+                domain=[-kernel_top, 0, kernel_top], range=list(KERNEL_RANGE), interpolate="rgb"
+            ),
+            legend=None,
+        )
+        panels = [
+            (base.mark_rect(stroke="white").encode(color=input_colour), "input", "window"),
+            (base.mark_rect(stroke="white").encode(color=weight_colour), "weight", "kernel"),
+        ]
+        drawn = []
+        for chart, field, name in panels:
+            if max(kh, kw) <= 3:
+                chart = chart + base.mark_text(fontSize=LABEL_FONT_SIZE - 3).encode(
+                    text=alt.Text(f"{field}:Q", format=".2f")
+                )
+            title = f"channel {first_channel + channel}: {name}" if name == "window" else name
+            drawn.append(chart.properties(title=title, **size))
+        total = (
+            alt.Chart(pd.DataFrame({"text": [f"= {channel_sums[channel]:.4f}"]}))
+            .mark_text(fontSize=LABEL_FONT_SIZE, fontWeight="bold", align="left")
+            .encode(text="text:N")
+            .properties(title="Σ input × weight", width=90, height=cell * kh)
+        )
+        blocks.append(alt.hconcat(*drawn, total, spacing=8).resolve_scale(color="independent"))
+    return (
+        alt.concat(*blocks, columns=per_row, spacing=24)
+        .resolve_scale(color="independent")
+        .configure_view(strokeWidth=0)
+    )
+
+
+def channel_sums_chart(
+    channel_sums: np.ndarray, first_channel: int, shown: Sequence[int]
+) -> alt.LayerChart:
+    """Return every input channel's sum of window × kernel as a bar from zero, the `shown` ones
+    (indices into `channel_sums`) in the selection colour."""
+    frame = pd.DataFrame(
+        {
+            "channel": first_channel + np.arange(len(channel_sums)),
+            "sum": channel_sums.astype(float),
+            "shown": np.isin(np.arange(len(channel_sums)), list(shown)),
+        }
+    )
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("channel:O", title="input channel", axis=alt.Axis(labels=False, ticks=False)),
+            y=alt.Y("sum:Q", title="Σ input × weight"),
+            color=alt.condition("datum.shown", alt.value(SELECTED_BORDER), alt.value(BAR_COLOUR)),
+            tooltip=["channel:Q", alt.Tooltip("sum:Q", format=".4f")],
+        )
+        .properties(height=HISTOGRAM_HEIGHT // 2, title="every input channel's sum")
+    )

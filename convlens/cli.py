@@ -486,14 +486,6 @@ def _run_graph(args: argparse.Namespace) -> None:
         )
 
 
-def parse_position(text: str) -> tuple[int, int]:
-    """Return the (y, x) of "Y,X" (two whole numbers); ValueError otherwise."""
-    parts = text.split(",")
-    if len(parts) != 2 or not all(part.strip().lstrip("-").isdigit() for part in parts):
-        raise ValueError(f"a position is Y,X (two whole numbers), not '{text}'")
-    return int(parts[0]), int(parts[1])
-
-
 # The text output shows the input channels that add the most, strongest first; --json has all.
 EXPLAIN_CHANNELS_SHOWN = 8
 
@@ -502,12 +494,12 @@ def _run_explain(args: argparse.Namespace) -> None:
     import numpy as np
 
     from convlens.data import load_image
-    from convlens.explain import ExplainError, convolution_step
+    from convlens.explain import ExplainError, convolution_step, parse_position
     from convlens.models import resolve_model
 
     try:
         y, x = parse_position(args.at)
-    except ValueError as error:
+    except ExplainError as error:
         raise CliError(f"--at: {error}") from None
     image = load_image(args.image)
     model = resolve_model(_model_name(args), weights=args.weights)
@@ -528,6 +520,7 @@ def _run_explain(args: argparse.Namespace) -> None:
                 "stride": list(step.stride),
                 "dilation": list(step.dilation),
                 "origin": list(step.origin),
+                "input_size": list(step.input_size),
                 "first_input_channel": step.first_input_channel,
                 "window": step.window.tolist(),
                 "kernel": step.kernel.tolist(),

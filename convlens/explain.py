@@ -8,6 +8,7 @@ then the norm and activation merged into the chain node, ending in the value its
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from convlens.graph import ChainNode, Layer, LayerGraph, build_graph
-from convlens.hooks import PADDING_TYPES
+from convlens.hooks import PADDING_TYPES, first_tensor, hooked_calls, parse_call_id
 from convlens.models import LoadedModel
 from convlens.predict import input_batch
 
@@ -44,6 +45,8 @@ class ConvolutionStep:
     dilation: tuple[int, int]
     # where window[:, 0, 0] lies in the conv's (unpadded) input; negative inside the padding
     origin: tuple[int, int]
+    # the (height, width) of the conv's input, unpadded: window cells outside it read padding
+    input_size: tuple[int, int]
     # the conv's input channels first_input_channel, first_input_channel + 1, ... (its group's)
     first_input_channel: int
     window: np.ndarray  # (in_channels / groups, kh, kw), the input as the conv sees it
@@ -62,6 +65,16 @@ class ConvolutionStep:
     def products(self) -> np.ndarray:
         """The element-wise products window × kernel, (in_channels / groups, kh, kw)."""
         return self.window.astype(np.float64) * self.kernel.astype(np.float64)
+
+    @property
+    def padding_mask(self) -> np.ndarray:
+        """Whether each window cell (kh, kw) lies outside the conv's input, in its padding."""
+        kh, kw = self.kernel.shape[1:]
+        rows = self.origin[0] + self.dilation[0] * np.arange(kh)
+        columns = self.origin[1] + self.dilation[1] * np.arange(kw)
+        inside_rows = (rows >= 0) & (rows < self.input_size[0])
+        inside_columns = (columns >= 0) & (columns < self.input_size[1])
+        return ~(inside_rows[:, None] & inside_columns[None, :])
 
     @property
     def total(self) -> float:
@@ -83,7 +96,7 @@ def convolution_step(
     coordinates in the conv's output, for `image` preprocessed as the model does.
 
     `graph` (the model's `build_graph`) saves tracing the model again. One forward pass runs, up
-    to the chain node's last layer, with hooks that are removed afterwards, also after an error.
+    to the chain node's last layer, through `hooks.hooked_calls` (no hook is left behind).
     The model is expected in eval mode (batch norms then use their running statistics).
     """
     graph = graph or build_graph(model.module, model.input_size)
@@ -139,6 +152,7 @@ def convolution_step(
         stride=(sh, sw),
         dilation=(dh, dw),
         origin=(y * sh - leading[0], x * sw - leading[1]),
+        input_size=(int(conv_input.shape[1]), int(conv_input.shape[2])),
         first_input_channel=first_channel,
         window=window,
         kernel=kernel,
@@ -152,6 +166,14 @@ def convolution_step(
         activation_name=type(activation_layer[1]).__name__ if activation_layer else None,
         activation=values[node.activation_layer],
     )
+
+
+def parse_position(text: str) -> tuple[int, int]:
+    """Return the (y, x) of "Y,X" (two whole numbers); ExplainError otherwise."""
+    parts = str(text).split(",")
+    if len(parts) != 2 or not all(part.strip().lstrip("-").isdigit() for part in parts):
+        raise ExplainError(f"a position is Y,X (two whole numbers), not '{text}'")
+    return int(parts[0]), int(parts[1])
 
 
 def _conv_of(graph: LayerGraph, layer_id: str) -> tuple[Layer, ChainNode]:
@@ -208,39 +230,28 @@ def _forward(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Run `batch` up to the end of chain node `node`; return the conv's input (C, H, W) and each
     node layer's output at (channel, y, x), by layer id."""
+    conv_id, last = node.layers[0], node.layers[-1]
+    conv = model.get_submodule(parse_call_id(conv_id)[0])
     wanted = set(node.layers)
-    last = node.layers[-1]
-    paths = dict.fromkeys(layer_id.split(":", 1)[0] for layer_id in node.layers)
-    calls: dict[str, int] = {}
-    values: dict[str, float] = {}
+    inputs_of_call: list[torch.Tensor] = []
     conv_input: list[torch.Tensor] = []
+    values: dict[str, float] = {}
 
-    def make_hook(path: str):
-        def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-            calls[path] = calls.get(path, 0) + 1
-            identifier = path if calls[path] == 1 else f"{path}:{calls[path]}"
-            if identifier not in wanted:
-                return
-            if identifier == node.layers[0]:
-                conv_input.append(inputs[0][0].detach().float().cpu().clone())
-            tensor = output[0] if isinstance(output, (tuple, list)) else output
-            values[identifier] = float(tensor[0, channel, y, x])
-            if identifier == last:
-                raise _Done
+    def before(module: nn.Module, inputs: tuple) -> None:
+        if module is conv:  # the input of the conv's call that `after` is told of next
+            inputs_of_call[:] = [inputs[0]]
 
-        return hook
+    def after(layer_id: str, module: nn.Module, output: object) -> None:
+        if layer_id not in wanted:
+            return
+        if layer_id == conv_id:
+            conv_input.append(inputs_of_call[0][0].detach().float().cpu().clone())
+        values[layer_id] = float(first_tensor(output)[0, channel, y, x])
+        if layer_id == last:
+            raise _Done
 
-    handles = []
-    try:
-        for path in paths:
-            handles.append(model.get_submodule(path).register_forward_hook(make_hook(path)))
-        with torch.no_grad():
-            model(batch)
-    except _Done:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
+    with suppress(_Done), torch.no_grad(), hooked_calls(model, after, before_call=before):
+        model(batch)
     if not conv_input or set(values) != wanted:
         raise ExplainError(f"{node.id} did not run in the model's forward pass")
     return conv_input[0], values

@@ -12,9 +12,13 @@ from test_app import all_text, start
 
 from convlens.access import NOT_PUBLISHED
 from convlens.annotations import AnnotationStore
-from convlens.attribution import LayerMaps
+from convlens.attribution import LayerMaps, activation_maps
 from convlens.cli import main
+from convlens.data import load_image
+from convlens.explain import convolution_step
+from convlens.graph import build_graph
 from convlens.models import load_model
+from convlens.predict import input_batch
 from convlens.ui.filters import sort_filters
 from convlens.weights import weights_fingerprint
 
@@ -470,3 +474,47 @@ def test_sorting_by_annotation_puts_annotated_filters_first_in_label_order():
     ordered = sort_filters("annotation", maps, np.zeros(6), labels)
     assert ordered == [4, 3, 5, 1, 0, 2]  # useful, useless (by number), unsure, then the rest
     assert sort_filters("annotation", maps, np.zeros(6), {}) == list(range(6))
+
+
+# --- one convolution explained -------------------------------------------------------------------
+
+
+def test_a_position_in_the_link_opens_its_convolution_ending_in_the_map_value():
+    at = open_filters({**FASHION, "layer": "features.conv2_1", "filter": "7", "at": "0,13"})
+    assert not at.warning
+    model = load_model("fashion_basecnn")
+    image = load_image("fashion-mnist:test:0").image
+    step = convolution_step(model, image, "features.conv2_1", 7, 0, 13)
+    node = build_graph(model.module, model.input_size).node("features.conv2_1")
+    value = activation_maps(model.module, input_batch(model, image), node).maps[7, 0, 13]
+    metrics = [m.value for m in at.metric]
+    assert metrics == [
+        f"{step.channel_sums.sum():.4f}",
+        f"{step.bias:.4f}",
+        f"{step.pre_activation:.4f}",
+        f"{value:.4f}",  # ReLU: the last step
+    ]
+    assert f"map shows **{value:.4f}** at (y 0, x 13)" in at.success[0].value
+    picker = [c for c in at.get("vega_lite_chart") if '"position"' in c.proto.spec]
+    assert len(picker) == 1, "the magnified map is the chart that picks a position"
+    at.button(key="act_8").click().run()  # another filter: its explanation starts closed
+    assert "at" not in at.session_state and not at.metric
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"filter": "7", "at": "14,0"},  # outside the 14×14 map
+        {"filter": "7", "at": "-1,3"},
+        {"filter": "7", "at": "3"},
+        {"filter": "7", "at": "a,b"},
+        {"filter": "7", "at": "99999999999999999999,1"},
+        {"at": "1,1"},  # no filter selected
+    ],
+)
+def test_a_bad_position_in_the_link_is_one_warning_and_reset(query):
+    at = open_filters({**FASHION, "layer": "features.conv2_1", **query})
+    assert [w.value for w in at.warning] == [
+        "The link's at= was not understood; it is back to its default."
+    ]
+    assert "at" not in at.session_state and not at.metric

@@ -122,6 +122,9 @@ def test_alexnet_first_layer_stride_4_reads_its_padding_as_zeros(alexnet):
     assert corner.window.shape == (3, 11, 11) and corner.stride == (4, 4)
     assert corner.origin == (-2, -2)  # padding 2
     assert not corner.window[:, :2, :].any() and not corner.window[:, :, :2].any()
+    padding = np.zeros((11, 11), bool)
+    padding[:2, :] = padding[:, :2] = True
+    assert np.array_equal(corner.padding_mask, padding) and corner.input_size == (224, 224)
     assert corner.window[:, 2:, 2:].all()
     bottom_right = steps[3]
     assert bottom_right.origin == (54 * 4 - 2, 54 * 4 - 2)
@@ -166,6 +169,8 @@ def test_efficientnet_depthwise_conv_with_static_same_padding(efficientnet):
     assert corner.origin == (0, 0)
     assert bottom_right.origin == (110, 110)
     assert not bottom_right.window[0, 2, :].any() and not bottom_right.window[0, :, 2].any()
+    assert bottom_right.padding_mask.tolist() == [[False, False, True]] * 2 + [[True] * 3]
+    assert not corner.padding_mask.any()
     assert corner.norm == "BatchNorm2d" and corner.activation_name == "ReLU6"
 
 

@@ -29,6 +29,7 @@ from convlens.attribution import (
 )
 from convlens.data import LoadedImage, load_image
 from convlens.deepeyes import PerplexityHistogram, run_histograms
+from convlens.explain import ConvolutionStep, convolution_step
 from convlens.graph import ChainNode, LayerGraph, build_graph
 from convlens.models import LoadedModel, resolve_model
 from convlens.predict import Prediction, predict
@@ -232,6 +233,26 @@ def cached_grad_cam(
     model, _, layer = _readout(name, weights, source, node_id)
     with model_lock(name, weights, source):
         return grad_cam(model.module, _input(model, _image), layer, target)
+
+
+# An entry is one position's window and kernel (at most a few thousand floats).
+@st.cache_data(show_spinner=False, max_entries=256)
+def cached_convolution_step(
+    name: str,
+    weights: str | None,
+    source: str,
+    image_source: str,
+    upload_digest: str | None,
+    layer_id: str,
+    channel: int,
+    position: tuple[int, int],
+    _image: Image.Image,
+) -> ConvolutionStep:
+    """Return how filter `channel` of the conv `layer_id` computes its value at `position` (y, x)."""
+    model = cached_model(name, weights, source)
+    graph = cached_graph(name, weights, source)
+    with model_lock(name, weights, source):
+        return convolution_step(model, _image, layer_id, channel, *position, graph=graph)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)

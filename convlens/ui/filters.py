@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from threading import Lock
 
 import numpy as np
@@ -18,15 +19,39 @@ from convlens.activations import (
     default_limit,
 )
 from convlens.annotations import LABELS, AnnotationStore, counted
-from convlens.attribution import LayerMaps, input_view
+from convlens.attribution import GUIDED_BACKPROP_ROWS, LayerMaps, input_view, last_conv_node
 from convlens.charts import bars_chart
-from convlens.data import ImageSourceError
+from convlens.data import ImageSourceError, LoadedImage
+from convlens.graph import ChainNode, LayerGraph, first_conv
 from convlens.models import LoadedModel
-from convlens.style import FILTER_GRID_COLUMNS, FILTER_GRID_TILE, PATCH_SIZE
-from convlens.tiles import diverging, gradient_picture, patch_in_context, tile
-from convlens.ui.cache import browser_source
+from convlens.style import (
+    FILTER_GRID_COLUMNS,
+    FILTER_GRID_TILE,
+    FILTERS_PER_PAGE,
+    MAGNIFIED_SIZE,
+    PATCH_SIZE,
+)
+from convlens.tiles import diverging, gradient_picture, overlay, patch_in_context, sequential, tile
+from convlens.ui.cache import (
+    browser_source,
+    cached_convolution_step,
+    cached_grad_cam,
+    cached_guided_backprop,
+    cached_guided_backprops,
+    cached_predictions,
+    model_lock,
+)
+from convlens.ui.details import tile_grid
+from convlens.ui.explain import (
+    AT,
+    explanation_dialog,
+    forget_position,
+    picked_position,
+    position_picker,
+)
 from convlens.ui.launch import PREPARATION
-from convlens.ui.state import persisted
+from convlens.ui.state import keep_valid, persisted, warn_reset
+from convlens.weights import filter_tiles, layer_weight
 
 SORT_ORDERS = (
     "filter number",
@@ -296,3 +321,260 @@ def dataset_views(
             ),
             width="stretch",
         )
+
+
+@dataclass(frozen=True)
+class LayerView:
+    """One layer of a model on one image: what the Filters page's sections draw from."""
+
+    model_key: tuple[str, str | None, str]
+    model_name: str
+    model: LoadedModel
+    image: LoadedImage
+    digest: str | None
+    graph: LayerGraph
+    node: ChainNode
+    maps: LayerMaps
+    norms: np.ndarray
+    picture: Image.Image  # the image as the network sees it
+
+    @property
+    def image_key(self) -> tuple[str, str | None]:
+        return self.image.source, self.digest
+
+
+def forget_filter() -> None:
+    """A new layer starts without a selected filter or position, on its first page."""
+    st.session_state.pop("filter", None)
+    st.session_state.pop(AT, None)
+    st.session_state["page"] = 1
+
+
+def pick(channel: int) -> None:
+    """Select filter `channel` (its explanation starts closed)."""
+    st.session_state["filter"] = str(channel)
+    st.session_state.pop(AT, None)
+
+
+SHOWS = ["activation", "guided back-propagation"]
+
+
+def layer_controls(graph: LayerGraph, model_name: str) -> tuple[ChainNode, str, str]:
+    """Draw the layer, show and sort controls; return the chain node, what to show, the order.
+
+    A layer that the model lacks (from a link) is said and the first one shown; a layer inside a
+    chain node (from the Network page) opens its node.
+    """
+    nodes = [n.id for n in graph.chain if n.type in ("conv", "linear")]
+    requested = st.session_state.get("layer")
+    if requested not in nodes:
+        mapped = graph.chain_node_of(requested) if requested else None
+        if requested and mapped not in nodes:
+            st.warning(
+                f"{model_name} has no conv or linear layer '{requested}'; showing "
+                f"{nodes[0]}, pick another below."
+            )
+        st.session_state["layer"] = mapped if mapped in nodes else nodes[0]
+    layer_column, show_column, order_column = st.columns([3, 3, 2])
+    layer_id = layer_column.selectbox(
+        "Layer",
+        nodes,
+        format_func=lambda i: (
+            f"{nodes.index(i) + 1}. {i}  ({graph.node(i).output_shape[0]} "
+            f"{'filters' if graph.node(i).type == 'conv' else 'units'})"
+        ),
+        **persisted("layer", on_change=forget_filter),
+    )
+    node = graph.node(layer_id)
+    keep_valid("show", SHOWS, SHOWS[0])
+    show = show_column.segmented_control(
+        "Show", SHOWS, disabled=node.type == "linear", **persisted("show", widget="filters_show")
+    )
+    keep_valid("sort", SORT_ORDERS, SORT_ORDERS[0])
+    order = order_column.selectbox(
+        "Sort by",
+        SORT_ORDERS,
+        help="Annotation: the filters labelled useful, then useless, then unsure (each filter's "
+        "latest label), then the unannotated ones.",
+        # a new order starts on its first page: page 2 of "mean activation" holds the weakest
+        **persisted(
+            "sort", on_change=lambda: st.session_state.update(page=1), widget="filters_order"
+        ),
+    )
+    return node, show, order
+
+
+def selected_filter(layer_id: str, count: int) -> int | None:
+    """Return the selected filter, or None; one the layer lacks (from a link) is said and dropped."""
+    try:
+        selected = int(st.session_state.get("filter", ""))
+    except ValueError:
+        return None
+    if not 0 <= selected < count:
+        st.warning(f"{layer_id} has no filter {selected}; it has {count}.")
+        st.session_state.pop("filter", None)
+        return None
+    return selected
+
+
+def _page_of_filters(count: int) -> int:
+    """Draw the page picker when the filters fill more than one page; return the page."""
+    pages = max(1, -(-count // FILTERS_PER_PAGE))
+    if pages == 1:
+        st.session_state.pop("page", None)
+        return 1
+    wanted = str(st.session_state.get("page", 1))
+    st.session_state["page"] = int(wanted) if wanted.isdigit() else 1
+    keep_valid("page", range(1, pages + 1), 1)
+    return st.number_input(
+        f"Page (of {pages}, {FILTERS_PER_PAGE} filters each)",
+        1,
+        pages,
+        **persisted("page", widget="filter_page"),
+    )
+
+
+def grid_section(
+    layer: LayerView, show: str, order: str, selected: int | None, labels: dict[int, str]
+) -> int | None:
+    """Draw a linear layer's strongest units and its unit picker, or a page of the conv layer's
+    filter tiles; return the selected filter or unit (the picker always selects a unit)."""
+    maps, node, count = layer.maps, layer.node, len(layer.maps.maps)
+    if node.type == "linear":
+        names = layer.model.class_names
+        frame = unit_bars(maps, names if count == len(names) else None)
+        st.altair_chart(
+            bars_chart(
+                frame["unit"], frame["activation"], f"{node.id}: strongest units", "activation"
+            ),
+            width="stretch",
+        )
+        choice = st.selectbox("Unit", list(range(count)), index=selected or 0, key="filters_unit")
+        if choice != selected:
+            pick(choice)
+        return choice
+    ordered = sort_filters(order, maps, layer.norms, labels)
+    page = _page_of_filters(count)
+    shown = ordered[(page - 1) * FILTERS_PER_PAGE : page * FILTERS_PER_PAGE]
+    if show != "guided back-propagation":
+        filter_grid(shown, lambda k: activation_tile(maps, k), selected, pick, "act", labels)
+        return selected
+    # one batched backward pass per GUIDED_BACKPROP_ROWS filters, not one per filter
+    bar = st.progress(0.0, text="Guided back-propagation…")
+    gradients = {}
+    for start in range(0, len(shown), GUIDED_BACKPROP_ROWS):
+        chunk = tuple(shown[start : start + GUIDED_BACKPROP_ROWS])
+        peaks = tuple(maps.peak(channel) for channel in chunk)
+        images = cached_guided_backprops(
+            *layer.model_key, *layer.image_key, node.id, chunk, peaks, layer.image.image
+        )
+        gradients.update(zip(chunk, images, strict=True))
+        done = start + len(chunk)
+        bar.progress(done / len(shown), text=f"Guided back-propagation: {done}/{len(shown)}")
+    bar.empty()
+    filter_grid(shown, lambda k: gradient_tile(gradients[k], k), selected, pick, "gbp", labels)
+    return selected
+
+
+def filter_details(
+    layer: LayerView, selected: int | None, store: AnnotationStore, fingerprint: str
+) -> None:
+    """Draw the selected filter magnified (its map picks a position to explain), its
+    annotation and its top patches over a dataset."""
+    node, maps = layer.node, layer.maps
+    if st.session_state.get(AT) not in (None, "") and (selected is None or node.type != "conv"):
+        warn_reset(AT)  # a position of no filter's map (an edited link)
+        forget_position()
+    if selected is None:
+        st.info(
+            "Click a filter's number to see it magnified, its top image patches and its annotation."
+        )
+        return
+    count = len(maps.maps)
+    st.subheader(f"{node.id} · {'unit' if node.type == 'linear' else 'filter'} {selected}")
+    st.markdown(
+        f"Mean activation on this image **{maps.means[selected]:.3f}** · "
+        f"weight norm **{layer.norms[selected]:.3f}** "
+        f"(rank {int((layer.norms > layer.norms[selected]).sum()) + 1} of {count})"
+    )
+    if node.type == "conv":
+        at = picked_position(maps.maps.shape[1:])
+        position_picker(maps, selected, layer.picture, node.id, at)
+        gradient = cached_guided_backprop(
+            *layer.model_key,
+            *layer.image_key,
+            node.id,
+            selected,
+            maps.peak(selected),
+            layer.image.image,
+        )
+        st.image(
+            tile(gradient_picture(gradient), MAGNIFIED_SIZE),
+            caption="guided back-propagation where it fires most, cropped to the pixels "
+            "that reach it",
+            width=MAGNIFIED_SIZE // 2,
+        )
+        if at is not None:
+            _explain(layer, selected, at)
+    annotation_panel(store, layer.model_name, fingerprint, node.id, selected)
+    dataset_views(layer.model_key, layer.model, model_lock(*layer.model_key), node.id, selected)
+
+
+def _explain(layer: LayerView, channel: int, at: tuple[int, int]) -> None:
+    """Open the dialog that explains filter `channel`'s value at `at`."""
+    step = cached_convolution_step(
+        *layer.model_key, *layer.image_key, layer.node.id, channel, at, layer.image.image
+    )
+    first = first_conv(layer.graph)
+    reads_image = (
+        first is not None
+        and first.id == layer.node.id
+        and step.input_size == (layer.picture.height, layer.picture.width)
+        and step.window.shape[0] == len(layer.picture.getbands())
+    )
+    explanation_dialog(
+        step, float(layer.maps.maps[channel][at]), layer.picture if reads_image else None
+    )
+
+
+def class_evidence(layer: LayerView) -> None:
+    """Draw Grad-CAM of a chosen class (the top prediction first) at the last conv node."""
+    st.subheader("Why this class?")
+    cam_node = last_conv_node(layer.graph.chain)
+    if cam_node is None:
+        st.caption("This network has no convolution layer to explain its decision with.")
+        return
+    names = layer.model.class_names
+    predictions = cached_predictions(*layer.model_key, *layer.image_key, layer.image.image)
+    top_class = predictions[0].index
+    target = st.selectbox(
+        "Class",
+        list(range(len(names))),
+        index=top_class,
+        format_func=lambda c: f"{names[c]}" + (" (top prediction)" if c == top_class else ""),
+        key="filters_cam_class",
+    )
+    heat = cached_grad_cam(
+        *layer.model_key, *layer.image_key, cam_node.id, target, layer.image.image
+    )
+    left, right = st.columns(2)
+    left.image(
+        layer.picture, caption=f"{layer.image.source}, as the network sees it", width="stretch"
+    )
+    right.image(
+        overlay(layer.picture, sequential(heat, 1.0)),
+        caption=f"Grad-CAM at {cam_node.id}: where the evidence for '{names[target]}' lies",
+        width="stretch",
+    )
+
+
+def first_layer_weights(layer: LayerView) -> None:
+    """Draw the first conv layer's filters as pictures, when that layer is shown."""
+    first = first_conv(layer.graph)
+    if first is None or first.id != layer.node.id:
+        return
+    weight = layer_weight(layer.model.module.get_submodule(first.path))
+    if weight is not None and weight.ndim == 4 and weight.shape[1] in (1, 3):
+        filters = counted(weight.shape[0], "first-layer filter")
+        with st.expander(f"The weights of the {filters} (grey = 0)"):
+            st.image(tile_grid(filter_tiles(weight)), width="stretch")

@@ -72,6 +72,7 @@ URL_STATE: dict[str, UrlKey] = {
         UrlKey("show", ("filters",)),
         UrlKey("sort", ("filters",)),
         UrlKey("page", ("filters",)),
+        UrlKey("at", ("filters",)),
         *(
             UrlKey(name, ("cnnvis",))
             for name in (
