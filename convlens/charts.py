@@ -73,19 +73,22 @@ def predictions_chart(predictions: Sequence[Prediction]) -> alt.Chart:
             "rank": list(range(len(predictions))),
         }
     )
+    base = alt.Chart(frame).encode(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        y=alt.Y(
+            "class:N",
+            sort=alt.EncodingSortField("rank"),
+            title=None,
+            axis=alt.Axis(labelOverlap=False),
+        ),
+        tooltip=["class", alt.Tooltip("probability:Q", format=".2%")],
+    )
+    # each bar's percentage just right of it, so that the chart reads without hovering
+    percentages = base.mark_text(align="left", dx=4, fontSize=LABEL_FONT_SIZE).encode(
+        text=alt.Text("probability:Q", format=".1%")
+    )
     return (
-        alt.Chart(frame)
-        .mark_bar(color=BAR_COLOUR)
-        .encode(
-            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-            y=alt.Y(
-                "class:N",
-                sort=alt.EncodingSortField("rank"),
-                title=None,
-                axis=alt.Axis(labelOverlap=False),
-            ),
-            tooltip=["class", alt.Tooltip("probability:Q", format=".2%")],
-        )
+        alt.layer(base.mark_bar(color=BAR_COLOUR), percentages)
         .properties(height=BAR_HEIGHT * max(len(predictions), 1))
         .configure_axis(
             labelFontSize=LABEL_FONT_SIZE, titleFontSize=LABEL_FONT_SIZE, labelLimit=260

@@ -26,15 +26,17 @@ LAYER_TYPE_NAMES: dict[str, str] = {
     "group": "collapsed group (click to expand)",
 }
 SELECTED_BORDER = "#D55E00"
-CHAIN_FONT_SIZE = 18
-EDGE_FONT_SIZE = 14
-NODES_PER_ROW = 2
+CHAIN_FONT_SIZE = 14
 # The Network page's image, under the layer details and above its top-5 classes.
 NETWORK_IMAGE_WIDTH = 200
-NODE_MIN_WIDTH = 120
-NODE_MAX_WIDTH = 150
-COLUMN_GAP = 240
-ROW_GAP = 130
+# The chain (convlens.ui.chain): one row per node, in a scrolling box of the page's height.
+CHAIN_BOX_WIDTH = 170
+CHAIN_ROW_PITCH = 66
+CHAIN_HEADER_PITCH = 44
+CHAIN_THUMB_GAP = 6
+CHAIN_LANE_GAP = 10
+CHAIN_VIEW_HEIGHT = 470
+SKIP_COLOUR = "#8A8A8A"
 COLLAPSE_GROUPS_ABOVE = 20
 BAR_COLOUR = "#0072B2"
 FILTER_TILE_SIZE = 56

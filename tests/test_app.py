@@ -72,10 +72,16 @@ def test_network_shows_chain_and_top5_for_the_default() -> None:
     at.switch_page("pages/network.py").run()
     assert not at.exception
     data = chain_json(at)
-    # EfficientNet-Lite0 has more than 20 chain nodes, so it starts with its groups collapsed.
-    assert all(node["id"].startswith("g") for node in data["nodes"])
-    assert len(data["nodes"]) >= 4
-    assert all(edge["label"] for edge in data["edges"]), "every link shows an output size"
+    # EfficientNet-Lite0 has more than 20 chain nodes, so it starts with its groups collapsed:
+    # a box per group, named with its output size, and the image's most active maps beside it.
+    boxes = [node for node in data["nodes"] if node["shape"] == "box"]
+    groups = [node for node in boxes if node["id"].startswith("g")]
+    assert len(groups) >= 4 and all("Block" in node["label"] for node in groups)
+    sizes = [node["label"].split("\n")[-1] for node in groups]
+    assert all(size.replace("×", "").isdigit() for size in sizes), "each shows its output size"
+    maps = [node for node in data["nodes"] if node["id"].startswith("@map ")]
+    assert len(maps) >= 4 * len(groups) - 4
+    assert all(node["image"].startswith("data:image/png;base64,") for node in maps)
     charts = at.get("vega_lite_chart")
     values = chart_rows(charts[0])
     assert values[0]["class"] in {"Egyptian cat", "tabby", "tiger cat"}
@@ -336,7 +342,8 @@ def test_network_page_for_the_small_fashion_cnns(name: str) -> None:
     assert not at.exception
     assert "convlens train" in all_text(at), "an untrained small CNN says how to train it"
     data = chain_json(at)
-    assert data["nodes"][0]["id"] == "features.conv1" if name == "deepeyes" else "features.conv1_1"
+    first = next(n["id"] for n in data["nodes"] if (n["label"] or "").startswith("<b>1 · "))
+    assert first == ("features.conv1" if name == "deepeyes" else "features.conv1_1")
 
 
 def test_a_recorded_run_is_a_model_of_the_app(tmp_path: Path) -> None:

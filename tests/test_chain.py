@@ -1,49 +1,124 @@
-"""The chain's node labels and layout (drawn by streamlit-agraph)."""
+"""The chain as drawn by streamlit-agraph: rows, labels, pictures, skip connections."""
 
 from __future__ import annotations
 
+import pytest
+
 from convlens.graph import build_graph
 from convlens.models import load_model
-from convlens.style import COLUMN_GAP, NODES_PER_ROW, ROW_GAP
-from convlens.ui.chain import chain_elements, chain_position, wrap_id
+from convlens.overview import NodePreview
+from convlens.style import CHAIN_BOX_WIDTH
+from convlens.ui.chain import (
+    INPUT_ID,
+    OUTPUT_ID,
+    WAYPOINT_PREFIX,
+    chain_elements,
+    chain_rows,
+    group_label,
+    map_id,
+    parse_map_id,
+    row_links,
+    skip_lanes,
+)
 
 
-def test_module_paths_break_between_parent_and_leaf():
-    assert wrap_id("features.conv1") == "features\nconv1"
-    assert wrap_id("features.0") == "features.0"
-    assert wrap_id("fc") == "fc"
-    assert wrap_id("_blocks.11 … _conv_head") == "_blocks.11 …\n_conv_head"
-
-
-def test_collapsed_groups_wrap_in_rows_and_name_their_span_and_node_numbers():
+@pytest.fixture(scope="module")
+def efficientnet():
     model = load_model("efficientnet_lite0")
-    graph = build_graph(model.module, model.input_size)
-    nodes, edges = chain_elements(graph, set(), None)
-    assert [node.id for node in nodes] == [group.id for group in graph.groups]
-    first = 1
-    for rank, (node, group) in enumerate(zip(nodes, graph.groups, strict=True)):
-        last = first + len(group.nodes) - 1
-        assert node.label.startswith(f"{node.id} ▸ {first}–{last}\n")
-        assert (node.x, node.y) == chain_position(rank)
-        first = last + 1
-    assert first == len(graph.chain) + 1
-    assert "_blocks.11 …\n_conv_head" in "".join(node.label for node in nodes)
-    assert len(edges) == len(nodes) - 1
+    return build_graph(model.module, model.input_size)
 
 
-def test_a_node_keeps_its_chain_number_whatever_is_collapsed_before_it():
-    """The number a node shows is the one its details heading shows: its place in the chain."""
-    model = load_model("efficientnet_lite0")
-    graph = build_graph(model.module, model.input_size)
-    group = graph.groups[1]
-    nodes, _ = chain_elements(graph, {group.id}, None)  # g0 collapsed before it
+@pytest.fixture(scope="module")
+def resnet():
+    model = load_model("resnet18")
+    return build_graph(model.module, model.input_size)
+
+
+def test_collapsed_groups_are_one_row_each_named_for_people(efficientnet):
+    rows = chain_rows(efficientnet, set())
+    assert [row.kind for row in rows] == ["input"] + ["group"] * 6 + ["output"]
+    assert [row.y for row in rows] == sorted(row.y for row in rows), "top to bottom"
+    second = efficientnet.groups[1]
+    assert group_label(efficientnet, second) == "Block 2 · 6 layers · 24×56×56"
+    nodes, edges = chain_elements(efficientnet, set(), None)
+    labels = {node.id: node.label for node in nodes}
+    assert "Block 2" in labels[second.id] and "24×56×56" in labels[second.id]
+    assert "▸" in labels[second.id] and "_blocks" not in labels[second.id]
+    # a straight chain: input, 6 groups, output, one link between each pair of neighbours
+    assert [(e.source, e.to) for e in edges] == list(
+        zip([r.id for r in rows], [r.id for r in rows[1:]], strict=False)
+    )
+
+
+def test_an_open_group_has_a_header_that_closes_it_and_numbers_its_layers(efficientnet):
+    group = efficientnet.groups[1]
+    rows = chain_rows(efficientnet, {group.id})
+    header = next(row for row in rows if row.kind == "header")
+    assert header.group == group.id and header.id == group.id
+    nodes, _ = chain_elements(efficientnet, {group.id}, None)
     drawn = {node.id: node for node in nodes}
     for node_id in group.nodes:
-        number = [n.id for n in graph.chain].index(node_id) + 1
-        assert drawn[node_id].label.startswith(f"{number} · ")
+        number = [n.id for n in efficientnet.chain].index(node_id) + 1
+        assert drawn[node_id].label.startswith(f"<b>{number} · ")
+        assert node_id in drawn[node_id].label
+    assert "▾" in drawn[group.id].label
 
 
-def test_nodes_wrap_into_rows_like_text():
-    assert chain_position(0) == (0, 0)
-    assert chain_position(1) == (COLUMN_GAP, 0)
-    assert chain_position(NODES_PER_ROW) == (0, ROW_GAP)
+def preview(node: str, channels: tuple[int, ...]) -> NodePreview:
+    return NodePreview(
+        node, channels, tuple(1.0 for _ in channels), 1.0, tuple(b"png" for _ in channels)
+    )
+
+
+def test_pictures_beside_each_row_are_nodes_that_name_their_filter(efficientnet):
+    from convlens.overview import ForwardPass
+
+    last = efficientnet.groups[0].nodes[-1]
+    forward = ForwardPass(b"png", {last: preview(last, (5, 2, 9))})
+    nodes, _ = chain_elements(efficientnet, set(), None, forward)
+    pictures = [node for node in nodes if parse_map_id(node.id)]
+    assert [parse_map_id(node.id) for node in pictures] == [(last, 5), (last, 2), (last, 9)]
+    assert all(
+        node.shape == "image" and node.image.startswith("data:image/png;base64,")
+        for node in pictures
+    )
+    row_y = next(n.y for n in nodes if n.id == efficientnet.groups[0].id)
+    assert all(node.y == row_y and node.x > CHAIN_BOX_WIDTH / 2 for node in pictures)
+    assert any(node.id == f"{INPUT_ID} picture" for node in nodes)
+    assert map_id("layer1.0.relu:2", 7) == "@map layer1.0.relu:2#7"
+    assert parse_map_id(map_id("layer1.0.relu:2", 7)) == ("layer1.0.relu:2", 7)
+    assert parse_map_id("layer1.0.conv1") is None
+
+
+def test_skip_connections_run_in_lanes_left_of_the_boxes(resnet):
+    everything = {group.id for group in resnet.groups}
+    rows = chain_rows(resnet, everything)
+    straight, skips = row_links(resnet, rows)
+    index = {row.id: i for i, row in enumerate(rows)}
+    # neighbours only: a straight link never jumps over a row other than a group's header
+    for start, end, _ in straight:
+        assert all(row.kind == "header" for row in rows[index[start] + 1 : index[end]])
+    assert skips, "ResNet's residual connections are drawn"
+    lanes = skip_lanes(rows, skips)
+    spans = {source: (index[source], index[targets[-1]]) for source, targets in skips.items()}
+    for a in spans:
+        for b in spans:
+            overlap = not (spans[a][1] < spans[b][0] or spans[b][1] < spans[a][0])
+            if a != b and overlap:
+                assert lanes[a] != lanes[b], "spans that share a row never share a lane"
+    nodes, edges = chain_elements(resnet, everything, None)
+    layout = {f"{WAYPOINT_PREFIX}left", f"{WAYPOINT_PREFIX}right"}  # invisible, span the width
+    corners = [n for n in nodes if n.id.startswith(WAYPOINT_PREFIX) and n.id not in layout]
+    assert corners and all(node.x < -CHAIN_BOX_WIDTH / 2 for node in corners)
+    assert {e.source for e in edges} | {e.to for e in edges} <= {node.id for node in nodes}
+    assert (INPUT_ID, rows[1].id) in {(e.source, e.to) for e in edges}
+    assert any(e.to == OUTPUT_ID for e in edges)
+
+
+def test_the_output_row_names_the_top_classes_with_percentages(efficientnet):
+    from convlens.predict import Prediction
+
+    top = [Prediction("tabby", 281, 0.4711), Prediction("tiger cat", 282, 0.2)]
+    nodes, _ = chain_elements(efficientnet, set(), None, predictions=top)
+    label = next(node.label for node in nodes if node.id == f"{OUTPUT_ID} classes")
+    assert "tabby  <b>47.1%</b>" in label and "tiger cat  <b>20.0%</b>" in label

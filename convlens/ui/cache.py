@@ -32,6 +32,7 @@ from convlens.deepeyes import PerplexityHistogram, run_histograms
 from convlens.explain import ConvolutionStep, convolution_step
 from convlens.graph import ChainNode, LayerGraph, build_graph
 from convlens.models import LoadedModel, resolve_model
+from convlens.overview import ForwardPass, forward_pass
 from convlens.predict import Prediction, predict
 from convlens.runformat import deepeyes_layers, read_manifest
 from convlens.weights import Histogram, layer_weight, weight_histogram, weights_fingerprint
@@ -175,6 +176,26 @@ def cached_layer_maps(
     node = cached_graph(name, weights, source).node(node_id)
     with model_lock(name, weights, source):
         return activation_maps(model.module, _input(model, _image), node)
+
+
+# An entry holds 4 PNG thumbnails of ~1.5 kB per conv or linear node (EfficientNet-Lite0: 50
+# nodes, ~0.3 MB) and the input: 64 entries stay under ~20 MB.
+@st.cache_data(show_spinner="Running the image through the network…", max_entries=64)
+def cached_forward_pass(
+    name: str,
+    weights: str | None,
+    source: str,
+    image_source: str,
+    upload_digest: str | None,
+    _image: Image.Image,
+) -> ForwardPass:
+    """Return the Network chain's pictures of the image: the input as the model sees it and each
+    conv and linear node's most active channels; one forward pass per model, weights and image,
+    shared by every session."""
+    model = cached_model(name, weights, source)
+    graph = cached_graph(name, weights, source)
+    with model_lock(name, weights, source):
+        return forward_pass(model.module, model.transform, _image, graph.chain)
 
 
 # An entry is one 224 x 224 RGB image of floats (0.6 MB): 256 of them bound the cache at ~150 MB.

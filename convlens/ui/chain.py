@@ -1,29 +1,40 @@
-"""The chain of layer nodes, drawn left to right with streamlit-agraph; groups collapse and expand."""
+"""The chain of layer nodes with the forward pass of the current image (CNN Explainer's overview).
+
+One row per node, top to bottom: the input image, each conv and linear node with its most active
+channels on the image beside it (a click opens that filter in the Filters view), the top classes.
+Groups collapse into one row that shows their last conv or linear node's channels. Skip
+connections run in lanes left of the nodes, so no line crosses a node or a label.
+"""
 
 from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import streamlit as st
 from streamlit_agraph import Config, Edge, Node, agraph
 
-from convlens.graph import LayerGraph
+from convlens.graph import ChainNode, LayerGraph, LayerGroup
+from convlens.overview import INPUT_SIZE, PREVIEW_CHANNELS, PREVIEW_SIZE, ForwardPass, NodePreview
+from convlens.predict import Prediction
 from convlens.style import (
+    CHAIN_BOX_WIDTH,
     CHAIN_FONT_SIZE,
+    CHAIN_HEADER_PITCH,
+    CHAIN_LANE_GAP,
+    CHAIN_ROW_PITCH,
+    CHAIN_THUMB_GAP,
+    CHAIN_VIEW_HEIGHT,
     COLLAPSE_GROUPS_ABOVE,
-    COLUMN_GAP,
     DARK_FILL_TYPES,
     EDGE_COLOUR,
-    EDGE_FONT_SIZE,
+    FILTERS_PER_PAGE,
     LAYER_COLOURS,
     LAYER_TYPE_NAMES,
-    NODE_MAX_WIDTH,
-    NODE_MIN_WIDTH,
-    NODES_PER_ROW,
-    ROW_GAP,
     SELECTED_BORDER,
+    SKIP_COLOUR,
 )
-
-# The height of a row of nodes with its margin, in canvas pixels.
-NODE_BAND = 110
 
 SHORT_TYPES = {
     "conv": "conv",
@@ -35,45 +46,50 @@ SHORT_TYPES = {
     "flatten": "flat",
     "other": "op",
 }
+# Drawn ids that no module path can take (paths are letters, digits, `_`, `.` and `:`).
+INPUT_ID = "@input"
+OUTPUT_ID = "@output"
+MAP_PREFIX = "@map "
+WAYPOINT_PREFIX = "@via "
+# How many top classes the output row names.
+OUTPUT_CLASSES = 3
+FILTER_ORDER_BY_NUMBER = "filter number"
+# The input and output rows' boxes, an expanded group's header, and the fills that take white text.
+END_FILL = "#EEEEEE"
+HEADER_FILL = "#F7F0A6"
+DARK_FILLS = {LAYER_COLOURS[kind] for kind in DARK_FILL_TYPES}
 
 
 def shape_label(shape: tuple[int, ...]) -> str:
-    """Return an output shape as text for a link, e.g. `64×56×56`."""
+    """Return an output shape as text, e.g. `64×56×56`."""
     return "×".join(str(v) for v in shape)
 
 
-def wrap_id(layer_id: str) -> str:
-    """Break a module path over two lines (parent, leaf) so that chain nodes stay narrow; a
-    group's span of blocks (`_blocks.11 … _conv_head`) breaks after its first block."""
-    if " … " in layer_id:
-        first, _, last = layer_id.partition(" … ")
-        return f"{first} …\n{last}"
-    parent, _, leaf = layer_id.rpartition(".")
-    if not parent or leaf.split(":")[0].isdigit():
-        return layer_id
-    return f"{parent}\n{leaf}"
+def group_label(graph: LayerGraph, group: LayerGroup) -> str:
+    """Return a group's name for people: `Block 2 · 6 layers · 24×56×56` (its output)."""
+    number = graph.groups.index(group) + 1
+    count = len(group.nodes)
+    output = graph.node(group.nodes[-1]).output_shape
+    return f"Block {number} · {count} layer{'s' * (count != 1)} · {shape_label(output)}"
 
 
-def chain_position(index: int) -> tuple[int, int]:
-    """Return where the `index`-th drawn node goes: left to right, wrapping into rows like text.
-
-    A long chain stays readable on a projector instead of shrinking to fit one line.
-    """
-    row, column = divmod(index, NODES_PER_ROW)
-    return column * COLUMN_GAP, row * ROW_GAP
+def map_id(node_id: str, channel: int) -> str:
+    """Return the drawn id of channel `channel`'s picture beside chain node `node_id`."""
+    return f"{MAP_PREFIX}{node_id}#{channel}"
 
 
-def chain_height(count: int) -> int:
-    """Return the canvas height that shows `count` wrapped nodes at full size: the rows' spacing
-    and one row of nodes (three lines of text), no more, since vis.js centres the chain in its
-    canvas and would leave the rest blank above and below it."""
-    rows = max(1, -(-count // NODES_PER_ROW))
-    return (rows - 1) * ROW_GAP + NODE_BAND
+def parse_map_id(drawn: str) -> tuple[str, int] | None:
+    """Return (chain node id, channel) of a picture's drawn id, or None for any other id."""
+    if not drawn.startswith(MAP_PREFIX):
+        return None
+    node_id, _, channel = drawn[len(MAP_PREFIX) :].rpartition("#")
+    return (node_id, int(channel)) if channel.isdigit() else None
 
 
-def visible_nodes(graph: LayerGraph, expanded: set[str]) -> dict[str, str]:
-    """Map every chain node id to the id drawn for it: itself, or its group's id when collapsed."""
-    return {node.id: node.id if node.group in expanded else node.group for node in graph.chain}
+def preview_node(graph: LayerGraph, nodes: Sequence[str]) -> str | None:
+    """Return the node whose channels a row of `nodes` shows: the last conv or linear one."""
+    kinds = {"conv", "linear"}
+    return next((n for n in reversed(nodes) if graph.node(n).type in kinds), None)
 
 
 def initial_expanded(graph: LayerGraph) -> set[str]:
@@ -83,137 +99,444 @@ def initial_expanded(graph: LayerGraph) -> set[str]:
     return set()
 
 
+def visible_nodes(graph: LayerGraph, expanded: set[str]) -> dict[str, str]:
+    """Map every chain node id to the id drawn for it: itself, or its group's id when collapsed."""
+    return {node.id: node.id if node.group in expanded else node.group for node in graph.chain}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the drawn chain: the id drawn there, what it is, its height on the canvas and,
+    for a group or its header, the group's id."""
+
+    id: str
+    kind: str  # input, node, group (collapsed), header (of an expanded group), output
+    y: int
+    group: str = ""
+
+
+def chain_rows(graph: LayerGraph, expanded: set[str]) -> list[Row]:
+    """Return the rows top to bottom: the input, each group (collapsed: one row; expanded: a
+    header row and its nodes), the output."""
+    rows: list[Row] = []
+    y = 0
+
+    def add(drawn: str, kind: str, group: str = "") -> None:
+        nonlocal y
+        pitch = CHAIN_HEADER_PITCH if kind == "header" else CHAIN_ROW_PITCH
+        rows.append(Row(drawn, kind, y + pitch // 2, group))
+        y += pitch
+
+    add(INPUT_ID, "input")
+    for group in graph.groups:
+        if group.id in expanded:
+            add(group.id, "header", group.id)
+            for node_id in group.nodes:
+                add(node_id, "node")
+        else:
+            add(group.id, "group", group.id)
+    add(OUTPUT_ID, "output")
+    return rows
+
+
+def canvas_height(rows: Sequence[Row]) -> int:
+    """Return the canvas height that shows the rows at full size: vis.js fits the drawing with a
+    10% margin and never zooms in, so a canvas 10% taller than the drawing (which ends half a
+    picture beyond the first and last rows' centres) draws it at scale 1."""
+    drawing = rows[-1].y - rows[0].y + INPUT_SIZE
+    return int(drawing * 1.1) + 4
+
+
+def _picture_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _font(colour: str, size: int = CHAIN_FONT_SIZE) -> dict[str, object]:
+    # labels mark bold with <b>; module paths hold no `<`, and vis.js draws labels as canvas
+    # text, never as HTML
+    # <i> marks a module path: smaller, upright
+    path = {"size": size - 2, "color": colour, "face": "sans-serif", "mod": ""}
+    return {"size": size, "color": colour, "face": "sans-serif", "multi": "html", "ital": path}
+
+
+def _box(
+    drawn: str,
+    y: int,
+    label: str,
+    title: str,
+    fill: str,
+    selected: bool = False,
+    x: int = 0,
+    width: int = CHAIN_BOX_WIDTH,
+    border: str | None = None,
+    align: str = "center",
+) -> Node:
+    text = "#FFFFFF" if fill in DARK_FILLS else "#000000"
+    edge = SELECTED_BORDER if selected else border or fill
+    return Node(
+        id=drawn,
+        x=x,
+        y=y,
+        label=label,
+        title=title,
+        shape="box",
+        color={
+            "background": fill,
+            "border": edge,
+            "highlight": {"background": fill, "border": SELECTED_BORDER},
+            "hover": {"background": fill, "border": SELECTED_BORDER},
+        },
+        borderWidth=5 if selected else 1,
+        font={**_font(text), "align": align},
+        margin=8,
+        widthConstraint={"minimum": width, "maximum": width},
+    )
+
+
+def _picture(drawn: str, x: int, y: int, png: bytes, size: int, title: str, **style) -> Node:
+    return Node(
+        id=drawn,
+        x=x,
+        y=y,
+        title=title,
+        shape="image",
+        image=_picture_url(png),
+        size=size // 2,
+        shapeProperties={"useBorderWithImage": True, "interpolation": False},
+        font={"size": 11, "color": "#444444", "face": "sans-serif", "vadjust": -4},
+        **style,
+    )
+
+
+def _picture_x(index: int) -> int:
+    """Return the centre of the `index`-th picture right of the boxes."""
+    return CHAIN_BOX_WIDTH // 2 + 16 + PREVIEW_SIZE // 2 + index * (PREVIEW_SIZE + CHAIN_THUMB_GAP)
+
+
+# The pictures' strip right of the boxes: its width and its centre.
+PICTURES_WIDTH = PREVIEW_CHANNELS * PREVIEW_SIZE + (PREVIEW_CHANNELS - 1) * CHAIN_THUMB_GAP
+PICTURES_CENTRE = _picture_x(0) - PREVIEW_SIZE // 2 + PICTURES_WIDTH // 2
+
+
+def _channel_title(node: ChainNode, channel: int, value: float, class_names: Sequence[str]) -> str:
+    if node.type == "linear":
+        name = f" ({class_names[channel]})" if channel < len(class_names) else ""
+        what = f"unit {channel}{name}: {value:.2f}"
+    else:
+        what = f"filter {channel}: mean activation {value:.2f}"
+    return f"{node.id} · {what}\nClick to open it in Filters"
+
+
+def channel_pictures(
+    graph: LayerGraph,
+    preview: NodePreview,
+    y: int,
+    class_names: Sequence[str],
+    selected_filter: tuple[str, int] | None,
+) -> list[Node]:
+    """Return a row's pictures of its node's most active channels, each clickable."""
+    node = graph.node(preview.node)
+    pictures = []
+    for index, (channel, value, png) in enumerate(
+        zip(preview.channels, preview.values, preview.pictures, strict=True)
+    ):
+        chosen = selected_filter == (node.id, channel)
+        pictures.append(
+            _picture(
+                map_id(node.id, channel),
+                _picture_x(index),
+                y,
+                png,
+                PREVIEW_SIZE,
+                _channel_title(node, channel, value, class_names),
+                label=str(channel),
+                color={
+                    "border": SELECTED_BORDER if chosen else LAYER_COLOURS[node.type],
+                    "highlight": {"border": SELECTED_BORDER},
+                    "hover": {"border": SELECTED_BORDER},
+                },
+                borderWidth=3 if chosen else 1,
+            )
+        )
+    return pictures
+
+
+def row_box(graph: LayerGraph, row: Row, number: dict[str, int], selected: str | None) -> Node:
+    """Return the box of a layer, group or group header row."""
+    if row.kind == "node":
+        node = graph.node(row.id)
+        kind = SHORT_TYPES[node.type]
+        label = f"<b>{number[node.id]} · {kind}</b> · {shape_label(node.output_shape)}\n<i>{node.id}</i>"
+        title = (
+            f"{node.id} ({graph.layer(node.id).class_name})\n"
+            f"output {shape_label(node.output_shape)}\nlayers: {', '.join(node.layers)}"
+        )
+        return _box(row.id, row.y, label, title, LAYER_COLOURS[node.type], row.id == selected)
+    group = graph.group(row.group)
+    head, _, shape = group_label(graph, group).rpartition(" · ")
+    span = group.label.partition(" · ")[2]
+    if row.kind == "header":
+        return _box(row.id, row.y, f"▾ {head}", f"{span}: click to close", HEADER_FILL)
+    title = f"{span}: click to see its {len(group.nodes)} layers"
+    block, _, count = head.partition(" · ")
+    label = f"<b>▸ {block}</b> · {count}\n{shape}"
+    return _box(row.id, row.y, label, title, LAYER_COLOURS["group"], row.id == selected)
+
+
 def chain_elements(
-    graph: LayerGraph, expanded: set[str], selected: str | None
+    graph: LayerGraph,
+    expanded: set[str],
+    selected: str | None,
+    forward: ForwardPass | None = None,
+    predictions: Sequence[Prediction] = (),
+    class_names: Sequence[str] = (),
+    selected_filter: tuple[str, int] | None = None,
 ) -> tuple[list[Node], list[Edge]]:
-    """Return the agraph nodes and edges of the chain with the given groups expanded."""
-    shown = visible_nodes(graph, expanded)
-    # a node keeps its number in the whole chain (as its details heading shows it), a collapsed
-    # group shows the numbers of its nodes
+    """Return the agraph nodes and edges of the chain with the given groups expanded: a box per
+    row, the pictures of `forward` beside the boxes, skip connections in lanes left of them."""
+    rows = chain_rows(graph, expanded)
     number = {node.id: index for index, node in enumerate(graph.chain, start=1)}
     nodes: list[Node] = []
-    seen: set[str] = set()
-    rank = 0
-    for node in graph.chain:
-        drawn = shown[node.id]
-        if drawn in seen:
-            continue
-        seen.add(drawn)
-        rank += 1
-        if drawn == node.id:
-            layer = graph.layer(node.id)
-            label = f"{number[node.id]} · {SHORT_TYPES[node.type]}\n{wrap_id(node.id)}"
-            title = (
-                f"{node.id} ({layer.class_name})\n"
-                f"output {shape_label(node.output_shape)}\nlayers: {', '.join(node.layers)}"
-            )
-            colour = LAYER_COLOURS[node.type]
+    for row in rows:
+        if row.kind == "input":
+            size = "×".join(str(v) for v in graph.input_size)
+            nodes.append(_box(row.id, row.y, f"<b>Input</b> · {size}", "The image", END_FILL))
+            if forward is not None:
+                nodes.append(
+                    _picture(
+                        f"{INPUT_ID} picture",
+                        _picture_x(0) + (INPUT_SIZE - PREVIEW_SIZE) // 2,
+                        row.y,
+                        forward.input_picture,
+                        INPUT_SIZE,
+                        "The image as the network sees it (resized and cropped)",
+                        color={"border": "#999999"},
+                        borderWidth=1,
+                    )
+                )
+        elif row.kind == "output":
+            count = len(class_names) or graph.chain[-1].output_shape[0]
+            title = "The most probable classes"
+            nodes.append(_box(row.id, row.y, f"<b>Output</b> · {count} classes", title, END_FILL))
+            if predictions:
+                lines = "\n".join(
+                    f"{p.label.replace('<', '‹')}  <b>{p.probability:.1%}</b>"
+                    for p in predictions[:OUTPUT_CLASSES]
+                )
+                nodes.append(
+                    _box(
+                        f"{OUTPUT_ID} classes",
+                        row.y,
+                        lines,
+                        title,
+                        "#FFFFFF",
+                        x=PICTURES_CENTRE,
+                        width=PICTURES_WIDTH,
+                        align="left",
+                    )
+                )
         else:
-            group = graph.group(drawn)
-            group_id, _, name = group.label.partition(" · ")
-            first, last = number[group.nodes[0]], number[group.nodes[-1]]
-            label = f"{group_id} ▸ {first}–{last}\n{wrap_id(name)}\n{len(group.nodes)} nodes"
-            title = f"{group.label}: {len(group.nodes)} chain nodes — click to expand"
-            colour = LAYER_COLOURS["group"]
-        is_selected = drawn == selected
-        x, y = chain_position(rank - 1)
-        nodes.append(
-            Node(
-                id=drawn,
-                x=x,
-                y=y,
-                label=label,
-                title=title,
-                color={
-                    "background": colour,
-                    "border": SELECTED_BORDER if is_selected else colour,
-                    "highlight": {"background": colour, "border": SELECTED_BORDER},
-                },
-                shape="box",
-                borderWidth=5 if is_selected else 1,
-                font={
-                    "size": CHAIN_FONT_SIZE,
-                    "color": "#FFFFFF"
-                    if drawn == node.id and node.type in DARK_FILL_TYPES
-                    else "#000000",
-                    "face": "sans-serif",
-                },
-                margin=10,
-                widthConstraint={"minimum": NODE_MIN_WIDTH, "maximum": NODE_MAX_WIDTH},
+            nodes.append(row_box(graph, row, number, selected))
+            shown = (
+                row.id if row.kind == "node" else preview_node(graph, graph.group(row.group).nodes)
             )
-        )
-    order = {node.id: index for index, node in enumerate(nodes)}
+            if row.kind != "header" and forward is not None and shown in forward.previews:
+                preview = forward.previews[shown]
+                nodes += channel_pictures(graph, preview, row.y, class_names, selected_filter)
+    edges, waypoints = chain_edges(graph, rows)
+    return nodes + waypoints + layout_corners(graph), edges
 
-    def straight(pair: tuple[str, str]) -> bool:
-        source, target = order[pair[0]], order[pair[1]]
-        return target == source + 1 and source // NODES_PER_ROW == target // NODES_PER_ROW
 
-    edges: list[Edge] = []
-    drawn_edges: set[tuple[str, str]] = set()
-    for src, dst in graph.chain_edges:
-        pair = (shown[src], shown[dst])
-        if pair[0] == pair[1] or pair in drawn_edges:
+def row_links(
+    graph: LayerGraph, rows: Sequence[Row]
+) -> tuple[list[tuple[str, str, bool]], dict[str, list[str]]]:
+    """Return the straight links (start, end, with an arrow) between neighbouring rows, also
+    through the header of an expanded group, and the skip connections: each source row's
+    targets further down, in order."""
+    index = {row.id: i for i, row in enumerate(rows)}
+    collapsed = {row.group: row.id for row in rows if row.kind == "group"}
+    shown = {
+        node.id: node.id if node.id in index else collapsed[node.group] for node in graph.chain
+    }
+    pairs = {(shown[src], shown[dst]) for src, dst in graph.chain_edges}
+    fed = {dst for _, dst in graph.chain_edges}
+    feeding = {src for src, _ in graph.chain_edges}
+    pairs |= {(INPUT_ID, shown[n.id]) for n in graph.chain if n.id not in fed}
+    pairs |= {(shown[n.id], OUTPUT_ID) for n in graph.chain if n.id not in feeding}
+    straight: list[tuple[str, str, bool]] = []
+    skips: dict[str, list[str]] = {}
+    for source, target in sorted(pairs, key=lambda pair: (index[pair[0]], index[pair[1]])):
+        if index[target] <= index[source]:
             continue
-        drawn_edges.add(pair)
-        edges.append(
-            Edge(
-                source=pair[0],
-                target=pair[1],
-                label=shape_label(graph.node(src).output_shape),
-                color=EDGE_COLOUR,
-                font={"size": EDGE_FONT_SIZE, "align": "top", "background": "#FFFFFF"},
-                width=2,
-                smooth=False if straight(pair) else {"type": "curvedCW", "roundness": 0.25},
-            )
+        between = rows[index[source] + 1 : index[target]]
+        if any(row.kind != "header" for row in between):
+            skips.setdefault(source, []).append(target)
+            continue
+        path = [source, *(row.id for row in between), target]
+        for start, end in zip(path, path[1:], strict=False):
+            if not any(link[:2] == (start, end) for link in straight):
+                straight.append((start, end, end == target))
+    return straight, skips
+
+
+def skip_lanes(rows: Sequence[Row], skips: dict[str, list[str]]) -> dict[str, int]:
+    """Return the lane of each source's skip connections (0 next to the boxes): the shortest
+    spans take the inner lanes, and spans that share a row never share a lane."""
+    index = {row.id: i for i, row in enumerate(rows)}
+    spans = {source: (index[source], index[targets[-1]]) for source, targets in skips.items()}
+    lanes: dict[str, int] = {}
+    taken: list[list[tuple[int, int]]] = []
+    for source in sorted(spans, key=lambda s: (spans[s][1] - spans[s][0], spans[s][0])):
+        start, end = spans[source]
+        lane = next(
+            (i for i, used in enumerate(taken) if all(end < a or start > b for a, b in used)),
+            len(taken),
         )
-    return nodes, edges
+        if lane == len(taken):
+            taken.append([])
+        taken[lane].append((start, end))
+        lanes[source] = lane
+    return lanes
 
 
-def chain_config(count: int) -> Config:
-    """Return a fixed layout (no physics, positions from `chain_position`) that fits the container."""
+def lane_x(lane: int) -> int:
+    """Return the x of a skip connections' lane, left of the boxes."""
+    return -(CHAIN_BOX_WIDTH // 2 + 12 + lane * CHAIN_LANE_GAP)
+
+
+def chain_edges(graph: LayerGraph, rows: Sequence[Row]) -> tuple[list[Edge], list[Node]]:
+    """Return the links between rows and the corners of the skip connections: straight down
+    between neighbours, and each source's skip connections as one bracket in its lane left of the
+    boxes, so that no link crosses a box or a picture."""
+    straight, skips = row_links(graph, rows)
+    edges = [_link(start, end, arrow) for start, end, arrow in straight]
+    y = {row.id: row.y for row in rows}
+    corners: list[Node] = []
+    for source, lane in skip_lanes(rows, skips).items():
+        previous = f"{WAYPOINT_PREFIX}{source}"
+        corners.append(_waypoint(previous, lane_x(lane), y[source]))
+        edges.append(_link(source, previous, arrow=False, skip=True))
+        for target in skips[source]:
+            turn = f"{WAYPOINT_PREFIX}{source}>{target}"
+            corners.append(_waypoint(turn, lane_x(lane), y[target]))
+            edges.append(_link(previous, turn, arrow=False, skip=True))
+            edges.append(_link(turn, target, arrow=True, skip=True))
+            previous = turn
+    return edges, corners
+
+
+def layout_corners(graph: LayerGraph) -> list[Node]:
+    """Return two invisible points that span every layout's width (its lanes when every group
+    is open, its pictures): vis.js fits the drawing to the canvas when it is drawn anew, and
+    with them a group opened or closed moves nothing sideways nor changes the scale."""
+    every = chain_rows(graph, {group.id for group in graph.groups})
+    lanes = skip_lanes(every, row_links(graph, every)[1])
+    left = lane_x(max(lanes.values(), default=0)) - 2
+    right = _picture_x(PREVIEW_CHANNELS - 1) + PREVIEW_SIZE // 2 + 2
+    return [
+        _waypoint(f"{WAYPOINT_PREFIX}{side}", x, CHAIN_ROW_PITCH // 2, colour="rgba(255,255,255,0)")
+        for side, x in (("left", left), ("right", right))
+    ]
+
+
+def _link(source: str, target: str, arrow: bool, skip: bool = False) -> Edge:
+    return Edge(
+        source=source,
+        target=target,
+        color=SKIP_COLOUR if skip else EDGE_COLOUR,
+        width=1.5 if skip else 2,
+        smooth=False,
+        arrows={"to": {"enabled": arrow, "scaleFactor": 0.6}},
+    )
+
+
+def _waypoint(drawn: str, x: int, y: int, colour: str = SKIP_COLOUR) -> Node:
+    return Node(
+        id=drawn,
+        x=x,
+        y=y,
+        label="",
+        title=" ",
+        shape="dot",
+        size=1,
+        borderWidth=0,
+        color=colour,
+        chosen=False,
+    )
+
+
+def chain_config(height: int) -> Config:
+    """Return a fixed layout (no physics, positions from the rows) that fits the container."""
     config = Config(
         width=100,
-        height=chain_height(count),
+        height=height,
         directed=True,
         physics=False,
         hierarchical=False,
         groups={},
-        interaction={"navigationButtons": False, "zoomView": False, "dragView": True},
+        interaction={
+            "navigationButtons": False,
+            "zoomView": False,
+            "dragView": False,
+            "dragNodes": False,
+            "hover": True,
+            "tooltipDelay": 150,
+        },
     )
     config.width = "100%"
     return config
 
 
-def render_chain(graph: LayerGraph, model_key: str) -> None:
-    """Draw the chain; a click on a group expands it, a click on a node selects that layer."""
+def render_chain(
+    graph: LayerGraph,
+    model_key: str,
+    forward: ForwardPass | None,
+    predictions: Sequence[Prediction],
+    class_names: Sequence[str],
+) -> None:
+    """Draw the chain in a box of the page's height; a click on a group expands or collapses it,
+    on a node selects that layer, on a channel's picture opens that filter in the Filters view."""
     expanded_key = f"expanded_groups:{model_key}"
     selected = st.session_state.get("layer")
     if expanded_key not in st.session_state:
         st.session_state[expanded_key] = initial_expanded(graph)
-        chain_node = next(
-            (layer.chain_node for layer in graph.layers if layer.id == selected), None
-        )
+        chain_node = graph.chain_node_of(selected) if selected else None
         if chain_node is not None:
             st.session_state[expanded_key].add(graph.node(chain_node).group)
     expanded: set[str] = st.session_state[expanded_key]
-    with st.container(horizontal=True):
-        if st.button("Expand all", key="expand_all", help="Show every chain node"):
+    with st.container(horizontal=True, vertical_alignment="center"):
+        if st.button("Expand all", key="expand_all", help="Show every layer of every block"):
             expanded.update(group.id for group in graph.groups)
-        if st.button("Collapse all", key="collapse_all", help="Show one node per group"):
+        if st.button("Collapse all", key="collapse_all", help="Show one row per block"):
             expanded.clear()
-    shown = visible_nodes(graph, expanded)
-    nodes, edges = chain_elements(graph, expanded, shown.get(selected, selected))
-    st.caption(
-        f"{len(graph.chain)} chain nodes in {len(graph.groups)} groups · "
-        "colour = layer type · link labels = output size (channels×height×width) · click a node"
+    rows = chain_rows(graph, expanded)
+    shown = visible_nodes(graph, expanded).get(selected) if selected else None
+    selected_filter = None
+    if shown == selected and str(st.session_state.get("filter", "")).isdigit():
+        selected_filter = (shown, int(st.session_state["filter"]))
+    nodes, edges = chain_elements(
+        graph, expanded, shown, forward, predictions, class_names, selected_filter
     )
-    clicked = agraph(nodes=nodes, edges=edges, config=chain_config(len(nodes)))
-    st.markdown(legend_html(graph, expanded), unsafe_allow_html=True)
-    handle_click(graph, clicked, expanded, f"last_chain_click:{model_key}")
+    height = canvas_height(rows)
+    with st.container(height=CHAIN_VIEW_HEIGHT, border=False, key="chain_view"):
+        clicked = agraph(nodes=nodes, edges=edges, config=chain_config(height))
+    st.markdown(chain_view_style(height) + legend_html(graph, expanded), unsafe_allow_html=True)
+    handle_click(rows, clicked, expanded, f"last_chain_click:{model_key}")
+
+
+def chain_view_style(height: int) -> str:
+    """Return the style of the chain's scrolling box: a border without the padding of a bordered
+    container (the chain needs the width), and the height of the chain, kept while a click
+    redraws it, so that the box keeps its scroll position instead of jumping to its top."""
+    return (
+        "<style>.st-key-chain_view { border: 1px solid rgba(49, 51, 63, 0.2); "
+        "border-radius: 0.5rem; } "
+        f".st-key-chain_view > div {{ min-height: {height}px; }}</style>"
+    )
 
 
 def legend_html(graph: LayerGraph, expanded: set[str]) -> str:
-    """Return a one-line legend of the fill colours drawn in the chain."""
+    """Return a one-line legend of the box colours drawn and of the maps' colour map."""
     kinds = list(dict.fromkeys(node.type for node in graph.chain if node.group in expanded))
     if len(expanded) < len(graph.groups):
         kinds.append("group")
@@ -223,11 +546,18 @@ def legend_html(graph: LayerGraph, expanded: set[str]) -> str:
         f"{LAYER_TYPE_NAMES[kind]}"
         for kind in kinds
     ]
-    return f'<div style="font-size:0.95rem">{"".join(chips)}</div>'
+    maps = (
+        '<span style="margin-left:0.9em">maps: <span style="color:#2166AC">■</span> below 0 · '
+        '<span style="color:#B2182B">■</span> above 0, one scale per row</span>'
+    )
+    return f'<div style="font-size:0.9rem;line-height:1.8">{"".join(chips)}{maps}</div>'
 
 
-def handle_click(graph: LayerGraph, clicked: str | None, expanded: set[str], last_key: str) -> None:
-    """Act on a click in the chain: a group expands, a node becomes the selected layer.
+def handle_click(
+    rows: Sequence[Row], clicked: str | None, expanded: set[str], last_key: str
+) -> None:
+    """Act on a click in the chain: a group opens or closes, a node becomes the selected layer,
+    a channel's picture opens that filter in the Filters view.
 
     The chain component keeps returning its last click until it is redrawn with other
     arguments, so a click is acted on once, then the page reruns to draw the new state
@@ -239,9 +569,25 @@ def handle_click(graph: LayerGraph, clicked: str | None, expanded: set[str], las
     if clicked == st.session_state.get(last_key):
         return
     st.session_state[last_key] = clicked
-    if any(group.id == clicked for group in graph.groups):
-        expanded.add(clicked)
-    else:
+    row = next((row for row in rows if row.id == clicked), None)
+    picture = parse_map_id(clicked)
+    if picture is not None:
+        open_filter(*picture)
+    elif row is not None and row.kind in ("group", "header"):
+        expanded.symmetric_difference_update({row.group})
+    elif row is not None and row.kind == "node":
         st.session_state["layer"] = clicked
         st.session_state.pop("filter", None)
+    else:
+        return  # the input, the output or a skip connection's corner
     st.rerun()
+
+
+def open_filter(node_id: str, channel: int) -> None:
+    """Switch to the Filters view of filter (or unit) `channel` of chain node `node_id`, on the
+    page of its grid that holds it when the grid is in filter-number order."""
+    st.session_state["layer"] = node_id
+    st.session_state["filter"] = str(channel)
+    by_number = st.session_state.get("sort") in (None, FILTER_ORDER_BY_NUMBER)
+    st.session_state["page"] = channel // FILTERS_PER_PAGE + 1 if by_number else 1
+    st.switch_page("pages/filters.py")

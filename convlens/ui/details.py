@@ -11,31 +11,32 @@ from convlens.charts import histogram_chart
 from convlens.graph import ChainNode, LayerGraph, field_note, first_conv
 from convlens.style import FILTER_TILE_SIZE, LAYER_TYPE_NAMES, TILE_COLUMNS, TILE_GAP
 from convlens.ui.cache import cached_model, cached_weight_histogram
-from convlens.ui.chain import shape_label
+from convlens.ui.chain import group_label, shape_label
 from convlens.weights import filter_tiles, layer_weight
 
 
 def layer_table(graph: LayerGraph, node: ChainNode) -> pd.DataFrame:
-    """Return the attributes (rows) of each layer of the node (columns), as text."""
-    columns = {}
-    for layer_id in node.layers:
+    """Return the node's attributes as one column of text that fits beside the chain: those of
+    its conv or linear layer, then a row per layer merged into it (its norm, its activation)."""
+    main = graph.layer(node.id)
+    rows = {
+        "type": main.class_name,
+        "output": shape_label(main.output_shape),
+        "parameters": f"{main.params:,}",
+        "neurons": f"{main.neurons:,}",
+        "kernel": _pair_text(main.kernel),
+        "stride": _pair_text(main.stride),
+        "padding": main.padding if isinstance(main.padding, str) else _pair_text(main.padding),
+        "receptive field": "whole image"
+        if main.receptive_field is None
+        else f"{main.receptive_field} px",
+        "jump": "" if main.jump is None else f"{main.jump} px",
+    }
+    for layer_id in node.layers[1:]:
         layer = graph.layer(layer_id)
-        columns[layer.id] = {
-            "type": f"{layer.type} ({layer.class_name})",
-            "output": shape_label(layer.output_shape),
-            "parameters": f"{layer.params:,}",
-            "neurons": f"{layer.neurons:,}",
-            "kernel": _pair_text(layer.kernel),
-            "stride": _pair_text(layer.stride),
-            "padding": layer.padding
-            if isinstance(layer.padding, str)
-            else _pair_text(layer.padding),
-            "receptive field": "whole image"
-            if layer.receptive_field is None
-            else f"{layer.receptive_field} px",
-            "jump": "" if layer.jump is None else f"{layer.jump} px",
-        }
-    return pd.DataFrame(columns)
+        weights = f", {layer.params:,} parameters" if layer.params else ""
+        rows[f"then {LAYER_TYPE_NAMES[layer.type]}"] = f"{layer.class_name}{weights} ({layer.id})"
+    return pd.DataFrame({"": {key: value for key, value in rows.items() if value}})
 
 
 def _pair_text(value: tuple[int, ...] | None) -> str:
@@ -61,17 +62,17 @@ def render_details(
     """Draw the details of `node`: attributes, receptive field, weight histogram, filters."""
     main = graph.layer(node.id)
     position = [n.id for n in graph.chain].index(node.id) + 1
-    st.subheader(f"{position}. {node.id}")
+    block = group_label(graph, graph.group(node.group)).partition(" · ")[0]
+    st.subheader(node.id)
     st.markdown(
-        f"**{LAYER_TYPE_NAMES[main.type]}** · group **{node.group}** · "
-        f"output **{shape_label(node.output_shape)}** · "
-        f"activation read at `{node.activation_layer}`"
+        f"Layer {position} · **{LAYER_TYPE_NAMES[main.type]}** in {block} · "
+        f"output **{shape_label(node.output_shape)}**"
     )
     st.markdown(f"Receptive field: {field_note(graph.layer(node.activation_layer))}.")
     if node.type in ("conv", "linear"):
         st.page_link(
             "pages/filters.py",
-            label=f"See every {'filter' if node.type == 'conv' else 'unit'} of {node.id} on the image",
+            label=f"Its {'filters' if node.type == 'conv' else 'units'} on the image",
             icon=":material/grid_view:",
         )
     st.table(layer_table(graph, node))
