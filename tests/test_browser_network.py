@@ -1,0 +1,147 @@
+"""The forward pass in the chain, in Debian's Chromium at 1280x720: the default model's chain shows
+the image's feature maps beside its layers, and a click on one opens that filter in Filters."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from browser import app_server, browser_page, chain_canvas_ink, require_chromium, wait_for_app
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+
+pytestmark = pytest.mark.browser
+
+require_chromium()
+
+# The border of a conv node's feature-map pictures (LAYER_COLOURS["conv"]): in the chain of
+# collapsed groups only the pictures carry it, the boxes of the groups are yellow.
+CONV_BLUE = (0x00, 0x72, 0xB2)
+
+PICTURES = """([canvas, rgb]) => {
+    const context = canvas.getContext('2d');
+    const { width, height } = canvas;
+    if (!width || !height) return null;
+    const pixels = context.getImageData(0, 0, width, height).data;
+    const scale = canvas.getBoundingClientRect().width / width;
+    const near = (i, c) => Math.abs(pixels[i] - c[0]) < 8 && Math.abs(pixels[i + 1] - c[1]) < 8
+        && Math.abs(pixels[i + 2] - c[2]) < 8;
+    let first = null, border = 0;
+    const colours = new Set();
+    for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+            const i = (y * width + x) * 4;
+            if (near(i, rgb)) { border++; if (!first) first = [x * scale, y * scale]; }
+            colours.add((pixels[i] >> 3) << 10 | (pixels[i + 1] >> 3) << 5 | pixels[i + 2] >> 3);
+        }
+    }
+    return { first, border, colours: colours.size };
+}"""
+
+
+def chain_pictures(page) -> dict:
+    frame = page.frame_locator('iframe[title="streamlit_agraph.agraph"]')
+    return frame.locator("canvas").first.evaluate(
+        f"(canvas) => ({PICTURES})([canvas, {list(CONV_BLUE)}])"
+    )
+
+
+@pytest.fixture(scope="module")
+def url():
+    with app_server() as served:
+        yield served
+
+
+def test_the_chain_shows_feature_maps_and_a_click_on_one_opens_its_filter(url: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with browser_page(1280, 720) as (page, log):
+        page.goto(f"{url}/network", timeout=120_000)
+        wait_for_app(page)
+        assert chain_canvas_ink(page, timeout=120_000) > 500
+        deadline = time.monotonic() + 60
+        found = chain_pictures(page)
+        while (found is None or not found["first"]) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            found = chain_pictures(page)
+        assert found and found["first"], "the chain draws feature-map pictures beside its blocks"
+        # pictures, not flat boxes: an image on a diverging map has many colours
+        assert found["colours"] > 400, found
+        assert found["border"] > 4 * 4 * 30, "four framed pictures per row of conv layers"
+        page.screenshot(path=str(SCREENSHOTS / "network-chain.png"))
+
+        # the first picture's top-left corner: Block 1's most active channel
+        x, y = found["first"]
+        page.frame_locator('iframe[title="streamlit_agraph.agraph"]').locator("canvas").first.click(
+            position={"x": x + 8, "y": y + 8}
+        )
+        page.wait_for_url(re.compile(r".*/filters\?.*filter=\d+"), timeout=60_000)
+        query = parse_qs(urlparse(page.url).query)
+        layer, channel = query["layer"][0], query["filter"][0]
+        heading = f"{layer} · filter {channel}"
+        page.wait_for_function(
+            f"() => document.body.innerText.includes({heading!r})", timeout=60_000
+        )
+        wait_for_app(page)
+        time.sleep(1)
+        page.screenshot(path=str(SCREENSHOTS / "network-picture-opens-filter.png"))
+        assert layer.startswith("_blocks.0"), "Block 1 ends with _blocks.0's project conv"
+
+    assert log.outside_requests == [], f"requests left 127.0.0.1: {log.outside_requests[:5]}"
+
+
+def test_after_expand_all_a_low_node_shows_its_details_on_screen_and_the_chain_stays(
+    url: str,
+) -> None:
+    with browser_page(1280, 720) as (page, log):
+        page.goto(f"{url}/network", timeout=120_000)
+        wait_for_app(page)
+        assert chain_canvas_ink(page, timeout=120_000) > 500
+        page.get_by_role("button", name="Expand all").click()
+        time.sleep(1)
+        wait_for_app(page)
+        chain_box = page.locator(".st-key-chain_view")
+        page.wait_for_function(
+            "() => document.querySelector('.st-key-chain_view').scrollHeight > 3000",
+            timeout=60_000,
+        )
+        assert chain_canvas_ink(page) > 500
+        time.sleep(1)
+        chain_box.evaluate("(box) => { box.scrollTop = 2400; }")
+        time.sleep(1)
+        box = chain_box.bounding_box()
+        # a conv box (blue) low in the chain, in the visible part of the scrolling box
+        frame = page.frame_locator('iframe[title="streamlit_agraph.agraph"]')
+        canvas = frame.locator("canvas").first
+        point = canvas.evaluate(
+            """(canvas) => {
+                const context = canvas.getContext('2d');
+                const top = document.defaultView.frameElement.getBoundingClientRect().top;
+                const scale = canvas.getBoundingClientRect().width / canvas.width;
+                const from = Math.round((2400 + 200) / scale), to = from + 200;
+                const pixels = context.getImageData(0, from, canvas.width, to - from).data;
+                for (let y = 0; y < to - from; y += 2) for (let x = 0; x < canvas.width / 2; x++) {
+                    const i = (y * canvas.width + x) * 4;
+                    if (pixels[i] === 0 && pixels[i + 1] === 114 && pixels[i + 2] === 178)
+                        return [x * scale, (from + y) * scale];
+                }
+                return null;
+            }"""
+        )
+        assert point is not None, "a conv layer's box low in the opened chain"
+        canvas.click(position={"x": point[0] + 12, "y": point[1] + 12})
+        page.wait_for_function(
+            "() => document.body.innerText.includes('Receptive field')", timeout=60_000
+        )
+        wait_for_app(page)
+        time.sleep(1)
+        heading = page.locator('[data-testid="stHeading"]', has_text="_blocks").first
+        top = heading.bounding_box()["y"]
+        assert 0 <= top < 720, f"the details' heading is on screen, at y={top}"
+        assert chain_box.evaluate("(box) => box.scrollTop") == 2400, "the chain stays in place"
+        assert chain_box.bounding_box() == box
+        page.screenshot(path=str(SCREENSHOTS / "network-expanded-click.png"))
+    assert log.outside_requests == []
