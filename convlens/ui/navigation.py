@@ -12,6 +12,11 @@ from dataclasses import dataclass
 WORKING_BADGE_DELAY_S = 0.5
 PAGE_STYLE = f"""<style>
 [data-testid='stMainBlockContainer'] {{ padding-top: 2.5rem; }}
+[data-testid='stSidebarHeader'] {{ height: 2.25rem; margin-bottom: 0; }}
+[data-testid='stSidebarNavSeparator'] {{ margin: 0.25rem 0 0.5rem; }}
+[data-testid='stSidebarUserContent'] {{ padding-top: 0.25rem; }}
+[data-testid='stSidebarNavLink'] {{ min-height: 0; height: 1.6rem; margin: 0; }}
+[data-testid='stSidebarNavLink'] [data-testid='stMarkdownContainer'] {{ line-height: 1.6rem; }}
 [data-testid='stApp'][data-test-script-state='running']::after {{
   content: "Working…"; position: fixed; top: 0.55rem; right: 3.5rem; z-index: 1000002;
   padding: 0.25rem 0.9rem; border-radius: 1rem; background: #1c4e80; color: #fff;

@@ -41,6 +41,11 @@ FASHION_TEST_SIZE = 10_000
 WEIGHT_TYPES = ["pt", "pth", "safetensors"]
 MAX_UPLOAD_MB = 50  # server.maxUploadSize in .streamlit/config.toml
 MODEL_CHANGED = "_model_changed"
+# pixels: the image under its picker, within the first 720 of the sidebar; a Fashion-MNIST image
+# (28 x 28, no larger than SMALL_IMAGE_SIDE) sits beside its number box
+THUMBNAIL_WIDTH = 160
+SMALL_IMAGE_SIDE = 64
+SMALL_THUMBNAIL_WIDTH = 80
 FASHION_DEFAULT_IMAGE = "fashion-mnist:test:0"
 
 
@@ -95,15 +100,19 @@ def _leave_pages_directory_mode() -> None:
 
 def render_sidebar() -> Selection:
     """Draw the sidebar and return the current selection; errors are shown, never raised."""
+    # Compact, for a 1280x720 projector: the model and the image with its thumbnail fit in the
+    # first 720 pixels under the page list (the widgets' labels name them; one caption says
+    # what the model is and which weights it has).
     with st.sidebar:
-        st.markdown("### Model")
         name = _model_picker()
+        about = st.empty()
         weights = _weights_controls(name)
         source = weights_source_key(name)
         model = _load_model(name, weights, source)
+        if model is not None:
+            about.caption(_model_caption(name, model))
         if model is not None and st.session_state.pop(MODEL_CHANGED, False):
             _image_for(model)
-        st.markdown("### Image")
         fashion = model is not None and model.reads_fashion_mnist
         image, problem = _image_picker(FASHION_DEFAULT_IMAGE if fashion else DEFAULT_IMAGE)
     return Selection(name, weights, source, model, image, problem)
@@ -141,10 +150,17 @@ def _model_picker() -> str:
         "run:… entries are recorded training runs (`convlens train`).",
         format_func=_model_label,
     )
-    chosen = st.session_state["model"]
-    if not chosen.startswith(RUN_PREFIX):
-        st.caption(model_spec(chosen).description)  # the box is too narrow to hold it
-    return chosen
+    return st.session_state["model"]
+
+
+def _model_caption(name: str, model: LoadedModel) -> str:
+    """What the model is (the box is too narrow to hold it) and which weights it has, unless its
+    description already says so (weights shipped with it)."""
+    weights = f"weights: **{WEIGHTS_STATUS_LABELS[model.weights_status]}**"
+    if name.startswith(RUN_PREFIX):
+        return weights.capitalize()
+    description = model_spec(name).description
+    return description if model.weights_status == "bundled" else f"{description} · {weights}"
 
 
 def browser_run_problem(model_name: str) -> str | None:
@@ -291,7 +307,6 @@ def _load_model(name: str, weights: str | None, source: str) -> LoadedModel | No
     except ModelError as error:
         st.error(str(error))
         return None
-    st.caption(f"Weights: **{WEIGHTS_STATUS_LABELS[model.weights_status]}**")
     return model  # the Network and Filters pages say what untrained weights mean
 
 
@@ -319,10 +334,17 @@ def _image_picker(default: str) -> tuple[LoadedImage | None, str | None]:
         format_func=lambda c: c.removeprefix("sample:"),
     )
     source = choice
+    beside_number = None  # where a Fashion-MNIST thumbnail goes
     if choice == FASHION_CHOICE:
         st.session_state.setdefault("fashion_index", 0)
-        index = st.number_input(
-            "Test image number", min_value=0, max_value=9999, step=1, **persisted("fashion_index")
+        number, beside_number = st.columns([3, 2], vertical_alignment="top")
+        index = number.number_input(
+            "Test image number",
+            min_value=0,
+            max_value=9999,
+            step=1,
+            label_visibility="collapsed",  # the choice above says what the number is
+            **persisted("fashion_index"),
         )
         source = f"fashion-mnist:test:{int(index)}"
     elif choice == UPLOAD_CHOICE:
@@ -353,7 +375,11 @@ def _image_picker(default: str) -> tuple[LoadedImage | None, str | None]:
     except ImageSourceError as error:
         st.error(str(error))
         return None, str(error)
-    st.image(image.image, caption=_caption(image), width="stretch")
+    small = max(image.image.size) <= SMALL_IMAGE_SIDE
+    (beside_number or st).image(
+        image.image, width=SMALL_THUMBNAIL_WIDTH if small else THUMBNAIL_WIDTH
+    )
+    st.caption(_caption(image))
     return image, None
 
 
