@@ -494,7 +494,7 @@ def test_a_position_in_the_link_opens_its_convolution_ending_in_the_map_value():
         f"{step.pre_activation:.4f}",
         f"{value:.4f}",  # ReLU: the last step
     ]
-    assert f"map shows **{value:.4f}** at (y 0, x 13)" in at.success[0].value
+    assert f"map shows **{value:.4f}** at (y 0, x 13)" in all_text(at)
     picker = [c for c in at.get("vega_lite_chart") if '"position"' in c.proto.spec]
     assert len(picker) == 1, "the magnified map is the chart that picks a position"
     at.button(key="act_8").click().run()  # another filter: its explanation starts closed

@@ -86,8 +86,7 @@ def test_a_click_on_the_map_explains_the_value_there() -> None:
             assert f"= {channel_sum:.4f}" in drawn
 
         # the dialog fits the screen: its last line is visible without scrolling
-        success = dialog.locator('[data-testid="stAlertContentSuccess"], [data-testid="stAlert"]')
-        bottom = success.last.bounding_box()
+        bottom = dialog.get_by_text("map shows").last.bounding_box()
         assert bottom is not None and bottom["y"] + bottom["height"] <= 720
 
         page.keyboard.press("Escape")

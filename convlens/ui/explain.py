@@ -159,9 +159,9 @@ def _arithmetic(step: ConvolutionStep, map_value: float) -> None:
         steps.append((step.activation_name, step.activation))
     for column, (label, value) in zip(st.columns(len(steps)), steps, strict=True):
         column.metric(label, f"{value:.4f}")
-    st.success(
-        f"Filter {step.filter}'s map shows **{map_value:.4f}** at (y {step.y}, x {step.x}): "
-        "the value of the last step."
+    st.markdown(
+        f":green[✔ Filter {step.filter}'s map shows **{map_value:.4f}** at "
+        f"(y {step.y}, x {step.x}): the value of the last step.]"
     )
 
 
@@ -207,7 +207,7 @@ def explanation_dialog(
         rest = float(step.channel_sums.sum() - step.channel_sums[shown].sum())
         st.caption(
             f"The {len(shown)} channels above add the most; the other {channels - len(shown)} "
-            f"add {rest:.4f} together:"
+            f"add {rest:.4f} together; every channel's sum (orange: those above):"
         )
         st.altair_chart(
             channel_sums_chart(step.channel_sums, step.first_input_channel, shown), width="stretch"
