@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from convlens.cnnvis.debugging import LayerAverage
 from convlens.deepeyes import (
     ActivationHeatmap,
     FilterMap,
@@ -188,6 +189,42 @@ def bars_chart(
         .configure_axis(
             labelFontSize=LABEL_FONT_SIZE, titleFontSize=LABEL_FONT_SIZE, labelLimit=260
         )
+    )
+
+
+def layer_averages_chart(
+    averages: Sequence[LayerAverage], nodes: Sequence[str], step: int | None, measure: str
+) -> alt.Chart:
+    """A line per snapshot of a recorded run through the layer averages of `measure` over `nodes`
+    (in network order), the line of snapshot `step` in red. Gradients and relative changes span
+    orders of magnitude across layers: any measure but "weight" is drawn on a log scale, without
+    its zero values."""
+    frame = pd.DataFrame([vars(average) for average in averages])
+    frame["current"] = frame["step"] == step
+    frame["layer"] = frame["node"].str.rsplit(".", n=1).str[-1]
+    logarithmic = measure != "weight"
+    if logarithmic:
+        frame = frame[frame["value"] > 0]
+    return (
+        alt.Chart(frame)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X(
+                "layer:N",
+                sort=[node.rsplit(".", 1)[-1] for node in nodes],
+                title="layer",
+                axis=alt.Axis(labelAngle=0),
+            ),
+            y=alt.Y(
+                "value:Q",
+                title=f"layer average of {measure}",
+                scale=alt.Scale(type="log" if logarithmic else "linear", zero=False),
+            ),
+            detail="step:O",
+            color=alt.condition("datum.current", alt.value("#d62728"), alt.value("#c7c7c7")),
+            tooltip=["step", "node", alt.Tooltip("value:Q", format=".4g")],
+        )
+        .properties(height=260)
     )
 
 
@@ -609,11 +646,6 @@ POSITION_SELECTION = "position"
 WINDOW_RANGE = ("#8c8c8c", "#ffffff")
 KERNEL_RANGE = ("#5b9bd5", "#ffffff", "#e06666")
 PADDING_CELL = "#c9b8e8"
-# A channel's window or kernel is drawn at most this many pixels wide; its sum beside them.
-CONVOLUTION_PANEL = 120
-CONVOLUTION_SUM_WIDTH = 80
-# The bars of every input channel's sum, axis included (Streamlit fits the chart in it).
-CHANNEL_SUMS_HEIGHT = 100
 
 
 def _png_url(picture: Image.Image) -> str:
@@ -702,7 +734,7 @@ def convolution_chart(
     the kernel is at most 3 × 3, and every cell tells window, kernel and product when hovered.
     """
     kh, kw = kernel.shape[1:]
-    cell = int(np.clip(CONVOLUTION_PANEL // max(kh, kw), 8, 40))
+    cell = int(np.clip(132 // max(kh, kw), 10, 40))
     rows, columns = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
     window_top = float(np.abs(window[list(channels)]).max()) or 1.0
     kernel_top = float(np.abs(kernel[list(channels)]).max()) or 1.0
@@ -759,7 +791,7 @@ def convolution_chart(
             alt.Chart(pd.DataFrame({"text": [f"= {channel_sums[channel]:.4f}"]}))
             .mark_text(fontSize=LABEL_FONT_SIZE, fontWeight="bold", align="left")
             .encode(text="text:N")
-            .properties(title="Σ input × weight", width=CONVOLUTION_SUM_WIDTH, height=cell * kh)
+            .properties(title="Σ input × weight", width=90, height=cell * kh)
         )
         blocks.append(alt.hconcat(*drawn, total, spacing=8).resolve_scale(color="independent"))
     return (
@@ -785,10 +817,10 @@ def channel_sums_chart(
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            x=alt.X("channel:O", axis=None),
-            y=alt.Y("sum:Q", title="Σ per channel"),
+            x=alt.X("channel:O", title="input channel", axis=alt.Axis(labels=False, ticks=False)),
+            y=alt.Y("sum:Q", title="Σ input × weight"),
             color=alt.condition("datum.shown", alt.value(SELECTED_BORDER), alt.value(BAR_COLOUR)),
             tooltip=["channel:Q", alt.Tooltip("sum:Q", format=".4f")],
         )
-        .properties(height=CHANNEL_SUMS_HEIGHT)
+        .properties(height=HISTOGRAM_HEIGHT // 2, title="every input channel's sum")
     )
