@@ -646,6 +646,11 @@ POSITION_SELECTION = "position"
 WINDOW_RANGE = ("#8c8c8c", "#ffffff")
 KERNEL_RANGE = ("#5b9bd5", "#ffffff", "#e06666")
 PADDING_CELL = "#c9b8e8"
+# A channel's window or kernel is drawn at most this many pixels wide; its sum beside them.
+CONVOLUTION_PANEL = 120
+CONVOLUTION_SUM_WIDTH = 80
+# The bars of every input channel's sum, axis included (Streamlit fits the chart in it).
+CHANNEL_SUMS_HEIGHT = 100
 
 
 def _png_url(picture: Image.Image) -> str:
@@ -734,7 +739,7 @@ def convolution_chart(
     the kernel is at most 3 × 3, and every cell tells window, kernel and product when hovered.
     """
     kh, kw = kernel.shape[1:]
-    cell = int(np.clip(132 // max(kh, kw), 10, 40))
+    cell = int(np.clip(CONVOLUTION_PANEL // max(kh, kw), 8, 40))
     rows, columns = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
     window_top = float(np.abs(window[list(channels)]).max()) or 1.0
     kernel_top = float(np.abs(kernel[list(channels)]).max()) or 1.0
@@ -791,7 +796,7 @@ def convolution_chart(
             alt.Chart(pd.DataFrame({"text": [f"= {channel_sums[channel]:.4f}"]}))
             .mark_text(fontSize=LABEL_FONT_SIZE, fontWeight="bold", align="left")
             .encode(text="text:N")
-            .properties(title="Σ input × weight", width=90, height=cell * kh)
+            .properties(title="Σ input × weight", width=CONVOLUTION_SUM_WIDTH, height=cell * kh)
         )
         blocks.append(alt.hconcat(*drawn, total, spacing=8).resolve_scale(color="independent"))
     return (
@@ -817,10 +822,10 @@ def channel_sums_chart(
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            x=alt.X("channel:O", title="input channel", axis=alt.Axis(labels=False, ticks=False)),
-            y=alt.Y("sum:Q", title="Σ input × weight"),
+            x=alt.X("channel:O", axis=None),
+            y=alt.Y("sum:Q", title="Σ per channel"),
             color=alt.condition("datum.shown", alt.value(SELECTED_BORDER), alt.value(BAR_COLOUR)),
             tooltip=["channel:Q", alt.Tooltip("sum:Q", format=".4f")],
         )
-        .properties(height=HISTOGRAM_HEIGHT // 2, title="every input channel's sum")
+        .properties(height=CHANNEL_SUMS_HEIGHT)
     )
