@@ -1,4 +1,4 @@
-"""The CNNVis picture (Fig. 1 and 5 of the paper) as one layered Altair chart.
+"""The CNNVis picture (Fig. 1 and 5 of the paper) as one layered Altair chart (`Picture`).
 
 Left to right: layer groups, collapsed to a labelled column or expanded into one column per layer;
 each layer's neuron clusters as large rectangles showing one facet (packed learned features or
@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import altair as alt
@@ -482,18 +482,40 @@ def _label_limit(geometry: Geometry, width: float) -> float:
     return max(min(widths, default=100) * shrink - 8, 20)
 
 
-def _inline(frame: pd.DataFrame) -> alt.Data:
-    """Inline values: the picture has more marks than Altair's default row limit allows."""
-    return alt.Data(values=frame.replace({np.nan: None}).to_dict("records"))
+@dataclass(frozen=True)
+class Picture:
+    """The picture: an Altair chart whose layers name their data, and that data (records by name).
+
+    Altair builds, copies and validates inline values record by record, which took seconds for a
+    picture's few thousand marks on every redraw; the records join the spec only in `to_dict`.
+    """
+
+    chart: alt.LayerChart
+    marks: dict[str, list[dict]]
+
+    def to_dict(self, validate: bool = True) -> dict:
+        """The Vega-Lite spec with each layer's marks inline (as the page and vl-convert take it);
+        `validate` checks the chart's structure against Vega-Lite's schema (the records are not
+        part of it)."""
+        spec = self.chart.to_dict(validate=validate)
+        for view in (spec, *spec.get("layer", ())):
+            name = view.get("data", {}).get("name")
+            if name in self.marks:
+                view["data"] = {"values": self.marks[name]}
+        return spec
 
 
-def selection_names(chart: alt.TopLevelMixin) -> list[str]:
-    """The names of the click selections `chart` defines (a picture without expanded layers has
-    no neuron selection, and Streamlit refuses a selection mode the chart lacks)."""
-    params = getattr(chart, "params", alt.Undefined)
-    if params is alt.Undefined:
-        return []
-    return list(dict.fromkeys(p.name for p in params if getattr(p, "select", alt.Undefined)))
+def selection_names(spec: Mapping) -> list[str]:
+    """The names of the click selections of a picture's Vega-Lite `spec` (one without expanded
+    layers has no neuron selection, and Streamlit refuses a selection mode the chart lacks)."""
+    return [param["name"] for param in spec.get("params", ()) if "select" in param]
+
+
+def _named(marks: dict[str, list[dict]], name: str, frame: pd.DataFrame) -> alt.Data:
+    """A reference to the data `name`, whose records (`frame`'s) go into `marks`; inline in the
+    end, since the picture has more marks than Altair's default row limit allows."""
+    marks[name] = frame.replace({np.nan: None}).to_dict("records")
+    return alt.Data(name=name)
 
 
 def draw(
@@ -506,7 +528,7 @@ def draw(
     debug_title: str | None = None,
     width: float = PICTURE_WIDTH,
     highlight: Collection[tuple[str, int]] = (),
-) -> alt.LayerChart:
+) -> Picture:
     """Return the whole picture; clicking a neuron selects `neuron`, clicking a group `group`.
 
     `patch_uri(layer, neuron, rank)` returns the image of a neuron's top patch number `rank` as a
@@ -527,30 +549,31 @@ def draw(
     )
     group_click = alt.selection_point(name="group", fields=["group"], on="click", clear="dblclick")
     layers: list[alt.Chart] = []
+    marks: dict[str, list[dict]] = {}
     groups, headers = column_marks(view, geometry)
     if len(groups):
         layers.append(
-            alt.Chart(_inline(groups))
+            alt.Chart(_named(marks, "groups", groups))
             .mark_rect(fill="#eef1f6", stroke="#8a94a6", cornerRadius=4, cursor="pointer")
             .encode(x=x, x2="x2:Q", y=y, y2="y2:Q", tooltip=["group:N", "layers:N"])
             .add_params(group_click)
         )
     if len(headers):
         layers.append(
-            alt.Chart(_inline(headers))
+            alt.Chart(_named(marks, "headers", headers))
             .mark_text(align="left", fontSize=FONT + 1, fontWeight="bold", cursor="pointer")
             .encode(x=x, y=y, text="text:N", tooltip=["group:N"])
             .add_params(group_click)
         )
         layers.append(
-            alt.Chart(_inline(headers))
+            alt.Chart(_named(marks, "headers", headers))
             .mark_text(align="left", fontSize=FONT - 1, color="#555")
             .encode(x=x, y=alt.Y("sub_y:Q", scale=y_scale, axis=None), text="sub:N")
         )
     clusters = cluster_marks(view, geometry)
     if len(clusters):
         layers.append(
-            alt.Chart(_inline(clusters))
+            alt.Chart(_named(marks, "clusters", clusters))
             .mark_rect(fill="white", strokeWidth=1.5, cornerRadius=3)
             .encode(
                 x=x,
@@ -575,7 +598,7 @@ def draw(
             else alt.Color("colour:N", scale=None)
         )
         layers.append(
-            alt.Chart(_inline(lines))
+            alt.Chart(_named(marks, "lines", lines))
             .mark_line(interpolate="linear", strokeCap="round")
             .encode(
                 x=x,
@@ -590,7 +613,7 @@ def draw(
         )
     if len(bicluster_nodes):
         layers.append(
-            alt.Chart(_inline(bicluster_nodes))
+            alt.Chart(_named(marks, "biclusters", bicluster_nodes))
             .mark_rect(stroke="#333", strokeWidth=0.5)
             .encode(
                 x=x,
@@ -605,7 +628,7 @@ def draw(
     tooltip = ["node:N", "neuron:Q", "cluster:Q", "importance:Q", "strongest class:N"]
     if len(patches):
         layers.append(
-            alt.Chart(_inline(patches))
+            alt.Chart(_named(marks, "patches", patches))
             .mark_image(aspect=True, aria=False, cursor="pointer")
             .encode(
                 x=x,
@@ -620,7 +643,7 @@ def draw(
         )
     if len(cells):
         layers.append(
-            alt.Chart(_inline(cells))
+            alt.Chart(_named(marks, "cells", cells))
             .mark_rect(cursor="pointer")
             .encode(
                 x=x,
@@ -644,20 +667,20 @@ def draw(
     key = matrix_key_marks(view, geometry) if matrices else pd.DataFrame()
     if len(key):
         layers.append(
-            alt.Chart(_inline(key))
+            alt.Chart(_named(marks, "key", key))
             .mark_text(align="center", baseline="bottom", fontSize=FONT - 3, color="#555")
             .encode(x=x, y=y, text="text:N", tooltip=["class:N"])
         )
     outlines = outline_marks(view, geometry, facet, highlight)
     if len(outlines):
         layers.append(
-            alt.Chart(_inline(outlines))
+            alt.Chart(_named(marks, "outlines", outlines))
             .mark_rect(fill=None, stroke=HIGHLIGHT, strokeWidth=2.5)
             .encode(x=x, x2="x2:Q", y=y, y2="y2:Q", tooltip=["node:N", "neuron:Q"])
         )
     if len(clusters):
         layers.append(
-            alt.Chart(_inline(clusters))
+            alt.Chart(_named(marks, "clusters", clusters))
             .mark_text(
                 align="left", fontSize=FONT - 1, color="#333", limit=_label_limit(geometry, width)
             )
@@ -683,7 +706,7 @@ def draw(
                 limit=MATRIX_KEY_PIXELS,
             )
         )
-    return picture.configure_view(stroke=None).configure_legend(orient="bottom")
+    return Picture(picture.configure_view(stroke=None).configure_legend(orient="bottom"), marks)
 
 
 def patch_images(

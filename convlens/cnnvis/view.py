@@ -36,6 +36,9 @@ from convlens.graph import LayerGraph
 THRESHOLD_SHARE = 0.85
 TAU_SHARE = 0.1
 
+# A neuron moved to another cluster: (node, neuron, cluster).
+Move = tuple[str, int, int]
+
 
 @dataclass(frozen=True)
 class Options:
@@ -46,9 +49,37 @@ class Options:
     clusters: int | None = None
     classes: tuple[int, ...] = ()
     importance: str = "mean"
-    moves: tuple[tuple[str, int, int], ...] = ()
+    moves: tuple[Move, ...] = ()
     threshold_share: float = THRESHOLD_SHARE
     tau_share: float = TAU_SHARE
+
+
+def parse_moves(text: str) -> tuple[Move, ...]:
+    """The neuron moves of the `moves` URL parameter, "NODE:NEURON>CLUSTER" items separated by
+    commas (or semicolons); an item that does not read so, from an edited link, is left out."""
+    moves = []
+    for item in text.replace(";", ",").split(","):
+        where, arrow, target = item.partition(">")
+        node, colon, neuron = where.rpartition(":")
+        if not (arrow and colon):
+            continue
+        try:
+            moves.append((node, int(neuron), int(target)))
+        except ValueError:
+            continue
+    return tuple(moves)
+
+
+def format_moves(moves: Sequence[Move]) -> str:
+    """The `moves` URL parameter that `parse_moves` reads back as `moves`."""
+    return ",".join(f"{node}:{neuron}>{target}" for node, neuron, target in moves)
+
+
+def with_move(moves: Sequence[Move], node: str, neuron: int, target: int) -> tuple[Move, ...]:
+    """`moves` with neuron `neuron` of `node` moved to cluster `target` (its earlier move
+    replaced)."""
+    kept = [move for move in moves if move[:2] != (node, neuron)]
+    return (*kept, (node, neuron, target))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,315 @@
+"""The CNNVis page's choices: its URL-backed state, the labelled images, the expanded groups and
+the toolbar above the picture."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from convlens.activations import SHIPPED_DATA, Analysis, ImageDataset
+from convlens.cnnvis.debugging import MEASURES
+from convlens.cnnvis.drawing import FACETS, PALETTES
+from convlens.cnnvis.pipeline import CLUSTER_METHODS, IMPORTANCE_MEASURES
+from convlens.cnnvis.view import THRESHOLD_SHARE, Options, default_groups, parse_moves
+from convlens.data import ImageSourceError
+from convlens.graph import LayerGraph
+from convlens.models import LoadedModel
+from convlens.ui.cache import browser_source
+from convlens.ui.cnnvis.caches import Look
+from convlens.ui.state import warn_reset
+
+# The model a page without labelled images offers instead.
+DEFAULT_MODEL = "fashion_basecnn"
+# The "More" popover's choices with their defaults: a dot on the button when one differs.
+TUNED_DEFAULTS = {
+    "importance": "mean",
+    "clusters": "kmeans",
+    "edges": "weight",
+    "palette": "green / red",
+    "weak": "0",
+    "patch": "1",
+}
+
+
+def text_state(key: str, default: str) -> str:
+    """The URL-backed string state `key` (set to `default` when absent)."""
+    value = st.session_state.get(key)
+    if value in (None, ""):
+        st.session_state[key] = value = default
+    return str(value)
+
+
+def set_state(key: str, value: str) -> None:
+    st.session_state[key] = value
+
+
+def split(value: str) -> list[str]:
+    """The items of a comma-separated state value."""
+    return [part for part in value.split(",") if part]
+
+
+def choice(
+    container, label: str, options: Sequence[str], state: str, default: str, **kwargs
+) -> str:
+    """A selectbox in `container` that edits the URL-backed string state `state` (a value not
+    among `options`, from an old bookmark, falls back to `default`)."""
+    wanted = text_state(state, default)
+    if wanted not in options:
+        warn_reset(state)
+        set_state(state, default)
+    index = list(options).index(wanted if wanted in options else default)
+    return container.selectbox(
+        label,
+        options,
+        index=index,
+        key=f"cnnvis_{state}",
+        on_change=lambda: set_state(state, st.session_state[f"cnnvis_{state}"]),
+        **kwargs,
+    )
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What the toolbar chose: the view's options, the recorded run's snapshot and edge measure,
+    and the picture's look."""
+
+    options: Options
+    step: int | None
+    edges: str
+    look: Look
+
+
+def labelled_data(model_name: str, model: LoadedModel) -> tuple[str, ImageDataset] | None:
+    """The labelled images CNNVis groups the neurons by (a text field unless the model reads
+    Fashion-MNIST) and their dataset; None, with what to do, when they cannot serve."""
+    if model.reads_fashion_mnist:
+        data = SHIPPED_DATA
+    else:
+        data = st.text_input(
+            "Labelled images",
+            value=SHIPPED_DATA,
+            key="cnnvis_data",
+            help="An ImageFolder directory (one folder per class), or the bundled Fashion-MNIST "
+            "test images (labelled and offline, though not what an ImageNet model was trained "
+            "on); CNNVis groups neurons by their average activation on each class",
+        ).strip()
+        if data == SHIPPED_DATA:
+            st.info(
+                f"{model_name} was not trained on {SHIPPED_DATA}: its clusters then show how it "
+                "responds to grey clothing, not to its own classes. For those, give a folder of "
+                "labelled photos above (one sub-folder per class)."
+            )
+    try:
+        source = browser_source(data)
+    except (ImageSourceError, ValueError) as error:
+        st.error(str(error))
+        return None
+    if not source.classes or source.labels is None:
+        st.warning(
+            f"CNNVis clusters neurons by their average activation per class, and {data} has no "
+            f"classes. Give a labelled ImageFolder directory above, or look at {DEFAULT_MODEL}, "
+            "trained on Fashion-MNIST."
+        )
+        if st.button(f"Open {DEFAULT_MODEL}", type="primary"):
+            st.session_state["model"] = DEFAULT_MODEL
+            st.rerun()
+        return None
+    return data, source
+
+
+def analysed_group_ids(graph: LayerGraph, analysis: Analysis) -> list[str]:
+    """The graph's layer groups that hold an analysed layer, in network order."""
+    analysed = {layer.id for layer in analysis.layers}
+    return [group.id for group in graph.groups if any(node in analysed for node in group.nodes)]
+
+
+def expanded_groups(
+    model_name: str, group_ids: list[str], graph: LayerGraph, analysis: Analysis
+) -> list[str]:
+    """The expanded groups of the URL state `groups` (the default one when it names none); a
+    link's group that the model lacks is said and dropped."""
+    default = ",".join(default_groups(graph, analysis))
+    wanted = split(text_state("groups", default))
+    expanded = [group for group in wanted if group in group_ids]
+    if len(expanded) < len(wanted):
+        st.warning(f"The link's groups= names groups that {model_name} lacks; they are ignored.")
+        set_state("groups", ",".join(expanded) or default)
+        expanded = split(text_state("groups", ""))
+    return expanded
+
+
+def controls(
+    group_ids: list[str],
+    expanded: list[str],
+    class_names: Sequence[str],
+    run: Path | None,
+    steps: Sequence[int],
+) -> Choices:
+    """The toolbar above the picture (facet, expanded groups, classes of interest, the recorded
+    run's snapshot, and the rarer choices under "More"), each kept in the URL state."""
+    if text_state("facet", FACETS[0]) not in FACETS:
+        warn_reset("facet")
+        set_state("facet", FACETS[0])
+    with st.container(border=True):
+        top = st.columns(
+            [1.5, 1.2, 1.3, *([1.2] if steps else []), 0.9], vertical_alignment="bottom"
+        )
+        facet = (
+            top[0].segmented_control(
+                "Facet",
+                FACETS,
+                default=text_state("facet", FACETS[0]),
+                key="cnnvis_facet",
+                on_change=lambda: set_state("facet", st.session_state["cnnvis_facet"] or FACETS[0]),
+                help="Learned features: each neuron's top image patch, packed, size = importance. "
+                "Activations: rows are neurons (reordered so that similar rows sit together), "
+                "columns classes",
+            )
+            or FACETS[0]
+        )
+        # The widget is seeded from the URL state on every run: a click in the picture changes it.
+        st.session_state["cnnvis_groups"] = expanded
+        chosen_groups = top[1].multiselect(
+            "Expanded groups",
+            group_ids,
+            key="cnnvis_groups",
+            on_change=lambda: set_state("groups", ",".join(st.session_state["cnnvis_groups"])),
+            help="Or click a group's column or header in the picture",
+        )
+        classes = _classes_of_interest(top[2], class_names)
+        step = _snapshot(top[3], run, steps) if steps and run is not None else None
+        customised = any(
+            st.session_state.get(key) not in (None, "", default)
+            for key, default in TUNED_DEFAULTS.items()
+        )
+        with top[-1].popover(
+            "More" + (" •" if customised else ""),
+            icon=":material/tune:",
+            help="Which top patch, importance, clustering, edge colour, palette, weak edges, "
+            "bundling" + (" (some changed from their defaults)" if customised else ""),
+        ):
+            return _more(facet, chosen_groups, classes, step, bool(steps))
+
+
+def _classes_of_interest(column, class_names: Sequence[str]) -> list[int]:
+    wanted = [
+        int(c)
+        for c in split(text_state("classes", ""))
+        if c.isdigit() and int(c) < len(class_names)
+    ]
+    return column.multiselect(
+        "Classes of interest",
+        range(len(class_names)),
+        default=wanted,
+        format_func=lambda c: class_names[c],
+        key="cnnvis_classes",
+        on_change=lambda: set_state(
+            "classes", ",".join(map(str, st.session_state["cnnvis_classes"]))
+        ),
+        help="Neurons that do not respond more to these classes than to the others fade out",
+    )
+
+
+def _snapshot(column, run: Path, steps: Sequence[int]) -> int:
+    wanted = text_state("step", str(steps[-1]))
+    return column.select_slider(
+        "Snapshot",
+        options=steps,
+        value=int(wanted) if wanted.isdigit() and int(wanted) in steps else steps[-1],
+        key="cnnvis_step",
+        on_change=lambda: set_state("step", str(st.session_state["cnnvis_step"])),
+        help=f"Replays the weights, gradients and relative changes of the recorded run {run.name} "
+        "on the edges",
+    )
+
+
+def _more(
+    facet: str, expanded: list[str], classes: list[int], step: int | None, recorded: bool
+) -> Choices:
+    """The "More" popover's choices, and with them all of the toolbar's."""
+    patch = int(text_state("patch", "1")) if text_state("patch", "1").isdigit() else 1
+    patch = st.select_slider(
+        "Top patch shown (features facet)",
+        options=[1, 2, 3, 4, 5],
+        value=min(max(patch, 1), 5),
+        key="cnnvis_patch",
+        on_change=lambda: set_state("patch", str(st.session_state["cnnvis_patch"])),
+        disabled=facet != "features",
+        help="Each neuron shows its best image patch (1), or its second best, ...",
+    )
+    importance = choice(
+        st,
+        "Importance (patch size)",
+        IMPORTANCE_MEASURES,
+        "importance",
+        "mean",
+        help="mean / max: average activation over the classes of interest (all when none); "
+        "contribution: activation x gradient of the predicted class (Captum)",
+    )
+    method_name, _, count_text = text_state("clusters", "kmeans").partition(":")
+    row = st.columns(2)
+    method = row[0].selectbox(
+        "Clustering",
+        CLUSTER_METHODS,
+        index=CLUSTER_METHODS.index(method_name) if method_name in CLUSTER_METHODS else 0,
+        key="cnnvis_method",
+        help="K-Means with the number of clusters on the right (0: about sqrt(neurons / 2)), or "
+        "MeanShift, which finds the number itself",
+    )
+    count = row[1].number_input(
+        "Clusters per layer",
+        min_value=0,
+        max_value=16,
+        value=int(count_text) if count_text.isdigit() else 0,
+        key="cnnvis_count",
+        disabled=method != "kmeans",
+    )
+    set_state("clusters", method if method != "kmeans" or not count else f"kmeans:{count}")
+    edges = choice(
+        st,
+        "Edge colour",
+        MEASURES if recorded else MEASURES[:1],
+        "edges",
+        "weight",
+        help="weight: green positive, red negative, width = strength. gradient and relative "
+        "change come from a recorded run's snapshots (pick a shipped run such as "
+        "fashion_basecnn_hinge)",
+    )
+    palette = choice(
+        st,
+        "Palette",
+        list(PALETTES),
+        "palette",
+        "green / red",
+        help="blue / orange is safe for the common colour blindnesses",
+    )
+    weak = st.toggle(
+        "Weak edges",
+        value=text_state("weak", "0") == "1",
+        key="cnnvis_weak",
+        on_change=lambda: set_state("weak", "1" if st.session_state["cnnvis_weak"] else "0"),
+        help="Also draw, thin, the cluster-to-cluster edges no bicluster took",
+    )
+    threshold = st.slider(
+        "Bundle edges down to this share of the strongest",
+        0.5,
+        0.99,
+        THRESHOLD_SHARE,
+        0.01,
+        key="cnnvis_threshold",
+        help="Biclusters are mined until the strongest remaining cluster-to-cluster edge is "
+        "weaker than this; lower it to bundle more edges",
+    )
+    options = Options(
+        expanded=tuple(expanded),
+        method=method,
+        clusters=int(count) or None,
+        classes=tuple(classes),
+        importance=importance,
+        moves=parse_moves(text_state("moves", "")),
+        threshold_share=float(threshold),
+    )
+    return Choices(options, step, edges, Look(facet, patch - 1, palette, weak))
