@@ -1,28 +1,14 @@
-"""Training: start a small CNN on Fashion-MNIST, watch it learn live, stop, resume or delete runs."""
+"""Training: start a small CNN on Fashion-MNIST, watch it learn live, stop, resume or delete runs.
 
-from pathlib import Path
+The page starts a run (its architecture, its settings in a form, the start) and lists the runs
+with the selected one's curves and controls, refreshed while runs train. Its sections are in
+`convlens.ui.training`."""
 
-import pandas as pd
 import streamlit as st
 
-from convlens.access import max_trainers
-from convlens.charts import curves_chart
-from convlens.runs import (
-    RunInfo,
-    TrainerLimitError,
-    delete_run,
-    learning_curves,
-    list_runs,
-    may_manage,
-    resume_run,
-    run_reference,
-    start_run,
-    stop_run,
-)
-from convlens.style import RUN_REFRESH_SECONDS
-from convlens.ui.owner import browser_owner, instructor_box, is_instructor
+from convlens.ui.owner import browser_owner, instructor_box
 from convlens.ui.sidebar import page_setup
-from convlens.ui.state import persisted
+from convlens.ui.training import architecture_picker, run_settings, runs_section, start_training
 
 page_setup("training")
 browser_owner()  # the runs this browser starts are its own, also after a reload
@@ -33,164 +19,10 @@ st.caption(
     "snapshots that later views (and `run:…` models) open."
 )
 
-LOSSES = {"ce": "cross-entropy", "hinge": "multi-class hinge"}
-
 st.markdown("**Start a run**")
-arch = st.segmented_control(
-    "Architecture",
-    ["deepeyes", "basecnn"],
-    default="deepeyes",
-    key="train_arch",
-    help="deepeyes: DeepEyes' MNIST network (2 conv, 2 fc); basecnn: CNNVis' BaseCNN (10 conv)",
-)
-arch = arch or "deepeyes"
-# Only the button starts a run: Enter in a number field would start one with the settings typed
-# so far, and a user who types them one by one would start several runs at once.
-with st.form("start_run", border=True, enter_to_submit=False):
-    epochs_column, seed_column = st.columns(2)
-    epochs = epochs_column.number_input("Epochs", 1, 200, 3, key="train_epochs")
-    seed = seed_column.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
-    optimizer_column, lr_column, schedule_column, loss_column, init_column = st.columns(5)
-    optimizer = optimizer_column.selectbox("Optimizer", ["sgd", "adam"], key="train_optimizer")
-    lr = lr_column.number_input(
-        "Learning rate (0: default)", 0.0, 10.0, 0.0, format="%.4f", key="train_lr"
-    )
-    schedule = schedule_column.selectbox(
-        "Learning rate schedule",
-        ["constant", "cosine"],
-        key="train_schedule",
-        help="cosine: decays the learning rate to 0 over the run's epochs",
-    )
-    loss = loss_column.selectbox(
-        "Loss", list(LOSSES), format_func=LOSSES.__getitem__, key="train_loss"
-    )
-    init = init_column.selectbox(
-        "Initialisation",
-        ["kaiming", "default", "normal:0.01"],
-        key="train_init",
-        help="BaseCNN without batch norm does not learn from PyTorch's default initialisation.",
-    )
-    if arch == "deepeyes":
-        st.markdown("Layer widths")
-        conv1_column, conv2_column, fc1_column = st.columns(3)
-        conv1 = conv1_column.number_input("conv1", 1, 512, 20, key="train_conv1")
-        conv2 = conv2_column.number_input("conv2", 1, 512, 50, key="train_conv2")
-        fc1 = fc1_column.number_input("fc1", 1, 4096, 500, key="train_fc1")
-    else:
-        st.markdown("BaseCNN variant")
-        width_column, depth_column, norm_column = st.columns(3)
-        width = width_column.selectbox(
-            "width ×", [0.25, 0.5, 1.0, 2.0, 4.0], index=2, key="train_width"
-        )
-        depth = depth_column.selectbox("depth", ["base", "shallow", "deep"], key="train_depth")
-        batchnorm = norm_column.checkbox("batch norm", key="train_batchnorm")
-    started = st.form_submit_button("Start training", type="primary")
-
-if started:
-    options = {
-        "seed": seed,
-        "optimizer": optimizer,
-        "schedule": schedule,
-        "loss": loss,
-        "init": init,
-    }
-    options["lr"] = lr or None
-    if arch == "deepeyes":
-        options.update(conv1=conv1, conv2=conv2, fc1=fc1)
-    else:
-        options.update(width=width, depth=depth, batchnorm=batchnorm)
-    try:
-        folder = start_run(
-            arch, int(epochs), options, owner=browser_owner(), max_running=max_trainers()
-        )
-    except TrainerLimitError as error:
-        st.warning(str(error))
-    else:
-        st.session_state["run"] = run_reference(folder)
-        st.success(f"Started {folder.name}; it is listed below as starting until its first step.")
+arch = architecture_picker()
+settings = run_settings(arch)
+if settings is not None:
+    start_training(arch, *settings)
 instructor_box()
-
-
-@st.fragment(run_every=RUN_REFRESH_SECONDS)
-def runs_view() -> None:
-    """The list of runs and the selected run's curves, refreshed while runs train."""
-    runs = list_runs()
-    if not runs:
-        st.info("No runs yet: start one above, or run `python -m convlens train --arch deepeyes`.")
-        return
-    table = pd.DataFrame(
-        {
-            "run": [Path(run.path).name for run in runs],
-            # a run starting may not have written its manifest, where its architecture is
-            "architecture": [run.arch or ("" if run.status == "starting" else "?") for run in runs],
-            "status": [run.status for run in runs],
-            "last snapshot": [run.step or 0 for run in runs],
-            "test accuracy": [
-                "" if run.test_accuracy is None else f"{run.test_accuracy:.2%}" for run in runs
-            ],
-            "origin": ["shipped" if run.shipped else "yours" for run in runs],
-        }
-    )
-    st.dataframe(table, hide_index=True, width="stretch")
-    references = [run_reference(run.path) for run in runs]
-    if st.session_state.get("run") not in references:
-        st.session_state["run"] = references[-1]
-    chosen = st.selectbox(
-        "Run", references, format_func=lambda ref: Path(ref).name, **persisted("run")
-    )
-    run = runs[references.index(chosen)]
-    curves = learning_curves(run.path)
-    if len(curves.steps):
-        st.altair_chart(curves_chart(curves), width="stretch")
-        st.caption(
-            f"{run.status} · step {int(curves.steps[-1])} · blue: training loss (smoothed) · "
-            "orange: test accuracy after each epoch · open it as a model: "
-            + (f"`{Path(chosen).name}`" if run.shipped else f"`run:{chosen}`")
-        )
-    else:
-        st.caption(f"{run.status}: no step recorded yet.")
-    card = Path(run.path) / "card.md"
-    if run.shipped and card.is_file():
-        with st.expander("Model card: what this shipped run is and how to train it again"):
-            st.markdown(card.read_text())
-    if run.shipped:
-        return
-    if not may_manage(run.path, browser_owner(), is_instructor()):
-        st.caption(
-            "Only the browser that started this run, or the instructor, can stop or delete it."
-        )
-        return
-    run_controls(run)
-
-
-def run_controls(run: RunInfo) -> None:
-    """Stop, Resume and Delete for a run this browser may manage."""
-    stop_column, delete_column, _ = st.columns([1, 1, 4])
-    name = Path(run.path).name
-    try:
-        if run.status in ("running", "starting") and stop_column.button("Stop", key="run_stop"):
-            stop_run(run.path)
-            st.toast(
-                f"Stopped {name}; it resumes from its last snapshot."
-                if run.status == "running"
-                else f"Stopped {name} before its first step."
-            )
-        if run.status == "incomplete" and stop_column.button(
-            "Resume",
-            key="run_resume",
-            help="Continue from the last snapshot, to the planned epochs",
-        ):
-            resume_run(run.path, max_running=max_trainers())
-            st.toast(f"Resuming {name}.")
-    except ValueError as error:  # not running any more, or the cap reached
-        st.warning(f"{str(error)[:1].upper()}{str(error)[1:]}.")
-    if run.status not in ("running", "starting"):
-        confirm = delete_column.popover("Delete", help="Delete this run's folder")
-        confirm.markdown(f"Delete **{name}** and all its snapshots? This cannot be undone.")
-        if confirm.button("Delete for good", key="run_delete", type="primary"):
-            delete_run(run.path)
-            st.session_state.pop("run", None)
-            st.rerun()
-
-
-runs_view()
+runs_section()

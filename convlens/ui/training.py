@@ -1,0 +1,229 @@
+"""The Training page's sections (pages/training.py composes them): the architecture and the settings
+of a new run, its start, and the runs with the selected one's curves, card and controls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from convlens.access import max_trainers
+from convlens.charts import curves_chart
+from convlens.runs import (
+    RunInfo,
+    TrainerLimitError,
+    delete_run,
+    learning_curves,
+    list_runs,
+    may_manage,
+    resume_run,
+    run_reference,
+    start_run,
+    stop_run,
+)
+from convlens.style import RUN_REFRESH_SECONDS
+from convlens.ui.owner import browser_owner, is_instructor
+from convlens.ui.state import persisted
+
+LOSSES = {"ce": "cross-entropy", "hinge": "multi-class hinge"}
+
+
+def architecture_picker() -> str:
+    """Return the architecture of the next run: DeepEyes' network or CNNVis' BaseCNN."""
+    arch = st.segmented_control(
+        "Architecture",
+        ["deepeyes", "basecnn"],
+        default="deepeyes",
+        key="train_arch",
+        help="deepeyes: DeepEyes' MNIST network (2 conv, 2 fc); basecnn: CNNVis' BaseCNN (10 conv)",
+    )
+    return arch or "deepeyes"
+
+
+def run_settings(arch: str) -> tuple[int, dict[str, object]] | None:
+    """Draw the settings of a run of `arch`; return its epochs and options when Start training
+    is pressed, else None."""
+    # Only the button starts a run: Enter in a number field would start one with the settings typed
+    # so far, and a user who types them one by one would start several runs at once.
+    with st.form("start_run", border=True, enter_to_submit=False):
+        epochs_column, seed_column = st.columns(2)
+        epochs = epochs_column.number_input("Epochs", 1, 200, 3, key="train_epochs")
+        seed = seed_column.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+        options = {"seed": seed, **optimisation_settings()}
+        if arch == "deepeyes":
+            options.update(layer_widths())
+        else:
+            options.update(basecnn_variant())
+        started = st.form_submit_button("Start training", type="primary")
+    return (int(epochs), options) if started else None
+
+
+def optimisation_settings() -> dict[str, object]:
+    """The optimizer, learning rate and its schedule, loss and initialisation of a run."""
+    optimizer_column, lr_column, schedule_column, loss_column, init_column = st.columns(5)
+    optimizer = optimizer_column.selectbox("Optimizer", ["sgd", "adam"], key="train_optimizer")
+    lr = lr_column.number_input(
+        "Learning rate (0: default)", 0.0, 10.0, 0.0, format="%.4f", key="train_lr"
+    )
+    schedule = schedule_column.selectbox(
+        "Learning rate schedule",
+        ["constant", "cosine"],
+        key="train_schedule",
+        help="cosine: decays the learning rate to 0 over the run's epochs",
+    )
+    loss = loss_column.selectbox(
+        "Loss", list(LOSSES), format_func=LOSSES.__getitem__, key="train_loss"
+    )
+    init = init_column.selectbox(
+        "Initialisation",
+        ["kaiming", "default", "normal:0.01"],
+        key="train_init",
+        help="BaseCNN without batch norm does not learn from PyTorch's default initialisation.",
+    )
+    return {
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "loss": loss,
+        "init": init,
+        "lr": lr or None,
+    }
+
+
+def layer_widths() -> dict[str, object]:
+    """The widths of DeepEyes' network: its two convolutions and its first fully connected layer."""
+    st.markdown("Layer widths")
+    conv1_column, conv2_column, fc1_column = st.columns(3)
+    return {
+        "conv1": conv1_column.number_input("conv1", 1, 512, 20, key="train_conv1"),
+        "conv2": conv2_column.number_input("conv2", 1, 512, 50, key="train_conv2"),
+        "fc1": fc1_column.number_input("fc1", 1, 4096, 500, key="train_fc1"),
+    }
+
+
+def basecnn_variant() -> dict[str, object]:
+    """BaseCNN's width multiplier, depth and batch norm."""
+    st.markdown("BaseCNN variant")
+    width_column, depth_column, norm_column = st.columns(3)
+    return {
+        "width": width_column.selectbox(
+            "width ×", [0.25, 0.5, 1.0, 2.0, 4.0], index=2, key="train_width"
+        ),
+        "depth": depth_column.selectbox("depth", ["base", "shallow", "deep"], key="train_depth"),
+        "batchnorm": norm_column.checkbox("batch norm", key="train_batchnorm"),
+    }
+
+
+def start_training(arch: str, epochs: int, options: dict[str, object]) -> None:
+    """Start a run in its own process, owned by this browser, and select it; or say why the
+    server refused it (its cap of trainers reached)."""
+    try:
+        folder = start_run(arch, epochs, options, owner=browser_owner(), max_running=max_trainers())
+    except TrainerLimitError as error:
+        st.warning(str(error))
+    else:
+        st.session_state["run"] = run_reference(folder)
+        st.success(f"Started {folder.name}; it is listed below as starting until its first step.")
+
+
+@st.fragment(run_every=RUN_REFRESH_SECONDS)
+def runs_section() -> None:
+    """The list of runs and the selected run's curves, refreshed while runs train."""
+    runs = list_runs()
+    if not runs:
+        st.info("No runs yet: start one above, or run `python -m convlens train --arch deepeyes`.")
+        return
+    runs_table(runs)
+    run = run_picker(runs)
+    learning_curves_chart(run)
+    model_card(run)
+    if run.shipped:
+        return
+    if not may_manage(run.path, browser_owner(), is_instructor()):
+        st.caption(
+            "Only the browser that started this run, or the instructor, can stop or delete it."
+        )
+        return
+    run_controls(run)
+
+
+def runs_table(runs: list[RunInfo]) -> None:
+    """Every run: its architecture, status, last snapshot, test accuracy and origin."""
+    table = pd.DataFrame(
+        {
+            "run": [Path(run.path).name for run in runs],
+            # a run starting may not have written its manifest, where its architecture is
+            "architecture": [run.arch or ("" if run.status == "starting" else "?") for run in runs],
+            "status": [run.status for run in runs],
+            "last snapshot": [run.step or 0 for run in runs],
+            "test accuracy": [
+                "" if run.test_accuracy is None else f"{run.test_accuracy:.2%}" for run in runs
+            ],
+            "origin": ["shipped" if run.shipped else "yours" for run in runs],
+        }
+    )
+    st.dataframe(table, hide_index=True, width="stretch")
+
+
+def run_picker(runs: list[RunInfo]) -> RunInfo:
+    """Return the run picked (state `run`): the session's, else the newest."""
+    references = [run_reference(run.path) for run in runs]
+    if st.session_state.get("run") not in references:
+        st.session_state["run"] = references[-1]
+    chosen = st.selectbox(
+        "Run", references, format_func=lambda ref: Path(ref).name, **persisted("run")
+    )
+    return runs[references.index(chosen)]
+
+
+def learning_curves_chart(run: RunInfo) -> None:
+    """The run's training loss and test accuracy, and the name that opens it as a model."""
+    curves = learning_curves(run.path)
+    if not len(curves.steps):
+        st.caption(f"{run.status}: no step recorded yet.")
+        return
+    reference = run_reference(run.path)
+    st.altair_chart(curves_chart(curves), width="stretch")
+    st.caption(
+        f"{run.status} · step {int(curves.steps[-1])} · blue: training loss (smoothed) · "
+        "orange: test accuracy after each epoch · open it as a model: "
+        + (f"`{Path(reference).name}`" if run.shipped else f"`run:{reference}`")
+    )
+
+
+def model_card(run: RunInfo) -> None:
+    """A shipped run's card, folded: what it is and how to train it again."""
+    card = Path(run.path) / "card.md"
+    if run.shipped and card.is_file():
+        with st.expander("Model card: what this shipped run is and how to train it again"):
+            st.markdown(card.read_text())
+
+
+def run_controls(run: RunInfo) -> None:
+    """Stop, Resume and Delete for a run this browser may manage."""
+    stop_column, delete_column, _ = st.columns([1, 1, 4])
+    name = Path(run.path).name
+    try:
+        if run.status in ("running", "starting") and stop_column.button("Stop", key="run_stop"):
+            stop_run(run.path)
+            st.toast(
+                f"Stopped {name}; it resumes from its last snapshot."
+                if run.status == "running"
+                else f"Stopped {name} before its first step."
+            )
+        if run.status == "incomplete" and stop_column.button(
+            "Resume",
+            key="run_resume",
+            help="Continue from the last snapshot, to the planned epochs",
+        ):
+            resume_run(run.path, max_running=max_trainers())
+            st.toast(f"Resuming {name}.")
+    except ValueError as error:  # not running any more, or the cap reached
+        st.warning(f"{str(error)[:1].upper()}{str(error)[1:]}.")
+    if run.status not in ("running", "starting"):
+        confirm = delete_column.popover("Delete", help="Delete this run's folder")
+        confirm.markdown(f"Delete **{name}** and all its snapshots? This cannot be undone.")
+        if confirm.button("Delete for good", key="run_delete", type="primary"):
+            delete_run(run.path)
+            st.session_state.pop("run", None)
+            st.rerun()
