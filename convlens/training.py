@@ -68,6 +68,7 @@ from tqdm.auto import tqdm
 
 from convlens.data import FASHION_MNIST_CLASSES, fashion_mnist
 from convlens.graph import build_graph
+from convlens.hooks import hooked_calls
 from convlens.processes import live_trainer, pid_record
 from convlens.runformat import (
     FORMAT_VERSION,
@@ -359,42 +360,25 @@ def _probe_activations(
     device = test_images.device
     parts: dict[str, list[torch.Tensor]] = {layer: [] for layer in probe.layers}
     window = {"start": 0, "stop": 0}
-    calls: dict[str, int] = {}
-
-    def make_hook(path: str, targets: list[tuple[str, int]]):
-        def hook(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
-            calls[path] = calls.get(path, 0) + 1
-            for layer, call in targets:
-                if call != calls[path]:
-                    continue
-                local, y, x = probe.rows[layer]
-                chosen = (local >= window["start"]) & (local < window["stop"])
-                idx = (local[chosen] - window["start"]).to(device)
-                if output.dim() == 4:
-                    values = output[idx, :, y[chosen].to(device), x[chosen].to(device)]
-                else:
-                    values = output[idx]
-                parts[layer].append(values.to("cpu", torch.float16))
-
-        return hook
-
-    # an activation layer id is its module path, with ":N" for the N-th call of a reused module
-    targets: dict[str, list[tuple[str, int]]] = {}
+    probe_layers_of: dict[str, list[str]] = {}  # activation layer id -> the probe layers it ends
     for layer, activation_layer in probe.layers.items():
-        path, _, call = activation_layer.partition(":")
-        targets.setdefault(path, []).append((layer, int(call or 1)))
-    handles = []
-    try:
-        for path, wanted in targets.items():
-            module = model.get_submodule(path) if path else model
-            handles.append(module.register_forward_hook(make_hook(path, wanted)))
+        probe_layers_of.setdefault(activation_layer, []).append(layer)
+
+    def gather(activation_layer: str, _module: nn.Module, output: torch.Tensor) -> None:
+        for layer in probe_layers_of[activation_layer]:
+            local, y, x = probe.rows[layer]
+            chosen = (local >= window["start"]) & (local < window["stop"])
+            idx = (local[chosen] - window["start"]).to(device)
+            if output.dim() == 4:
+                values = output[idx, :, y[chosen].to(device), x[chosen].to(device)]
+            else:
+                values = output[idx]
+            parts[layer].append(values.to("cpu", torch.float16))
+
+    with hooked_calls(model, gather, probe_layers_of):
         for start in range(0, len(probe.images), batch):
             window["start"], window["stop"] = start, min(start + batch, len(probe.images))
-            calls.clear()
             model(normalize(test_images[probe.images[start : window["stop"]].to(device)]))
-    finally:
-        for handle in handles:
-            handle.remove()
     return {layer: torch.cat(chunks).contiguous() for layer, chunks in parts.items()}
 
 
