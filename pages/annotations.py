@@ -1,23 +1,20 @@
-"""Annotations: every filter marked useful, useless or unsure; export, import, and the ablation check."""
+"""Annotations: every filter marked useful, useless or unsure; export, import, and the ablation check.
 
-import pandas as pd
+The page lists the rows marked (one page at a time, chosen by model, layer and filter), exports and
+imports them, and checks what zeroing the sidebar model's useless filters costs. Its sections are in
+`convlens.ui.annotations`."""
+
 import streamlit as st
 
-from convlens.ablation import AblationError, ablate
-from convlens.access import browser_access
-from convlens.annotations import (
-    FALLBACK_AUTHOR,
-    LABELS,
-    ROWS_PER_PAGE,
-    AnnotationOverview,
-    AnnotationStore,
-    ImportReport,
-    RowError,
-    counted,
-    decode_export,
+from convlens.annotations import AnnotationStore
+from convlens.ui.annotations import (
+    ablation_check,
+    annotation_table,
+    chosen_rows,
+    export_buttons,
+    import_box,
+    row_filters,
 )
-from convlens.data import ImageSourceError
-from convlens.ui.cache import cached_fingerprint, cached_model, model_lock
 from convlens.ui.sidebar import page_setup
 
 selection = page_setup("annotations")
@@ -28,217 +25,18 @@ st.caption(
 )
 store = AnnotationStore()
 
-
-ALL_MODELS, ALL_LAYERS = "all models", "all layers"
-
-
-def import_upload() -> None:
-    """Import the uploaded export before the page draws the table (a button callback), so the
-    table and its counts show the imported rows at once."""
-    upload = st.session_state.get("annotations_import")
-    if upload is None:
-        return
-    try:
-        text = decode_export(upload.getvalue(), upload.name)
-    except ValueError as error:  # an image or binary file renamed .csv: one file-level error
-        report = ImportReport(0, 0, 0, (RowError(None, str(error)),))
-    else:
-        # a row without an author is the browser's (its name from the Filters page), never the
-        # server's login name
-        name = str(st.session_state.get("author", "")).strip() or FALLBACK_AUTHOR
-        report = store.import_annotations(text, default_author_name=name)
-    st.session_state["_annotations_import"] = report
-
-
-def first_page() -> None:
-    st.session_state["annotations_page"] = 1
-
-
-def wanted_filter(text: str) -> int | None:
-    """The filter number typed in the Filter box; None (any filter) for an empty box, and for
-    anything but a whole number, with a warning. A number too large for any layer finds nothing."""
-    text = text.strip()
-    if not text:
-        return None
-    if text.isascii() and text.isdigit():
-        return int(text)
-    st.warning(f"The filter is a whole number such as 7, not {text[:40]!r}; showing every filter.")
-    return None
-
-
-# Model, layer, filter and page are read before their widgets are drawn: the store is asked for
-# one page of the matching rows, their counts and the choices in one call, in SQL.
-state = st.session_state
-chosen_model = state.get("annotations_model", selection.model_name)
-chosen_layer = state.get("annotations_layer", ALL_LAYERS)
-chosen_filter = wanted_filter(str(state.get("annotations_filter", "")))
-
-
-def read_overview() -> AnnotationOverview:
-    return store.overview(
-        model=None if chosen_model == ALL_MODELS else chosen_model,
-        layer=None if chosen_layer == ALL_LAYERS else chosen_layer,
-        filter=chosen_filter,
-        page=int(state.get("annotations_page", 1)),
-    )
-
-
-overview = read_overview()
-known_model = chosen_model in (ALL_MODELS, *overview.models)
-if not known_model or chosen_layer not in (ALL_LAYERS, *overview.layers):
-    # a model or layer without rows (the sidebar's model, or one whose rows are gone): all
-    chosen_model = chosen_model if known_model else ALL_MODELS
-    chosen_layer = ALL_LAYERS
-    overview = read_overview()
-
-model_column, layer_column, filter_column = st.columns([3, 3, 1])
-state["annotations_model"], state["annotations_layer"] = chosen_model, chosen_layer
-model_column.selectbox(
-    "Model", [ALL_MODELS, *overview.models], key="annotations_model", on_change=first_page
-)
-layer_column.selectbox(
-    "Layer", [ALL_LAYERS, *overview.layers], key="annotations_layer", on_change=first_page
-)
-filter_column.text_input(
-    "Filter", placeholder="any", key="annotations_filter", on_change=first_page
-)
-
-if not overview.total:
-    if chosen_filter is not None:
-        st.info(f"No annotation of filter {chosen_filter} here.")
-    else:
-        st.info("No annotations here yet: open the Filters page, click a filter and mark it.")
-else:
-    for column, label in zip(st.columns(len(LABELS)), LABELS, strict=True):
-        column.metric(label, f"{overview.counts[label]:,}")
-    if overview.pages > 1:
-        state["annotations_page"] = overview.page  # a page past the last is the last
-        st.number_input(
-            f"Page (of {overview.pages:,}, {ROWS_PER_PAGE} rows each)",
-            1,
-            overview.pages,
-            key="annotations_page",
-        )
-    frame = pd.DataFrame([row.to_dict() for row in overview.rows])
-    shown = frame.assign(updated_at=pd.to_datetime(frame["updated_at"], utc=True))
-    st.dataframe(
-        shown,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "weights_fingerprint": st.column_config.TextColumn(
-                "weights", help="First 16 hex digits of SHA-256 over the state dict"
-            ),
-            "updated_at": st.column_config.DatetimeColumn(
-                "updated (UTC)", format="YYYY-MM-DD HH:mm"
-            ),
-        },
-    )
-    first = (overview.page - 1) * ROWS_PER_PAGE + 1
-    st.caption(
-        f"Rows {first:,} to {first + len(overview.rows) - 1:,} of {overview.total:,}, by model, "
-        "weights, layer, filter and author."
-    )
+overview, chosen_filter = chosen_rows(store, selection.model_name)
+row_filters(overview)
+annotation_table(overview, chosen_filter)
 
 export_column, import_column = st.columns(2)
 with export_column:
-    st.markdown("**Export** every annotation")
-    for format in ("csv", "json"):
-        st.download_button(
-            f"Download {format.upper()}",
-            # written when clicked, not on every run of the page (200,000 rows take seconds)
-            lambda format=format: store.export_annotations(format),
-            file_name=f"annotations.{format}",
-            mime="text/csv" if format == "csv" else "application/json",
-            key=f"export_{format}",
-        )
+    export_buttons(store)
 with import_column:
-    upload = st.file_uploader(
-        "**Import** a CSV or JSON export (all rows or none)",
-        type=["csv", "json"],
-        key="annotations_import",
-    )
-    if upload is not None:
-        st.button("Import these annotations", key="import_button", on_click=import_upload)
-    report = st.session_state.pop("_annotations_import", None)
-    if report is not None and report.ok:
-        st.success(
-            f"Imported {report.applied} of {counted(report.rows, 'row')} "
-            f"({report.kept_newer} kept a newer stored label)."
-        )
-    elif report is not None:
-        st.error("Nothing was imported: " + "; ".join(str(e) for e in report.errors[:10]))
+    import_box(store)
 
 st.divider()
 st.subheader("What do the useless filters cost?")
-model = selection.model
-if model is None:
+if selection.model is None:
     st.stop()
-fingerprint = cached_fingerprint(*selection.model_key)
-useless = store.useless_filters(selection.model_name, fingerprint)
-total = sum(len(v) for v in useless.values())
-st.markdown(
-    f"**{selection.model_name}** has **{total:,}** filter{'' if total == 1 else 's'} marked useless "
-    "(each filter's latest "
-    "label counts). The check zeroes them and compares the accuracy before and after, layer by "
-    "layer and all together."
-)
-fashion = tuple(model.input_size) == (1, 28, 28)
-data = st.text_input(
-    "Labelled images",
-    value="fashion-mnist:test" if fashion else "",
-    key="ablation_data",
-    help="fashion-mnist:test, fashion-mnist:train, or an ImageFolder directory whose folder "
-    "names are the model's classes",
-)
-limit = st.number_input(
-    "Images (first N; 0: the default)", 0, 1_000_000, 0 if fashion else 1000, key="ablation_limit"
-)
-# what the result was computed from: it stays on the page (a click elsewhere reruns the page)
-# until one of these changes
-check = (selection.model_name, fingerprint, data, int(limit), repr(sorted(useless.items())))
-if st.button("Run the check", type="primary", disabled=not total or not data, key="ablate"):
-    bar = st.progress(0.0, text="Evaluating…")
-
-    def report(done: int, count: int) -> None:
-        bar.progress(
-            min(done / max(count, 1), 1.0), text=f"Evaluating: {done:,}/{counted(count, 'image')}"
-        )
-
-    try:
-        with model_lock(*selection.model_key):
-            result = ablate(
-                cached_model(*selection.model_key),
-                data,
-                useless,
-                limit=int(limit) or None,
-                progress=report,
-                access=browser_access(),  # the labelled images as a browser may name them
-            )
-    except (AblationError, ImageSourceError, ValueError, OSError) as error:
-        st.session_state.pop("_ablation", None)
-        st.error(str(error))
-    else:
-        st.session_state["_ablation"] = (check, result)
-    bar.empty()
-checked, result = st.session_state.get("_ablation", (None, None))
-if checked == check:
-    before, after = st.columns(2)
-    before.metric("Accuracy now", f"{result.baseline_accuracy:.2%}")
-    after.metric(
-        f"Without the {counted(result.ablated_filters, 'useless filter')}",
-        f"{result.ablated_accuracy:.2%}",
-        delta=f"{(result.ablated_accuracy - result.baseline_accuracy) * 100:+.2f} points",
-    )
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "layer": list(result.per_layer),
-                "useless filters": [len(r.filters) for r in result.per_layer.values()],
-                "accuracy without them": [f"{r.accuracy:.2%}" for r in result.per_layer.values()],
-            }
-        ),
-        hide_index=True,
-        width="stretch",
-    )
-    st.caption(f"On {counted(result.images, 'image')} of {data}.")
+ablation_check(store, selection, selection.model)
