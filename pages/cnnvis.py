@@ -11,16 +11,16 @@ from convlens.ui.cache import cached_graph, model_lock
 from convlens.ui.cnnvis.caches import ViewKey, cached_dialog_patches, cached_view
 from convlens.ui.cnnvis.controls import (
     analysed_group_ids,
-    choice,
     controls,
     expanded_groups,
     labelled_data,
-    text_state,
 )
 from convlens.ui.cnnvis.debugging import layer_averages
 from convlens.ui.cnnvis.export import export_picture
 from convlens.ui.cnnvis.flags import flags_table, outlined
 from convlens.ui.cnnvis.picture import (
+    compare_choice,
+    compared_model,
     comparison,
     neuron_dialog,
     newly_clicked_neuron,
@@ -78,8 +78,7 @@ except ValueError as error:  # a link's move that the layer cannot make
 # The picture, its quality flags outlined when one is selected below, the compared model under it.
 flags = quality_flags(view)
 compare_options = ["none"] + [m for m in list_models() if m != selection.model_name]
-compare = text_state("compare", "none")
-compare = compare if compare in compare_options else "none"
+compare = compared_model(compare_options)
 undo_moves_button(choices.options.moves)
 if compare != "none":
     st.markdown(f"**{selection.model_name}**")
@@ -104,16 +103,7 @@ if run is not None and steps:
     nodes = tuple(layer.id for layer in analysis.layers)
     layer_averages(key, run, nodes, choices.edges, choices.step)
 
-choice(
-    st,
-    "Compare with another model on the same images",
-    compare_options,
-    "compare",
-    "none",
-    help="Draws it below this one, its layer groups matched to the expanded ones by kind (conv with "
-    "conv, fc with fc, counted from the last), e.g. fashion_basecnn against fashion_basecnn_x0.25 "
-    "or fashion_basecnn_shallow (CNNVis 7.2)",
-)
+compare_choice(compare_options)
 
 with st.expander("Export the picture for slides"):
     export_picture(selection.model_name, repr((selection.model_name, choices)), spec)

@@ -1,9 +1,10 @@
-"""The CNNVis page's choices: its URL-backed state, the labelled images, the expanded groups and
-the toolbar above the picture."""
+"""The CNNVis page's choices: the labelled images, the expanded groups and the toolbar above the
+picture. Each is kept in the session under its URL name (`convlens.ui.state.URL_STATE`), as text:
+lists comma-separated, numbers as digits."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +20,11 @@ from convlens.graph import LayerGraph
 from convlens.models import LoadedModel
 from convlens.ui.cache import browser_source
 from convlens.ui.cnnvis.caches import Look
-from convlens.ui.state import warn_reset
+from convlens.ui.state import keep_valid, persisted
 
 # The model a page without labelled images offers instead.
 DEFAULT_MODEL = "fashion_basecnn"
+PATCH_RANKS = ("1", "2", "3", "4", "5")
 # The "More" popover's choices with their defaults: a dot on the button when one differs.
 TUNED_DEFAULTS = {
     "importance": "mean",
@@ -34,41 +36,19 @@ TUNED_DEFAULTS = {
 }
 
 
-def text_state(key: str, default: str) -> str:
-    """The URL-backed string state `key` (set to `default` when absent)."""
-    value = st.session_state.get(key)
-    if value in (None, ""):
-        st.session_state[key] = value = default
-    return str(value)
-
-
-def set_state(key: str, value: str) -> None:
-    st.session_state[key] = value
-
-
 def split(value: str) -> list[str]:
     """The items of a comma-separated state value."""
     return [part for part in value.split(",") if part]
 
 
-def choice(
-    container, label: str, options: Sequence[str], state: str, default: str, **kwargs
-) -> str:
-    """A selectbox in `container` that edits the URL-backed string state `state` (a value not
-    among `options`, from an old bookmark, falls back to `default`)."""
-    wanted = text_state(state, default)
-    if wanted not in options:
-        warn_reset(state)
-        set_state(state, default)
-    index = list(options).index(wanted if wanted in options else default)
-    return container.selectbox(
-        label,
-        options,
-        index=index,
-        key=f"cnnvis_{state}",
-        on_change=lambda: set_state(state, st.session_state[f"cnnvis_{state}"]),
-        **kwargs,
-    )
+def remember(key: str, widget: str, text: Callable[[object], str]) -> Callable[[], None]:
+    """A widget's change callback that keeps its value (`widget`'s) as the text `text(value)` in
+    the state `key`: for the widgets whose values are not the state's text (lists, numbers)."""
+
+    def keep() -> None:
+        st.session_state[key] = text(st.session_state[widget])
+
+    return keep
 
 
 @dataclass(frozen=True)
@@ -132,12 +112,14 @@ def expanded_groups(
     """The expanded groups of the URL state `groups` (the default one when it names none); a
     link's group that the model lacks is said and dropped."""
     default = ",".join(default_groups(graph, analysis))
-    wanted = split(text_state("groups", default))
+    state = st.session_state
+    state["groups"] = state.get("groups") or default
+    wanted = split(state["groups"])
     expanded = [group for group in wanted if group in group_ids]
     if len(expanded) < len(wanted):
         st.warning(f"The link's groups= names groups that {model_name} lacks; they are ignored.")
-        set_state("groups", ",".join(expanded) or default)
-        expanded = split(text_state("groups", ""))
+        state["groups"] = ",".join(expanded) or default
+        expanded = split(state["groups"])
     return expanded
 
 
@@ -150,9 +132,7 @@ def controls(
 ) -> Choices:
     """The toolbar above the picture (facet, expanded groups, classes of interest, the recorded
     run's snapshot, and the rarer choices under "More"), each kept in the URL state."""
-    if text_state("facet", FACETS[0]) not in FACETS:
-        warn_reset("facet")
-        set_state("facet", FACETS[0])
+    keep_valid("facet", FACETS, FACETS[0])
     with st.container(border=True):
         top = st.columns(
             [1.5, 1.2, 1.3, *([1.2] if steps else []), 0.9], vertical_alignment="bottom"
@@ -161,9 +141,7 @@ def controls(
             top[0].segmented_control(
                 "Facet",
                 FACETS,
-                default=text_state("facet", FACETS[0]),
-                key="cnnvis_facet",
-                on_change=lambda: set_state("facet", st.session_state["cnnvis_facet"] or FACETS[0]),
+                **persisted("facet", widget="cnnvis_facet"),
                 help="Learned features: each neuron's top image patch, packed, size = importance. "
                 "Activations: rows are neurons (reordered so that similar rows sit together), "
                 "columns classes",
@@ -176,7 +154,7 @@ def controls(
             "Expanded groups",
             group_ids,
             key="cnnvis_groups",
-            on_change=lambda: set_state("groups", ",".join(st.session_state["cnnvis_groups"])),
+            on_change=remember("groups", "cnnvis_groups", ",".join),
             help="Or click a group's column or header in the picture",
         )
         classes = _classes_of_interest(top[2], class_names)
@@ -197,7 +175,7 @@ def controls(
 def _classes_of_interest(column, class_names: Sequence[str]) -> list[int]:
     wanted = [
         int(c)
-        for c in split(text_state("classes", ""))
+        for c in split(st.session_state.get("classes") or "")
         if c.isdigit() and int(c) < len(class_names)
     ]
     return column.multiselect(
@@ -206,21 +184,19 @@ def _classes_of_interest(column, class_names: Sequence[str]) -> list[int]:
         default=wanted,
         format_func=lambda c: class_names[c],
         key="cnnvis_classes",
-        on_change=lambda: set_state(
-            "classes", ",".join(map(str, st.session_state["cnnvis_classes"]))
-        ),
+        on_change=remember("classes", "cnnvis_classes", lambda chosen: ",".join(map(str, chosen))),
         help="Neurons that do not respond more to these classes than to the others fade out",
     )
 
 
 def _snapshot(column, run: Path, steps: Sequence[int]) -> int:
-    wanted = text_state("step", str(steps[-1]))
+    keep_valid("step", [str(step) for step in steps], str(steps[-1]))
     return column.select_slider(
         "Snapshot",
         options=steps,
-        value=int(wanted) if wanted.isdigit() and int(wanted) in steps else steps[-1],
+        value=int(st.session_state["step"]),
         key="cnnvis_step",
-        on_change=lambda: set_state("step", str(st.session_state["cnnvis_step"])),
+        on_change=remember("step", "cnnvis_step", str),
         help=f"Replays the weights, gradients and relative changes of the recorded run {run.name} "
         "on the edges",
     )
@@ -230,26 +206,23 @@ def _more(
     facet: str, expanded: list[str], classes: list[int], step: int | None, recorded: bool
 ) -> Choices:
     """The "More" popover's choices, and with them all of the toolbar's."""
-    patch = int(text_state("patch", "1")) if text_state("patch", "1").isdigit() else 1
+    keep_valid("patch", PATCH_RANKS, PATCH_RANKS[0])
     patch = st.select_slider(
         "Top patch shown (features facet)",
-        options=[1, 2, 3, 4, 5],
-        value=min(max(patch, 1), 5),
-        key="cnnvis_patch",
-        on_change=lambda: set_state("patch", str(st.session_state["cnnvis_patch"])),
+        options=PATCH_RANKS,
+        **persisted("patch", widget="cnnvis_patch"),
         disabled=facet != "features",
         help="Each neuron shows its best image patch (1), or its second best, ...",
     )
-    importance = choice(
-        st,
+    keep_valid("importance", IMPORTANCE_MEASURES, "mean")
+    importance = st.selectbox(
         "Importance (patch size)",
         IMPORTANCE_MEASURES,
-        "importance",
-        "mean",
+        **persisted("importance", widget="cnnvis_importance"),
         help="mean / max: average activation over the classes of interest (all when none); "
         "contribution: activation x gradient of the predicted class (Captum)",
     )
-    method_name, _, count_text = text_state("clusters", "kmeans").partition(":")
+    method_name, _, count_text = (st.session_state.get("clusters") or "kmeans").partition(":")
     row = st.columns(2)
     method = row[0].selectbox(
         "Clustering",
@@ -267,30 +240,30 @@ def _more(
         key="cnnvis_count",
         disabled=method != "kmeans",
     )
-    set_state("clusters", method if method != "kmeans" or not count else f"kmeans:{count}")
-    edges = choice(
-        st,
+    st.session_state["clusters"] = method if method != "kmeans" or not count else f"kmeans:{count}"
+    edge_measures = MEASURES if recorded else MEASURES[:1]
+    keep_valid("edges", edge_measures, "weight")
+    edges = st.selectbox(
         "Edge colour",
-        MEASURES if recorded else MEASURES[:1],
-        "edges",
-        "weight",
+        edge_measures,
+        **persisted("edges", widget="cnnvis_edges"),
         help="weight: green positive, red negative, width = strength. gradient and relative "
         "change come from a recorded run's snapshots (pick a shipped run such as "
         "fashion_basecnn_hinge)",
     )
-    palette = choice(
-        st,
+    keep_valid("palette", list(PALETTES), "green / red")
+    palette = st.selectbox(
         "Palette",
         list(PALETTES),
-        "palette",
-        "green / red",
+        **persisted("palette", widget="cnnvis_palette"),
         help="blue / orange is safe for the common colour blindnesses",
     )
+    keep_valid("weak", ("0", "1"), "0")
     weak = st.toggle(
         "Weak edges",
-        value=text_state("weak", "0") == "1",
+        value=st.session_state["weak"] == "1",
         key="cnnvis_weak",
-        on_change=lambda: set_state("weak", "1" if st.session_state["cnnvis_weak"] else "0"),
+        on_change=remember("weak", "cnnvis_weak", lambda on: "1" if on else "0"),
         help="Also draw, thin, the cluster-to-cluster edges no bicluster took",
     )
     threshold = st.slider(
@@ -309,7 +282,7 @@ def _more(
         clusters=int(count) or None,
         classes=tuple(classes),
         importance=importance,
-        moves=parse_moves(text_state("moves", "")),
+        moves=parse_moves(st.session_state.get("moves") or ""),
         threshold_share=float(threshold),
     )
-    return Choices(options, step, edges, Look(facet, patch - 1, palette, weak))
+    return Choices(options, step, edges, Look(facet, int(patch) - 1, palette, weak))

@@ -3,7 +3,7 @@ neuron opens its dialog), the comparison with another model below it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import streamlit as st
@@ -29,10 +29,10 @@ from convlens.ui.cnnvis.caches import (
     cached_picture,
     cached_view,
 )
-from convlens.ui.cnnvis.controls import set_state, split, text_state
+from convlens.ui.cnnvis.controls import split
 from convlens.ui.cnnvis.flags import flags_table
 from convlens.ui.filters import dataset_analysis
-from convlens.ui.state import write_to_url
+from convlens.ui.state import keep_valid, persisted, write_to_url
 
 CHART_GENERATION = "_cnnvis_chart_generation"
 LAST_NEURON = "_cnnvis_last_neuron"
@@ -60,8 +60,8 @@ def toggle_clicked_group(group_ids: list[str], default: str) -> None:
     groups = clicked("group")
     group_id = groups[0].get("group") if groups else None
     if group_id in group_ids and st.session_state.get("_cnnvis_last_group") != group_id:
-        now = set(split(text_state("groups", default))) ^ {group_id}
-        set_state("groups", ",".join(g for g in group_ids if g in now))
+        now = set(split(st.session_state.get("groups") or default)) ^ {group_id}
+        st.session_state["groups"] = ",".join(g for g in group_ids if g in now)
         # The write at the end of a run that a chart selection started does not reach the
         # browser; this one does.
         write_to_url("cnnvis")
@@ -92,7 +92,7 @@ def undo_moves_button(moves: tuple) -> None:
     if moves and st.button(
         f"Undo the moves ({len(moves)})", help="Back to the clusters the algorithm found"
     ):
-        set_state("moves", "")
+        st.session_state["moves"] = ""
         st.rerun()
 
 
@@ -110,6 +110,24 @@ def show_picture(
         "Orange frames: the neurons of the quality flags selected below."
     )
     return spec
+
+
+def compared_model(options: Sequence[str]) -> str:
+    """The model the URL state `compare` names to draw below this one ("none" for none)."""
+    keep_valid("compare", options, "none")
+    return st.session_state["compare"]
+
+
+def compare_choice(options: Sequence[str]) -> None:
+    """The selectbox of the model to compare with, under the page's sections."""
+    st.selectbox(
+        "Compare with another model on the same images",
+        options,
+        **persisted("compare", widget="cnnvis_compare"),
+        help="Draws it below this one, its layer groups matched to the expanded ones by kind "
+        "(conv with conv, fc with fc, counted from the last), e.g. fashion_basecnn against "
+        "fashion_basecnn_x0.25 or fashion_basecnn_shallow (CNNVis 7.2)",
+    )
 
 
 def comparison(
@@ -175,6 +193,6 @@ def neuron_dialog(
         format_func=lambda c: f"c{c}" if c < layer.clusters.count else "a new cluster",
     )
     if right.button("Move", help="Matrices, packing and bundling are recomputed"):
-        moves = parse_moves(text_state("moves", ""))
-        set_state("moves", format_moves(with_move(moves, layer.node, neuron, target)))
+        moves = parse_moves(st.session_state.get("moves") or "")
+        st.session_state["moves"] = format_moves(with_move(moves, layer.node, neuron, target))
         st.rerun()
