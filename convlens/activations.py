@@ -61,7 +61,7 @@ from convlens.data import (
     load_image,
     parse_dataset,
 )
-from convlens.graph import ChainNode, LayerGraph, build_graph
+from convlens.graph import ChainNode, LayerGraph, shared_graph
 from convlens.hooks import first_tensor, hooked_calls
 from convlens.models import LoadedModel, weights_source_key
 from convlens.paths import convlens_home
@@ -738,7 +738,7 @@ def _plan(
     dataset = open_source(data)
     limit = limit if limit is not None else default_limit(model)
     images = min(dataset.size, limit) if limit is not None else dataset.size
-    graph = build_graph(model.module, model.input_size)
+    graph = shared_graph(model.module, model.input_size)
     return _Plan(
         model=model,
         dataset=dataset,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -674,6 +675,29 @@ def build_graph(
         for module, training in was_training:
             module.training = training
     return _assemble(calls, input_size, traced_with)
+
+
+# Graphs built by `shared_graph`, per module object (dropped with the module) and input size.
+_SHARED_GRAPHS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, int], LayerGraph]] = (
+    weakref.WeakKeyDictionary()
+)
+_SHARED_GRAPHS_LOCK = threading.Lock()
+
+
+def shared_graph(model: nn.Module, input_size: tuple[int, int, int]) -> LayerGraph:
+    """Return `build_graph(model, input_size)`, built once per module object and input size.
+
+    For models whose structure no longer changes (loaded ones): a view that needs the graph, or
+    only a cache file's name, does not trace and run the model again.
+    """
+    size = tuple(input_size)
+    with _SHARED_GRAPHS_LOCK:
+        found = _SHARED_GRAPHS.get(model, {}).get(size)
+    if found is not None:
+        return found
+    graph = build_graph(model, size)
+    with _SHARED_GRAPHS_LOCK:
+        return _SHARED_GRAPHS.setdefault(model, {}).setdefault(size, graph)
 
 
 def _assemble(calls: list[_Call], input_size: tuple[int, int, int], traced_with: str) -> LayerGraph:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from convlens.access import browser_access
-from convlens.activations import ImageDataset, open_source
+from convlens.activations import Analysis, ImageDataset, cached_analysis, open_source
 from convlens.allocator import release_freed_memory
 from convlens.attribution import (
     LayerMaps,
@@ -30,7 +30,7 @@ from convlens.attribution import (
 from convlens.data import LoadedImage, load_image
 from convlens.deepeyes import PerplexityHistogram, run_histograms
 from convlens.explain import ConvolutionStep, convolution_step
-from convlens.graph import ChainNode, LayerGraph, build_graph
+from convlens.graph import ChainNode, LayerGraph, shared_graph
 from convlens.models import LoadedModel, resolve_model
 from convlens.overview import ForwardPass, forward_pass
 from convlens.predict import Prediction, predict
@@ -48,7 +48,7 @@ def cached_model(name: str, weights: str | None, source: str) -> LoadedModel:
 def cached_graph(name: str, weights: str | None, source: str) -> LayerGraph:
     """Return the layer graph of the model `name`."""
     model = cached_model(name, weights, source)
-    return build_graph(model.module, model.input_size)
+    return shared_graph(model.module, model.input_size)
 
 
 # Images kept for display and analysis: the model's transform resizes anyway, and a 40-megapixel
@@ -274,6 +274,24 @@ def cached_convolution_step(
     graph = cached_graph(name, weights, source)
     with model_lock(name, weights, source):
         return convolution_step(model, _image, layer_id, channel, *position, graph=graph)
+
+
+class NotAnalysed(LookupError):
+    """The analysis asked for is not in the disk cache yet."""
+
+
+# An analysis holds every layer's statistics and top patches: one copy per model and data for the
+# whole server, however many browsers show it.
+@st.cache_resource(show_spinner="Reading the dataset's statistics…", max_entries=8)
+def cached_dataset_analysis(
+    name: str, weights: str | None, source: str, data: str, _model: LoadedModel
+) -> Analysis:
+    """Return `analyze(_model, data)` from the disk cache, read once per server; raises
+    NotAnalysed while it is not there (an exception is not cached: the next call looks again)."""
+    analysis = cached_analysis(_model, data)
+    if analysis is None:
+        raise NotAnalysed(data)
+    return analysis
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)

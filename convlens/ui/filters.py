@@ -15,7 +15,6 @@ from convlens.activations import (
     SHIPPED_DATA,
     Analysis,
     analyze,
-    cached_analysis,
     default_limit,
 )
 from convlens.annotations import LABELS, AnnotationStore, counted
@@ -33,8 +32,10 @@ from convlens.style import (
 )
 from convlens.tiles import diverging, gradient_picture, overlay, patch_in_context, sequential, tile
 from convlens.ui.cache import (
+    NotAnalysed,
     browser_source,
     cached_convolution_step,
+    cached_dataset_analysis,
     cached_grad_cam,
     cached_guided_backprop,
     cached_guided_backprops,
@@ -215,20 +216,13 @@ def dataset_analysis(
     data: str,
     button_key: str,
 ) -> Analysis | None:
-    """Return the activation analysis of `model` over `data` from the session or the disk cache,
-    or offer a button that computes it with a progress bar; None (with a message) until then.
-
-    An analysis found (on disk or computed) is kept in the session, so reruns do not re-read it.
-    """
+    """Return the activation analysis of `model` over `data` from the server's or the disk cache,
+    or offer a button that computes it with a progress bar; None (with a message) until then."""
     try:
         source = browser_source(data)
-    except (ImageSourceError, ValueError) as error:
-        st.error(str(error))
-        return None
-    found: dict = st.session_state.setdefault("_analyses", {})
-    memo = (*model_key, data)
-    try:
-        analysis = found.get(memo) or cached_analysis(model, data)
+        analysis = cached_dataset_analysis(*model_key, data, model)
+    except NotAnalysed:
+        analysis = None
     except (ImageSourceError, ValueError) as error:
         st.error(str(error))
         return None
@@ -255,15 +249,13 @@ def dataset_analysis(
 
         try:
             with lock:
-                analysis = analyze(model, data, progress=report)
+                analyze(model, data, progress=report)
         except (ImageSourceError, ValueError) as error:
             bar.empty()
             st.error(str(error))
             return None
         bar.empty()
-        found[memo] = analysis
-        st.rerun()  # draw the page again without the button that started the analysis
-    found[memo] = analysis
+        st.rerun()  # draw the page again without the button, from the cache the analysis filled
     return analysis
 
 
