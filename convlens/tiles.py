@@ -2,8 +2,8 @@
 
 Activation maps use a diverging map centred on zero (blue below, white at 0, red above) with one
 scale for the whole layer, so tiles compare; guided back-propagation images use a sequential map
-of the gradient's magnitude, cropped to the pixels that reach the neuron. Both palettes read
-with the common colour-vision deficiencies.
+of the gradient's magnitude over the whole image, each scaled by its own robust percentiles. Both
+palettes read with the common colour-vision deficiencies.
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ DIVERGING = np.array(
     ],
     dtype=np.float64,
 )
-# A guided back-propagation image is cropped to its pixels above this share of the largest.
-SUPPORT_SHARE = 0.01
-# Share of a guided back-propagation image's total magnitude below the colour map's top.
-SATURATED_MASS = 0.98
+# The percentiles of a guided back-propagation image's non-zero magnitudes at the ends of its
+# colour map: a few extreme pixels saturate instead of leaving all the others dark.
+GRADIENT_PERCENTILES = (1.0, 99.0)
 # viridis, sampled at 9 points: dark blue (0) to yellow (1).
 SEQUENTIAL = np.array(
     [
@@ -81,48 +80,47 @@ def gradient_magnitude(gradient: np.ndarray) -> np.ndarray:
     return np.abs(np.asarray(gradient, dtype=np.float64)).sum(axis=0)
 
 
-def support_box(
-    values: np.ndarray, margin: float = 0.25, smallest: int = 8
-) -> tuple[int, int, int, int]:
-    """Return (y0, y1, x0, x1), ends exclusive: a square around the entries of the non-negative
-    2-D `values` above `SUPPORT_SHARE` of the largest, widened by `margin` of its side on each
-    side and at least `smallest` wide, inside the array (the whole array when every entry is zero
-    or the square does not fit)."""
+def robust_range(values: np.ndarray) -> tuple[float, float]:
+    """Return the `GRADIENT_PERCENTILES` of the non-zero entries of non-negative `values`
+    ((0, 0) when all are zero): the zeros of a small receptive field's surroundings do not count."""
+    nonzero = np.asarray(values, dtype=np.float64)
+    nonzero = nonzero[nonzero > 0]
+    if nonzero.size == 0:
+        return 0.0, 0.0
+    low, high = np.percentile(nonzero, GRADIENT_PERCENTILES)
+    return float(low), float(high)
+
+
+def block_max(values: np.ndarray, size: int) -> np.ndarray:
+    """Return 2-D `values` reduced to at most `size` entries a side by the maximum over square
+    blocks, so that a few strong pixels stay visible when a large image is drawn small."""
     height, width = values.shape
-    rows, columns = np.nonzero(values > SUPPORT_SHARE * values.max())
-    if rows.size == 0:
-        return 0, height, 0, width
-    extent = max(rows.max() - rows.min(), columns.max() - columns.min()) + 1
-    side = max(int(np.ceil(extent * (1 + 2 * margin))), smallest)
-    if side >= min(height, width):
-        return 0, height, 0, width
-    centre_y = (rows.min() + rows.max() + 1) / 2
-    centre_x = (columns.min() + columns.max() + 1) / 2
-    y0 = int(np.clip(round(centre_y - side / 2), 0, height - side))
-    x0 = int(np.clip(round(centre_x - side / 2), 0, width - side))
-    return y0, y0 + side, x0, x0 + side
+    factor = max(1, -(-max(height, width) // size))
+    if factor == 1:
+        return values
+    padded = np.pad(values, ((0, -height % factor), (0, -width % factor)))
+    rows, columns = padded.shape[0] // factor, padded.shape[1] // factor
+    return padded.reshape(rows, factor, columns, factor).max(axis=(1, 3))
 
 
-def gradient_picture(gradient: np.ndarray) -> np.ndarray:
+def gradient_picture(gradient: np.ndarray, size: int | None = None) -> np.ndarray:
     """Return the RGB picture (h, w, 3) of a (channels, h, w) guided back-propagation image: its
-    magnitude on the sequential map, cropped to the pixels that reach the neuron (`support_box`).
-    A neuron of an early layer sees a few pixels of a large image, which a tile of the whole
-    image would shrink away."""
+    magnitude over the whole image on the sequential map, from its low to its high robust
+    percentile (`robust_range`); with `size`, reduced by `block_max` to at most `size` pixels a
+    side, so that an early layer's field of a few pixels is not shrunk away in a small tile."""
     magnitude = gradient_magnitude(gradient)
-    y0, y1, x0, x1 = support_box(magnitude)
-    crop = magnitude[y0:y1, x0:x1]
-    return sequential(crop, top=saturation(crop))
+    if size is not None:
+        magnitude = block_max(magnitude, size)
+    low, high = robust_range(magnitude)
+    if high <= low:
+        return sequential(magnitude)
+    return sequential(np.clip(magnitude - low, 0.0, None), top=high - low)
 
 
-def saturation(values: np.ndarray, share: float = SATURATED_MASS) -> float:
-    """Return the value at which a sequential map of non-negative `values` saturates: the
-    smallest value such that the values up to it hold `share` of the total (Captum's
-    `outlier_perc` rule), so that a few extreme pixels do not leave all others dark."""
-    ordered = np.sort(np.asarray(values, dtype=np.float64).ravel())
-    mass = np.cumsum(ordered)
-    if ordered.size == 0 or mass[-1] <= 0:
-        return 0.0
-    return float(ordered[np.searchsorted(mass, share * mass[-1])])
+def has_gradient(gradient: np.ndarray) -> bool:
+    """Return whether a guided back-propagation image has any non-zero pixel (none when the
+    neuron does not fire or its activation saturates, as ReLU6 does at 6)."""
+    return bool(np.any(np.asarray(gradient) != 0))
 
 
 def tile(rgb: np.ndarray, size: int, label: str | None = None) -> Image.Image:
@@ -134,6 +132,21 @@ def tile(rgb: np.ndarray, size: int, label: str | None = None) -> Image.Image:
         box = draw.textbbox((2, 1), label, font=font)
         draw.rectangle((0, 0, box[2] + 2, box[3] + 2), fill=(255, 255, 255))
         draw.text((2, 1), label, fill=(0, 0, 0), font=font)
+    return image
+
+
+EMPTY_TILE = (224, 224, 224)
+
+
+def empty_tile(size: int, label: str, note: str) -> Image.Image:
+    """Return a grey tile with `label` in a corner and `note` (its lines) in the middle: a picture
+    that has nothing to show says why instead of being a silent flat square."""
+    image = tile(np.full((1, 1, 3), EMPTY_TILE, dtype=np.uint8), size, label=label)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(9, size // 8))
+    draw.multiline_text(
+        (size / 2, size * 0.6), note, fill=(60, 60, 60), font=font, anchor="mm", align="center"
+    )
     return image
 
 

@@ -6,13 +6,15 @@ from PIL import Image
 from convlens.tiles import (
     DIVERGING,
     SEQUENTIAL,
+    block_max,
     diverging,
+    empty_tile,
     gradient_magnitude,
     gradient_picture,
+    has_gradient,
     overlay,
-    saturation,
+    robust_range,
     sequential,
-    support_box,
     tile,
 )
 
@@ -45,29 +47,40 @@ def test_gradient_magnitude_and_tiles():
     assert blended.size == (20, 10) and np.asarray(blended)[0, 0, 0] in (127, 128)
 
 
-def test_a_small_receptive_field_is_cropped_not_shrunk_away():
-    """A stem neuron of a 224-pixel model sees 3 x 3 pixels: its picture is a square of 8 (the
-    smallest crop) around them, with the strongest pixel at the top of the map."""
+def test_a_small_receptive_field_is_shown_over_the_whole_image_not_shrunk_away():
+    """A stem neuron of a 224-pixel model sees 3 x 3 pixels: its tile is the whole image, reduced
+    by block maxima so that its few pixels stay bright, its strongest pixel at the map's top."""
     gradient = np.zeros((3, 224, 224))
     gradient[:, 100:103, 50:53] = 0.1
     gradient[0, 101, 51] = -5.0
-    assert support_box(gradient_magnitude(gradient)) == (98, 106, 48, 56)
-    picture = gradient_picture(gradient)
-    assert picture.shape == (8, 8, 3)
-    assert tuple(picture[3, 3]) == tuple(SEQUENTIAL[-1].astype(np.uint8))
-    # a field of 40 pixels gets a quarter of its side around it; one near the edge stays inside
-    assert support_box(np.pad(np.ones((40, 40)), ((0, 184), (100, 84)))) == (0, 60, 90, 150)
-    # no pixel, or pixels all over the image: the whole image
+    whole = gradient_picture(gradient)
+    assert whole.shape == (224, 224, 3)
+    assert tuple(whole[101, 51]) == tuple(SEQUENTIAL[-1].astype(np.uint8))
+    assert (whole[:90] == SEQUENTIAL[0]).all(), "the image around the field is dark"
+    small = gradient_picture(gradient, size=96)
+    assert small.shape == (75, 75, 3)  # 224 pixels in blocks of 3
+    assert tuple(small[101 // 3, 51 // 3]) == tuple(SEQUENTIAL[-1].astype(np.uint8))
+    assert (small != SEQUENTIAL[0]).any(axis=2).sum() >= 1
+    np.testing.assert_array_equal(block_max(np.arange(16.0).reshape(4, 4), 2), [[5, 7], [13, 15]])
     assert gradient_picture(np.zeros((1, 28, 28))).shape == (28, 28, 3)
-    assert support_box(np.eye(28)) == (0, 28, 0, 28)
 
 
-def test_a_few_extreme_pixels_saturate_instead_of_darkening_the_rest():
-    # 1,000 pixels of 1 and one of 5: 98% of the total mass (985 of 1,005) lies in values of 1
-    assert saturation(np.array([1.0] * 1000 + [5.0])) == 1.0
-    # one pixel that holds most of the mass stays the top
-    assert saturation(np.array([1.0] * 10 + [100.0])) == 100.0
-    assert saturation(np.zeros(4)) == 0.0
+def test_robust_percentiles_saturate_a_few_extreme_pixels_instead_of_darkening_the_rest():
+    values = np.concatenate([np.zeros(5000), np.linspace(1.0, 2.0, 1000), [500.0]])
+    low, high = robust_range(values)
+    assert 1.0 <= low < 1.05 and 1.95 < high <= 2.0, "zeros and the one extreme pixel do not count"
+    picture = gradient_picture(values.reshape(1, 1, -1))
+    assert tuple(picture[0, -1]) == tuple(picture[0, -2]) == tuple(SEQUENTIAL[-1].astype(np.uint8))
+    assert tuple(picture[0, 5500]) != tuple(SEQUENTIAL[0].astype(np.uint8)), "the rest shows"
+    assert robust_range(np.zeros(4)) == (0.0, 0.0)
+
+
+def test_a_tile_without_gradient_says_so():
+    assert not has_gradient(np.zeros((3, 8, 8))) and has_gradient(np.eye(3)[None])
+    empty = np.asarray(empty_tile(96, "8", "no gradient"))
+    assert empty.shape == (96, 96, 3)
+    middle = empty[48:70, 10:86]
+    assert len(np.unique(middle.reshape(-1, 3), axis=0)) > 1, "the note is written on the tile"
 
 
 def test_a_small_patch_is_shown_outlined_in_its_surroundings():

@@ -30,7 +30,16 @@ from convlens.style import (
     MAGNIFIED_SIZE,
     PATCH_SIZE,
 )
-from convlens.tiles import diverging, gradient_picture, overlay, patch_in_context, sequential, tile
+from convlens.tiles import (
+    diverging,
+    empty_tile,
+    gradient_picture,
+    has_gradient,
+    overlay,
+    patch_in_context,
+    sequential,
+    tile,
+)
 from convlens.ui.cache import (
     NotAnalysed,
     browser_source,
@@ -94,9 +103,20 @@ def activation_tile(maps: LayerMaps, channel: int, size: int = FILTER_GRID_TILE)
     return tile(diverging(maps.maps[channel], scale), size, label=str(channel))
 
 
+# Said on a guided back-propagation tile whose gradient is zero everywhere.
+NO_GRADIENT = "no gradient:\nsaturated\nor silent"
+NO_GRADIENT_REASON = (
+    "the gradient that reaches the image is zero everywhere, most often because the filter's "
+    "activation at its strongest position is saturated (ReLU6 at 6, whose slope is 0) or zero."
+)
+
+
 def gradient_tile(gradient: np.ndarray, channel: int, size: int = FILTER_GRID_TILE) -> Image.Image:
-    """Return a guided back-propagation image as a numbered tile (magnitude, sequential map)."""
-    return tile(gradient_picture(gradient), size, label=str(channel))
+    """Return a guided back-propagation image over the whole image as a numbered tile (magnitude,
+    sequential map, robust percentiles), or a tile that says why it has no gradient."""
+    if not has_gradient(gradient):
+        return empty_tile(size, str(channel), NO_GRADIENT)
+    return tile(gradient_picture(gradient, size), size, label=str(channel))
 
 
 # How a filter's latest annotation shows on its button in the grid.
@@ -465,6 +485,8 @@ def grid_section(
         bar.progress(done / len(shown), text=f"Guided back-propagation: {done}/{len(shown)}")
     bar.empty()
     filter_grid(shown, lambda k: gradient_tile(gradients[k], k), selected, pick, "gbp", labels)
+    if not all(has_gradient(gradients[k]) for k in shown):
+        st.caption(f"A grey tile has no gradient: {NO_GRADIENT_REASON}")
     return selected
 
 
@@ -500,12 +522,15 @@ def filter_details(
             maps.peak(selected),
             layer.image.image,
         )
-        st.image(
-            tile(gradient_picture(gradient), MAGNIFIED_SIZE),
-            caption="guided back-propagation where it fires most, cropped to the pixels "
-            "that reach it",
-            width=MAGNIFIED_SIZE // 2,
-        )
+        if has_gradient(gradient):
+            st.image(
+                tile(gradient_picture(gradient, MAGNIFIED_SIZE), MAGNIFIED_SIZE),
+                caption="guided back-propagation where it fires most: which pixels of the "
+                "image make it fire",
+                width=MAGNIFIED_SIZE // 2,
+            )
+        else:
+            st.caption(f"No guided back-propagation to show: {NO_GRADIENT_REASON}")
         if at is not None:
             _explain(layer, selected, at)
     annotation_panel(store, layer.model_name, fingerprint, node.id, selected)
