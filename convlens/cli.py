@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="snapshots that keep their weights (the last in float32; default 1)",
     )
     pack.add_argument("--note", default="", help="a paragraph for the card: what the run shows")
+    pack.add_argument(
+        "--role", default="", help="one line the app shows with the model, e.g. 'meant to fail: …'"
+    )
 
     deepeyes = commands.add_parser(
         "deepeyes",
@@ -674,7 +677,11 @@ def _run_runs(args: argparse.Namespace) -> None:
             from convlens.shipped import pack_run
 
             card = pack_run(
-                find_run(args.run), snapshots=args.snapshots, weights=args.weights, note=args.note
+                find_run(args.run),
+                snapshots=args.snapshots,
+                weights=args.weights,
+                note=args.note,
+                role=args.role,
             )
             print(f"packed {card.name}: {card.storage}")
             return

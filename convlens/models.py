@@ -35,6 +35,7 @@ from convlens.runformat import (
     RUN_PREFIX,
     load_snapshot,
     parse_run_name,
+    read_card,
     read_manifest,
     shipped_names,
     shipped_run,
@@ -173,9 +174,11 @@ def _shipped(folder: Path) -> ModelSpec:
     manifest = read_manifest(folder)
     accuracy = (manifest.get("summary") or {}).get("test_accuracy")
     options = ", ".join(f"{k} {v}" for k, v in sorted(manifest["arch_options"].items()))
+    role = read_card(folder).role if (folder / "card.json").is_file() else ""
     description = (
         f"{manifest['arch']}{f' ({options})' if options else ''} trained on Fashion-MNIST"
         + (f", {accuracy:.1%} test accuracy" if accuracy is not None else "")
+        + (f"; {role}" if role else "")
         + f" (card: assets/runs/{folder.name}/card.md)"
     )
 

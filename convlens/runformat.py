@@ -232,6 +232,34 @@ def read_probe_rows(run_dir: str | Path, layer: str) -> ProbeRows:
 # Whether a run is training
 
 
+@dataclass(frozen=True)
+class Card:
+    """What a shipped run is, how well it does and how to make it again."""
+
+    name: str
+    title: str
+    arch: str
+    arch_options: dict
+    data: str
+    epochs: int
+    steps: int
+    seed: int
+    test_accuracy: float  # of the shipped (float16) weights, measured when packed
+    trained_test_accuracy: float  # at the end of training, in float32
+    training_seconds: float
+    parameters: int
+    command: str
+    storage: str
+    note: str = ""  # a paragraph on the card: what the run shows, why it was made
+    role: str = ""  # one line shown with the model in the app, e.g. that it is meant to fail
+
+
+def read_card(run_dir: str | Path) -> Card:
+    """Return the card of a packed run (raises OSError / ValueError when it has none)."""
+    fields = json.loads((Path(run_dir) / "card.json").read_text())
+    return Card(**fields)
+
+
 def run_status(run_dir: str | Path) -> str:
     """Return "finished", "running", "starting", "incomplete" or "unreadable".
 

@@ -25,6 +25,7 @@ from convlens.runformat import (
     find_run,
     list_snapshots,
     parse_run_name,
+    read_card,
     read_manifest,
     read_metrics,
     run_roots,
@@ -32,7 +33,6 @@ from convlens.runformat import (
     user_runs_dir,
     weight_steps,
 )
-from convlens.shipped import read_card
 from convlens.training import train_command
 
 OWNER_FILE = "owner"
@@ -48,6 +48,7 @@ class RunInfo:
     step: int | None
     test_accuracy: float | None
     shipped: bool
+    role: str = ""  # a shipped run's role from its card, e.g. that it is meant to fail
 
 
 def describe_run(path: Path, shipped: bool = False) -> RunInfo:
@@ -56,7 +57,7 @@ def describe_run(path: Path, shipped: bool = False) -> RunInfo:
     A shipped run's test accuracy is its card's, measured with the weights it ships (float16),
     as the card, the README and DeepEyes state it; a user's run's is the last one it recorded."""
     status = run_status(path)
-    arch, step, accuracy = None, None, None
+    arch, step, accuracy, role = None, None, None, ""
     if status != "unreadable":
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             arch = read_manifest(path).get("arch")
@@ -64,13 +65,14 @@ def describe_run(path: Path, shipped: bool = False) -> RunInfo:
         step = steps[-1] if steps else None
         if shipped:
             with contextlib.suppress(OSError, ValueError, TypeError):
-                accuracy = float(read_card(path).test_accuracy)
+                card = read_card(path)
+                accuracy, role = float(card.test_accuracy), card.role
         if accuracy is None:
             with contextlib.suppress(OSError, ValueError):
                 records = read_metrics(path)
                 accuracies = [r["test_accuracy"] for r in records if "test_accuracy" in r]
                 accuracy = float(accuracies[-1]) if accuracies else None
-    return RunInfo(str(path), arch, status, step, accuracy, shipped)
+    return RunInfo(str(path), arch, status, step, accuracy, shipped, role)
 
 
 def run_folders() -> list[tuple[Path, bool]]:

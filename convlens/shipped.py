@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from convlens.data import fashion_mnist
 from convlens.runformat import (
+    Card,
     list_snapshots,
     load_snapshot,
     read_manifest,
@@ -35,40 +35,16 @@ from convlens.training import TrainConfig, evaluate, evenly_kept, remove_dir, re
 ARCH_TITLES = {"deepeyes": "DeepEyes' MNIST network", "basecnn": "CNNVis' BaseCNN"}
 
 
-@dataclass(frozen=True)
-class Card:
-    """What a shipped run is, how well it does and how to make it again."""
-
-    name: str
-    title: str
-    arch: str
-    arch_options: dict
-    data: str
-    epochs: int
-    steps: int
-    seed: int
-    test_accuracy: float  # of the shipped (float16) weights, measured when packed
-    trained_test_accuracy: float  # at the end of training, in float32
-    training_seconds: float
-    parameters: int
-    command: str
-    storage: str
-    note: str = ""
-
-
-def read_card(run_dir: str | Path) -> Card:
-    """Return the card of a packed run (raises OSError / ValueError when it has none)."""
-    fields = json.loads((Path(run_dir) / "card.json").read_text())
-    return Card(**fields)
-
-
-def pack_run(run_dir: str | Path, *, snapshots: int = 10, weights: int = 1, note: str = "") -> Card:
+def pack_run(
+    run_dir: str | Path, *, snapshots: int = 10, weights: int = 1, note: str = "", role: str = ""
+) -> Card:
     """Shrink the finished run in `run_dir` for shipping, in place, and write its card.
 
     Keeps `snapshots` snapshots (first and last, the rest evenly spaced) and the weights of
     `weights` of them (the last always), stored in float16; removes the resume state. The card's
     test accuracy is measured again with the stored weights, on the whole test split. `note` goes
-    on the card as it is (what the run shows, why it was made); the card's command leaves it out.
+    on the card as it is (what the run shows, why it was made), `role` as one line shown with the
+    model in the app (e.g. that it is meant to fail); the card's command leaves both out.
     """
     run_dir = Path(run_dir)
     if run_status(run_dir) != "finished":
@@ -128,6 +104,7 @@ def pack_run(run_dir: str | Path, *, snapshots: int = 10, weights: int = 1, note
         command=command,
         storage=storage,
         note=note,
+        role=role,
     )
     _write_atomic(run_dir / "card.json", json.dumps(dataclasses.asdict(card), indent=2) + "\n")
     _write_atomic(run_dir / "card.md", card_markdown(card, manifest))
@@ -144,6 +121,7 @@ def card_markdown(card: Card, manifest: dict) -> str:
         [
             f"# {card.name}: {card.title}",
             "",
+            *([f"**{card.role[0].upper()}{card.role[1:]}.**", ""] if card.role else []),
             f"- Architecture: `{card.arch}` ({options}), {card.parameters:,} parameters",
             f"- Data: {card.data} (trained on the 60,000 training images, tested on the 10,000 "
             "test images)",

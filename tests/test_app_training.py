@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
-from convlens.shipped import read_card
+from convlens.runformat import read_card
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "training.py")

@@ -28,9 +28,8 @@ from convlens.deepeyes import (
     width_options,
 )
 from convlens.models import list_models
-from convlens.runformat import run_status, shipped_run, weight_steps
+from convlens.runformat import read_card, run_status, shipped_run, weight_steps
 from convlens.runs import TrainerLimitError, run_reference, start_run
-from convlens.shipped import read_card
 from convlens.style import TABLE_ROW_HEIGHT
 from convlens.ui.deepeyes.caches import (
     TIMED_IMAGES,
