@@ -25,7 +25,14 @@ from convlens.charts import (
 )
 from convlens.deepeyes import diagnose_run, firing, perplexity, run_histograms
 from convlens.embedding import points_in_box
-from convlens.runformat import list_snapshots, load_snapshot, read_metrics, read_probe, snapshot_dir
+from convlens.runformat import (
+    list_snapshots,
+    load_snapshot,
+    read_metrics,
+    read_probe,
+    snapshot_dir,
+    weight_steps,
+)
 from convlens.weights import weights_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -315,12 +322,22 @@ def test_an_unknown_section_in_the_url_falls_back_to_training():
     assert len(overview_heat_maps(at)) == len(LAYERS)
 
 
-def test_the_run_line_names_the_run_and_keeps_its_folder_in_a_tooltip():
+def test_the_run_line_names_the_run_and_shows_no_server_path():
     at = open_deepeyes()
     line = run_line(at)
     assert line.value == "shipped run fashion_deepeyes · finished"
-    assert str(FULL) in line.proto.help
-    assert str(FULL) not in all_text(at)
+    assert str(FULL) not in line.proto.help and str(FULL) not in all_text(at)
+
+
+def test_a_users_run_is_marked_under_the_name_the_filters_page_opens_it_by():
+    """run:NAME[@STEP], as the sidebar lists it: never the run's folder on the server."""
+    from convlens.ui.deepeyes.diagnosis import annotation_target
+
+    runs = Path(os.environ["CONVLENS_HOME"]) / "runs"
+    run = copy_run(runs / "mine", len(list_snapshots(SMALL)))
+    steps = weight_steps(run)
+    model, _fingerprint = annotation_target(str(run), steps[0], shipped=False)
+    assert model == f"run:mine@{steps[0]}"
 
 
 def test_moving_the_slider_changes_the_stated_step_and_the_url():

@@ -92,6 +92,15 @@ def test_the_shipped_runs_show_the_accuracy_of_their_cards():
         assert table.loc[name, "test accuracy"] == f"{card.test_accuracy:.2%}", name
 
 
+def test_the_failure_example_reads_meant_to_fail_in_the_list_and_when_picked():
+    at = open_training({"run": "fashion_basecnn_hinge"})
+    table = runs_table(at)
+    assert table.loc["fashion_basecnn_hinge", "status"] == "finished"
+    assert table.loc["fashion_basecnn_hinge", "about"].startswith("meant to fail")
+    assert table.loc["fashion_basecnn", "about"] == ""
+    assert any(info.value.startswith("Meant to fail: hinge loss") for info in at.info)
+
+
 def test_the_live_chart_draws_no_empty_curve_before_the_first_epoch_ends():
     folder = new_run("deepeyes-live")
     shutil.copy(SMALL / "probe_index.safetensors", folder)

@@ -135,6 +135,8 @@ def runs_section() -> None:
         return
     runs_table(runs)
     run = run_picker(runs)
+    if run.role:
+        st.info(sentence(run.role), icon=":material/info:")
     learning_curves_chart(run)
     model_card(run)
     if run.shipped:
@@ -147,8 +149,13 @@ def runs_section() -> None:
     run_controls(run)
 
 
+def sentence(text: str) -> str:
+    """`text` (a card's role) as a sentence: capitalised, with a full stop."""
+    return f"{text[:1].upper()}{text[1:]}."
+
+
 def runs_table(runs: list[RunInfo]) -> None:
-    """Every run: its architecture, status, last snapshot, test accuracy and origin."""
+    """Every run: its architecture, status, last snapshot, test accuracy, origin and role."""
     table = pd.DataFrame(
         {
             "run": [Path(run.path).name for run in runs],
@@ -160,6 +167,7 @@ def runs_table(runs: list[RunInfo]) -> None:
                 "" if run.test_accuracy is None else f"{run.test_accuracy:.2%}" for run in runs
             ],
             "origin": ["shipped" if run.shipped else "yours" for run in runs],
+            "about": [run.role for run in runs],
         }
     )
     st.dataframe(table, hide_index=True, width="stretch")

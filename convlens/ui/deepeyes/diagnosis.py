@@ -28,7 +28,7 @@ from convlens.deepeyes import (
     width_options,
 )
 from convlens.models import list_models
-from convlens.runformat import read_card, run_status, shipped_run, weight_steps
+from convlens.runformat import RUN_PREFIX, read_card, run_status, shipped_run, weight_steps
 from convlens.runs import TrainerLimitError, run_reference, start_run
 from convlens.style import TABLE_ROW_HEIGHT
 from convlens.ui.deepeyes.caches import (
@@ -56,9 +56,9 @@ def annotation_target(run_path: str, step: int, shipped: bool) -> tuple[str, str
     if shipped and last and name in list_models():
         model = name
     elif not shipped and last and run_status(run_path) == "finished":
-        model = f"run:{run_path}"
+        model = f"{RUN_PREFIX}{run_reference(run_path)}"
     else:
-        model = f"run:{run_path}@{step}"
+        model = f"{RUN_PREFIX}{run_reference(run_path)}@{step}"
     return model, cached_snapshot_fingerprint(run_path, step)
 
 

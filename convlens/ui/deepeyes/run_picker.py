@@ -66,7 +66,8 @@ def pick_run(runs: list[RunInfo], model_name: str) -> tuple[RunInfo, str]:
 def run_line(run: RunInfo, phase: str) -> None:
     """Name the chosen run, whose it is and its phase; its folder is in the tooltip."""
     owner = "shipped run" if run.shipped else "your run"
-    st.caption(f"{owner} {Path(run.path).name} · {phase}", help=f"Folder: `{run.path}`")
+    role = f" · **{run.role}**" if run.role else ""
+    st.caption(f"{owner} {Path(run.path).name} · {phase}{role}")
 
 
 @st.fragment(run_every=NEW_RUN_CHECK_SECONDS)
