@@ -22,7 +22,7 @@ st.title("Filters")
 st.caption(
     "Every filter of one layer on your image: its activation map (red above zero, blue below, one "
     "scale for the layer) or its guided back-propagation image (which pixels make it fire). "
-    "Click a filter's number to magnify it, see what it responds to, and mark it useful or useless; "
+    "Click a filter's tile to magnify it, see what it responds to, and mark it useful or useless; "
     "click a position of its map to see the arithmetic of one convolution."
 )
 model = selection.model

@@ -19,7 +19,7 @@ from convlens.activations import (
 )
 from convlens.annotations import LABELS, AnnotationStore, counted
 from convlens.attribution import GUIDED_BACKPROP_ROWS, LayerMaps, input_view, last_conv_node
-from convlens.charts import bars_chart
+from convlens.charts import FILTER_SELECTION, bars_chart, filter_grid_chart
 from convlens.data import ImageSourceError, LoadedImage
 from convlens.graph import ChainNode, LayerGraph, first_conv
 from convlens.models import LoadedModel
@@ -98,9 +98,9 @@ def sort_filters(
 
 
 def activation_tile(maps: LayerMaps, channel: int, size: int = FILTER_GRID_TILE) -> Image.Image:
-    """Return filter `channel`'s map on the layer's common diverging scale, numbered."""
+    """Return filter `channel`'s map on the layer's common diverging scale (the grid numbers it)."""
     scale = float(np.abs(maps.maps).max())
-    return tile(diverging(maps.maps[channel], scale), size, label=str(channel))
+    return tile(diverging(maps.maps[channel], scale), size)
 
 
 # Said on a guided back-propagation tile whose gradient is zero everywhere.
@@ -111,43 +111,59 @@ NO_GRADIENT_REASON = (
 )
 
 
-def gradient_tile(gradient: np.ndarray, channel: int, size: int = FILTER_GRID_TILE) -> Image.Image:
-    """Return a guided back-propagation image over the whole image as a numbered tile (magnitude,
+def gradient_tile(gradient: np.ndarray, size: int = FILTER_GRID_TILE) -> Image.Image:
+    """Return a guided back-propagation image over the whole image as a tile (magnitude,
     sequential map, robust percentiles), or a tile that says why it has no gradient."""
     if not has_gradient(gradient):
-        return empty_tile(size, str(channel), NO_GRADIENT)
-    return tile(gradient_picture(gradient, size), size, label=str(channel))
+        return empty_tile(size, "", NO_GRADIENT)
+    return tile(gradient_picture(gradient, size), size)
 
 
-# How a filter's latest annotation shows on its button in the grid.
+# How a filter's latest annotation shows beside its number in the grid.
 LABEL_MARKS = {"useful": "✓", "useless": "✗", "unsure": "?"}
+
+
+def tile_label(channel: int, labels: Mapping[int, str]) -> str:
+    """Return a tile's label: the filter's number and its latest annotation's mark, if any."""
+    return f"{channel} {LABEL_MARKS.get(labels.get(channel, ''), '')}".strip()
 
 
 def filter_grid(
     filters: Sequence[int],
     picture: Callable[[int], Image.Image],
     selected: int | None,
-    on_pick: Callable[[int], None],
     key: str,
     labels: Mapping[int, str],
+    description: str,
 ) -> None:
-    """Draw the tiles of `filters` in rows, each with a button that selects it and shows the
-    filter's latest annotation in `labels` (useful, useless, unsure) as a mark."""
-    for start in range(0, len(filters), FILTER_GRID_COLUMNS):
-        columns = st.columns(FILTER_GRID_COLUMNS, gap="xsmall")  # room for 3-digit numbers
-        for column, channel in zip(
-            columns, filters[start : start + FILTER_GRID_COLUMNS], strict=False
-        ):
-            column.image(picture(channel), width="stretch")
-            mark = LABEL_MARKS.get(labels.get(channel, ""), "")
-            column.button(
-                f"{channel} {mark}".strip(),  # the selected one is the primary button
-                key=f"{key}_{channel}",
-                on_click=on_pick,
-                args=(channel,),
-                type="primary" if channel == selected else "secondary",
-                width="stretch",
-            )
+    """Draw the tiles of `filters` as one chart whose click on a tile selects its filter; each
+    tile shows the filter's number and its latest annotation in `labels` (useful, useless,
+    unsure) as a mark."""
+    # a fresh chart after every pick: its own selection starts empty, the state draws the outline
+    chart_key = f"{key}_{selected}"
+
+    def picked() -> None:
+        points = st.session_state[chart_key]["selection"].get(FILTER_SELECTION) or []
+        if points:
+            pick(int(points[0]["filter"]))
+
+    chart = filter_grid_chart(
+        filters,
+        [picture(channel) for channel in filters],
+        [tile_label(channel, labels) for channel in filters],
+        FILTER_GRID_COLUMNS,
+        selected,
+        description,
+    )
+    st.altair_chart(
+        chart,
+        on_select=picked,
+        selection_mode=[FILTER_SELECTION],
+        key=chart_key,
+        width=chart.width,
+        height=chart.height,
+        theme=None,  # the theme's padding would shrink the tiles
+    )
     if any(channel in labels for channel in filters):
         st.caption(
             " · ".join(f"{mark} {label}" for label, mark in LABEL_MARKS.items())
@@ -469,7 +485,14 @@ def grid_section(
     page = _page_of_filters(count)
     shown = ordered[(page - 1) * FILTERS_PER_PAGE : page * FILTERS_PER_PAGE]
     if show != "guided back-propagation":
-        filter_grid(shown, lambda k: activation_tile(maps, k), selected, pick, "act", labels)
+        filter_grid(
+            shown,
+            lambda k: activation_tile(maps, k),
+            selected,
+            f"grid_act_{node.id}_{page}",
+            labels,
+            f"activation maps of {node.id}'s filters",
+        )
         return selected
     # one batched backward pass per GUIDED_BACKPROP_ROWS filters, not one per filter
     bar = st.progress(0.0, text="Guided back-propagation…")
@@ -484,7 +507,14 @@ def grid_section(
         done = start + len(chunk)
         bar.progress(done / len(shown), text=f"Guided back-propagation: {done}/{len(shown)}")
     bar.empty()
-    filter_grid(shown, lambda k: gradient_tile(gradients[k], k), selected, pick, "gbp", labels)
+    filter_grid(
+        shown,
+        lambda k: gradient_tile(gradients[k]),
+        selected,
+        f"grid_gbp_{node.id}_{page}",
+        labels,
+        f"guided back-propagation images of {node.id}'s filters",
+    )
     if not all(has_gradient(gradients[k]) for k in shown):
         st.caption(f"A grey tile has no gradient: {NO_GRADIENT_REASON}")
     return selected
@@ -501,7 +531,7 @@ def filter_details(
         forget_position()
     if selected is None:
         st.info(
-            "Click a filter's number to see it magnified, its top image patches and its annotation."
+            "Click a filter's tile to see it magnified, its top image patches and its annotation."
         )
         return
     count = len(maps.maps)

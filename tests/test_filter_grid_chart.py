@@ -1,0 +1,65 @@
+"""The Filters page's grid as one chart: a tile per filter, its label, and a click that selects it."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from PIL import Image
+
+from convlens.charts import FILTER_SELECTION, GRID_GAP, GRID_TILE, filter_grid_chart
+
+
+def pictures(count: int) -> list[Image.Image]:
+    return [Image.new("RGB", (96, 96), (k, 255 - k, 0)) for k in range(count)]
+
+
+def main_rows(spec: dict) -> list[dict]:
+    return max(spec["datasets"].values(), key=len)
+
+
+def test_a_page_of_64_filters_is_64_image_tiles_with_their_numbers_in_order():
+    filters = list(np.random.default_rng(0).permutation(64))
+    labels = [f"{k} ✗" if k == 7 else str(k) for k in filters]
+    spec = filter_grid_chart(filters, pictures(64), labels, 8).to_dict()
+    rows = main_rows(spec)
+    assert [row["filter"] for row in rows] == filters
+    assert [row["label"] for row in rows] == labels
+    images = [layer for layer in spec["layer"] if layer["mark"]["type"] == "image"]
+    assert len(images) == 1 and images[0]["encoding"]["url"]["field"] == "url"
+    decoded = [
+        Image.open(io.BytesIO(base64.b64decode(row["url"].split(",", 1)[1]))) for row in rows
+    ]
+    assert [picture.getpixel((0, 0))[0] for picture in decoded] == list(range(64))
+    texts = [layer for layer in spec["layer"] if layer["mark"]["type"] == "text"]
+    assert texts[0]["encoding"]["text"]["field"] == "label"
+
+
+def test_tiles_are_at_least_64_pixels_and_eight_rows_fit_in_720():
+    spec = filter_grid_chart(
+        list(range(64)), pictures(64), [str(k) for k in range(64)], 8
+    ).to_dict()
+    rows = main_rows(spec)
+    assert GRID_TILE >= 64
+    assert all(r["x_end"] - r["x"] == GRID_TILE and r["y_end"] - r["y"] == GRID_TILE for r in rows)
+    assert (rows[9]["x"], rows[9]["y"]) == (GRID_TILE + GRID_GAP, GRID_TILE + GRID_GAP)
+    assert spec["height"] == 8 * (GRID_TILE + GRID_GAP) - GRID_GAP < 720
+    assert spec["width"] == 8 * (GRID_TILE + GRID_GAP) - GRID_GAP
+    # the tiles of a partial last row do not stretch the chart
+    short = filter_grid_chart([0, 1, 2], pictures(3), ["0", "1", "2"], 8).to_dict()
+    assert short["height"] == GRID_TILE
+
+
+def test_a_click_on_a_tile_selects_its_filter_and_the_selected_one_is_outlined():
+    spec = filter_grid_chart([4, 5, 6], pictures(3), ["4", "5", "6"], 8, selected=5).to_dict()
+    (param,) = spec["params"]
+    assert param["name"] == FILTER_SELECTION
+    assert param["select"] == {"type": "point", "fields": ["filter"], "on": "click"}
+    (clickable,) = [layer for layer in spec["layer"] if layer.get("name") in param["views"]]
+    assert clickable is spec["layer"][-1], "the clickable tiles lie above the labels"
+    outlines = [layer for layer in spec["layer"] if layer["mark"].get("stroke")]
+    (outline,) = outlines
+    assert [row["filter"] for row in spec["datasets"][outline["data"]["name"]]] == [5]
+    unselected = filter_grid_chart([4, 5, 6], pictures(3), ["4", "5", "6"], 8).to_dict()
+    assert not [layer for layer in unselected["layer"] if layer["mark"].get("stroke")]
