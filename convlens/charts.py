@@ -33,6 +33,7 @@ from convlens.style import (
     FILTER_CELL_COLUMNS,
     FILTER_CELL_SIZE,
     FILTER_CELLS_MIN_HEIGHT,
+    FILTER_GRID_TILE,
     FILTER_LABELS_UP_TO,
     FILTER_POINT_SIZES,
     FILTER_SCHEME,
@@ -835,9 +836,7 @@ def channel_sums_chart(
 
 # The point selection of `filter_grid_chart`: a click on a tile stores its `filter`.
 FILTER_SELECTION = "filter_tile"
-# A tile's side and the gap between tiles, in pixels: 8 columns of 64 filters fit beside the
-# selected filter's column at 1280×720, and their 8 rows within one screen.
-GRID_TILE = 66
+# The gap between the grid's tiles (FILTER_GRID_TILE pixels a side), in pixels.
 GRID_GAP = 4
 # The white box behind a tile's label ("7 ✗") in its top-left corner.
 GRID_LABEL_FONT = 12
@@ -860,7 +859,7 @@ def filter_grid_chart(
     One chart instead of an image and a button per filter: the tile is the button, and the
     browser fetches one chart instead of one picture per tile.
     """
-    step = GRID_TILE + GRID_GAP
+    step = FILTER_GRID_TILE + GRID_GAP
     slots = np.arange(len(filters))
     left, top = (slots % columns) * step, (slots // columns) * step
     frame = pd.DataFrame(
@@ -869,9 +868,9 @@ def filter_grid_chart(
             "label": list(labels),
             "url": [_png_url(picture) for picture in pictures],
             "x": left,
-            "x_end": left + GRID_TILE,
+            "x_end": left + FILTER_GRID_TILE,
             "y": top,
-            "y_end": top + GRID_TILE,
+            "y_end": top + FILTER_GRID_TILE,
             "label_end": left + np.array([len(t) for t in labels]) * GRID_LABEL_CHARACTER + 4,
             "label_bottom": top + GRID_LABEL_HEIGHT,
         }

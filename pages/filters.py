@@ -15,7 +15,7 @@ from convlens.ui.filters import (
     selected_filter,
 )
 from convlens.ui.sidebar import page_setup, show_image_problem
-from convlens.ui.state import upload_digest
+from convlens.ui.state import stop_page, upload_digest
 
 selection = page_setup("filters")
 st.title("Filters")
@@ -29,7 +29,7 @@ model = selection.model
 image = selection.image
 show_image_problem(selection)
 if model is None or image is None:
-    st.stop()
+    stop_page()
 if not model.pretrained:
     st.warning(model.weights_note)
 
@@ -59,7 +59,8 @@ labels = {
     ).items()
 }
 
-grid_column, detail_column = st.columns([3, 2], gap="large")
+# the grid's FILTER_GRID_COLUMNS tiles beside the magnified map, at 1280×720
+grid_column, detail_column = st.columns([8, 5], gap="medium")
 with grid_column:
     selected = grid_section(layer, show, order, selected, labels)
 with detail_column:

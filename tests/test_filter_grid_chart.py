@@ -8,7 +8,9 @@ import io
 import numpy as np
 from PIL import Image
 
-from convlens.charts import FILTER_SELECTION, GRID_GAP, GRID_TILE, filter_grid_chart
+from convlens.charts import FILTER_SELECTION, GRID_GAP, filter_grid_chart
+from convlens.style import FILTER_GRID_COLUMNS
+from convlens.style import FILTER_GRID_TILE as GRID_TILE
 
 
 def pictures(count: int) -> list[Image.Image]:
@@ -36,16 +38,17 @@ def test_a_page_of_64_filters_is_64_image_tiles_with_their_numbers_in_order():
     assert texts[0]["encoding"]["text"]["field"] == "label"
 
 
-def test_tiles_are_at_least_64_pixels_and_eight_rows_fit_in_720():
-    spec = filter_grid_chart(
-        list(range(64)), pictures(64), [str(k) for k in range(64)], 8
-    ).to_dict()
+def test_tiles_are_at_least_64_pixels_and_a_page_of_64_fits_in_720():
+    labels = [str(k) for k in range(64)]
+    spec = filter_grid_chart(list(range(64)), pictures(64), labels, FILTER_GRID_COLUMNS).to_dict()
     rows = main_rows(spec)
     assert GRID_TILE >= 64
     assert all(r["x_end"] - r["x"] == GRID_TILE and r["y_end"] - r["y"] == GRID_TILE for r in rows)
-    assert (rows[9]["x"], rows[9]["y"]) == (GRID_TILE + GRID_GAP, GRID_TILE + GRID_GAP)
-    assert spec["height"] == 8 * (GRID_TILE + GRID_GAP) - GRID_GAP < 720
-    assert spec["width"] == 8 * (GRID_TILE + GRID_GAP) - GRID_GAP
+    second_row = FILTER_GRID_COLUMNS + 1  # the second tile of the second row
+    step = GRID_TILE + GRID_GAP
+    assert (rows[second_row]["x"], rows[second_row]["y"]) == (step, step)
+    assert spec["height"] == -(-64 // FILTER_GRID_COLUMNS) * step - GRID_GAP <= 720
+    assert spec["width"] == FILTER_GRID_COLUMNS * step - GRID_GAP
     # the tiles of a partial last row do not stretch the chart
     short = filter_grid_chart([0, 1, 2], pictures(3), ["0", "1", "2"], 8).to_dict()
     assert short["height"] == GRID_TILE
