@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from browser import (
     require_chromium,
     wait_for_app,
 )
+from convlens.style import FILTER_GRID_TILE
 from convlens.ui.navigation import PAGES
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
@@ -41,6 +43,18 @@ FIND_COLOUR = """([canvas, rgb]) => {
     }
     return null;
 }"""
+
+
+def click_tile(page, label: str) -> None:
+    """Click the tile labelled `label` (its filter's number) in the Filters page's grid, a chart
+    whose every tile is a button: the click lands in the tile, below and right of its label."""
+    grid = page.locator('[data-testid="stVegaLiteChart"]').filter(has=page.locator(".mark-text"))
+    number = grid.locator(".mark-text text").filter(has_text=re.compile(f"^{label}$"))
+    number.wait_for(timeout=60_000)
+    number.scroll_into_view_if_needed()
+    box = number.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + FILTER_GRID_TILE / 2, box["y"] + FILTER_GRID_TILE / 2)
 
 
 def click_colour(page, rgb: tuple[int, int, int]) -> None:
@@ -132,7 +146,7 @@ def test_annotating_a_filter_in_the_browser_reaches_the_cli(tmp_path: Path) -> N
         page.locator('[data-testid="stSidebarNav"] a', has_text="Filters").click()
         page.wait_for_url("**/filters*", timeout=60_000)
         wait_for_app(page)
-        page.get_by_role("button", name="7", exact=True).click()
+        click_tile(page, "7")
         page.wait_for_function(
             "() => document.body.innerText.includes('features.conv2_1 · filter 7')", timeout=60_000
         )

@@ -45,7 +45,12 @@ def test_a_click_on_the_map_explains_the_value_there() -> None:
             timeout=120_000,
         )
         wait_for_app(page)
-        picker = page.locator('[data-testid="stVegaLiteChart"]').first
+        # the magnified map: the chart with no text marks (the grid of tiles has their numbers)
+        picker = (
+            page.locator('[data-testid="stVegaLiteChart"]')
+            .filter(has_not=page.locator(".mark-text"))
+            .first
+        )
         picker.locator("svg, canvas").first.wait_for(timeout=60_000)
         picker.scroll_into_view_if_needed()
         box = picker.locator(".mark-image image, image").first.bounding_box()

@@ -4,6 +4,7 @@ history, and going back or forward to an entry shows that entry's view again, no
 from __future__ import annotations
 
 import pytest
+from test_browser import click_tile
 from test_browser_deepeyes import wait_for_images
 
 from browser import app_server, browser_page, require_chromium, wait_for_app
@@ -39,9 +40,9 @@ def test_back_and_forward_restore_the_filter_shown(tmp_path) -> None:
         page.locator('[data-testid="stSidebarNav"] a', has_text="Filters").click()
         page.wait_for_url("**/filters*", timeout=60_000)
         wait_for_app(page)
-        page.get_by_role("button", name="7", exact=True).click()
+        click_tile(page, "7")
         settled_view(page, "features.conv2_1 · filter 7", "filter=7")
-        page.get_by_role("button", name="3", exact=True).click()
+        click_tile(page, "3")
         settled_view(page, "features.conv2_1 · filter 3", "filter=3")
 
         page.go_back()
