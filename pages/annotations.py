@@ -16,6 +16,7 @@ from convlens.ui.annotations import (
     row_filters,
 )
 from convlens.ui.sidebar import page_setup
+from convlens.ui.state import stop_page
 
 selection = page_setup("annotations")
 st.title("Annotations")
@@ -38,5 +39,5 @@ with import_column:
 st.divider()
 st.subheader("What do the useless filters cost?")
 if selection.model is None:
-    st.stop()
+    stop_page()
 ablation_check(store, selection, selection.model)

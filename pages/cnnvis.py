@@ -30,6 +30,7 @@ from convlens.ui.cnnvis.picture import (
 )
 from convlens.ui.filters import dataset_analysis
 from convlens.ui.sidebar import page_setup
+from convlens.ui.state import stop_page
 
 selection = page_setup("cnnvis")
 st.title("CNNVis")
@@ -41,17 +42,17 @@ st.caption(
 )
 model = selection.model
 if model is None:
-    st.stop()
+    stop_page()
 labelled = labelled_data(selection.model_name, model)
 if labelled is None:
-    st.stop()
+    stop_page()
 data, source = labelled
 
 key = selection.model_key
 graph = cached_graph(*key)
 analysis = dataset_analysis(key, model, model_lock(*key), data, "cnnvis_analyze")
 if analysis is None:
-    st.stop()
+    stop_page()
 
 # Groups: a click in the picture toggles one before the toolbar shows them.
 group_ids = analysed_group_ids(graph, analysis)
@@ -73,7 +74,7 @@ try:
     view = cached_view(view_key, analysis)
 except ValueError as error:  # a link's move that the layer cannot make
     st.error(str(error))
-    st.stop()
+    stop_page()
 
 # The picture, its quality flags outlined when one is selected below, the compared model under it.
 flags = quality_flags(view)

@@ -20,7 +20,7 @@ from convlens.ui.deepeyes.layer import layer_section
 from convlens.ui.deepeyes.run_picker import pick_run, run_line, watch_run_folders
 from convlens.ui.deepeyes.training import training_section
 from convlens.ui.sidebar import page_setup
-from convlens.ui.state import write_to_url
+from convlens.ui.state import stop_page, write_to_url
 
 
 def deepeyes_view(run_path: str, phase: str, shipped: bool) -> None:
@@ -81,14 +81,14 @@ runs = list_runs()
 watch_run_folders(tuple(str(path) for path, _ in run_folders()))
 if not runs:
     st.info("No runs yet: start one on the Training page.")
-    st.stop()
+    stop_page()
 run, phase = pick_run(runs, selection.model_name)
 if phase == "unreadable":
     st.warning(
         f"{Path(run.path).name} cannot be read: its manifest.json is missing or broken. "
         "Pick another run."
     )
-    st.stop()
+    stop_page()
 run_line(run, phase)
 refresh = RUN_REFRESH_SECONDS if phase in ("running", "starting") else None
 st.fragment(run_every=refresh)(deepeyes_view)(run.path, phase, run.shipped)

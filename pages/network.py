@@ -8,7 +8,7 @@ from convlens.ui.cache import cached_forward_pass, cached_graph, cached_predicti
 from convlens.ui.chain import render_chain
 from convlens.ui.details import render_details
 from convlens.ui.sidebar import page_setup, show_image_problem
-from convlens.ui.state import upload_digest
+from convlens.ui.state import stop_page, upload_digest
 
 selection = page_setup("network")
 st.title("Network")
@@ -19,7 +19,7 @@ st.caption(
 )
 model = selection.model
 if model is None:
-    st.stop()
+    stop_page()
 if not model.pretrained:
     st.warning(model.weights_note)
 

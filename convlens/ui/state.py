@@ -22,9 +22,9 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NoReturn
 
 import streamlit as st
-from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
 
 def whole_number(text: str) -> int | None:
@@ -167,18 +167,24 @@ def write_to_url(page: str) -> None:
 
 @contextmanager
 def mirrored_in_url(page: str) -> Iterator[None]:
-    """Write the state to the URL once the run of `page` inside is done, also when it stopped
-    early (`st.stop`); not when it asked for a rerun, which writes at its own end."""
-    st.session_state[_APP_WRITES] = True
+    """Write the state to the URL once the run of `page` inside is done; a page that ends early
+    calls `stop_page`, which writes first. Not when the run asked for a rerun, which writes at
+    its own end."""
+    st.session_state[_APP_WRITES] = page
     try:
         yield
-    except StopException:
-        write_to_url(page)
-        raise
-    else:
         write_to_url(page)
     finally:
-        st.session_state[_APP_WRITES] = False
+        st.session_state[_APP_WRITES] = None
+
+
+def stop_page() -> NoReturn:
+    """End the page's run here (`st.stop`), the view written to the URL first: once a stop is
+    requested Streamlit sends nothing more, so a write after it would be lost."""
+    page = st.session_state.get(_APP_WRITES)
+    if page:
+        write_to_url(page)
+    st.stop()
 
 
 def write_to_url_if_alone(page: str) -> None:
