@@ -59,7 +59,8 @@ labels = {
     ).items()
 }
 
-grid_column, detail_column = st.columns([3, 2], gap="large")
+# the grid's FILTER_GRID_COLUMNS tiles beside the magnified map, at 1280×720
+grid_column, detail_column = st.columns([8, 5], gap="medium")
 with grid_column:
     selected = grid_section(layer, show, order, selected, labels)
 with detail_column:
