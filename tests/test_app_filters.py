@@ -86,6 +86,9 @@ def test_default_model_shows_every_filter_of_its_first_layer_and_a_click_selects
     assert all(t["url"].startswith("data:image/png;base64,") for t in grid_tiles(at, "act"))
     click_tile(at, 5)
     assert not at.exception
+    for sent in ("x", None, -1):  # what no tile sends is ignored, never a traceback
+        click_tile(at, sent)
+        assert at.session_state["filter"] == "5"
     assert at.session_state["filter"] == "5"
     assert "_conv_stem · filter 5" in all_text(at)
     assert any("guided back-propagation" in c.value for c in at.caption)

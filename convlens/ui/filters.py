@@ -144,8 +144,9 @@ def filter_grid(
 
     def picked() -> None:
         points = st.session_state[chart_key]["selection"].get(FILTER_SELECTION) or []
-        if points:
-            pick(int(points[0]["filter"]))
+        channel = str(points[0].get("filter")) if points else ""
+        if channel.isdigit():  # what the browser sent: a number of this page's filters
+            pick(int(channel))
 
     chart = filter_grid_chart(
         filters,
