@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from convlens.cnnvis.ordering import cosine_similarity as row_cosine_similarity
+from convlens.cnnvis.ordering import cosine_similarity
 from convlens.embedding import Embedding, embed, place
 from convlens.graph import build_graph
 from convlens.processes import live_trainer
@@ -340,11 +340,11 @@ class NearDuplicates:
         return ()
 
 
-def cosine_similarity(activations: np.ndarray) -> np.ndarray:
+def response_similarity(activations: np.ndarray) -> np.ndarray:
     """Return the (filters, filters) cosine similarity of the filters' responses (negatives
     clipped to 0); a filter that never responds has similarity 0 with every filter, itself too."""
     values = np.clip(_as_matrix(activations), 0.0, None)
-    similarity = np.clip(row_cosine_similarity(values.T), 0.0, 1.0)
+    similarity = np.clip(cosine_similarity(values.T), 0.0, 1.0)
     np.fill_diagonal(similarity, (values > 0).any(axis=0).astype(np.float64))
     return similarity
 
@@ -357,7 +357,7 @@ def near_duplicates(
     """Return the pairs of filters whose responses have cosine similarity >= threshold, and the
     groups they chain into. Dead filters are left out: they are reported as dead."""
     values = np.clip(_as_matrix(activations), 0.0, None)
-    similarity = cosine_similarity(values)
+    similarity = response_similarity(values)
     live = values.max(axis=0) > dead_maximum if len(values) else np.zeros(values.shape[1], bool)
     first, second = np.nonzero(np.triu(similarity >= threshold, k=1))
     pairs = tuple(

@@ -20,12 +20,12 @@ from convlens.cnnvis.pipeline import (
     cluster_purity,
     clusters_from_labels,
     contribution,
-    cosine_similarity,
     dead_neurons,
     default_cluster_count,
     layer_edges,
     move_neuron,
     neuron_importance,
+    neuron_similarity,
     redundant_groups,
     relevant_neurons,
 )
@@ -159,8 +159,8 @@ def test_redundant_groups_join_near_duplicates_transitively_and_skip_dead_neuron
     assert redundant_groups(vectors, tolerance=0.001) == []
 
 
-def test_cosine_similarity_zero_rows_are_zero() -> None:
-    similarity = cosine_similarity(np.array([[1.0, 0], [1.0, 1.0], [0, 0], [-1.0, 0]]))
+def test_neuron_similarity_zero_rows_are_zero() -> None:
+    similarity = neuron_similarity(np.array([[1.0, 0], [1.0, 1.0], [0, 0], [-1.0, 0]]))
     assert similarity[0, 1] == pytest.approx(np.sqrt(0.5))
     assert similarity[2].tolist() == [0, 0, 0, 0] and similarity[0, 3] == 0  # clipped at 0
 

@@ -18,7 +18,6 @@ from convlens.deepeyes import (
     RunDiagnosis,
     activation_heatmap,
     compare_sizes,
-    cosine_similarity,
     crop_patches,
     dead_since,
     diagnose_run,
@@ -36,6 +35,7 @@ from convlens.deepeyes import (
     per_label_mean,
     perplexity,
     perplexity_histogram,
+    response_similarity,
     run_filter_maxima,
     run_phase,
     specificity_phrase,
@@ -449,7 +449,7 @@ def test_near_duplicates_by_cosine_hand_computed():
             [1.0, 2.0, 0.0, 0.0, 1.0, -3.0],
         ]
     )
-    similarity = cosine_similarity(activations)
+    similarity = response_similarity(activations)
     assert similarity[0, 2] == pytest.approx(0.5)  # [1,0,1].[1,1,0] / (sqrt 2 sqrt 2)
     assert similarity[0, 1] == pytest.approx(1.0)
     assert similarity[3, 3] == 0.0 and similarity[0, 0] == 1.0

@@ -15,7 +15,7 @@ import torch
 from sklearn.cluster import KMeans, MeanShift, estimate_bandwidth
 from torch import nn
 
-from convlens.cnnvis.ordering import cosine_similarity as row_cosine_similarity
+from convlens.cnnvis.ordering import cosine_similarity
 from convlens.graph import LayerGraph
 from convlens.weights import edge_matrix
 
@@ -217,10 +217,10 @@ def redundant_groups(
     return sorted((tuple(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
 
 
-def cosine_similarity(vectors: np.ndarray) -> np.ndarray:
-    """The (n, n) cosine similarity of the rows, clipped at 0 (a graph's edge weights); a zero
-    row is 0 with every row."""
-    return np.clip(row_cosine_similarity(vectors), 0.0, None)
+def neuron_similarity(vectors: np.ndarray) -> np.ndarray:
+    """The (n, n) similarity of neurons' activation vectors (rows) for clustering: their cosine
+    similarity clipped at 0 (a graph's edge weights); a zero row is 0 with every row."""
+    return np.clip(cosine_similarity(vectors), 0.0, None)
 
 
 def layer_edges(
