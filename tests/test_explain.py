@@ -359,3 +359,19 @@ def test_cli_explain_bad_input_exits_2_with_one_line(capsys, extra, message):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert len(captured.err.strip().splitlines()) == 1 and message in captured.err
+
+
+def test_a_map_click_that_is_not_a_position_is_ignored() -> None:
+    from convlens.ui.explain import selected_position
+
+    assert selected_position([{"y": 3, "x": 7.0}]) == "3,7"
+    for crafted in (
+        [],
+        [{"y": "a", "x": 1}],
+        [{"y": 1}],
+        ["text"],
+        [None],
+        None,
+        [{"y": 1e400, "x": 0}],
+    ):
+        assert selected_position(crafted) is None, crafted

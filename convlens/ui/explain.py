@@ -52,6 +52,16 @@ def picked_position(shape: tuple[int, int]) -> tuple[int, int] | None:
     return None
 
 
+def selected_position(points: object) -> str | None:
+    """Return the `at` text ("Y,X") of the first point of a map click as the browser sent it,
+    or None when it is not one (a crafted message: `picked_position` then checks the range)."""
+    try:
+        point = points[0]  # type: ignore[index]
+        return f"{int(point['y'])},{int(point['x'])}"
+    except (LookupError, TypeError, ValueError, OverflowError):
+        return None
+
+
 def _map_picture(view: Image.Image, rgb: np.ndarray, size: tuple[int, int]) -> Image.Image:
     """The colour map `rgb` over the image in grey, at `size`: each map position a crisp block
     (nearest neighbour), so that the blocks are the positions a click picks."""
@@ -74,8 +84,9 @@ def position_picker(
 
     def picked() -> None:
         points = st.session_state[key]["selection"].get(POSITION_SELECTION) or []
-        if points:
-            st.session_state[AT] = f"{int(points[0]['y'])},{int(points[0]['x'])}"
+        position = selected_position(points)
+        if position is not None:
+            st.session_state[AT] = position
 
     st.altair_chart(
         position_picker_chart(picture, rows, columns, at),
