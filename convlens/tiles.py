@@ -91,6 +91,10 @@ def robust_range(values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
+# How much of the image shows under a guided back-propagation picture (1: as it is, 0: white).
+IMAGE_UNDER_GRADIENT = 0.45
+
+
 def block_max(values: np.ndarray, size: int) -> np.ndarray:
     """Return 2-D `values` reduced to at most `size` entries a side by the maximum over square
     blocks, so that a few strong pixels stay visible when a large image is drawn small."""
@@ -103,18 +107,37 @@ def block_max(values: np.ndarray, size: int) -> np.ndarray:
     return padded.reshape(rows, factor, columns, factor).max(axis=(1, 3))
 
 
-def gradient_picture(gradient: np.ndarray, size: int | None = None) -> np.ndarray:
+def gradient_picture(
+    gradient: np.ndarray, size: int | None = None, image: Image.Image | None = None
+) -> np.ndarray:
     """Return the RGB picture (h, w, 3) of a (channels, h, w) guided back-propagation image: its
     magnitude over the whole image on the sequential map, from its low to its high robust
     percentile (`robust_range`); with `size`, reduced by `block_max` to at most `size` pixels a
-    side, so that an early layer's field of a few pixels is not shrunk away in a small tile."""
+    side, so that an early layer's field of a few pixels is not shrunk away in a small tile.
+
+    With `image` (as the network sees it), the picture is drawn over it in faded grey, each
+    pixel's opacity growing with its magnitude: a deep layer's small field is then seen where it
+    lies on the image rather than as a dot on a dark square."""
     magnitude = gradient_magnitude(gradient)
     if size is not None:
         magnitude = block_max(magnitude, size)
     low, high = robust_range(magnitude)
-    if high <= low:
-        return sequential(magnitude)
-    return sequential(np.clip(magnitude - low, 0.0, None), top=high - low)
+    if image is None:
+        if high <= low:
+            return sequential(magnitude)
+        return sequential(np.clip(magnitude - low, 0.0, None), top=high - low)
+    if high > low:
+        strength = np.clip((magnitude - low) / (high - low), 0.0, 1.0)
+    else:
+        strength = (magnitude > 0).astype(np.float64)
+    rows, columns = strength.shape
+    grey = np.asarray(
+        image.convert("L").resize((columns, rows), Image.Resampling.BILINEAR), dtype=np.float64
+    )
+    faded = 255.0 - IMAGE_UNDER_GRADIENT * (255.0 - grey)
+    opacity = np.sqrt(strength)[..., None]  # a weak but real gradient stays visible
+    colour = sequential(strength, top=1.0).astype(np.float64)
+    return np.rint(faded[..., None] * (1 - opacity) + colour * opacity).astype(np.uint8)
 
 
 def has_gradient(gradient: np.ndarray) -> bool:

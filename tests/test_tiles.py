@@ -5,6 +5,7 @@ from PIL import Image
 
 from convlens.tiles import (
     DIVERGING,
+    IMAGE_UNDER_GRADIENT,
     SEQUENTIAL,
     block_max,
     diverging,
@@ -63,6 +64,19 @@ def test_a_small_receptive_field_is_shown_over_the_whole_image_not_shrunk_away()
     assert (small != SEQUENTIAL[0]).any(axis=2).sum() >= 1
     np.testing.assert_array_equal(block_max(np.arange(16.0).reshape(4, 4), 2), [[5, 7], [13, 15]])
     assert gradient_picture(np.zeros((1, 28, 28))).shape == (28, 28, 3)
+
+
+def test_a_gradient_over_the_image_shows_the_image_where_there_is_no_gradient():
+    gradient = np.zeros((3, 64, 64))
+    gradient[:, 30:34, 10:14] = 1.0
+    image = Image.new("RGB", (64, 64), (0, 0, 0))
+    picture = gradient_picture(gradient, image=image)
+    assert picture.shape == (64, 64, 3)
+    faded_black = round(255 * (1 - IMAGE_UNDER_GRADIENT))
+    assert (picture[:20] == faded_black).all(), "the image, faded, around the field"
+    assert tuple(picture[31, 11]) == tuple(SEQUENTIAL[-1].astype(np.uint8)), "the field opaque"
+    white = gradient_picture(gradient, size=32, image=Image.new("RGB", (64, 64), "white"))
+    assert white.shape == (32, 32, 3) and (white[:10] == 255).all()
 
 
 def test_robust_percentiles_saturate_a_few_extreme_pixels_instead_of_darkening_the_rest():

@@ -111,12 +111,15 @@ NO_GRADIENT_REASON = (
 )
 
 
-def gradient_tile(gradient: np.ndarray, size: int = FILTER_GRID_TILE) -> Image.Image:
-    """Return a guided back-propagation image over the whole image as a tile (magnitude,
-    sequential map, robust percentiles), or a tile that says why it has no gradient."""
+def gradient_tile(
+    gradient: np.ndarray, image: Image.Image, size: int = FILTER_GRID_TILE
+) -> Image.Image:
+    """Return a guided back-propagation image over the whole image as a tile (magnitude on the
+    sequential map, robust percentiles, drawn over `image`), or a tile that says why it has no
+    gradient."""
     if not has_gradient(gradient):
         return empty_tile(size, "", NO_GRADIENT)
-    return tile(gradient_picture(gradient, size), size)
+    return tile(gradient_picture(gradient, size, image), size)
 
 
 # How a filter's latest annotation shows beside its number in the grid.
@@ -510,7 +513,7 @@ def grid_section(
     bar.empty()
     filter_grid(
         shown,
-        lambda k: gradient_tile(gradients[k]),
+        lambda k: gradient_tile(gradients[k], layer.picture),
         selected,
         f"grid_gbp_{node.id}_{page}",
         labels,
@@ -555,7 +558,7 @@ def filter_details(
         )
         if has_gradient(gradient):
             st.image(
-                tile(gradient_picture(gradient, MAGNIFIED_SIZE), MAGNIFIED_SIZE),
+                tile(gradient_picture(gradient, MAGNIFIED_SIZE, layer.picture), MAGNIFIED_SIZE),
                 caption="guided back-propagation where it fires most: which pixels of the "
                 "image make it fire",
                 width=MAGNIFIED_SIZE // 2,
