@@ -131,6 +131,31 @@ def tile_label(channel: int, labels: Mapping[int, str]) -> str:
     return f"{channel} {LABEL_MARKS.get(labels.get(channel, ''), '')}".strip()
 
 
+# A grid's spec holds its 64 tiles as PNG data URLs (~0.4 MB): 64 specs stay under ~30 MB.
+@st.cache_data(max_entries=64, show_spinner=False)
+def grid_spec(
+    tiles_key: tuple,
+    tile_labels: tuple[str, ...],
+    selected: int | None,
+    description: str,
+    _filters: Sequence[int],
+    _picture: Callable[[int], Image.Image],
+) -> dict:
+    """Return the Vega-Lite spec of a page of tiles, built once per server for the pictures that
+    `tiles_key` names (model, image, layer, what is shown, the filters), their labels and the
+    selected one: Altair's building of a chart with 64 inline pictures costs more than the rest
+    of the view. Not validated again here: `filter_grid_chart`'s tests validate its specs."""
+    chart = filter_grid_chart(
+        _filters,
+        [_picture(channel) for channel in _filters],
+        list(tile_labels),
+        FILTER_GRID_COLUMNS,
+        selected,
+        description,
+    )
+    return chart.to_dict(validate=False)
+
+
 def filter_grid(
     filters: Sequence[int],
     picture: Callable[[int], Image.Image],
@@ -138,10 +163,11 @@ def filter_grid(
     key: str,
     labels: Mapping[int, str],
     description: str,
+    tiles_key: tuple,
 ) -> None:
     """Draw the tiles of `filters` as one chart whose click on a tile selects its filter; each
     tile shows the filter's number and its latest annotation in `labels` (useful, useless,
-    unsure) as a mark."""
+    unsure) as a mark. `tiles_key` names the pictures (see `grid_spec`)."""
     # a fresh chart after every pick: its own selection starts empty, the state draws the outline
     chart_key = f"{key}_{selected}"
 
@@ -151,21 +177,15 @@ def filter_grid(
         if channel.isdigit():  # what the browser sent: a number of this page's filters
             pick(int(channel))
 
-    chart = filter_grid_chart(
-        filters,
-        [picture(channel) for channel in filters],
-        [tile_label(channel, labels) for channel in filters],
-        FILTER_GRID_COLUMNS,
-        selected,
-        description,
-    )
-    st.altair_chart(
-        chart,
+    tile_labels = tuple(tile_label(channel, labels) for channel in filters)
+    spec = grid_spec(tiles_key, tile_labels, selected, description, filters, picture)
+    st.vega_lite_chart(
+        spec,
         on_select=picked,
         selection_mode=[FILTER_SELECTION],
         key=chart_key,
-        width=chart.width,
-        height=chart.height,
+        width=spec["width"],
+        height=spec["height"],
         theme=None,  # the theme's padding would shrink the tiles
     )
     if any(channel in labels for channel in filters):
@@ -496,6 +516,7 @@ def grid_section(
             f"grid_act_{node.id}_{page}",
             labels,
             f"activation maps of {node.id}'s filters",
+            (*layer.model_key, *layer.image_key, node.id, "activation", tuple(shown)),
         )
         return selected
     # one batched backward pass per GUIDED_BACKPROP_ROWS filters, not one per filter
@@ -518,6 +539,7 @@ def grid_section(
         f"grid_gbp_{node.id}_{page}",
         labels,
         f"guided back-propagation images of {node.id}'s filters",
+        (*layer.model_key, *layer.image_key, node.id, "guided", tuple(shown)),
     )
     if not all(has_gradient(gradients[k]) for k in shown):
         st.caption(f"A grey tile has no gradient: {NO_GRADIENT_REASON}")
