@@ -221,13 +221,15 @@ def set_image_number(page, index: int, drawn: str = "true") -> None:
 
 
 def choose_option(page, label: str, typed: str) -> Callable[[], None]:
-    """Open the select box labelled `label` and type `typed` into it (untimed); return the choice
-    of the first matching option (the click)."""
+    """Open the select box labelled `label` and type `typed` into it (untimed); return the click
+    on the first option that holds `typed`."""
     page.locator('[data-testid="stSelectbox"]').filter(
         has=page.get_by_text(label, exact=True)
     ).click()
     page.keyboard.type(typed)
-    return lambda: page.keyboard.press("Enter")
+    option = page.get_by_role("option").filter(has_text=typed).first
+    option.wait_for(timeout=TIMEOUT_MS)
+    return option.click
 
 
 def segment(page, name: str):
@@ -445,9 +447,10 @@ def guided_click(base: int, layers: list[str]) -> Click:
     """Show: guided back-propagation for a page of a layer's filters (activations before)."""
 
     def aim(page, layer):
-        pick_layer(page, layer)
+        # activations first: the guided view of the next layer is what the click computes
         if "guided" in page.evaluate("() => decodeURIComponent(window.location.search)"):
             act(page, lambda: segment(page, "activation").click(), FILTERS_DRAWN)
+        pick_layer(page, layer)
         return Aim(
             lambda: segment(page, "guided back-propagation").click(),
             f"{in_address('show=guided')} && {FILTERS_DRAWN}",
@@ -465,9 +468,9 @@ def sort_click(base: int, layers: list[str]) -> Click:
     """Sort by: the mean activation on the image (filter number before)."""
 
     def aim(page, layer):
-        pick_layer(page, layer)
         if "sort=mean" in page.evaluate("() => window.location.search"):
             act(page, choose_option(page, "Sort by", "filter number"), FILTERS_DRAWN)
+        pick_layer(page, layer)
         return Aim(
             choose_option(page, "Sort by", "mean activation"),
             f"{in_address('sort=mean')} && {FILTERS_DRAWN}",
