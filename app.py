@@ -4,8 +4,11 @@ Each page draws the shared sidebar itself (`convlens.ui.sidebar.page_setup`)."""
 
 import streamlit as st
 
+from convlens.ui.launch import use_serving_threads
 from convlens.ui.navigation import PAGE_STYLE, PAGES
 from convlens.ui.state import mirrored_in_url
+
+use_serving_threads()  # also under plain `streamlit run app.py`
 
 st.set_page_config(page_title="ConvLens", page_icon="🔍", layout="wide")
 st.sidebar.markdown(PAGE_STYLE, unsafe_allow_html=True)  # style only: the sidebar shows nothing

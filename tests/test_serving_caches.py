@@ -1,7 +1,11 @@
 """Work shared by every browser of a server (issue 17, item 4): one layer graph per model object,
-one loaded dataset analysis per model and data."""
+one loaded dataset analysis per model and data; one CPU thread per script run."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +13,7 @@ import pytest
 from convlens.activations import analyze, cache_path
 from convlens.graph import build_graph, shared_graph
 from convlens.ui import cache
+from convlens.ui.launch import TORCH_THREADS_ENV
 from tests.test_activations import tiny_model
 
 DATA = "fashion-mnist:test"
@@ -57,3 +62,26 @@ def test_the_analysis_is_loaded_once_for_every_browser(monkeypatch, fresh_analys
     for ours, fresh in zip(loaded.layers, computed.layers, strict=True):
         np.testing.assert_array_equal(ours.per_class_mean, fresh.per_class_mean)
         np.testing.assert_array_equal(ours.top_patches.box, fresh.top_patches.box)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, 1), ("2", 2)])
+def test_every_script_thread_of_the_server_computes_on_its_set_number_of_threads(setting, expected):
+    """A session's script runs in a thread started after the server set its threads; torch must
+    give that thread the server's number (one unless $CONVLENS_TORCH_THREADS says otherwise)."""
+    environment = {k: v for k, v in os.environ.items() if k != TORCH_THREADS_ENV}
+    environment["OMP_NUM_THREADS"] = "2"
+    if setting is not None:
+        environment[TORCH_THREADS_ENV] = setting
+    program = (
+        "import threading, torch\n"
+        "from convlens.ui.launch import use_serving_threads\n"
+        "use_serving_threads()\n"
+        "seen = []\n"
+        "thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))\n"
+        "thread.start(); thread.join()\n"
+        "print(seen[0])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], env=environment, capture_output=True, text=True, check=True
+    )
+    assert int(result.stdout.strip()) == expected
