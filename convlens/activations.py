@@ -36,8 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -64,7 +62,7 @@ from convlens.data import (
 from convlens.graph import ChainNode, LayerGraph, shared_graph
 from convlens.hooks import first_tensor, hooked_calls
 from convlens.models import LoadedModel, weights_source_key
-from convlens.paths import convlens_home
+from convlens.paths import convlens_home, write_atomic
 from convlens.weights import weights_fingerprint
 
 REDUCES = ("mean", "max")
@@ -858,16 +856,6 @@ def _cache_key(plan: _Plan) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _write_atomic(path: Path, write: Callable) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with temp.open("wb") as fp:
-            write(fp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
 _ARRAYS = ("per_class_mean", "max", "frequency")
 _PATCH_ARRAYS = ("image", "label", "y", "x", "value", "box")
 
@@ -900,9 +888,9 @@ def _save(analysis: Analysis, key: str) -> Path:
             for layer in analysis.layers
         ],
     }
-    _write_atomic(folder / f"{key}.npz", lambda fp: np.savez(fp, **arrays))
+    write_atomic(folder / f"{key}.npz", lambda fp: np.savez(fp, **arrays))
     path = folder / f"{key}.json"
-    _write_atomic(path, lambda fp: fp.write(json.dumps(meta).encode()))
+    write_atomic(path, lambda fp: fp.write(json.dumps(meta).encode()))
     return path
 
 

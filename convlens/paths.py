@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import platformdirs
 
@@ -14,6 +17,18 @@ ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 def convlens_home() -> Path:
     """Return `$CONVLENS_HOME`, or the user's data directory for ConvLens (created by writers)."""
     return Path(os.environ.get("CONVLENS_HOME") or platformdirs.user_data_dir("convlens"))
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write `path` with `write(file)` through a temporary file renamed over it: a reader (say
+    another server process sharing `$CONVLENS_HOME`) sees the old file or the whole new one."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with temp.open("wb") as fp:
+            write(fp)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def offline() -> bool:

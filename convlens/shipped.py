@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from convlens.data import fashion_mnist
+from convlens.paths import write_atomic
 from convlens.runformat import (
     Card,
     list_snapshots,
@@ -106,8 +106,8 @@ def pack_run(
         note=note,
         role=role,
     )
-    _write_atomic(run_dir / "card.json", json.dumps(dataclasses.asdict(card), indent=2) + "\n")
-    _write_atomic(run_dir / "card.md", card_markdown(card, manifest))
+    _write_text(run_dir / "card.json", json.dumps(dataclasses.asdict(card), indent=2) + "\n")
+    _write_text(run_dir / "card.md", card_markdown(card, manifest))
     return card
 
 
@@ -162,12 +162,8 @@ def _rewrite_half(path: Path) -> None:
     if all(v.dtype == torch.float16 for v in tensors.values() if v.is_floating_point()):
         return
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(half, temp)
-    os.replace(temp, path)
+    write_atomic(path, lambda fp: fp.write(save(half)))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(text)
-    os.replace(temp, path)
+def _write_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda fp: fp.write(text.encode()))

@@ -69,6 +69,7 @@ from tqdm.auto import tqdm
 from convlens.data import FASHION_MNIST_CLASSES, fashion_mnist
 from convlens.graph import build_graph
 from convlens.hooks import hooked_calls
+from convlens.paths import write_atomic
 from convlens.processes import live_trainer, pid_record
 from convlens.runformat import (
     FORMAT_VERSION,
@@ -280,9 +281,8 @@ def _versions() -> dict[str, str]:
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(temp, path)
+    text = json.dumps(payload, indent=2, default=str) + "\n"
+    write_atomic(path, lambda fp: fp.write(text.encode()))
 
 
 def _weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
