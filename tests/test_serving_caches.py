@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import streamlit as st
 
 from convlens.activations import analyze, cache_path
 from convlens.graph import build_graph, shared_graph
+from convlens.models import ModelKey
 from convlens.ui import cache
 from tests.test_activations import tiny_model
 
@@ -42,14 +44,16 @@ def fresh_analysis_cache():
 
 def test_the_analysis_is_loaded_once_for_every_browser(monkeypatch, fresh_analysis_cache):
     model = tiny_model()
-    key = ("tiny", None, "untrained")
+    fields = ("tiny", None, "untrained")
+    key = ModelKey(*fields)
     with pytest.raises(cache.NotAnalysed):  # nothing on disk yet, and the miss is not kept
-        fresh_analysis_cache(*key, DATA, model)
+        fresh_analysis_cache(key, DATA, model)
     computed = analyze(model, DATA)
     loads = []
     read = cache.cached_analysis
     monkeypatch.setattr(cache, "cached_analysis", lambda *a: loads.append(a) or read(*a))
-    requests = [fresh_analysis_cache(*key, DATA, model) for _ in range(30)]
+    # every browser's sidebar builds its own key
+    requests = [fresh_analysis_cache(ModelKey(*fields), DATA, model) for _ in range(30)]
     assert len(loads) == 1
     assert all(found is requests[0] for found in requests)
     loaded = requests[0]
@@ -57,3 +61,24 @@ def test_the_analysis_is_loaded_once_for_every_browser(monkeypatch, fresh_analys
     for ours, fresh in zip(loaded.layers, computed.layers, strict=True):
         np.testing.assert_array_equal(ours.per_class_mean, fresh.per_class_mean)
         np.testing.assert_array_equal(ours.top_patches.box, fresh.top_patches.box)
+
+
+def test_streamlit_caches_tell_model_keys_apart_by_value():
+    calls = []
+
+    @st.cache_data(show_spinner=False)
+    def computed(key: ModelKey, tiles: tuple) -> str:
+        calls.append(key)
+        return f"{key.name}/{key.source}"
+
+    computed.clear()
+    key = ModelKey("fashion_basecnn", None, "bundled")
+    assert computed(key, (key, "sample:cat")) == "fashion_basecnn/bundled"
+    equal = ModelKey("fashion_basecnn", None, "bundled")  # another object, the same fields
+    assert computed(equal, (equal, "sample:cat")) == "fashion_basecnn/bundled"
+    assert len(calls) == 1
+    fetched = ModelKey("fashion_basecnn", None, "cache:1:2")  # weights fetched since
+    assert computed(fetched, (fetched, "sample:cat")) == "fashion_basecnn/cache:1:2"
+    assert computed(ModelKey("fashion_basecnn", "w.pt", "bundled"), ()) == "fashion_basecnn/bundled"
+    assert len(calls) == 3
+    assert len({key, equal, fetched}) == 2  # hashable: a set or dict key too
