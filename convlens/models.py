@@ -284,6 +284,23 @@ def weights_source_key(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class ModelKey:
+    """Which model a cache entry or a lock belongs to: the registry name (or `run:`/`file:`
+    name), the weights file (None: the name's own weights) and `source`, the
+    `weights_source_key` of the name. `source` is there because weights fetched or imported while
+    the app runs change what the name loads: the key changes with them, so caches load them."""
+
+    name: str
+    weights: str | None
+    source: str
+
+    @classmethod
+    def of(cls, name: str, weights: str | None = None) -> ModelKey:
+        """Return the key of model `name` with the weights file `weights`, as they are now."""
+        return cls(name, weights, weights_source_key(name))
+
+
+@dataclass(frozen=True)
 class ZooEntry:
     """One model of the registry as the `models` listing shows it."""
 

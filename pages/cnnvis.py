@@ -49,8 +49,8 @@ if labelled is None:
 data, source = labelled
 
 key = selection.model_key
-graph = cached_graph(*key)
-analysis = dataset_analysis(key, model, model_lock(*key), data, "cnnvis_analyze")
+graph = cached_graph(key)
+analysis = dataset_analysis(key, model, model_lock(key), data, "cnnvis_analyze")
 if analysis is None:
     stop_page()
 

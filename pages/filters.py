@@ -34,23 +34,22 @@ if not model.pretrained:
     st.warning(model.weights_note)
 
 key = selection.model_key
-graph = cached_graph(*key)
+graph = cached_graph(key)
 digest = upload_digest(image.source)
 node, show, order = layer_controls(graph, selection.model_name)
 layer = LayerView(
     model_key=key,
-    model_name=selection.model_name,
     model=model,
     image=image,
     digest=digest,
     graph=graph,
     node=node,
-    maps=cached_layer_maps(*key, image.source, digest, node.id, image.image),
-    norms=filter_weight_norms(cached_model(*key).module, node),
+    maps=cached_layer_maps(key, image.source, digest, node.id, image.image),
+    norms=filter_weight_norms(cached_model(key).module, node),
     picture=input_view(model.transform, image.image),
 )
 store = AnnotationStore()
-fingerprint = cached_fingerprint(*key)
+fingerprint = cached_fingerprint(key)
 selected = selected_filter(node.id, len(layer.maps.maps))
 labels = {
     channel: label

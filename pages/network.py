@@ -23,12 +23,12 @@ if model is None:
 if not model.pretrained:
     st.warning(model.weights_note)
 
-graph = cached_graph(*selection.model_key)
+graph = cached_graph(selection.model_key)
 forward, predictions = None, []
 if selection.image is not None:
     image_key = (selection.image.source, upload_digest(selection.image.source))
-    forward = cached_forward_pass(*selection.model_key, *image_key, selection.image.image)
-    predictions = cached_predictions(*selection.model_key, *image_key, selection.image.image)
+    forward = cached_forward_pass(selection.model_key, *image_key, selection.image.image)
+    predictions = cached_predictions(selection.model_key, *image_key, selection.image.image)
 # The chain and the details side by side, each in a box of the window's height: a click on any
 # node, however far down the chain, shows its details beside it, on screen.
 chain_column, details_column = st.columns([4, 3], gap="medium")

@@ -13,7 +13,7 @@ from convlens.cnnvis.debugging import LayerAverage
 from convlens.cnnvis.drawing import draw, patch_images, selection_names
 from convlens.cnnvis.view import Options, build_view, format_moves, parse_moves, with_move
 from convlens.graph import build_graph
-from convlens.models import load_model, weights_source_key
+from convlens.models import ModelKey, load_model
 from convlens.ui.cnnvis import caches
 from convlens.ui.cnnvis.caches import Look, ViewKey, cached_picture, cached_view
 
@@ -64,7 +64,7 @@ def test_the_cached_view_and_picture_equal_fresh_ones_and_are_computed_once(
     )
     monkeypatch.setattr(caches, "draw", lambda *a, **k: drawings.append(a) or draw(*a, **k))
     options = Options(expanded=("g2", "g3"), moves=(("features.conv3_1", 0, 0),))
-    key = ViewKey((MODEL, None, weights_source_key(MODEL)), SHIPPED_DATA, options)
+    key = ViewKey(ModelKey.of(MODEL), SHIPPED_DATA, options)
     views = [cached_view(key, analysis) for _ in range(3)]
     look = Look(facet="activations", palette="blue / orange")
     pictures = [cached_picture(key, look, (("features.conv3_1", 0),), analysis) for _ in range(3)]

@@ -187,6 +187,22 @@ def test_weights_in_the_hub_cache_are_used(isolated_home: Path):
     assert torch.equal(loaded.module.conv1.weight, state["conv1.weight"])
 
 
+def test_a_model_key_changes_when_weights_land_in_the_hub_cache(isolated_home: Path):
+    before = models.ModelKey.of("resnet18")
+    assert before == models.ModelKey("resnet18", None, "untrained")
+    again = models.ModelKey.of("resnet18")
+    assert again == before and hash(again) == hash(before)
+    path = models.hub_cache_path("resnet18")
+    assert path is not None
+    path.parent.mkdir(parents=True)
+    torch.save(state_of("resnet18"), path)
+    after = models.ModelKey.of("resnet18")
+    assert after.name == "resnet18" and after.weights is None
+    assert after.source.startswith("cache:") and after != before
+    with_file = models.ModelKey.of("resnet18", "my.pt")
+    assert with_file == models.ModelKey("resnet18", "my.pt", after.source)
+
+
 def test_lite0_has_no_hub_cache_path_but_is_available():
     assert models.hub_cache_path("efficientnet_lite0") is None
     assert models.weights_available("efficientnet_lite0")

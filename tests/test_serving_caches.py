@@ -9,9 +9,11 @@ import sys
 
 import numpy as np
 import pytest
+import streamlit as st
 
 from convlens.activations import analyze, cache_path
 from convlens.graph import build_graph, shared_graph
+from convlens.models import ModelKey
 from convlens.ui import cache
 from convlens.ui.launch import TORCH_THREADS_ENV
 from tests.test_activations import tiny_model
@@ -47,14 +49,16 @@ def fresh_analysis_cache():
 
 def test_the_analysis_is_loaded_once_for_every_browser(monkeypatch, fresh_analysis_cache):
     model = tiny_model()
-    key = ("tiny", None, "untrained")
+    fields = ("tiny", None, "untrained")
+    key = ModelKey(*fields)
     with pytest.raises(cache.NotAnalysed):  # nothing on disk yet, and the miss is not kept
-        fresh_analysis_cache(*key, DATA, model)
+        fresh_analysis_cache(key, DATA, model)
     computed = analyze(model, DATA)
     loads = []
     read = cache.cached_analysis
     monkeypatch.setattr(cache, "cached_analysis", lambda *a: loads.append(a) or read(*a))
-    requests = [fresh_analysis_cache(*key, DATA, model) for _ in range(30)]
+    # every browser's sidebar builds its own key
+    requests = [fresh_analysis_cache(ModelKey(*fields), DATA, model) for _ in range(30)]
     assert len(loads) == 1
     assert all(found is requests[0] for found in requests)
     loaded = requests[0]
@@ -85,3 +89,24 @@ def test_every_script_thread_of_the_server_computes_on_its_set_number_of_threads
         [sys.executable, "-c", program], env=environment, capture_output=True, text=True, check=True
     )
     assert int(result.stdout.strip()) == expected
+
+
+def test_streamlit_caches_tell_model_keys_apart_by_value():
+    calls = []
+
+    @st.cache_data(show_spinner=False)
+    def computed(key: ModelKey, tiles: tuple) -> str:
+        calls.append(key)
+        return f"{key.name}/{key.source}"
+
+    computed.clear()
+    key = ModelKey("fashion_basecnn", None, "bundled")
+    assert computed(key, (key, "sample:cat")) == "fashion_basecnn/bundled"
+    equal = ModelKey("fashion_basecnn", None, "bundled")  # another object, the same fields
+    assert computed(equal, (equal, "sample:cat")) == "fashion_basecnn/bundled"
+    assert len(calls) == 1
+    fetched = ModelKey("fashion_basecnn", None, "cache:1:2")  # weights fetched since
+    assert computed(fetched, (fetched, "sample:cat")) == "fashion_basecnn/cache:1:2"
+    assert computed(ModelKey("fashion_basecnn", "w.pt", "bundled"), ()) == "fashion_basecnn/bundled"
+    assert len(calls) == 3
+    assert len({key, equal, fetched}) == 2  # hashable: a set or dict key too

@@ -188,7 +188,7 @@ def import_upload(store: AnnotationStore) -> None:
 def ablation_check(store: AnnotationStore, selection: Selection, model: LoadedModel) -> None:
     """What zeroing the sidebar model's filters marked useless costs: their count, the labelled
     images, the check, and its result while what it was computed from stays the same."""
-    fingerprint = cached_fingerprint(*selection.model_key)
+    fingerprint = cached_fingerprint(selection.model_key)
     useless = store.useless_filters(selection.model_name, fingerprint)
     total = sum(len(v) for v in useless.values())
     st.markdown(
@@ -244,9 +244,9 @@ def run_ablation(
         )
 
     try:
-        with model_lock(*selection.model_key):
+        with model_lock(selection.model_key):
             return ablate(
-                cached_model(*selection.model_key),
+                cached_model(selection.model_key),
                 data,
                 useless,
                 limit=limit or None,

@@ -1,7 +1,8 @@
 """Every Streamlit cache of ConvLens, in one place: models as resources, arrays as data.
 
-A model is named in cache keys by its registry name, its weights file (or None) and
-`weights_source_key`, which changes when weights are fetched or imported while the app runs.
+A model is named in cache keys by its `ModelKey` (`convlens.models`): its name, its weights file
+and its weights' source, which changes when weights are fetched or imported while the app runs.
+Streamlit hashes a dataclass by its fields, so equal keys share an entry.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from convlens.data import LoadedImage, load_image
 from convlens.deepeyes import PerplexityHistogram, run_histograms
 from convlens.explain import ConvolutionStep, convolution_step
 from convlens.graph import ChainNode, LayerGraph, shared_graph
-from convlens.models import LoadedModel, resolve_model
+from convlens.models import LoadedModel, ModelKey, resolve_model
 from convlens.overview import ForwardPass, forward_pass
 from convlens.predict import Prediction, predict
 from convlens.runformat import deepeyes_layers, read_manifest
@@ -39,15 +40,15 @@ from convlens.weights import Histogram, layer_weight, weight_histogram, weights_
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def cached_model(name: str, weights: str | None, source: str) -> LoadedModel:
-    """Return the loaded model `name` (with the weights file `weights`, if given)."""
-    return resolve_model(name, weights=weights)
+def cached_model(key: ModelKey) -> LoadedModel:
+    """Return the loaded model that `key` names (with its weights file, if it has one)."""
+    return resolve_model(key.name, weights=key.weights)
 
 
 @st.cache_resource(show_spinner="Tracing the layers…", max_entries=8)
-def cached_graph(name: str, weights: str | None, source: str) -> LayerGraph:
-    """Return the layer graph of the model `name`."""
-    model = cached_model(name, weights, source)
+def cached_graph(key: ModelKey) -> LayerGraph:
+    """Return the layer graph of the model that `key` names."""
+    model = cached_model(key)
     return shared_graph(model.module, model.input_size)
 
 
@@ -118,29 +119,25 @@ def cached_image(source: str, upload_digest: str | None, uploads: dict[str, byte
 
 @st.cache_data(show_spinner="Classifying…", max_entries=64)
 def cached_predictions(
-    name: str,
-    weights: str | None,
-    source: str,
+    key: ModelKey,
     image_source: str,
     upload_digest: str | None,
     _image: Image.Image,
 ) -> list[Prediction]:
-    """Return the top-5 classes of the image `image_source` under the model `name`."""
-    return predict(cached_model(name, weights, source), _image, top=5)
+    """Return the top-5 classes of the image `image_source` under the model `key` names."""
+    return predict(cached_model(key), _image, top=5)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def cached_weight_histogram(
-    name: str, weights: str | None, source: str, layer_path: str
-) -> Histogram | None:
+def cached_weight_histogram(key: ModelKey, layer_path: str) -> Histogram | None:
     """Return the histogram of one layer's weights, or None if it has no weights."""
-    module = dict(cached_model(name, weights, source).module.named_modules())[layer_path]
+    module = dict(cached_model(key).module.named_modules())[layer_path]
     weight = layer_weight(module)
     return None if weight is None else weight_histogram(weight)
 
 
 @st.cache_resource(max_entries=16)
-def model_lock(name: str, weights: str | None, source: str) -> threading.Lock:
+def model_lock(key: ModelKey) -> threading.Lock:
     """Return the lock that guards the cached model while hooks or gradients run on it.
 
     Cached models are shared by every session of the app; hook-based views must not overlap.
@@ -148,13 +145,11 @@ def model_lock(name: str, weights: str | None, source: str) -> threading.Lock:
     return threading.Lock()
 
 
-def _readout(
-    name: str, weights: str | None, source: str, node_id: str
-) -> tuple[LoadedModel, ChainNode, str]:
+def _readout(key: ModelKey, node_id: str) -> tuple[LoadedModel, ChainNode, str]:
     """Return the model, the chain node and the module that gradient methods read it at."""
-    graph = cached_graph(name, weights, source)
+    graph = cached_graph(key)
     node = graph.node(node_id)
-    return cached_model(name, weights, source), node, readout_layer(graph, node)
+    return cached_model(key), node, readout_layer(graph, node)
 
 
 def _input(model: LoadedModel, image: Image.Image) -> torch.Tensor:
@@ -163,18 +158,16 @@ def _input(model: LoadedModel, image: Image.Image) -> torch.Tensor:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def cached_layer_maps(
-    name: str,
-    weights: str | None,
-    source: str,
+    key: ModelKey,
     image_source: str,
     upload_digest: str | None,
     node_id: str,
     _image: Image.Image,
 ) -> LayerMaps:
     """Return the activation maps of every filter of chain node `node_id` for the image."""
-    model = cached_model(name, weights, source)
-    node = cached_graph(name, weights, source).node(node_id)
-    with model_lock(name, weights, source):
+    model = cached_model(key)
+    node = cached_graph(key).node(node_id)
+    with model_lock(key):
         return activation_maps(model.module, _input(model, _image), node)
 
 
@@ -182,9 +175,7 @@ def cached_layer_maps(
 # nodes, ~0.3 MB) and the input: 64 entries stay under ~20 MB.
 @st.cache_data(show_spinner="Running the image through the network…", max_entries=64)
 def cached_forward_pass(
-    name: str,
-    weights: str | None,
-    source: str,
+    key: ModelKey,
     image_source: str,
     upload_digest: str | None,
     _image: Image.Image,
@@ -192,18 +183,16 @@ def cached_forward_pass(
     """Return the Network chain's pictures of the image: the input as the model sees it and each
     conv and linear node's most active channels; one forward pass per model, weights and image,
     shared by every session."""
-    model = cached_model(name, weights, source)
-    graph = cached_graph(name, weights, source)
-    with model_lock(name, weights, source):
+    model = cached_model(key)
+    graph = cached_graph(key)
+    with model_lock(key):
         return forward_pass(model.module, model.transform, _image, graph.chain)
 
 
 # An entry is one 224 x 224 RGB image of floats (0.6 MB): 256 of them bound the cache at ~150 MB.
 @st.cache_data(show_spinner=False, max_entries=256)
 def cached_guided_backprop(
-    name: str,
-    weights: str | None,
-    source: str,
+    key: ModelKey,
     image_source: str,
     upload_digest: str | None,
     node_id: str,
@@ -212,18 +201,16 @@ def cached_guided_backprop(
     _image: Image.Image,
 ) -> np.ndarray:
     """Return the guided back-propagation image of one filter at `position` for the image."""
-    model, node, layer = _readout(name, weights, source, node_id)
+    model, node, layer = _readout(key, node_id)
     spot = None if node.type == "linear" else position
-    with model_lock(name, weights, source):
+    with model_lock(key):
         return guided_backprop(model.module, _input(model, _image), layer, channel, spot)
 
 
 # An entry holds `GUIDED_BACKPROP_ROWS` images (4 of 224 x 224 RGB: 2.4 MB).
 @st.cache_data(show_spinner=False, max_entries=256)
 def cached_guided_backprops(
-    name: str,
-    weights: str | None,
-    source: str,
+    key: ModelKey,
     image_source: str,
     upload_digest: str | None,
     node_id: str,
@@ -233,17 +220,15 @@ def cached_guided_backprops(
 ) -> np.ndarray:
     """Return the guided back-propagation images (n, C, H, W) of filters `channels`, each at its
     `positions` entry, for the image: one batched pass (the same images as one filter at a time)."""
-    model, node, layer = _readout(name, weights, source, node_id)
+    model, node, layer = _readout(key, node_id)
     spots = None if node.type == "linear" else positions
-    with model_lock(name, weights, source):
+    with model_lock(key):
         return guided_backprops(model.module, _input(model, _image), layer, channels, spots)
 
 
 @st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=256)
 def cached_grad_cam(
-    name: str,
-    weights: str | None,
-    source: str,
+    key: ModelKey,
     image_source: str,
     upload_digest: str | None,
     node_id: str,
@@ -251,17 +236,15 @@ def cached_grad_cam(
     _image: Image.Image,
 ) -> np.ndarray:
     """Return the Grad-CAM heat map of class `target` at chain node `node_id` for the image."""
-    model, _, layer = _readout(name, weights, source, node_id)
-    with model_lock(name, weights, source):
+    model, _, layer = _readout(key, node_id)
+    with model_lock(key):
         return grad_cam(model.module, _input(model, _image), layer, target)
 
 
 # An entry is one position's window and kernel (at most a few thousand floats).
 @st.cache_data(show_spinner=False, max_entries=256)
 def cached_convolution_step(
-    name: str,
-    weights: str | None,
-    source: str,
+    key: ModelKey,
     image_source: str,
     upload_digest: str | None,
     layer_id: str,
@@ -270,9 +253,9 @@ def cached_convolution_step(
     _image: Image.Image,
 ) -> ConvolutionStep:
     """Return how filter `channel` of the conv `layer_id` computes its value at `position` (y, x)."""
-    model = cached_model(name, weights, source)
-    graph = cached_graph(name, weights, source)
-    with model_lock(name, weights, source):
+    model = cached_model(key)
+    graph = cached_graph(key)
+    with model_lock(key):
         return convolution_step(model, _image, layer_id, channel, *position, graph=graph)
 
 
@@ -283,9 +266,7 @@ class NotAnalysed(LookupError):
 # An analysis holds every layer's statistics and top patches: one copy per model and data for the
 # whole server, however many browsers show it.
 @st.cache_resource(show_spinner="Reading the dataset's statistics…", max_entries=8)
-def cached_dataset_analysis(
-    name: str, weights: str | None, source: str, data: str, _model: LoadedModel
-) -> Analysis:
+def cached_dataset_analysis(key: ModelKey, data: str, _model: LoadedModel) -> Analysis:
     """Return `analyze(_model, data)` from the disk cache, read once per server; raises
     NotAnalysed while it is not there (an exception is not cached: the next call looks again)."""
     analysis = cached_analysis(_model, data)
@@ -295,9 +276,9 @@ def cached_dataset_analysis(
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def cached_fingerprint(name: str, weights: str | None, source: str) -> str:
+def cached_fingerprint(key: ModelKey) -> str:
     """Return the weights fingerprint that annotations of this model are stored under."""
-    return weights_fingerprint(cached_model(name, weights, source).module)
+    return weights_fingerprint(cached_model(key).module)
 
 
 @st.cache_data(show_spinner="Reading the run's probe activations…", max_entries=16)

@@ -489,14 +489,14 @@ def chain_config(height: int) -> Config:
 
 def render_chain(
     graph: LayerGraph,
-    model_key: str,
+    model_name: str,
     forward: ForwardPass | None,
     predictions: Sequence[Prediction],
     class_names: Sequence[str],
 ) -> None:
     """Draw the chain in a box of the page's height; a click on a group expands or collapses it,
     on a node selects that layer, on a channel's picture opens that filter in the Filters view."""
-    expanded_key = f"expanded_groups:{model_key}"
+    expanded_key = f"expanded_groups:{model_name}"
     selected = st.session_state.get("layer")
     if expanded_key not in st.session_state:
         st.session_state[expanded_key] = initial_expanded(graph)
@@ -521,7 +521,7 @@ def render_chain(
     with st.container(height=CHAIN_VIEW_HEIGHT, border=False, key="chain_view"):
         clicked = agraph(nodes=nodes, edges=edges, config=chain_config(height))
     st.markdown(chain_view_style(height) + legend_html(graph, expanded), unsafe_allow_html=True)
-    handle_click(rows, clicked, expanded, f"last_chain_click:{model_key}")
+    handle_click(rows, clicked, expanded, f"last_chain_click:{model_name}")
 
 
 def chain_view_style(height: int) -> str:

@@ -9,6 +9,7 @@ from PIL import Image
 
 from convlens.charts import histogram_chart
 from convlens.graph import ChainNode, LayerGraph, field_note, first_conv
+from convlens.models import ModelKey
 from convlens.style import FILTER_TILE_SIZE, LAYER_TYPE_NAMES, TILE_COLUMNS, TILE_GAP
 from convlens.ui.cache import cached_model, cached_weight_histogram
 from convlens.ui.chain import group_label, shape_label
@@ -56,9 +57,7 @@ def tile_grid(tiles: np.ndarray, size: int = FILTER_TILE_SIZE) -> Image.Image:
     return sheet
 
 
-def render_details(
-    graph: LayerGraph, node: ChainNode, model_key: tuple[str, str | None, str]
-) -> None:
+def render_details(graph: LayerGraph, node: ChainNode, model_key: ModelKey) -> None:
     """Draw the details of `node`: attributes, receptive field, weight histogram, filters."""
     main = graph.layer(node.id)
     position = [n.id for n in graph.chain].index(node.id) + 1
@@ -76,7 +75,7 @@ def render_details(
             icon=":material/grid_view:",
         )
     st.table(layer_table(graph, node))
-    histogram = cached_weight_histogram(*model_key, main.path)
+    histogram = cached_weight_histogram(model_key, main.path)
     if histogram is None:
         st.caption("This layer has no weights.")
         return
@@ -87,7 +86,7 @@ def render_details(
     first = first_conv(graph)
     if first is None or first.id != main.id:
         return
-    module = dict(cached_model(*model_key).module.named_modules())[main.path]
+    module = dict(cached_model(model_key).module.named_modules())[main.path]
     weight = layer_weight(module)
     if weight is not None and weight.ndim == 4 and weight.shape[1] in (1, 3):
         st.markdown(f"**The {weight.shape[0]} filters of the first layer** (grey = 0)")

@@ -22,7 +22,7 @@ from convlens.attribution import GUIDED_BACKPROP_ROWS, LayerMaps, input_view, la
 from convlens.charts import FILTER_SELECTION, bars_chart, filter_grid_chart
 from convlens.data import ImageSourceError, LoadedImage
 from convlens.graph import ChainNode, LayerGraph, first_conv
-from convlens.models import LoadedModel
+from convlens.models import LoadedModel, ModelKey
 from convlens.style import (
     FILTER_GRID_COLUMNS,
     FILTER_GRID_TILE,
@@ -270,7 +270,7 @@ def annotation_panel(
 
 
 def dataset_analysis(
-    model_key: tuple[str, str | None, str],
+    model_key: ModelKey,
     model: LoadedModel,
     lock: Lock,
     data: str,
@@ -280,7 +280,7 @@ def dataset_analysis(
     or offer a button that computes it with a progress bar; None (with a message) until then."""
     try:
         source = browser_source(data)
-        analysis = cached_dataset_analysis(*model_key, data, model)
+        analysis = cached_dataset_analysis(model_key, data, model)
     except NotAnalysed:
         analysis = None
     except (ImageSourceError, ValueError) as error:
@@ -320,7 +320,7 @@ def dataset_analysis(
 
 
 def dataset_views(
-    model_key: tuple[str, str | None, str],
+    model_key: ModelKey,
     model: LoadedModel,
     lock: Lock,
     node_id: str,
@@ -379,8 +379,7 @@ def dataset_views(
 class LayerView:
     """One layer of a model on one image: what the Filters page's sections draw from."""
 
-    model_key: tuple[str, str | None, str]
-    model_name: str
+    model_key: ModelKey
     model: LoadedModel
     image: LoadedImage
     digest: str | None
@@ -516,7 +515,7 @@ def grid_section(
             f"grid_act_{node.id}_{page}",
             labels,
             f"activation maps of {node.id}'s filters",
-            (*layer.model_key, *layer.image_key, node.id, "activation", tuple(shown)),
+            (layer.model_key, *layer.image_key, node.id, "activation", tuple(shown)),
         )
         return selected
     # one batched backward pass per GUIDED_BACKPROP_ROWS filters, not one per filter
@@ -526,7 +525,7 @@ def grid_section(
         chunk = tuple(shown[start : start + GUIDED_BACKPROP_ROWS])
         peaks = tuple(maps.peak(channel) for channel in chunk)
         images = cached_guided_backprops(
-            *layer.model_key, *layer.image_key, node.id, chunk, peaks, layer.image.image
+            layer.model_key, *layer.image_key, node.id, chunk, peaks, layer.image.image
         )
         gradients.update(zip(chunk, images, strict=True))
         done = start + len(chunk)
@@ -539,7 +538,7 @@ def grid_section(
         f"grid_gbp_{node.id}_{page}",
         labels,
         f"guided back-propagation images of {node.id}'s filters",
-        (*layer.model_key, *layer.image_key, node.id, "guided", tuple(shown)),
+        (layer.model_key, *layer.image_key, node.id, "guided", tuple(shown)),
     )
     if not all(has_gradient(gradients[k]) for k in shown):
         st.caption(f"A grey tile has no gradient: {NO_GRADIENT_REASON}")
@@ -571,7 +570,7 @@ def filter_details(
         at = picked_position(maps.maps.shape[1:])
         position_picker(maps, selected, layer.picture, node.id, at)
         gradient = cached_guided_backprop(
-            *layer.model_key,
+            layer.model_key,
             *layer.image_key,
             node.id,
             selected,
@@ -589,14 +588,14 @@ def filter_details(
             st.caption(f"No guided back-propagation to show: {NO_GRADIENT_REASON}")
         if at is not None:
             _explain(layer, selected, at)
-    annotation_panel(store, layer.model_name, fingerprint, node.id, selected)
-    dataset_views(layer.model_key, layer.model, model_lock(*layer.model_key), node.id, selected)
+    annotation_panel(store, layer.model_key.name, fingerprint, node.id, selected)
+    dataset_views(layer.model_key, layer.model, model_lock(layer.model_key), node.id, selected)
 
 
 def _explain(layer: LayerView, channel: int, at: tuple[int, int]) -> None:
     """Open the dialog that explains filter `channel`'s value at `at`."""
     step = cached_convolution_step(
-        *layer.model_key, *layer.image_key, layer.node.id, channel, at, layer.image.image
+        layer.model_key, *layer.image_key, layer.node.id, channel, at, layer.image.image
     )
     first = first_conv(layer.graph)
     reads_image = (
@@ -618,7 +617,7 @@ def class_evidence(layer: LayerView) -> None:
         st.caption("This network has no convolution layer to explain its decision with.")
         return
     names = layer.model.class_names
-    predictions = cached_predictions(*layer.model_key, *layer.image_key, layer.image.image)
+    predictions = cached_predictions(layer.model_key, *layer.image_key, layer.image.image)
     top_class = predictions[0].index
     target = st.selectbox(
         "Class",
@@ -628,7 +627,7 @@ def class_evidence(layer: LayerView) -> None:
         key="filters_cam_class",
     )
     heat = cached_grad_cam(
-        *layer.model_key, *layer.image_key, cam_node.id, target, layer.image.image
+        layer.model_key, *layer.image_key, cam_node.id, target, layer.image.image
     )
     left, right = st.columns(2)
     left.image(

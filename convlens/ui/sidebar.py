@@ -15,11 +15,11 @@ from convlens.models import (
     WEIGHTS_STATUS_LABELS,
     LoadedModel,
     ModelError,
+    ModelKey,
     download_weights,
     list_models,
     model_spec,
     read_state_dict,
-    weights_source_key,
 )
 from convlens.paths import prune_uploads, uploads_dir
 from convlens.runformat import RUN_PREFIX, parse_run_name, shipped_names, shipped_run
@@ -51,19 +51,18 @@ FASHION_DEFAULT_IMAGE = "fashion-mnist:test:0"
 
 @dataclass(frozen=True)
 class Selection:
-    """What the sidebar selected: the model (None if it failed to load) and the image."""
+    """What the sidebar selected: the model (its key names it in every cache of
+    `convlens.ui.cache`; None if it failed to load) and the image."""
 
-    model_name: str
-    weights: str | None
-    weights_source: str
+    model_key: ModelKey
     model: LoadedModel | None
     image: LoadedImage | None
     image_problem: str | None = None  # why there is no image, in one sentence
 
     @property
-    def model_key(self) -> tuple[str, str | None, str]:
-        """The arguments that name this model in every cache of `convlens.ui.cache`."""
-        return (self.model_name, self.weights, self.weights_source)
+    def model_name(self) -> str:
+        """The model's name, as the URL and the annotations name it."""
+        return self.model_key.name
 
 
 def page_setup(page: str) -> Selection:
@@ -106,16 +105,15 @@ def render_sidebar() -> Selection:
     with st.sidebar:
         name = _model_picker()
         about = st.empty()
-        weights = _weights_controls(name)
-        source = weights_source_key(name)
-        model = _load_model(name, weights, source)
+        key = ModelKey.of(name, _weights_controls(name))
+        model = _load_model(key)
         if model is not None:
             about.caption(_model_caption(name, model))
         if model is not None and st.session_state.pop(MODEL_CHANGED, False):
             _image_for(model)
         fashion = model is not None and model.reads_fashion_mnist
         image, problem = _image_picker(FASHION_DEFAULT_IMAGE if fashion else DEFAULT_IMAGE)
-    return Selection(name, weights, source, model, image, problem)
+    return Selection(key, model, image, problem)
 
 
 def show_image_problem(selection: Selection) -> None:
@@ -262,7 +260,7 @@ def _check_upload(name: str, data: bytes, filename: str) -> tuple[str | None, st
     path = _kept_upload(data, Path(filename).suffix.lower())
     try:
         read_state_dict(path, label=filename)
-        cached_model(name, str(path), weights_source_key(name))  # loaded now, kept for the page
+        cached_model(ModelKey.of(name, str(path)))  # loaded now, kept for the page
     except ModelError as error:
         path.unlink(missing_ok=True)
         return None, str(error)
@@ -301,9 +299,9 @@ def _download(name: str) -> None:
     bar.progress(1.0, text="Done.")
 
 
-def _load_model(name: str, weights: str | None, source: str) -> LoadedModel | None:
+def _load_model(key: ModelKey) -> LoadedModel | None:
     try:
-        model = cached_model(name, weights, source)
+        model = cached_model(key)
     except ModelError as error:
         st.error(str(error))
         return None

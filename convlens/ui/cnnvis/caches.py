@@ -25,6 +25,7 @@ from convlens.cnnvis.debugging import (
 from convlens.cnnvis.drawing import FACETS, PALETTES, draw, patch_images
 from convlens.cnnvis.pipeline import contribution
 from convlens.cnnvis.view import CnnvisView, LayerView, Options, build_view
+from convlens.models import ModelKey
 from convlens.runformat import read_stats
 from convlens.ui.cache import browser_source, cached_graph, cached_model, model_lock
 
@@ -34,11 +35,10 @@ DIALOG_PATCH_PIXELS = 72
 
 @dataclass(frozen=True)
 class ViewKey:
-    """What determines a CNNVis view: the model (its cache key), the labelled data source, the
-    user's options, and the recorded run (its folder) whose snapshot `step` colours the edges by
-    `edges`."""
+    """What determines a CNNVis view: the model, the labelled data source, the user's options,
+    and the recorded run (its folder) whose snapshot `step` colours the edges by `edges`."""
 
-    model: tuple[str, str | None, str]
+    model: ModelKey
     data: str
     options: Options
     run: str | None = None
@@ -59,15 +59,15 @@ class Look:
 
 @st.cache_data(show_spinner="Weighing each neuron's contribution…", max_entries=8)
 def cached_contributions(
-    model_key: tuple[str, str | None, str], data: str, nodes: tuple[str, ...]
+    model_key: ModelKey, data: str, nodes: tuple[str, ...]
 ) -> dict[str, np.ndarray]:
     """Each node's per-neuron contribution over the first CONTRIBUTION_IMAGES images of `data`."""
-    model = cached_model(*model_key)
-    graph = cached_graph(*model_key)
+    model = cached_model(model_key)
+    graph = cached_graph(model_key)
     source = browser_source(data)
     count = min(CONTRIBUTION_IMAGES, source.size)
     batch = torch.stack([model.transform(source.load(i)) for i in range(count)])
-    with model_lock(*model_key):
+    with model_lock(model_key):
         return {
             node: contribution(model.module, batch, readout_layer(graph, graph.node(node)))
             for node in nodes
@@ -82,15 +82,15 @@ def cached_stats(run_path: str, step: int) -> dict[str, np.ndarray]:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def cached_layer_averages(
-    model_key: tuple[str, str | None, str], run_path: str, nodes: tuple[str, ...], measure: str
+    model_key: ModelKey, run_path: str, nodes: tuple[str, ...], measure: str
 ) -> list[LayerAverage]:
     """`run_layer_averages` over every snapshot of a run (read once, not on every rerun)."""
-    return run_layer_averages(run_path, cached_graph(*model_key), nodes, measure)
+    return run_layer_averages(run_path, cached_graph(model_key), nodes, measure)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def cached_layer_averages_chart(
-    model_key: tuple[str, str | None, str],
+    model_key: ModelKey,
     run_path: str,
     nodes: tuple[str, ...],
     measure: str,
@@ -104,14 +104,12 @@ def cached_layer_averages_chart(
     return layer_averages_chart(averages, nodes, step, measure).to_dict(validate=False)
 
 
-def shown_nodes(
-    model_key: tuple[str, str | None, str], analysis: Analysis, groups: Sequence[str]
-) -> tuple[str, ...]:
+def shown_nodes(model_key: ModelKey, analysis: Analysis, groups: Sequence[str]) -> tuple[str, ...]:
     """The analysed nodes of the expanded `groups`, in network order."""
     analysed = {layer.id for layer in analysis.layers}
     return tuple(
         node
-        for group in cached_graph(*model_key).groups
+        for group in cached_graph(model_key).groups
         if group.id in groups
         for node in group.nodes
         if node in analysed
@@ -123,14 +121,14 @@ def cached_view(key: ViewKey, _analysis: Analysis) -> CnnvisView:
     """The CNNVis view that `key` names, over the model's analysis of its data (`_analysis`,
     which the model and the data determine): a click that changes none of these draws at once
     instead of clustering and bundling again."""
-    model, graph = cached_model(*key.model), cached_graph(*key.model)
+    model, graph = cached_model(key.model), cached_graph(key.model)
     shown = shown_nodes(key.model, _analysis, key.options.expanded)
     given = None
     if key.options.importance == "contribution" and shown:
         given = cached_contributions(key.model, key.data, shown)
     stats = cached_stats(key.run, key.step) if key.run is not None and key.step is not None else {}
     view = build_view(
-        key.model[0],
+        key.model.name,
         model.module,
         graph,
         _analysis,
@@ -162,20 +160,16 @@ def cached_picture(
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def cached_patch_images(
-    model_key: tuple[str, str | None, str], data: str
-) -> Callable[[LayerView, int, int], str]:
+def cached_patch_images(model_key: ModelKey, data: str) -> Callable[[LayerView, int, int], str]:
     """The picture's patch function for a model and a data source, kept with its memo of encoded
     patches across reruns and sessions."""
-    return patch_images(browser_source(data).load, cached_model(*model_key).transform)
+    return patch_images(browser_source(data).load, cached_model(model_key).transform)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def cached_dialog_patches(
-    model_key: tuple[str, str | None, str], data: str
-) -> Callable[[LayerView, int, int], str]:
+def cached_dialog_patches(model_key: ModelKey, data: str) -> Callable[[LayerView, int, int], str]:
     """The neuron dialog's patch function: larger patches, small ones in their surroundings."""
-    model = cached_model(*model_key)
+    model = cached_model(model_key)
     return patch_images(
         browser_source(data).load, model.transform, DIALOG_PATCH_PIXELS, context=True
     )

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from convlens.models import ModelKey
 from convlens.ui.cnnvis.caches import cached_layer_averages_chart
 
 
 def layer_averages(
-    model_key: tuple[str, str | None, str],
+    model_key: ModelKey,
     run: Path,
     nodes: tuple[str, ...],
     measure: str,

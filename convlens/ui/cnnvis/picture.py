@@ -20,7 +20,7 @@ from convlens.cnnvis.view import (
     with_move,
 )
 from convlens.graph import LayerGraph
-from convlens.models import weights_source_key
+from convlens.models import ModelKey
 from convlens.ui.cache import cached_graph, cached_model, model_lock
 from convlens.ui.cnnvis.caches import (
     DIALOG_PATCH_PIXELS,
@@ -136,14 +136,14 @@ def comparison(
     """The other model's picture below this one, with the groups that match the expanded ones
     expanded (CNNVis 7.2), and its flags. Each picture keeps the page's whole width: side by
     side, at 1280 px, neither was readable."""
-    other_key = (name, None, weights_source_key(name))
-    other = cached_model(*other_key)
+    other_key = ModelKey.of(name)
+    other = cached_model(other_key)
     if tuple(other.input_size) != tuple(input_size):
         st.warning(f"{name} takes {other.input_size} images, not {input_size}: no common images.")
         return
-    other_graph = cached_graph(*other_key)
+    other_graph = cached_graph(other_key)
     other_analysis = dataset_analysis(
-        other_key, other, model_lock(*other_key), key.data, "cnnvis_compare_analyze"
+        other_key, other, model_lock(other_key), key.data, "cnnvis_compare_analyze"
     )
     if other_analysis is None:
         return
