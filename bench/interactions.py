@@ -1,8 +1,8 @@
 """Click latency: the seconds until the page settles after each of the app's standard clicks.
 
-The app serves a fresh $CONVLENS_HOME prepared beforehand (`prepare_shipped`, as `convlens
-prepare` or the first start leaves it, and EfficientNet-Lite0 on the bundled samples), so that it
-measures the app, not its first start. One Chromium at a projector's 1280x720 clicks as a person
+The app serves a fresh $CONVLENS_HOME prepared beforehand (as the first start leaves it: the
+shipped models' statistics and DeepEyes maps; and EfficientNet-Lite0 on the bundled samples), so
+that it measures the app, not its first start. One Chromium at a projector's 1280x720 clicks as a person
 would: sidebar links, chain nodes, filter tiles, buttons, select boxes, points in charts. A click
 has settled when Streamlit's script has run since the click and is `notRunning` again, no
 skeleton is left, and the element the click asked for is drawn (its `drawn` test below).
@@ -861,11 +861,15 @@ def main() -> None:
     os.environ["CONVLENS_OFFLINE"] = "1"
     from playwright.sync_api import sync_playwright
 
-    from convlens.activations import analyze, prepare_shipped
+    from convlens.activations import analyze
     from convlens.models import load_model
+    from convlens.ui.launch import prepare_shipped_models, use_serving_threads
 
-    print("preparing the shipped models' statistics (as `convlens prepare` does)…", flush=True)
-    prepare_shipped()
+    print(
+        "preparing the shipped models' statistics and maps (as the first start does)…", flush=True
+    )
+    use_serving_threads()
+    prepare_shipped_models()
     analyze(load_model(PHOTO_MODEL), "samples")
     table = clicks()
     names = args.clicks.split(",") if args.clicks else list(table)

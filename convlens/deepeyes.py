@@ -15,10 +15,12 @@ over the probe (the threshold of the activation frequency).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import inspect
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +29,18 @@ import torch
 from PIL import Image
 
 from convlens.cnnvis.ordering import cosine_similarity
-from convlens.embedding import Embedding, embed, place
+from convlens.embedding import (
+    DEFAULT_ITERATIONS,
+    DEFAULT_PERPLEXITY,
+    EARLY_EXAGGERATION_ITERATIONS,
+    EMBEDDING_SEED,
+    Embedding,
+    embed,
+    place,
+    restore,
+)
 from convlens.graph import build_graph
+from convlens.paths import convlens_home, write_atomic
 from convlens.processes import live_trainer
 from convlens.runformat import (
     ProbeRows,
@@ -54,6 +66,10 @@ LABEL_AGNOSTIC_BELOW = 0.25
 FILTER_MAP_PERPLEXITY = 10.0
 EFFECTIVE_VARIANCE = 0.99
 OVERSIZED_SHARE = 0.5
+# Bumped when `embed` lays the same points out differently: older layout files are not read.
+LAYOUT_FORMAT = 1
+# The shipped runs of DeepEyes' case study (section 6.1): the full network and the smaller one.
+CASE_STUDY_RUNS = ("fashion_deepeyes", "fashion_deepeyes_small")
 
 
 @dataclass(frozen=True)
@@ -471,9 +487,60 @@ class FilterMap:
     duplicates: NearDuplicates
 
 
-def embed_patches(activations: np.ndarray, n_jobs: int = 1) -> Embedding:
-    """Return the input map's embedding of the patches (rows) by their filter activations."""
-    return embed(np.asarray(activations, dtype=np.float64), n_jobs=n_jobs)
+def embed_patches(
+    activations: np.ndarray, n_jobs: int = 1, layouts: Path | None = None
+) -> Embedding:
+    """Return the input map's embedding of the patches (rows) by their filter activations.
+
+    With a folder `layouts`, the map's layout is read from the file that these activations name
+    (their bytes hashed with the layout's settings), or laid out and written there: t-SNE takes
+    seconds, reading it back a moment, so a published run's maps are laid out once per machine
+    (`prepare_patch_maps`) and not once per server or per first visit.
+    """
+    values = np.asarray(activations, dtype=np.float64)
+    if layouts is None:
+        return embed(values, n_jobs=n_jobs)
+    path = layouts / f"{_layout_name(values)}.npy"
+    with contextlib.suppress(OSError, ValueError, EOFError):  # none yet, or a broken file
+        return restore(values, np.load(path, allow_pickle=False), n_jobs=n_jobs)
+    embedding = embed(values, n_jobs=n_jobs)
+    layouts.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda fp: np.save(fp, embedding.coordinates))
+    return embedding
+
+
+def _layout_name(values: np.ndarray) -> str:
+    digest = hashlib.sha256(
+        f"{LAYOUT_FORMAT} {values.shape} {DEFAULT_PERPLEXITY} {DEFAULT_ITERATIONS} "
+        f"{EARLY_EXAGGERATION_ITERATIONS} {EMBEDDING_SEED}".encode()
+    )
+    digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def patch_layouts_dir() -> Path:
+    """Where the input maps' layouts of published runs are kept (`embed_patches`' files)."""
+    return convlens_home() / "cache" / "patch_maps"
+
+
+def prepare_patch_maps(
+    run_dirs: Sequence[Path], progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Lay out the input map of every snapshot and layer of `run_dirs` into `patch_layouts_dir`
+    (those laid out already take a moment); return how many maps there are."""
+    maps = [
+        (run_dir, step, layer)
+        for run_dir in run_dirs
+        for step in list_snapshots(run_dir)
+        for layer in deepeyes_layers(read_manifest(run_dir))
+    ]
+    for done, (run_dir, step, layer) in enumerate(maps):
+        if progress is not None:
+            progress(done, len(maps))
+        embed_patches(read_probe(run_dir, step, [layer])[layer], layouts=patch_layouts_dir())
+    if progress is not None:
+        progress(len(maps), len(maps))
+    return len(maps)
 
 
 def input_map(

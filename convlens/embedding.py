@@ -131,18 +131,7 @@ def embed(
     if len(values) < max(min_tsne_points, 4):
         axes = principal_axes(values)
         return Embedding((values - mean) @ axes.T, "PCA", None, mean, axes)
-    from openTSNE import TSNE
-
-    used = tsne_perplexity(len(values), perplexity)
-    tsne = TSNE(
-        perplexity=used,
-        n_iter=iterations,
-        early_exaggeration_iter=EARLY_EXAGGERATION_ITERATIONS,
-        initialization="pca",
-        neighbors="exact" if len(values) <= EXACT_NEIGHBOURS_MAX else "auto",
-        n_jobs=n_jobs,
-        random_state=seed,
-    )
+    tsne, used = _tsne(len(values), perplexity, iterations, n_jobs, seed)
     # TSNE.fit's two phases, with the threaded repulsion on many points; `place` keeps openTSNE's
     # own gradients
     gradient = kl_divergence_gradient if len(values) >= GRID_MIN_POINTS else "bh"
@@ -162,12 +151,57 @@ def embed(
     # box) before placing points; centring it now keeps the returned map and the placed points
     # in one frame.
     model -= (np.max(model, axis=0) + np.min(model, axis=0)) / 2
+    return _tsne_embedding(model, used, mean)
+
+
+def restore(
+    features: np.ndarray,
+    coordinates: np.ndarray,
+    *,
+    perplexity: float = DEFAULT_PERPLEXITY,
+    n_jobs: int = 1,
+    seed: int = EMBEDDING_SEED,
+    min_tsne_points: int = TSNE_MIN_POINTS,
+) -> Embedding:
+    """Return the embedding that `embed(features, ...)` returned with these `coordinates` (kept in
+    a file, say), without laying the points out again: a t-SNE map gets back what `place` needs
+    (the features' affinities, openTSNE's settings), a moment's work; a PCA map is recomputed."""
+    values = _features(features)
+    points = np.asarray(coordinates, dtype=np.float64)
+    if points.shape != (len(values), 2):
+        raise ValueError(f"{len(values)} points need coordinates (points, 2), got {points.shape}")
+    if len(values) < max(min_tsne_points, 4):
+        return embed(values, perplexity=perplexity, min_tsne_points=min_tsne_points)
+    tsne, used = _tsne(len(values), perplexity, DEFAULT_ITERATIONS, n_jobs, seed)
+    model = tsne.prepare_initial(values)  # the affinities and settings `embed` had
+    model[:] = points
+    return _tsne_embedding(model, used, values.mean(axis=0))
+
+
+def _tsne(points: int, perplexity: float, iterations: int, n_jobs: int, seed: int) -> tuple:
+    """Return openTSNE's TSNE with this module's settings for `points` points, and its perplexity."""
+    from openTSNE import TSNE
+
+    used = tsne_perplexity(points, perplexity)
+    tsne = TSNE(
+        perplexity=used,
+        n_iter=iterations,
+        early_exaggeration_iter=EARLY_EXAGGERATION_ITERATIONS,
+        initialization="pca",
+        neighbors="exact" if points <= EXACT_NEIGHBOURS_MAX else "auto",
+        n_jobs=n_jobs,
+        random_state=seed,
+    )
+    return tsne, used
+
+
+def _tsne_embedding(model: Any, perplexity: float, mean: np.ndarray) -> Embedding:
     return Embedding(
         np.asarray(model, dtype=np.float64).copy(),
         "t-SNE",
-        used,
+        perplexity,
         mean,
-        np.zeros((0, values.shape[1])),
+        np.zeros((0, len(mean))),
         model,
     )
 

@@ -57,6 +57,11 @@ def shipped_run(name: str) -> Path:
     return SHIPPED_RUNS_DIR / name
 
 
+def is_shipped(run_dir: str | Path) -> bool:
+    """Return whether `run_dir` is a shipped run (published with the app, never changed)."""
+    return Path(run_dir).resolve().parent == SHIPPED_RUNS_DIR.resolve()
+
+
 def find_run(reference: str) -> Path:
     """Return the run folder named by a path or by a folder name under the run folders."""
     path = Path(reference)

@@ -25,8 +25,8 @@ def preparation_status() -> None:
         share = PREPARATION.done / PREPARATION.total if PREPARATION.total else 0.0
         st.progress(
             share,
-            text="Preparing the shipped models' activation statistics on Fashion-MNIST (once: "
-            f"they stay on disk), so that no view waits later: {share:.0%}",
+            text=f"Preparing the shipped models' {PREPARATION.task} (once: they stay on disk), "
+            f"so that no view waits later: {share:.0%}",
         )
     elif PREPARATION.error:
         st.warning(

@@ -23,6 +23,7 @@ from convlens.deepeyes import (
     diagnose_run,
     diagnosis_findings,
     effective_width,
+    embed_patches,
     filter_map,
     firing,
     forward_ms_per_image,
@@ -32,9 +33,11 @@ from convlens.deepeyes import (
     layer_stability,
     near_duplicates,
     patch_boxes,
+    patch_layouts_dir,
     per_label_mean,
     perplexity,
     perplexity_histogram,
+    prepare_patch_maps,
     response_similarity,
     run_filter_maxima,
     run_phase,
@@ -53,11 +56,13 @@ from convlens.embedding import (
     points_in_box,
     principal_axes,
     repulsion,
+    restore,
     tsne_perplexity,
 )
 from convlens.paths import ASSETS_DIR
 from convlens.runformat import (
     deepeyes_layers,
+    is_shipped,
     list_snapshots,
     read_manifest,
     read_probe,
@@ -348,6 +353,56 @@ def test_a_later_snapshot_placed_into_a_tsne_map_stays_near_its_points():
     blob = np.repeat(np.arange(3), 50)
     nearest = np.argmin(np.linalg.norm(placed[:, None] - reference[None], axis=2), axis=1)
     assert (blob[nearest] == blob).mean() > 0.95
+
+
+@pytest.mark.parametrize("points", [150, 10])  # t-SNE, PCA
+def test_a_restored_map_places_points_exactly_as_the_map_it_was_saved_from(points: int):
+    rng = np.random.default_rng(1)
+    earlier = _blobs(rng)[:points]
+    later = earlier + rng.normal(scale=0.05, size=earlier.shape)
+    original = embed(earlier)
+    restored = restore(earlier, original.coordinates.copy())
+    assert restored.method == original.method and restored.perplexity == original.perplexity
+    np.testing.assert_array_equal(restored.coordinates, original.coordinates)
+    np.testing.assert_array_equal(place(restored, later), place(original, later))
+    with pytest.raises(ValueError):
+        restore(earlier, original.coordinates[:-1])
+
+
+def test_a_patch_layout_is_laid_out_once_and_read_back(tmp_path: Path, monkeypatch):
+    rng = np.random.default_rng(2)
+    patches = _blobs(rng).astype(np.float32)
+    first = embed_patches(patches, layouts=tmp_path)
+    files = list(tmp_path.glob("*.npy"))
+    assert len(files) == 1
+    np.testing.assert_array_equal(np.load(files[0]), first.coordinates)
+
+    def no_layout(*args, **kwargs):
+        raise AssertionError("the layout on disk should have been read")
+
+    monkeypatch.setattr("convlens.deepeyes.embed", no_layout)
+    again = embed_patches(patches, layouts=tmp_path)
+    np.testing.assert_array_equal(again.coordinates, first.coordinates)
+    later = patches + 0.05
+    np.testing.assert_array_equal(place(again, later), place(first, later))
+    with pytest.raises(AssertionError):  # other patches name another file
+        embed_patches(patches[::-1].copy(), layouts=tmp_path)
+    monkeypatch.undo()
+    files[0].write_bytes(b"broken")  # a broken file is laid out again and replaced
+    np.testing.assert_array_equal(
+        embed_patches(patches, layouts=tmp_path).coordinates, first.coordinates
+    )
+    np.testing.assert_array_equal(np.load(files[0]), first.coordinates)
+
+
+def test_preparing_a_run_lays_out_every_snapshot_and_layer(tiny_run: Path):
+    counts = []
+    maps = prepare_patch_maps([tiny_run], progress=lambda done, total: counts.append(done))
+    layers = deepeyes_layers(read_manifest(tiny_run))
+    assert maps == len(list_snapshots(tiny_run)) * len(layers) == counts[-1]
+    assert counts == list(range(maps + 1))
+    assert len(list(patch_layouts_dir().glob("*.npy"))) == maps
+    assert is_shipped(SHIPPED) and not is_shipped(tiny_run)
 
 
 def _brute_force_repulsion(points: np.ndarray) -> tuple[np.ndarray, float]:

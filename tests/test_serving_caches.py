@@ -110,3 +110,24 @@ def test_streamlit_caches_tell_model_keys_apart_by_value():
     assert computed(ModelKey("fashion_basecnn", "w.pt", "bundled"), ()) == "fashion_basecnn/bundled"
     assert len(calls) == 3
     assert len({key, equal, fetched}) == 2  # hashable: a set or dict key too
+
+
+def test_the_first_start_lays_out_the_case_study_maps_after_the_statistics(monkeypatch):
+    from convlens import activations, deepeyes
+    from convlens.ui import launch
+
+    order = []
+    monkeypatch.setattr(activations, "prepare_shipped", lambda progress: order.append("stats"))
+
+    def maps(run_dirs, progress):
+        order.append(tuple(path.name for path in run_dirs))
+        assert launch.PREPARATION.task == "DeepEyes input maps"  # what Home's bar names
+        progress(5, 60)
+
+    monkeypatch.setattr(deepeyes, "prepare_patch_maps", maps)
+    monkeypatch.setattr(launch, "PREPARATION", launch.Preparation())
+    monkeypatch.setenv("CONVLENS_PREPARE", "1")
+    launch.prepare_shipped_models()
+    assert order == ["stats", deepeyes.CASE_STUDY_RUNS]
+    state = launch.PREPARATION
+    assert (state.done, state.total, state.running, state.error) == (5, 60, False, None)

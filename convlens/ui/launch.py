@@ -61,19 +61,24 @@ class Preparation:
     total: int = 0
     running: bool = False
     error: str | None = None
+    task: str = "activation statistics on Fashion-MNIST"
 
 
 PREPARATION = Preparation()
 
 
 def prepare_shipped_models() -> None:
-    """Fill the activation cache for the shipped models on the bundled test split, once.
+    """Fill the activation cache for the shipped models on the bundled test split, then lay out
+    the input maps of DeepEyes' case-study runs (60 maps: about 2.5 CPU-minutes), once; the other
+    shipped runs' maps are laid out when first shown, and kept too.
 
     What is cached already takes a moment; `CONVLENS_PREPARE=0` skips it (tests do).
     """
     if not preparation_wanted():
         return
     from convlens.activations import prepare_shipped
+    from convlens.deepeyes import CASE_STUDY_RUNS, prepare_patch_maps
+    from convlens.runformat import shipped_run
 
     def report(done: int, total: int) -> None:
         PREPARATION.done, PREPARATION.total = done, total
@@ -81,6 +86,8 @@ def prepare_shipped_models() -> None:
     PREPARATION.running = True
     try:
         prepare_shipped(progress=report)
+        PREPARATION.task = "DeepEyes input maps"
+        prepare_patch_maps([shipped_run(name) for name in CASE_STUDY_RUNS], progress=report)
     except Exception as error:  # noqa: BLE001 - shown on the Home page, the app goes on
         PREPARATION.error = f"{type(error).__name__}: {error}"
     finally:

@@ -16,11 +16,19 @@ from convlens.deepeyes import (
     forward_ms_per_image,
     input_map,
     patch_boxes,
+    patch_layouts_dir,
     perplexity,
     run_filter_maxima,
 )
 from convlens.embedding import Embedding
-from convlens.runformat import ProbeRows, load_snapshot, read_manifest, read_probe, read_probe_rows
+from convlens.runformat import (
+    ProbeRows,
+    is_shipped,
+    load_snapshot,
+    read_manifest,
+    read_probe,
+    read_probe_rows,
+)
 from convlens.training import normalize
 from convlens.weights import weights_fingerprint
 
@@ -60,8 +68,14 @@ def cached_filter_maxima(run_path: str, steps: tuple[int, ...]) -> dict[str, Fil
 
 @st.cache_resource(show_spinner="Embedding the patches (t-SNE)…", max_entries=16)
 def cached_patch_embedding(run_path: str, layer: str, step: int) -> Embedding:
-    """Return the input map's embedding of `layer`'s probe patches at snapshot `step`."""
-    return embed_patches(cached_probe(run_path, step)[layer], n_jobs=EMBEDDING_JOBS)
+    """Return the input map's embedding of `layer`'s probe patches at snapshot `step`; a shipped
+    run's layout is kept on disk (laid out by the first start's preparation), a user's run's is
+    laid out here (its files would grow with every student's runs)."""
+    return embed_patches(
+        cached_probe(run_path, step)[layer],
+        n_jobs=EMBEDDING_JOBS,
+        layouts=patch_layouts_dir() if is_shipped(run_path) else None,
+    )
 
 
 @st.cache_data(show_spinner="Placing the patches in the map…", max_entries=64)
