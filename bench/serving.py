@@ -12,18 +12,27 @@ Goal (issue 17): <= 0.25 CPU-seconds per view for every view (100 students on 2 
 about 12 s), no failed load, memory at SESSIONS within 1.5x of one. Last line:
 cpu_s_per_view=<the worst view's>.
 
-Run: .venv/bin/python bench/serving.py [--sessions 30] [--views home,network,...]
+With --proxy the browsers reach the app through HAProxy set up as docs/haproxy.cfg (its static
+file cache included; one app process), as the README advises for a class: Debian's `haproxy`.
+
+Run: .venv/bin/python bench/serving.py [--sessions 30] [--views home,network,...] [--proxy]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import re
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +51,37 @@ VIEWS = {
     "annotations": "/annotations",
 }
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+HAPROXY_CONFIG = ROOT / "docs" / "haproxy.cfg"
+
+
+@contextlib.contextmanager
+def behind_haproxy(app_url: str) -> Iterator[str]:
+    """Serve `app_url` through HAProxy configured as docs/haproxy.cfg (one app process, on a free
+    local port); yield the proxy's URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app_address = app_url.split("//", 1)[1].rstrip("/")
+    config, binds = re.subn(r"bind \*:8501", f"bind 127.0.0.1:{port}", HAPROXY_CONFIG.read_text())
+    config, servers = re.subn(r"\n    server app\d .*", "", config)
+    if binds != 1 or servers == 0:
+        raise SystemExit(f"{HAPROXY_CONFIG} no longer has the bind and server lines this expects")
+    config += f"    server app1 {app_address} check cookie app1\n"
+    folder = Path(tempfile.mkdtemp(prefix="convlens-proxy-"))
+    (folder / "haproxy.cfg").write_text(config)
+    proxy = subprocess.Popen(["haproxy", "-db", "-f", str(folder / "haproxy.cfg")])
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -146,19 +186,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=30)
     parser.add_argument("--views", default=",".join(VIEWS), help="comma-separated view names")
+    parser.add_argument(
+        "--proxy", action="store_true", help="through HAProxy as docs/haproxy.cfg sets it up"
+    )
     args = parser.parse_args()
+    if args.proxy and shutil.which("haproxy") is None:
+        parser.error("--proxy needs HAProxy (Debian: apt install haproxy)")
     views = {name: VIEWS[name] for name in args.views.split(",")}
 
     home = Path(tempfile.mkdtemp(prefix="convlens-serving-"))
     os.environ["CONVLENS_HOME"] = str(home)
-    from convlens.activations import prepare_shipped
+    from convlens.ui.launch import prepare_shipped_models, use_serving_threads
 
-    print("preparing the shipped models' statistics (as the first start does)…", flush=True)
-    prepare_shipped()
-    with app_server({"CONVLENS_HOME": str(home), "CONVLENS_PREPARE": "0"}, timeout=300) as url:
+    print(
+        "preparing the shipped models' statistics and maps (as the first start does)…", flush=True
+    )
+    use_serving_threads()
+    prepare_shipped_models()
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(
+            app_server({"CONVLENS_HOME": str(home), "CONVLENS_PREPARE": "0"}, timeout=300)
+        )
         pid = SERVER_PIDS[url]
-        print(f"server pid {pid}, {args.sessions} sessions a view, {os.cpu_count()} cores")
-        results = asyncio.run(measure(url, pid, views, args.sessions))
+        base = stack.enter_context(behind_haproxy(url)) if args.proxy else url
+        print(
+            f"server pid {pid}, {args.sessions} sessions a view, {os.cpu_count()} cores"
+            + (", behind HAProxy (docs/haproxy.cfg)" if args.proxy else "")
+        )
+        results = asyncio.run(measure(base, pid, views, args.sessions))
     worst = max(results, key=lambda r: r["cpu_s_per_view"])
     print(f"worst view: {worst['view']}; failures: {sum(r['failures'] for r in results)}")
     print(f"cpu_s_per_view={worst['cpu_s_per_view']:.3f}")
