@@ -53,7 +53,10 @@ TSNE_MIN_POINTS = 30
 DEFAULT_PERPLEXITY = 30.0
 DEFAULT_ITERATIONS = 500
 EARLY_EXAGGERATION_ITERATIONS = 250
-PLACEMENT_ITERATIONS = 250
+# openTSNE's default is 250; placed points have settled by 100 (a shipped run's 1,000 conv2 patches
+# of step 900 placed into step 5628's map: median move between 100 and 250 iterations 0 of the
+# map's extent, 10-NN preservation 0.363 against 0.369), in 0.43 s instead of 0.93 s.
+PLACEMENT_ITERATIONS = 100
 EMBEDDING_SEED = 0
 EXACT_NEIGHBOURS_MAX = 20_000  # brute force costs n^2: beyond this Annoy is faster
 GRID_MIN_POINTS = 5_000  # below, Barnes-Hut is faster than the grid's fixed cost

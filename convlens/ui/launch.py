@@ -69,7 +69,7 @@ PREPARATION = Preparation()
 
 def prepare_shipped_models() -> None:
     """Fill the activation cache for the shipped models on the bundled test split, then lay out
-    the input maps of DeepEyes' case-study runs (60 maps: about 2.5 CPU-minutes), once; the other
+    the input maps of DeepEyes' case-study runs (60 maps: about 2 CPU-minutes here), once; the other
     shipped runs' maps are laid out when first shown, and kept too.
 
     What is cached already takes a moment; `CONVLENS_PREPARE=0` skips it (tests do).
