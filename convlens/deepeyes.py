@@ -189,7 +189,7 @@ def histogram_edges(filters: int, bins: int = DEFAULT_BINS) -> np.ndarray:
 
 
 def perplexity_histogram(
-    activations: np.ndarray, layer: str = "", step: int = 0, bins: int = DEFAULT_BINS
+    activations: np.ndarray, layer_id: str = "", step: int = 0, bins: int = DEFAULT_BINS
 ) -> PerplexityHistogram:
     """Return the histogram of the patches' perplexities over `histogram_edges`."""
     values = _as_matrix(activations)
@@ -198,7 +198,7 @@ def perplexity_histogram(
     perplexities = np.clip(perplexity(values), edges[0], edges[-1])
     counts, _ = np.histogram(perplexities, bins=edges)
     return PerplexityHistogram(
-        layer, int(step), edges, counts.astype(np.int64), int(undetected(values).sum())
+        layer_id, int(step), edges, counts.astype(np.int64), int(undetected(values).sum())
     )
 
 
@@ -228,7 +228,7 @@ def layer_stability(
 
 def activation_heatmap(
     activations: np.ndarray,
-    layer: str = "",
+    layer_id: str = "",
     dead_maximum: float = DEAD_MAXIMUM,
     always_on_frequency: float = ALWAYS_ON_FREQUENCY,
 ) -> ActivationHeatmap:
@@ -244,7 +244,7 @@ def activation_heatmap(
     dead = maximum <= dead_maximum
     always_on = ~dead & (frequency >= always_on_frequency)
     return ActivationHeatmap(
-        layer, maximum, frequency, np.flatnonzero(dead), np.flatnonzero(always_on)
+        layer_id, maximum, frequency, np.flatnonzero(dead), np.flatnonzero(always_on)
     )
 
 
@@ -547,7 +547,7 @@ def input_map(
     embedding: Embedding,
     activations: np.ndarray,
     labels: np.ndarray,
-    layer: str,
+    layer_id: str,
     reference_step: int,
     step: int,
 ) -> InputMap:
@@ -558,7 +558,7 @@ def input_map(
         raise ValueError(f"the map holds {embedding.points} patches; these are {len(values)}")
     coordinates = embedding.coordinates if step == reference_step else place(embedding, values)
     return InputMap(
-        layer,
+        layer_id,
         int(reference_step),
         int(step),
         np.asarray(coordinates, dtype=np.float64),
@@ -571,7 +571,7 @@ def filter_map(
     activations: np.ndarray,
     labels: np.ndarray,
     classes: int,
-    layer: str = "",
+    layer_id: str = "",
     step: int = 0,
     *,
     dead_maximum: float = DEAD_MAXIMUM,
@@ -588,7 +588,7 @@ def filter_map(
     top, label_perplexity, specificity = label_specificity(per_label_mean(values, labels, classes))
     dead = np.flatnonzero(values.max(axis=0) <= dead_maximum) if len(values) else np.arange(0)
     return FilterMap(
-        layer,
+        layer_id,
         int(step),
         embedding.coordinates,
         embedding.describe(),
@@ -604,14 +604,14 @@ def filter_map(
 # The probe's rows and their image patches
 
 
-def patch_boxes(manifest: Mapping, layer: str, rows: ProbeRows) -> np.ndarray:
+def patch_boxes(manifest: Mapping, layer_id: str, rows: ProbeRows) -> np.ndarray:
     """Return the (rows, 4) receptive fields (x0, y0, x1, y1; ends exclusive) of the probe rows in
     the input image, from the run's architecture."""
     size = tuple(int(v) for v in manifest["input_size"])
     graph = build_graph(build_small(manifest["arch"], **manifest["arch_options"]), size)
     return np.array(
         [
-            graph.receptive_field_box(layer, int(y), int(x))
+            graph.receptive_field_box(layer_id, int(y), int(x))
             for y, x in zip(rows.y, rows.x, strict=True)
         ],
         dtype=np.int64,

@@ -219,18 +219,18 @@ class ProbeRows:
     labels: np.ndarray
 
 
-def read_probe_rows(run_dir: str | Path, layer: str) -> ProbeRows:
-    """Return the probe rows of `layer` from the run's probe_index.safetensors."""
+def read_probe_rows(run_dir: str | Path, layer_id: str) -> ProbeRows:
+    """Return the probe rows of `layer_id` from the run's probe_index.safetensors."""
     path = Path(run_dir) / "probe_index.safetensors"
     if not path.is_file():
         raise ValueError(f"the run {run_dir} has no probe index yet")
     index = load_arrays(path)
-    keys = [f"{layer}.{name}" for name in ("image", "y", "x", "label")]
+    keys = [f"{layer_id}.{name}" for name in ("image", "y", "x", "label")]
     missing = [key for key in keys if key not in index]
     if missing:
         raise ValueError(f"{path} lacks {', '.join(missing)}")
     image, y, x, label = (index[key].astype(np.int64) for key in keys)
-    return ProbeRows(layer, image, y, x, label)
+    return ProbeRows(layer_id, image, y, x, label)
 
 
 # --------------------------------------------------------------------------------------------

@@ -224,11 +224,11 @@ def neuron_similarity(vectors: np.ndarray) -> np.ndarray:
 
 
 def layer_edges(
-    module: nn.Module, graph: LayerGraph, node_id: str, in_neurons: int
+    module: nn.Module, graph: LayerGraph, layer_id: str, in_neurons: int
 ) -> np.ndarray | None:
-    """The (out, in) weights of chain node `node_id` summed per input channel, or None when the
+    """The (out, in) weights of chain node `layer_id` summed per input channel, or None when the
     node does not read `in_neurons` channels straight from the previous node (e.g. depthwise)."""
-    layer = graph.layer(graph.node(node_id).layers[0])
+    layer = graph.layer(graph.node(layer_id).layers[0])
     weight = getattr(module.get_submodule(layer.path), "weight", None)
     if not isinstance(weight, torch.Tensor) or weight.dim() < 2:
         return None
@@ -237,14 +237,14 @@ def layer_edges(
 
 
 def contribution(
-    model: nn.Module, images: torch.Tensor, layer_path: str, batch_size: int = 64
+    model: nn.Module, images: torch.Tensor, layer_id: str, batch_size: int = 64
 ) -> np.ndarray:
     """Each neuron's mean contribution to the predicted class over `images`: activation x gradient
     of the predicted class's score (Captum's LayerGradientXActivation), summed over positions,
     clipped at 0 (size encodes how much a neuron pushes towards the prediction)."""
     from captum.attr import LayerGradientXActivation
 
-    layer = model.get_submodule(layer_path)
+    layer = model.get_submodule(layer_id)
     attribution = LayerGradientXActivation(model, layer)
     device = next(model.parameters()).device
     total: torch.Tensor | None = None
