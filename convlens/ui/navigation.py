@@ -10,7 +10,8 @@ from dataclasses import dataclass
 # a second shows a "Working…" badge at the top right (the app's root element says whether the
 # script runs; the animation's delay keeps quick reruns quiet).
 # Nothing is cut short in a narrow column at 1280x720: a multiselect's chosen items wrap onto more
-# lines instead of scrolling sideways, and so do commands in code blocks and an uploader's limits.
+# lines instead of scrolling sideways, and so do commands in code blocks (the highlighter sets
+# `white-space` on the element itself) and an uploader's limits.
 WORKING_BADGE_DELAY_S = 0.5
 PAGE_STYLE = f"""<style>
 [data-testid='stMainBlockContainer'] {{ padding-top: 2.5rem; }}
@@ -25,7 +26,7 @@ PAGE_STYLE = f"""<style>
 [data-testid='stMultiSelectTagsContainer'] {{
   flex: 1 1 0; min-width: 0; flex-wrap: wrap; height: auto; overflow: visible;
 }}
-[data-testid='stCode'] code {{ white-space: pre-wrap; overflow-wrap: anywhere; }}
+[data-testid='stCode'] code {{ white-space: pre-wrap !important; overflow-wrap: break-word; }}
 [data-testid='stFileUploaderDropzoneInstructions'] span {{ white-space: normal; }}
 [data-testid='stApp'][data-test-script-state='running']::after {{
   content: "Working…"; position: fixed; top: 0.55rem; right: 3.5rem; z-index: 1000002;
