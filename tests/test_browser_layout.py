@@ -57,6 +57,9 @@ VIEWS = (
     ("annotations", "/annotations"),
 )
 
+# Text that a view shows within the projector's first screen, without scrolling.
+FIRST_SCREEN = {"training_failure": "Meant to fail"}
+
 # Offenders in the page, each as {what, text, by}: (a) a visible element whose box sticks out of
 # its column (or the main block, or the sidebar) by more than 2 px; (b) an element whose text is
 # cut short: wider than its box, which hides the rest (overflow not visible, or an ellipsis).
@@ -130,6 +133,16 @@ OFFENDERS = """() => {
     return offenders;
 }"""
 
+# Open the expanders a person can click (not those behind a dialog or in a hidden tab); return
+# how many.
+OPEN_EXPANDERS = """() => {
+    const closed = [...document.querySelectorAll(
+        '[data-testid="stExpander"] details:not([open]) > summary')]
+        .filter((summary) => summary.checkVisibility() && !summary.closest('[inert]'));
+    closed.forEach((summary) => summary.click());
+    return closed.length;
+}"""
+
 # The page has settled: the script ran, nothing is loading, and the layout has stopped moving.
 SETTLED = """() => {
     const busy = document.querySelector(
@@ -174,7 +187,14 @@ def test_no_element_overflows_its_column_at_1280x720(url: str) -> None:
             settle(page)
             page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
             assert page.locator('[data-testid="stException"]').count() == 0, view
+            if name in FIRST_SCREEN:
+                shown = page.get_by_text(FIRST_SCREEN[name]).first.bounding_box()
+                assert shown and shown["y"] + shown["height"] <= PROJECTOR["height"], (view, shown)
             offenders = page.evaluate(OFFENDERS)
+            # and with every expander open (in the browser: the script does not run again)
+            if page.evaluate(OPEN_EXPANDERS):
+                time.sleep(0.5)
+            offenders += [o for o in page.evaluate(OFFENDERS) if o not in offenders]
             if offenders:
                 found[view] = offenders
         assert not log.outside_requests
