@@ -60,13 +60,15 @@ VIEWS = (
 # Text that a view shows within the projector's first screen, without scrolling.
 FIRST_SCREEN = {"training_failure": "Meant to fail"}
 
-# Offenders in the page, each as {what, text, by}: (a) a visible element whose box sticks out of
-# its column (or the main block, or the sidebar) by more than 2 px; (b) an element whose text is
-# cut short: wider than its box, which hides the rest (overflow not visible, or an ellipsis).
+# Offenders in the page, each as {what, text, by, element}: (a) a visible element whose box sticks
+# out of its column (or the main block, the sidebar, a dialog) by more than 2 px; (b) an element
+# whose text is cut short: wider than its box, which hides the rest (overflow not visible, or an
+# ellipsis), or cut by Vega with an ellipsis.
 OFFENDERS = """() => {
     const SLACK = 2;
     const main = document.querySelector('[data-testid="stMainBlockContainer"]');
     const sidebar = document.querySelector('[data-testid="stSidebarUserContent"]');
+    const dialogs = [...document.querySelectorAll('[role="dialog"]')];
     // canvas-drawn or drawn by a component in its own frame: their text is not in this DOM
     const SKIP = '[data-testid="stDataFrame"], [data-testid="stToolbar"], [data-baseweb="tooltip"]';
     // shown, not folded away in a closed expander or popover
@@ -93,11 +95,11 @@ OFFENDERS = """() => {
     const label = (element) => element.closest('[data-testid]')?.getAttribute('data-testid')
         || element.tagName.toLowerCase();
     const offenders = [];
-    for (const root of [main, sidebar].filter(Boolean)) {
+    for (const root of [main, sidebar, ...dialogs].filter(Boolean)) {
         for (const element of root.querySelectorAll('*')) {
             if (element.closest(SKIP) || !visible(element)) continue;
-            // (a) inside its column, the main block or the sidebar; what an ancestor scrolls or
-            // clips is (b)'s business, on that ancestor
+            // (a) inside its column, the main block, the sidebar or a dialog; what an ancestor
+            // scrolls or clips is (b)'s business, on that ancestor
             const column = element.parentElement.closest('[data-testid="stColumn"]') || root;
             let clipped = false;
             for (let up = element.parentElement; up && up !== column; up = up.parentElement) {
