@@ -61,12 +61,8 @@ rows = [
     }
     for entry in zoo()
 ]
-st.dataframe(
-    pd.DataFrame(rows),
-    hide_index=True,
-    width="stretch",
-    column_config={"pretrained weights": st.column_config.TextColumn(width="medium")},
-)
+# a static table wraps its cells: the commands and descriptions are read whole at 1280x720
+st.table(pd.DataFrame(rows).set_index("model"))
 st.caption(
     "Before a lecture without internet, fetch the weights you need on a machine that has it, "
     "with the command in the *pretrained weights* column; they stay in the torch hub cache."

@@ -1,8 +1,8 @@
 """Training: start a small CNN on Fashion-MNIST, watch it learn live, stop, resume or delete runs.
 
-The page starts a run (its architecture, its settings in a form, the start) and lists the runs
-with the selected one's curves and controls, refreshed while runs train. Its sections are in
-`convlens.ui.training`."""
+Two tabs: Runs (the selected run with its role, curves and controls, then every run, refreshed
+while runs train) and Start a run (its architecture, its settings in a form, the start). Its
+sections are in `convlens.ui.training`."""
 
 import streamlit as st
 
@@ -19,10 +19,13 @@ st.caption(
     "snapshots that later views (and `run:…` models) open."
 )
 
-st.markdown("**Start a run**")
-arch = architecture_picker()
-settings = run_settings(arch)
-if settings is not None:
-    start_training(arch, *settings)
+# the runs first: a link to a run (`?run=NAME`) shows it, its role and its curves at once
+runs_tab, start_tab = st.tabs(["Runs", "Start a run"])
+with start_tab:
+    arch = architecture_picker()
+    settings = run_settings(arch)
+    if settings is not None:
+        start_training(arch, *settings)
+with runs_tab:
+    runs_section()
 instructor_box()
-runs_section()

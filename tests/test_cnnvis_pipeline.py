@@ -454,13 +454,17 @@ def test_quality_flags_name_the_neurons_of_impure_clusters_redundant_and_dead_on
         assert dead == ([tuple(layer.dead.tolist())] if len(layer.dead) else [])
 
 
-def test_cluster_labels_fit_their_rectangles_when_the_page_shrinks_the_picture():
-    from convlens.cnnvis.drawing import Box, Geometry, _label_limit
+def test_cluster_labels_reach_the_next_column_and_shrink_with_the_picture():
+    from convlens.cnnvis.drawing import Box, Geometry, _label_limit, _label_room
 
+    columns = {"a": Box(0, 0, 100, 500), "b": Box(200, 0, 160, 500)}
     clusters = {("a", 0): Box(0, 0, 100, 50), ("b", 0): Box(200, 0, 160, 50)}
-    assert _label_limit(Geometry(900, {}, clusters), 900) == 92  # drawn at its own size
-    assert _label_limit(Geometry(1800, {}, clusters), 900) == 42  # drawn at half its size
-    assert _label_limit(Geometry(1800, {}, {("a", 0): Box(0, 0, 30, 50)}), 900) == 20
+    geometry = Geometry(370, columns, clusters)
+    # over its rectangle and the gap, up to the next column, or to the picture's margin
+    assert _label_room(geometry, clusters[("a", 0)]) == 200 - 6
+    assert _label_room(geometry, clusters[("b", 0)]) == 360 - 200 - 6
+    assert _label_limit(geometry, 900) == {"expr": "max(datum.label_room * 1.0000, 20)"}
+    assert _label_limit(geometry, 185) == {"expr": "max(datum.label_room * 0.5000, 20)"}
 
 
 def test_activation_matrices_number_their_columns_under_the_cells(small_model) -> None:
@@ -488,7 +492,9 @@ def test_activation_matrices_number_their_columns_under_the_cells(small_model) -
     assert "title" not in draw(view, lambda *_: "", facet="features").to_dict()
 
 
-def test_cluster_labels_lead_with_their_majority_class(small_model) -> None:
+def test_cluster_labels_name_their_majority_class(small_model) -> None:
+    """The label is the share and the class (a cluster without patches: its number and size);
+    the number and the size are in the tooltip, so that the label fits at 1280x720."""
     from convlens.cnnvis.drawing import cluster_marks
 
     model, graph, analysis = small_model
@@ -497,11 +503,17 @@ def test_cluster_labels_lead_with_their_majority_class(small_model) -> None:
     )
     marks = cluster_marks(view, layout(view))
     for row in marks.itertuples():
-        purity = view.layers[row.node].purity[row.cluster]
+        layer = view.layers[row.node]
+        purity = layer.purity[row.cluster]
+        members = layer.clusters.representatives[row.cluster]
+        assert row.neurons == len(members)
+        dead = int(np.isin(members, layer.dead).sum())
         head = (
-            f"{purity.share:.0%} {view.classes[purity.majority_class]} · " if purity.patches else ""
+            f"{purity.share:.0%} {view.classes[purity.majority_class]}"
+            if purity.patches
+            else f"c{row.cluster} · {row.neurons}"
         )
-        assert row.label.startswith(f"{head}c{row.cluster} · {row.neurons}")
+        assert row.label == head + (f" · {dead} dead" if dead else "")
 
 
 def test_the_matrix_key_wraps_so_that_it_never_widens_the_picture() -> None:

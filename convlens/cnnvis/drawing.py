@@ -46,6 +46,10 @@ BICLUSTER_HEIGHT = 18
 CURVE_POINTS = 14
 FADED = 0.18
 FONT = 13
+# A cluster's label starts this far into its rectangle and ends as far before the next column;
+# Vega never cuts it shorter than MIN_LABEL_LIMIT pixels.
+LABEL_INSET = 3
+MIN_LABEL_LIMIT = 20
 HIGHLIGHT = "#ff7f00"
 PATCH_PIXELS = 32
 # Under the activation matrices: each column's class number, where a column is this wide at least.
@@ -296,11 +300,11 @@ def cluster_marks(view: CnnvisView, geometry: Geometry) -> pd.DataFrame:
             box = geometry.clusters[(node, cluster)]
             purity = layer.purity[cluster]
             dead = int(np.isin(members, layer.dead).sum())
-            # the class first: a narrow rectangle cuts its label's end
+            # the cluster's number and size are in its tooltip: the label keeps to what a class
+            # reads at a glance
             text = f"c{cluster} · {len(members)}"
             if purity.patches:
-                majority = view.classes[purity.majority_class]
-                text = f"{purity.share:.0%} {majority} · {text}"
+                text = f"{purity.share:.0%} {view.classes[purity.majority_class]}"
             if dead:
                 text += f" · {dead} dead"
             rows.append(
@@ -312,7 +316,8 @@ def cluster_marks(view: CnnvisView, geometry: Geometry) -> pd.DataFrame:
                     "y": box.y,
                     "y2": box.y + box.h,
                     "label": text,
-                    "label_x": box.x + 3,
+                    "label_x": box.x + LABEL_INSET,
+                    "label_room": _label_room(geometry, box),
                     "label_y": box.y + 13,
                     "stroke": "#b35806" if cluster in impure else "#888888",
                     "dash": 4 if cluster in impure else 0,
@@ -473,13 +478,20 @@ def _weak_lines(
     return lines
 
 
-def _label_limit(geometry: Geometry, width: float) -> float:
-    """Cluster labels are cut (with an ellipsis) to the width of their rectangle. The page draws
-    the picture about `width` pixels wide, so a picture laid out wider shrinks, and its
-    rectangles with it, while the text keeps its size."""
-    widths = [box.w for box in geometry.clusters.values()]
+def _label_room(geometry: Geometry, box: Box) -> float:
+    """The width a cluster's label may take, in the picture's units: over its rectangle and the
+    gap after it, up to the next column (or the picture's edge)."""
+    following = [column.x for column in geometry.columns.values() if column.x > box.x]
+    end = min(following, default=geometry.width - 10)
+    return end - box.x - LABEL_INSET - LABEL_INSET
+
+
+def _label_limit(geometry: Geometry, width: float) -> dict[str, str]:
+    """Vega's `limit` of the cluster labels: each label's room (`label_room`), in pixels. The page
+    draws the picture about `width` pixels wide, so a picture laid out wider shrinks, and the
+    room with it, while the text keeps its size; beyond it Vega cuts the text with an ellipsis."""
     shrink = min(1.0, width / geometry.width)
-    return max(min(widths, default=100) * shrink - 8, 20)
+    return {"expr": f"max(datum.label_room * {shrink:.4f}, {MIN_LABEL_LIMIT})"}
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,8 @@ def render_details(graph: LayerGraph, node: ChainNode, model_key: ModelKey) -> N
         st.caption("This layer has no weights.")
         return
     st.altair_chart(
-        histogram_chart(histogram, f"weights of {main.id} ({histogram.total:,} values)"),
+        # the subheader above names the layer: a title that repeats it is cut in a narrow column
+        histogram_chart(histogram, f"Its weights ({histogram.total:,} values)"),
         width="stretch",
     )
     first = first_conv(graph)

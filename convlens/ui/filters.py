@@ -69,6 +69,11 @@ SORT_ORDERS = (
     "weight norm (importance)",
     "annotation",
 )
+# What the Sort box shows of each order (the URL keeps the order's full name): short enough for
+# its narrow column at 1280x720.
+SORT_LABELS = dict(
+    zip(SORT_ORDERS, ("filter number", "mean activation", "weight norm", "annotation"), strict=True)
+)
 # Sorting by annotation: annotated filters first, in the order of LABELS (useful, useless,
 # unsure), then the unannotated ones; by filter number within each.
 ANNOTATION_ORDER = {label: rank for rank, label in enumerate(LABELS)}
@@ -426,7 +431,9 @@ def layer_controls(graph: LayerGraph, model_name: str) -> tuple[ChainNode, str, 
                 f"{nodes[0]}, pick another below."
             )
         st.session_state["layer"] = mapped if mapped in nodes else nodes[0]
-    layer_column, show_column, order_column = st.columns([3, 3, 2])
+    # the longest layer names ("38. _blocks.12._depthwise_conv  (1152 filters)") and both Show
+    # choices fit at 1280x720
+    layer_column, show_column, order_column = st.columns([4, 3.3, 2.1], gap="small")
     layer_id = layer_column.selectbox(
         "Layer",
         nodes,
@@ -445,8 +452,10 @@ def layer_controls(graph: LayerGraph, model_name: str) -> tuple[ChainNode, str, 
     order = order_column.selectbox(
         "Sort by",
         SORT_ORDERS,
-        help="Annotation: the filters labelled useful, then useless, then unsure (each filter's "
-        "latest label), then the unannotated ones.",
+        format_func=SORT_LABELS.__getitem__,
+        help="Mean activation: on this image, strongest first. Weight norm: the filter's "
+        "importance, largest first. Annotation: the filters labelled useful, then useless, then "
+        "unsure (each filter's latest label), then the unannotated ones.",
         # a new order starts on its first page: page 2 of "mean activation" holds the weakest
         **persisted(
             "sort", on_change=lambda: st.session_state.update(page=1), widget="filters_order"

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 # The minimal toolbar hides Streamlit's running indicator, so a rerun that takes longer than half
 # a second shows a "Working…" badge at the top right (the app's root element says whether the
 # script runs; the animation's delay keeps quick reruns quiet).
+# Nothing is cut short in a narrow column at 1280x720: a multiselect's chosen items wrap onto more
+# lines instead of scrolling sideways, and so do commands in code blocks (the highlighter sets
+# `white-space` on the element itself) and an uploader's limits.
 WORKING_BADGE_DELAY_S = 0.5
 PAGE_STYLE = f"""<style>
 [data-testid='stMainBlockContainer'] {{ padding-top: 2.5rem; }}
@@ -17,6 +20,14 @@ PAGE_STYLE = f"""<style>
 [data-testid='stSidebarUserContent'] {{ padding-top: 0.25rem; }}
 [data-testid='stSidebarNavLink'] {{ min-height: 0; height: 1.6rem; margin: 0; }}
 [data-testid='stSidebarNavLink'] [data-testid='stMarkdownContainer'] {{ line-height: 1.6rem; }}
+[data-testid='stMultiSelect'] div:has(> [data-testid='stMultiSelectTagsContainer']) {{
+  height: auto; max-height: none;
+}}
+[data-testid='stMultiSelectTagsContainer'] {{
+  flex: 1 1 0; min-width: 0; flex-wrap: wrap; height: auto; overflow: visible;
+}}
+[data-testid='stCode'] code {{ white-space: pre-wrap !important; overflow-wrap: break-word; }}
+[data-testid='stFileUploaderDropzoneInstructions'] span {{ white-space: normal; }}
 [data-testid='stApp'][data-test-script-state='running']::after {{
   content: "Working…"; position: fixed; top: 0.55rem; right: 3.5rem; z-index: 1000002;
   padding: 0.25rem 0.9rem; border-radius: 1rem; background: #1c4e80; color: #fff;

@@ -123,30 +123,30 @@ def start_training(arch: str, epochs: int, options: dict[str, object]) -> None:
         st.warning(str(error))
     else:
         st.session_state["run"] = run_reference(folder)
-        st.success(f"Started {folder.name}; it is listed below as starting until its first step.")
+        st.success(f"Started {folder.name}; *Runs* lists it as starting until its first step.")
 
 
 @st.fragment(run_every=RUN_REFRESH_SECONDS)
 def runs_section() -> None:
-    """The list of runs and the selected run's curves, refreshed while runs train."""
+    """The selected run (its role, curves, card and controls), then every run; refreshed while
+    runs train."""
     runs = list_runs()
     if not runs:
-        st.info("No runs yet: start one above, or run `python -m convlens train --arch deepeyes`.")
+        st.info(
+            "No runs yet: start one under *Start a run*, or run "
+            "`python -m convlens train --arch deepeyes`."
+        )
         return
-    runs_table(runs)
+    # the run picked, with its role ("meant to fail"), within a projector's first screen
     run = run_picker(runs)
     if run.role:
         st.info(sentence(run.role), icon=":material/info:")
     learning_curves_chart(run)
     model_card(run)
-    if run.shipped:
-        return
-    if not may_manage(run.path, browser_owner(), is_instructor()):
-        st.caption(
-            "Only the browser that started this run, or the instructor, can stop or delete it."
-        )
-        return
-    run_controls(run)
+    if not run.shipped:
+        run_controls(run)
+    st.markdown("**All runs**")
+    runs_table(runs)
 
 
 def sentence(text: str) -> str:
@@ -208,7 +208,12 @@ def model_card(run: RunInfo) -> None:
 
 
 def run_controls(run: RunInfo) -> None:
-    """Stop, Resume and Delete for a run this browser may manage."""
+    """Stop, Resume and Delete for a run this browser may manage; for another, why not."""
+    if not may_manage(run.path, browser_owner(), is_instructor()):
+        st.caption(
+            "Only the browser that started this run, or the instructor, can stop or delete it."
+        )
+        return
     stop_column, delete_column, _ = st.columns([1, 1, 4])
     name = Path(run.path).name
     try:

@@ -134,8 +134,10 @@ def controls(
     run's snapshot, and the rarer choices under "More"), each kept in the URL state."""
     keep_valid("facet", FACETS, FACETS[0])
     with st.container(border=True):
+        # about these widths in pixels at 1280x720: the facets side by side, two group chips on a
+        # line, a class chip on a line, and More's label whole
         top = st.columns(
-            [1.5, 1.2, 1.3, *([1.2] if steps else []), 0.9], vertical_alignment="bottom"
+            [184, 170, 196, *([96] if steps else []), 108], vertical_alignment="bottom", gap="small"
         )
         facet = (
             top[0].segmented_control(
