@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from convlens.charts import filter_activity_chart, perplexity_bars_chart, perplexity_heatmap_chart
 from convlens.deepeyes import LayerDiagnosis, PerplexityHistogram, RunDiagnosis, filter_list
 from convlens.runs import run_reference
 from convlens.ui.deepeyes.controls import activity_threshold_inputs, inspect_controls, pick_filter
 from convlens.ui.deepeyes.maps import maps
+from convlens.ui.deepeyes.specs import (
+    filter_activity_spec,
+    perplexity_bars_spec,
+    perplexity_heatmap_spec,
+)
 from convlens.ui.deepeyes.training import stable_phrase
 
 
@@ -37,32 +41,52 @@ def activity_sentence(part: LayerDiagnosis, step: int) -> str:
 
 
 def layer_perplexity(
-    part: LayerDiagnosis, histograms: list[PerplexityHistogram], step: int
+    run_path: str,
+    steps: list[int],
+    part: LayerDiagnosis,
+    histograms: list[PerplexityHistogram],
+    step: int,
 ) -> None:
     """Draw one layer's perplexity over training and at the snapshot, and its stability."""
     over_time, at_step = st.columns([3, 2])
-    over_time.altair_chart(
-        perplexity_heatmap_chart(histograms, step, f"{part.layer}: perplexity over training"),
+    title = f"{part.layer}: perplexity over training"
+    over_time.vega_lite_chart(
+        perplexity_heatmap_spec(run_path, tuple(steps), part.layer, step, title, False, histograms),
         width="stretch",
     )
-    at_step.altair_chart(
-        perplexity_bars_chart(part.histogram, f"{part.layer} at step {step}"), width="stretch"
+    at_step.vega_lite_chart(
+        perplexity_bars_spec(
+            run_path, part.layer, step, f"{part.layer} at step {step}", part.histogram
+        ),
+        width="stretch",
     )
     st.markdown(stability_sentence(part))
 
 
-def filter_activity(run: str, part: LayerDiagnosis, step: int, selected: int | None) -> None:
+def filter_activity(run_path: str, part: LayerDiagnosis, step: int, selected: int | None) -> None:
     """Draw one layer's filter-activity heatmaps under the thresholds that outline them; a click
     on a cell selects its filter."""
+    run = run_reference(run_path)
     activity_threshold_inputs()
+    heatmap = part.heatmap
+    flagged = (tuple(heatmap.dead.tolist()), tuple(heatmap.always_on.tolist()))
     maximum_column, frequency_column = st.columns(2)
     for column, measure, title in (
         (maximum_column, "maximum", f"{part.layer}: maximum activation"),
         (frequency_column, "frequency", f"{part.layer}: activation frequency"),
     ):
         key = f"deepeyes_cells_{run}_{part.layer}_{measure}"
-        column.altair_chart(
-            filter_activity_chart(part.heatmap, measure, title, selected),
+        column.vega_lite_chart(
+            filter_activity_spec(
+                run_path,
+                part.layer,
+                step,
+                measure,
+                title,
+                selected,
+                flagged,
+                heatmap,
+            ),
             key=key,
             on_select=pick_filter(key, run, part.layer),
             selection_mode="filter_pick",
@@ -86,14 +110,14 @@ def layer_section(
         run, {part.layer: len(part.heatmap.maximum) for part in diagnosis.layers}
     )
     part = next(part for part in diagnosis.layers if part.layer == layer)
-    layer_perplexity(part, histograms[layer], step)
+    layer_perplexity(run_path, steps, part, histograms[layer], step)
     st.subheader(f"{layer}: filter activity at step {step}")
     st.caption(
         "Each cell is a filter: its maximum activation over the probe patches, and how often it "
         "responds above half that maximum. Outlined: dead or always-on filters; ringed: the "
         "selected filter. Click a cell to select its filter."
     )
-    filter_activity(run, part, step, selected)
+    filter_activity(run_path, part, step, selected)
     st.subheader(f"{layer}: input map and filter map at step {step}")
     try:
         maps(run_path, steps, step, layer, selected, classes, dead_maximum)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from convlens.charts import filter_map_chart, input_map_chart
 from convlens.data import ImageSourceError
 from convlens.deepeyes import crop_patches, firing, specificity_phrase, strongest
 from convlens.embedding import points_in_box
@@ -21,6 +20,7 @@ from convlens.ui.deepeyes.caches import (
     cached_test_images,
 )
 from convlens.ui.deepeyes.controls import pick_filter
+from convlens.ui.deepeyes.specs import filter_map_spec, input_map_spec
 
 PATCHES_SHOWN = 40
 
@@ -49,9 +49,18 @@ def maps(
     left, right = st.columns(2, gap="large")
     with left:
         key = f"deepeyes_input_map_{run}_{layer}_{reference}"
-        event = st.altair_chart(
-            input_map_chart(
-                placed, classes, fires, f"Input map: {len(placed.labels)} patches by label"
+        event = st.vega_lite_chart(
+            input_map_spec(
+                run_path,
+                layer,
+                reference,
+                step,
+                tuple(classes),
+                selected,
+                dead_maximum,
+                f"Input map: {len(placed.labels)} patches by label",
+                placed,
+                fires,
             ),
             key=key,
             on_select="rerun",
@@ -78,9 +87,16 @@ def maps(
     with right:
         mapped = cached_filter_map(run_path, layer, step, dead_maximum, len(classes))
         key = f"deepeyes_filter_map_{run}_{layer}"
-        st.altair_chart(
-            filter_map_chart(
-                mapped, classes, selected, f"Filter map: {len(mapped.top_label)} filters"
+        st.vega_lite_chart(
+            filter_map_spec(
+                run_path,
+                layer,
+                step,
+                dead_maximum,
+                tuple(classes),
+                selected,
+                f"Filter map: {len(mapped.top_label)} filters",
+                mapped,
             ),
             key=key,
             on_select=pick_filter(key, run, layer),

@@ -8,12 +8,16 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from convlens.charts import curves_chart, perplexity_heatmap_chart, stability_chart, with_step_rule
 from convlens.deepeyes import LayerStability, PerplexityHistogram, RunDiagnosis
-from convlens.runs import learning_curves
-from convlens.style import OVERVIEW_COLUMNS, STABILITY_LEGEND_COLUMNS, TABLE_ROW_HEIGHT
+from convlens.style import OVERVIEW_COLUMNS, TABLE_ROW_HEIGHT
 from convlens.ui.deepeyes.caches import cached_mean_perplexities
 from convlens.ui.deepeyes.controls import stability_threshold_input
+from convlens.ui.deepeyes.specs import (
+    learning_curves_spec,
+    metrics_version,
+    perplexity_heatmap_spec,
+    stability_spec,
+)
 
 
 def stable_phrase(stability: LayerStability) -> str:
@@ -25,24 +29,25 @@ def stable_phrase(stability: LayerStability) -> str:
 
 def learning_curves_panel(run_path: str, step: int) -> None:
     """Draw the run's learning curves with the snapshot marked."""
-    curves = learning_curves(run_path)
-    if not len(curves.steps):
+    spec = learning_curves_spec(run_path, step, metrics_version(run_path))
+    if spec is None:
         st.caption("No training step recorded.")
         return
-    chart = with_step_rule(curves_chart(curves), step).properties(title="Learning curves")
-    st.altair_chart(chart, width="stretch")
+    st.vega_lite_chart(spec, width="stretch")
     st.caption(
         "blue: training loss (smoothed) · orange: test accuracy after each epoch · "
         f"dashed: the snapshot at step {step}"
     )
 
 
-def stability_panel(diagnosis: RunDiagnosis, threshold: float) -> None:
+def stability_panel(
+    run_path: str, steps: list[int], diagnosis: RunDiagnosis, threshold: float
+) -> None:
     """Draw every layer's change between snapshots, with the threshold input under it."""
     stabilities = [part.stability for part in diagnosis.layers]
     if any(len(stability.distances) for stability in stabilities):
-        st.altair_chart(
-            stability_chart(stabilities, threshold, STABILITY_LEGEND_COLUMNS), width="stretch"
+        st.vega_lite_chart(
+            stability_spec(run_path, tuple(steps), threshold, stabilities), width="stretch"
         )
     else:
         st.caption("One snapshot: no change between snapshots to show yet.")
@@ -68,16 +73,25 @@ def stability_table(diagnosis: RunDiagnosis, mean_perplexities: dict[str, float]
 
 
 def perplexity_overview(
-    diagnosis: RunDiagnosis, histograms: dict[str, list[PerplexityHistogram]]
+    run_path: str,
+    steps: list[int],
+    diagnosis: RunDiagnosis,
+    histograms: dict[str, list[PerplexityHistogram]],
 ) -> None:
     """Draw every layer's perplexity over training, small, a few to a row."""
     parts = diagnosis.layers
     for start in range(0, len(parts), OVERVIEW_COLUMNS):
         columns = st.columns(OVERVIEW_COLUMNS)
         for column, part in zip(columns, parts[start : start + OVERVIEW_COLUMNS], strict=False):
-            column.altair_chart(
-                perplexity_heatmap_chart(
-                    histograms[part.layer], diagnosis.step, part.layer, small=True
+            column.vega_lite_chart(
+                perplexity_heatmap_spec(
+                    run_path,
+                    tuple(steps),
+                    part.layer,
+                    diagnosis.step,
+                    part.layer,
+                    True,
+                    histograms[part.layer],
                 ),
                 width="stretch",
             )
@@ -91,6 +105,8 @@ def training_section(
 ) -> None:
     """The learning curves and every layer's stability and perplexity at a glance."""
     step = diagnosis.step
+    # the snapshots that the histograms cover: they key the charts' specs
+    steps = [histogram.step for histogram in histograms[diagnosis.layers[0].layer]]
     try:
         mean_perplexities = cached_mean_perplexities(run_path, step)
     except (OSError, ValueError, KeyError) as error:
@@ -99,7 +115,7 @@ def training_section(
     learning_curves_panel(run_path, step)
     chart_column, table_column = st.columns([3, 5], gap="medium")
     with chart_column:
-        stability_panel(diagnosis, threshold)
+        stability_panel(run_path, steps, diagnosis, threshold)
     with table_column:
         st.dataframe(
             stability_table(diagnosis, mean_perplexities),
@@ -138,4 +154,4 @@ def training_section(
         f"One column per snapshot (outlined: step {step}); darker: more patches at that "
         "perplexity. The Layer section shows one layer larger, with its histogram at the snapshot."
     )
-    perplexity_overview(diagnosis, histograms)
+    perplexity_overview(run_path, steps, diagnosis, histograms)
