@@ -15,6 +15,7 @@ from convlens.access import max_trainers
 from convlens.annotations import AnnotationStore
 from convlens.data import ImageSourceError
 from convlens.deepeyes import (
+    CASE_STUDY_RUNS,
     ArchitectureSuggestion,
     Finding,
     RunDiagnosis,
@@ -42,7 +43,7 @@ from convlens.ui.deepeyes.caches import (
 from convlens.ui.deepeyes.controls import Thresholds
 from convlens.ui.owner import browser_owner
 
-FULL_RUN, SMALL_RUN = "fashion_deepeyes", "fashion_deepeyes_small"
+FULL_RUN, SMALL_RUN = CASE_STUDY_RUNS
 
 
 def annotation_target(run_path: str, step: int, shipped: bool) -> tuple[str, str] | str:
