@@ -9,11 +9,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from convlens.deepeyes import diagnose_run, run_phase
+from convlens.deepeyes import run_phase
 from convlens.runformat import list_snapshots, read_manifest
 from convlens.runs import list_runs, run_folders
 from convlens.style import RUN_REFRESH_SECONDS
 from convlens.ui.cache import cached_run_histograms
+from convlens.ui.deepeyes.caches import cached_diagnosis
 from convlens.ui.deepeyes.controls import current_thresholds, section_picker, step_picker
 from convlens.ui.deepeyes.diagnosis import diagnosis_section
 from convlens.ui.deepeyes.layer import layer_section
@@ -41,13 +42,13 @@ def deepeyes_view(run_path: str, phase: str, shipped: bool) -> None:
     try:
         manifest = read_manifest(run_path)
         histograms = cached_run_histograms(run_path, tuple(steps))
-        diagnosis = diagnose_run(
+        diagnosis = cached_diagnosis(
             run_path,
+            tuple(steps),
             step,
-            threshold=limits.stability,
-            dead_maximum=limits.dead_maximum,
-            always_on_frequency=limits.always_on,
-            histograms=histograms,
+            limits.stability,
+            limits.dead_maximum,
+            limits.always_on,
         )
     except (OSError, ValueError, KeyError) as error:
         st.warning(f"DeepEyes cannot read {Path(run_path).name}: {error}")

@@ -11,10 +11,14 @@ from convlens.deepeyes import (
     FilterMap,
     FilterMaxima,
     InputMap,
+    NearDuplicates,
+    RunDiagnosis,
+    diagnose_run,
     embed_patches,
     filter_map,
     forward_ms_per_image,
     input_map,
+    near_duplicates,
     patch_boxes,
     patch_layouts_dir,
     perplexity,
@@ -30,6 +34,7 @@ from convlens.runformat import (
     read_probe_rows,
 )
 from convlens.training import normalize
+from convlens.ui.cache import cached_run_histograms
 from convlens.weights import weights_fingerprint
 
 TIMED_IMAGES = 256
@@ -37,6 +42,38 @@ TIMED_PASSES = 3
 # One thread: the page's maps are small (1,000 points take about a second), and openTSNE's worker
 # threads slow down many times over when other processes share the cores.
 EMBEDDING_JOBS = 1
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_diagnosis(
+    run_path: str,
+    steps: tuple[int, ...],
+    step: int,
+    stability: float,
+    dead_maximum: float,
+    always_on: float,
+) -> RunDiagnosis:
+    """Return DeepEyes' per-layer view of snapshot `step` with these thresholds; `steps` (the
+    run's snapshots) keys the cache, so a run still training is judged again when one lands."""
+    return diagnose_run(
+        run_path,
+        step,
+        threshold=stability,
+        dead_maximum=dead_maximum,
+        always_on_frequency=always_on,
+        histograms=cached_run_histograms(run_path, steps),
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_near_duplicates(
+    run_path: str, step: int, dead_maximum: float
+) -> dict[str, NearDuplicates]:
+    """Return each DeepEyes layer's groups of near-duplicate filters at snapshot `step`."""
+    return {
+        layer_id: near_duplicates(values, dead_maximum=dead_maximum)
+        for layer_id, values in cached_probe(run_path, step).items()
+    }
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

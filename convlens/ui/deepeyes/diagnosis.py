@@ -22,7 +22,6 @@ from convlens.deepeyes import (
     compare_sizes,
     diagnosis_findings,
     filter_list,
-    near_duplicates,
     suggest_architecture,
     suggested_command,
     suggested_train_options,
@@ -37,6 +36,7 @@ from convlens.ui.deepeyes.caches import (
     TIMED_PASSES,
     cached_filter_maxima,
     cached_forward_ms,
+    cached_near_duplicates,
     cached_probe,
     cached_snapshot_fingerprint,
 )
@@ -206,10 +206,7 @@ def diagnosis_section(
         f"maximum activation of at most {limits.dead_maximum:g}, always on at a frequency of at "
         f"least {limits.always_on:g} (set in Layer)."
     )
-    duplicates = {
-        layer_id: near_duplicates(values, dead_maximum=limits.dead_maximum)
-        for layer_id, values in probe.items()
-    }
+    duplicates = cached_near_duplicates(run_path, step, limits.dead_maximum)
     findings = diagnosis_findings(diagnosis, duplicates, maxima, limits.dead_maximum)
     suggestion = suggest_architecture(
         manifest["arch"], manifest.get("arch_options", {}), probe, diagnosis, duplicates
