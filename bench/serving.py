@@ -16,6 +16,7 @@ With --proxy the browsers reach the app through HAProxy set up as docs/haproxy.c
 file cache included; one app process), as the README advises for a class: Debian's `haproxy`.
 
 Run: .venv/bin/python bench/serving.py [--sessions 30] [--views home,network,...] [--proxy]
+    [--home DIR]
 """
 
 from __future__ import annotations
@@ -189,12 +190,15 @@ def main() -> None:
     parser.add_argument(
         "--proxy", action="store_true", help="through HAProxy as docs/haproxy.cfg sets it up"
     )
+    parser.add_argument(
+        "--home", help="a ConvLens home prepared before (default: a fresh one, prepared now)"
+    )
     args = parser.parse_args()
     if args.proxy and shutil.which("haproxy") is None:
         parser.error("--proxy needs HAProxy (Debian: apt install haproxy)")
     views = {name: VIEWS[name] for name in args.views.split(",")}
 
-    home = Path(tempfile.mkdtemp(prefix="convlens-serving-"))
+    home = Path(args.home or tempfile.mkdtemp(prefix="convlens-serving-"))
     os.environ["CONVLENS_HOME"] = str(home)
     from convlens.ui.launch import prepare_shipped_models, use_serving_threads
 
