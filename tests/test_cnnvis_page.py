@@ -4,6 +4,7 @@ without validating them again."""
 
 from __future__ import annotations
 
+import altair as alt
 import numpy as np
 import pytest
 
@@ -81,13 +82,14 @@ def test_the_cached_view_and_picture_equal_fresh_ones_and_are_computed_once(
             b.aggregated.tolist() for b in fresh.bundles
         ]
     source = open_source(SHIPPED_DATA)
-    drawn = draw(
-        fresh,
-        patch_images(source.load, model.transform),
-        facet="activations",
-        palette="blue / orange",
-        highlight={("features.conv3_1", 0)},
-    ).to_dict()  # validated against Vega-Lite's schema here, not on the page
+    with alt.theme.enable("none"):  # as Streamlit draws a chart
+        drawn = draw(
+            fresh,
+            patch_images(source.load, model.transform),
+            facet="activations",
+            palette="blue / orange",
+            highlight={("features.conv3_1", 0)},
+        ).to_dict()  # validated against Vega-Lite's schema here, not on the page
     assert all(picture == drawn for picture in pictures)
     assert selection_names(drawn) == ["group", "neuron"]
 

@@ -28,6 +28,7 @@ from convlens.cnnvis.view import CnnvisView, LayerView, Options, build_view
 from convlens.models import ModelKey
 from convlens.runformat import read_stats
 from convlens.ui.cache import browser_source, cached_graph, cached_model, model_lock
+from convlens.ui.vega import vega_lite_spec
 
 CONTRIBUTION_IMAGES = 256
 DIALOG_PATCH_PIXELS = 72
@@ -101,7 +102,7 @@ def cached_layer_averages_chart(
     averages = cached_layer_averages(model_key, run_path, nodes, measure)
     if not averages:
         return None
-    return layer_averages_chart(averages, nodes, step, measure).to_dict(validate=False)
+    return vega_lite_spec(layer_averages_chart(averages, nodes, step, measure))
 
 
 def shown_nodes(model_key: ModelKey, analysis: Analysis, groups: Sequence[str]) -> tuple[str, ...]:
@@ -147,16 +148,18 @@ def cached_picture(
     `highlight` framed. Not validated again on every rerun: `draw`'s pictures are checked
     against Vega-Lite's schema in the tests."""
     view = cached_view(key, _analysis)
-    return draw(
-        view,
-        cached_patch_images(key.model, key.data),
-        facet=look.facet,
-        rank=look.rank,
-        palette=look.palette,
-        show_weak=look.show_weak,
-        debug_title=key.edges if key.edges != "weight" else None,
-        highlight=set(highlight),
-    ).to_dict(validate=False)
+    return vega_lite_spec(
+        draw(
+            view,
+            cached_patch_images(key.model, key.data),
+            facet=look.facet,
+            rank=look.rank,
+            palette=look.palette,
+            show_weak=look.show_weak,
+            debug_title=key.edges if key.edges != "weight" else None,
+            highlight=set(highlight),
+        )
+    )
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import altair as alt
 import numpy as np
 import streamlit as st
 
@@ -34,14 +33,10 @@ from convlens.deepeyes import (
 )
 from convlens.runs import learning_curves
 from convlens.style import STABILITY_LEGEND_COLUMNS
+from convlens.ui.vega import vega_lite_spec
 
 # A spec holds its chart's data: an input map's ~1,000 points are ~0.1 MB.
 MAX_SPECS = 128
-
-
-def vega_lite(chart: alt.TopLevelMixin) -> dict:
-    """Return `chart`'s Vega-Lite spec, not validated (see the module's docstring)."""
-    return chart.to_dict(validate=False)
 
 
 def metrics_version(run_path: str) -> tuple[int, int] | None:
@@ -61,7 +56,9 @@ def learning_curves_spec(run_path: str, step: int, version: tuple[int, int] | No
     curves = learning_curves(run_path)
     if not len(curves.steps):
         return None
-    return vega_lite(with_step_rule(curves_chart(curves), step).properties(title="Learning curves"))
+    return vega_lite_spec(
+        with_step_rule(curves_chart(curves), step).properties(title="Learning curves")
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SPECS)
@@ -73,7 +70,7 @@ def stability_spec(
 ) -> dict:
     """Return the spec of every layer's change between the snapshots `steps` of a run, judged
     at `threshold`."""
-    return vega_lite(stability_chart(_stabilities, threshold, STABILITY_LEGEND_COLUMNS))
+    return vega_lite_spec(stability_chart(_stabilities, threshold, STABILITY_LEGEND_COLUMNS))
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SPECS)
@@ -87,7 +84,7 @@ def perplexity_heatmap_spec(
     _histograms: list[PerplexityHistogram],
 ) -> dict:
     """Return the spec of `layer`'s perplexity over the snapshots `steps`, `step` outlined."""
-    return vega_lite(perplexity_heatmap_chart(_histograms, step, title, small=small))
+    return vega_lite_spec(perplexity_heatmap_chart(_histograms, step, title, small=small))
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SPECS)
@@ -95,7 +92,7 @@ def perplexity_bars_spec(
     run_path: str, layer: str, step: int, title: str, _histogram: PerplexityHistogram
 ) -> dict:
     """Return the spec of `layer`'s perplexity histogram at snapshot `step`."""
-    return vega_lite(perplexity_bars_chart(_histogram, title))
+    return vega_lite_spec(perplexity_bars_chart(_histogram, title))
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SPECS)
@@ -112,7 +109,7 @@ def filter_activity_spec(
     """Return the spec of `layer`'s filter cells by `measure` at snapshot `step`, the `flagged`
     filters (dead, always on: the heatmap's under the user's thresholds) outlined and `selected`
     ringed; a click is the selection "filter_pick"."""
-    return vega_lite(filter_activity_chart(_heatmap, measure, title, selected))
+    return vega_lite_spec(filter_activity_chart(_heatmap, measure, title, selected))
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SPECS)
@@ -131,7 +128,7 @@ def input_map_spec(
     """Return the spec of `layer`'s input map at `step` placed in the map embedded at
     `reference`, the patches that `selected` fires on (at `dead_maximum`) highlighted; a dragged
     box is the selection "patch_brush"."""
-    return vega_lite(input_map_chart(_placed, list(classes), _fires, title))
+    return vega_lite_spec(input_map_chart(_placed, list(classes), _fires, title))
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SPECS)
@@ -147,4 +144,4 @@ def filter_map_spec(
 ) -> dict:
     """Return the spec of `layer`'s filter map at `step` (dead at `dead_maximum`), `selected`
     ringed; a click is the selection "filter_pick"."""
-    return vega_lite(filter_map_chart(_mapped, list(classes), selected, title))
+    return vega_lite_spec(filter_map_chart(_mapped, list(classes), selected, title))
