@@ -528,6 +528,8 @@ def map_point(base: int, layer: str = "_conv_stem", channel: int = 1) -> Click:
     def aim(page, at):
         if page.locator('[role="dialog"]').count():
             act(page, lambda: page.keyboard.press("Escape"))
+        # a page opened by its URL may settle once before its first full run draws the map
+        page.wait_for_function(f"({MAGNIFIED_MAP})() !== null", timeout=TIMEOUT_MS, polling=100)
         box = page.evaluate(MAGNIFIED_MAP)
         if box is None:
             raise ClickFailed("no activation map to click")
