@@ -60,14 +60,40 @@ DEEPEYES_RUNS = ("fashion_deepeyes", "fashion_deepeyes_small")
 TIMEOUT_MS = 90_000
 # Where a failed click leaves a screenshot of the page it failed on.
 SCREENSHOTS = ROOT / "test-artifacts" / "interactions"
-# Every change of the app's script state (a run starting or ending), counted from the document's
-# start: a click is made on a settled page, so a count above the one before it means that a
-# script run began after the click.
+# The script runs that finished, counted from the document's start as the server reports them
+# (a ForwardMsg whose field 6, script_finished, is any status but FINISHED_EARLY_FOR_RERUN = 2):
+# a click is made on a settled page, so a count above the one before it means that a script run
+# started by the click has finished. (Watching the page's script-state attribute instead misses a
+# run that starts and finishes within one render of the page: it never shows "running".)
 RUN_COUNTER = """
 window.__scriptRuns = 0;
-new MutationObserver((records) => { window.__scriptRuns += records.length; }).observe(document, {
-    subtree: true, attributes: true, attributeFilter: ['data-test-script-state'],
-});
+const finishedRun = (bytes) => {
+    let i = 0;
+    const varint = () => {
+        let value = 0, shift = 0, byte;
+        do { byte = bytes[i++]; value += (byte & 0x7f) * 2 ** shift; shift += 7; } while (byte & 0x80);
+        return value;
+    };
+    while (i < bytes.length) {
+        const key = varint(), field = Math.floor(key / 8), wire = key % 8;
+        if (wire === 0) { const value = varint(); if (field === 6) return value !== 2; }
+        else if (wire === 2) i += varint();
+        else if (wire === 1) i += 8;
+        else if (wire === 5) i += 4;
+        else return false;
+    }
+    return false;
+};
+const NativeWebSocket = window.WebSocket;
+window.WebSocket = class extends NativeWebSocket {
+    constructor(...args) {
+        super(...args);
+        this.addEventListener('message', (event) => {
+            if (event.data instanceof ArrayBuffer && finishedRun(new Uint8Array(event.data)))
+                window.__scriptRuns += 1;
+        });
+    }
+};
 """
 SETTLED = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
@@ -528,6 +554,8 @@ def map_point(base: int, layer: str = "_conv_stem", channel: int = 1) -> Click:
     def aim(page, at):
         if page.locator('[role="dialog"]').count():
             act(page, lambda: page.keyboard.press("Escape"))
+        # a page opened by its URL may settle once before its first full run draws the map
+        page.wait_for_function(f"({MAGNIFIED_MAP})() !== null", timeout=TIMEOUT_MS, polling=100)
         box = page.evaluate(MAGNIFIED_MAP)
         if box is None:
             raise ClickFailed("no activation map to click")

@@ -640,8 +640,10 @@ def filter_map_chart(
 # One convolution explained (CNN Explainer's elementary view): a filter's map whose click picks a
 # position, and the window, kernel and sums behind the value there.
 
-# The point selection of `position_picker_chart`: a click stores the position's `y` and `x`.
+# The point selection of `position_picker_spec`: a click stores the position's `y` and `x`.
 POSITION_SELECTION = "position"
+# The position under the pointer, [y, x], that a click on the map selects.
+POSITION_POINTER = "position_pointer"
 # The light ends of the colour scales behind the numbers of a window and a kernel, so that black
 # digits stay readable on every cell.
 WINDOW_RANGE = ("#8c8c8c", "#ffffff")
@@ -660,68 +662,76 @@ def _png_url(picture: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def position_picker_chart(
+def position_picker_spec(
     picture: Image.Image, rows: int, columns: int, selected: tuple[int, int] | None = None
-) -> alt.LayerChart:
-    """Return `picture`, a map of rows × columns positions drawn at its own pixel size, as a chart
-    whose click selects one position (the point selection `POSITION_SELECTION`, fields `y`, `x`);
-    `selected` (y, x) is outlined.
+) -> dict:
+    """Return the Vega-Lite spec of `picture`, a map of rows × columns positions drawn at its own
+    pixel size, as a chart whose click selects one position (the point selection
+    `POSITION_SELECTION`, fields `y`, `x`); `selected` (y, x) is outlined.
 
-    The positions are generated in the browser (a sequence), so the chart carries the picture and
-    no table of rows × columns values.
+    One transparent cell covers the map, and the pointer (the parameter `POSITION_POINTER`, set
+    on every move and press) writes the position under it into the cell's `y` and `x`, which the
+    click then selects: a rect per position would be thousands of SVG elements (12,544 for a
+    112 × 112 map, about a second of the browser's time at each pick). Vega-Lite passes a
+    variable parameter's `on` through to Vega, but its schema does not list it, so the spec is a
+    dict that Altair does not validate.
     """
     width, height = picture.size
     x_scale = alt.Scale(domain=[0, columns], nice=False, zero=False)
     y_scale = alt.Scale(domain=[0, rows], nice=False, zero=False, reverse=True)
-    x = alt.X("x:Q", scale=x_scale, axis=None)
-    y = alt.Y("y:Q", scale=y_scale, axis=None)
+    x = alt.X("left:Q", scale=x_scale, axis=None)
+    y = alt.Y("top:Q", scale=y_scale, axis=None)
+    box = {"x": x, "x2": "right:Q", "y": y, "y2": "bottom:Q"}
     # the picture spans the scales' domains, so it covers the positions whatever size the
     # plot gets (Streamlit may size it otherwise than `width` and `height`)
+    whole_map = {"left": [0], "top": [0], "right": [columns], "bottom": [rows]}
     image = (
-        alt.Chart(
-            pd.DataFrame(
-                {
-                    "url": [_png_url(picture)],
-                    "x": [0],
-                    "y": [0],
-                    "x_end": [columns],
-                    "y_end": [rows],
-                }
-            )
-        )
+        alt.Chart(pd.DataFrame({"url": [_png_url(picture)], **whole_map}))
         .mark_image(aspect=False)
-        .encode(x=x, x2="x_end:Q", y=y, y2="y_end:Q", url="url:N")
+        .encode(url="url:N", **box)
     )
-    cells = (
-        alt.Chart(alt.sequence(0, rows * columns, as_="index"))
-        .transform_calculate(y=f"floor(datum.index / {columns})", x=f"datum.index % {columns}")
-        .transform_calculate(y_end="datum.y + 1", x_end="datum.x + 1")
+    # the position under the pointer, in every mark that a click may hit
+    pointer = f"{POSITION_POINTER} ? {POSITION_POINTER}"
+    under_pointer = {"y": f"{pointer}[0] : null", "x": f"{pointer}[1] : null"}
+    cell = (
+        alt.Chart(pd.DataFrame(whole_map))
+        .transform_calculate(**under_pointer)
         .mark_rect(opacity=0)
         .encode(
-            x=x,
-            x2="x_end:Q",
-            y=y,
-            y2="y_end:Q",
             tooltip=[alt.Tooltip("y:Q", title="y (row)"), alt.Tooltip("x:Q", title="x (column)")],
+            **box,
         )
         .add_params(alt.selection_point(name=POSITION_SELECTION, fields=["y", "x"], on="click"))
+        .properties(name=f"{POSITION_SELECTION}_cell")
     )
-    layers = [image, cells]
+    layers = [image, cell]
     if selected is not None:
         row, column = selected
-        frame = pd.DataFrame({"y": [row], "x": [column], "y_end": [row + 1], "x_end": [column + 1]})
+        outline = {"top": [row], "left": [column], "bottom": [row + 1], "right": [column + 1]}
         layers.append(
-            alt.Chart(frame)
+            alt.Chart(pd.DataFrame(outline))
+            .transform_calculate(**under_pointer)
             .mark_rect(fillOpacity=0, stroke=SELECTED_BORDER, strokeWidth=3)
-            .encode(x=x, x2="x_end:Q", y=y, y2="y_end:Q")
+            .encode(**box)
         )
-    return (
+    spec = (
         alt.layer(*layers)
+        .add_params(alt.param(name=POSITION_POINTER, value=None))
         # sized exactly: "fit" (Streamlit's default) would shrink the plot by the padding
         .properties(width=width, height=height, autosize=alt.AutoSizeParams(type="none"))
         .configure_view(strokeWidth=0)
         .configure(padding=0)
+        .to_dict(validate=False)
     )
+    (parameter,) = [p for p in spec["params"] if p["name"] == POSITION_POINTER]
+    parameter["on"] = [
+        {
+            "events": "pointermove, pointerdown",
+            "update": f"[clamp(floor(invert('y', y())), 0, {rows - 1}), "
+            f"clamp(floor(invert('x', x())), 0, {columns - 1})]",
+        }
+    ]
+    return spec
 
 
 def convolution_chart(

@@ -14,7 +14,7 @@ from convlens.charts import (
     POSITION_SELECTION,
     channel_sums_chart,
     convolution_chart,
-    position_picker_chart,
+    position_picker_spec,
 )
 from convlens.explain import ConvolutionStep, ExplainError, parse_position
 from convlens.style import MAGNIFIED_SIZE, SELECTED_BORDER
@@ -70,15 +70,35 @@ def _map_picture(view: Image.Image, rgb: np.ndarray, size: tuple[int, int]) -> I
     return Image.blend(base, heat, 0.55)
 
 
-def position_picker(
-    maps: LayerMaps, channel: int, view: Image.Image, layer_id: str, at: tuple[int, int] | None
-) -> None:
-    """Draw filter `channel`'s activation map over the image; a click on a position puts it in
-    the state `at` (the page then opens its explanation)."""
-    values = maps.maps[channel]
+# A picker's spec holds its map over the image as one PNG data URL (~0.1 MB).
+@st.cache_data(max_entries=64, show_spinner=False)
+def picker_spec(
+    layer_key: tuple,
+    channel: int,
+    at: tuple[int, int] | None,
+    _maps: LayerMaps,
+    _view: Image.Image,
+) -> dict:
+    """Return the Vega-Lite spec of filter `channel`'s activation map over the image with `at`
+    outlined, built once per server for the layer `layer_key` names (model, image, layer)."""
+    values = _maps.maps[channel]
     rows, columns = values.shape
     size = (MAGNIFIED_SIZE, max(1, round(MAGNIFIED_SIZE * rows / columns)))
-    picture = _map_picture(view, diverging(values, float(np.abs(maps.maps).max())), size)
+    picture = _map_picture(_view, diverging(values, float(np.abs(_maps.maps).max())), size)
+    return position_picker_spec(picture, rows, columns, at)
+
+
+def position_picker(
+    layer_key: tuple,
+    maps: LayerMaps,
+    channel: int,
+    view: Image.Image,
+    layer_id: str,
+    at: tuple[int, int] | None,
+) -> None:
+    """Draw filter `channel`'s activation map over the image; a click on a position puts it in
+    the state `at` (the page then opens its explanation). `layer_key` names the maps (see
+    `picker_spec`)."""
     # a fresh chart after every pick: its own selection starts empty, the state draws the outline
     key = f"at_picker_{layer_id}_{channel}_{at}"
 
@@ -88,13 +108,14 @@ def position_picker(
         if position is not None:
             st.session_state[AT] = position
 
-    st.altair_chart(
-        position_picker_chart(picture, rows, columns, at),
+    spec = picker_spec(layer_key, channel, at, maps, view)
+    st.vega_lite_chart(
+        spec,
         on_select=picked,
         selection_mode=[POSITION_SELECTION],
         key=key,
-        width=picture.width,
-        height=picture.height,
+        width=spec["width"],
+        height=spec["height"],
         theme=None,  # the theme's padding would shrink the plot below the picture's size
     )
     st.caption("activation over the image: **click a position** to see how its value is computed")
@@ -176,12 +197,35 @@ def _arithmetic(step: ConvolutionStep, map_value: float) -> None:
     )
 
 
+# An entry is a few charts of at most a few thousand cells.
+@st.cache_data(max_entries=256, show_spinner=False)
+def step_specs(step_key: tuple, _step: ConvolutionStep) -> tuple[dict, dict | None]:
+    """Return the Vega-Lite specs of the step's windows and kernels and, when some channels are
+    left out of them, of every channel's sum; built once per server for the step `step_key`
+    names (model, image, layer, filter, position). Not validated again here: the charts' tests
+    validate them."""
+    shown = strongest_channels(_step)
+    window = convolution_chart(
+        _step.window,
+        _step.kernel,
+        _step.channel_sums,
+        _step.padding_mask,
+        shown,
+        _step.first_input_channel,
+    ).to_dict(validate=False)
+    if len(shown) == len(_step.channel_sums):
+        return window, None
+    sums = channel_sums_chart(_step.channel_sums, _step.first_input_channel, shown)
+    return window, sums.to_dict(validate=False)
+
+
 @st.dialog("One convolution explained", width="large", on_dismiss=forget_position)
 def explanation_dialog(
-    step: ConvolutionStep, map_value: float, first_layer_view: Image.Image | None
+    step_key: tuple, step: ConvolutionStep, map_value: float, first_layer_view: Image.Image | None
 ) -> None:
-    """Show how `step`'s value is computed; `first_layer_view` is the image as the network sees
-    it when the conv reads the image itself (its window is then an RGB patch)."""
+    """Show how `step`'s value is computed (`step_key` names it, see `step_specs`);
+    `first_layer_view` is the image as the network sees it when the conv reads the image itself
+    (its window is then an RGB patch)."""
     channels, kh, kw = step.window.shape
     last_row = step.origin[0] + step.dilation[0] * (kh - 1)
     last_column = step.origin[1] + step.dilation[1] * (kw - 1)
@@ -203,24 +247,13 @@ def explanation_dialog(
         "products are summed per channel (tinted cells lie in the padding and read 0)."
     )
     shown = strongest_channels(step)
-    st.altair_chart(
-        convolution_chart(
-            step.window,
-            step.kernel,
-            step.channel_sums,
-            step.padding_mask,
-            shown,
-            step.first_input_channel,
-        ),
-        width="content",
-    )
-    if len(shown) < channels:
+    window_spec, sums_spec = step_specs(step_key, step)
+    st.vega_lite_chart(window_spec, width="content")
+    if sums_spec is not None:
         rest = float(step.channel_sums.sum() - step.channel_sums[shown].sum())
         st.caption(
             f"The {len(shown)} channels above add the most; the other {channels - len(shown)} "
             f"add {rest:.4f} together; every channel's sum (orange: those above):"
         )
-        st.altair_chart(
-            channel_sums_chart(step.channel_sums, step.first_input_channel, shown), width="stretch"
-        )
+        st.vega_lite_chart(sums_spec, width="stretch")
     _arithmetic(step, map_value)

@@ -14,6 +14,7 @@ from PIL import Image
 from convlens.activations import (
     SHIPPED_DATA,
     Analysis,
+    ImageDataset,
     analyze,
     default_limit,
 )
@@ -324,6 +325,32 @@ def dataset_analysis(
     return analysis
 
 
+# An entry is one filter's top patches, PATCH_SIZE pixels a side, with their captions.
+@st.cache_data(max_entries=128, show_spinner=False)
+def top_patches(
+    model_key: ModelKey,
+    data: str,
+    layer_id: str,
+    channel: int,
+    _model: LoadedModel,
+    _source: ImageDataset,
+    _analysis: Analysis,
+) -> tuple[list[Image.Image], list[str]]:
+    """Return filter `channel`'s top patches over `data`, each in its image's context, and their
+    captions (class and value); read once per server: each is an image read from disk."""
+    patches = _analysis.layer(layer_id).top_patches
+    images, captions = [], []
+    for rank in range(patches.image.shape[1]):
+        index = int(patches.image[channel, rank])
+        view = input_view(_model.transform, _source.load(index))
+        box = tuple(int(v) for v in patches.box[channel, rank])
+        images.append(patch_in_context(view, box, PATCH_SIZE))
+        label = int(patches.label[channel, rank])
+        name = _analysis.classes[label] if label >= 0 else f"image {index}"
+        captions.append(f"{name} · {patches.value[channel, rank]:.2f}")
+    return images, captions
+
+
 def dataset_views(
     model_key: ModelKey,
     model: LoadedModel,
@@ -342,7 +369,6 @@ def dataset_views(
     analysis = dataset_analysis(model_key, model, lock, data, "filters_analyze")
     if analysis is None:
         return
-    source = browser_source(data)
     stats = analysis.layer(node_id)
     patches = stats.top_patches
     count = patches.image.shape[1]
@@ -350,15 +376,9 @@ def dataset_views(
         f"**Top {counted(count, 'image patch', 'image patches')}** over "
         f"{counted(analysis.images, 'image')} of {data}"
     )
-    images, captions = [], []
-    for rank in range(count):
-        index = int(patches.image[channel, rank])
-        view = input_view(model.transform, source.load(index))
-        box = tuple(int(v) for v in patches.box[channel, rank])
-        images.append(patch_in_context(view, box, PATCH_SIZE))
-        label = int(patches.label[channel, rank])
-        name = analysis.classes[label] if label >= 0 else f"image {index}"
-        captions.append(f"{name} · {patches.value[channel, rank]:.2f}")
+    images, captions = top_patches(
+        model_key, data, node_id, channel, model, browser_source(data), analysis
+    )
     st.image(images, caption=captions, width=PATCH_SIZE)
     values = patches.value[channel]
     if count > 1 and np.all(values == values[0]):
@@ -397,6 +417,11 @@ class LayerView:
     @property
     def image_key(self) -> tuple[str, str | None]:
         return self.image.source, self.digest
+
+    @property
+    def maps_key(self) -> tuple:
+        """What the layer's maps depend on, for the caches of what is drawn from them."""
+        return self.model_key, *self.image_key, self.node.id
 
 
 def forget_filter() -> None:
@@ -524,7 +549,7 @@ def grid_section(
             f"grid_act_{node.id}_{page}",
             labels,
             f"activation maps of {node.id}'s filters",
-            (layer.model_key, *layer.image_key, node.id, "activation", tuple(shown)),
+            (*layer.maps_key, "activation", tuple(shown)),
         )
         return selected
     # one batched backward pass per GUIDED_BACKPROP_ROWS filters, not one per filter
@@ -547,7 +572,7 @@ def grid_section(
         f"grid_gbp_{node.id}_{page}",
         labels,
         f"guided back-propagation images of {node.id}'s filters",
-        (layer.model_key, *layer.image_key, node.id, "guided", tuple(shown)),
+        (*layer.maps_key, "guided", tuple(shown)),
     )
     if not all(has_gradient(gradients[k]) for k in shown):
         st.caption(f"A grey tile has no gradient: {NO_GRADIENT_REASON}")
@@ -577,7 +602,7 @@ def filter_details(
     )
     if node.type == "conv":
         at = picked_position(maps.maps.shape[1:])
-        position_picker(maps, selected, layer.picture, node.id, at)
+        position_picker(layer.maps_key, maps, selected, layer.picture, node.id, at)
         gradient = cached_guided_backprop(
             layer.model_key,
             *layer.image_key,
@@ -603,6 +628,7 @@ def filter_details(
 
 def _explain(layer: LayerView, channel: int, at: tuple[int, int]) -> None:
     """Open the dialog that explains filter `channel`'s value at `at`."""
+    step_key = (*layer.maps_key, channel, at)
     step = cached_convolution_step(
         layer.model_key, *layer.image_key, layer.node.id, channel, at, layer.image.image
     )
@@ -614,7 +640,10 @@ def _explain(layer: LayerView, channel: int, at: tuple[int, int]) -> None:
         and step.window.shape[0] == len(layer.picture.getbands())
     )
     explanation_dialog(
-        step, float(layer.maps.maps[channel][at]), layer.picture if reads_image else None
+        step_key,
+        step,
+        float(layer.maps.maps[channel][at]),
+        layer.picture if reads_image else None,
     )
 
 

@@ -1,0 +1,99 @@
+"""The Filters page builds its charts' Vega-Lite specs once per server: a spec from the cache equals
+one built afresh, and the specs are valid Vega-Lite (the picker's pointer events aside)."""
+
+from __future__ import annotations
+
+import copy
+
+import altair as alt
+import numpy as np
+import pytest
+from PIL import Image
+
+from convlens.attribution import LayerMaps
+from convlens.charts import (
+    POSITION_POINTER,
+    POSITION_SELECTION,
+    channel_sums_chart,
+    convolution_chart,
+    filter_grid_chart,
+    position_picker_spec,
+)
+from convlens.data import load_image
+from convlens.explain import convolution_step
+from convlens.models import load_model
+from convlens.style import FILTER_GRID_COLUMNS, MAGNIFIED_SIZE
+from convlens.tiles import diverging
+from convlens.ui.explain import _map_picture, picker_spec, step_specs, strongest_channels
+from convlens.ui.filters import activation_tile, grid_spec
+
+MAPS = LayerMaps("conv", np.random.default_rng(0).normal(size=(4, 14, 10)).astype(np.float32))
+VIEW = Image.new("RGB", (28, 20), (90, 140, 200))
+
+
+def without_pointer_events(spec: dict) -> dict:
+    """The spec as Vega-Lite's schema knows it: the pointer parameter without its `on`."""
+    plain = copy.deepcopy(spec)
+    for parameter in plain["params"]:
+        parameter.pop("on", None)
+    return plain
+
+
+@pytest.mark.parametrize("at", [None, (13, 9)])
+def test_a_cached_picker_spec_equals_a_fresh_one(at):
+    key = ("model", "sample:test", None, "conv")
+    cached = [picker_spec(key, 2, at, MAPS, VIEW) for _ in range(2)]
+    size = (MAGNIFIED_SIZE, round(MAGNIFIED_SIZE * 14 / 10))
+    picture = _map_picture(VIEW, diverging(MAPS.maps[2], float(np.abs(MAPS.maps).max())), size)
+    fresh = position_picker_spec(picture, 14, 10, at)
+    assert cached[0] == cached[1] == fresh
+    alt.LayerChart.from_dict(without_pointer_events(fresh))  # valid Vega-Lite otherwise
+
+
+def test_the_picker_is_one_clickable_cell_whose_position_follows_the_pointer():
+    spec = position_picker_spec(Image.new("RGB", (360, 504)), 14, 10, (13, 9))
+    (selection,) = [p for p in spec["params"] if p["name"] == POSITION_SELECTION]
+    assert selection["select"] == {"type": "point", "fields": ["y", "x"], "on": "click"}
+    (cell,) = [layer for layer in spec["layer"] if layer.get("name") in selection["views"]]
+    assert "sequence" not in str(spec), "no mark per position"
+    assert len(spec["datasets"][cell["data"]["name"]]) == 1
+    assert {t["as"] for t in cell["transform"]} == {"y", "x"}
+    assert all(POSITION_POINTER in t["calculate"] for t in cell["transform"])
+    (pointer,) = [p for p in spec["params"] if p["name"] == POSITION_POINTER]
+    (handler,) = pointer["on"]
+    assert "pointerdown" in handler["events"]
+    # the last row and column, never one past them
+    assert "0, 13)" in handler["update"] and "0, 9)" in handler["update"]
+
+
+def test_cached_dialog_specs_equal_fresh_ones():
+    model = load_model("fashion_basecnn")
+    image = load_image("fashion-mnist:test:0").image
+    step = convolution_step(model, image, "features.conv2_1", 7, 0, 13)
+    shown = strongest_channels(step)
+    assert len(shown) < len(step.channel_sums), "a layer whose sums chart is drawn"
+    key = ("fashion_basecnn", "fashion-mnist:test:0", None, "features.conv2_1", 7, (0, 13))
+    cached = [step_specs(key, step) for _ in range(2)]
+    window = convolution_chart(
+        step.window,
+        step.kernel,
+        step.channel_sums,
+        step.padding_mask,
+        shown,
+        step.first_input_channel,
+    ).to_dict()
+    sums = channel_sums_chart(step.channel_sums, step.first_input_channel, shown).to_dict()
+    assert cached[0] == cached[1] == (window, sums)
+
+
+def test_a_cached_grid_spec_equals_a_fresh_one():
+    filters = [3, 0, 2, 1]
+    labels = ("3 ✓", "0", "2", "1")
+    key = ("model", "sample:test", None, "conv", "activation", tuple(filters))
+    cached = [
+        grid_spec(key, labels, 2, "maps", filters, lambda k: activation_tile(MAPS, k))
+        for _ in range(2)
+    ]
+    pictures = [activation_tile(MAPS, k) for k in filters]
+    fresh = filter_grid_chart(filters, pictures, list(labels), FILTER_GRID_COLUMNS, 2, "maps")
+    assert cached[0] == cached[1] == fresh.to_dict()
