@@ -640,7 +640,7 @@ def filter_map_chart(
 # One convolution explained (CNN Explainer's elementary view): a filter's map whose click picks a
 # position, and the window, kernel and sums behind the value there.
 
-# The point selection of `position_picker_spec`: a click stores the position's `y` and `x`.
+# The point selection of `position_picker_chart`: a click stores the position's `y` and `x`.
 POSITION_SELECTION = "position"
 # The position under the pointer, [y, x], that a click on the map selects.
 POSITION_POINTER = "position_pointer"
@@ -662,19 +662,17 @@ def _png_url(picture: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def position_picker_spec(
+def position_picker_chart(
     picture: Image.Image, rows: int, columns: int, selected: tuple[int, int] | None = None
-) -> dict:
-    """Return the Vega-Lite spec of `picture`, a map of rows × columns positions drawn at its own
-    pixel size, as a chart whose click selects one position (the point selection
-    `POSITION_SELECTION`, fields `y`, `x`); `selected` (y, x) is outlined.
+) -> alt.LayerChart:
+    """Return `picture`, a map of rows × columns positions drawn at its own pixel size, as a chart
+    whose click selects one position (the point selection `POSITION_SELECTION`, fields `y`, `x`);
+    `selected` (y, x) is outlined. Its spec needs `with_position_pointer` to pick positions.
 
     One transparent cell covers the map, and the pointer (the parameter `POSITION_POINTER`, set
     on every move and press) writes the position under it into the cell's `y` and `x`, which the
     click then selects: a rect per position would be thousands of SVG elements (12,544 for a
-    112 × 112 map, about a second of the browser's time at each pick). Vega-Lite passes a
-    variable parameter's `on` through to Vega, but its schema does not list it, so the spec is a
-    dict that Altair does not validate.
+    112 × 112 map, about a second of the browser's time at each pick).
     """
     width, height = picture.size
     x_scale = alt.Scale(domain=[0, columns], nice=False, zero=False)
@@ -714,15 +712,20 @@ def position_picker_spec(
             .mark_rect(fillOpacity=0, stroke=SELECTED_BORDER, strokeWidth=3)
             .encode(**box)
         )
-    spec = (
+    return (
         alt.layer(*layers)
         .add_params(alt.param(name=POSITION_POINTER, value=None))
         # sized exactly: "fit" (Streamlit's default) would shrink the plot by the padding
         .properties(width=width, height=height, autosize=alt.AutoSizeParams(type="none"))
         .configure_view(strokeWidth=0)
         .configure(padding=0)
-        .to_dict(validate=False)
     )
+
+
+def with_position_pointer(spec: dict, rows: int, columns: int) -> dict:
+    """Return the spec of a `position_picker_chart` of rows × columns positions with the pointer
+    set on every move and press. Vega-Lite passes a variable parameter's `on` through to Vega, but
+    its schema does not list it, so the spec is a dict that Altair does not validate."""
     (parameter,) = [p for p in spec["params"] if p["name"] == POSITION_POINTER]
     parameter["on"] = [
         {

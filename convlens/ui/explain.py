@@ -14,12 +14,14 @@ from convlens.charts import (
     POSITION_SELECTION,
     channel_sums_chart,
     convolution_chart,
-    position_picker_spec,
+    position_picker_chart,
+    with_position_pointer,
 )
 from convlens.explain import ConvolutionStep, ExplainError, parse_position
 from convlens.style import MAGNIFIED_SIZE, SELECTED_BORDER
 from convlens.tiles import diverging
 from convlens.ui.state import warn_reset
+from convlens.ui.vega import vega_lite_spec
 
 AT = "at"
 # The input channels drawn with their window and kernel: all of them up to this many, else the
@@ -85,7 +87,9 @@ def picker_spec(
     rows, columns = values.shape
     size = (MAGNIFIED_SIZE, max(1, round(MAGNIFIED_SIZE * rows / columns)))
     picture = _map_picture(_view, diverging(values, float(np.abs(_maps.maps).max())), size)
-    return position_picker_spec(picture, rows, columns, at)
+    return with_position_pointer(
+        vega_lite_spec(position_picker_chart(picture, rows, columns, at)), rows, columns
+    )
 
 
 def position_picker(
@@ -212,11 +216,11 @@ def step_specs(step_key: tuple, _step: ConvolutionStep) -> tuple[dict, dict | No
         _step.padding_mask,
         shown,
         _step.first_input_channel,
-    ).to_dict(validate=False)
+    )
     if len(shown) == len(_step.channel_sums):
-        return window, None
+        return vega_lite_spec(window), None
     sums = channel_sums_chart(_step.channel_sums, _step.first_input_channel, shown)
-    return window, sums.to_dict(validate=False)
+    return vega_lite_spec(window), vega_lite_spec(sums)
 
 
 @st.dialog("One convolution explained", width="large", on_dismiss=forget_position)

@@ -62,6 +62,7 @@ from convlens.ui.explain import (
 )
 from convlens.ui.launch import PREPARATION
 from convlens.ui.state import keep_valid, persisted, warn_reset
+from convlens.ui.vega import vega_lite_spec
 from convlens.weights import filter_tiles, layer_weight
 
 SORT_ORDERS = (
@@ -159,7 +160,7 @@ def grid_spec(
         selected,
         description,
     )
-    return chart.to_dict(validate=False)
+    return vega_lite_spec(chart)
 
 
 def filter_grid(
