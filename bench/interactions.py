@@ -891,13 +891,16 @@ def main() -> None:
 
     from convlens.activations import analyze
     from convlens.models import load_model
-    from convlens.ui.launch import prepare_shipped_models, use_serving_threads
+    from convlens.ui.launch import PREPARATION, prepare_shipped_models, use_serving_threads
 
     print(
         "preparing the shipped models' statistics and maps (as the first start does)…", flush=True
     )
     use_serving_threads()
+    os.environ["CONVLENS_PREPARE"] = "1"
     prepare_shipped_models()
+    if PREPARATION.error:
+        raise SystemExit(f"the preparation failed: {PREPARATION.error}")
     analyze(load_model(PHOTO_MODEL), "samples")
     table = clicks()
     names = args.clicks.split(",") if args.clicks else list(table)

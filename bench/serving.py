@@ -75,9 +75,13 @@ def behind_haproxy(app_url: str) -> Iterator[str]:
     proxy = subprocess.Popen(["haproxy", "-db", "-f", str(folder / "haproxy.cfg")])
     try:
         for _ in range(100):
+            if proxy.poll() is not None:
+                raise SystemExit(f"haproxy stopped (exit status {proxy.returncode})")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
                 break
             time.sleep(0.1)
+        else:
+            raise SystemExit(f"haproxy did not listen on port {port} within 10 s")
         yield f"http://127.0.0.1:{port}"
     finally:
         proxy.terminate()
@@ -200,13 +204,16 @@ def main() -> None:
 
     home = Path(args.home or tempfile.mkdtemp(prefix="convlens-serving-"))
     os.environ["CONVLENS_HOME"] = str(home)
-    from convlens.ui.launch import prepare_shipped_models, use_serving_threads
+    from convlens.ui.launch import PREPARATION, prepare_shipped_models, use_serving_threads
 
     print(
         "preparing the shipped models' statistics and maps (as the first start does)…", flush=True
     )
     use_serving_threads()
+    os.environ["CONVLENS_PREPARE"] = "1"
     prepare_shipped_models()
+    if PREPARATION.error:
+        raise SystemExit(f"the preparation failed: {PREPARATION.error}")
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(
             app_server({"CONVLENS_HOME": str(home), "CONVLENS_PREPARE": "0"}, timeout=300)

@@ -890,7 +890,7 @@ def _save(analysis: Analysis, key: str) -> Path:
     }
     write_atomic(folder / f"{key}.npz", lambda fp: np.savez(fp, **arrays))
     path = folder / f"{key}.json"
-    write_atomic(path, lambda fp: fp.write(json.dumps(meta).encode()))
+    write_atomic(path, json.dumps(meta))
     return path
 
 

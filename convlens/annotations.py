@@ -23,7 +23,6 @@ import csv
 import getpass
 import io
 import json
-import os
 import random
 import re
 import sqlite3
@@ -36,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from convlens.paths import convlens_home
+from convlens.paths import convlens_home, write_atomic
 from convlens.runformat import RUN_PREFIX, parse_run_name, snapshot_dir, weight_steps
 from convlens.weights import FINGERPRINT_DIGITS, SNIFF_BYTES, sniff
 
@@ -361,9 +360,7 @@ def _write_facts(kept: Mapping[str, object]) -> None:
     path = convlens_home() / FACTS_NAME
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temp.write_text(json.dumps(kept, indent=1), encoding="utf-8")
-        os.replace(temp, path)
+        write_atomic(path, json.dumps(kept, indent=1))
     except OSError:
         pass
 

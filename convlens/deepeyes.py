@@ -504,8 +504,9 @@ def embed_patches(
     with contextlib.suppress(OSError, ValueError, EOFError):  # none yet, or a broken file
         return restore(values, np.load(path, allow_pickle=False), n_jobs=n_jobs)
     embedding = embed(values, n_jobs=n_jobs)
-    layouts.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda fp: np.save(fp, embedding.coordinates))
+    with contextlib.suppress(OSError):  # a full or read-only disk loses only the file
+        layouts.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda fp: np.save(fp, embedding.coordinates))
     return embedding
 
 
@@ -528,19 +529,19 @@ def prepare_patch_maps(
 ) -> int:
     """Lay out the input map of every snapshot and layer of `run_dirs` into `patch_layouts_dir`
     (those laid out already take a moment); return how many maps there are."""
-    maps = [
-        (run_dir, step, layer)
-        for run_dir in run_dirs
-        for step in list_snapshots(run_dir)
-        for layer in deepeyes_layers(read_manifest(run_dir))
-    ]
-    for done, (run_dir, step, layer) in enumerate(maps):
-        if progress is not None:
-            progress(done, len(maps))
-        embed_patches(read_probe(run_dir, step, [layer])[layer], layouts=patch_layouts_dir())
+    snapshots = [(run_dir, step) for run_dir in run_dirs for step in list_snapshots(run_dir)]
+    layers = {run_dir: deepeyes_layers(read_manifest(run_dir)) for run_dir in run_dirs}
+    total = sum(len(layers[run_dir]) for run_dir, _ in snapshots)
+    done = 0
+    for run_dir, step in snapshots:
+        for values in read_probe(run_dir, step, layers[run_dir]).values():
+            if progress is not None:
+                progress(done, total)
+            embed_patches(values, layouts=patch_layouts_dir())
+            done += 1
     if progress is not None:
-        progress(len(maps), len(maps))
-    return len(maps)
+        progress(total, total)
+    return total
 
 
 def input_map(

@@ -19,13 +19,17 @@ def convlens_home() -> Path:
     return Path(os.environ.get("CONVLENS_HOME") or platformdirs.user_data_dir("convlens"))
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write `path` with `write(file)` through a temporary file renamed over it: a reader (say
-    another server process sharing `$CONVLENS_HOME`) sees the old file or the whole new one."""
+def write_atomic(path: Path, content: str | bytes | Callable[[BinaryIO], object]) -> None:
+    """Write `content` (text as UTF-8, bytes, or a function that writes into the open file) to
+    `path` through a temporary file renamed over it: a reader (another thread, or another server
+    process sharing `$CONVLENS_HOME`) sees the old file or the whole new one, never half."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with temp.open("wb") as fp:
-            write(fp)
+            if callable(content):
+                content(fp)
+            else:
+                fp.write(content.encode() if isinstance(content, str) else content)
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)

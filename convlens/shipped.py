@@ -106,8 +106,8 @@ def pack_run(
         note=note,
         role=role,
     )
-    _write_text(run_dir / "card.json", json.dumps(dataclasses.asdict(card), indent=2) + "\n")
-    _write_text(run_dir / "card.md", card_markdown(card, manifest))
+    write_atomic(run_dir / "card.json", json.dumps(dataclasses.asdict(card), indent=2) + "\n")
+    write_atomic(run_dir / "card.md", card_markdown(card, manifest))
     return card
 
 
@@ -162,8 +162,4 @@ def _rewrite_half(path: Path) -> None:
     if all(v.dtype == torch.float16 for v in tensors.values() if v.is_floating_point()):
         return
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
-    write_atomic(path, lambda fp: fp.write(save(half)))
-
-
-def _write_text(path: Path, text: str) -> None:
-    write_atomic(path, lambda fp: fp.write(text.encode()))
+    write_atomic(path, save(half))

@@ -281,8 +281,7 @@ def _versions() -> dict[str, str]:
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
-    text = json.dumps(payload, indent=2, default=str) + "\n"
-    write_atomic(path, lambda fp: fp.write(text.encode()))
+    write_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def _weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -426,9 +425,7 @@ class Recorder:
             kept = [
                 r for r in read_metrics(self.run_dir) if int(r.get("step", 0)) <= keep_through_step
             ]
-            temp = path.with_name(f".metrics.jsonl.{os.getpid()}.tmp")
-            temp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-            os.replace(temp, path)
+            write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
         self.metrics = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, record: dict) -> None:

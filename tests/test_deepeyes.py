@@ -393,6 +393,11 @@ def test_a_patch_layout_is_laid_out_once_and_read_back(tmp_path: Path, monkeypat
         embed_patches(patches, layouts=tmp_path).coordinates, first.coordinates
     )
     np.testing.assert_array_equal(np.load(files[0]), first.coordinates)
+    blocked = tmp_path / "a file, not a folder"
+    blocked.write_text("")  # the layout cannot be kept: the map is drawn all the same
+    np.testing.assert_array_equal(
+        embed_patches(patches, layouts=blocked / "maps").coordinates, first.coordinates
+    )
 
 
 def test_preparing_a_run_lays_out_every_snapshot_and_layer(tiny_run: Path):

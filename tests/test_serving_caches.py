@@ -68,12 +68,12 @@ def test_the_analysis_is_loaded_once_for_every_browser(monkeypatch, fresh_analys
         np.testing.assert_array_equal(ours.top_patches.box, fresh.top_patches.box)
 
 
-@pytest.mark.parametrize(("setting", "expected"), [(None, 1), ("2", 2)])
+@pytest.mark.parametrize(("setting", "expected"), [(None, 1), ("2", 2), ("two", 1), ("0", 1)])
 def test_every_script_thread_of_the_server_computes_on_its_set_number_of_threads(setting, expected):
     """A session's script runs in a thread started after the server set its threads; torch must
     give that thread the server's number (one unless $CONVLENS_TORCH_THREADS says otherwise)."""
     environment = {k: v for k, v in os.environ.items() if k != TORCH_THREADS_ENV}
-    environment["OMP_NUM_THREADS"] = "2"
+    environment["OMP_NUM_THREADS"] = "3"  # torch's own default here, none of the expected
     if setting is not None:
         environment[TORCH_THREADS_ENV] = setting
     program = (

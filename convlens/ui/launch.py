@@ -27,11 +27,14 @@ def use_serving_threads() -> None:
     of one OpenMP thread per core makes every run's operations wait at barriers for threads that
     other runs (or other processes) keep off the cores: measured here on 2 busy cores, one
     EfficientNet-Lite0 forward pass took 0.35-2.1 s with two threads and 0.05 s with one. Set
-    once per process, before any computation; script threads started later take it over.
+    once per process, before any computation; threads started later take it over, the first
+    start's preparation too (it runs beside the first students). A setting that is not a
+    positive whole number counts as 1: the variable is the instructor's, the pages must run.
     """
     import torch
 
-    threads = int(os.environ.get(TORCH_THREADS_ENV, "1"))
+    setting = os.environ.get(TORCH_THREADS_ENV, "1").strip()
+    threads = int(setting) if setting.isdigit() and int(setting) >= 1 else 1
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
