@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from convlens.ablation import AblationError, AblationResult, ablate
-from convlens.access import browser_access
+from convlens.access import browser_access, whole_number
 from convlens.annotations import (
     FALLBACK_AUTHOR,
     LABELS,
@@ -38,8 +38,9 @@ def wanted_filter(text: str) -> int | None:
     text = text.strip()
     if not text:
         return None
-    if text.isascii() and text.isdigit():
-        return int(text)
+    number = whole_number(text)
+    if number is not None and number >= 0:
+        return number
     st.warning(f"The filter is a whole number such as 7, not {text[:40]!r}; showing every filter.")
     return None
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from convlens.access import NOT_A_RUN_NAME, is_plain_name
+from convlens.access import NOT_A_RUN_NAME, is_plain_name, whole_number
 from convlens.data import DEFAULT_IMAGE, ImageSourceError, LoadedImage, list_samples
 from convlens.models import (
     DEFAULT_MODEL,
@@ -384,10 +384,8 @@ def _image_picker(default: str) -> tuple[LoadedImage | None, str | None]:
 def _fashion_test_index(source: str) -> int | None:
     """The index of `fashion-mnist:test:INDEX` when it is a valid one, else None."""
     prefix = "fashion-mnist:test:"
-    if not source.startswith(prefix) or not source.removeprefix(prefix).isdigit():
-        return None
-    index = int(source.removeprefix(prefix))
-    return index if index < FASHION_TEST_SIZE else None
+    index = whole_number(source.removeprefix(prefix)) if source.startswith(prefix) else None
+    return index if index is not None and 0 <= index < FASHION_TEST_SIZE else None
 
 
 def _caption(image: LoadedImage) -> str:
