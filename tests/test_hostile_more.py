@@ -36,6 +36,12 @@ def test_a_browsers_number_is_ascii_digits_that_fit(text: str, number: int | Non
 # Where a browser's number lands, `{}` standing for it: the page, the link, what the page says.
 NUMBER_SLOTS = [
     ("pages/filters.py", {"layer": "features.conv2_1", "filter": "3", "at": "{},1"}, "at="),
+    # 128 filters: two pages
+    (
+        "pages/filters.py",
+        {"model": "fashion_basecnn", "layer": "features.conv3_1", "page": "{}"},
+        None,
+    ),
     ("pages/network.py", {"layer": "features.conv2_1", "filter": "{}"}, None),
     ("pages/network.py", {"image": "fashion-mnist:test:{}"}, "is not an index"),
     ("pages/network.py", {"model": "run:fashion_basecnn@{}"}, "should look like run:"),

@@ -68,7 +68,7 @@ URL_STATE: dict[str, UrlKey] = {
         UrlKey("run", ("training", "deepeyes")),
         UrlKey("show", ("filters",)),
         UrlKey("sort", ("filters",)),
-        UrlKey("page", ("filters",)),
+        UrlKey("page", ("filters",), read=whole_number),
         UrlKey("at", ("filters",)),
         *(
             UrlKey(name, ("cnnvis",))
