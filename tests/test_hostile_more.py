@@ -184,3 +184,10 @@ def test_a_browser_imports_a_few_megabytes_at_most() -> None:
     assert "larger than 5 MB, the most a browser imports" in text
     assert "convlens annotations import" in text
     assert "Imported" not in page_text(at)
+
+
+def test_the_annotations_filter_box_takes_thousands_of_digits() -> None:
+    at = start("pages/annotations.py", {})
+    at.text_input(key="annotations_filter").set_value("9" * 5000).run()
+    assert_nothing_leaks(at)
+    assert any("The filter is a whole number" in w.value for w in at.warning)

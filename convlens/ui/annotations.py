@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from convlens.ablation import AblationError, AblationResult, ablate
-from convlens.access import browser_access, whole_number
+from convlens.access import browser_access
 from convlens.annotations import (
     FALLBACK_AUTHOR,
     LABELS,
@@ -38,9 +38,9 @@ def wanted_filter(text: str) -> int | None:
     text = text.strip()
     if not text:
         return None
-    number = whole_number(text)
-    if number is not None and number >= 0:
-        return number
+    # a number too large for any layer finds nothing; one of thousands of digits is no number
+    if text.isascii() and text.isdigit() and len(text) <= 100:
+        return int(text)
     st.warning(f"The filter is a whole number such as 7, not {text[:40]!r}; showing every filter.")
     return None
 
