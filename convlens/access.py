@@ -87,6 +87,18 @@ def instructor_key() -> str | None:
     return os.environ.get(INSTRUCTOR_KEY_ENV, "").strip() or None
 
 
+# A number that a browser sends (a link, a box, a click) has at most this many digits: int64 holds
+# any of them, and Python refuses to read more than 4,300.
+MAX_DIGITS = 18
+
+
+def whole_number(text: str) -> int | None:
+    """Read a whole number of ASCII digits (a leading minus, spaces around) from a browser; None
+    for anything else: "1.5", "--1", "²", "١", a number of more than `MAX_DIGITS` digits."""
+    found = re.fullmatch(rf"\s*(-?[0-9]{{1,{MAX_DIGITS}}})\s*", text)
+    return int(found.group(1)) if found else None
+
+
 def is_plain_name(text: str) -> bool:
     """Whether `text` is a folder name that cannot leave the folder it is looked up in."""
     return bool(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}", text)) and ".." not in text

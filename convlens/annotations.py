@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from convlens.access import whole_number
 from convlens.paths import convlens_home, write_atomic
 from convlens.runformat import RUN_PREFIX, parse_run_name, snapshot_dir, weight_steps
 from convlens.weights import FINGERPRINT_DIGITS, SNIFF_BYTES, sniff
@@ -64,6 +65,8 @@ CLOCK_SKEW = timedelta(minutes=5)
 # SQLite's INTEGER is 64-bit: a larger filter number names no stored filter (and would raise
 # OverflowError as a query parameter).
 MAX_FILTER = 2**63 - 1
+# The longest text field (a note, an author, a layer): a browser's every page of rows carries them.
+MAX_FIELD_CHARS = 2_000
 ROWS_PER_PAGE = 200
 
 _SCHEMA = (
@@ -744,6 +747,8 @@ def _split_json(text: str) -> tuple[list[Mapping[str, object]], list[RowError]]:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         return [], [RowError(None, f"not JSON ({error})")]
+    except (ValueError, RecursionError):  # a number of thousands of digits, lists nested deeply
+        return [], [RowError(None, "not JSON that ConvLens reads (a number or nesting too large)")]
     if not isinstance(data, list):
         return [], [RowError(None, "a JSON import is a list of rows (objects)")]
     return data, []
@@ -781,6 +786,9 @@ def _text(raw: Mapping[str, object], column: str, reasons: list[str]) -> str | N
     if not isinstance(value, str):
         reasons.append(f"{column} must be text, not {_shown(value)}")
         return None
+    if len(value) > MAX_FIELD_CHARS:
+        reasons.append(f"{column} is longer than {MAX_FIELD_CHARS:,} characters")
+        return None
     return value
 
 
@@ -809,11 +817,12 @@ def _parse_row(
     elif not isinstance(label, str) or label.strip().lower() not in LABELS:
         reasons.append(f"label must be one of {', '.join(LABELS)}, not {_shown(label)}")
     note = raw.get("note")
-    if note is not None and not isinstance(note, str):
-        reasons.append(f"note must be text, not {_shown(note)}")
     author = raw.get("author")
-    if author is not None and not isinstance(author, str):
-        reasons.append(f"author must be text, not {_shown(author)}")
+    for column, value in (("note", note), ("author", author)):
+        if value is not None and not isinstance(value, str):
+            reasons.append(f"{column} must be text, not {_shown(value)}")
+        elif value is not None and len(value) > MAX_FIELD_CHARS:
+            reasons.append(f"{column} is longer than {MAX_FIELD_CHARS:,} characters")
     updated_at = _timestamp(raw.get("updated_at"), now, reasons)
     if reasons:
         return None, reasons
@@ -836,11 +845,10 @@ def _filter_index(value: object, reasons: list[str]) -> int | None:
     if value is None or value == "":
         reasons.append("filter is missing")
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
-        return int(value)
-    reasons.append(f"filter must be a whole number of at least 0, not {_shown(value)}")
+    number = whole_number(value) if isinstance(value, str) else value
+    if isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= MAX_FILTER:
+        return number
+    reasons.append(f"filter must be a whole number from 0 to {MAX_FILTER}, not {_shown(value)}")
     return None
 
 

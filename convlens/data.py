@@ -40,7 +40,7 @@ from urllib.parse import urlparse
 import numpy as np
 from PIL import Image, ImageOps
 
-from convlens.access import FULL_ACCESS, NOT_PUBLISHED, Access
+from convlens.access import FULL_ACCESS, NOT_PUBLISHED, Access, whole_number
 from convlens.paths import ASSETS_DIR, convlens_home, offline
 
 MAX_PIXELS = 40_000_000
@@ -474,11 +474,12 @@ def _check_index(index: int, size: int, name: str) -> None:
 
 
 def _parse_index(text: str, size: int, name: str) -> int:
-    if not re.fullmatch(r"\d+", text.strip()):
+    index = whole_number(text)
+    if index is None or text.strip().startswith("-"):
         raise ImageSourceError(
-            f"{_quote(text)} is not an index for {name}; use a whole number from 0 to {size - 1}."
+            f"{_quote(text[:40])} is not an index for {name}; use a whole number from 0 to "
+            f"{size - 1}."
         )
-    index = int(text)
     _check_index(index, size, name)
     return index
 

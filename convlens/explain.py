@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from convlens.access import whole_number
 from convlens.graph import ChainNode, Layer, LayerGraph, build_graph
 from convlens.hooks import PADDING_TYPES, first_tensor, hooked_calls, parse_call_id
 from convlens.models import LoadedModel
@@ -170,10 +171,10 @@ def convolution_step(
 
 def parse_position(text: str) -> tuple[int, int]:
     """Return the (y, x) of "Y,X" (two whole numbers); ExplainError otherwise."""
-    parts = str(text).split(",")
-    if len(parts) != 2 or not all(part.strip().lstrip("-").isdigit() for part in parts):
-        raise ExplainError(f"a position is Y,X (two whole numbers), not '{text}'")
-    return int(parts[0]), int(parts[1])
+    numbers = [whole_number(part) for part in str(text).split(",")]
+    if len(numbers) != 2 or None in numbers:
+        raise ExplainError(f"a position is Y,X (two whole numbers), not '{str(text)[:40]}'")
+    return numbers[0], numbers[1]
 
 
 def _conv_of(graph: LayerGraph, layer_id: str) -> tuple[Layer, ChainNode]:

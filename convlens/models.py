@@ -15,6 +15,7 @@ import shutil
 import threading
 import urllib.request
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -396,6 +397,22 @@ def make_transform(
     )
 
 
+# torch.save stores an archive's records uncompressed; a deflated one of 50 MB could declare
+# tens of gigabytes, which torch.load would allocate.
+MAX_ARCHIVE_EXPANSION = 2.0
+
+
+def _archive_expansion(path: Path) -> float:
+    """How many times its size on disk the records of the zip archive at `path` declare once
+    decompressed (what loading it allocates); 0 when it is no readable zip (loading says so)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(record.file_size for record in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return 0.0
+    return declared / max(path.stat().st_size, 1)
+
+
 def read_state_dict(path: str | Path, label: str | None = None) -> dict[str, torch.Tensor]:
     """Read a state dict from a PyTorch archive or pickle (.pt/.pth, safely: weights only) or
     safetensors, told apart by their content; unwrap common wrappers. Messages name the file
@@ -423,6 +440,11 @@ def read_state_dict(path: str | Path, label: str | None = None) -> dict[str, tor
         )
     if kind.kind not in ("torch-archive", "pickle", "safetensors"):
         raise ModelError(f"'{label}' is {kind.noun}, not a weights file ({WEIGHTS_SUFFIXES})")
+    if kind.kind == "torch-archive" and _archive_expansion(path) > MAX_ARCHIVE_EXPANSION:
+        raise ModelError(
+            f"'{label}' is a compressed PyTorch archive that would expand to many times its size "
+            "in memory; torch.save writes uncompressed archives, so save the weights with it"
+        )
     try:
         if kind.kind == "safetensors":
             state = load_file(str(path), device="cpu")

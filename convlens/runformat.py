@@ -22,6 +22,7 @@ from safetensors.numpy import load_file as load_arrays
 from safetensors.torch import load_file
 from torch import nn
 
+from convlens.access import whole_number
 from convlens.paths import ASSETS_DIR, convlens_home
 from convlens.processes import live_trainer
 from convlens.smallnets import build_small
@@ -81,16 +82,17 @@ def parse_run_name(name: str) -> tuple[Path, int | None]:
     a folder, or the name of one under the run folders (`find_run`). ValueError when STEP is not
     a number."""
     reference = name.removeprefix(RUN_PREFIX)
-    folder, at, step = reference.rpartition("@")
+    folder, at, step_text = reference.rpartition("@")
+    step = whole_number(step_text) if at else None
     if not at:
-        folder, step = reference, ""
-    elif not step.isdigit():
-        raise ValueError(f"'{name}' should look like run:RUN_DIR or run:RUN_DIR@STEP")
+        folder = reference
+    elif step is None or step < 0:
+        raise ValueError(f"'{name[:200]}' should look like run:RUN_DIR or run:RUN_DIR@STEP")
     try:
         path = find_run(folder)
     except ValueError:
         path = Path(folder)  # loading it says what is missing
-    return path, int(step) if step else None
+    return path, step
 
 
 # --------------------------------------------------------------------------------------------

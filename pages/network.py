@@ -7,7 +7,7 @@ from convlens.style import CHAIN_VIEW_HEIGHT, NETWORK_IMAGE_WIDTH
 from convlens.ui.cache import cached_forward_pass, cached_graph, cached_predictions
 from convlens.ui.chain import render_chain
 from convlens.ui.details import render_details
-from convlens.ui.sidebar import page_setup, show_image_problem
+from convlens.ui.sidebar import page_setup, show_image_problem, thumbnail
 from convlens.ui.state import stop_page, upload_digest
 
 selection = page_setup("network")
@@ -49,5 +49,9 @@ with details_column, st.container(height=CHAIN_VIEW_HEIGHT + 52, border=False):
     show_image_problem(selection)
     if selection.image is not None:
         st.markdown(f"**Top-5 classes** ({model.name}, {model.weights_status} weights)")
-        st.image(selection.image.image, caption=selection.image.source, width=NETWORK_IMAGE_WIDTH)
+        st.image(
+            thumbnail(selection.image.image, NETWORK_IMAGE_WIDTH),
+            caption=selection.image.source,
+            width=NETWORK_IMAGE_WIDTH,
+        )
         st.altair_chart(predictions_chart(predictions), width="stretch")

@@ -38,7 +38,8 @@ def wanted_filter(text: str) -> int | None:
     text = text.strip()
     if not text:
         return None
-    if text.isascii() and text.isdigit():
+    # a number too large for any layer finds nothing; one of thousands of digits is no number
+    if text.isascii() and text.isdigit() and len(text) <= 100:
         return int(text)
     st.warning(f"The filter is a whole number such as 7, not {text[:40]!r}; showing every filter.")
     return None
@@ -167,6 +168,11 @@ def import_box(store: AnnotationStore) -> None:
         st.error("Nothing was imported: " + "; ".join(str(e) for e in report.errors[:10]))
 
 
+# A browser's import: some 50,000 rows, a few seconds of the server (50 MB would take half a minute
+# and write hundreds of MB); larger exports are imported on the server, from the command line.
+MAX_IMPORT_MB = 5
+
+
 def import_upload(store: AnnotationStore) -> None:
     """Import the uploaded export before the page draws the table (a button callback), so the
     table and its counts show the imported rows at once."""
@@ -174,6 +180,11 @@ def import_upload(store: AnnotationStore) -> None:
     if upload is None:
         return
     try:
+        if upload.size > MAX_IMPORT_MB * 2**20:
+            raise ValueError(
+                f"{upload.name} is larger than {MAX_IMPORT_MB} MB, the most a browser imports; "
+                "the server's user imports it with `python -m convlens annotations import FILE`"
+            )
         text = decode_export(upload.getvalue(), upload.name)
     except ValueError as error:  # an image or binary file renamed .csv: one file-level error
         report = ImportReport(0, 0, 0, (RowError(None, str(error)),))

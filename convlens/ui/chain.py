@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import streamlit as st
 from streamlit_agraph import Config, Edge, Node, agraph
 
+from convlens.access import whole_number
 from convlens.graph import ChainNode, LayerGraph, LayerGroup
 from convlens.overview import INPUT_SIZE, PREVIEW_CHANNELS, PREVIEW_SIZE, ForwardPass, NodePreview
 from convlens.predict import Prediction
@@ -83,7 +84,8 @@ def parse_map_id(drawn: str) -> tuple[str, int] | None:
     if not drawn.startswith(MAP_PREFIX):
         return None
     node_id, _, channel = drawn[len(MAP_PREFIX) :].rpartition("#")
-    return (node_id, int(channel)) if channel.isdigit() else None
+    number = whole_number(channel)
+    return (node_id, number) if number is not None and number >= 0 else None
 
 
 def preview_node(graph: LayerGraph, nodes: Sequence[str]) -> str | None:
@@ -512,8 +514,9 @@ def render_chain(
     rows = chain_rows(graph, expanded)
     shown = visible_nodes(graph, expanded).get(selected) if selected else None
     selected_filter = None
-    if shown == selected and str(st.session_state.get("filter", "")).isdigit():
-        selected_filter = (shown, int(st.session_state["filter"]))
+    number = whole_number(str(st.session_state.get("filter", "")))
+    if shown == selected and number is not None and number >= 0:
+        selected_filter = (shown, number)
     nodes, edges = chain_elements(
         graph, expanded, shown, forward, predictions, class_names, selected_filter
     )

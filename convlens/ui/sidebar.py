@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image
 
-from convlens.access import NOT_A_RUN_NAME, is_plain_name
+from convlens.access import NOT_A_RUN_NAME, is_plain_name, whole_number
 from convlens.data import DEFAULT_IMAGE, ImageSourceError, LoadedImage, list_samples
 from convlens.models import (
     DEFAULT_MODEL,
@@ -374,20 +375,27 @@ def _image_picker(default: str) -> tuple[LoadedImage | None, str | None]:
         st.error(str(error))
         return None, str(error)
     small = max(image.image.size) <= SMALL_IMAGE_SIDE
-    (beside_number or st).image(
-        image.image, width=SMALL_THUMBNAIL_WIDTH if small else THUMBNAIL_WIDTH
-    )
+    width = SMALL_THUMBNAIL_WIDTH if small else THUMBNAIL_WIDTH
+    (beside_number or st).image(thumbnail(image.image, width), width=width)
     st.caption(_caption(image))
     return image, None
+
+
+def thumbnail(picture: Image.Image, width: int) -> Image.Image:
+    """`picture` at most `width` pixels wide, each side at least a pixel: Streamlit's own
+    shrinking rounds a strip such as 2,000x1 pixels to no rows at all and fails."""
+    if picture.width <= width:
+        return picture
+    smaller = picture.copy()
+    smaller.thumbnail((width, picture.height))
+    return smaller
 
 
 def _fashion_test_index(source: str) -> int | None:
     """The index of `fashion-mnist:test:INDEX` when it is a valid one, else None."""
     prefix = "fashion-mnist:test:"
-    if not source.startswith(prefix) or not source.removeprefix(prefix).isdigit():
-        return None
-    index = int(source.removeprefix(prefix))
-    return index if index < FASHION_TEST_SIZE else None
+    index = whole_number(source.removeprefix(prefix)) if source.startswith(prefix) else None
+    return index if index is not None and 0 <= index < FASHION_TEST_SIZE else None
 
 
 def _caption(image: LoadedImage) -> str:

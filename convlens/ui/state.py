@@ -26,10 +26,7 @@ from typing import NoReturn
 
 import streamlit as st
 
-
-def whole_number(text: str) -> int | None:
-    """Read a URL's integer (negative ones too), None when it is not one."""
-    return int(text) if text.strip().lstrip("-").isdigit() else None
+from convlens.access import whole_number
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ URL_STATE: dict[str, UrlKey] = {
         UrlKey("run", ("training", "deepeyes")),
         UrlKey("show", ("filters",)),
         UrlKey("sort", ("filters",)),
-        UrlKey("page", ("filters",)),
+        UrlKey("page", ("filters",), read=whole_number),
         UrlKey("at", ("filters",)),
         *(
             UrlKey(name, ("cnnvis",))

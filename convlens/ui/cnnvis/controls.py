@@ -10,6 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from convlens.access import whole_number
 from convlens.activations import SHIPPED_DATA, Analysis, ImageDataset
 from convlens.cnnvis.debugging import MEASURES
 from convlens.cnnvis.drawing import FACETS, PALETTES
@@ -175,11 +176,8 @@ def controls(
 
 
 def _classes_of_interest(column, class_names: Sequence[str]) -> list[int]:
-    wanted = [
-        int(c)
-        for c in split(st.session_state.get("classes") or "")
-        if c.isdigit() and int(c) < len(class_names)
-    ]
+    numbers = (whole_number(c) for c in split(st.session_state.get("classes") or ""))
+    wanted = [c for c in numbers if c is not None and 0 <= c < len(class_names)]
     return column.multiselect(
         "Classes of interest",
         range(len(class_names)),
@@ -238,7 +236,7 @@ def _more(
         "Clusters per layer",
         min_value=0,
         max_value=16,
-        value=int(count_text) if count_text.isdigit() else 0,
+        value=min(max(whole_number(count_text) or 0, 0), 16),
         key="cnnvis_count",
         disabled=method != "kmeans",
     )
