@@ -11,7 +11,7 @@ from PIL import Image
 from test_app import all_text, start
 
 from convlens.access import NOT_PUBLISHED
-from convlens.annotations import AnnotationStore
+from convlens.annotations import MAX_FIELD_CHARS, AnnotationStore
 from convlens.attribution import LayerMaps, activation_maps
 from convlens.charts import FILTER_SELECTION
 from convlens.cli import main
@@ -86,7 +86,7 @@ def test_default_model_shows_every_filter_of_its_first_layer_and_a_click_selects
     assert all(t["url"].startswith("data:image/png;base64,") for t in grid_tiles(at, "act"))
     click_tile(at, 5)
     assert not at.exception
-    for sent in ("x", None, -1):  # what no tile sends is ignored, never a traceback
+    for sent in ("x", None, -1, "²", "9" * 5000, 99):  # what no tile sends: ignored, no traceback
         click_tile(at, sent)
         assert at.session_state["filter"] == "5"
     assert at.session_state["filter"] == "5"
@@ -153,6 +153,22 @@ def test_an_unknown_layer_in_the_url_is_reported_and_the_first_shown():
 def test_an_unknown_filter_in_the_url_is_reported_not_fatal():
     at = open_filters({**FASHION, "layer": "features.conv1_1", "filter": "999"})
     assert "has no filter 999" in all_text(at)
+
+
+def test_the_name_and_note_boxes_stop_at_what_the_store_takes():
+    """A browser cannot type more than the store keeps (a longer field is refused by the store,
+    and the page would say so in a toast)."""
+    at = open_filters({**FASHION, "layer": "features.conv2_1", "filter": "7"})
+    author = at.text_input(key="annotation_author")
+    note = at.text_input(key="annotation_note_features.conv2_1_7")
+    assert author.proto.max_chars == note.proto.max_chars == MAX_FIELD_CHARS
+    author.set_value("ana").run()
+    at.segmented_control(key="annotation_label_features.conv2_1_7").set_value("useless")
+    at.text_input(key="annotation_note_features.conv2_1_7").set_value("x" * (MAX_FIELD_CHARS + 9))
+    at.form_submit_button[0].click().run()
+    assert not at.exception
+    (stored,) = AnnotationStore().list_annotations(model="fashion_basecnn")
+    assert len(stored.note) == MAX_FIELD_CHARS
 
 
 def test_annotating_in_the_app_reaches_the_store_and_the_cli(capsys):

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from convlens.access import whole_number
 from convlens.activations import (
     SHIPPED_DATA,
     Analysis,
@@ -18,7 +19,7 @@ from convlens.activations import (
     analyze,
     default_limit,
 )
-from convlens.annotations import LABELS, AnnotationStore, counted
+from convlens.annotations import LABELS, MAX_FIELD_CHARS, AnnotationStore, counted
 from convlens.attribution import GUIDED_BACKPROP_ROWS, LayerMaps, input_view, last_conv_node
 from convlens.charts import FILTER_SELECTION, bars_chart, filter_grid_chart
 from convlens.data import ImageSourceError, LoadedImage
@@ -180,9 +181,9 @@ def filter_grid(
 
     def picked() -> None:
         points = st.session_state[chart_key]["selection"].get(FILTER_SELECTION) or []
-        channel = str(points[0].get("filter")) if points else ""
-        if channel.isdigit():  # what the browser sent: a number of this page's filters
-            pick(int(channel))
+        channel = whole_number(str(points[0].get("filter"))) if points else None
+        if channel in filters:  # what the browser sent: a number of this page's filters
+            pick(channel)
 
     tile_labels = tuple(tile_label(channel, labels) for channel in filters)
     spec = grid_spec(tiles_key, tile_labels, selected, description, filters, picture)
@@ -226,6 +227,7 @@ def annotation_panel(
         "Your name",
         placeholder="asked once, kept for this session",
         help="Annotations are kept per author",
+        max_chars=MAX_FIELD_CHARS,
         # kept for the session: the panel is not drawn while no filter is selected
         **persisted("author", widget="annotation_author"),
     ).strip()
@@ -250,7 +252,11 @@ def annotation_panel(
             st.toast("Choose useful, useless or unsure first.")
             return
         note = st.session_state.get(note_key, "")
-        store.set_annotation(model_name, fingerprint, layer, channel, label, note, name)
+        try:
+            store.set_annotation(model_name, fingerprint, layer, channel, label, note, name)
+        except ValueError as error:  # a field the store refuses, e.g. sent around max_chars
+            st.toast(str(error))
+            return
         st.toast(f"Marked {layer} filter {channel} as {label}.")
 
     latest = store.latest_annotations(model_name, fingerprint, layer=layer).get((layer, channel))
@@ -272,6 +278,7 @@ def annotation_panel(
             value=mine.note if mine is not None else "",
             key=note_key,
             placeholder="e.g. responds to horizontal edges",
+            max_chars=MAX_FIELD_CHARS,
         )
         st.form_submit_button("Save annotation", type="primary", on_click=save)
 
