@@ -43,7 +43,7 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser import CHROMIUM, CHROMIUM_FLAGS, app_server  # noqa: E402
+from browser import CHROMIUM, CHROMIUM_FLAGS, app_server, prepare_as_first_start  # noqa: E402
 
 PHOTO_MODEL = "efficientnet_lite0"  # the app's default model
 FASHION_MODEL = "fashion_basecnn"
@@ -891,16 +891,8 @@ def main() -> None:
 
     from convlens.activations import analyze
     from convlens.models import load_model
-    from convlens.ui.launch import PREPARATION, prepare_shipped_models, use_serving_threads
 
-    print(
-        "preparing the shipped models' statistics and maps (as the first start does)…", flush=True
-    )
-    use_serving_threads()
-    os.environ["CONVLENS_PREPARE"] = "1"
-    prepare_shipped_models()
-    if PREPARATION.error:
-        raise SystemExit(f"the preparation failed: {PREPARATION.error}")
+    prepare_as_first_start()
     analyze(load_model(PHOTO_MODEL), "samples")
     table = clicks()
     names = args.clicks.split(",") if args.clicks else list(table)

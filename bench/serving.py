@@ -39,7 +39,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser import CHROMIUM, CHROMIUM_FLAGS, SERVER_PIDS, app_server  # noqa: E402
+from browser import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    SERVER_PIDS,
+    app_server,
+    prepare_as_first_start,
+)
 
 VIEWS = {
     "home": "/home",
@@ -204,16 +210,8 @@ def main() -> None:
 
     home = Path(args.home or tempfile.mkdtemp(prefix="convlens-serving-"))
     os.environ["CONVLENS_HOME"] = str(home)
-    from convlens.ui.launch import PREPARATION, prepare_shipped_models, use_serving_threads
 
-    print(
-        "preparing the shipped models' statistics and maps (as the first start does)…", flush=True
-    )
-    use_serving_threads()
-    os.environ["CONVLENS_PREPARE"] = "1"
-    prepare_shipped_models()
-    if PREPARATION.error:
-        raise SystemExit(f"the preparation failed: {PREPARATION.error}")
+    prepare_as_first_start()
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(
             app_server({"CONVLENS_HOME": str(home), "CONVLENS_PREPARE": "0"}, timeout=300)

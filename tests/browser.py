@@ -55,6 +55,22 @@ def healthy(url: str) -> bool:
         return False
 
 
+def prepare_as_first_start() -> None:
+    """Prepare `$CONVLENS_HOME` as the app's first start does (the shipped models' statistics and
+    DeepEyes maps, on the server's threads), so that a benchmark measures the app, not its first
+    start; stop the benchmark when the preparation fails."""
+    from convlens.ui.launch import PREPARATION, prepare_shipped_models, use_serving_threads
+
+    print(
+        "preparing the shipped models' statistics and maps (as the first start does)…", flush=True
+    )
+    use_serving_threads()
+    os.environ["CONVLENS_PREPARE"] = "1"
+    prepare_shipped_models()
+    if PREPARATION.error:
+        raise SystemExit(f"the preparation failed: {PREPARATION.error}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
