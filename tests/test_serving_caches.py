@@ -68,7 +68,9 @@ def test_the_analysis_is_loaded_once_for_every_browser(monkeypatch, fresh_analys
         np.testing.assert_array_equal(ours.top_patches.box, fresh.top_patches.box)
 
 
-@pytest.mark.parametrize(("setting", "expected"), [(None, 1), ("2", 2), ("two", 1), ("0", 1)])
+@pytest.mark.parametrize(
+    ("setting", "expected"), [(None, 1), ("2", 2), ("two", 1), ("0", 1), ("-2", 1), ("²", 1)]
+)
 def test_every_script_thread_of_the_server_computes_on_its_set_number_of_threads(setting, expected):
     """A session's script runs in a thread started after the server set its threads; torch must
     give that thread the server's number (one unless $CONVLENS_TORCH_THREADS says otherwise)."""

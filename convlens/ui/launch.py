@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from convlens.access import DATA_ROOTS_ENV, INSTRUCTOR_KEY_ENV, MAX_TRAINERS_ENV
+from convlens.access import DATA_ROOTS_ENV, INSTRUCTOR_KEY_ENV, MAX_TRAINERS_ENV, whole_number
 
 APP = Path(__file__).resolve().parent.parent.parent / "app.py"
 TORCH_THREADS_ENV = "CONVLENS_TORCH_THREADS"
@@ -33,8 +33,7 @@ def use_serving_threads() -> None:
     """
     import torch
 
-    setting = os.environ.get(TORCH_THREADS_ENV, "1").strip()
-    threads = int(setting) if setting.isdigit() and int(setting) >= 1 else 1
+    threads = max(whole_number(os.environ.get(TORCH_THREADS_ENV, "1")) or 1, 1)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
@@ -72,8 +71,8 @@ PREPARATION = Preparation()
 
 def prepare_shipped_models() -> None:
     """Fill the activation cache for the shipped models on the bundled test split, then lay out
-    the input maps of DeepEyes' case-study runs (60 maps: about 2 CPU-minutes here), once; the other
-    shipped runs' maps are laid out when first shown, and kept too.
+    the input maps of DeepEyes' case-study runs (60 maps: about 2 CPU-minutes here), once; the
+    other shipped runs' maps are laid out when first shown, and kept too.
 
     What is cached already takes a moment; `CONVLENS_PREPARE=0` skips it (tests do).
     """
