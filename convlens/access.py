@@ -78,8 +78,8 @@ def browser_access() -> Access:
 
 def max_trainers() -> int:
     """How many training processes the app's browsers may run at once (`--max-trainers`)."""
-    text = os.environ.get(MAX_TRAINERS_ENV, "").strip()
-    return int(text) if text.isdigit() else DEFAULT_MAX_TRAINERS
+    count = whole_number(os.environ.get(MAX_TRAINERS_ENV, ""))
+    return count if count is not None and count >= 0 else DEFAULT_MAX_TRAINERS
 
 
 def instructor_key() -> str | None:

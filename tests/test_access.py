@@ -150,8 +150,9 @@ def test_data_roots_come_from_the_environment(
     assert browser_access().data_roots == ()
     monkeypatch.setenv("CONVLENS_MAX_TRAINERS", "5")
     assert max_trainers() == 5
-    monkeypatch.setenv("CONVLENS_MAX_TRAINERS", "many")
-    assert max_trainers() == 2
+    for unreadable in ("many", "²", "-1"):
+        monkeypatch.setenv("CONVLENS_MAX_TRAINERS", unreadable)
+        assert max_trainers() == 2
 
 
 def test_convlens_app_takes_its_own_options_and_passes_the_rest_to_streamlit(
