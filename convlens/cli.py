@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from convlens import __version__
+from convlens.access import whole_number
 from convlens.ui.launch import add_serving_options
 
 if TYPE_CHECKING:
@@ -960,10 +961,11 @@ def _run_cnnvis(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.suffix.lower() not in (".svg", ".png", ".json"):
         raise CliError(f"--out must end in .svg, .png or .json, not '{out.suffix}'")
+    count = whole_number(args.clusters)
     if args.clusters == "meanshift":
         method, clusters = "meanshift", None
-    elif args.clusters == "auto" or (args.clusters.isdigit() and int(args.clusters) > 0):
-        method, clusters = "kmeans", int(args.clusters) if args.clusters.isdigit() else None
+    elif args.clusters == "auto" or (count is not None and count > 0):
+        method, clusters = "kmeans", count
     else:
         raise CliError(f"--clusters takes a number of clusters or meanshift, not '{args.clusters}'")
     model = resolve_model(_model_name(args), weights=args.weights)

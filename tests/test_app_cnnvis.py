@@ -141,7 +141,8 @@ def test_cli_writes_json_svg_and_png(tmp_path):
     assert cnnvis_cli(png, "--facet", "activations") == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cnnvis_cli(tmp_path / "x.gif") == 2
-    assert cnnvis_cli(out, "--clusters", "lots") == 2
+    for unreadable in ("lots", "²", "0", "-3"):
+        assert cnnvis_cli(out, "--clusters", unreadable) == 2
     assert cnnvis_cli(out, "--layers", "features.nope") == 2
 
 
