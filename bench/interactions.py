@@ -276,6 +276,13 @@ MARK_CENTRE = """([role, patterns]) => {
 }"""
 
 
+def segment_after(page, url: str, opened: str, name: str, drawn: str) -> Aim:
+    """Open `url` (untimed, until `opened` holds); return the click on the segmented control's
+    option `name`, settled when `drawn` holds."""
+    open_url(page, url, opened)
+    return Aim(lambda: segment(page, name).click(), drawn)
+
+
 def chart_mark(page, role: str, **fields: object) -> Callable[[], None]:
     """Scroll to the chart mark of `role` whose aria-label holds `fields` (untimed); return the
     click on its centre."""
@@ -664,9 +671,11 @@ def cnnvis_facet() -> Click:
 
     def aim(page, view):
         model, groups = view
-        open_url(page, f"{origin(page)}{cnnvis_url(model, groups, 'features')}", PICTURE_DRAWN)
-        return Aim(
-            lambda: segment(page, "activations").click(),
+        return segment_after(
+            page,
+            f"{origin(page)}{cnnvis_url(model, groups, 'features')}",
+            PICTURE_DRAWN,
+            "activations",
             f"{in_address('facet=activations')} && {PICTURE_DRAWN}",
         )
 
@@ -711,9 +720,11 @@ def deepeyes_section(layer: str = "features.conv2") -> Click:
 
     def aim(page, pair):
         run, step = pair
-        open_url(page, f"{origin(page)}{deepeyes_url(run, step, 'training', layer)}", CHARTS_DRAWN)
-        return Aim(
-            lambda: segment(page, "Layer").click(),
+        return segment_after(
+            page,
+            f"{origin(page)}{deepeyes_url(run, step, 'training', layer)}",
+            CHARTS_DRAWN,
+            "Layer",
             f"{in_address('de_view=layer')} && {text_drawn(f'step {step}')} && {LAYER_DRAWN}",
         )
 
