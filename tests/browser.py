@@ -232,6 +232,34 @@ def chain_canvas_ink(page, timeout: float = 60_000) -> int:
     return ink
 
 
+CHAIN_COLOUR_AT = """([canvas, rgb]) => {
+    const context = canvas.getContext('2d');
+    const { width, height } = canvas;
+    if (!width || !height) return null;  // a chain being redrawn
+    const pixels = context.getImageData(0, 0, width, height).data;
+    const scale = canvas.getBoundingClientRect().width / width;
+    for (let y = 0; y < height; y += 2) {
+        for (let x = 0; x < width; x += 2) {
+            const i = (y * width + x) * 4;
+            if (Math.abs(pixels[i] - rgb[0]) < 6 && Math.abs(pixels[i + 1] - rgb[1]) < 6
+                && Math.abs(pixels[i + 2] - rgb[2]) < 6) {
+                return [x * scale, y * scale];
+            }
+        }
+    }
+    return null;
+}"""
+
+
+def click_colour(page, rgb: tuple[int, int, int]) -> None:
+    """Click the first pixel of colour `rgb` (top to bottom) in the chain's canvas."""
+    frame = page.frame_locator('iframe[title="streamlit_agraph.agraph"]')
+    canvas = frame.locator("canvas").first
+    point = canvas.evaluate(f"(canvas) => ({CHAIN_COLOUR_AT})([canvas, {list(rgb)}])")
+    assert point is not None, f"no node of colour {rgb} on the chain"
+    canvas.click(position={"x": point[0] + 3, "y": point[1] + 3})
+
+
 def require_chromium() -> None:
     """Skip the calling test module when Chromium is missing, except in CI, where it is an error."""
     import pytest

@@ -94,15 +94,11 @@ def test_network_shows_chain_and_top5_for_the_default() -> None:
 def test_click_on_group_expands_and_click_on_node_shows_details() -> None:
     at = start()
     at.switch_page("pages/network.py").run()
-    element = agraph_element(at)
-    at.session_state[element.proto.id] = "g0"
-    at.run()
+    click_chain(at, "g0")
     assert not at.exception
     ids = {node["id"] for node in chain_json(at)["nodes"]}
     assert "_conv_stem" in ids, "clicking a group expands it"
-    element = agraph_element(at)
-    at.session_state[element.proto.id] = "_conv_stem"
-    at.run()
+    click_chain(at, "_conv_stem")
     assert not at.exception
     assert any("_conv_stem" in s.value for s in at.subheader)
     assert "Receptive field" in all_text(at)
@@ -219,8 +215,11 @@ def test_filter_tiles_only_for_the_first_layer() -> None:
 
 
 def click_chain(at: AppTest, node_id: str) -> AppTest:
-    """Simulate a click on a chain node, as the browser's component would report it."""
-    at.session_state[agraph_element(at).proto.id] = node_id
+    """Simulate a click on a chain node, as the browser's component would report it: the value of
+    the chain drawn last, under its key."""
+    agraph_element(at)
+    key, _ = at.session_state[f"chain_drawn:{at.session_state['model']}"]
+    at.session_state[key] = node_id
     return at.run()
 
 

@@ -14,6 +14,7 @@ from browser import (
     app_server,
     browser_page,
     chain_canvas_ink,
+    click_colour,
     require_chromium,
     wait_for_app,
 )
@@ -26,24 +27,6 @@ pytestmark = pytest.mark.browser
 
 require_chromium()
 
-FIND_COLOUR = """([canvas, rgb]) => {
-    const context = canvas.getContext('2d');
-    const { width, height } = canvas;
-    if (!width || !height) return null;  // a chain being redrawn
-    const pixels = context.getImageData(0, 0, width, height).data;
-    const scale = canvas.getBoundingClientRect().width / width;
-    for (let y = 0; y < height; y += 2) {
-        for (let x = 0; x < width; x += 2) {
-            const i = (y * width + x) * 4;
-            if (Math.abs(pixels[i] - rgb[0]) < 6 && Math.abs(pixels[i + 1] - rgb[1]) < 6
-                && Math.abs(pixels[i + 2] - rgb[2]) < 6) {
-                return [x * scale, y * scale];
-            }
-        }
-    }
-    return null;
-}"""
-
 
 def click_tile(page, label: str) -> None:
     """Click the tile labelled `label` (its filter's number) in the Filters page's grid, a chart
@@ -55,14 +38,6 @@ def click_tile(page, label: str) -> None:
     box = number.bounding_box()
     assert box is not None
     page.mouse.click(box["x"] + FILTER_GRID_TILE / 2, box["y"] + FILTER_GRID_TILE / 2)
-
-
-def click_colour(page, rgb: tuple[int, int, int]) -> None:
-    frame = page.frame_locator('iframe[title="streamlit_agraph.agraph"]')
-    canvas = frame.locator("canvas").first
-    point = canvas.evaluate(f"(canvas) => ({FIND_COLOUR})([canvas, {list(rgb)}])")
-    assert point is not None, f"no node of colour {rgb} on the chain"
-    canvas.click(position={"x": point[0] + 3, "y": point[1] + 3})
 
 
 def test_every_page_offline_with_chain_drawn_and_clickable() -> None:

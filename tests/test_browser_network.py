@@ -3,14 +3,24 @@ the image's feature maps beside its layers, and a click on one opens that filter
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
-from browser import app_server, browser_page, chain_canvas_ink, require_chromium, wait_for_app
+from browser import (
+    CHAIN_COLOUR_AT,
+    app_server,
+    browser_page,
+    chain_canvas_ink,
+    click_colour,
+    require_chromium,
+    wait_for_app,
+)
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 
@@ -90,6 +100,18 @@ def test_the_chain_shows_feature_maps_and_a_click_on_one_opens_its_filter(url: s
         page.screenshot(path=str(SCREENSHOTS / "network-picture-opens-filter.png"))
         assert layer.startswith("_blocks.0"), "Block 1 ends with _blocks.0's project conv"
 
+        # back to the chain, the same picture again: the click is not taken for the last one
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Network").click()
+        page.wait_for_url("**/network*", timeout=60_000)
+        wait_for_app(page)
+        assert chain_canvas_ink(page) > 500
+        time.sleep(1)
+        page.frame_locator('iframe[title="streamlit_agraph.agraph"]').locator("canvas").first.click(
+            position={"x": x + 8, "y": y + 8}
+        )
+        page.wait_for_url(re.compile(r".*/filters\?.*filter=\d+"), timeout=60_000)
+        assert parse_qs(urlparse(page.url).query)["filter"] == [channel]
+
     assert log.outside_requests == [], f"requests left 127.0.0.1: {log.outside_requests[:5]}"
 
 
@@ -145,3 +167,87 @@ def test_after_expand_all_a_low_node_shows_its_details_on_screen_and_the_chain_s
         assert chain_box.bounding_box() == box
         page.screenshot(path=str(SCREENSHOTS / "network-expanded-click.png"))
     assert log.outside_requests == []
+
+
+GROUP_YELLOW = (0xF0, 0xE4, 0x42)  # LAYER_COLOURS["group"]: a closed block
+HEADER_YELLOW = (0xF7, 0xF0, 0xA6)  # an open block's header
+SUBHEADER = '[data-testid="stHeading"]'
+
+
+def chain_shows(page, rgb: tuple[int, int, int]) -> bool:
+    frame = page.frame_locator('iframe[title="streamlit_agraph.agraph"]')
+    canvas = frame.locator("canvas").first
+    return canvas.evaluate(f"(canvas) => ({CHAIN_COLOUR_AT})([canvas, {list(rgb)}])") is not None
+
+
+def click_until(page, rgb: tuple[int, int, int], done: str, timeout: float = 60) -> None:
+    """Click colour `rgb` in the chain and wait until the page's JavaScript `done` holds (the
+    chain may still be drawing when the click is made: then click again)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        wait_for_app(page)
+        with contextlib.suppress(AssertionError, PlaywrightError):
+            click_colour(page, rgb)
+            page.wait_for_function(done, timeout=10_000)
+            wait_for_app(page)
+            return
+        assert time.monotonic() < deadline, f"clicking {rgb} never made {done}"
+
+
+def test_clicks_open_and_close_a_block_and_select_layers_back_and_forth(url: str) -> None:
+    """A block opens and closes by clicks on it and on its header (the same id, drawn by two
+    components); layers clicked in turn, back and forth, each show their details."""
+    has_header = f"""() => {{
+        const frame = document.querySelector('iframe[title="streamlit_agraph.agraph"]');
+        const canvas = frame && frame.contentDocument.querySelector('canvas');
+        return !!canvas && canvas.width > 0
+            && ({CHAIN_COLOUR_AT})([canvas, {list(HEADER_YELLOW)}]) !== null;
+    }}"""
+    with browser_page(1280, 720) as (page, log):
+        page.goto(url, timeout=120_000)  # not /network: its first request is a known 404
+        wait_for_app(page)
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Network").click()
+        page.wait_for_url("**/network*", timeout=60_000)
+        wait_for_app(page)
+        assert chain_canvas_ink(page, timeout=120_000) > 500
+        assert not chain_shows(page, HEADER_YELLOW), "EfficientNet-Lite0 starts closed"
+        for _ in range(2):  # open, close, open again, close again
+            click_until(page, GROUP_YELLOW, has_header)
+            click_until(page, HEADER_YELLOW, f"() => !({has_header})()")
+        click_until(page, GROUP_YELLOW, has_header)
+        conv_blue = list(CONV_BLUE)
+        boxes = page.frame_locator('iframe[title="streamlit_agraph.agraph"]').locator("canvas")
+        corners = boxes.first.evaluate(
+            f"""(canvas) => {{
+                const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width,
+                    canvas.height).data;
+                const scale = canvas.getBoundingClientRect().width / canvas.width;
+                const found = [];
+                let lastBlue = -10;
+                for (let y = 0; y < canvas.height; y += 2) {{
+                    // the boxes, left of the pictures
+                    for (let x = 0; x < canvas.width / 3; x += 2) {{
+                        const i = (y * canvas.width + x) * 4;
+                        const near = Math.abs(pixels[i] - {conv_blue[0]}) < 6
+                            && Math.abs(pixels[i + 1] - {conv_blue[1]}) < 6
+                            && Math.abs(pixels[i + 2] - {conv_blue[2]}) < 6;
+                        if (!near) continue;
+                        if (y - lastBlue > 4) found.push([x * scale, y * scale]);  // a new box
+                        lastBlue = y;
+                        break;
+                    }}
+                }}
+                return found;
+            }}"""
+        )
+        assert len(corners) >= 2, f"the open block shows its conv layers: {corners}"
+        headings = []
+        for x, y in (corners[0], corners[1], corners[0]):
+            before = page.url
+            boxes.first.click(position={"x": x + 20, "y": y + 12})
+            page.wait_for_function(f"() => window.location.href !== {before!r}", timeout=30_000)
+            wait_for_app(page)
+            headings.append(page.locator(SUBHEADER, has_text="_").first.inner_text())
+        assert headings[0] == headings[2] != headings[1], headings
+        assert "layer=" in page.url
+    assert log.console_errors == [], log.console_errors[:5]

@@ -9,11 +9,12 @@ connections run in lanes left of the nodes, so no line crosses a node or a label
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import streamlit as st
-from streamlit_agraph import Config, Edge, Node, agraph
+from streamlit_agraph import Config, Edge, Node, _agraph
 
 from convlens.access import whole_number
 from convlens.graph import ChainNode, LayerGraph, LayerGroup
@@ -497,20 +498,32 @@ def render_chain(
     class_names: Sequence[str],
 ) -> None:
     """Draw the chain in a box of the page's height; a click on a group expands or collapses it,
-    on a node selects that layer, on a channel's picture opens that filter in the Filters view."""
+    on a node selects that layer, on a channel's picture opens that filter in the Filters view.
+
+    A click is acted on before the chain is drawn, so that one run draws its result. The chain
+    keeps its component (and its browser frame) while its height stays: a click on a node or a
+    picture only restyles it; a group opened or closed changes the height, and a fresh component
+    (under a key never used before, so with no click yet) fits the taller or shorter drawing.
+    """
     expanded_key = f"expanded_groups:{model_name}"
-    selected = st.session_state.get("layer")
     if expanded_key not in st.session_state:
         st.session_state[expanded_key] = initial_expanded(graph)
-        chain_node = graph.chain_node_of(selected) if selected else None
+        requested = st.session_state.get("layer")
+        chain_node = graph.chain_node_of(requested) if requested else None
         if chain_node is not None:
             st.session_state[expanded_key].add(graph.node(chain_node).group)
     expanded: set[str] = st.session_state[expanded_key]
+    drawn_key = f"chain_drawn:{model_name}"
+    drawn: tuple[str, int] | None = st.session_state.get(drawn_key)  # its key and height
+    if drawn is not None:
+        clicked = st.session_state.get(drawn[0])
+        handle_click(chain_rows(graph, expanded), drawn[0], clicked, expanded, model_name)
     with st.container(horizontal=True, vertical_alignment="center"):
         if st.button("Expand all", key="expand_all", help="Show every layer of every block"):
             expanded.update(group.id for group in graph.groups)
         if st.button("Collapse all", key="collapse_all", help="Show one row per block"):
             expanded.clear()
+    selected = st.session_state.get("layer")
     rows = chain_rows(graph, expanded)
     shown = visible_nodes(graph, expanded).get(selected) if selected else None
     selected_filter = None
@@ -521,10 +534,27 @@ def render_chain(
         graph, expanded, shown, forward, predictions, class_names, selected_filter
     )
     height = canvas_height(rows)
+    if drawn is None or drawn[1] != height:
+        generation = st.session_state.get(f"chain_generation:{model_name}", 0) + 1
+        st.session_state[f"chain_generation:{model_name}"] = generation
+        drawn = (f"chain:{model_name}:{generation}", height)
+        st.session_state[drawn_key] = drawn
+    key = drawn[0]
     with st.container(height=CHAIN_VIEW_HEIGHT, border=False, key="chain_view"):
-        clicked = agraph(nodes=nodes, edges=edges, config=chain_config(height))
+        chain_component(nodes, edges, chain_config(height), key)
     st.markdown(chain_view_style(height) + legend_html(graph, expanded), unsafe_allow_html=True)
-    handle_click(rows, clicked, expanded, f"last_chain_click:{model_name}")
+
+
+def chain_component(nodes: Sequence[Node], edges: Sequence[Edge], config: Config, key: str) -> None:
+    """Draw streamlit-agraph's component under `key`, which its `agraph` function lacks: with a
+    key the browser keeps the component's frame when the drawing changes, instead of loading a
+    new one (~0.5 s for the expanded chain of EfficientNet-Lite0); its click is read from the
+    session state under `key` by the next run."""
+    data = {
+        "nodes": [node.to_dict() for node in nodes],
+        "edges": [edge.to_dict() for edge in edges],
+    }
+    _agraph(data=json.dumps(data), config=json.dumps(config.__dict__), key=key)
 
 
 def chain_view_style(height: int) -> str:
@@ -557,21 +587,24 @@ def legend_html(graph: LayerGraph, expanded: set[str]) -> str:
 
 
 def handle_click(
-    rows: Sequence[Row], clicked: str | None, expanded: set[str], last_key: str
+    rows: Sequence[Row], key: str, clicked: str | None, expanded: set[str], model_name: str
 ) -> None:
-    """Act on a click in the chain: a group opens or closes, a node becomes the selected layer,
-    a channel's picture opens that filter in the Filters view.
+    """Act on a click in the chain drawn as `rows` by the component `key`: a group opens or
+    closes, a node becomes the selected layer, a channel's picture opens that filter in the
+    Filters view.
 
-    The chain component keeps returning its last click until it is redrawn with other
-    arguments, so a click is acted on once, then the page reruns to draw the new state
-    (otherwise the next click would go to a component about to be replaced, and be lost).
+    The component keeps returning its last click, so a click is acted on once: when it differs
+    from the last one acted on. (A second click on the node just clicked changes nothing: the
+    layer is selected already; a block's click changes the height, so a fresh component
+    takes the next one.)
     """
-    if clicked is None:
+    last_key = f"last_chain_click:{model_name}"
+    if clicked is None:  # no click yet, or the page was left (its components forget theirs)
         st.session_state[last_key] = None
         return
-    if clicked == st.session_state.get(last_key):
+    if (key, clicked) == st.session_state.get(last_key):
         return
-    st.session_state[last_key] = clicked
+    st.session_state[last_key] = (key, clicked)
     row = next((row for row in rows if row.id == clicked), None)
     picture = parse_map_id(clicked)
     if picture is not None:
@@ -581,9 +614,6 @@ def handle_click(
     elif row is not None and row.kind == "node":
         st.session_state["layer"] = clicked
         st.session_state.pop("filter", None)
-    else:
-        return  # the input, the output or a skip connection's corner
-    st.rerun()
 
 
 def open_filter(node_id: str, channel: int) -> None:
