@@ -806,12 +806,29 @@ def clicks() -> dict[str, Click]:
 
 def visit(page, click: Click, value: object) -> float:
     """Aim `click` at `value` (untimed), fire it and return the seconds until the page settles."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     aim = click.aim(page, value)
     before = runs(page)
     start = time.perf_counter()
     aim.fire()
-    wait_settled(page, f"{PAGE_DRAWN} && {aim.drawn}", before)
+    try:
+        wait_settled(page, f"{PAGE_DRAWN} && {aim.drawn}", before)
+    except PlaywrightTimeout as error:
+        raise ClickFailed(f"never settled: {unmet(page, before, aim)}") from error
     return time.perf_counter() - start
+
+
+def unmet(page, before: int, aim: Aim) -> str:
+    """Say which of a visit's waits does not hold now."""
+    tests = {
+        "a script run finished": f"window.__scriptRuns > {before}",
+        "settled": f"({SETTLED})()",
+        "the page's pictures and charts drawn": PAGE_DRAWN,
+        "the click's element drawn": aim.drawn,
+    }
+    failing = [name for name, test in tests.items() if not page.evaluate(f"() => {test}")]
+    return ", ".join(failing) or "all hold now"
 
 
 def measure(browser, base: str, name: str, click: Click, first: int, cached: int) -> Measured:

@@ -867,7 +867,9 @@ def filter_grid_chart(
 ) -> alt.LayerChart:
     """Return the `pictures` of `filters` as square tiles in rows of `columns`, each with its
     `labels` entry (the number and its annotation mark) in a corner; a click on a tile selects
-    its filter (the point selection `FILTER_SELECTION`, field `filter`); `selected` is outlined.
+    its filter (the point selection `FILTER_SELECTION`, field `filter`, which starts at
+    `selected`) and the selected tile is outlined by the browser, so that a pick redraws nothing
+    else: the spec does not change with a click.
 
     One chart instead of an image and a button per filter: the tile is the button, and the
     browser fetches one chart instead of one picture per tile.
@@ -899,16 +901,24 @@ def filter_grid_chart(
             align="left", baseline="top", dx=2, dy=2, fontSize=GRID_LABEL_FONT, color="black"
         ).encode(x=x, y=y, text="label:N"),
     ]
-    if selected is not None and selected in frame["filter"].values:
-        layers.append(
-            alt.Chart(frame[frame["filter"] == selected])
-            .mark_rect(fillOpacity=0, stroke=SELECTED_BORDER, strokeWidth=3)
-            .encode(**tile_box)
-        )
+    starts_at = selected is not None and selected in frame["filter"].values
+    picked = alt.selection_point(
+        name=FILTER_SELECTION,
+        fields=["filter"],
+        on="click",
+        clear=False,  # a click between tiles keeps the filter
+        toggle=False,  # one filter at a time
+        value=[{"filter": int(selected)}] if starts_at else alt.Undefined,
+    )
+    outline = alt.when(picked, empty=False).then(alt.value(SELECTED_BORDER))
     layers.append(
-        base.mark_rect(opacity=0, cursor="pointer")
-        .encode(tooltip=[alt.Tooltip("label:N", title="filter")], **tile_box)
-        .add_params(alt.selection_point(name=FILTER_SELECTION, fields=["filter"], on="click"))
+        base.mark_rect(fill="white", fillOpacity=0, strokeWidth=3, cursor="pointer")
+        .encode(
+            stroke=outline.otherwise(alt.value(None)),
+            tooltip=[alt.Tooltip("label:N", title="filter")],
+            **tile_box,
+        )
+        .add_params(picked)
     )
     rows = -(-len(filters) // columns)
     return (

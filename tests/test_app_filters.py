@@ -94,6 +94,22 @@ def test_default_model_shows_every_filter_of_its_first_layer_and_a_click_selects
     assert any("guided back-propagation" in c.value for c in at.caption)
 
 
+def test_a_click_on_a_tile_keeps_the_grid_as_drawn_and_a_pick_elsewhere_starts_a_fresh_one():
+    at = open_filters()
+    before = grid_chart(at)
+    assert "value" not in json.loads(before.proto.spec)["params"][0], "nothing selected yet"
+    for channel in (5, 9):
+        click_tile(at, channel)  # the browser outlines the tile: the grid is not sent again
+        assert at.session_state["filter"] == str(channel)
+        assert grid_chart(at).proto.id == before.proto.id
+        assert grid_chart(at).proto.spec == before.proto.spec
+    at.session_state["filter"] = "12"  # as a link, Back or a map in Network would
+    at.run()
+    fresh = json.loads(grid_chart(at).proto.spec)
+    assert grid_chart(at).proto.id != before.proto.id
+    assert fresh["params"][0]["value"] == [{"filter": 12}], "the fresh grid outlines filter 12"
+
+
 def test_fashion_model_grid_sorts_and_switches_to_guided_backprop():
     at = open_filters({**FASHION, "layer": "features.conv2_1"})
     assert sorted(grid_buttons(at, "act")) == list(range(64))

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from convlens.charts import FILTER_SELECTION, GRID_GAP, filter_grid_chart
-from convlens.style import FILTER_GRID_COLUMNS
+from convlens.style import FILTER_GRID_COLUMNS, SELECTED_BORDER
 from convlens.style import FILTER_GRID_TILE as GRID_TILE
 
 
@@ -58,11 +58,26 @@ def test_a_click_on_a_tile_selects_its_filter_and_the_selected_one_is_outlined()
     spec = filter_grid_chart([4, 5, 6], pictures(3), ["4", "5", "6"], 8, selected=5).to_dict()
     (param,) = spec["params"]
     assert param["name"] == FILTER_SELECTION
-    assert param["select"] == {"type": "point", "fields": ["filter"], "on": "click"}
+    # one filter at a time, kept by a click between tiles
+    assert param["select"] == {
+        "type": "point",
+        "fields": ["filter"],
+        "on": "click",
+        "clear": False,
+        "toggle": False,
+    }
+    assert param["value"] == [{"filter": 5}], "the selection starts at the selected filter"
     (clickable,) = [layer for layer in spec["layer"] if layer.get("name") in param["views"]]
     assert clickable is spec["layer"][-1], "the clickable tiles lie above the labels"
-    outlines = [layer for layer in spec["layer"] if layer["mark"].get("stroke")]
-    (outline,) = outlines
-    assert [row["filter"] for row in spec["datasets"][outline["data"]["name"]]] == [5]
+    # the browser outlines the selection's tile: only it, none while nothing is selected
+    stroke = clickable["encoding"]["stroke"]
+    assert stroke["condition"] == [
+        {"param": FILTER_SELECTION, "value": SELECTED_BORDER, "empty": False}
+    ]
+    assert stroke["value"] is None
+    assert clickable["mark"]["fillOpacity"] == 0 and clickable["mark"]["strokeWidth"] == 3
+    assert not [layer for layer in spec["layer"] if layer["mark"].get("stroke")]
     unselected = filter_grid_chart([4, 5, 6], pictures(3), ["4", "5", "6"], 8).to_dict()
-    assert not [layer for layer in unselected["layer"] if layer["mark"].get("stroke")]
+    assert "value" not in unselected["params"][0]
+    missing = filter_grid_chart([4, 5, 6], pictures(3), ["4", "5", "6"], 8, selected=9).to_dict()
+    assert "value" not in missing["params"][0], "a filter of another page is not selected here"

@@ -164,6 +164,36 @@ def grid_spec(
     return vega_lite_spec(chart)
 
 
+def outlined(chart_key: str) -> int | None:
+    """Return the filter that the grid chart `chart_key` outlines in the browser after a click,
+    or None before any (what the browser sent: any text)."""
+    state = st.session_state.get(chart_key)
+    points = state["selection"].get(FILTER_SELECTION) if state else None
+    return whole_number(str(points[0].get("filter"))) if points else None
+
+
+def grid_chart_key(
+    key: str, tile_labels: tuple[str, ...], selected: int | None
+) -> tuple[str, int | None]:
+    """Return the key of grid `key`'s chart and the filter its spec starts outlining.
+
+    The chart, and so its spec, stays as drawn while the browser outlines `selected` and the
+    labels stay: a click on a tile moves the outline in the browser, and the 64 tiles are not
+    sent and drawn again. A filter picked elsewhere (a link, Back, a map in Network) or a new
+    label starts a fresh chart at `selected`.
+    """
+    drawn = st.session_state.setdefault("grid_charts", {})
+    if key in drawn:
+        chart_key, starts_at, labels = drawn[key]
+        shown = outlined(chart_key)
+        if (starts_at if shown is None else shown) == selected and labels == tile_labels:
+            return chart_key, starts_at
+    fresh = st.session_state.get("grid_chart_count", 0) + 1
+    st.session_state["grid_chart_count"] = fresh
+    drawn[key] = (f"{key}_{fresh}", selected, tile_labels)
+    return drawn[key][:2]
+
+
 def filter_grid(
     filters: Sequence[int],
     picture: Callable[[int], Image.Image],
@@ -176,17 +206,15 @@ def filter_grid(
     """Draw the tiles of `filters` as one chart whose click on a tile selects its filter; each
     tile shows the filter's number and its latest annotation in `labels` (useful, useless,
     unsure) as a mark. `tiles_key` names the pictures (see `grid_spec`)."""
-    # a fresh chart after every pick: its own selection starts empty, the state draws the outline
-    chart_key = f"{key}_{selected}"
+    tile_labels = tuple(tile_label(channel, labels) for channel in filters)
+    chart_key, starts_at = grid_chart_key(key, tile_labels, selected)
 
     def picked() -> None:
-        points = st.session_state[chart_key]["selection"].get(FILTER_SELECTION) or []
-        channel = whole_number(str(points[0].get("filter"))) if points else None
+        channel = outlined(chart_key)
         if channel in filters:  # what the browser sent: a number of this page's filters
             pick(channel)
 
-    tile_labels = tuple(tile_label(channel, labels) for channel in filters)
-    spec = grid_spec(tiles_key, tile_labels, selected, description, filters, picture)
+    spec = grid_spec(tiles_key, tile_labels, starts_at, description, filters, picture)
     st.vega_lite_chart(
         spec,
         on_select=picked,
