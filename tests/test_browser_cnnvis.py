@@ -89,8 +89,25 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
         assert page.locator('[data-testid="stException"]').count() == 0
         assert "Open in Filters" not in page.inner_text("body")
 
+        # the same group again, twice: its header closes it, its column opens it again
         view = build_view(MODEL, model.module, graph, analysis, Options(expanded=("g2", "g3")))
         geometry = layout(view)
+        header = geometry.columns[graph.group("g2").nodes[0]]
+        click_at(page, box, geometry, header.x + 12, 15)
+        page.wait_for_function("() => !window.location.search.includes('g2')", timeout=60_000)
+        box = wait_for_picture(page)
+        assert query(page)["groups"] == "g3"
+        click_at(
+            page,
+            box,
+            layout(build_view(MODEL, model.module, graph, analysis, Options(expanded=("g3",)))),
+            column.x + column.w / 2,
+            column.middle,
+        )
+        page.wait_for_function("() => window.location.search.includes('g2')", timeout=60_000)
+        box = wait_for_picture(page)
+        assert query(page)["groups"] == "g2,g3"
+
         patches, _ = neuron_marks(view, geometry, "features", 0, lambda *_: "")
         biggest = patches.loc[(patches.x2 - patches.x).idxmax()]
         click_at(page, box, geometry, (biggest.x + biggest.x2) / 2, (biggest.y + biggest.y2) / 2)

@@ -40,9 +40,10 @@ SELECTION_FIELDS = {"neuron": ("node", "neuron"), "group": ("group",)}
 
 
 def chart_key() -> str:
-    """The picture's widget key. It changes when a neuron's dialog closes: the new picture has no
-    selection, so a second click on the same neuron opens its dialog again (the old picture kept
-    the neuron selected, and a click on it changed nothing)."""
+    """The picture's widget key. It changes when a neuron's dialog closes and when a group opens
+    or closes: the new picture has no selection, so a second click on the same neuron opens its
+    dialog again, and a click on the group just opened closes it (the old picture kept the
+    neuron or the group selected, and a click on it changed nothing)."""
     return f"cnnvis_chart_{st.session_state.get(CHART_GENERATION, 0)}"
 
 
@@ -59,16 +60,17 @@ def toggle_clicked_group(group_ids: list[str], default: str) -> None:
     that show the expanded groups are drawn; the address bar follows at once."""
     groups = clicked("group")
     group_id = groups[0].get("group") if groups else None
-    if group_id in group_ids and st.session_state.get("_cnnvis_last_group") != group_id:
+    if group_id in group_ids:
         now = set(split(st.session_state.get("groups") or default)) ^ {group_id}
         st.session_state["groups"] = ",".join(g for g in group_ids if g in now)
         # The write at the end of a run that a chart selection started does not reach the
         # browser; this one does.
         write_to_url("cnnvis")
-    st.session_state["_cnnvis_last_group"] = group_id
+        forget_picture_clicks()  # the click also reached the neuron selection: forgotten too
 
 
-def forget_neuron_click() -> None:
+def forget_picture_clicks() -> None:
+    """Draw a fresh picture, without the selections of the clicks made so far."""
     st.session_state[CHART_GENERATION] = st.session_state.get(CHART_GENERATION, 0) + 1
     st.session_state[LAST_NEURON] = None
 
@@ -161,7 +163,7 @@ def comparison(
         flags_table(quality_flags(cached_view(other_view, other_analysis)), None)
 
 
-@st.dialog("Neuron", width="large", on_dismiss=forget_neuron_click)
+@st.dialog("Neuron", width="large", on_dismiss=forget_picture_clicks)
 def neuron_dialog(
     layer: LayerView,
     neuron: int,
