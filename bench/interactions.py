@@ -2,7 +2,8 @@
 
 The app serves a fresh $CONVLENS_HOME prepared beforehand (as the first start leaves it: the
 shipped models' statistics and DeepEyes maps; and EfficientNet-Lite0 on the bundled samples), so
-that it measures the app, not its first start. One Chromium at a projector's 1280x720 clicks as a person
+that it measures the app, not its first start; it is started by the README's command
+(`python -m convlens app`), and every page is opened once before measuring (`WARM_UP_URLS`). One Chromium at a projector's 1280x720 clicks as a person
 would: sidebar links, chain nodes, filter tiles, buttons, select boxes, points in charts. A click
 has settled when Streamlit's script has run since the click and is `notRunning` again, no
 skeleton is left, and the element the click asked for is drawn (its `drawn` test below).
@@ -878,6 +879,37 @@ def measure(browser, base: str, name: str, click: Click, first: int, cached: int
     return result
 
 
+# Opened once before any measurement, as an instructor would before the class: each page's
+# first run in the server process imports its modules (torch, captum, Altair, CNNVis: ~10 s of
+# CPU), a cost of the server's start, not of a click. Their inputs are none of the clicks'.
+WARM_UP_URLS = (
+    "/?image=sample:chelsea",
+    "/network?image=sample:chelsea",
+    f"/filters?image=sample:chelsea&layer=_conv_stem&show={quote('guided back-propagation')}",
+    "/annotations",
+    f"/cnnvis?model={PHOTO_MODEL}&image=sample:chelsea",
+    "/deepeyes",
+    "/training",
+)
+
+
+def warm_up(browser, url: str) -> None:
+    """Open every page once, untimed (see WARM_UP_URLS)."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    started = time.monotonic()
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    context.add_init_script(RUN_COUNTER)
+    page = context.new_page()
+    for path in WARM_UP_URLS:
+        try:
+            open_url(page, url + path)
+        except PlaywrightError as error:
+            print(f"warm-up of {path} failed: {str(error).splitlines()[0][:160]}", flush=True)
+    context.close()
+    print(f"every page opened once before measuring ({time.monotonic() - started:.0f} s)")
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -930,10 +962,14 @@ def main() -> None:
 
     results: dict[str, Measured] = {}
     environment = {"CONVLENS_HOME": str(home), "CONVLENS_PREPARE": "0", "CONVLENS_OFFLINE": "1"}
-    with app_server(environment, timeout=300) as url, sync_playwright() as playwright:
+    with (
+        app_server(environment, timeout=300, launcher="convlens") as url,
+        sync_playwright() as playwright,
+    ):
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
         )
+        warm_up(browser, url)
         print(
             f"{len(names)} clicks, {args.first} first and {args.cached} cached visits each, "
             f"{os.cpu_count()} cores; seconds until the page settles"
