@@ -892,14 +892,17 @@ def filter_grid_chart(
     )
     # pixel coordinates as they are: no scales, no axes
     x, y = alt.X("x:Q", scale=None), alt.Y("y:Q", scale=None)
-    tile_box = {"x": x, "x2": "x_end:Q", "y": y, "y2": "y_end:Q"}
+    # channels as objects, not shorthand text: Altair wraps text by a lookup it builds per call
+    tile_box = {"x": x, "x2": alt.X2("x_end:Q"), "y": y, "y2": alt.Y2("y_end:Q")}
     base = alt.Chart(frame)
     layers = [
-        base.mark_image(aspect=False).encode(url="url:N", **tile_box),
-        base.mark_rect(fill="white").encode(x=x, x2="label_end:Q", y=y, y2="label_bottom:Q"),
+        base.mark_image(aspect=False).encode(url=alt.Url("url:N"), **tile_box),
+        base.mark_rect(fill="white").encode(
+            x=x, x2=alt.X2("label_end:Q"), y=y, y2=alt.Y2("label_bottom:Q")
+        ),
         base.mark_text(
             align="left", baseline="top", dx=2, dy=2, fontSize=GRID_LABEL_FONT, color="black"
-        ).encode(x=x, y=y, text="label:N"),
+        ).encode(x=x, y=y, text=alt.Text("label:N")),
     ]
     starts_at = selected is not None and selected in frame["filter"].values
     picked = alt.selection_point(
