@@ -83,7 +83,7 @@ def predictions_chart(predictions: Sequence[Prediction]) -> alt.Chart:
             title=None,
             axis=alt.Axis(labelOverlap=False),
         ),
-        tooltip=["class", alt.Tooltip("probability:Q", format=".2%")],
+        tooltip=[alt.Tooltip("class"), alt.Tooltip("probability:Q", format=".2%")],
     )
     # each bar's percentage just right of it, so that the chart reads without hovering
     percentages = base.mark_text(align="left", dx=4, fontSize=LABEL_FONT_SIZE).encode(
@@ -108,12 +108,12 @@ def histogram_chart(histogram: Histogram, title: str) -> alt.Chart:
         .mark_bar(color=BAR_COLOUR)
         .encode(
             x=alt.X("start:Q", title="value", bin="binned"),
-            x2="end:Q",
+            x2=alt.X2("end:Q"),
             y=alt.Y("count:Q", title="count"),
             tooltip=[
                 alt.Tooltip("start:Q", format=".3g"),
                 alt.Tooltip("end:Q", format=".3g"),
-                "count:Q",
+                alt.Tooltip("count:Q"),
             ],
         )
         .properties(height=HISTOGRAM_HEIGHT)
