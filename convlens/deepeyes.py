@@ -495,24 +495,32 @@ def embed_patches(
     With a folder `layouts`, the map's layout is read from the file that these activations name
     (their bytes hashed with the layout's settings), or laid out and written there: t-SNE takes
     seconds, reading it back a moment, so a published run's maps are laid out once per machine
-    (`prepare_patch_maps`) and not once per server or per first visit.
+    (`prepare_maps`) and not once per server or per first visit.
     """
     values = np.asarray(activations, dtype=np.float64)
+    return _embed_laid_out(values, DEFAULT_PERPLEXITY, n_jobs, layouts)
+
+
+def _embed_laid_out(
+    values: np.ndarray, perplexity: float, n_jobs: int, layouts: Path | None
+) -> Embedding:
+    """`embed` the rows of `values`, the layout kept in a file of `layouts` (see `embed_patches`)."""
     if layouts is None:
-        return embed(values, n_jobs=n_jobs)
-    path = layouts / f"{_layout_name(values)}.npy"
+        return embed(values, perplexity=perplexity, n_jobs=n_jobs)
+    path = layouts / f"{_layout_name(values, perplexity)}.npy"
     with contextlib.suppress(OSError, ValueError, EOFError):  # none yet, or a broken file
-        return restore(values, np.load(path, allow_pickle=False), n_jobs=n_jobs)
-    embedding = embed(values, n_jobs=n_jobs)
+        coordinates = np.load(path, allow_pickle=False)
+        return restore(values, coordinates, perplexity=perplexity, n_jobs=n_jobs)
+    embedding = embed(values, perplexity=perplexity, n_jobs=n_jobs)
     with contextlib.suppress(OSError):  # a full or read-only disk loses only the file
         layouts.mkdir(parents=True, exist_ok=True)
         write_atomic(path, lambda fp: np.save(fp, embedding.coordinates))
     return embedding
 
 
-def _layout_name(values: np.ndarray) -> str:
+def _layout_name(values: np.ndarray, perplexity: float) -> str:
     digest = hashlib.sha256(
-        f"{LAYOUT_FORMAT} {values.shape} {DEFAULT_PERPLEXITY} {DEFAULT_ITERATIONS} "
+        f"{LAYOUT_FORMAT} {values.shape} {perplexity} {DEFAULT_ITERATIONS} "
         f"{EARLY_EXAGGERATION_ITERATIONS} {EMBEDDING_SEED}".encode()
     )
     digest.update(np.ascontiguousarray(values).tobytes())
@@ -524,11 +532,12 @@ def patch_layouts_dir() -> Path:
     return convlens_home() / "cache" / "patch_maps"
 
 
-def prepare_patch_maps(
+def prepare_maps(
     run_dirs: Sequence[Path], progress: Callable[[int, int], None] | None = None
 ) -> int:
-    """Lay out the input map of every snapshot and layer of `run_dirs` into `patch_layouts_dir`
-    (those laid out already take a moment); return how many maps there are."""
+    """Lay out the input map and the filter map of every snapshot and layer of `run_dirs` into
+    `patch_layouts_dir` (those laid out already take a moment); return how many layers' maps
+    there are."""
     snapshots = [(run_dir, step) for run_dir in run_dirs for step in list_snapshots(run_dir)]
     layers = {run_dir: deepeyes_layers(read_manifest(run_dir)) for run_dir in run_dirs}
     total = sum(len(layers[run_dir]) for run_dir, _ in snapshots)
@@ -538,6 +547,7 @@ def prepare_patch_maps(
             if progress is not None:
                 progress(done, total)
             embed_patches(values, layouts=patch_layouts_dir())
+            _embed_filters(values, 1, patch_layouts_dir())
             done += 1
     if progress is not None:
         progress(total, total)
@@ -568,6 +578,14 @@ def input_map(
     )
 
 
+def _embed_filters(values: np.ndarray, n_jobs: int, layouts: Path | None) -> Embedding:
+    """The filter map's embedding of the non-negative responses `values` (patches x filters)."""
+    values = np.clip(_as_matrix(values), 0.0, None)
+    norms = np.linalg.norm(values, axis=0)
+    unit = np.where(norms > 0, values / np.where(norms > 0, norms, 1.0), 0.0).T
+    return _embed_laid_out(unit, FILTER_MAP_PERPLEXITY, n_jobs, layouts)
+
+
 def filter_map(
     activations: np.ndarray,
     labels: np.ndarray,
@@ -578,14 +596,14 @@ def filter_map(
     dead_maximum: float = DEAD_MAXIMUM,
     duplicate_cosine: float = DUPLICATE_COSINE,
     n_jobs: int = 1,
+    layouts: Path | None = None,
 ) -> FilterMap:
     """Return the filter map: filters embedded by their L2-normalised responses, so that
     near-duplicates (cosine ~ 1) coincide; t-SNE with perplexity `FILTER_MAP_PERPLEXITY`, or PCA
-    for fewer than `convlens.embedding.TSNE_MIN_POINTS` filters."""
+    for fewer than `convlens.embedding.TSNE_MIN_POINTS` filters. With a folder `layouts`, the
+    layout is kept there as the input map's is (`embed_patches`)."""
     values = np.clip(_as_matrix(activations), 0.0, None)
-    norms = np.linalg.norm(values, axis=0)
-    unit = np.where(norms > 0, values / np.where(norms > 0, norms, 1.0), 0.0).T
-    embedding = embed(unit, perplexity=FILTER_MAP_PERPLEXITY, n_jobs=n_jobs)
+    embedding = _embed_filters(values, n_jobs, layouts)
     top, label_perplexity, specificity = label_specificity(per_label_mean(values, labels, classes))
     dead = np.flatnonzero(values.max(axis=0) <= dead_maximum) if len(values) else np.arange(0)
     return FilterMap(

@@ -37,7 +37,7 @@ from convlens.deepeyes import (
     per_label_mean,
     perplexity,
     perplexity_histogram,
-    prepare_patch_maps,
+    prepare_maps,
     response_similarity,
     run_filter_maxima,
     run_phase,
@@ -400,13 +400,33 @@ def test_a_patch_layout_is_laid_out_once_and_read_back(tmp_path: Path, monkeypat
     )
 
 
+def test_a_filter_map_layout_is_kept_and_read_back(tmp_path: Path, monkeypatch):
+    rng = np.random.default_rng(3)
+    responses = np.abs(rng.normal(size=(300, 48)))  # patches x filters
+    labels = rng.integers(0, 10, size=300)
+    fresh = filter_map(responses, labels, 10, "conv", 5)
+    kept = filter_map(responses, labels, 10, "conv", 5, layouts=tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    np.testing.assert_array_equal(kept.coordinates, fresh.coordinates)
+
+    def no_layout(*args, **kwargs):
+        raise AssertionError("the layout on disk should have been read")
+
+    monkeypatch.setattr("convlens.deepeyes.embed", no_layout)
+    again = filter_map(responses, labels, 10, "conv", 5, layouts=tmp_path)
+    np.testing.assert_array_equal(again.coordinates, fresh.coordinates)
+    assert again.method == fresh.method
+    with pytest.raises(AssertionError):  # other responses name another file
+        filter_map(responses[:, ::-1].copy(), labels, 10, "conv", 5, layouts=tmp_path)
+
+
 def test_preparing_a_run_lays_out_every_snapshot_and_layer(tiny_run: Path):
     counts = []
-    maps = prepare_patch_maps([tiny_run], progress=lambda done, total: counts.append(done))
+    maps = prepare_maps([tiny_run], progress=lambda done, total: counts.append(done))
     layers = deepeyes_layers(read_manifest(tiny_run))
     assert maps == len(list_snapshots(tiny_run)) * len(layers) == counts[-1]
     assert counts == list(range(maps + 1))
-    assert len(list(patch_layouts_dir().glob("*.npy"))) == maps
+    assert len(list(patch_layouts_dir().glob("*.npy"))) == 2 * maps, "input and filter maps"
     assert is_shipped(SHIPPED) and not is_shipped(tiny_run)
 
 

@@ -123,10 +123,10 @@ def test_the_first_start_lays_out_the_case_study_maps_after_the_statistics(monke
 
     def maps(run_dirs, progress):
         order.append(tuple(path.name for path in run_dirs))
-        assert launch.PREPARATION.task == "DeepEyes input maps"  # what Home's bar names
+        assert launch.PREPARATION.task == "DeepEyes maps"  # what Home's bar names
         progress(5, 60)
 
-    monkeypatch.setattr(deepeyes, "prepare_patch_maps", maps)
+    monkeypatch.setattr(deepeyes, "prepare_maps", maps)
     monkeypatch.setattr(launch, "PREPARATION", launch.Preparation())
     monkeypatch.setenv("CONVLENS_PREPARE", "1")
     launch.prepare_shipped_models()

@@ -71,15 +71,15 @@ PREPARATION = Preparation()
 
 def prepare_shipped_models() -> None:
     """Fill the activation cache for the shipped models on the bundled test split, then lay out
-    the input maps of DeepEyes' case-study runs (60 maps: about 2 CPU-minutes here), once; the
-    other shipped runs' maps are laid out when first shown, and kept too.
+    the input and filter maps of DeepEyes' case-study runs (60 layers' maps: about 2 CPU-minutes
+    here), once; the other shipped runs' maps are laid out when first shown, and kept too.
 
     What is cached already takes a moment; `CONVLENS_PREPARE=0` skips it (tests do).
     """
     if not preparation_wanted():
         return
     from convlens.activations import prepare_shipped
-    from convlens.deepeyes import CASE_STUDY_RUNS, prepare_patch_maps
+    from convlens.deepeyes import CASE_STUDY_RUNS, prepare_maps
     from convlens.runformat import shipped_run
 
     def report(done: int, total: int) -> None:
@@ -88,8 +88,8 @@ def prepare_shipped_models() -> None:
     PREPARATION.running = True
     try:
         prepare_shipped(progress=report)
-        PREPARATION.task = "DeepEyes input maps"
-        prepare_patch_maps([shipped_run(name) for name in CASE_STUDY_RUNS], progress=report)
+        PREPARATION.task = "DeepEyes maps"
+        prepare_maps([shipped_run(name) for name in CASE_STUDY_RUNS], progress=report)
     except Exception as error:  # noqa: BLE001 - shown on the Home page, the app goes on
         PREPARATION.error = f"{type(error).__name__}: {error}"
     finally:

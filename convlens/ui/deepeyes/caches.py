@@ -132,7 +132,8 @@ def cached_input_map(run_path: str, layer: str, reference_step: int, step: int) 
 def cached_filter_map(
     run_path: str, layer: str, step: int, dead_maximum: float, classes: int
 ) -> FilterMap:
-    """Return the filter map of `layer` at `step`."""
+    """Return the filter map of `layer` at `step` (a shipped run's layout kept on disk, as its
+    input map's)."""
     return filter_map(
         cached_probe(run_path, step)[layer],
         cached_probe_rows(run_path, layer).labels,
@@ -141,6 +142,7 @@ def cached_filter_map(
         step,
         dead_maximum=dead_maximum,
         n_jobs=EMBEDDING_JOBS,
+        layouts=patch_layouts_dir() if is_shipped(run_path) else None,
     )
 
 
