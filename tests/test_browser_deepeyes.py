@@ -74,6 +74,16 @@ def choose(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option).click()
 
 
+def click_filter(page, mark, filter_index: int) -> None:
+    """Click a filter's `mark` in a chart and check that the page selects that filter."""
+    mark.click()
+    wait_for_text(page, f"Filter {filter_index} fires on")
+    wait_for_app(page)
+    assert f"de_filter={filter_index}" in page.url
+    wait_for_text(page, f"The patches filter {filter_index} responds to most")
+    wait_for_images(page)
+
+
 def test_deepeyes_page_in_chromium(tmp_path: Path) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     home = tmp_path / "home"
@@ -103,23 +113,23 @@ def test_deepeyes_page_in_chromium(tmp_path: Path) -> None:
 
         # a click on filter 3's cell in the heatmap selects it everywhere
         heatmap = charts.filter(has_text="features.conv1: activation frequency")
-        heatmap.locator(
-            'path[aria-roledescription="rect mark"][aria-label*="; filter: 3;"]'
-        ).click()
-        wait_for_text(page, "Filter 3 fires on")
-        wait_for_app(page)
-        assert "de_filter=3" in page.url and "de_view=layer" in page.url
-        wait_for_text(page, "The patches filter 3 responds to most")
-        wait_for_images(page)
+        cell = 'path[aria-roledescription="rect mark"][aria-label*="; filter: 3;"]'
+        click_filter(page, heatmap.locator(cell), 3)
+        assert "de_view=layer" in page.url
 
         # a click on filter 5 in the filter map selects it instead
         filter_map = charts.filter(has_text="Filter map:")
-        filter_map.locator('path[aria-roledescription="point"][aria-label*="filter: 5;"]').click()
-        wait_for_text(page, "Filter 5 fires on")
+        point = 'path[aria-roledescription="point"][aria-label*="filter: 5;"]'
+        click_filter(page, filter_map.locator(point), 5)
+
+        # a click on a filter picked before is answered too: filter 3's cell again, and filter 5
+        # in the filter map after "none" in the selectbox (a chart that kept its last selection
+        # took either click for no change)
+        click_filter(page, heatmap.locator(cell), 3)
+        choose(page, "Filter (or click one in a chart)", "none")
+        page.wait_for_url(lambda address: "de_filter" not in address, timeout=30_000)
         wait_for_app(page)
-        assert "de_filter=5" in page.url
-        wait_for_text(page, "The patches filter 5 responds to most")
-        wait_for_images(page)
+        click_filter(page, filter_map.locator(point), 5)
 
         # a box dragged on the input map shows the patches inside it
         box = input_map.locator("svg").bounding_box()

@@ -23,6 +23,7 @@ THRESHOLD_DEFAULTS = {
     "deepeyes_dead_maximum": DEAD_MAXIMUM,
     "deepeyes_always_on": ALWAYS_ON_FREQUENCY,
 }
+PICKS_HANDLED = "_deepeyes_picks_handled"
 
 
 def step_picker(steps: list[int]) -> int:
@@ -130,9 +131,17 @@ def latest(key: str) -> object:
     return st.session_state.get(f"{key}_widget", st.session_state.get(key))
 
 
+def pick_chart_key(name: str) -> str:
+    """Return the key of a chart whose clicks pick a filter: `name` and the number of clicks
+    handled so far. After each click the charts start fresh, without a selection, so that a
+    click on the filter picked last (again, or after "none" in the selectbox) is answered: a
+    chart under one key kept that filter selected, and the click changed nothing."""
+    return f"{name}_{st.session_state.get(PICKS_HANDLED, 0)}"
+
+
 def pick_filter(chart_key: str, run: str, layer: str):
     """Return the callback that makes a click on a filter in one of `layer`'s charts of `run` the
-    selected filter.
+    selected filter, and starts fresh charts (see `pick_chart_key`).
 
     The browser may send a chart's last selection again after the page stopped drawing the
     chart (another layer or run shown since): such a selection is ignored, so that it never
@@ -145,6 +154,7 @@ def pick_filter(chart_key: str, run: str, layer: str):
         picked = (state.get("selection") or {}).get("filter_pick") or []
         if picked and "filter" in picked[0]:
             st.session_state["de_filter"] = int(picked[0]["filter"])
+            st.session_state[PICKS_HANDLED] = st.session_state.get(PICKS_HANDLED, 0) + 1
 
     return callback
 

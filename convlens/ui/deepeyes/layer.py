@@ -6,7 +6,12 @@ import streamlit as st
 
 from convlens.deepeyes import LayerDiagnosis, PerplexityHistogram, RunDiagnosis, filter_list
 from convlens.runs import run_reference
-from convlens.ui.deepeyes.controls import activity_threshold_inputs, inspect_controls, pick_filter
+from convlens.ui.deepeyes.controls import (
+    activity_threshold_inputs,
+    inspect_controls,
+    pick_chart_key,
+    pick_filter,
+)
 from convlens.ui.deepeyes.maps import maps
 from convlens.ui.deepeyes.specs import (
     filter_activity_spec,
@@ -75,7 +80,7 @@ def filter_activity(run_path: str, part: LayerDiagnosis, step: int, selected: in
         (maximum_column, "maximum", f"{part.layer}: maximum activation"),
         (frequency_column, "frequency", f"{part.layer}: activation frequency"),
     ):
-        key = f"deepeyes_cells_{run}_{part.layer}_{measure}"
+        key = pick_chart_key(f"deepeyes_cells_{run}_{part.layer}_{measure}")
         column.vega_lite_chart(
             filter_activity_spec(
                 run_path,

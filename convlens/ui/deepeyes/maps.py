@@ -19,7 +19,7 @@ from convlens.ui.deepeyes.caches import (
     cached_probe_rows,
     cached_test_images,
 )
-from convlens.ui.deepeyes.controls import pick_filter
+from convlens.ui.deepeyes.controls import pick_chart_key, pick_filter
 from convlens.ui.deepeyes.specs import filter_map_spec, input_map_spec
 
 PATCHES_SHOWN = 40
@@ -86,7 +86,7 @@ def maps(
             )
     with right:
         mapped = cached_filter_map(run_path, layer, step, dead_maximum, len(classes))
-        key = f"deepeyes_filter_map_{run}_{layer}"
+        key = pick_chart_key(f"deepeyes_filter_map_{run}_{layer}")
         st.vega_lite_chart(
             filter_map_spec(
                 run_path,
