@@ -491,6 +491,16 @@ def test_a_click_on_a_cell_selects_its_filter():
     assert "**Filter 3** fires on" in all_text(at)
 
 
+def test_a_cell_click_that_is_no_filter_number_changes_nothing():
+    at = open_deepeyes({"de_view": "layer"})
+    (cells,) = charts_titled(at, "features.conv1: activation frequency")
+    send(at, ((cells, 3),))
+    for sent in ("x", "²", None, "9" * 5000):  # what no cell sends: no traceback, filter kept
+        (cells,) = charts_titled(at, "features.conv1: activation frequency")
+        send(at, ((cells, sent),))
+        assert at.query_params["de_filter"] == "3"
+
+
 def test_switching_the_run_keeps_the_layer_despite_a_stale_cell_selection():
     """The browser test's steps: a click on filter 3's cell in conv1, then fc1, then the small
     run. The browser still holds conv1's cell selection and sends it with the run switch: it must

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from convlens.access import whole_number
 from convlens.deepeyes import ALWAYS_ON_FREQUENCY, DEAD_MAXIMUM, STABILITY_THRESHOLD
 from convlens.ui.state import DEEPEYES_SECTIONS, NO_FILTER, keep_valid, persisted
 
@@ -152,8 +153,9 @@ def pick_filter(chart_key: str, run: str, layer: str):
             return
         state = st.session_state.get(chart_key) or {}
         picked = (state.get("selection") or {}).get("filter_pick") or []
-        if picked and "filter" in picked[0]:
-            st.session_state["de_filter"] = int(picked[0]["filter"])
+        number = whole_number(str(picked[0].get("filter"))) if picked else None
+        if number is not None:  # what the browser sent: any text
+            st.session_state["de_filter"] = number
             st.session_state[PICKS_HANDLED] = st.session_state.get(PICKS_HANDLED, 0) + 1
 
     return callback
