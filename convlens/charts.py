@@ -65,6 +65,19 @@ FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
 SHARE_FORMAT = "~%"
 CHANGE_FORMAT = ".2~f"  # an L1 change between histograms, 0 to 2: 0.05, 0.1, 2
 
+# Encodings are given as channel objects (alt.X2("end:Q"), alt.Tooltip("step:Q"),
+# alt.ColorValue(...)), never as shorthand text or a plain dict such as alt.condition's: Altair
+# wraps those in a channel through a lookup of every schema class that it builds again per call
+# (~7 ms each, dozens per page).
+
+
+def _value_where(
+    channel: type[alt.SchemaBase], test: str, value: object, otherwise: object
+) -> alt.SchemaBase:
+    """Return `channel` (a value channel such as alt.ColorValue) set to `value` where the Vega
+    expression `test` holds and to `otherwise` elsewhere: alt.condition's spec as an object."""
+    return channel(otherwise, condition={"test": test, "value": value})
+
 
 def predictions_chart(predictions: Sequence[Prediction]) -> alt.Chart:
     """Return a horizontal bar chart of class probabilities, most probable on top."""
@@ -141,7 +154,7 @@ def curves_chart(curves: Curves, max_points: int = 1500) -> alt.LayerChart:
         .encode(
             x=alt.X("step:Q", title="step"),
             y=alt.Y("training loss:Q", axis=alt.Axis(titleColor=BAR_COLOUR)),
-            tooltip=["step:Q", alt.Tooltip("training loss:Q", format=".3f")],
+            tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("training loss:Q", format=".3f")],
         )
     )
     accuracy = (
@@ -154,7 +167,7 @@ def curves_chart(curves: Curves, max_points: int = 1500) -> alt.LayerChart:
                 axis=alt.Axis(format=".1%", titleColor=ACCURACY_COLOUR),
                 scale=alt.Scale(zero=False),
             ),
-            tooltip=["step:Q", alt.Tooltip("test accuracy:Q", format=".2%")],
+            tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("test accuracy:Q", format=".2%")],
         )
     )
     curves_drawn = [
@@ -184,7 +197,7 @@ def bars_chart(
                 title=None,
                 axis=alt.Axis(labelOverlap=False),
             ),
-            tooltip=["label", alt.Tooltip("value:Q", format=".3f")],
+            tooltip=[alt.Tooltip("label"), alt.Tooltip("value:Q", format=".3f")],
         )
         .properties(height=max(BAR_HEIGHT * 0.6 * len(frame), 60), autosize=FIT_WIDTH)
         .configure_axis(
@@ -221,9 +234,13 @@ def layer_averages_chart(
                 title=f"layer average of {measure}",
                 scale=alt.Scale(type="log" if logarithmic else "linear", zero=False),
             ),
-            detail="step:O",
-            color=alt.condition("datum.current", alt.value("#d62728"), alt.value("#c7c7c7")),
-            tooltip=["step", "node", alt.Tooltip("value:Q", format=".4g")],
+            detail=alt.Detail("step:O"),
+            color=_value_where(alt.ColorValue, "datum.current", "#d62728", "#c7c7c7"),
+            tooltip=[
+                alt.Tooltip("step"),
+                alt.Tooltip("node"),
+                alt.Tooltip("value:Q", format=".4g"),
+            ],
         )
         .properties(height=260)
     )
@@ -234,7 +251,7 @@ def with_step_rule(chart: alt.LayerChart, step: int) -> alt.LayerChart:
     rule = (
         alt.Chart(pd.DataFrame({"step": [int(step)]}))
         .mark_rule(color=STEP_RULE_COLOUR, strokeWidth=2, strokeDash=[4, 3])
-        .encode(x="step:Q", tooltip=[alt.Tooltip("step:Q", title="selected snapshot")])
+        .encode(x=alt.X("step:Q"), tooltip=[alt.Tooltip("step:Q", title="selected snapshot")])
     )
     marked = chart.copy(deep=False)
     marked.layer = [*chart.layer, rule]
@@ -284,7 +301,7 @@ def perplexity_heatmap_chart(
         .encode(
             x=x,
             y=alt.Y("low:Q", title="perplexity"),
-            y2="high:Q",
+            y2=alt.Y2("high:Q"),
             color=alt.Color(
                 "share:Q",
                 title="share of patches",
@@ -301,10 +318,10 @@ def perplexity_heatmap_chart(
                 ),
             ),
             tooltip=[
-                "step:O",
+                alt.Tooltip("step:O"),
                 alt.Tooltip("low:Q", format=".1f", title="perplexity from"),
                 alt.Tooltip("high:Q", format=".1f", title="perplexity to"),
-                "patches:Q",
+                alt.Tooltip("patches:Q"),
                 alt.Tooltip("share:Q", format=".1%"),
             ],
         )
@@ -315,7 +332,7 @@ def perplexity_heatmap_chart(
             pd.DataFrame({"step": [int(selected_step)], "low": [edges[0]], "high": [edges[-1]]})
         )
         .mark_rect(filled=False, stroke=SELECTED_BORDER, strokeWidth=3)
-        .encode(x=x, y="low:Q", y2="high:Q")
+        .encode(x=x, y=alt.Y("low:Q"), y2=alt.Y2("high:Q"))
     )
     size = (
         {"height": SMALL_HEATMAP_PLOT_HEIGHT, "autosize": FIT_WIDTH}
@@ -345,12 +362,12 @@ def perplexity_bars_chart(histogram: PerplexityHistogram, title: str) -> alt.Cha
         .mark_bar(color=BAR_COLOUR)
         .encode(
             x=alt.X("low:Q", title="perplexity", bin="binned"),
-            x2="high:Q",
+            x2=alt.X2("high:Q"),
             y=alt.Y("share:Q", title="share of patches", axis=alt.Axis(format=SHARE_FORMAT)),
             tooltip=[
                 alt.Tooltip("low:Q", format=".1f", title="perplexity from"),
                 alt.Tooltip("high:Q", format=".1f", title="perplexity to"),
-                "patches:Q",
+                alt.Tooltip("patches:Q"),
                 alt.Tooltip("share:Q", format=".1%"),
             ],
         )
@@ -393,12 +410,12 @@ def filter_cells_chart(heatmap: ActivationHeatmap, measure: str, title: str) -> 
                     format=SHARE_FORMAT if measure == "frequency" else ".2g", gradientLength=50
                 ),
             ),
-            stroke=alt.condition("datum.flag != ''", alt.value(SELECTED_BORDER), alt.value(None)),
-            strokeWidth=alt.condition("datum.flag != ''", alt.value(2), alt.value(0)),
+            stroke=_value_where(alt.StrokeValue, "datum.flag != ''", SELECTED_BORDER, None),
+            strokeWidth=_value_where(alt.StrokeWidthValue, "datum.flag != ''", 2, 0),
             tooltip=[
-                "filter:Q",
+                alt.Tooltip("filter:Q"),
                 alt.Tooltip(f"{measure}:Q", format=".1%" if measure == "frequency" else ".3g"),
-                "flag:N",
+                alt.Tooltip("flag:N"),
             ],
         )
         # Streamlit draws the legend inside the given height, so a one-row grid needs more.
@@ -473,14 +490,19 @@ def stability_chart(
                     columnPadding=STABILITY_LEGEND_COLUMN_GAP,
                 ),
             ),
-            tooltip=["layer:N", "from step:Q", "step:Q", alt.Tooltip("change:Q", format=".3f")],
+            tooltip=[
+                alt.Tooltip("layer:N"),
+                alt.Tooltip("from step:Q"),
+                alt.Tooltip("step:Q"),
+                alt.Tooltip("change:Q", format=".3f"),
+            ],
         )
     )
     rule = (
         alt.Chart(pd.DataFrame({"threshold": [float(threshold)]}))
         .mark_rule(color=STEP_RULE_COLOUR, strokeDash=[4, 3])
         .encode(
-            y="threshold:Q",
+            y=alt.Y("threshold:Q"),
             tooltip=[alt.Tooltip("threshold:Q", title="stability threshold", format=CHANGE_FORMAT)],
         )
     )
@@ -535,6 +557,7 @@ def input_map_chart(
         }
     )
     highlight = fires is not None
+    tooltip_fields = ["patch:Q", "label:N", "fires:N"] if highlight else ["patch:Q", "label:N"]
     return (
         alt.Chart(frame, title=title)
         .mark_circle()
@@ -543,18 +566,16 @@ def input_map_chart(
             y=alt.Y("y:Q", axis=None, scale=alt.Scale(zero=False)),
             color=alt.Color("label:N", title="label", scale=_label_scale(classes)),
             opacity=(
-                alt.condition("datum.fires", alt.value(0.95), alt.value(FADED_OPACITY))
+                _value_where(alt.OpacityValue, "datum.fires", 0.95, FADED_OPACITY)
                 if highlight
-                else alt.value(0.75)
+                else alt.OpacityValue(0.75)
             ),
             size=(
-                alt.condition(
-                    "datum.fires", alt.value(FIRING_POINT_SIZE), alt.value(MAP_POINT_SIZE)
-                )
+                _value_where(alt.SizeValue, "datum.fires", FIRING_POINT_SIZE, MAP_POINT_SIZE)
                 if highlight
-                else alt.value(MAP_POINT_SIZE)
+                else alt.SizeValue(MAP_POINT_SIZE)
             ),
-            tooltip=["patch:Q", "label:N", "fires:N"] if highlight else ["patch:Q", "label:N"],
+            tooltip=[alt.Tooltip(field) for field in tooltip_fields],
         )
         .add_params(alt.selection_interval(name="patch_brush", encodings=["x", "y"]))
         .properties(height=MAP_HEIGHT)
@@ -602,20 +623,20 @@ def filter_map_chart(
                 title="most active on",
                 scale=_label_scale(classes, {"none (dead)": DEAD_FILTER_COLOUR}),
             ),
-            shape=alt.condition("datum.dead", alt.value("cross"), alt.value("circle")),
+            shape=_value_where(alt.ShapeValue, "datum.dead", "cross", "circle"),
             size=alt.Size(
                 "specificity:Q",
                 scale=alt.Scale(domain=[0, 1], range=list(FILTER_POINT_SIZES)),
                 legend=alt.Legend(title="specificity", format=".1f", values=[0.1, 0.5, 1.0]),
             ),
-            stroke=alt.condition("datum.ringed", alt.value(DUPLICATE_RING), alt.value(None)),
-            strokeWidth=alt.condition("datum.ringed", alt.value(2), alt.value(0)),
+            stroke=_value_where(alt.StrokeValue, "datum.ringed", DUPLICATE_RING, None),
+            strokeWidth=_value_where(alt.StrokeWidthValue, "datum.ringed", 2, 0),
             tooltip=[
-                "filter:Q",
-                "label:N",
+                alt.Tooltip("filter:Q"),
+                alt.Tooltip("label:N"),
                 alt.Tooltip("specificity:Q", format=".2f"),
                 alt.Tooltip("label perplexity:Q", format=".2f"),
-                "near-duplicate of:N",
+                alt.Tooltip("near-duplicate of:N"),
             ],
         )
         .add_params(alt.selection_point(name="filter_pick", fields=["filter"], on="click"))
@@ -625,7 +646,7 @@ def filter_map_chart(
         layers.append(
             alt.Chart(frame)
             .mark_text(align="left", dx=9, dy=-7, fontSize=AXIS_FONT_SIZE, color="#333333")
-            .encode(x=x, y=y, text="filter:Q")
+            .encode(x=x, y=y, text=alt.Text("filter:Q"))
         )
     if selected is not None and 0 <= selected < count:
         layers.append(
@@ -679,14 +700,14 @@ def position_picker_chart(
     y_scale = alt.Scale(domain=[0, rows], nice=False, zero=False, reverse=True)
     x = alt.X("left:Q", scale=x_scale, axis=None)
     y = alt.Y("top:Q", scale=y_scale, axis=None)
-    box = {"x": x, "x2": "right:Q", "y": y, "y2": "bottom:Q"}
+    box = {"x": x, "x2": alt.X2("right:Q"), "y": y, "y2": alt.Y2("bottom:Q")}
     # the picture spans the scales' domains, so it covers the positions whatever size the
     # plot gets (Streamlit may size it otherwise than `width` and `height`)
     whole_map = {"left": [0], "top": [0], "right": [columns], "bottom": [rows]}
     image = (
         alt.Chart(pd.DataFrame({"url": [_png_url(picture)], **whole_map}))
         .mark_image(aspect=False)
-        .encode(url="url:N", **box)
+        .encode(url=alt.Url("url:N"), **box)
     )
     # the position under the pointer, in every mark that a click may hit
     pointer = f"{POSITION_POINTER} ? {POSITION_POINTER}"
@@ -809,7 +830,7 @@ def convolution_chart(
         total = (
             alt.Chart(pd.DataFrame({"text": [f"= {channel_sums[channel]:.4f}"]}))
             .mark_text(fontSize=LABEL_FONT_SIZE, fontWeight="bold", align="left")
-            .encode(text="text:N")
+            .encode(text=alt.Text("text:N"))
             .properties(title="Σ input × weight", width=CONVOLUTION_SUM_WIDTH, height=cell * kh)
         )
         blocks.append(alt.hconcat(*drawn, total, spacing=8).resolve_scale(color="independent"))
@@ -838,8 +859,8 @@ def channel_sums_chart(
         .encode(
             x=alt.X("channel:O", axis=None),
             y=alt.Y("sum:Q", title="Σ per channel"),
-            color=alt.condition("datum.shown", alt.value(SELECTED_BORDER), alt.value(BAR_COLOUR)),
-            tooltip=["channel:Q", alt.Tooltip("sum:Q", format=".4f")],
+            color=_value_where(alt.ColorValue, "datum.shown", SELECTED_BORDER, BAR_COLOUR),
+            tooltip=[alt.Tooltip("channel:Q"), alt.Tooltip("sum:Q", format=".4f")],
         )
         .properties(height=CHANNEL_SUMS_HEIGHT)
     )
@@ -917,7 +938,7 @@ def filter_grid_chart(
     layers.append(
         base.mark_rect(fill="white", fillOpacity=0, strokeWidth=3, cursor="pointer")
         .encode(
-            stroke=outline.otherwise(alt.value(None)),
+            stroke=alt.StrokeValue(**outline.otherwise(alt.value(None))),
             tooltip=[alt.Tooltip("label:N", title="filter")],
             **tile_box,
         )
