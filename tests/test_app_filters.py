@@ -68,9 +68,13 @@ def tile_label(at, prefix: str, channel: int) -> str:
 
 def click_tile(at, channel: int):
     """Run the page as the browser does after a click on filter `channel`'s tile."""
+    return send_grid_state(at, {"selection": {FILTER_SELECTION: [{"filter": channel}]}})
+
+
+def send_grid_state(at, selection: object):
+    """Run the page as if the browser sent `selection` as the grid chart's state."""
     from streamlit.proto.WidgetStates_pb2 import WidgetState
 
-    selection = {"selection": {FILTER_SELECTION: [{"filter": channel}]}}
     states = at._tree.get_widget_states()
     states.widgets.append(
         WidgetState(id=grid_chart(at).proto.id, string_value=json.dumps(selection))
@@ -108,6 +112,14 @@ def test_a_click_on_a_tile_keeps_the_grid_as_drawn_and_a_pick_elsewhere_starts_a
     fresh = json.loads(grid_chart(at).proto.spec)
     assert grid_chart(at).proto.id != before.proto.id
     assert fresh["params"][0]["value"] == [{"filter": 12}], "the fresh grid outlines filter 12"
+
+
+def test_a_crafted_grid_state_changes_nothing():
+    at = open_filters()
+    click_tile(at, 5)
+    for points in (["x"], [[]], [{}], {}, "x", [None], [{"filter": {"a": 1}}]):
+        send_grid_state(at, {"selection": {FILTER_SELECTION: points}})
+        assert at.session_state["filter"] == "5"
 
 
 def test_fashion_model_grid_sorts_and_switches_to_guided_backprop():

@@ -167,9 +167,11 @@ def grid_spec(
 def outlined(chart_key: str) -> int | None:
     """Return the filter that the grid chart `chart_key` outlines in the browser after a click,
     or None before any (what the browser sent: any text)."""
-    state = st.session_state.get(chart_key)
-    points = state["selection"].get(FILTER_SELECTION) if state else None
-    return whole_number(str(points[0].get("filter"))) if points else None
+    try:
+        point = st.session_state[chart_key]["selection"][FILTER_SELECTION][0]
+        return whole_number(str(point["filter"]))
+    except (LookupError, TypeError):  # no click yet, or a crafted message
+        return None
 
 
 def grid_chart_key(
