@@ -359,7 +359,8 @@ def chain_group(base: int) -> Click:
         corner = nth(chain_shapes(page, GROUP_YELLOW, BOX), index, "collapsed block")
         return Aim(chain_click(page, corner), f"{CHAIN_DRAWN} && {header_drawn()}")
 
-    return Click(lambda: f"/network?{image_query(base)}", lambda i: i, aim, first_limit=16)
+    blocks = len(model_graph(PHOTO_MODEL).groups)  # each first visit opens another block
+    return Click(lambda: f"/network?{image_query(base)}", lambda i: i, aim, first_limit=blocks)
 
 
 def header_drawn() -> str:
@@ -442,14 +443,17 @@ def filter_tile(base: int, model: str = PHOTO_MODEL, layer: str = "_conv_stem") 
     return Click(lambda: f"/filters?{image_query(base, model)}&layer={layer}", lambda i: i, aim)
 
 
-def layer_ids(model: str) -> list[str]:
-    """The conv and linear chain nodes the Filters page offers, in its order."""
+def model_graph(model: str):
     from convlens.graph import build_graph
     from convlens.models import load_model
 
     loaded = load_model(model)
-    graph = build_graph(loaded.module, loaded.input_size)
-    return [n.id for n in graph.chain if n.type == "conv"]
+    return build_graph(loaded.module, loaded.input_size)
+
+
+def layer_ids(model: str) -> list[str]:
+    """The conv and linear chain nodes the Filters page offers, in its order."""
+    return [n.id for n in model_graph(model).chain if n.type == "conv"]
 
 
 def current_layer(page) -> str:
