@@ -211,3 +211,30 @@ def test_comparison_draws_the_other_model_below_with_groups_matched_by_kind():
     assert any(m.value.endswith("counted from the last): none") for m in at.markdown)
     help_text = at.selectbox(key="cnnvis_compare").help
     assert "below this one" in help_text and "beside" not in help_text
+
+
+def send_picture_state(at, selection: dict):
+    """Run the page as if the browser sent `selection` as the picture's state."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    states = at._tree.get_widget_states()
+    chart = at.get("vega_lite_chart")[0]
+    states.widgets.append(WidgetState(id=chart.proto.id, string_value=json.dumps(selection)))
+    at._run(states)
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_group_click_toggles_it_each_time_and_crafted_points_change_nothing():
+    at = open_cnnvis({"model": "fashion_basecnn_x0.25"})
+    groups = at.query_params.get("groups")
+    send_picture_state(at, {"selection": {"group": [{"group": "g2"}], "neuron": []}})
+    opened = at.query_params["groups"]
+    assert "g2" in opened.split(",") and opened != groups
+    # the same group again, from the fresh picture drawn after the click: it closes
+    send_picture_state(at, {"selection": {"group": [{"group": "g2"}], "neuron": []}})
+    assert "g2" not in at.query_params["groups"].split(",")
+    closed = at.query_params["groups"]
+    for points in (["group"], ["x"], [[]], "group", [{"group": ["g2"]}]):
+        send_picture_state(at, {"selection": {"group": points, "neuron": points}})
+        assert at.query_params["groups"] == closed

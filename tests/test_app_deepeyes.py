@@ -499,6 +499,16 @@ def test_a_cell_click_that_is_no_filter_number_changes_nothing():
         (cells,) = charts_titled(at, "features.conv1: activation frequency")
         send(at, ((cells, sent),))
         assert at.query_params["de_filter"] == "3"
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    for points in (["x"], [[]], {}, "x"):  # points that are no objects
+        (cells,) = charts_titled(at, "features.conv1: activation frequency")
+        states = at._tree.get_widget_states()
+        selection = {"selection": {"filter_pick": points}}
+        states.widgets.append(WidgetState(id=cells.proto.id, string_value=json.dumps(selection)))
+        at._run(states)
+        assert not at.exception, at.exception
+        assert at.query_params["de_filter"] == "3"
 
 
 def test_switching_the_run_keeps_the_layer_despite_a_stale_cell_selection():

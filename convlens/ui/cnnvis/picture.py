@@ -52,7 +52,11 @@ def clicked(name: str) -> list[dict]:
     a click on a group header also reaches the neuron selection, with the header's fields."""
     state = st.session_state.get(chart_key()) or {}
     points = state.get("selection", {}).get(name) or []
-    return [p for p in points if all(field in p for field in SELECTION_FIELDS[name])]
+    return [
+        p
+        for p in points
+        if isinstance(p, dict) and all(field in p for field in SELECTION_FIELDS[name])
+    ]
 
 
 def toggle_clicked_group(group_ids: list[str], default: str) -> None:

@@ -151,9 +151,12 @@ def pick_filter(chart_key: str, run: str, layer: str):
     def callback() -> None:
         if latest("run") != run or latest("de_layer") != layer:
             return
-        state = st.session_state.get(chart_key) or {}
-        picked = (state.get("selection") or {}).get("filter_pick") or []
-        number = whole_number(str(picked[0].get("filter"))) if picked else None
+        try:
+            number = whole_number(
+                str(st.session_state[chart_key]["selection"]["filter_pick"][0]["filter"])
+            )
+        except (LookupError, TypeError):  # no filter picked, or a crafted message
+            number = None
         if number is not None:  # what the browser sent: any text
             st.session_state["de_filter"] = number
             st.session_state[PICKS_HANDLED] = st.session_state.get(PICKS_HANDLED, 0) + 1
