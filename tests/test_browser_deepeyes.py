@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from test_app_deepeyes import copy_run, land_snapshot
 
 from browser import app_server, browser_page, require_chromium, wait_for_app
@@ -75,7 +76,9 @@ def choose(page, label: str, option: str) -> None:
 
 
 def click_filter(page, mark, filter_index: int) -> None:
-    """Click a filter's `mark` in a chart and check that the page selects that filter."""
+    """Click a filter's `mark` in a chart and check that the page selects that filter. After a
+    pick the charts are drawn fresh: the one replaced may linger a moment after the run ends."""
+    expect(mark).to_have_count(1, timeout=30_000)
     mark.click()
     wait_for_text(page, f"Filter {filter_index} fires on")
     wait_for_app(page)
