@@ -913,7 +913,6 @@ def filter_grid_chart(
     )
     # pixel coordinates as they are: no scales, no axes
     x, y = alt.X("x:Q", scale=None), alt.Y("y:Q", scale=None)
-    # channels as objects, not shorthand text: Altair wraps text by a lookup it builds per call
     tile_box = {"x": x, "x2": alt.X2("x_end:Q"), "y": y, "y2": alt.Y2("y_end:Q")}
     base = alt.Chart(frame)
     layers = [
