@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pytest
@@ -10,15 +12,18 @@ import torch
 from torch import nn
 
 from convlens.attribution import (
+    MAX_WINDOW_FRACTION,
     activation_maps,
     filter_weight_norms,
     grad_cam,
     guided_backprop,
     guided_backprops,
+    input_windows,
     last_conv_node,
+    readout_field,
     readout_layer,
 )
-from convlens.graph import build_graph
+from convlens.graph import FieldGeometry, build_graph
 from convlens.hooks import count_hooks
 
 
@@ -214,10 +219,15 @@ def test_batched_guided_backprop_on_efficientnet_lite0():
     layer = readout_layer(graph, node)  # _bn1: the block's ReLU6 module is called twice
     maps = activation_maps(model, x, node)
     channels = [0, 5, 30, 77]
-    batched = assert_equals_one_neuron_at_a_time(
-        model, x, layer, channels, [maps.peak(k) for k in channels], 3
-    )
+    positions = [maps.peak(k) for k in channels]
+    batched = assert_equals_one_neuron_at_a_time(model, x, layer, channels, positions, 3)
     assert np.abs(batched).max() > 0
+    field = readout_field(graph, node)
+    windowed, passes = whole_image_passes(
+        model, partial(guided_backprops, model, x, layer, channels, positions, 3, field)
+    )
+    assert passes == [1]  # 4 windows of 16 x 16 pixels (the neuron sees 11 x 11, 4 apart)
+    assert np.allclose(windowed, batched, rtol=1e-5, atol=1e-6)
     assert count_hooks(model) == 0
     assert [getattr(m, "inplace", None) for m in model.modules()] == inplace
 
@@ -290,3 +300,110 @@ def test_input_view_undoes_the_normalisation_but_keeps_the_crop():
     view = np.asarray(input_view(transform, Image.fromarray(pixels)))
     assert view.shape == (20, 20)
     assert np.abs(view.astype(int) - pixels[:, 10:30].astype(int)).max() <= 1  # the centre crop
+
+
+def test_input_windows_by_hand():
+    # fields of 5 x 5 pixels, 2 apart, the first starting one pixel into the padding
+    field = FieldGeometry(top=-1, left=-1, height=5, width=5, jump_y=2, jump_x=2)
+    windows = input_windows(field, [(0, 0), (3, 4), (7, 7)], 16, 17)
+    # 5 + 2 - 1 = 6 rows; 6 = 16 mod 2 already; 6 columns + 1 to be 17 mod 2
+    assert (windows.height, windows.width) == (6, 7)
+    # (0, 0) sees rows -1..3: the window starts at the border; (3, 4) sees rows 5..9 and
+    # columns 7..11: it starts at 4 and 6 (multiples of 2); (7, 7) sees rows 13..17: clamped to
+    # end at the image's last row (16 - 6 = 10) and column (17 - 7 = 10)
+    assert windows.origins == ((0, 0), (4, 6), (10, 10))
+    assert windows.positions == ((0, 0), (1, 1), (2, 2))
+    assert windows.fraction == pytest.approx(6 * 7 / (16 * 17))
+    # a field larger than the image: the whole image
+    wide = FieldGeometry(top=-8, left=-8, height=40, width=40, jump_y=8, jump_x=8)
+    assert input_windows(wide, [(1, 1)], 16, 17).origins == ((0, 0),)
+    assert input_windows(wide, [], 16, 17).fraction == 1.0
+
+
+class WindowNet(nn.Module):
+    """Every kind of window the crop must line up with: padding, EfficientNet's static and
+    dynamic same padding, batch norm, a max pool in ceil mode, dilation and a residual sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch.utils import (
+            Conv2dDynamicSamePadding,
+            Conv2dStaticSamePadding,
+        )
+
+        self.conv1 = nn.Conv2d(2, 4, 3, padding=1)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.static = Conv2dStaticSamePadding(4, 4, 3, stride=2, image_size=[46, 51])
+        self.bn = nn.BatchNorm2d(4)
+        self.relu2 = nn.ReLU()
+        self.dynamic = Conv2dDynamicSamePadding(4, 5, 4, stride=2)
+        self.relu3 = nn.ReLU6()
+        self.pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        self.dilated = nn.Conv2d(5, 5, 3, padding=2, dilation=2)
+        self.relu4 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.relu1(self.conv1(x))
+        b = self.relu2(self.bn(self.static(a)))
+        c = self.pool(self.relu3(self.dynamic(b)))
+        return self.relu4(self.dilated(c) + c)
+
+
+def whole_image_passes(model: nn.Module, run: Callable[[], np.ndarray]) -> tuple[np.ndarray, list]:
+    """Return what `run` returns and the batch sizes of its forward passes on the whole image."""
+    shapes = []
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    handle = first.register_forward_pre_hook(lambda _m, inputs: shapes.append(inputs[0].shape))
+    try:
+        found = run()
+    finally:
+        handle.remove()
+    return found, [shape[0] for shape in shapes if shape[2:] == shapes[0][2:]]
+
+
+def test_guided_backprop_on_windows_equals_the_whole_image_at_every_position():
+    torch.manual_seed(3)
+    model = WindowNet()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    x = torch.randn(1, 2, 46, 51)
+    graph = build_graph(model, (2, 46, 51))
+    windowed_layers = 0
+    for node in graph.chain:
+        layer, field = readout_layer(graph, node), readout_field(graph, node)
+        output = graph.layer(node.id).output_shape
+        spots = [(y, x_) for y in range(output[1]) for x_ in range(output[2])]
+        channels = [k % output[0] for k in range(len(spots))]
+        whole = guided_backprops(model, x, layer, channels, spots, rows=64)
+        windowed, passes = whole_image_passes(
+            model, partial(guided_backprops, model, x, layer, channels, spots, 64, field)
+        )
+        assert np.allclose(windowed, whole, rtol=1e-5, atol=1e-6), layer
+        if input_windows(field, (), 46, 51).fraction <= MAX_WINDOW_FRACTION:
+            assert passes == [1], layer  # the image's own neurons, to check the windows' against
+            windowed_layers += 1
+    assert windowed_layers >= 3
+    assert count_hooks(model) == 0
+    assert all(p.requires_grad for p in model.parameters())
+    assert model.relu1.inplace
+
+
+def test_a_field_too_small_falls_back_to_the_whole_image(tiny):
+    model, x, nodes = tiny
+    maps = activation_maps(model, x, nodes["conv2"])
+    channels = [0, 1, 2, 3]
+    positions = [maps.peak(k) for k in channels]
+    whole = guided_backprops(model, x, "relu2", channels, positions)
+    # conv2's outputs see 5 x 5 pixels: windows of 1 pixel cannot be computed, and fields that
+    # start a pixel too far down and right hold other pixels than the neurons see
+    for wrong in (
+        FieldGeometry(top=0, left=0, height=1, width=1, jump_y=1, jump_x=1),
+        FieldGeometry(top=1, left=1, height=5, width=5, jump_y=1, jump_x=1),
+    ):
+        found, passes = whole_image_passes(
+            model, partial(guided_backprops, model, x, "relu2", channels, positions, field=wrong)
+        )
+        assert np.allclose(found, whole, rtol=1e-6, atol=1e-7)
+        assert passes == [1, 4]  # the image's neurons, then the whole image for all 4 rows

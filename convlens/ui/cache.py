@@ -26,6 +26,7 @@ from convlens.attribution import (
     grad_cam,
     guided_backprop,
     guided_backprops,
+    readout_field,
     readout_layer,
 )
 from convlens.data import LoadedImage, load_image
@@ -203,8 +204,9 @@ def cached_guided_backprop(
     """Return the guided back-propagation image of one filter at `position` for the image."""
     model, node, layer = _readout(key, node_id)
     spot = None if node.type == "linear" else position
+    field = readout_field(cached_graph(key), node)
     with model_lock(key):
-        return guided_backprop(model.module, _input(model, _image), layer, channel, spot)
+        return guided_backprop(model.module, _input(model, _image), layer, channel, spot, field)
 
 
 # An entry holds `GUIDED_BACKPROP_ROWS` images (4 of 224 x 224 RGB: 2.4 MB).
@@ -222,8 +224,10 @@ def cached_guided_backprops(
     `positions` entry, for the image: one batched pass (the same images as one filter at a time)."""
     model, node, layer = _readout(key, node_id)
     spots = None if node.type == "linear" else positions
+    field = readout_field(cached_graph(key), node)
     with model_lock(key):
-        return guided_backprops(model.module, _input(model, _image), layer, channels, spots)
+        image = _input(model, _image)
+        return guided_backprops(model.module, image, layer, channels, spots, field=field)
 
 
 @st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=256)
