@@ -494,11 +494,14 @@ def guided_click(base: int, layers: list[str]) -> Click:
             f"{in_address('show=guided')} && {FILTERS_DRAWN}",
         )
 
+    # every fourth layer first, so that a few visits sample the whole network (a layer's cost
+    # grows with its depth)
+    spread = [layers[k] for offset in range(4) for k in range(offset, len(layers), 4)]
     return Click(
         lambda: f"/filters?{image_query(base)}",
-        lambda i: layers[i % len(layers)],
+        lambda i: spread[i % len(spread)],
         aim,
-        first_limit=len(layers),
+        first_limit=len(spread),
     )
 
 
@@ -514,11 +517,14 @@ def sort_click(base: int, layers: list[str]) -> Click:
             f"{in_address('sort=mean')} && {FILTERS_DRAWN}",
         )
 
+    # every fourth layer first, so that a few visits sample the whole network (a layer's cost
+    # grows with its depth)
+    spread = [layers[k] for offset in range(4) for k in range(offset, len(layers), 4)]
     return Click(
         lambda: f"/filters?{image_query(base)}",
-        lambda i: layers[i % len(layers)],
+        lambda i: spread[i % len(spread)],
         aim,
-        first_limit=len(layers),
+        first_limit=len(spread),
     )
 
 
