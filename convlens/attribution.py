@@ -20,9 +20,9 @@ from torchvision.transforms import Normalize
 from convlens.graph import ChainNode, FieldGeometry, LayerGraph
 from convlens.hooks import hooked_calls, parse_call_id, record_outputs
 
-# Neurons per backward pass in `guided_backprops`. On EfficientNet-Lite0 (224 px, 2 CPU cores) 4
-# rows cost the least CPU time and ~100 MB; from 8 rows on, its largest feature maps exceed glibc's
-# mmap threshold (`convlens.allocator`) and every pass faults in fresh pages; 16 rows hold 1.5 GB.
+# Windows per forward pass in `guided_backprops` (at most 0.6 of the image each). On
+# EfficientNet-Lite0 4 whole images held ~100 MB; from 8 on, its largest feature maps exceeded
+# glibc's mmap threshold (`convlens.allocator`) and every pass faulted in fresh pages.
 GUIDED_BACKPROP_ROWS = 4
 
 
@@ -141,11 +141,10 @@ def input_windows(
     )
 
 
-# Windows larger than this part of the image are not worth the bookkeeping: the whole image runs.
-# Below it they pay (on CPU, 64 filters: AlexNet's features.8 at 0.51 of the image 2.1 -> 1.0 s,
-# EfficientNet-Lite0's _blocks.1._expand_conv at 0.001 1.5 -> 0.04 s, VGG-11's features.6 17 ->
-# 0.24 s).
-MAX_WINDOW_FRACTION = 0.75
+# Windows larger than this part of the image cost more than one shared forward pass of the whole
+# image (on CPU, 64 filters: AlexNet's features.8 at 0.51 of the image 2.0 -> 1.2 s; at 0.62 and
+# 0.74 windows were slower; EfficientNet-Lite0's _blocks.1._depthwise_conv at 0.005, 0.8 -> 0.06 s).
+MAX_WINDOW_FRACTION = 0.6
 
 
 class _StopForward(Exception):
@@ -209,17 +208,17 @@ def guided_backprops(
 
     Neuron i is channel `channels[i]` at `positions[i]` (y, x) of the layer's output (use
     `LayerMaps.peak` for where a filter fires most), or unit `channels[i]` of a linear output when
-    `positions` is None. The image `x` is repeated along the batch, one neuron selected per row,
-    and one backward pass serves `rows` neurons; rows do not mix (the model is in eval mode), so
-    each row is that neuron's own guided back-propagation. The forward pass stops at
-    `module_path`, a module called once per forward pass (`readout_layer`). Gradients pass an
-    `nn.ReLU` only where both its input and the gradient are positive; other activation kinds pass
-    plain gradients (Captum's `NeuronGuidedBackprop`, which the tests compare with).
+    `positions` is None. The forward pass stops at `module_path`, a module called once per
+    forward pass (`readout_layer`), and is kept for one backward pass per neuron: each image is
+    that neuron's own guided back-propagation. Gradients pass an `nn.ReLU` only where both its
+    input and the gradient are positive; other activation kinds pass plain gradients (Captum's
+    `NeuronGuidedBackprop`, which the tests compare with).
 
-    Given the layer's receptive `field` (`readout_field`), each row runs on a window of the image
-    around its neuron's field (`input_windows`) when the windows are small enough: the same
-    images at a fraction of the cost. Each window's neuron is checked against the whole image's;
-    where they differ (a field the graph could not bound), the whole image runs.
+    Given the layer's receptive `field` (`readout_field`), each neuron runs instead on a window
+    of the image around its field (`input_windows`), `rows` windows per pass, when the windows
+    are small enough: the same images at a fraction of the cost. Each window's neuron is checked
+    against the whole image's; where they differ (a field the graph could not bound), the whole
+    image runs.
     """
     captured: list[torch.Tensor] = []
 
@@ -227,67 +226,74 @@ def guided_backprops(
         captured.append(output)
         raise _StopForward
 
-    def readout(batch: torch.Tensor) -> torch.Tensor:
-        """Run `batch` up to the read-out layer and return that layer's output."""
+    def readout(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run `images` up to the read-out layer; return the input it saw and that layer's output."""
+        nonlocal layout
         captured.clear()
-        with suppress(_StopForward):
-            model(batch)
+        try:
+            batch = images.contiguous(memory_format=layout).requires_grad_(True)
+            with suppress(_StopForward):
+                model(batch)
+        except RuntimeError:
+            if layout == torch.contiguous_format:
+                raise
+            layout = torch.contiguous_format
+            return readout(images)
         if not captured:
             raise ValueError(f"module {module_path} was not called in the forward pass")
-        return captured[0]
+        return batch, captured[0]
 
     def neurons(
-        output: torch.Tensor, chunk: Sequence[int], spots: Sequence[tuple[int, int]] | None
+        output: torch.Tensor,
+        rows: torch.Tensor,
+        chunk: Sequence[int],
+        spots: Sequence[tuple[int, int]] | None,
     ) -> torch.Tensor:
-        """Return row i's neuron i of `output`."""
-        index = [torch.arange(len(chunk)), torch.tensor(chunk)]
+        """Return neuron i of `chunk` and `spots` from row `rows[i]` of `output`."""
+        index = [rows, torch.tensor(chunk)]
         if spots is not None:
             at = torch.tensor(spots).reshape(-1, 2)
             index += [at[:, 0], at[:, 1]]
         return output[tuple(index)]
 
-    def gradients(
-        images: torch.Tensor, chunk: Sequence[int], spots: Sequence[tuple[int, int]] | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the gradients of each row's neuron with respect to its image, and the neurons."""
-        nonlocal layout
-        try:
-            batch = images.contiguous(memory_format=layout).requires_grad_(True)
-            output = readout(batch)
-        except RuntimeError:
-            if layout == torch.contiguous_format:
-                raise
-            layout = torch.contiguous_format
-            batch = images.contiguous(memory_format=layout).requires_grad_(True)
-            output = readout(batch)
-        selected = neurons(output, chunk, spots)
-        (grad,) = torch.autograd.grad(selected.sum(), batch)
-        return grad.detach().float().cpu(), selected.detach()
+    def on_the_image(chunk: Sequence[int], spots: Sequence[tuple[int, int]] | None) -> torch.Tensor:
+        """Return the chunk's images: one forward pass of the image, one backward per neuron."""
+        batch, output = readout(x.detach())
+        images = []
+        for row, channel in enumerate(chunk):
+            neuron = output[0, channel] if spots is None else output[0, channel, *spots[row]]
+            last = row == len(chunk) - 1
+            (grad,) = torch.autograd.grad(neuron, batch, retain_graph=not last)
+            images.append(grad[0].detach().float().cpu())
+        return torch.stack(images)
 
-    def windowed(
+    def on_windows(
         whole: torch.Tensor, chunk: Sequence[int], spots: Sequence[tuple[int, int]]
     ) -> torch.Tensor | None:
         """Return the chunk's images computed on windows of the image, or None where a window's
         neuron differs from the whole image's or cannot be computed."""
+        nonlocal layout
         windows = input_windows(field, spots, *x.shape[2:])
         crops = [
             x[:, :, top : top + windows.height, left : left + windows.width]
             for top, left in windows.origins
         ]
-        nonlocal layout
         before = layout
         try:
-            grad, found = gradients(torch.cat(crops).detach(), chunk, windows.positions)
+            batch, output = readout(torch.cat(crops).detach())
         except RuntimeError:  # a window too small for some layer: the field was wrong
             layout = before
             return None
-        expected = neurons(whole.expand(len(chunk), *whole.shape[1:]), chunk, spots)
+        found = neurons(output, torch.arange(len(chunk)), chunk, windows.positions)
+        expected = neurons(whole, torch.zeros(len(chunk), dtype=torch.long), chunk, spots)
         scale = float(expected.abs().max())
-        if not torch.allclose(found, expected, rtol=1e-4, atol=1e-6 + 1e-4 * scale):
+        if not torch.allclose(found.detach(), expected, rtol=1e-4, atol=1e-6 + 1e-4 * scale):
             return None
+        (grad,) = torch.autograd.grad(found.sum(), batch)  # rows do not mix (eval mode)
         images = torch.zeros((len(chunk), *x.shape[1:]))
         for row, (top, left) in enumerate(windows.origins):
-            images[row, :, top : top + windows.height, left : left + windows.width] = grad[row]
+            bottom, right = top + windows.height, left + windows.width
+            images[row, :, top:bottom, left:right] = grad[row].detach().float().cpu()
         return images
 
     # Channels-last images run the convolutions ~25% faster on CPU; a model that `view`s a
@@ -301,7 +307,7 @@ def guided_backprops(
         hooked_calls(model, stop, {module_path}),
     ):
         try:
-            whole = None
+            done = 0
             if (
                 field is not None
                 and positions is not None
@@ -309,17 +315,19 @@ def guided_backprops(
                 and input_windows(field, (), *x.shape[2:]).fraction <= MAX_WINDOW_FRACTION
             ):
                 with torch.no_grad():
-                    whole = readout(x)
-            for start in range(0, len(channels), rows):
-                chunk = channels[start : start + rows]
-                spots = None if positions is None else positions[start : start + rows]
+                    whole = readout(x)[1]
                 with torch.enable_grad():
-                    found = None if whole is None else windowed(whole, chunk, spots)
-                    if found is None:
-                        whole = None
-                        repeated = x.detach().expand(len(chunk), *x.shape[1:])
-                        found = gradients(repeated, chunk, spots)[0]
-                images.append(found.contiguous())
+                    while done < len(channels):
+                        spots = positions[done : done + rows]
+                        found = on_windows(whole, channels[done : done + rows], spots)
+                        if found is None:
+                            break
+                        images.append(found)
+                        done += len(found)
+            if done < len(channels):
+                spots = None if positions is None else positions[done:]
+                with torch.enable_grad():
+                    images.append(on_the_image(channels[done:], spots))
         finally:
             captured.clear()
     if not images:

@@ -333,7 +333,7 @@ class WindowNet(nn.Module):
 
         self.conv1 = nn.Conv2d(2, 4, 3, padding=1)
         self.relu1 = nn.ReLU(inplace=True)
-        self.static = Conv2dStaticSamePadding(4, 4, 3, stride=2, image_size=[46, 51])
+        self.static = Conv2dStaticSamePadding(4, 4, 3, stride=2, image_size=[30, 35])
         self.bn = nn.BatchNorm2d(4)
         self.relu2 = nn.ReLU()
         self.dynamic = Conv2dDynamicSamePadding(4, 5, 4, stride=2)
@@ -368,8 +368,8 @@ def test_guided_backprop_on_windows_equals_the_whole_image_at_every_position():
         model.bn.running_mean.uniform_(-0.5, 0.5)
         model.bn.running_var.uniform_(0.5, 2.0)
     model.eval()
-    x = torch.randn(1, 2, 46, 51)
-    graph = build_graph(model, (2, 46, 51))
+    x = torch.randn(1, 2, 30, 35)
+    graph = build_graph(model, (2, 30, 35))
     windowed_layers = 0
     for node in graph.chain:
         layer, field = readout_layer(graph, node), readout_field(graph, node)
@@ -381,7 +381,7 @@ def test_guided_backprop_on_windows_equals_the_whole_image_at_every_position():
             model, partial(guided_backprops, model, x, layer, channels, spots, 64, field)
         )
         assert np.allclose(windowed, whole, rtol=1e-5, atol=1e-6), layer
-        if input_windows(field, (), 46, 51).fraction <= MAX_WINDOW_FRACTION:
+        if input_windows(field, (), 30, 35).fraction <= MAX_WINDOW_FRACTION:
             assert passes == [1], layer  # the image's own neurons, to check the windows' against
             windowed_layers += 1
     assert windowed_layers >= 3
@@ -406,4 +406,4 @@ def test_a_field_too_small_falls_back_to_the_whole_image(tiny):
             model, partial(guided_backprops, model, x, "relu2", channels, positions, field=wrong)
         )
         assert np.allclose(found, whole, rtol=1e-6, atol=1e-7)
-        assert passes == [1, 4]  # the image's neurons, then the whole image for all 4 rows
+        assert passes == [1, 1]  # the image's neurons, then the whole image once for all 4 rows

@@ -20,7 +20,7 @@ from convlens.activations import (
     default_limit,
 )
 from convlens.annotations import LABELS, MAX_FIELD_CHARS, AnnotationStore, counted
-from convlens.attribution import GUIDED_BACKPROP_ROWS, LayerMaps, input_view, last_conv_node
+from convlens.attribution import LayerMaps, input_view, last_conv_node
 from convlens.charts import FILTER_SELECTION, bars_chart, filter_grid_chart
 from convlens.data import ImageSourceError, LoadedImage
 from convlens.graph import ChainNode, LayerGraph, first_conv
@@ -43,6 +43,7 @@ from convlens.tiles import (
     tile,
 )
 from convlens.ui.cache import (
+    GUIDED_CHUNK,
     NotAnalysed,
     browser_source,
     cached_convolution_step,
@@ -590,11 +591,10 @@ def grid_section(
             (*layer.maps_key, "activation", tuple(shown)),
         )
         return selected
-    # one batched backward pass per GUIDED_BACKPROP_ROWS filters, not one per filter
     bar = st.progress(0.0, text="Guided back-propagation…")
     gradients = {}
-    for start in range(0, len(shown), GUIDED_BACKPROP_ROWS):
-        chunk = tuple(shown[start : start + GUIDED_BACKPROP_ROWS])
+    for start in range(0, len(shown), GUIDED_CHUNK):
+        chunk = tuple(shown[start : start + GUIDED_CHUNK])
         peaks = tuple(maps.peak(channel) for channel in chunk)
         images = cached_guided_backprops(
             layer.model_key, *layer.image_key, node.id, chunk, peaks, layer.image.image
