@@ -78,7 +78,9 @@ const finishedRun = (bytes) => {
     while (i < bytes.length) {
         const key = varint(), field = Math.floor(key / 8), wire = key % 8;
         if (wire === 0) { const value = varint(); if (field === 6) return value !== 2; }
-        else if (wire === 2) i += varint();
+        // a length-delimited field: `i += varint()` would add the length to `i` as it was
+        // before the length was read, one byte short
+        else if (wire === 2) { const length = varint(); i += length; }
         else if (wire === 1) i += 8;
         else if (wire === 5) i += 4;
         else return false;
