@@ -162,6 +162,12 @@ def test_deepeyes_opens_runs_by_name_only(tmp_path: Path) -> None:
         text = assert_nothing_leaks(at)
         assert NOT_A_RUN_NAME in text, run
         assert at.session_state["run"] == "fashion_deepeyes", "the default run instead"
+    at = start("pages/deepeyes.py", {"run": "nosuch"})  # a plain name, but no run's
+    assert "run= was not understood" in assert_nothing_leaks(at)
+    assert at.session_state["run"] == "fashion_deepeyes"
+    at = start("pages/deepeyes.py", {"run": "fashion_deepeyes_small"})
+    assert "not understood" not in assert_nothing_leaks(at)
+    assert at.session_state["run"] == "fashion_deepeyes_small"
 
 
 def test_a_session_keeps_only_its_last_few_uploads() -> None:

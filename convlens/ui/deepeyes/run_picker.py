@@ -11,7 +11,7 @@ from convlens.access import NOT_A_RUN_NAME, is_plain_name
 from convlens.deepeyes import run_phase
 from convlens.runformat import find_run
 from convlens.runs import RunInfo, model_run, run_folders, run_reference
-from convlens.ui.state import persisted
+from convlens.ui.state import persisted, warn_reset
 
 DEFAULT_RUN = "fashion_deepeyes"
 NEW_RUN_CHECK_SECONDS = 5
@@ -21,10 +21,11 @@ def default_run_path(runs: list[RunInfo], model_name: str) -> str:
     """Return the run the bookmark or the session names, else the sidebar model's when it is a
     recorded run, else the shipped DeepEyes run."""
     paths = [run.path for run in runs]
-    wanted = st.session_state.get("run")
-    if wanted and wanted not in paths and not is_plain_name(str(wanted)):
+    asked = st.session_state.get("run")
+    if asked and asked not in paths and not is_plain_name(str(asked)):
         st.warning(f"The link's run=: {NOT_A_RUN_NAME}")  # a browser names no folder on the server
-        wanted = None
+        asked = None
+    wanted = asked
     if not wanted:
         folder = model_run(model_name)
         wanted = str(folder) if folder is not None else None
@@ -38,6 +39,8 @@ def default_run_path(runs: list[RunInfo], model_name: str) -> str:
         for path in paths:
             if Path(path).resolve() == found:
                 return path
+    if asked:
+        warn_reset("run")  # a name no run has (mistyped, or a run deleted since)
     names = [Path(path).name for path in paths]
     return paths[names.index(DEFAULT_RUN)] if DEFAULT_RUN in names else paths[-1]
 
