@@ -3,17 +3,30 @@ information and the assembled view, on hand-made arrays, a tiny net and a shippe
 
 from __future__ import annotations
 
+import io
+import json
+import re
 from collections import OrderedDict
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+import vl_convert
+from PIL import Image
 from torch import nn
 
 from convlens.activations import SHIPPED_DATA, analyze, open_source
 from convlens.cnnvis.debugging import bicluster_values, layer_average, run_layer_averages, stats_key
-from convlens.cnnvis.drawing import draw, layout, neuron_marks, outline_marks, patch_images
+from convlens.cnnvis.drawing import (
+    CURVE_POINTS,
+    _curve,
+    draw,
+    layout,
+    neuron_marks,
+    outline_marks,
+    patch_images,
+)
 from convlens.cnnvis.pipeline import (
     activation_vectors,
     cluster_neurons,
@@ -566,3 +579,57 @@ def test_matched_groups_of_the_shipped_deep_and_shallow_networks() -> None:
         kinds = {deep[0].node(n).type for n in deep[0].group(mine).nodes} - {"pool", "flatten"}
         other = {shallow[0].node(n).type for n in shallow[0].group(theirs).nodes}
         assert kinds == other - {"pool", "flatten"}
+
+
+def test_curves_are_sent_once_each_and_drawn_as_before_with_short_labels(small_model) -> None:
+    """A curve is one record (its points as lists, flattened in the browser) and the activation
+    cells' aria-labels are built from a few fields: Vega-Lite's own labels formatted a dozen numbers
+    per mark in the browser. Rendered, the picture holds the same curves and cells."""
+    model, graph, analysis = small_model
+    view = build_view(
+        model.name, model.module, graph, analysis, Options(expanded=("g2", "g3"), clusters=3)
+    )
+    picture = draw(view, lambda *_: "", facet="activations")
+    curves = picture.marks["lines"]
+    assert curves and all(
+        len(c["x"]) == len(c["y"]) == len(c["order"]) == CURVE_POINTS for c in curves
+    )
+    first = curves[0]
+    xs, ys = _curve(first["x"][0], first["y"][0], first["x"][-1], first["y"][-1])
+    assert first["x"] == xs.tolist() and first["y"] == ys.tolist()
+
+    svg = vl_convert.vegalite_to_svg(picture.to_dict())
+    marks = r'aria-label="([^"]*)" role="graphics-symbol" aria-roledescription="(line|rect) mark"'
+    labels = [(role, label) for label, role in re.findall(marks, svg)]
+    lines = [label for role, label in labels if role == "line"]
+    assert len(lines) == len(curves)
+    assert all(re.fullmatch(r"sign: (positive|negative); strength: [\d.e-]+", x) for x in lines)
+    cells = picture.marks["cells"]
+    cell = cells[0]
+    wanted = (
+        f"node: {cell['node']}; neuron: {cell['neuron']}; cluster: {cell['cluster']}; "
+        f"class: {cell['class']}; activation / layer's 95th percentile: {cell['value']:.2f}"
+    )
+    assert wanted in [label for role, label in labels if role == "rect"]
+
+
+def test_flattened_curves_draw_the_same_pixels_as_a_row_per_point(small_model) -> None:
+    model, graph, analysis = small_model
+    view = build_view(
+        model.name, model.module, graph, analysis, Options(expanded=("g2", "g3"), clusters=3)
+    )
+    spec = draw(view, lambda *_: "", facet="activations").to_dict()
+    (curves,) = [layer for layer in spec["layer"] if layer["mark"]["type"] == "line"]
+    per_point = json.loads(json.dumps(spec))
+    (rows,) = [layer for layer in per_point["layer"] if layer["mark"]["type"] == "line"]
+    del rows["transform"]
+    rows["data"]["values"] = [
+        curve | {"x": x, "y": y, "order": k}
+        for curve in curves["data"]["values"]
+        for k, (x, y) in enumerate(zip(curve["x"], curve["y"], strict=True))
+    ]
+
+    def pixels(chart: dict) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(vl_convert.vegalite_to_png(chart))))
+
+    assert np.array_equal(pixels(spec), pixels(per_point))

@@ -62,6 +62,14 @@ MATRIX_KEY_COLUMN = 7
 MATRIX_KEY_LINE = 90
 MATRIX_KEY_PIXELS = 540
 MATRIX_KEY_LINES = 3
+# A matrix cell's label for screen readers (its SVG aria-label). The one Vega-Lite builds from
+# every field formats a dozen numbers per cell in the browser, for thousands of cells: most of the
+# browser's time to draw the activations facet.
+CELL_DESCRIPTION = (
+    "'node: ' + datum.node + '; neuron: ' + datum.neuron + '; cluster: ' + datum.cluster"
+    " + '; class: ' + datum['class']"
+    " + \"; activation / layer's 95th percentile: \" + format(datum.value, '.2f')"
+)
 
 
 @dataclass(frozen=True)
@@ -279,6 +287,12 @@ def _packed(layer: LayerView, members: np.ndarray, inner: Box) -> np.ndarray:
     )
 
 
+def _edge_description(style: dict) -> str:
+    """A curve's label for screen readers, written here for the same reason as the cells'; it
+    says what the curve's tooltip says (Vega-Lite's own listed the coordinates of each point)."""
+    return f"sign: {style['sign']}; strength: {style['strength']}"
+
+
 def _neuron_row(layer: LayerView, neuron: int, cluster: int, classes: list[str]) -> dict:
     best = int(np.argmax(layer.vectors[neuron])) if layer.vectors.shape[1] else 0
     return {
@@ -376,14 +390,15 @@ def edge_marks(
                 "strength": round(bicluster.strength, 4),
                 "sign": "positive" if bicluster.sign > 0 else "negative",
             }
+            style["description"] = _edge_description(style)
             for cluster in bicluster.inputs:
                 box = geometry.clusters[(bundles.source, cluster)]
                 end = middle - BICLUSTER_WIDTH / 2
-                lines += _line(f"{key}:i{cluster}", box.right, box.middle, end, y, style)
+                lines.append(_line(f"{key}:i{cluster}", box.right, box.middle, end, y, style))
             for cluster in bicluster.outputs:
                 box = geometry.clusters[(bundles.target, cluster)]
                 start = middle + BICLUSTER_WIDTH / 2
-                lines += _line(f"{key}:o{cluster}", start, y, box.x, box.middle, style)
+                lines.append(_line(f"{key}:o{cluster}", start, y, box.x, box.middle, style))
             covered |= {(i, o) for i in bicluster.inputs for o in bicluster.outputs}
             edges = bicluster.n_positive + bicluster.n_negative
             green = height * bicluster.n_positive / max(edges, 1)
@@ -418,13 +433,17 @@ def _stacked(bundles: Bundles, geometry: Geometry) -> tuple[list, float]:
     return [(bundles.biclusters[i], placed[i]) for i in range(count)], height
 
 
-def _line(key: str, x0: float, y0: float, x1: float, y1: float, style: dict) -> list[dict]:
-    """The points of one curve, each carrying the curve's `style` columns."""
+def _line(key: str, x0: float, y0: float, x1: float, y1: float, style: dict) -> dict:
+    """One curve: its points as lists (`x`, `y`, `order`, which the chart flattens into a row per
+    point) beside the curve's `style` columns. A row per point repeated the style in every point,
+    and the spec the server sends and the browser parses at every click was mostly those copies."""
     xs, ys = _curve(x0, y0, x1, y1)
-    return [
-        {"edge": key, "order": k, "x": float(a), "y": float(b)} | style
-        for k, (a, b) in enumerate(zip(xs, ys, strict=True))
-    ]
+    return {
+        "edge": key,
+        "order": list(range(len(xs))),
+        "x": [float(a) for a in xs],
+        "y": [float(b) for b in ys],
+    } | style
 
 
 def _describe(bicluster, bundles: Bundles) -> str:
@@ -473,8 +492,9 @@ def _weak_lines(
                 "strength": round(strength, 4),
                 "sign": "weak",
             }
+            style["description"] = _edge_description(style)
             key = f"{pair}:weak:{i}:{o}"
-            lines += _line(key, source.right, source.middle, target.x, target.middle, style)
+            lines.append(_line(key, source.right, source.middle, target.x, target.middle, style))
     return lines
 
 
@@ -618,6 +638,7 @@ def draw(
         )
         layers.append(
             alt.Chart(_named(marks, "lines", lines))
+            .transform_flatten(["x", "y", "order"])
             .mark_line(interpolate="linear", strokeCap="round")
             .encode(
                 x=x,
@@ -628,6 +649,7 @@ def draw(
                 strokeWidth=alt.StrokeWidth("width:Q", scale=None),
                 opacity=alt.Opacity("opacity:Q", scale=None),
                 tooltip=_tooltips("sign:N", "strength:Q", *(["debug:Q"] if debug_title else [])),
+                description=alt.Description("description:N"),
             )
         )
     if len(bicluster_nodes):
@@ -663,6 +685,7 @@ def draw(
     if len(cells):
         layers.append(
             alt.Chart(_named(marks, "cells", cells))
+            .transform_calculate(description=CELL_DESCRIPTION)
             .mark_rect(cursor="pointer")
             .encode(
                 x=x,
@@ -680,6 +703,7 @@ def draw(
                         "value:Q", format=".2f", title="activation / layer's 95th percentile"
                     ),
                 ],
+                description=alt.Description("description:N"),
             )
             .add_params(neuron_click)
         )
