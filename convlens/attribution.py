@@ -245,12 +245,12 @@ def guided_backprops(
 
     def neurons(
         output: torch.Tensor,
-        rows: torch.Tensor,
+        batch_rows: torch.Tensor,
         chunk: Sequence[int],
         spots: Sequence[tuple[int, int]] | None,
     ) -> torch.Tensor:
-        """Return neuron i of `chunk` and `spots` from row `rows[i]` of `output`."""
-        index = [rows, torch.tensor(chunk)]
+        """Return neuron i of `chunk` and `spots` from row `batch_rows[i]` of `output`."""
+        index = [batch_rows, torch.tensor(chunk)]
         if spots is not None:
             at = torch.tensor(spots).reshape(-1, 2)
             index += [at[:, 0], at[:, 1]]
@@ -315,7 +315,7 @@ def guided_backprops(
                 and input_windows(field, (), *x.shape[2:]).fraction <= MAX_WINDOW_FRACTION
             ):
                 with torch.no_grad():
-                    whole = readout(x)[1]
+                    whole = readout(x.detach())[1]
                 with torch.enable_grad():
                     while done < len(channels):
                         spots = positions[done : done + rows]

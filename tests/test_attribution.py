@@ -385,6 +385,7 @@ def test_guided_backprop_on_windows_equals_the_whole_image_at_every_position():
             assert passes == [1], layer  # the image's own neurons, to check the windows' against
             windowed_layers += 1
     assert windowed_layers >= 3
+    assert not x.requires_grad  # the caller's image is left as it was
     assert count_hooks(model) == 0
     assert all(p.requires_grad for p in model.parameters())
     assert model.relu1.inplace
