@@ -32,7 +32,7 @@ from convlens.attribution import (
 from convlens.data import LoadedImage, load_image
 from convlens.deepeyes import PerplexityHistogram, run_histograms
 from convlens.explain import ConvolutionStep, convolution_step
-from convlens.graph import ChainNode, LayerGraph, shared_graph
+from convlens.graph import ChainNode, FieldGeometry, LayerGraph, shared_graph
 from convlens.models import LoadedModel, ModelKey, resolve_model
 from convlens.overview import ForwardPass, forward_pass
 from convlens.predict import Prediction, predict
@@ -146,11 +146,14 @@ def model_lock(key: ModelKey) -> threading.Lock:
     return threading.Lock()
 
 
-def _readout(key: ModelKey, node_id: str) -> tuple[LoadedModel, ChainNode, str]:
-    """Return the model, the chain node and the module that gradient methods read it at."""
+def _readout(
+    key: ModelKey, node_id: str
+) -> tuple[LoadedModel, ChainNode, str, FieldGeometry | None]:
+    """Return the model, the chain node, the module that gradient methods read it at, and where
+    its positions' receptive fields lie (`readout_field`)."""
     graph = cached_graph(key)
     node = graph.node(node_id)
-    return cached_model(key), node, readout_layer(graph, node)
+    return cached_model(key), node, readout_layer(graph, node), readout_field(graph, node)
 
 
 def _input(model: LoadedModel, image: Image.Image) -> torch.Tensor:
@@ -202,9 +205,8 @@ def cached_guided_backprop(
     _image: Image.Image,
 ) -> np.ndarray:
     """Return the guided back-propagation image of one filter at `position` for the image."""
-    model, node, layer = _readout(key, node_id)
+    model, node, layer, field = _readout(key, node_id)
     spot = None if node.type == "linear" else position
-    field = readout_field(cached_graph(key), node)
     with model_lock(key):
         return guided_backprop(model.module, _input(model, _image), layer, channel, spot, field)
 
@@ -228,9 +230,8 @@ def cached_guided_backprops(
 ) -> np.ndarray:
     """Return the guided back-propagation images (n, C, H, W) of filters `channels`, each at its
     `positions` entry, for the image (`guided_backprops`: one shared forward pass, or windows)."""
-    model, node, layer = _readout(key, node_id)
+    model, node, layer, field = _readout(key, node_id)
     spots = None if node.type == "linear" else positions
-    field = readout_field(cached_graph(key), node)
     with model_lock(key):
         image = _input(model, _image)
         return guided_backprops(model.module, image, layer, channels, spots, field=field)
@@ -246,7 +247,7 @@ def cached_grad_cam(
     _image: Image.Image,
 ) -> np.ndarray:
     """Return the Grad-CAM heat map of class `target` at chain node `node_id` for the image."""
-    model, _, layer = _readout(key, node_id)
+    model, _, layer, _ = _readout(key, node_id)
     with model_lock(key):
         return grad_cam(model.module, _input(model, _image), layer, target)
 
