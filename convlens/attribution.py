@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import Normalize
 
+from convlens.folding import folded_model
 from convlens.graph import ChainNode, FieldGeometry, LayerGraph
 from convlens.hooks import hooked_calls, parse_call_id, record_outputs
 
@@ -218,7 +219,7 @@ def guided_backprops(
     of the image around its field (`input_windows`), `rows` windows per pass, when the windows
     are small enough: the same images at a fraction of the cost. Each window's neuron is checked
     against the whole image's; where they differ (a field the graph could not bound), the whole
-    image runs.
+    image runs. Batch norms run folded into the convolutions before them (`folded_model`).
     """
     captured: list[torch.Tensor] = []
 
@@ -233,7 +234,7 @@ def guided_backprops(
         try:
             batch = images.contiguous(memory_format=layout).requires_grad_(True)
             with suppress(_StopForward):
-                model(batch)
+                net(batch)
         except RuntimeError:
             if layout == torch.contiguous_format:
                 raise
@@ -299,12 +300,13 @@ def guided_backprops(
     # Channels-last images run the convolutions ~25% faster on CPU; a model that `view`s a
     # channels-last tensor fails on it, and then gets the plain layout.
     layout = torch.channels_last if x.dim() == 4 else torch.contiguous_format
+    net = folded_model(model, x.detach(), module_path)
     images = []
     with (
-        _out_of_place(model),
-        _guided_relus(model),
-        _frozen_parameters(model),
-        hooked_calls(model, stop, {module_path}),
+        _out_of_place(net),
+        _guided_relus(net),
+        _frozen_parameters(net),
+        hooked_calls(net, stop, {module_path}),
     ):
         try:
             done = 0

@@ -350,10 +350,10 @@ class WindowNet(nn.Module):
 
 
 def whole_image_passes(model: nn.Module, run: Callable[[], np.ndarray]) -> tuple[np.ndarray, list]:
-    """Return what `run` returns and the batch sizes of its forward passes on the whole image."""
+    """Return what `run` returns and the batch sizes of its forward passes on the whole image
+    (a pass of the model or of its folded copy, which shares the model's own hooks)."""
     shapes = []
-    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-    handle = first.register_forward_pre_hook(lambda _m, inputs: shapes.append(inputs[0].shape))
+    handle = model.register_forward_pre_hook(lambda _m, inputs: shapes.append(inputs[0].shape))
     try:
         found = run()
     finally:
