@@ -7,7 +7,10 @@ model is not thread-safe while they run: callers that share a model guard it wit
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
@@ -196,6 +199,55 @@ def _frozen_parameters(model: nn.Module) -> Iterator[None]:
             parameter.requires_grad_(True)
 
 
+# Threads that take a share of the backward passes of `_backward_each` on CPU: the per-neuron
+# passes are independent (no barrier waits on busy cores, unlike torch's own threads), and a
+# computation alone on an idle server finishes sooner (EfficientNet-Lite0's deepest 16 filters on
+# two cores: 0.30 -> 0.18 s).
+BACKWARD_HELPERS = min((os.cpu_count() or 1) - 1, 3)
+_helpers: ThreadPoolExecutor | None = None
+_helpers_lock = threading.Lock()
+
+
+def _helper_pool() -> ThreadPoolExecutor:
+    global _helpers
+    with _helpers_lock:
+        if _helpers is None:
+            _helpers = ThreadPoolExecutor(BACKWARD_HELPERS, thread_name_prefix="backward")
+        return _helpers
+
+
+def _backward_each(neurons: Sequence[torch.Tensor], inputs: torch.Tensor) -> list[torch.Tensor]:
+    """Return the gradient of each neuron (a scalar of one graph) with respect to `inputs`.
+
+    This thread takes the neurons one by one, and so does each helper thread that is free: under
+    load, when the helpers are busy with other computations, this thread does them all, and waits
+    only for the neurons a helper has started.
+    """
+    grads: list[torch.Tensor | None] = [None] * len(neurons)
+    taken = iter(range(len(neurons)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                index = next(taken, None)
+            if index is None:
+                return
+            (grads[index],) = torch.autograd.grad(neurons[index], inputs, retain_graph=True)
+
+    helpers = []
+    if inputs.device.type == "cpu" and BACKWARD_HELPERS > 0 and len(neurons) > 1:
+        pool = _helper_pool()
+        helpers = [pool.submit(work) for _ in range(min(BACKWARD_HELPERS, len(neurons) - 1))]
+    try:
+        work()
+    finally:
+        for helper in helpers:
+            if not helper.cancel():
+                helper.result()
+    return grads
+
+
 def guided_backprops(
     model: nn.Module,
     x: torch.Tensor,
@@ -260,13 +312,12 @@ def guided_backprops(
     def on_the_image(chunk: Sequence[int], spots: Sequence[tuple[int, int]] | None) -> torch.Tensor:
         """Return the chunk's images: one forward pass of the image, one backward per neuron."""
         batch, output = readout(x.detach())
-        images = []
-        for row, channel in enumerate(chunk):
-            neuron = output[0, channel] if spots is None else output[0, channel, *spots[row]]
-            last = row == len(chunk) - 1
-            (grad,) = torch.autograd.grad(neuron, batch, retain_graph=not last)
-            images.append(grad[0].detach().float().cpu())
-        return torch.stack(images)
+        chosen = [
+            output[0, channel] if spots is None else output[0, channel, *spots[row]]
+            for row, channel in enumerate(chunk)
+        ]
+        grads = _backward_each(chosen, batch)
+        return torch.stack([grad[0].detach().float().cpu() for grad in grads])
 
     def on_windows(
         whole: torch.Tensor, chunk: Sequence[int], spots: Sequence[tuple[int, int]]

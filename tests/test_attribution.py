@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from convlens import attribution
 from convlens.attribution import (
     MAX_WINDOW_FRACTION,
     activation_maps,
@@ -408,3 +411,34 @@ def test_a_field_too_small_falls_back_to_the_whole_image(tiny):
         )
         assert np.allclose(found, whole, rtol=1e-6, atol=1e-7)
         assert passes == [1, 1]  # the image's neurons, then the whole image once for all 4 rows
+
+
+def test_backward_passes_shared_with_helper_threads_give_the_same_images(tiny, monkeypatch):
+    model, x, nodes = tiny
+    maps = activation_maps(model, x, nodes["conv2"])
+    channels = [3, 0, 2, 1, 0, 3, 2]
+    positions = [maps.peak(k) for k in channels]
+    monkeypatch.setattr(attribution, "BACKWARD_HELPERS", 0)
+    alone = guided_backprops(model, x, "relu2", channels, positions, rows=16)
+    monkeypatch.setattr(attribution, "BACKWARD_HELPERS", 3)
+    monkeypatch.setattr(attribution, "_helpers", ThreadPoolExecutor(3))
+    shared = guided_backprops(model, x, "relu2", channels, positions, rows=16)
+    assert np.array_equal(alone, shared)
+
+
+def test_backward_passes_do_not_wait_for_helpers_busy_elsewhere(monkeypatch):
+    """Under load the helpers run other sessions' work: the caller does every pass itself."""
+    pool = ThreadPoolExecutor(2)
+    monkeypatch.setattr(attribution, "BACKWARD_HELPERS", 2)
+    monkeypatch.setattr(attribution, "_helpers", pool)
+    release = threading.Event()
+    busy = [pool.submit(release.wait, 30) for _ in range(2)]
+    try:
+        inputs = torch.arange(3.0, requires_grad=True)
+        squares = inputs**2
+        grads = attribution._backward_each([squares[0], squares[2], squares.sum()], inputs)
+        assert [g.tolist() for g in grads] == [[0, 0, 0], [0, 0, 4], [0, 2, 4]]
+        assert not any(task.done() for task in busy), "finished while the helpers were busy"
+    finally:
+        release.set()
+        pool.shutdown()
