@@ -59,6 +59,7 @@ from convlens.data import (
     load_image,
     parse_dataset,
 )
+from convlens.folding import folded_model
 from convlens.graph import ChainNode, LayerGraph, shared_graph
 from convlens.hooks import first_tensor, hooked_calls
 from convlens.models import LoadedModel, weights_source_key
@@ -803,12 +804,16 @@ def _feed(
     reducers: list[_LayerReducer],
     progress: Progress | None,
 ) -> None:
-    """Run the model once over every batch of images, each analysed layer feeding its reducer."""
-    module, device = plan.model.module, plan.model.device
+    """Run the model once over every batch of images, each analysed layer feeding its reducer;
+    its batch norms folded into the convolutions before them where no analysed layer lies
+    between (`convlens.folding`)."""
+    device = plan.model.device
     preprocess = _Preprocess(plan.model.transform)
     batch: dict[str, object] = {}
 
     reducer_of = {r.node.activation_layer: r for r in reducers}
+    probe = torch.randn(1, *plan.model.input_size, device=device)
+    module = folded_model(plan.model.module, probe, reducer_of)
 
     def reduce(layer_id: str, _module: nn.Module, output: object) -> None:
         reducer_of[layer_id].update(_layer_output(output), batch["labels"], batch["start"])

@@ -351,7 +351,7 @@ def guided_backprops(
     # Channels-last images run the convolutions ~25% faster on CPU; a model that `view`s a
     # channels-last tensor fails on it, and then gets the plain layout.
     layout = torch.channels_last if x.dim() == 4 else torch.contiguous_format
-    net = folded_model(model, x.detach(), module_path)
+    net = folded_model(model, x.detach(), {module_path})
     images = []
     with (
         _out_of_place(net),

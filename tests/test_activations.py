@@ -630,3 +630,31 @@ def test_argmax_through_numpy_matches_torch_on_ties_and_nan():
     for values in (maps, maps.transpose(0, 1), maps.reshape(-1, 4)[[3, 0, 2]]):
         assert torch.equal(activations._argmax(values), values.argmax(dim=-1))
     assert activations._argmax(maps).tolist() == [[1, 0], [0, 0]]
+
+
+def test_batch_norms_folded_into_their_convs_give_the_same_statistics(monkeypatch):
+    """`analyze` runs a model with its batch norms folded into the convs before them (fewer
+    layers per pass); its statistics are those of the model as it is."""
+    model = tiny_model("tiny_bn")
+    torch.manual_seed(1)
+    norm = nn.BatchNorm2d(6)
+    norm.running_mean.uniform_(-0.5, 0.5)
+    norm.running_var.uniform_(0.5, 2)
+    norm.weight.data.uniform_(0.5, 2)
+    norm.bias.data.uniform_(-0.5, 0.5)
+    features = model.module.features
+    features.relu2 = nn.Sequential(norm.eval(), nn.ReLU())  # conv2 -> batch norm -> ReLU
+    norm_calls = []
+    norm.register_forward_pre_hook(lambda module, args: norm_calls.append(1))
+
+    def statistics():
+        return analyze(model, "fashion-mnist:test", limit=IMAGES, batch_size=BATCH, cache=False)
+
+    folded = statistics()
+    assert len(norm_calls) < -(-IMAGES // BATCH), "the batches ran without the batch norm"
+    monkeypatch.setattr(activations, "folded_model", lambda module, probe, reads: module)
+    plain = statistics()
+    for mine, theirs in zip(folded.layers, plain.layers, strict=True):
+        np.testing.assert_allclose(mine.per_class_mean, theirs.per_class_mean, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(mine.max, theirs.max, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(mine.top_patches.image, theirs.top_patches.image)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from convlens.folding import conv_batch_norm_pairs, fold_batch_norms, folded_model, readout_output
+from convlens.folding import conv_batch_norm_pairs, fold_batch_norms, folded_model
+from convlens.hooks import record_outputs
 
 
 class BranchNet(nn.Module):
@@ -28,6 +29,12 @@ class BranchNet(nn.Module):
         b = self.conv2(a)
         c = self.bn2(b) + b
         return self.head(self.bn3(self.relu(c)))
+
+
+def output_of(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+    with torch.no_grad(), record_outputs(model, {layer}) as outputs:
+        model(x)
+    return outputs[layer]
 
 
 def branch_net() -> tuple[nn.Module, torch.Tensor]:
@@ -62,28 +69,38 @@ def test_a_fold_that_changes_the_readout_is_not_used():
     assert not torch.allclose(
         fold_batch_norms(model, [("conv2", "bn2")])(x), model(x), rtol=1e-4, atol=1e-4
     ), "conv2's output is also the shortcut: folding bn2 into it changes the sum"
-    assert folded_model(model, x, "head.1") is model
+    assert folded_model(model, x, {"head.1"}) is model
 
 
 def test_the_readout_conv_keeps_its_own_output_and_folds_are_kept_until_weights_change():
     model, x = branch_net()
     del model.bn2  # no shortcut problem left: conv2 -> identity
     model.bn2 = nn.Identity()
-    folded = folded_model(model, x, "conv1")
+    folded = folded_model(model, x, {"conv1"})
     assert folded is not model and isinstance(folded.conv1, nn.Conv2d)
     assert folded.conv1 is model.conv1 and isinstance(folded.bn1, nn.BatchNorm2d)
     assert isinstance(folded.head[1], nn.Identity)
-    assert torch.equal(readout_output(folded, x, "conv1"), readout_output(model, x, "conv1"))
-    at_norm = readout_output(folded_model(model, x, "head.1"), x, "head.1")  # now an identity
-    assert torch.allclose(at_norm, readout_output(model, x, "head.1"), rtol=1e-5, atol=1e-6)
-    assert folded_model(model, x, "conv1").head[0] is folded.head[0], "folded once per weights"
+    assert torch.equal(output_of(folded, x, "conv1"), output_of(model, x, "conv1"))
+    at_norm = output_of(folded_model(model, x, {"head.1"}), x, "head.1")  # now an identity
+    assert torch.allclose(at_norm, output_of(model, x, "head.1"), rtol=1e-5, atol=1e-6)
+    assert folded_model(model, x, {"conv1"}).head[0] is folded.head[0], "folded once per weights"
     with torch.no_grad():
         model.head[1].running_mean.add_(1.0)  # weights loaded in place
-    refolded = folded_model(model, x, "conv1")
+    refolded = folded_model(model, x, {"conv1"})
     assert refolded.head[0] is not folded.head[0]
     assert torch.allclose(refolded(x), model(x), rtol=1e-5, atol=1e-6)
 
 
 def test_a_model_in_training_mode_is_not_folded():
     model, x = branch_net()
-    assert folded_model(model.train(), x, "head.1") is model
+    assert folded_model(model.train(), x, {"head.1"}) is model
+
+
+def test_folds_made_in_inference_mode_serve_gradients_later():
+    model, x = branch_net()
+    model.bn2 = nn.Identity()
+    with torch.inference_mode():
+        folded_model(model, x, {"head.1"})(x)
+    image = x.clone().requires_grad_(True)
+    folded_model(model, image.detach(), {"head.1"})(image).sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
