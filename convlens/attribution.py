@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -199,10 +201,12 @@ def _frozen_parameters(model: nn.Module) -> Iterator[None]:
             parameter.requires_grad_(True)
 
 
-# Threads that take a share of the backward passes of `_backward_each` on CPU: the per-neuron
-# passes are independent (no barrier waits on busy cores, unlike torch's own threads), and a
-# computation alone on an idle server finishes sooner (EfficientNet-Lite0's deepest 16 filters on
-# two cores: 0.30 -> 0.18 s).
+T = TypeVar("T")
+
+# Threads that take a share of `_shared`'s tasks on CPU: guided back-propagation's backward
+# passes of one forward pass, and its passes over windows, are independent (no barrier to wait at
+# on busy cores, unlike torch's own threads), and a computation alone on an idle server finishes
+# sooner (EfficientNet-Lite0's deepest 16 filters on two cores: 0.30 -> 0.18 s).
 BACKWARD_HELPERS = min((os.cpu_count() or 1) - 1, 3)
 _helpers: ThreadPoolExecutor | None = None
 _helpers_lock = threading.Lock()
@@ -216,15 +220,16 @@ def _helper_pool() -> ThreadPoolExecutor:
         return _helpers
 
 
-def _backward_each(neurons: Sequence[torch.Tensor], inputs: torch.Tensor) -> list[torch.Tensor]:
-    """Return the gradient of each neuron (a scalar of one graph) with respect to `inputs`.
+def _shared(tasks: Sequence[Callable[[], T]]) -> list[T]:
+    """Return the results of `tasks`, in order, run on CPU by this thread and by each helper
+    thread that is free.
 
-    This thread takes the neurons one by one, and so does each helper thread that is free: under
-    load, when the helpers are busy with other computations, this thread does them all, and waits
-    only for the neurons a helper has started.
+    Each thread takes the next task until none is left: under load, when the helpers are busy
+    with other computations, this thread runs them all, and waits only for the tasks a helper has
+    started. A task sets its own grad mode (it is per thread).
     """
-    grads: list[torch.Tensor | None] = [None] * len(neurons)
-    taken = iter(range(len(neurons)))
+    results: list[T | None] = [None] * len(tasks)
+    taken = iter(range(len(tasks)))
     lock = threading.Lock()
 
     def work() -> None:
@@ -233,19 +238,25 @@ def _backward_each(neurons: Sequence[torch.Tensor], inputs: torch.Tensor) -> lis
                 index = next(taken, None)
             if index is None:
                 return
-            (grads[index],) = torch.autograd.grad(neurons[index], inputs, retain_graph=True)
+            results[index] = tasks[index]()
 
     helpers = []
-    if inputs.device.type == "cpu" and BACKWARD_HELPERS > 0 and len(neurons) > 1:
+    if BACKWARD_HELPERS > 0 and len(tasks) > 1:
         pool = _helper_pool()
-        helpers = [pool.submit(work) for _ in range(min(BACKWARD_HELPERS, len(neurons) - 1))]
+        helpers = [pool.submit(work) for _ in range(min(BACKWARD_HELPERS, len(tasks) - 1))]
     try:
         work()
     finally:
         for helper in helpers:
             if not helper.cancel():
                 helper.result()
-    return grads
+    return results
+
+
+def _gradient(neuron: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """The gradient of `neuron`, a scalar, with respect to `inputs`, its graph kept for others."""
+    (grad,) = torch.autograd.grad(neuron, inputs, retain_graph=True)
+    return grad
 
 
 def guided_backprops(
@@ -273,19 +284,20 @@ def guided_backprops(
     against the whole image's; where they differ (a field the graph could not bound), the whole
     image runs. Batch norms run folded into the convolutions before them (`folded_model`).
     """
-    captured: list[torch.Tensor] = []
-
-    def stop(_layer_id: str, _module: nn.Module, output: object) -> None:
-        captured.append(output)
-        raise _StopForward
 
     def readout(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run `images` up to the read-out layer; return the input it saw and that layer's output."""
+        """Run `images` up to the read-out layer; return the input it saw and that layer's output.
+        Any thread may: the hook sees this thread's forward pass only."""
         nonlocal layout
-        captured.clear()
+        captured: list[torch.Tensor] = []
+
+        def stop(_layer_id: str, _module: nn.Module, output: object) -> None:
+            captured.append(output)
+            raise _StopForward
+
         try:
             batch = images.contiguous(memory_format=layout).requires_grad_(True)
-            with suppress(_StopForward):
+            with hooked_calls(net, stop, {module_path}), suppress(_StopForward):
                 net(batch)
         except RuntimeError:
             if layout == torch.contiguous_format:
@@ -316,9 +328,11 @@ def guided_backprops(
             output[0, channel] if spots is None else output[0, channel, *spots[row]]
             for row, channel in enumerate(chunk)
         ]
-        grads = _backward_each(chosen, batch)
+        gradients = [partial(_gradient, neuron, batch) for neuron in chosen]
+        grads = _shared(gradients) if x.device.type == "cpu" else [run() for run in gradients]
         return torch.stack([grad[0].detach().float().cpu() for grad in grads])
 
+    @torch.enable_grad()  # grad mode is per thread: a helper's too
     def on_windows(
         whole: torch.Tensor, chunk: Sequence[int], spots: Sequence[tuple[int, int]]
     ) -> torch.Tensor | None:
@@ -353,36 +367,30 @@ def guided_backprops(
     layout = torch.channels_last if x.dim() == 4 else torch.contiguous_format
     net = folded_model(model, x.detach(), {module_path})
     images = []
-    with (
-        _out_of_place(net),
-        _guided_relus(net),
-        _frozen_parameters(net),
-        hooked_calls(net, stop, {module_path}),
-    ):
-        try:
-            done = 0
-            if (
-                field is not None
-                and positions is not None
-                and len(channels) > 0
-                and input_windows(field, (), *x.shape[2:]).fraction <= MAX_WINDOW_FRACTION
-            ):
-                with torch.no_grad():
-                    whole = readout(x.detach())[1]
-                with torch.enable_grad():
-                    while done < len(channels):
-                        spots = positions[done : done + rows]
-                        found = on_windows(whole, channels[done : done + rows], spots)
-                        if found is None:
-                            break
-                        images.append(found)
-                        done += len(found)
-            if done < len(channels):
-                spots = None if positions is None else positions[done:]
-                with torch.enable_grad():
-                    images.append(on_the_image(channels[done:], spots))
-        finally:
-            captured.clear()
+    with _out_of_place(net), _guided_relus(net), _frozen_parameters(net):
+        done = 0
+        if (
+            field is not None
+            and positions is not None
+            and len(channels) > 0
+            and input_windows(field, (), *x.shape[2:]).fraction <= MAX_WINDOW_FRACTION
+        ):
+            with torch.no_grad():
+                whole = readout(x.detach())[1]
+            passes = [
+                partial(on_windows, whole, channels[at : at + rows], positions[at : at + rows])
+                for at in range(0, len(channels), rows)
+            ]
+            on_cpu = x.device.type == "cpu"
+            for found in _shared(passes) if on_cpu else [run() for run in passes]:
+                if found is None:  # this pass and the later ones run on the whole image
+                    break
+                images.append(found)
+                done += len(found)
+        if done < len(channels):
+            spots = None if positions is None else positions[done:]
+            with torch.enable_grad():
+                images.append(on_the_image(channels[done:], spots))
     if not images:
         return np.zeros((0, *x.shape[1:]), dtype=np.float32)
     return torch.cat(images).numpy()

@@ -413,31 +413,42 @@ def test_a_field_too_small_falls_back_to_the_whole_image(tiny):
         assert passes == [1, 1]  # the image's neurons, then the whole image once for all 4 rows
 
 
-def test_backward_passes_shared_with_helper_threads_give_the_same_images(tiny, monkeypatch):
-    model, x, nodes = tiny
-    maps = activation_maps(model, x, nodes["conv2"])
-    channels = [3, 0, 2, 1, 0, 3, 2]
+@pytest.mark.parametrize("windows", [False, True])
+def test_passes_shared_with_helper_threads_give_the_same_images(windows, monkeypatch):
+    """The backward passes of one forward pass, or the passes over windows, shared between the
+    calling thread and helper threads."""
+    torch.manual_seed(3)
+    model, x = WindowNet().eval(), torch.randn(1, 2, 30, 35)
+    graph = build_graph(model, (2, 30, 35))
+    node = graph.node("dynamic" if windows else "dilated")  # 0.2 of the image, or all of it
+    layer = readout_layer(graph, node)
+    field = readout_field(graph, node) if windows else None
+    maps = activation_maps(model, x, node)
+    channels = [3, 0, 2, 1, 0, 3, 2, 1, 1]
     positions = [maps.peak(k) for k in channels]
+    run = partial(guided_backprops, model, x, layer, channels, positions, 2, field)
+    run()  # the batch norm folded once, with its forward passes to check it
     monkeypatch.setattr(attribution, "BACKWARD_HELPERS", 0)
-    alone = guided_backprops(model, x, "relu2", channels, positions, rows=16)
+    alone, passes_alone = whole_image_passes(model, run)
     monkeypatch.setattr(attribution, "BACKWARD_HELPERS", 3)
     monkeypatch.setattr(attribution, "_helpers", ThreadPoolExecutor(3))
-    shared = guided_backprops(model, x, "relu2", channels, positions, rows=16)
+    shared, passes_shared = whole_image_passes(model, run)
+    assert passes_shared == passes_alone == [1]  # the image's own neurons, or the one shared pass
     assert np.array_equal(alone, shared)
+    assert np.abs(shared).max() > 0
+    assert_equals_one_neuron_at_a_time(model, x, layer, channels, positions, 2)
+    assert count_hooks(model) == 0
 
 
-def test_backward_passes_do_not_wait_for_helpers_busy_elsewhere(monkeypatch):
-    """Under load the helpers run other sessions' work: the caller does every pass itself."""
+def test_shared_tasks_do_not_wait_for_helpers_busy_elsewhere(monkeypatch):
+    """Under load the helpers run other sessions' work: the caller runs every task itself."""
     pool = ThreadPoolExecutor(2)
     monkeypatch.setattr(attribution, "BACKWARD_HELPERS", 2)
     monkeypatch.setattr(attribution, "_helpers", pool)
     release = threading.Event()
     busy = [pool.submit(release.wait, 30) for _ in range(2)]
     try:
-        inputs = torch.arange(3.0, requires_grad=True)
-        squares = inputs**2
-        grads = attribution._backward_each([squares[0], squares[2], squares.sum()], inputs)
-        assert [g.tolist() for g in grads] == [[0, 0, 0], [0, 0, 4], [0, 2, 4]]
+        assert attribution._shared([lambda k=k: k * k for k in range(5)]) == [0, 1, 4, 9, 16]
         assert not any(task.done() for task in busy), "finished while the helpers were busy"
     finally:
         release.set()
