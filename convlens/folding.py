@@ -119,9 +119,13 @@ _folds: weakref.WeakKeyDictionary[nn.Module, _Folds] = weakref.WeakKeyDictionary
 _folds_lock = threading.Lock()
 
 
-def _weights_version(model: nn.Module) -> tuple[int, ...]:
-    """Changes whenever a parameter or buffer of `model` is written in place (loaded weights)."""
-    return tuple(tensor._version for tensor in (*model.parameters(), *model.buffers()))
+def _weights_version(model: nn.Module) -> tuple[int, ...] | None:
+    """Changes whenever a parameter or buffer of `model` is written in place (loaded weights);
+    None for weights made in inference mode, which keep no version."""
+    try:
+        return tuple(tensor._version for tensor in (*model.parameters(), *model.buffers()))
+    except RuntimeError:
+        return None
 
 
 def folded_model(model: nn.Module, x: torch.Tensor, reads: Collection[str]) -> nn.Module:
@@ -137,6 +141,8 @@ def folded_model(model: nn.Module, x: torch.Tensor, reads: Collection[str]) -> n
     if model.training or not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         return model
     version = _weights_version(model)
+    if version is None:
+        return model
     with _folds_lock:
         folds = _folds.get(model)
     if folds is None or folds.version != version:

@@ -104,3 +104,11 @@ def test_folds_made_in_inference_mode_serve_gradients_later():
     image = x.clone().requires_grad_(True)
     folded_model(model, image.detach(), {"head.1"})(image).sum().backward()
     assert image.grad is not None and image.grad.abs().sum() > 0
+
+
+def test_weights_made_in_inference_mode_are_not_folded():
+    """They keep no version counter, so a change of weights could not be told."""
+    with torch.inference_mode():
+        model, x = branch_net()
+        model.bn2 = nn.Identity()  # nothing else keeps the batch norms from folding
+    assert folded_model(model, x, {"head.1"}) is model
