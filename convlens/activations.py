@@ -282,7 +282,7 @@ def default_batch_size(input_size: Sequence[int], device: torch.device | str | N
     return 128 if small else 4
 
 
-class _Preprocess:
+class Preprocess:
     """A model's transform applied to a list of images at once, giving exactly the tensors that
     applying it to each image and stacking would give.
 
@@ -362,7 +362,7 @@ def _batches(
     dataset: ImageDataset,
     count: int,
     batch_size: int,
-    preprocess: _Preprocess,
+    preprocess: Preprocess,
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
     """Yield (index of the first image, the preprocessed images, labels) for the first `count`
     images."""
@@ -808,7 +808,7 @@ def _feed(
     its batch norms folded into the convolutions before them where no analysed layer lies
     between (`convlens.folding`)."""
     device = plan.model.device
-    preprocess = _Preprocess(plan.model.transform)
+    preprocess = Preprocess(plan.model.transform)
     batch: dict[str, object] = {}
 
     reducer_of = {r.node.activation_layer: r for r in reducers}

@@ -22,6 +22,7 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import Normalize
 
+from convlens.activations import Preprocess
 from convlens.folding import folded_model
 from convlens.graph import ChainNode, FieldGeometry, LayerGraph
 from convlens.hooks import hooked_calls, parse_call_id, record_outputs
@@ -447,8 +448,13 @@ def input_view(transform: Callable[[Image.Image], torch.Tensor], image: Image.Im
     """Return `image` as the network sees it (resized and cropped by `transform`, not normalised).
 
     Activation maps, receptive-field boxes and Grad-CAM are in these pixels, not the original's.
+    A transform that ends in ToTensor and Normalize needs only its image steps for them
+    (`Preprocess.pictures`): the tensor's steps are undone here exactly.
     """
-    x = transform(image)
+    finished = Preprocess(transform).pictures([image])
+    if isinstance(finished, np.ndarray):
+        return Image.fromarray(finished[0])
+    x = finished[0]
     steps = getattr(transform, "transforms", [])
     normalize = next((t for t in steps if isinstance(t, Normalize)), None)
     if normalize is not None:

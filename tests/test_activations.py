@@ -317,9 +317,9 @@ def test_batched_preprocessing_equals_the_transform_of_each_image(tmp_path: Path
         (tiny_model(channels=3), photos[:3]),
     ):
         per_image = torch.stack([model.transform(image) for image in images])
-        batched = activations._Preprocess(model.transform)(images)
+        batched = activations.Preprocess(model.transform)(images)
         assert batched.dtype == per_image.dtype and torch.equal(batched, per_image)
-    plain = activations._Preprocess(lambda image: torch.zeros(2))(fashion[:3])
+    plain = activations.Preprocess(lambda image: torch.zeros(2))(fashion[:3])
     assert torch.equal(plain, torch.zeros(3, 2))
 
 

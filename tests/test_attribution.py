@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torchvision import transforms as T
 
 from convlens import attribution
 from convlens.attribution import (
@@ -303,6 +304,35 @@ def test_input_view_undoes_the_normalisation_but_keeps_the_crop():
     view = np.asarray(input_view(transform, Image.fromarray(pixels)))
     assert view.shape == (20, 20)
     assert np.abs(view.astype(int) - pixels[:, 10:30].astype(int)).max() <= 1  # the centre crop
+
+
+def undone_by_hand(transform, image) -> np.ndarray:
+    """The whole transform, then Normalize undone and the values scaled back to 0..255."""
+    normalize = transform.transforms[-1]
+    x = transform(image)
+    mean = torch.tensor(normalize.mean)[:, None, None]
+    x = x * torch.tensor(normalize.std)[:, None, None] + mean
+    pixels = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
+
+
+@pytest.mark.parametrize(
+    ("size", "resize", "mode"), [((1, 28, 28), 28, "L"), ((3, 224, 224), 256, "RGB")]
+)
+def test_input_view_equals_the_transform_undone(size, resize, mode):
+    from PIL import Image
+
+    from convlens.attribution import input_view
+    from convlens.models import make_transform
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (300, 340, 3), dtype=np.uint8))
+    transform = make_transform(size, resize, (0.485,) * size[0], (0.229,) * size[0])
+    view = input_view(transform, image)
+    assert view.mode == mode
+    assert np.array_equal(np.asarray(view), undone_by_hand(transform, image))
+    grey = T.Compose([T.Lambda(lambda picture: picture.convert("L")), T.ToTensor()])
+    assert np.array_equal(np.asarray(input_view(grey, image)), np.asarray(image.convert("L")))
 
 
 def test_input_windows_by_hand():
