@@ -80,6 +80,13 @@ def gradient_magnitude(gradient: np.ndarray) -> np.ndarray:
     return np.abs(np.asarray(gradient, dtype=np.float64)).sum(axis=0)
 
 
+def gradient_magnitudes(gradients: np.ndarray) -> np.ndarray:
+    """Return the magnitudes (n, 1, h, w) of n (channels, h, w) gradient images in float32: what
+    `gradient_picture` draws of each, in a third of an RGB image's memory."""
+    magnitudes = np.abs(np.asarray(gradients, dtype=np.float64)).sum(axis=1, keepdims=True)
+    return magnitudes.astype(np.float32)
+
+
 def robust_range(values: np.ndarray) -> tuple[float, float]:
     """Return the `GRADIENT_PERCENTILES` of the non-zero entries of non-negative `values`
     ((0, 0) when all are zero): the zeros of a small receptive field's surroundings do not count."""
