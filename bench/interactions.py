@@ -44,7 +44,13 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser import CHROMIUM, CHROMIUM_FLAGS, app_server, prepare_as_first_start  # noqa: E402
+from browser import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    RUN_COUNTER,
+    app_server,
+    prepare_as_first_start,
+)
 
 PHOTO_MODEL = "efficientnet_lite0"  # the app's default model
 FASHION_MODEL = "fashion_basecnn"
@@ -61,43 +67,6 @@ DEEPEYES_RUNS = ("fashion_deepeyes", "fashion_deepeyes_small")
 TIMEOUT_MS = 90_000
 # Where a failed click leaves a screenshot of the page it failed on.
 SCREENSHOTS = ROOT / "test-artifacts" / "interactions"
-# The script runs that finished, counted from the document's start as the server reports them
-# (a ForwardMsg whose field 6, script_finished, is any status but FINISHED_EARLY_FOR_RERUN = 2):
-# a click is made on a settled page, so a count above the one before it means that a script run
-# started by the click has finished. (Watching the page's script-state attribute instead misses a
-# run that starts and finishes within one render of the page: it never shows "running".)
-RUN_COUNTER = """
-window.__scriptRuns = 0;
-const finishedRun = (bytes) => {
-    let i = 0;
-    const varint = () => {
-        let value = 0, shift = 0, byte;
-        do { byte = bytes[i++]; value += (byte & 0x7f) * 2 ** shift; shift += 7; } while (byte & 0x80);
-        return value;
-    };
-    while (i < bytes.length) {
-        const key = varint(), field = Math.floor(key / 8), wire = key % 8;
-        if (wire === 0) { const value = varint(); if (field === 6) return value !== 2; }
-        // a length-delimited field: `i += varint()` would add the length to `i` as it was
-        // before the length was read, one byte short
-        else if (wire === 2) { const length = varint(); i += length; }
-        else if (wire === 1) i += 8;
-        else if (wire === 5) i += 4;
-        else return false;
-    }
-    return false;
-};
-const NativeWebSocket = window.WebSocket;
-window.WebSocket = class extends NativeWebSocket {
-    constructor(...args) {
-        super(...args);
-        this.addEventListener('message', (event) => {
-            if (event.data instanceof ArrayBuffer && finishedRun(new Uint8Array(event.data)))
-                window.__scriptRuns += 1;
-        });
-    }
-};
-"""
 SETTLED = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
     return app && app.getAttribute('data-test-script-state') === 'notRunning'

@@ -11,15 +11,15 @@ import streamlit as st
 
 from convlens.deepeyes import run_phase
 from convlens.runformat import list_snapshots, read_manifest
-from convlens.runs import list_runs, run_folders
-from convlens.style import RUN_REFRESH_SECONDS
+from convlens.runs import list_runs
 from convlens.ui.cache import cached_run_histograms
 from convlens.ui.deepeyes.caches import cached_diagnosis
 from convlens.ui.deepeyes.controls import current_thresholds, section_picker, step_picker
 from convlens.ui.deepeyes.diagnosis import diagnosis_section
 from convlens.ui.deepeyes.layer import layer_section
-from convlens.ui.deepeyes.run_picker import pick_run, run_line, watch_run_folders
+from convlens.ui.deepeyes.run_picker import pick_run, run_line
 from convlens.ui.deepeyes.training import training_section
+from convlens.ui.run_watch import known_run_folders, refresh_seconds, watch_run_folders
 from convlens.ui.sidebar import page_setup
 from convlens.ui.state import stop_page, write_to_url
 
@@ -79,7 +79,7 @@ st.caption(
 )
 
 runs = list_runs()
-watch_run_folders(tuple(str(path) for path, _ in run_folders()))
+watch_run_folders(known_run_folders())
 if not runs:
     st.info("No runs yet: start one on the Training page.")
     stop_page()
@@ -91,5 +91,4 @@ if phase == "unreadable":
     )
     stop_page()
 run_line(run, phase)
-refresh = RUN_REFRESH_SECONDS if phase in ("running", "starting") else None
-st.fragment(run_every=refresh)(deepeyes_view)(run.path, phase, run.shipped)
+st.fragment(run_every=refresh_seconds([phase]))(deepeyes_view)(run.path, phase, run.shipped)

@@ -22,8 +22,8 @@ from convlens.runs import (
     start_run,
     stop_run,
 )
-from convlens.style import RUN_REFRESH_SECONDS
 from convlens.ui.owner import browser_owner, is_instructor
+from convlens.ui.run_watch import known_run_folders, refresh_seconds, watch_run_folders
 from convlens.ui.state import persisted
 
 LOSSES = {"ce": "cross-entropy", "hinge": "multi-class hinge"}
@@ -126,11 +126,21 @@ def start_training(arch: str, epochs: int, options: dict[str, object]) -> None:
         st.success(f"Started {folder.name}; *Runs* lists it as starting until its first step.")
 
 
-@st.fragment(run_every=RUN_REFRESH_SECONDS)
 def runs_section() -> None:
     """The selected run (its role, curves, card and controls), then every run; refreshed while
-    runs train."""
+    a run trains, and redrawn when a run folder appears or goes (`convlens.ui.run_watch`)."""
     runs = list_runs()
+    watch_run_folders(known_run_folders())
+    live = refresh_seconds([run.status for run in runs])
+    st.fragment(run_every=live)(runs_view)(live is not None)
+
+
+def runs_view(live: bool) -> None:
+    """`runs_section`'s view, which a fragment refreshes on its own while a run trains; when a
+    run starts or ends training, the whole page reruns to start or stop the refreshes."""
+    runs = list_runs()
+    if (refresh_seconds([run.status for run in runs]) is not None) != live:
+        st.rerun()
     if not runs:
         st.info(
             "No runs yet: start one under *Start a run*, or run "

@@ -1,5 +1,4 @@
-"""The DeepEyes page's run: which one opens, its picker and its line, and a watch for runs that
-appear or go."""
+"""The DeepEyes page's run: which one opens, its picker and its line."""
 
 from __future__ import annotations
 
@@ -10,11 +9,10 @@ import streamlit as st
 from convlens.access import NOT_A_RUN_NAME, is_plain_name
 from convlens.deepeyes import run_phase
 from convlens.runformat import find_run
-from convlens.runs import RunInfo, model_run, run_folders, run_reference
+from convlens.runs import RunInfo, model_run, run_reference
 from convlens.ui.state import persisted, warn_reset
 
 DEFAULT_RUN = "fashion_deepeyes"
-NEW_RUN_CHECK_SECONDS = 5
 
 
 def default_run_path(runs: list[RunInfo], model_name: str) -> str:
@@ -71,10 +69,3 @@ def run_line(run: RunInfo, phase: str) -> None:
     owner = "shipped run" if run.shipped else "your run"
     role = f" · **{run.role}**" if run.role else ""
     st.caption(f"{owner} {Path(run.path).name} · {phase}{role}")
-
-
-@st.fragment(run_every=NEW_RUN_CHECK_SECONDS)
-def watch_run_folders(known: tuple[str, ...]) -> None:
-    """Redraw the page when a run folder appears or goes (e.g. `convlens train` in a terminal)."""
-    if tuple(str(path) for path, _ in run_folders()) != known:
-        st.rerun()

@@ -1,0 +1,35 @@
+"""A lecture room keeps tabs open: a page left alone must not redraw itself on a timer. With no
+run training, the Training and DeepEyes pages rerun only for the watch of run folders (every
+`NEW_RUN_CHECK_SECONDS`); 20 idle Training tabs redrawn every 2 s took 0.7 of a server core."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from browser import RUN_COUNTER, app_server, browser_page, require_chromium, wait_for_app
+from convlens.ui.run_watch import NEW_RUN_CHECK_SECONDS
+
+pytestmark = pytest.mark.browser
+
+require_chromium()
+
+IDLE_SECONDS = 8
+
+
+def test_pages_of_runs_left_alone_rerun_only_for_the_watch(tmp_path: Path) -> None:
+    with (
+        app_server({"CONVLENS_HOME": str(tmp_path)}) as url,
+        browser_page(1280, 720) as (page, _),
+    ):
+        page.context.add_init_script(RUN_COUNTER)
+        for path in ("/training", "/deepeyes"):
+            page.goto(url + path, timeout=120_000)
+            wait_for_app(page)
+            time.sleep(1.0)  # a page opened by its address runs its script a second time
+            before = page.evaluate("window.__scriptRuns")
+            time.sleep(IDLE_SECONDS)
+            reruns = page.evaluate("window.__scriptRuns") - before
+            assert reruns <= IDLE_SECONDS // NEW_RUN_CHECK_SECONDS, (path, reruns)
