@@ -126,3 +126,13 @@ def test_the_live_chart_draws_no_empty_curve_before_the_first_epoch_ends():
     (chart,) = open_training({"run": folder.name}).get("vega_lite_chart")
     assert len(json.loads(chart.proto.spec)["layer"]) == 2
     assert all(pa.ipc.open_stream(d.data.data).read_all().num_rows for d in chart.proto.datasets)
+
+
+def test_runs_refresh_on_a_timer_only_while_one_trains():
+    from convlens.style import RUN_REFRESH_SECONDS
+    from convlens.ui.run_watch import refresh_seconds
+
+    assert refresh_seconds([]) is None
+    assert refresh_seconds(["finished", "incomplete", "unreadable"]) is None
+    assert refresh_seconds(["finished", "starting"]) == RUN_REFRESH_SECONDS
+    assert refresh_seconds(["running"]) == RUN_REFRESH_SECONDS
