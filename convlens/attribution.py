@@ -23,7 +23,7 @@ from torch import nn
 from torchvision.transforms import Normalize
 
 from convlens.activations import Preprocess
-from convlens.folding import folded_model
+from convlens.folding import folded_model, same_values
 from convlens.graph import ChainNode, FieldGeometry, LayerGraph
 from convlens.hooks import hooked_calls, parse_call_id, record_outputs
 
@@ -353,8 +353,7 @@ def guided_backprops(
             return None
         found = neurons(output, torch.arange(len(chunk)), chunk, windows.positions)
         expected = neurons(whole, torch.zeros(len(chunk), dtype=torch.long), chunk, spots)
-        scale = float(expected.abs().max())
-        if not torch.allclose(found.detach(), expected, rtol=1e-4, atol=1e-6 + 1e-4 * scale):
+        if not same_values(found, expected):
             return None
         (grad,) = torch.autograd.grad(found.sum(), batch)  # rows do not mix (eval mode)
         images = torch.zeros((len(chunk), *x.shape[1:]))
