@@ -109,14 +109,15 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
         assert query(page)["groups"] == "g2,g3"
 
         patches, _ = neuron_marks(view, geometry, "features", 0, lambda *_: "")
-        biggest = patches.loc[(patches.x2 - patches.x).idxmax()]
-        click_at(page, box, geometry, (biggest.x + biggest.x2) / 2, (biggest.y + biggest.y2) / 2)
+        biggest = max(patches, key=lambda patch: patch["x2"] - patch["x"])
+        middle = ((biggest["x"] + biggest["x2"]) / 2, (biggest["y"] + biggest["y2"]) / 2)
+        click_at(page, box, geometry, *middle)
         # the neuron's dialog opens where the click was, with its top patches
         dialog = page.get_by_role("dialog")
         opener = dialog.get_by_role("button", name="Open in Filters")
         opener.wait_for(timeout=60_000)
         assert page.locator('[data-testid="stException"]').count() == 0
-        assert f"{biggest.node} · neuron {biggest.neuron}" in dialog.inner_text()
+        assert f"{biggest['node']} · neuron {biggest['neuron']}" in dialog.inner_text()
         dialog.locator("img").nth(analysis.top_k - 1).wait_for(timeout=30_000)
         assert dialog.locator("img").count() == analysis.top_k
         page.screenshot(path=str(SCREENSHOTS / "cnnvis_neuron.png"))
@@ -125,7 +126,7 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
         dialog.wait_for(state="detached", timeout=30_000)
         box = wait_for_picture(page)
         time.sleep(2)  # the picture redrawn without its selection
-        click_at(page, box, geometry, (biggest.x + biggest.x2) / 2, (biggest.y + biggest.y2) / 2)
+        click_at(page, box, geometry, *middle)
         opener = page.get_by_role("dialog").get_by_role("button", name="Open in Filters")
         opener.wait_for(timeout=60_000)
         opener.click()
@@ -134,7 +135,7 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
         )
         wait_for_app(page)
         state = query(page)
-        assert (state["layer"], state["filter"]) == (biggest.node, str(biggest.neuron))
+        assert (state["layer"], state["filter"]) == (biggest["node"], str(biggest["neuron"]))
         assert not log.console_errors and not log.outside_requests
 
 

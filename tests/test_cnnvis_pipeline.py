@@ -10,6 +10,7 @@ from collections import OrderedDict
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import vl_convert
@@ -302,6 +303,10 @@ def test_view_expands_groups_bundles_adjacent_layers_and_draws(small_model) -> N
     images = [layer for layer in spec["layer"] if layer["mark"]["type"] == "image"]
     assert len(images) == 1
     assert {p["name"] for p in spec["params"]} == {"neuron", "group"}  # clicks reach the page
+    views = {layer.get("name"): layer for layer in spec["layer"]}
+    for param in spec["params"]:  # each held by a view whose marks carry its fields
+        (held,) = param["views"]
+        assert set(param["select"]["fields"]) <= set(views[held]["data"]["values"][0])
     # One packed patch per neuron of non-zero importance (a zero-size square is not drawn).
     assert len(images[0]["data"]["values"]) == sum(
         int((layer.importance > 0).sum()) for layer in view.layers.values()
@@ -314,6 +319,11 @@ def test_view_expands_groups_bundles_adjacent_layers_and_draws(small_model) -> N
     ]
     assert (
         len(cells[0]["data"]["values"]) == sum(layer.neurons for layer in view.layers.values()) * 10
+    )
+    # plain JSON, as the browser parses it: no NaN (a missing debugging value is null)
+    json.dumps(matrix, allow_nan=False)
+    json.dumps(
+        draw(view, lambda *_: "", show_weak=True, debug_title="x").to_dict(), allow_nan=False
     )
 
 
@@ -433,15 +443,14 @@ def test_highlighted_neurons_are_framed_in_both_facets(small_model) -> None:
     node = next(iter(view.layers))
     layer = view.layers[node]
     neuron = int(np.argmax(layer.importance))
-    patches, _ = neuron_marks(view, geometry, "features", 0, lambda *_: "")
+    patches = pd.DataFrame(neuron_marks(view, geometry, "features", 0, lambda *_: "")[0])
     patch = patches[(patches.node == node) & (patches.neuron == neuron)].iloc[0]
-    frame = outline_marks(view, geometry, "features", {(node, neuron), ("no.such.layer", 0)}).iloc[
-        0
-    ]
+    (outline,) = outline_marks(view, geometry, "features", {(node, neuron), ("no.such.layer", 0)})
+    frame = pd.Series(outline)
     assert frame.x < patch.x < patch.x2 < frame.x2 and frame.y < patch.y < patch.y2 < frame.y2
-    _, cells = neuron_marks(view, geometry, "activations", 0, lambda *_: "")
+    cells = pd.DataFrame(neuron_marks(view, geometry, "activations", 0, lambda *_: "")[1])
     row = cells[(cells.node == node) & (cells.neuron == neuron)]
-    frame = outline_marks(view, geometry, "activations", {(node, neuron)}).iloc[0]
+    frame = pd.Series(outline_marks(view, geometry, "activations", {(node, neuron)})[0])
     assert frame.x < row.x.min() and row.x2.max() < frame.x2
     assert frame.y < row.y.min() and row.y2.max() < frame.y2
     spec = draw(view, lambda *_: "", highlight={(node, neuron)}).to_dict()
@@ -488,8 +497,8 @@ def test_activation_matrices_number_their_columns_under_the_cells(small_model) -
         model.name, model.module, graph, analysis, Options(expanded=("g3",), clusters=3)
     )
     geometry = layout(view, footer=MATRIX_KEY)
-    _, cells = neuron_marks(view, geometry, "activations", 0, lambda *_: "")
-    key = matrix_key_marks(view, geometry)
+    cells = pd.DataFrame(neuron_marks(view, geometry, "activations", 0, lambda *_: "")[1])
+    key = pd.DataFrame(matrix_key_marks(view, geometry))
     assert len(key) == len(view.layers) * len(view.classes)
     for node in view.layers:
         mine = cells[cells.node == node]
@@ -514,7 +523,7 @@ def test_cluster_labels_name_their_majority_class(small_model) -> None:
     view = build_view(
         model.name, model.module, graph, analysis, Options(expanded=("g3",), clusters=3)
     )
-    marks = cluster_marks(view, layout(view))
+    marks = pd.DataFrame(cluster_marks(view, layout(view)))
     for row in marks.itertuples():
         layer = view.layers[row.node]
         purity = layer.purity[row.cluster]

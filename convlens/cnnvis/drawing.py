@@ -1,4 +1,4 @@
-"""The CNNVis picture (Fig. 1 and 5 of the paper) as one layered Altair chart (`Picture`).
+"""The CNNVis picture (Fig. 1 and 5 of the paper) as one layered Vega-Lite spec (`Picture`).
 
 Left to right: layer groups, collapsed to a labelled column or expanded into one column per layer;
 each layer's neuron clusters as large rectangles showing one facet (packed learned features or
@@ -18,13 +18,14 @@ from dataclasses import dataclass
 
 import altair as alt
 import numpy as np
-import pandas as pd
 from PIL import Image
 
 from convlens.attribution import input_view
 from convlens.cnnvis.packing import pack_rectangles
 from convlens.cnnvis.view import Bundles, CnnvisView, LayerView
 from convlens.tiles import crop_patch, patch_in_context
+
+Records = list[dict]  # a layer's marks, one record per mark
 
 FACETS = ("features", "activations")
 # Positive / negative edge colours; the second pair is safe for the common colour blindnesses.
@@ -162,7 +163,7 @@ def neuron_marks(
     facet: str,
     rank: int,
     patch_uri: Callable[[LayerView, int, int], str],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[Records, Records]:
     """The packed patches (features facet) and the matrix cells (activations facet)."""
     patches, cells = [], []
     classes = len(view.classes)
@@ -199,14 +200,14 @@ def neuron_marks(
                                 "x2": inner.x + (c + 1) * col_w,
                                 "y": inner.y + row * row_h,
                                 "y2": inner.y + (row + 1) * row_h,
-                                "value": min(float(layer.vectors[neuron, c]) / top, 1.0),
+                                "value": _number(min(float(layer.vectors[neuron, c]) / top, 1.0)),
                                 "class": view.classes[c],
                             }
                         )
-    return pd.DataFrame(patches), pd.DataFrame(cells)
+    return patches, cells
 
 
-def matrix_key_marks(view: CnnvisView, geometry: Geometry) -> pd.DataFrame:
+def matrix_key_marks(view: CnnvisView, geometry: Geometry) -> Records:
     """Under each layer's activation matrices, the class number of every column (when columns
     are wide enough to read it); `matrix_key` names the numbers."""
     rows = []
@@ -222,7 +223,7 @@ def matrix_key_marks(view: CnnvisView, geometry: Geometry) -> pd.DataFrame:
                 {"x": inner.x + (index + 0.5) * column, "y": HEIGHT - 4, "text": str(index)}
                 | {"class": name}
             )
-    return pd.DataFrame(rows)
+    return rows
 
 
 def matrix_key(classes: Sequence[str], line: int = MATRIX_KEY_LINE) -> list[str]:
@@ -243,7 +244,7 @@ def matrix_key(classes: Sequence[str], line: int = MATRIX_KEY_LINE) -> list[str]
 
 def outline_marks(
     view: CnnvisView, geometry: Geometry, facet: str, highlight: Collection[tuple[str, int]]
-) -> pd.DataFrame:
+) -> Records:
     """A frame around each highlighted (layer, neuron): its patch, or its matrix row."""
     rows = []
     for node, neuron in sorted(highlight):
@@ -266,14 +267,14 @@ def outline_marks(
         rows.append(
             {
                 "node": node,
-                "neuron": neuron,
+                "neuron": int(neuron),
                 "x": x - 1,
                 "x2": x + w + 1,
                 "y": y - 1,
                 "y2": y + h + 1,
             }
         )
-    return pd.DataFrame(rows)
+    return rows
 
 
 def _inner(box: Box) -> Box:
@@ -293,19 +294,25 @@ def _edge_description(style: dict) -> str:
     return f"sign: {style['sign']}; strength: {style['strength']}"
 
 
+def _number(value: float) -> float | None:
+    """A record's number as JSON holds it: a plain float, None (missing, to Vega) for NaN."""
+    value = float(value)
+    return None if np.isnan(value) else value
+
+
 def _neuron_row(layer: LayerView, neuron: int, cluster: int, classes: list[str]) -> dict:
     best = int(np.argmax(layer.vectors[neuron])) if layer.vectors.shape[1] else 0
     return {
         "node": layer.node,
         "neuron": neuron,
         "cluster": cluster,
-        "importance": round(float(layer.importance[neuron]), 4),
+        "importance": _number(round(float(layer.importance[neuron]), 4)),
         "strongest class": classes[best] if classes else "",
         "opacity": 1.0 if layer.relevant[neuron] else FADED,
     }
 
 
-def cluster_marks(view: CnnvisView, geometry: Geometry) -> pd.DataFrame:
+def cluster_marks(view: CnnvisView, geometry: Geometry) -> Records:
     """One row per cluster rectangle, with its label and quality flags."""
     rows = []
     for node, layer in view.layers.items():
@@ -338,10 +345,10 @@ def cluster_marks(view: CnnvisView, geometry: Geometry) -> pd.DataFrame:
                     "neurons": len(members),
                 }
             )
-    return pd.DataFrame(rows)
+    return rows
 
 
-def column_marks(view: CnnvisView, geometry: Geometry) -> tuple[pd.DataFrame, pd.DataFrame]:
+def column_marks(view: CnnvisView, geometry: Geometry) -> tuple[Records, Records]:
     """Collapsed groups (clickable rectangles) and the headers of every column."""
     groups, headers = [], []
     for group in view.groups:
@@ -364,12 +371,12 @@ def column_marks(view: CnnvisView, geometry: Geometry) -> tuple[pd.DataFrame, pd
                 | {"sub": f"{len(group.nodes)} layer{'' if len(group.nodes) == 1 else 's'}"}
                 | {"sub_y": 32}
             )
-    return pd.DataFrame(groups), pd.DataFrame(headers)
+    return groups, headers
 
 
 def edge_marks(
     view: CnnvisView, geometry: Geometry, palette: tuple[str, str], show_weak: bool
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[Records, Records]:
     """Bundled edges as curves through their bicluster's small rectangle, and those rectangles."""
     lines, nodes = [], []
     for pair, bundles in enumerate(view.bundles):
@@ -381,13 +388,13 @@ def edge_marks(
             key = f"{pair}:{index}"
             colour = palette[0] if bicluster.sign > 0 else palette[1]
             width = 1 + 5 * bicluster.strength / bundles.strongest
-            debug = bundles.debug[index] if bundles.debug is not None else np.nan
+            debug = _number(bundles.debug[index]) if bundles.debug is not None else None
             style = {
                 "colour": colour,
                 "width": width,
                 "opacity": 0.75,
                 "debug": debug,
-                "strength": round(bicluster.strength, 4),
+                "strength": round(float(bicluster.strength), 4),
                 "sign": "positive" if bicluster.sign > 0 else "negative",
             }
             style["description"] = _edge_description(style)
@@ -408,7 +415,7 @@ def edge_marks(
             nodes.append(_rect(middle, top + green, top + height, palette[1], described))
         if show_weak:
             lines += _weak_lines(bundles, geometry, covered, palette, pair)
-    return pd.DataFrame(lines), pd.DataFrame(nodes)
+    return lines, nodes
 
 
 def _stacked(bundles: Bundles, geometry: Geometry) -> tuple[list, float]:
@@ -488,8 +495,8 @@ def _weak_lines(
                 "colour": palette[0] if positive >= -negative else palette[1],
                 "width": 0.8,
                 "opacity": 0.3,
-                "debug": np.nan,
-                "strength": round(strength, 4),
+                "debug": None,
+                "strength": round(float(strength), 4),
                 "sign": "weak",
             }
             style["description"] = _edge_description(style)
@@ -516,25 +523,28 @@ def _label_limit(geometry: Geometry, width: float) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Picture:
-    """The picture: an Altair chart whose layers name their data, and that data (records by name).
+    """The picture: a layered Vega-Lite spec whose layers name their data, and that data (records
+    by name), joined in `to_dict`.
 
-    Altair builds, copies and validates inline values record by record, which took seconds for a
-    picture's few thousand marks on every redraw; the records join the spec only in `to_dict`.
+    The spec is written here as Vega-Lite's JSON: Altair copied and checked every layer's objects
+    while building, most of the time a picture took to draw (0.08 of 0.13 s on each click that
+    draws one); `to_dict` checks it against Vega-Lite's schema where asked (the tests).
     """
 
-    chart: alt.LayerChart
-    marks: dict[str, list[dict]]
+    spec: dict
+    marks: dict[str, Records]
 
     def to_dict(self, validate: bool = True) -> dict:
         """The Vega-Lite spec with each layer's marks inline (as the page and vl-convert take it);
-        `validate` checks the chart's structure against Vega-Lite's schema (the records are not
-        part of it)."""
-        spec = self.chart.to_dict(validate=validate)
-        for view in (spec, *spec.get("layer", ())):
-            name = view.get("data", {}).get("name")
-            if name in self.marks:
-                view["data"] = {"values": self.marks[name]}
-        return spec
+        `validate` checks its structure against Vega-Lite's schema (the records are not part of
+        it)."""
+        if validate:
+            alt.TopLevelLayerSpec.validate(self.spec)
+        layers = [
+            view | {"data": {"values": self.marks[view["data"]["name"]]}}
+            for view in self.spec["layer"]
+        ]
+        return self.spec | {"layer": layers}
 
 
 def selection_names(spec: Mapping) -> list[str]:
@@ -543,17 +553,22 @@ def selection_names(spec: Mapping) -> list[str]:
     return [param["name"] for param in spec.get("params", ()) if "select" in param]
 
 
-def _named(marks: dict[str, list[dict]], name: str, frame: pd.DataFrame) -> alt.Data:
-    """A reference to the data `name`, whose records (`frame`'s) go into `marks`; inline in the
-    end, since the picture has more marks than Altair's default row limit allows."""
-    marks[name] = frame.replace({np.nan: None}).to_dict("records")
-    return alt.Data(name=name)
+TYPES = {"N": "nominal", "Q": "quantitative"}
 
 
-def _tooltips(*fields: str) -> list[alt.Tooltip]:
-    """Tooltip channels for `fields`, as objects (see the note on encodings in `convlens.charts`:
-    shorthand text cost 0.2 s of a CNNVis picture's 0.5 s)."""
-    return [alt.Tooltip(field) for field in fields]
+def _channel(shorthand: str, **more: object) -> dict:
+    """An encoding channel of a field, "name:N" (nominal) or "name:Q" (quantitative)."""
+    name, _, kind = shorthand.rpartition(":")
+    return {"field": name, "type": TYPES[kind], **more}
+
+
+def _tooltips(*fields: str) -> list[dict]:
+    return [_channel(field) for field in fields]
+
+
+def _click(name: str, fields: list[str]) -> dict:
+    """A point selection `name` of `fields` that a click sets and a double click clears."""
+    return {"type": "point", "clear": "dblclick", "fields": fields, "on": "click"}
 
 
 def draw(
@@ -578,178 +593,183 @@ def draw(
     matrices = facet == "activations"
     geometry = layout(view, width, MATRIX_KEY if matrices else 0.0)
     colours = PALETTES[palette]
-    x_scale = alt.Scale(domain=[0, geometry.width], nice=False, zero=False)
-    y_scale = alt.Scale(domain=[HEIGHT, 0], nice=False, zero=False)
-    x = alt.X("x:Q", scale=x_scale, axis=None)
-    y = alt.Y("y:Q", scale=y_scale, axis=None)
-    x2, y2 = alt.X2("x2:Q"), alt.Y2("y2:Q")
-    neuron_click = alt.selection_point(
-        name="neuron", fields=["node", "neuron"], on="click", clear="dblclick"
-    )
-    group_click = alt.selection_point(name="group", fields=["group"], on="click", clear="dblclick")
-    layers: list[alt.Chart] = []
-    marks: dict[str, list[dict]] = {}
+    x_scale = {"domain": [0, geometry.width], "nice": False, "zero": False}
+    y_scale = {"domain": [HEIGHT, 0], "nice": False, "zero": False}
+
+    def at(x: str = "x", y: str = "y") -> dict:
+        return {
+            "x": _channel(f"{x}:Q", scale=x_scale, axis=None),
+            "y": _channel(f"{y}:Q", scale=y_scale, axis=None),
+        }
+
+    box = at() | {"x2": {"field": "x2"}, "y2": {"field": "y2"}}
+    marks: dict[str, Records] = {}
+    layers: list[dict] = []
+    selections: dict[str, dict] = {}
+
+    def add(name: str, records: Records, mark: dict, encoding: dict, **more: object) -> None:
+        """A layer drawing `records` (the data `name`) as `mark`, when there are any; `click`
+        (a (name, fields) pair) makes a click on a mark select those of its fields."""
+        if not records:
+            return
+        marks[name] = records
+        click = more.pop("click", None)
+        layer = {"data": {"name": name}, "mark": mark, "encoding": encoding, **more}
+        if click is not None and click[0] not in selections:
+            # one view holds a selection; a click on any layer's mark reaches it
+            layer["name"] = f"view_{name}"
+            selections[click[0]] = {
+                "name": click[0],
+                "select": _click(*click),
+                "views": [layer["name"]],
+            }
+        layers.append(layer)
+
+    group_click = ("group", ["group"])
+    neuron_click = ("neuron", ["node", "neuron"])
     groups, headers = column_marks(view, geometry)
-    if len(groups):
-        layers.append(
-            alt.Chart(_named(marks, "groups", groups))
-            .mark_rect(fill="#eef1f6", stroke="#8a94a6", cornerRadius=4, cursor="pointer")
-            .encode(x=x, x2=x2, y=y, y2=y2, tooltip=_tooltips("group:N", "layers:N"))
-            .add_params(group_click)
-        )
-    if len(headers):
-        layers.append(
-            alt.Chart(_named(marks, "headers", headers))
-            .mark_text(align="left", fontSize=FONT + 1, fontWeight="bold", cursor="pointer")
-            .encode(x=x, y=y, text=alt.Text("text:N"), tooltip=_tooltips("group:N"))
-            .add_params(group_click)
-        )
-        layers.append(
-            alt.Chart(_named(marks, "headers", headers))
-            .mark_text(align="left", fontSize=FONT - 1, color="#555")
-            .encode(x=x, y=alt.Y("sub_y:Q", scale=y_scale, axis=None), text=alt.Text("sub:N"))
-        )
+    add(
+        "groups",
+        groups,
+        {"type": "rect", "cornerRadius": 4, "cursor": "pointer", "fill": "#eef1f6"}
+        | {"stroke": "#8a94a6"},
+        box | {"tooltip": _tooltips("group:N", "layers:N")},
+        click=group_click,
+    )
+    add(
+        "headers",
+        headers,
+        {"type": "text", "align": "left", "cursor": "pointer", "fontSize": FONT + 1}
+        | {"fontWeight": "bold"},
+        at() | {"text": _channel("text:N"), "tooltip": _tooltips("group:N")},
+        click=group_click,
+    )
+    add(
+        "headers",
+        headers,
+        {"type": "text", "align": "left", "color": "#555", "fontSize": FONT - 1},
+        at(y="sub_y") | {"text": _channel("sub:N")},
+    )
     clusters = cluster_marks(view, geometry)
-    if len(clusters):
-        layers.append(
-            alt.Chart(_named(marks, "clusters", clusters))
-            .mark_rect(fill="white", strokeWidth=1.5, cornerRadius=3)
-            .encode(
-                x=x,
-                x2=x2,
-                y=y,
-                y2=y2,
-                stroke=alt.Stroke("stroke:N", scale=None),
-                strokeDash=alt.StrokeDash("dash:Q", scale=None),
-                tooltip=_tooltips("node:N", "cluster:Q", "neurons:Q", "label:N"),
-            )
-        )
+    add(
+        "clusters",
+        clusters,
+        {"type": "rect", "cornerRadius": 3, "fill": "white", "strokeWidth": 1.5},
+        box
+        | {
+            "stroke": _channel("stroke:N", scale=None),
+            "strokeDash": _channel("dash:Q", scale=None),
+            "tooltip": _tooltips("node:N", "cluster:Q", "neurons:Q", "label:N"),
+        },
+    )
     lines, bicluster_nodes = edge_marks(view, geometry, colours, show_weak)
-    if len(lines):
-        colour = (
-            alt.Color(
-                "debug:Q",
-                scale=alt.Scale(scheme="viridis"),
-                title=debug_title,
-                legend=alt.Legend(format=".1e", tickCount=4, gradientLength=220),
-            )
-            if debug_title
-            else alt.Color("colour:N", scale=None)
+    colour = (
+        _channel(
+            "debug:Q",
+            scale={"scheme": "viridis"},
+            title=debug_title,
+            legend={"format": ".1e", "tickCount": 4, "gradientLength": 220},
         )
-        layers.append(
-            alt.Chart(_named(marks, "lines", lines))
-            .transform_flatten(["x", "y", "order"])
-            .mark_line(interpolate="linear", strokeCap="round")
-            .encode(
-                x=x,
-                y=y,
-                detail=alt.Detail("edge:N"),
-                order=alt.Order("order:Q"),
-                color=colour,
-                strokeWidth=alt.StrokeWidth("width:Q", scale=None),
-                opacity=alt.Opacity("opacity:Q", scale=None),
-                tooltip=_tooltips("sign:N", "strength:Q", *(["debug:Q"] if debug_title else [])),
-                description=alt.Description("description:N"),
-            )
-        )
-    if len(bicluster_nodes):
-        layers.append(
-            alt.Chart(_named(marks, "biclusters", bicluster_nodes))
-            .mark_rect(stroke="#333", strokeWidth=0.5)
-            .encode(
-                x=x,
-                x2=x2,
-                y=y,
-                y2=y2,
-                color=alt.Color("colour:N", scale=None),
-                tooltip=_tooltips("bicluster:N"),
-            )
-        )
+        if debug_title
+        else _channel("colour:N", scale=None)
+    )
+    add(
+        "lines",
+        lines,
+        {"type": "line", "interpolate": "linear", "strokeCap": "round"},
+        at()
+        | {
+            "detail": _channel("edge:N"),
+            "order": _channel("order:Q"),
+            "color": colour,
+            "strokeWidth": _channel("width:Q", scale=None),
+            "opacity": _channel("opacity:Q", scale=None),
+            "tooltip": _tooltips("sign:N", "strength:Q", *(["debug:Q"] if debug_title else [])),
+            "description": _channel("description:N"),
+        },
+        transform=[{"flatten": ["x", "y", "order"]}],
+    )
+    add(
+        "biclusters",
+        bicluster_nodes,
+        {"type": "rect", "stroke": "#333", "strokeWidth": 0.5},
+        box | {"color": _channel("colour:N", scale=None), "tooltip": _tooltips("bicluster:N")},
+    )
     patches, cells = neuron_marks(view, geometry, facet, rank, patch_uri)
     tooltip = _tooltips("node:N", "neuron:Q", "cluster:Q", "importance:Q", "strongest class:N")
-    if len(patches):
-        layers.append(
-            alt.Chart(_named(marks, "patches", patches))
-            .mark_image(aspect=True, aria=False, cursor="pointer")
-            .encode(
-                x=x,
-                x2=x2,
-                y=y,
-                y2=y2,
-                url=alt.Url("url:N"),
-                opacity=alt.Opacity("opacity:Q", scale=None),
-                tooltip=tooltip,
-            )
-            .add_params(neuron_click)
-        )
-    if len(cells):
-        layers.append(
-            alt.Chart(_named(marks, "cells", cells))
-            .transform_calculate(description=CELL_DESCRIPTION)
-            .mark_rect(cursor="pointer")
-            .encode(
-                x=x,
-                x2=x2,
-                y=y,
-                y2=y2,
-                color=alt.Color(
-                    "value:Q", scale=alt.Scale(scheme="greys", domain=[0, 1]), legend=None
-                ),
-                opacity=alt.Opacity("opacity:Q", scale=None),
-                tooltip=[
-                    *tooltip,
-                    alt.Tooltip("class:N"),
-                    alt.Tooltip(
-                        "value:Q", format=".2f", title="activation / layer's 95th percentile"
-                    ),
-                ],
-                description=alt.Description("description:N"),
-            )
-            .add_params(neuron_click)
-        )
-    key = matrix_key_marks(view, geometry) if matrices else pd.DataFrame()
-    if len(key):
-        layers.append(
-            alt.Chart(_named(marks, "key", key))
-            .mark_text(align="center", baseline="bottom", fontSize=FONT - 3, color="#555")
-            .encode(x=x, y=y, text=alt.Text("text:N"), tooltip=_tooltips("class:N"))
-        )
-    outlines = outline_marks(view, geometry, facet, highlight)
-    if len(outlines):
-        layers.append(
-            alt.Chart(_named(marks, "outlines", outlines))
-            .mark_rect(fill=None, stroke=HIGHLIGHT, strokeWidth=2.5)
-            .encode(x=x, x2=x2, y=y, y2=y2, tooltip=_tooltips("node:N", "neuron:Q"))
-        )
-    if len(clusters):
-        layers.append(
-            alt.Chart(_named(marks, "clusters", clusters))
-            .mark_text(
-                align="left", fontSize=FONT - 1, color="#333", limit=_label_limit(geometry, width)
-            )
-            .encode(
-                x=alt.X("label_x:Q", scale=x_scale, axis=None),
-                y=alt.Y("label_y:Q", scale=y_scale, axis=None),
-                text=alt.Text("label:N"),
-            )
-        )
-    picture = (
-        alt.layer(*layers)
-        .resolve_scale(color="independent")
-        .properties(width=geometry.width, height=HEIGHT)
+    add(
+        "patches",
+        patches,
+        {"type": "image", "aria": False, "aspect": True, "cursor": "pointer"},
+        box
+        | {
+            "url": _channel("url:N"),
+            "opacity": _channel("opacity:Q", scale=None),
+            "tooltip": tooltip,
+        },
+        click=neuron_click,
     )
+    add(
+        "cells",
+        cells,
+        {"type": "rect", "cursor": "pointer"},
+        box
+        | {
+            "color": _channel("value:Q", scale={"scheme": "greys", "domain": [0, 1]}, legend=None),
+            "opacity": _channel("opacity:Q", scale=None),
+            "tooltip": [
+                *tooltip,
+                _channel("class:N"),
+                _channel("value:Q", format=".2f", title="activation / layer's 95th percentile"),
+            ],
+            "description": _channel("description:N"),
+        },
+        transform=[{"calculate": CELL_DESCRIPTION, "as": "description"}],
+        click=neuron_click,
+    )
+    add(
+        "key",
+        matrix_key_marks(view, geometry) if matrices else [],
+        {"type": "text", "align": "center", "baseline": "bottom", "color": "#555"}
+        | {"fontSize": FONT - 3},
+        at() | {"text": _channel("text:N"), "tooltip": _tooltips("class:N")},
+    )
+    add(
+        "outlines",
+        outline_marks(view, geometry, facet, highlight),
+        {"type": "rect", "fill": None, "stroke": HIGHLIGHT, "strokeWidth": 2.5},
+        box | {"tooltip": _tooltips("node:N", "neuron:Q")},
+    )
+    add(
+        "clusters",
+        clusters,
+        {"type": "text", "align": "left", "color": "#333", "fontSize": FONT - 1}
+        | {"limit": _label_limit(geometry, width)},
+        at("label_x", "label_y") | {"text": _channel("label:N")},
+    )
+    spec: dict = {
+        "$schema": alt.SCHEMA_URL,
+        "config": {
+            "view": {"continuousWidth": 300, "continuousHeight": 300, "stroke": None},
+            "legend": {"orient": "bottom"},
+        },
+        "layer": layers,
+        "width": geometry.width,
+        "height": HEIGHT,
+        "resolve": {"scale": {"color": "independent"}},
+    }
+    if selections:
+        spec["params"] = list(selections.values())
     if matrices and view.classes:
-        picture = picture.properties(
-            title=alt.TitleParams(
-                matrix_key(view.classes),
-                orient="bottom",
-                anchor="start",
-                fontSize=FONT - 1,
-                fontWeight="normal",
-                limit=MATRIX_KEY_PIXELS,
-            )
-        )
-    return Picture(picture.configure_view(stroke=None).configure_legend(orient="bottom"), marks)
+        spec["title"] = {
+            "text": matrix_key(view.classes),
+            "anchor": "start",
+            "fontSize": FONT - 1,
+            "fontWeight": "normal",
+            "limit": MATRIX_KEY_PIXELS,
+            "orient": "bottom",
+        }
+    return Picture(spec, marks)
 
 
 def patch_images(
