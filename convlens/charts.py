@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Sequence
 
 import altair as alt
@@ -53,6 +51,7 @@ from convlens.style import (
     STABILITY_PLOT_HEIGHT,
     STEP_RULE_COLOUR,
 )
+from convlens.tiles import png_bytes, png_url
 from convlens.weights import Histogram
 
 # Streamlit fits a stretched chart's whole height (title, axes, legend) into its `height`; this
@@ -677,12 +676,6 @@ CONVOLUTION_SUM_WIDTH = 80
 CHANNEL_SUMS_HEIGHT = 100
 
 
-def _png_url(picture: Image.Image) -> str:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def position_picker_chart(
     picture: Image.Image, rows: int, columns: int, selected: tuple[int, int] | None = None
 ) -> alt.LayerChart:
@@ -705,7 +698,7 @@ def position_picker_chart(
     # plot gets (Streamlit may size it otherwise than `width` and `height`)
     whole_map = {"left": [0], "top": [0], "right": [columns], "bottom": [rows]}
     image = (
-        alt.Chart(pd.DataFrame({"url": [_png_url(picture)], **whole_map}))
+        alt.Chart(pd.DataFrame({"url": [png_url(png_bytes(picture))], **whole_map}))
         .mark_image(aspect=False)
         .encode(url=alt.Url("url:N"), **box)
     )
@@ -902,7 +895,7 @@ def filter_grid_chart(
         {
             "filter": [int(k) for k in filters],
             "label": list(labels),
-            "url": [_png_url(picture) for picture in pictures],
+            "url": [png_url(png_bytes(picture)) for picture in pictures],
             "x": left,
             "x_end": left + FILTER_GRID_TILE,
             "y": top,

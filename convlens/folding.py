@@ -17,7 +17,7 @@ import copy
 import threading
 import weakref
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -107,12 +107,11 @@ def _replacements(
 
 @dataclass
 class _Folds:
-    """A model's folded convolutions for its current weights, and for each set of layers read
-    whether the folded copy was found to keep their outputs."""
+    """A model's folded convolutions for its current weights: none when the network with all of
+    them folded computes something else than the model (`_same_outputs`)."""
 
     version: tuple[int, ...]
     fused: dict[str, tuple[str, nn.Module]]
-    same_outputs: dict[frozenset, bool] = field(default_factory=dict)
 
 
 _folds: weakref.WeakKeyDictionary[nn.Module, _Folds] = weakref.WeakKeyDictionary()
@@ -131,12 +130,11 @@ def _weights_version(model: nn.Module) -> tuple[int, ...] | None:
 def folded_model(model: nn.Module, x: torch.Tensor, reads: Collection[str]) -> nn.Module:
     """Return `model` with its conv-batch-norm pairs folded, except the pairs whose convolution is
     a layer that `reads` names (layer ids, `convlens.hooks`: their outputs stay the convs' own), or
-    `model` itself when nothing folds or an output `reads` names differs from the model's on the
-    input `x`.
+    `model` itself when nothing folds.
 
-    The folded convolutions are kept per model (one copy of their weights, whatever is read)
-    until the model's weights change. The caller holds the model's lock, as for every
-    computation on it.
+    The folded convolutions are found and checked once per model on an input `x`, and kept
+    until the model's weights change (one copy of their weights, whatever is read). The caller
+    holds the model's lock, as for every computation on it.
     """
     if model.training or not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         return model
@@ -146,32 +144,35 @@ def folded_model(model: nn.Module, x: torch.Tensor, reads: Collection[str]) -> n
     with _folds_lock:
         folds = _folds.get(model)
     if folds is None or folds.version != version:
-        folds = _Folds(version, _fused(model, conv_batch_norm_pairs(model, x)))
+        fused = _fused(model, conv_batch_norm_pairs(model, x))
+        folds = _Folds(version, fused if _same_outputs(model, fused, x) else {})
         with _folds_lock:
             _folds[model] = folds
-    read = frozenset(reads)
-    replacements = _replacements(folds.fused, {parse_call_id(layer)[0] for layer in read})
-    if not replacements:
-        return model
-    folded = with_modules(model, replacements)
-    if read not in folds.same_outputs:
-        folds.same_outputs[read] = _same_outputs(model, folded, x, read)
-    return folded if folds.same_outputs[read] else model
+    kept = {parse_call_id(layer)[0] for layer in reads}
+    return with_modules(model, _replacements(folds.fused, kept))
 
 
-def _same_outputs(model: nn.Module, folded: nn.Module, x: torch.Tensor, reads: frozenset) -> bool:
-    """Whether the layers `reads` names, and the network's output, are the same in both."""
-    found = []
-    for network in (model, folded):
-        with torch.no_grad(), record_outputs(network, set(reads)) as outputs:
-            final = first_tensor(network(x))
-        found.append([outputs.get(layer) for layer in sorted(reads)] + [final])
-    for expected, got in zip(*found, strict=True):
-        if expected is None and got is None:
-            continue
-        if expected is None or got is None or not same_values(got, expected):
-            return False
-    return True
+def _same_outputs(
+    model: nn.Module, fused: dict[str, tuple[str, nn.Module]], x: torch.Tensor
+) -> bool:
+    """Whether the network with all of `fused` folded computes what `model` does on `x`: each
+    folded conv's output the model's batch norm's, and the network's output the same.
+
+    Then so does the network with only some of them folded (the others are the model's own
+    layers, on the same inputs), whatever layers a computation reads. A conv whose output also
+    goes elsewhere than its batch norm (a shortcut) changes the network's output and is caught.
+    """
+    if not fused:
+        return True
+    folded = with_modules(model, _replacements(fused, ()))
+    norms = {norm: conv for conv, (norm, _) in fused.items()}
+    with torch.no_grad(), record_outputs(model, set(norms)) as expected:
+        expected_final = first_tensor(model(x))
+    with torch.no_grad(), record_outputs(folded, set(fused)) as found:
+        found_final = first_tensor(folded(x))
+    pairs = [(found.get(conv), expected.get(norm)) for norm, conv in norms.items()]
+    pairs.append((found_final, expected_final))
+    return all(a is not None and b is not None and same_values(a, b) for a, b in pairs)
 
 
 def same_values(found: torch.Tensor, expected: torch.Tensor) -> bool:

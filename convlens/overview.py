@@ -8,7 +8,6 @@ compare; a linear node's channels are its strongest units, each a square of its 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ from torch import nn
 from convlens.attribution import input_view
 from convlens.graph import ChainNode
 from convlens.hooks import record_outputs
-from convlens.tiles import diverging
+from convlens.tiles import diverging, png_bytes
 
 PREVIEW_CHANNELS = 4
 PREVIEW_SIZE = 40
@@ -64,9 +63,7 @@ def square_png(image: Image.Image, size: int) -> bytes:
     magnified without blurring when smaller."""
     shrinking = max(image.size) > size
     resample = Image.Resampling.BOX if shrinking else Image.Resampling.NEAREST
-    buffer = io.BytesIO()
-    image.convert("RGB").resize((size, size), resample).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(image.convert("RGB").resize((size, size), resample))
 
 
 def node_preview(

