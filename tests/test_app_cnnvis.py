@@ -73,9 +73,11 @@ def test_expanding_a_group_and_switching_facet_change_the_picture():
     at.segmented_control(key="cnnvis_facet").set_value("activations").run(timeout=120)
     assert not at.exception
     spec = picture(at)
-    assert not layer_values(spec, "image")
-    cells = [row for row in layer_values(spec, "rect") if "class" in row]
-    assert {row["class"] for row in cells} == set(load_model("fashion_basecnn_x0.25").class_names)
+    assert not [row for row in layer_values(spec, "image") if "neuron" in row]  # no patches
+    rows = [row for row in layer_values(spec, "rect") if "activations" in row]
+    assert {row["node"] for row in rows} == nodes
+    classes = load_model("fashion_basecnn_x0.25").class_names
+    assert {len(row["activations"].split()) for row in rows} == {len(classes)}
     assert at.session_state["facet"] == "activations"
 
 
@@ -180,7 +182,8 @@ def test_comparison_draws_the_other_model_below_with_groups_matched_by_kind():
     )
     specs = [json.loads(chart.proto.spec) for chart in (mine, theirs)]
     cells = [
-        {row["node"] for row in layer_values(spec, "rect") if "class" in row} for spec in specs
+        {row["node"] for row in layer_values(spec, "rect") if "activations" in row}
+        for spec in specs
     ]
     assert cells[0] == {
         *(f"features.conv4_{i}" for i in (1, 2, 3)),

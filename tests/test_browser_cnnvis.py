@@ -108,7 +108,7 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
         box = wait_for_picture(page)
         assert query(page)["groups"] == "g2,g3"
 
-        patches, _ = neuron_marks(view, geometry, "features", 0, lambda *_: "")
+        patches = neuron_marks(view, geometry, "features", 0, lambda *_: "").patches
         biggest = max(patches, key=lambda patch: patch["x2"] - patch["x"])
         middle = ((biggest["x"] + biggest["x2"]) / 2, (biggest["y"] + biggest["y2"]) / 2)
         click_at(page, box, geometry, *middle)

@@ -21,9 +21,12 @@ from convlens.activations import SHIPPED_DATA, analyze, open_source
 from convlens.cnnvis.debugging import bicluster_values, layer_average, run_layer_averages, stats_key
 from convlens.cnnvis.drawing import (
     CURVE_POINTS,
+    FADED,
     _curve,
     draw,
     layout,
+    matrix_picture,
+    matrix_top,
     neuron_marks,
     outline_marks,
     patch_images,
@@ -312,13 +315,14 @@ def test_view_expands_groups_bundles_adjacent_layers_and_draws(small_model) -> N
         int((layer.importance > 0).sum()) for layer in view.layers.values()
     )
     matrix = draw(view, patch_images(source.load, model.transform), facet="activations").to_dict()
-    cells = [
-        layer
-        for layer in matrix["layer"]
-        if "class" in layer.get("data", {}).get("values", [{}])[0]
-    ]
-    assert (
-        len(cells[0]["data"]["values"]) == sum(layer.neurons for layer in view.layers.values()) * 10
+    views = {layer.get("name"): layer for layer in matrix["layer"]}
+    # a clickable row per neuron over a picture per cluster's matrix
+    assert len(views["view_rows"]["data"]["values"]) == sum(
+        layer.neurons for layer in view.layers.values()
+    )
+    (pictures,) = [layer for layer in matrix["layer"] if layer["mark"]["type"] == "image"]
+    assert len(pictures["data"]["values"]) == sum(
+        layer.clusters.count for layer in view.layers.values()
     )
     # plain JSON, as the browser parses it: no NaN (a missing debugging value is null)
     json.dumps(matrix, allow_nan=False)
@@ -443,13 +447,14 @@ def test_highlighted_neurons_are_framed_in_both_facets(small_model) -> None:
     node = next(iter(view.layers))
     layer = view.layers[node]
     neuron = int(np.argmax(layer.importance))
-    patches = pd.DataFrame(neuron_marks(view, geometry, "features", 0, lambda *_: "")[0])
+    patches = pd.DataFrame(neuron_marks(view, geometry, "features", 0, lambda *_: "").patches)
     patch = patches[(patches.node == node) & (patches.neuron == neuron)].iloc[0]
     (outline,) = outline_marks(view, geometry, "features", {(node, neuron), ("no.such.layer", 0)})
     frame = pd.Series(outline)
     assert frame.x < patch.x < patch.x2 < frame.x2 and frame.y < patch.y < patch.y2 < frame.y2
-    cells = pd.DataFrame(neuron_marks(view, geometry, "activations", 0, lambda *_: "")[1])
-    row = cells[(cells.node == node) & (cells.neuron == neuron)]
+    rows = pd.DataFrame(neuron_marks(view, geometry, "activations", 0, lambda *_: "").rows)
+    row = rows[(rows.node == node) & (rows.neuron == neuron)]
+    assert len(row) == 1
     frame = pd.Series(outline_marks(view, geometry, "activations", {(node, neuron)})[0])
     assert frame.x < row.x.min() and row.x2.max() < frame.x2
     assert frame.y < row.y.min() and row.y2.max() < frame.y2
@@ -497,18 +502,23 @@ def test_activation_matrices_number_their_columns_under_the_cells(small_model) -
         model.name, model.module, graph, analysis, Options(expanded=("g3",), clusters=3)
     )
     geometry = layout(view, footer=MATRIX_KEY)
-    cells = pd.DataFrame(neuron_marks(view, geometry, "activations", 0, lambda *_: "")[1])
+    marks = neuron_marks(view, geometry, "activations", 0, lambda *_: "")
+    rows = pd.DataFrame(marks.rows)
     key = pd.DataFrame(matrix_key_marks(view, geometry))
     assert len(key) == len(view.layers) * len(view.classes)
+    classes = len(view.classes)
     for node in view.layers:
-        mine = cells[cells.node == node]
+        mine = rows[rows.node == node]
+        pictures = [m for m in marks.matrices if m["x"] == mine.x.iloc[0]]
+        assert len(pictures) == view.layers[node].clusters.count
         for index, name in enumerate(view.classes):
-            column = mine[mine["class"] == name]
-            centres = (column.x + column.x2).div(2)
-            assert centres.max() - centres.min() < 0.01  # one column, to a hundredth of a pixel
-            mark = key[(key.text == str(index)) & ((key.x - centres.mean()).abs() < 0.01)]
-            assert len(mark) == 1 and mark["class"].iloc[0] == name
-            assert mark.y.iloc[0] > mine.y2.max()  # under the matrices
+            # column `index` of every matrix picture of the layer (a pixel per class)
+            for picture in pictures:
+                width = (picture["x2"] - picture["x"]) / classes
+                centre = picture["x"] + (index + 0.5) * width
+                mark = key[(key.text == str(index)) & ((key.x - centre).abs() < 0.01)]
+                assert len(mark) == 1 and mark["class"].iloc[0] == name
+                assert mark.y.iloc[0] > mine.y2.max()  # under the matrices
     assert matrix_key(["a", "b"]) == ["Matrix columns, left to right: 0 a · 1 b"]
     spec = draw(view, lambda *_: "", facet="activations").to_dict()
     assert spec["title"]["text"] == matrix_key(view.classes)
@@ -615,13 +625,46 @@ def test_curves_are_sent_once_each_and_drawn_as_before_with_short_labels(small_m
     lines = [label for role, label in labels if role == "line"]
     assert len(lines) == len(curves)
     assert all(re.fullmatch(r"sign: (positive|negative); strength: [\d.e-]+", x) for x in lines)
-    cells = picture.marks["cells"]
-    cell = cells[0]
+    row = picture.marks["rows"][0]
     wanted = (
-        f"node: {cell['node']}; neuron: {cell['neuron']}; cluster: {cell['cluster']}; "
-        f"class: {cell['class']}; activation / layer's 95th percentile: {cell['value']:.2f}"
+        f"node: {row['node']}; neuron: {row['neuron']}; cluster: {row['cluster']}; "
+        f"strongest class: {row['strongest class']}"
     )
     assert wanted in [label for role, label in labels if role == "rect"]
+
+
+def test_matrix_pictures_draw_each_neuron_and_class_in_vega_greys(small_model) -> None:
+    """A cluster's matrix is a picture, a pixel per neuron (in the cluster's order) and class,
+    in the grey Vega's "greys" scale gives the activation over the layer's 95th percentile (what
+    each cell's rect was filled with), a faded neuron's row lighter."""
+    model, graph, analysis = small_model
+    view = build_view(
+        model.name, model.module, graph, analysis, Options(expanded=("g3",), clusters=3)
+    )
+    layer = next(iter(view.layers.values()))
+    top = matrix_top(layer)
+    picture = np.asarray(matrix_picture(layer, 0, top))
+    order = layer.orders[0]
+    assert picture.shape == (len(order), len(view.classes))
+    values = np.clip(layer.vectors[order] / top, 0.0, 1.0)
+    cases = [(r, c) for r in range(len(order)) for c in range(len(view.classes))][::37]
+    spec = {
+        "data": {"values": [{"i": i, "v": float(values[r, c])} for i, (r, c) in enumerate(cases)]},
+        "mark": "rect",
+        "encoding": {
+            "x": {"field": "i", "type": "ordinal"},
+            "color": {
+                "field": "v",
+                "type": "quantitative",
+                "scale": {"scheme": "greys", "domain": [0, 1]},
+            },
+        },
+    }
+    fills = re.findall(r'fill="rgb\((\d+), \1, \1\)"', vl_convert.vegalite_to_svg(spec))
+    assert len(fills) == len(cases)
+    for (r, c), fill in zip(cases, fills, strict=True):
+        expected = int(fill) if layer.relevant[order[r]] else 255 - FADED * (255 - int(fill))
+        assert abs(int(picture[r, c]) - expected) <= 1
 
 
 def test_flattened_curves_draw_the_same_pixels_as_a_row_per_point(small_model) -> None:

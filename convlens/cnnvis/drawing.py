@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import altair as alt
 import numpy as np
@@ -61,14 +62,6 @@ MATRIX_KEY_COLUMN = 7
 MATRIX_KEY_LINE = 90
 MATRIX_KEY_PIXELS = 540
 MATRIX_KEY_LINES = 3
-# A matrix cell's label for screen readers (its SVG aria-label). The one Vega-Lite builds from
-# every field formats a dozen numbers per cell in the browser, for thousands of cells: most of the
-# browser's time to draw the activations facet.
-CELL_DESCRIPTION = (
-    "'node: ' + datum.node + '; neuron: ' + datum.neuron + '; cluster: ' + datum.cluster"
-    " + '; class: ' + datum['class']"
-    " + \"; activation / layer's 95th percentile: \" + format(datum.value, '.2f')"
-)
 
 
 @dataclass(frozen=True)
@@ -155,19 +148,27 @@ def _short(node: str) -> str:
     return node.rsplit(".", 1)[-1]
 
 
+class NeuronMarks(NamedTuple):
+    """A picture's marks of single neurons: the packed patches (features facet), or each
+    cluster's activation matrix as a picture and a clickable row per neuron over it (activations
+    facet: a mark per cell was ten per neuron, and most of the browser's time to draw)."""
+
+    patches: Records
+    rows: Records
+    matrices: Records
+
+
 def neuron_marks(
     view: CnnvisView,
     geometry: Geometry,
     facet: str,
     rank: int,
     patch_uri: Callable[[LayerView, int, int], str],
-) -> tuple[Records, Records]:
-    """The packed patches (features facet) and the matrix cells (activations facet)."""
-    patches, cells = [], []
-    classes = len(view.classes)
+) -> NeuronMarks:
+    """The marks of the neurons of the view's expanded layers in `facet`."""
+    marks = NeuronMarks([], [], [])
     for node, layer in view.layers.items():
-        # a few strong neurons would leave every other row near white (on a projector: blank)
-        top = float(np.nanpercentile(layer.vectors, MATRIX_TOP_PERCENTILE)) or 1.0
+        top = matrix_top(layer)
         for cluster, members in enumerate(layer.clusters.representatives):
             inner = _inner(geometry.clusters[(node, cluster)])
             if facet == "features":
@@ -175,7 +176,7 @@ def neuron_marks(
                 for neuron, (x, y, w, h) in zip(members, rects, strict=True):
                     if w <= 0:
                         continue
-                    patches.append(
+                    marks.patches.append(
                         _neuron_row(layer, int(neuron), cluster, view.classes)
                         | {
                             "x": _px(inner.x + x),
@@ -185,26 +186,43 @@ def neuron_marks(
                             "url": patch_uri(layer, int(neuron), rank),
                         }
                     )
-            else:
+            elif view.classes:
+                box = {"x": _px(inner.x), "x2": _px(inner.right), "y": _px(inner.y)}
+                box["y2"] = _px(inner.y + inner.h)
+                picture = matrix_picture(layer, cluster, top)
+                marks.matrices.append(box | {"url": png_url(png_bytes(picture))})
                 order = layer.orders[cluster]
-                row_h, col_w = inner.h / len(order), inner.w / classes
+                row_h = inner.h / len(order)
                 for row, neuron in enumerate(order):
-                    base = _neuron_row(layer, int(neuron), cluster, view.classes)
-                    for c in range(classes):
-                        cells.append(
-                            base
-                            | {
-                                "x": _px(inner.x + c * col_w),
-                                "x2": _px(inner.x + (c + 1) * col_w),
-                                "y": _px(inner.y + row * row_h),
-                                "y2": _px(inner.y + (row + 1) * row_h),
-                                "value": _number(
-                                    round(min(float(layer.vectors[neuron, c]) / top, 1.0), 3)
-                                ),
-                                "class": view.classes[c],
-                            }
-                        )
-    return patches, cells
+                    marks.rows.append(
+                        _matrix_row(layer, int(neuron), cluster, view.classes, top)
+                        | box
+                        | {"y": _px(inner.y + row * row_h), "y2": _px(inner.y + (row + 1) * row_h)}
+                    )
+    return marks
+
+
+# Vega's "greys" colour scheme at 0, 0.1, ..., 1 (grey levels): the matrices' colours.
+GREYS = np.array([226, 212, 196, 177, 157, 136, 117, 98, 77, 53, 30], dtype=np.float64)
+
+
+def matrix_top(layer: LayerView) -> float:
+    """The activation drawn darkest in a layer's matrices: its `MATRIX_TOP_PERCENTILE`, so that a
+    few strong neurons do not leave every other row near white (on a projector: blank)."""
+    return float(np.nanpercentile(layer.vectors, MATRIX_TOP_PERCENTILE)) or 1.0
+
+
+def matrix_picture(layer: LayerView, cluster: int, top: float) -> Image.Image:
+    """A cluster's activation matrix as a grey picture, a pixel per neuron (rows, in the cluster's
+    order) and class (columns): the activation over `top` in `GREYS` (over 1: the darkest), a
+    faded neuron's row blended with the white under it, a missing value white."""
+    values = layer.vectors[layer.orders[cluster]] / top
+    grey = np.interp(
+        np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0), np.linspace(0, 1, 11), GREYS
+    )
+    opacity = np.where(layer.relevant[layer.orders[cluster]], 1.0, FADED)[:, None]
+    grey = np.where(np.isnan(values), 255.0, 255.0 - opacity * (255.0 - grey))
+    return Image.fromarray(np.rint(grey).astype(np.uint8), mode="L")
 
 
 def matrix_key_marks(view: CnnvisView, geometry: Geometry) -> Records:
@@ -289,8 +307,9 @@ def _packed(layer: LayerView, members: np.ndarray, inner: Box) -> np.ndarray:
 
 
 def _edge_description(style: dict) -> str:
-    """A curve's label for screen readers, written here for the same reason as the cells'; it
-    says what the curve's tooltip says (Vega-Lite's own listed the coordinates of each point)."""
+    """A curve's label for screen readers, written here as the matrix rows' are (Vega-Lite's own
+    formats every field of every mark in the browser); it says what the curve's tooltip says
+    (Vega-Lite's listed the coordinates of each point)."""
     return f"sign: {style['sign']}; strength: {style['strength']}"
 
 
@@ -317,6 +336,21 @@ def _neuron_row(layer: LayerView, neuron: int, cluster: int, classes: list[str])
         "strongest class": classes[best] if classes else "",
         "opacity": 1.0 if layer.relevant[neuron] else FADED,
     }
+
+
+def _matrix_row(
+    layer: LayerView, neuron: int, cluster: int, classes: list[str], top: float
+) -> dict:
+    """A neuron's row over its cluster's matrix: what its tooltip and its label for screen readers
+    say, its activations over `top` by class in the matrix's order."""
+    row = _neuron_row(layer, neuron, cluster, classes)
+    values = layer.vectors[neuron] / top
+    row["activations"] = " ".join("–" if np.isnan(v) else f"{min(v, 1.0):.2f}" for v in values)
+    row["description"] = (
+        f"node: {layer.node}; neuron: {neuron}; cluster: {cluster}; "
+        f"strongest class: {row['strongest class']}"
+    )
+    return row
 
 
 def cluster_marks(view: CnnvisView, geometry: Geometry) -> Records:
@@ -702,11 +736,11 @@ def draw(
         {"type": "rect", "stroke": "#333", "strokeWidth": 0.5},
         box | {"color": _channel("colour:N", scale=None), "tooltip": _tooltips("bicluster:N")},
     )
-    patches, cells = neuron_marks(view, geometry, facet, rank, patch_uri)
+    neurons = neuron_marks(view, geometry, facet, rank, patch_uri)
     tooltip = _tooltips("node:N", "neuron:Q", "cluster:Q", "importance:Q", "strongest class:N")
     add(
         "patches",
-        patches,
+        neurons.patches,
         {"type": "image", "aria": False, "aspect": True, "cursor": "pointer"},
         box
         | {
@@ -717,21 +751,27 @@ def draw(
         click=neuron_click,
     )
     add(
-        "cells",
-        cells,
-        {"type": "rect", "cursor": "pointer"},
+        "matrices",
+        neurons.matrices,
+        {"type": "image", "aria": False, "aspect": False, "smooth": False},
+        box | {"url": _channel("url:N")},
+    )
+    add(
+        "rows",
+        neurons.rows,
+        {"type": "rect", "cursor": "pointer", "fill": "white", "fillOpacity": 0},
         box
         | {
-            "color": _channel("value:Q", scale={"scheme": "greys", "domain": [0, 1]}, legend=None),
-            "opacity": _channel("opacity:Q", scale=None),
             "tooltip": [
                 *tooltip,
-                _channel("class:N"),
-                _channel("value:Q", format=".2f", title="activation / layer's 95th percentile"),
+                _channel(
+                    "activations:N",
+                    title=f"classes 0–{max(len(view.classes) - 1, 0)} "
+                    f"(÷ {MATRIX_TOP_PERCENTILE}th pct)",
+                ),
             ],
             "description": _channel("description:N"),
         },
-        transform=[{"calculate": CELL_DESCRIPTION, "as": "description"}],
         click=neuron_click,
     )
     add(
