@@ -216,11 +216,11 @@ def matrix_picture(layer: LayerView, cluster: int, top: float) -> Image.Image:
     """A cluster's activation matrix as a grey picture, a pixel per neuron (rows, in the cluster's
     order) and class (columns): the activation over `top` in `GREYS` (over 1: the darkest), a
     faded neuron's row blended with the white under it, a missing value white."""
-    values = layer.vectors[layer.orders[cluster]] / top
-    grey = np.interp(
-        np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0), np.linspace(0, 1, 11), GREYS
-    )
-    opacity = np.where(layer.relevant[layer.orders[cluster]], 1.0, FADED)[:, None]
+    order = layer.orders[cluster]
+    values = layer.vectors[order] / top
+    shares = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0)
+    grey = np.interp(shares, np.linspace(0.0, 1.0, len(GREYS)), GREYS)
+    opacity = np.where(layer.relevant[order], 1.0, FADED)[:, None]
     grey = np.where(np.isnan(values), 255.0, 255.0 - opacity * (255.0 - grey))
     return Image.fromarray(np.rint(grey).astype(np.uint8), mode="L")
 
