@@ -648,14 +648,22 @@ def draw(
     layers: list[dict] = []
     selections: dict[str, dict] = {}
 
-    def add(name: str, records: Records, mark: dict, encoding: dict, **more: object) -> None:
+    def add(
+        name: str,
+        records: Records,
+        mark: dict,
+        encoding: dict,
+        click: tuple[str, list[str]] | None = None,
+        transform: list[dict] | None = None,
+    ) -> None:
         """A layer drawing `records` (the data `name`) as `mark`, when there are any; `click`
-        (a (name, fields) pair) makes a click on a mark select those of its fields."""
+        (a selection's name and fields) makes a click on a mark select those of its fields."""
         if not records:
             return
         marks[name] = records
-        click = more.pop("click", None)
-        layer = {"data": {"name": name}, "mark": mark, "encoding": encoding, **more}
+        layer = {"data": {"name": name}, "mark": mark, "encoding": encoding}
+        if transform:
+            layer["transform"] = transform
         if click is not None and click[0] not in selections:
             # one view holds a selection; a click on any layer's mark reaches it
             layer["name"] = f"view_{name}"
