@@ -633,6 +633,19 @@ def test_curves_are_sent_once_each_and_drawn_as_before_with_short_labels(small_m
     assert wanted in [label for role, label in labels if role == "rect"]
 
 
+def test_a_matrix_picture_by_hand() -> None:
+    """Rows in the cluster's order; over the top the darkest grey; a faded neuron's row blended
+    with white; a missing value white."""
+    layer = SimpleNamespace(
+        vectors=np.array([[0.0, 0.5], [np.nan, 2.0]]),
+        orders=[np.array([1, 0])],
+        relevant=np.array([True, False]),
+    )
+    picture = np.asarray(matrix_picture(layer, 0, 1.0))
+    faded_darkest = round(255 - FADED * (255 - 30))
+    assert picture.tolist() == [[255, faded_darkest], [226, 136]]
+
+
 def test_matrix_pictures_draw_each_neuron_and_class_in_vega_greys(small_model) -> None:
     """A cluster's matrix is a picture, a pixel per neuron (in the cluster's order) and class,
     in the grey Vega's "greys" scale gives the activation over the layer's 95th percentile (what
