@@ -602,9 +602,9 @@ def test_matched_groups_of_the_shipped_deep_and_shallow_networks() -> None:
 
 
 def test_curves_are_sent_once_each_and_drawn_as_before_with_short_labels(small_model) -> None:
-    """A curve is one record (its points as lists, flattened in the browser) and the activation
-    cells' aria-labels are built from a few fields: Vega-Lite's own labels formatted a dozen numbers
-    per mark in the browser. Rendered, the picture holds the same curves and cells."""
+    """A curve is one record (its points as lists, flattened in the browser) and the matrix
+    rows' aria-labels are written from a few fields: Vega-Lite's own labels formatted a dozen
+    numbers per mark in the browser. Rendered, the picture holds the same curves and rows."""
     model, graph, analysis = small_model
     view = build_view(
         model.name, model.module, graph, analysis, Options(expanded=("g2", "g3"), clusters=3)
