@@ -221,9 +221,9 @@ def _helper_pool() -> ThreadPoolExecutor:
         return _helpers
 
 
-def _shared(tasks: Sequence[Callable[[], T]]) -> list[T]:
-    """Return the results of `tasks`, in order, run on CPU by this thread and by each helper
-    thread that is free.
+def _shared(tasks: Sequence[Callable[[], T]], on_cpu: bool) -> list[T]:
+    """Return the results of `tasks`, in order, run by this thread and, `on_cpu`, by each helper
+    thread that is free (a GPU's computations are queued on it one after another anyway).
 
     Each thread takes the next task until none is left: under load, when the helpers are busy
     with other computations, this thread runs them all, and waits only for the tasks a helper has
@@ -242,7 +242,7 @@ def _shared(tasks: Sequence[Callable[[], T]]) -> list[T]:
             results[index] = tasks[index]()
 
     helpers = []
-    if BACKWARD_HELPERS > 0 and len(tasks) > 1:
+    if on_cpu and BACKWARD_HELPERS > 0 and len(tasks) > 1:
         pool = _helper_pool()
         helpers = [pool.submit(work) for _ in range(min(BACKWARD_HELPERS, len(tasks) - 1))]
     try:
@@ -330,7 +330,7 @@ def guided_backprops(
             for row, channel in enumerate(chunk)
         ]
         gradients = [partial(_gradient, neuron, batch) for neuron in chosen]
-        grads = _shared(gradients) if x.device.type == "cpu" else [run() for run in gradients]
+        grads = _shared(gradients, on_cpu)
         return torch.stack([grad[0].detach().float().cpu() for grad in grads])
 
     @torch.enable_grad()  # grad mode is per thread: a helper's too
@@ -365,6 +365,7 @@ def guided_backprops(
     # Channels-last images run the convolutions ~25% faster on CPU; a model that `view`s a
     # channels-last tensor fails on it, and then gets the plain layout.
     layout = torch.channels_last if x.dim() == 4 else torch.contiguous_format
+    on_cpu = x.device.type == "cpu"
     net = folded_model(model, x.detach(), {module_path})
     images = []
     with _out_of_place(net), _guided_relus(net), _frozen_parameters(net):
@@ -381,8 +382,7 @@ def guided_backprops(
                 partial(on_windows, whole, channels[at : at + rows], positions[at : at + rows])
                 for at in range(0, len(channels), rows)
             ]
-            on_cpu = x.device.type == "cpu"
-            for found in _shared(passes) if on_cpu else [run() for run in passes]:
+            for found in _shared(passes, on_cpu):
                 if found is None:  # this pass and the later ones run on the whole image
                     break
                 images.append(found)

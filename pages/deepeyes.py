@@ -19,7 +19,7 @@ from convlens.ui.deepeyes.diagnosis import diagnosis_section
 from convlens.ui.deepeyes.layer import layer_section
 from convlens.ui.deepeyes.run_picker import pick_run, run_line
 from convlens.ui.deepeyes.training import training_section
-from convlens.ui.run_watch import known_run_folders, refresh_seconds, watch_run_folders
+from convlens.ui.run_watch import refresh_seconds, run_paths, watch_run_folders
 from convlens.ui.sidebar import page_setup
 from convlens.ui.state import stop_page, write_to_url
 
@@ -79,7 +79,7 @@ st.caption(
 )
 
 runs = list_runs()
-watch_run_folders(known_run_folders())
+watch_run_folders(run_paths(runs))
 if not runs:
     st.info("No runs yet: start one on the Training page.")
     stop_page()

@@ -8,23 +8,27 @@ of the server; with the watch alone, every 5 s, they cost no more than an idle s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import streamlit as st
 
-from convlens.runs import run_folders
+from convlens.runs import RunInfo, run_folders
 from convlens.style import RUN_REFRESH_SECONDS
 
 NEW_RUN_CHECK_SECONDS = 5
 TRAINING_STATUSES = ("running", "starting")
 
 
-def known_run_folders() -> tuple[str, ...]:
-    return tuple(str(path) for path, _ in run_folders())
+def run_paths(runs: Sequence[RunInfo]) -> tuple[str, ...]:
+    """The folders of a listing of runs (`convlens.runs.list_runs`), as the watch compares them."""
+    return tuple(run.path for run in runs)
 
 
 @st.fragment(run_every=NEW_RUN_CHECK_SECONDS)
 def watch_run_folders(known: tuple[str, ...]) -> None:
-    """Redraw the page when a run folder appears or goes (e.g. `convlens train` in a terminal)."""
-    if known_run_folders() != known:
+    """Redraw the page when a run folder appears or goes (e.g. `convlens train` in a terminal);
+    `known` are the folders the page listed (`run_paths`)."""
+    if tuple(str(path) for path, _ in run_folders()) != known:
         st.rerun()
 
 

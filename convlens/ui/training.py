@@ -23,7 +23,7 @@ from convlens.runs import (
     stop_run,
 )
 from convlens.ui.owner import browser_owner, is_instructor
-from convlens.ui.run_watch import known_run_folders, refresh_seconds, watch_run_folders
+from convlens.ui.run_watch import refresh_seconds, run_paths, watch_run_folders
 from convlens.ui.state import persisted
 
 LOSSES = {"ce": "cross-entropy", "hinge": "multi-class hinge"}
@@ -130,7 +130,7 @@ def runs_section() -> None:
     """The selected run (its role, curves, card and controls), then every run; refreshed while
     a run trains, and redrawn when a run folder appears or goes (`convlens.ui.run_watch`)."""
     runs = list_runs()
-    watch_run_folders(known_run_folders())
+    watch_run_folders(run_paths(runs))
     live = refresh_seconds([run.status for run in runs])
     st.fragment(run_every=live)(runs_view)(live is not None)
 
