@@ -17,7 +17,7 @@ from convlens.ui.cnnvis.controls import (
 )
 from convlens.ui.cnnvis.debugging import layer_averages
 from convlens.ui.cnnvis.export import export_picture
-from convlens.ui.cnnvis.flags import flags_table, outlined
+from convlens.ui.cnnvis.flags import flags_summary, flags_table, outlined, selected_flag
 from convlens.ui.cnnvis.picture import (
     compare_choice,
     compared_model,
@@ -95,9 +95,7 @@ if picked is not None:
         lambda index: source.classes[source.labels[index]],
     )
 
-with st.expander(
-    "Quality flags: impure clusters, redundant and dead neurons", expanded=bool(view.layers)
-):
+with st.expander(flags_summary(flags), expanded=selected_flag("cnnvis_flags") is not None):
     flags_table(flags, "cnnvis_flags")
 
 if run is not None and steps:

@@ -16,7 +16,13 @@ from convlens.cnnvis.view import Options, build_view, format_moves, parse_moves,
 from convlens.graph import build_graph
 from convlens.models import ModelKey, load_model
 from convlens.ui.cnnvis import caches
-from convlens.ui.cnnvis.caches import Look, ViewKey, cached_picture, cached_view
+from convlens.ui.cnnvis.caches import (
+    Look,
+    ViewKey,
+    cached_ordered_view,
+    cached_picture,
+    cached_view,
+)
 
 MODEL = "fashion_basecnn_x0.25"
 
@@ -58,6 +64,7 @@ def test_the_cached_view_and_picture_equal_fresh_ones_and_are_computed_once(
 ) -> None:
     model, graph, analysis = small_view
     cached_view.clear()
+    cached_ordered_view.clear()
     cached_picture.clear()
     builds, drawings = [], []
     monkeypatch.setattr(
@@ -69,6 +76,7 @@ def test_the_cached_view_and_picture_equal_fresh_ones_and_are_computed_once(
     views = [cached_view(key, analysis) for _ in range(3)]
     look = Look(facet="activations", palette="blue / orange")
     pictures = [cached_picture(key, look, (("features.conv3_1", 0),), analysis) for _ in range(3)]
+    ordered = [cached_ordered_view(key, analysis) for _ in range(2)]
     assert len(builds) == 1 and len(drawings) == 1  # identical requests compute once
 
     fresh = build_view(MODEL, model.module, graph, analysis, options)
@@ -77,10 +85,13 @@ def test_the_cached_view_and_picture_equal_fresh_ones_and_are_computed_once(
         for node, layer in fresh.layers.items():
             assert np.array_equal(view.layers[node].vectors, layer.vectors)
             assert np.array_equal(view.layers[node].clusters.labels, layer.clusters.labels)
-            assert all(map(np.array_equal, view.layers[node].orders, layer.orders))
+            assert view.layers[node].orders is None  # left for the activations facet
         assert [b.aggregated.tolist() for b in view.bundles] == [
             b.aggregated.tolist() for b in fresh.bundles
         ]
+    for view in ordered:
+        for node, layer in fresh.layers.items():
+            assert all(map(np.array_equal, view.layers[node].orders, layer.orders))
     source = open_source(SHIPPED_DATA)
     with alt.theme.enable("none"):  # as Streamlit draws a chart
         drawn = draw(
@@ -114,3 +125,22 @@ def test_the_layer_averages_chart_is_valid_and_logarithmic_for_gradients() -> No
     weights = layer_averages_chart(averages, nodes, 0, "weight").to_dict()
     assert weights["encoding"]["y"]["scale"]["type"] == "linear"
     assert len(next(iter(weights["datasets"].values()))) == 4
+
+
+def test_the_folded_flags_say_how_many_of_each_there_are() -> None:
+    from convlens.cnnvis.view import QualityFlag
+    from convlens.ui.cnnvis.flags import flags_summary
+
+    flags = [
+        QualityFlag("a", "impure cluster", "c0", "", (1, 2, 3)),
+        QualityFlag("a", "redundant neurons", "4, 5", "", (4, 5)),
+        QualityFlag("a", "dead neurons", "6, 7", "", (6, 7)),
+        QualityFlag("b", "impure cluster", "c2", "", (0,)),
+        QualityFlag("b", "dead neurons", "9", "", (9,)),
+    ]
+    assert flags_summary(flags) == (
+        "Quality flags: 2 impure clusters, 1 group of redundant neurons, 3 dead neurons"
+    )
+    assert flags_summary([]) == (
+        "Quality flags: 0 impure clusters, 0 groups of redundant neurons, 0 dead neurons"
+    )

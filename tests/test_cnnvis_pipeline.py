@@ -21,6 +21,7 @@ from convlens.activations import SHIPPED_DATA, analyze, open_source
 from convlens.cnnvis.debugging import bicluster_values, layer_average, run_layer_averages, stats_key
 from convlens.cnnvis.drawing import (
     CURVE_POINTS,
+    FACETS,
     FADED,
     _curve,
     draw,
@@ -54,6 +55,7 @@ from convlens.cnnvis.view import (
     match_groups,
     matched_groups,
     quality_flags,
+    with_row_orders,
 )
 from convlens.graph import build_graph
 from convlens.models import load_model
@@ -329,6 +331,28 @@ def test_view_expands_groups_bundles_adjacent_layers_and_draws(small_model) -> N
     json.dumps(
         draw(view, lambda *_: "", show_weak=True, debug_title="x").to_dict(), allow_nan=False
     )
+
+
+def test_a_view_built_without_row_orders_draws_the_same_pictures(small_model) -> None:
+    model, graph, analysis = small_model
+    options = Options(expanded=("g2", "g3"), clusters=3)
+    ordered = build_view(model.name, model.module, graph, analysis, options)
+    unordered = build_view(model.name, model.module, graph, analysis, options, order_rows=False)
+    assert all(layer.orders is None for layer in unordered.layers.values())
+    filled = with_row_orders(unordered)
+    assert with_row_orders(ordered) is ordered
+    for node, layer in ordered.layers.items():
+        assert all(map(np.array_equal, filled.layers[node].orders, layer.orders))
+    assert unordered.to_json() == ordered.to_json()  # the JSON export orders the rows itself
+    source = open_source(SHIPPED_DATA)
+    patches = patch_images(source.load, model.transform)
+    node = next(iter(ordered.layers))
+    for facet in FACETS:
+        # the activations facet orders the rows when the view has no orders
+        assert (
+            draw(unordered, patches, facet=facet, highlight={(node, 1)}).spec
+            == draw(ordered, patches, facet=facet, highlight={(node, 1)}).spec
+        )
 
 
 def test_moving_a_neuron_changes_the_picture(small_model) -> None:

@@ -21,7 +21,7 @@ from PIL import Image
 
 from convlens.attribution import input_view
 from convlens.cnnvis.packing import pack_rectangles
-from convlens.cnnvis.view import Bundles, CnnvisView, LayerView
+from convlens.cnnvis.view import Bundles, CnnvisView, LayerView, with_row_orders
 from convlens.tiles import crop_patch, patch_in_context, png_bytes, png_url
 
 Records = list[dict]  # a layer's marks, one record per mark
@@ -632,6 +632,8 @@ def draw(
     if facet not in FACETS:
         raise ValueError(f"Unknown facet '{facet}'; choose one of {', '.join(FACETS)}.")
     matrices = facet == "activations"
+    if matrices:
+        view = with_row_orders(view)
     geometry = layout(view, width, MATRIX_KEY if matrices else 0.0)
     colours = PALETTES[palette]
     x_scale = {"domain": [0, geometry.width], "nice": False, "zero": False}

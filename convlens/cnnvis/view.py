@@ -7,7 +7,7 @@ the user expanded; `convlens.cnnvis.drawing` turns the result into a picture.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from torch import nn
@@ -84,7 +84,11 @@ def with_move(moves: Sequence[Move], node: str, neuron: int, target: int) -> tup
 
 @dataclass(frozen=True)
 class LayerView:
-    """One expanded layer: its clusters and, per cluster, the matrix order of its neurons."""
+    """One expanded layer: its clusters and, per cluster, the matrix order of its neurons.
+
+    `orders` is None until `with_row_orders` fills it in: only the activations facet shows it,
+    and it is most of the cost of building a view (the default features facet need not wait).
+    """
 
     node: str
     group: str
@@ -92,7 +96,7 @@ class LayerView:
     clusters: NeuronClusters
     importance: np.ndarray
     relevant: np.ndarray
-    orders: tuple[np.ndarray, ...]
+    orders: tuple[np.ndarray, ...] | None
     similarity: np.ndarray
     purity: list[ClusterPurity]
     redundant: list[tuple[int, ...]]
@@ -148,7 +152,7 @@ class CnnvisView:
                 {"id": g.id, "label": g.label, "layers": list(g.nodes), "expanded": g.expanded}
                 for g in self.groups
             ],
-            "layers": [_layer_json(layer) for layer in self.layers.values()],
+            "layers": [_layer_json(layer) for layer in with_row_orders(self).layers.values()],
             "bundles": [
                 {
                     "source": b.source,
@@ -366,8 +370,10 @@ def build_layer(
     group: str,
     options: Options,
     importance: np.ndarray | None = None,
+    order_rows: bool = True,
 ) -> LayerView:
-    """Cluster, weigh and order the neurons of one analysed layer as `options` say."""
+    """Cluster, weigh and (with `order_rows`) order the neurons of one analysed layer as
+    `options` say."""
     stats = analysis.layer(node)
     vectors = activation_vectors(stats.per_class_mean)
     clusters = cluster_neurons(vectors, options.method, options.clusters)
@@ -376,7 +382,6 @@ def build_layer(
             clusters = move_neuron(vectors, clusters, neuron, cluster)
     if importance is None:
         importance = neuron_importance(vectors, options.classes, options.importance)
-    orders = tuple(members[reorder_rows(vectors[members])] for members in clusters.representatives)
     return LayerView(
         node=node,
         group=group,
@@ -384,7 +389,7 @@ def build_layer(
         clusters=clusters,
         importance=importance,
         relevant=relevant_neurons(vectors, options.classes),
-        orders=orders,
+        orders=row_orders(vectors, clusters) if order_rows else None,
         similarity=neuron_similarity(vectors),
         purity=cluster_purity(stats.top_patches.label, clusters),
         redundant=redundant_groups(vectors),
@@ -392,6 +397,24 @@ def build_layer(
         top_images=stats.top_patches.image,
         top_boxes=stats.top_patches.box,
     )
+
+
+def row_orders(vectors: np.ndarray, clusters: NeuronClusters) -> tuple[np.ndarray, ...]:
+    """Each cluster's neurons in the order that makes adjacent matrix rows alike."""
+    return tuple(members[reorder_rows(vectors[members])] for members in clusters.representatives)
+
+
+def with_row_orders(view: CnnvisView) -> CnnvisView:
+    """`view` with the matrix order of every layer's clusters (itself when it has them)."""
+    if all(layer.orders is not None for layer in view.layers.values()):
+        return view
+    layers = {
+        node: layer
+        if layer.orders is not None
+        else replace(layer, orders=row_orders(layer.vectors, layer.clusters))
+        for node, layer in view.layers.items()
+    }
+    return replace(view, layers=layers)
 
 
 def build_view(
@@ -402,8 +425,12 @@ def build_view(
     options: Options,
     contributions: Mapping[str, np.ndarray] | None = None,
     edge_weights: Mapping[str, np.ndarray] | None = None,
+    order_rows: bool = True,
 ) -> CnnvisView:
     """Assemble the picture's data for the expanded groups of `options`.
+
+    Without `order_rows` the layers' matrix orders are left for `with_row_orders` (a view that
+    shows the features facet first).
 
     `contributions` (node -> per-neuron importance) is used when the importance measure is
     "contribution"; `edge_weights` (node -> (out, in) summed weights, e.g. of a recorded run's
@@ -418,7 +445,7 @@ def build_view(
             given = (
                 (contributions or {}).get(node) if options.importance == "contribution" else None
             )
-            layers[node] = build_layer(analysis, node, group.id, options, given)
+            layers[node] = build_layer(analysis, node, group.id, options, given, order_rows)
     bundles = []
     shown = [node for group in groups if group.expanded for node in group.nodes]
     ordered = [node for group in groups for node in group.nodes]

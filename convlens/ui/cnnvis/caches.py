@@ -24,7 +24,7 @@ from convlens.cnnvis.debugging import (
 )
 from convlens.cnnvis.drawing import FACETS, PALETTES, draw, patch_images
 from convlens.cnnvis.pipeline import contribution
-from convlens.cnnvis.view import CnnvisView, LayerView, Options, build_view
+from convlens.cnnvis.view import CnnvisView, LayerView, Options, build_view, with_row_orders
 from convlens.models import ModelKey
 from convlens.runformat import read_stats
 from convlens.ui.cache import browser_source, cached_graph, cached_model, model_lock
@@ -121,7 +121,8 @@ def shown_nodes(model_key: ModelKey, analysis: Analysis, groups: Sequence[str]) 
 def cached_view(key: ViewKey, _analysis: Analysis) -> CnnvisView:
     """The CNNVis view that `key` names, over the model's analysis of its data (`_analysis`,
     which the model and the data determine): a click that changes none of these draws at once
-    instead of clustering and bundling again."""
+    instead of clustering and bundling again. Its matrix orders are left to `cached_ordered_view`
+    (the activations facet's): the default features facet opens without them."""
     model, graph = cached_model(key.model), cached_graph(key.model)
     shown = shown_nodes(key.model, _analysis, key.options.expanded)
     given = None
@@ -136,8 +137,15 @@ def cached_view(key: ViewKey, _analysis: Analysis) -> CnnvisView:
         key.options,
         contributions=given,
         edge_weights=snapshot_edge_weights(stats, graph, shown),
+        order_rows=False,
     )
     return with_debug(view, stats, graph, key.edges) if stats else view
+
+
+@st.cache_data(show_spinner="Ordering the matrix rows…", max_entries=16)
+def cached_ordered_view(key: ViewKey, _analysis: Analysis) -> CnnvisView:
+    """`cached_view` with its matrix orders, ordered once for every session."""
+    return with_row_orders(cached_view(key, _analysis))
 
 
 @st.cache_data(show_spinner="Drawing the picture…", max_entries=16)
@@ -147,7 +155,8 @@ def cached_picture(
     """The Vega-Lite spec of the view `key` names, drawn as `look` says with the neurons of
     `highlight` framed. Not validated again on every rerun: `draw`'s pictures are checked
     against Vega-Lite's schema in the tests."""
-    view = cached_view(key, _analysis)
+    shown = cached_ordered_view if look.facet == "activations" else cached_view
+    view = shown(key, _analysis)
     return vega_lite_spec(
         draw(
             view,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from convlens.annotations import counted
 from convlens.cnnvis.view import QualityFlag
 
 
@@ -30,10 +31,31 @@ def flags_table(flags: list[QualityFlag], key: str | None) -> None:
     )
 
 
+def flags_summary(flags: list[QualityFlag]) -> str:
+    """The flags counted in a line ("Quality flags: 2 impure clusters, 5 dead neurons"), the
+    label of their folded table: the picture keeps the first screen, the counts say whether to
+    open it."""
+    impure = sum(flag.flag == "impure cluster" for flag in flags)
+    redundant = sum(flag.flag == "redundant neurons" for flag in flags)
+    dead = sum(len(flag.neurons) for flag in flags if flag.flag == "dead neurons")
+    parts = [
+        counted(impure, "impure cluster"),
+        counted(redundant, "group") + " of redundant neurons",
+        counted(dead, "dead neuron"),
+    ]
+    return "Quality flags: " + ", ".join(parts)
+
+
+def selected_flag(key: str) -> int | None:
+    """The row selected in the flags table `key`, if any."""
+    chosen = (st.session_state.get(key) or {}).get("selection", {}).get("rows") or []
+    return chosen[0] if chosen else None
+
+
 def outlined(flags: list[QualityFlag], key: str) -> set[tuple[str, int]]:
     """The neurons of the flag selected in the table `key` (read before the picture is drawn)."""
-    chosen = (st.session_state.get(key) or {}).get("selection", {}).get("rows") or []
-    if not chosen or chosen[0] >= len(flags):
+    chosen = selected_flag(key)
+    if chosen is None or chosen >= len(flags):
         return set()
-    flag = flags[chosen[0]]
+    flag = flags[chosen]
     return {(flag.layer, neuron) for neuron in flag.neurons}
