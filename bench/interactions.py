@@ -4,7 +4,11 @@ The app serves a fresh $CONVLENS_HOME prepared beforehand (as the first start le
 shipped models' statistics and DeepEyes maps; and EfficientNet-Lite0 on the bundled samples), so
 that it measures the app, not its first start; it is started by the README's command
 (`python -m convlens app`), and every page is opened once before measuring (`WARM_UP_URLS`). One Chromium at a projector's 1280x720 clicks as a person
-would: sidebar links, chain nodes, filter tiles, buttons, select boxes, points in charts. A click
+would: sidebar links, chain nodes, filter tiles, buttons, select boxes, points in charts; one
+browser profile throughout (a tab per click), as one student's browser keeps what it has loaded:
+Streamlit's front end loads a page's code when the page first needs it, and Chromium compiles it
+cold the first times (measured: ~0.3 s more on the first CNNVis visit of a new profile), once per
+browser, not per click. A click
 has settled when Streamlit's script has run since the click and is `notRunning` again, no
 skeleton is left, and the element the click asked for is drawn (its `drawn` test below).
 
@@ -813,13 +817,12 @@ def unmet(page, before: int, aim: Aim) -> str:
     return ", ".join(failing) or "all hold now"
 
 
-def measure(browser, base: str, name: str, click: Click, first: int, cached: int) -> Measured:
+def measure(profile, base: str, name: str, click: Click, first: int, cached: int) -> Measured:
+    """Time `click`'s visits in a new tab of the browser `profile`."""
     from playwright.sync_api import Error as PlaywrightError
 
     result = Measured()
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    context.add_init_script(RUN_COUNTER)
-    page = context.new_page()
+    page = profile.new_page()
 
     def restart() -> None:
         open_url(page, base + click.start())
@@ -856,13 +859,15 @@ def measure(browser, base: str, name: str, click: Click, first: int, cached: int
     except (PlaywrightError, ClickFailed) as error:
         result.failures.append(f"start: {str(error).splitlines()[0][:160]}")
     finally:
-        context.close()
+        page.close()
     return result
 
 
 # Opened once before any measurement, as an instructor would before the class: each page's
 # first run in the server process imports its modules (torch, captum, Altair, CNNVis: ~10 s of
-# CPU), a cost of the server's start, not of a click. Their inputs are none of the clicks'.
+# CPU), a cost of the server's start, not of a click; the browser profile loads each page's code.
+# Their inputs are none of the clicks' (CNNVis: EfficientNet-Lite0 on Fashion-MNIST, analysed
+# for this before the server starts).
 WARM_UP_URLS = (
     "/?image=sample:chelsea",
     "/network?image=sample:chelsea",
@@ -874,20 +879,18 @@ WARM_UP_URLS = (
 )
 
 
-def warm_up(browser, url: str) -> None:
-    """Open every page once, untimed (see WARM_UP_URLS)."""
+def warm_up(profile, url: str) -> None:
+    """Open every page once, untimed, in a tab of the browser `profile` (see WARM_UP_URLS)."""
     from playwright.sync_api import Error as PlaywrightError
 
     started = time.monotonic()
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    context.add_init_script(RUN_COUNTER)
-    page = context.new_page()
+    page = profile.new_page()
     for path in WARM_UP_URLS:
         try:
             open_url(page, url + path)
         except PlaywrightError as error:
             print(f"warm-up of {path} failed: {str(error).splitlines()[0][:160]}", flush=True)
-    context.close()
+    page.close()
     print(f"every page opened once before measuring ({time.monotonic() - started:.0f} s)")
 
 
@@ -930,11 +933,13 @@ def main() -> None:
     os.environ["CONVLENS_OFFLINE"] = "1"
     from playwright.sync_api import sync_playwright
 
-    from convlens.activations import analyze
+    from convlens.activations import SHIPPED_DATA, analyze
     from convlens.models import load_model
 
     prepare_as_first_start()
-    analyze(load_model(PHOTO_MODEL), "samples")
+    photo_model = load_model(PHOTO_MODEL)
+    analyze(photo_model, "samples")
+    analyze(photo_model, SHIPPED_DATA)  # the warm-up's CNNVis picture: a model no click opens
     table = clicks()
     names = args.clicks.split(",") if args.clicks else list(table)
     unknown = [name for name in names if name not in table]
@@ -950,14 +955,16 @@ def main() -> None:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
         )
-        warm_up(browser, url)
+        profile = browser.new_context(viewport={"width": 1280, "height": 720})
+        profile.add_init_script(RUN_COUNTER)
+        warm_up(profile, url)
         print(
             f"{len(names)} clicks, {args.first} first and {args.cached} cached visits each, "
             f"{os.cpu_count()} cores; seconds until the page settles"
         )
         for name in names:
             started = time.monotonic()
-            result = measure(browser, url, name, table[name], args.first, args.cached)
+            result = measure(profile, url, name, table[name], args.first, args.cached)
             results[name] = result
             print(report_line(name, result, time.monotonic() - started), flush=True)
             for failure in result.failures[:3]:
