@@ -953,7 +953,7 @@ def _run_cnnvis(args: argparse.Namespace) -> None:
     import vl_convert
 
     from convlens.activations import analyze, open_source
-    from convlens.cnnvis.drawing import draw, patch_images
+    from convlens.cnnvis.drawing import draw, patch_crops
     from convlens.cnnvis.view import Options, build_view, default_groups
     from convlens.graph import build_graph
     from convlens.models import resolve_model
@@ -1003,7 +1003,7 @@ def _run_cnnvis(args: argparse.Namespace) -> None:
         out.write_text(json_text(view.to_json()) + "\n")
     else:
         spec = draw(
-            view, patch_images(source.load, model.transform), facet=args.facet, palette=args.palette
+            view, patch_crops(source.load, model.transform), facet=args.facet, palette=args.palette
         ).to_dict()
         if out.suffix.lower() == ".svg":
             out.write_text(vl_convert.vegalite_to_svg(spec))

@@ -57,6 +57,16 @@ def layer_values(spec: dict, mark: str) -> list[dict]:
     ]
 
 
+def neuron_squares(spec: dict) -> list[dict]:
+    """The features facet's clickable square per neuron (over its cluster's picture)."""
+    return [
+        row
+        for layer in spec["layer"]
+        if layer.get("name") == "view_patches"
+        for row in layer["data"]["values"]
+    ]
+
+
 def test_default_view_expands_the_last_conv_group_and_packs_patches():
     at = open_cnnvis(FASHION)
     spec = picture(at)
@@ -73,7 +83,7 @@ def test_expanding_a_group_and_switching_facet_change_the_picture():
     at.segmented_control(key="cnnvis_facet").set_value("activations").run(timeout=120)
     assert not at.exception
     spec = picture(at)
-    assert not [row for row in layer_values(spec, "image") if "neuron" in row]  # no patches
+    assert not neuron_squares(spec)  # no patches
     rows = [row for row in layer_values(spec, "rect") if "activations" in row]
     assert {row["node"] for row in rows} == nodes
     classes = load_model("fashion_basecnn_x0.25").class_names
@@ -83,14 +93,14 @@ def test_expanding_a_group_and_switching_facet_change_the_picture():
 
 def test_moving_a_neuron_by_url_changes_its_cluster_and_can_be_undone():
     at = open_cnnvis({**FASHION, "groups": "g3"})
-    before = {(r["node"], r["neuron"]): r["cluster"] for r in layer_values(picture(at), "image")}
+    before = {(r["node"], r["neuron"]): r["cluster"] for r in neuron_squares(picture(at))}
     node, neuron = (
         "features.conv4_3",
         next(n for (layer, n), c in before.items() if layer == "features.conv4_3" and c == 0),
     )
     clusters = max(c for (layer, _), c in before.items() if layer == node) + 1
     at = open_cnnvis({**FASHION, "groups": "g3", "moves": f"{node}:{neuron}>{clusters}"})
-    after = {(r["node"], r["neuron"]): r["cluster"] for r in layer_values(picture(at), "image")}
+    after = {(r["node"], r["neuron"]): r["cluster"] for r in neuron_squares(picture(at))}
     assert after[(node, neuron)] == clusters  # a cluster of its own
     assert all(after[k] == v for k, v in before.items() if k[0] != node)
     undo = [b for b in at.button if b.label == "Undo the moves (1)"]

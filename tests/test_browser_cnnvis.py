@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
+from PIL import Image
 
 from browser import app_server, browser_page, require_chromium, wait_for_app
 from convlens.activations import SHIPPED_DATA, analyze
@@ -56,6 +57,11 @@ def click_at(page, box: dict, geometry, x: float, y: float) -> None:
     page.mouse.click(box["x"] + VEGA_PADDING + x * scale, box["y"] + VEGA_PADDING + y)
 
 
+def blank_patch(*_) -> Image.Image:
+    """A grey patch for pictures whose patches a test does not look at."""
+    return Image.new("L", (8, 8), 128)
+
+
 def query(page) -> dict[str, str]:
     """The address bar's query (Playwright's `page.url` misses Streamlit's history updates)."""
     search = page.evaluate("() => window.location.search")
@@ -65,6 +71,7 @@ def query(page) -> dict[str, str]:
 def test_expand_a_group_and_open_a_neuron_in_filters(
     monkeypatch: pytest.MonkeyPatch, analysed_home: Path
 ) -> None:
+
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     model = load_model(MODEL)
     graph = build_graph(model.module, model.input_size)
@@ -108,7 +115,7 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
         box = wait_for_picture(page)
         assert query(page)["groups"] == "g2,g3"
 
-        patches = neuron_marks(view, geometry, "features", 0, lambda *_: "").patches
+        patches = neuron_marks(view, geometry, "features", 0, blank_patch).patches
         biggest = max(patches, key=lambda patch: patch["x2"] - patch["x"])
         middle = ((biggest["x"] + biggest["x2"]) / 2, (biggest["y"] + biggest["y2"]) / 2)
         click_at(page, box, geometry, *middle)

@@ -11,7 +11,7 @@ import pytest
 from convlens.activations import SHIPPED_DATA, analyze, open_source
 from convlens.charts import layer_averages_chart
 from convlens.cnnvis.debugging import LayerAverage
-from convlens.cnnvis.drawing import draw, patch_images, selection_names
+from convlens.cnnvis.drawing import draw, patch_crops, selection_names
 from convlens.cnnvis.view import Options, build_view, format_moves, parse_moves, with_move
 from convlens.graph import build_graph
 from convlens.models import ModelKey, load_model
@@ -96,7 +96,7 @@ def test_the_cached_view_and_picture_equal_fresh_ones_and_are_computed_once(
     with alt.theme.enable("none"):  # as Streamlit draws a chart
         drawn = draw(
             fresh,
-            patch_images(source.load, model.transform),
+            patch_crops(source.load, model.transform),
             facet="activations",
             palette="blue / orange",
             highlight={("features.conv3_1", 0)},

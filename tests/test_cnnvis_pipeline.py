@@ -30,7 +30,8 @@ from convlens.cnnvis.drawing import (
     matrix_top,
     neuron_marks,
     outline_marks,
-    patch_images,
+    packed_picture,
+    patch_crops,
 )
 from convlens.cnnvis.pipeline import (
     activation_vectors,
@@ -60,6 +61,11 @@ from convlens.cnnvis.view import (
 from convlens.graph import build_graph
 from convlens.models import load_model
 from convlens.runformat import find_run
+
+
+def blank_patch(*_) -> Image.Image:
+    """A grey patch for pictures whose patches a test does not look at."""
+    return Image.new("L", (8, 8), 128)
 
 
 def planted(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -304,7 +310,7 @@ def test_view_expands_groups_bundles_adjacent_layers_and_draws(small_model) -> N
         column = geometry.columns[node]
         assert column.x <= box.x and box.right <= column.right + 1e-6
     source = open_source(SHIPPED_DATA)
-    spec = draw(view, patch_images(source.load, model.transform)).to_dict()
+    spec = draw(view, patch_crops(source.load, model.transform)).to_dict()
     images = [layer for layer in spec["layer"] if layer["mark"]["type"] == "image"]
     assert len(images) == 1
     assert {p["name"] for p in spec["params"]} == {"neuron", "group"}  # clicks reach the page
@@ -312,11 +318,15 @@ def test_view_expands_groups_bundles_adjacent_layers_and_draws(small_model) -> N
     for param in spec["params"]:  # each held by a view whose marks carry its fields
         (held,) = param["views"]
         assert set(param["select"]["fields"]) <= set(views[held]["data"]["values"][0])
-    # One packed patch per neuron of non-zero importance (a zero-size square is not drawn).
+    # A picture of packed patches per cluster, under a clickable square per neuron of non-zero
+    # importance (a zero-size square is not drawn).
     assert len(images[0]["data"]["values"]) == sum(
+        layer.clusters.count for layer in view.layers.values()
+    )
+    assert len(views["view_patches"]["data"]["values"]) == sum(
         int((layer.importance > 0).sum()) for layer in view.layers.values()
     )
-    matrix = draw(view, patch_images(source.load, model.transform), facet="activations").to_dict()
+    matrix = draw(view, patch_crops(source.load, model.transform), facet="activations").to_dict()
     views = {layer.get("name"): layer for layer in matrix["layer"]}
     # a clickable row per neuron over a picture per cluster's matrix
     assert len(views["view_rows"]["data"]["values"]) == sum(
@@ -328,9 +338,7 @@ def test_view_expands_groups_bundles_adjacent_layers_and_draws(small_model) -> N
     )
     # plain JSON, as the browser parses it: no NaN (a missing debugging value is null)
     json.dumps(matrix, allow_nan=False)
-    json.dumps(
-        draw(view, lambda *_: "", show_weak=True, debug_title="x").to_dict(), allow_nan=False
-    )
+    json.dumps(draw(view, blank_patch, show_weak=True, debug_title="x").to_dict(), allow_nan=False)
 
 
 def test_a_view_built_without_row_orders_draws_the_same_pictures(small_model) -> None:
@@ -345,7 +353,7 @@ def test_a_view_built_without_row_orders_draws_the_same_pictures(small_model) ->
         assert all(map(np.array_equal, filled.layers[node].orders, layer.orders))
     assert unordered.to_json() == ordered.to_json()  # the JSON export orders the rows itself
     source = open_source(SHIPPED_DATA)
-    patches = patch_images(source.load, model.transform)
+    patches = patch_crops(source.load, model.transform)
     node = next(iter(ordered.layers))
     for facet in FACETS:
         # the activations facet orders the rows when the view has no orders
@@ -462,6 +470,24 @@ def test_failed_hinge_run_has_blank_rows_growing_with_depth_and_small_late_chang
     )
 
 
+def test_a_clusters_packed_patches_are_one_picture_checked_by_hand() -> None:
+    dark = Image.new("L", (4, 4), 0)
+    red = Image.new("RGB", (4, 4), (255, 0, 0))
+    squares = [(dark, (0.0, 0.0, 2.0, 2.0), 1.0), (dark, (2.0, 0.0, 1.5, 1.5), 0.5)]
+    picture = np.asarray(packed_picture(squares, (4.0, 3.0), scale=2))
+    assert picture.shape == (6, 8)  # 4 x 3 picture pixels at scale 2, grey
+    assert (picture[:4, :4] == 0).all()  # the first square, opaque
+    # the second, half faded into white: 255 / 2
+    assert (np.abs(picture[:3, 4:7].astype(float) - 127.5) <= 0.5).all()
+    assert (picture[4:, :] == 255).all() and (picture[:, 7] == 255).all()  # white between
+    # a colour patch makes the picture colour; squares meet without a seam or an overlap
+    squares = [(red, (0.0, 0.0, 1.3, 1.3), 1.0), (dark, (1.3, 0.0, 1.3, 1.3), 1.0)]
+    picture = np.asarray(packed_picture(squares, (2.6, 1.3), scale=1))
+    assert picture.shape == (2, 3, 3)
+    assert picture[0, 0].tolist() == [255, 0, 0] and picture[0, 1].tolist() == [0, 0, 0]
+    assert picture[0, 2].tolist() == [0, 0, 0]
+
+
 def test_highlighted_neurons_are_framed_in_both_facets(small_model) -> None:
     model, graph, analysis = small_model
     view = build_view(
@@ -471,18 +497,18 @@ def test_highlighted_neurons_are_framed_in_both_facets(small_model) -> None:
     node = next(iter(view.layers))
     layer = view.layers[node]
     neuron = int(np.argmax(layer.importance))
-    patches = pd.DataFrame(neuron_marks(view, geometry, "features", 0, lambda *_: "").patches)
+    patches = pd.DataFrame(neuron_marks(view, geometry, "features", 0, blank_patch).patches)
     patch = patches[(patches.node == node) & (patches.neuron == neuron)].iloc[0]
     (outline,) = outline_marks(view, geometry, "features", {(node, neuron), ("no.such.layer", 0)})
     frame = pd.Series(outline)
     assert frame.x < patch.x < patch.x2 < frame.x2 and frame.y < patch.y < patch.y2 < frame.y2
-    rows = pd.DataFrame(neuron_marks(view, geometry, "activations", 0, lambda *_: "").rows)
+    rows = pd.DataFrame(neuron_marks(view, geometry, "activations", 0, blank_patch).rows)
     row = rows[(rows.node == node) & (rows.neuron == neuron)]
     assert len(row) == 1
     frame = pd.Series(outline_marks(view, geometry, "activations", {(node, neuron)})[0])
     assert frame.x < row.x.min() and row.x2.max() < frame.x2
     assert frame.y < row.y.min() and row.y2.max() < frame.y2
-    spec = draw(view, lambda *_: "", highlight={(node, neuron)}).to_dict()
+    spec = draw(view, blank_patch, highlight={(node, neuron)}).to_dict()
     assert any(layer.get("mark", {}).get("stroke") == "#ff7f00" for layer in spec["layer"])
 
 
@@ -526,14 +552,14 @@ def test_activation_matrices_number_their_columns_under_the_cells(small_model) -
         model.name, model.module, graph, analysis, Options(expanded=("g3",), clusters=3)
     )
     geometry = layout(view, footer=MATRIX_KEY)
-    marks = neuron_marks(view, geometry, "activations", 0, lambda *_: "")
+    marks = neuron_marks(view, geometry, "activations", 0, blank_patch)
     rows = pd.DataFrame(marks.rows)
     key = pd.DataFrame(matrix_key_marks(view, geometry))
     assert len(key) == len(view.layers) * len(view.classes)
     classes = len(view.classes)
     for node in view.layers:
         mine = rows[rows.node == node]
-        pictures = [m for m in marks.matrices if m["x"] == mine.x.iloc[0]]
+        pictures = [m for m in marks.pictures if m["x"] == mine.x.iloc[0]]
         assert len(pictures) == view.layers[node].clusters.count
         for index, name in enumerate(view.classes):
             # column `index` of every matrix picture of the layer (a pixel per class)
@@ -544,9 +570,9 @@ def test_activation_matrices_number_their_columns_under_the_cells(small_model) -
                 assert len(mark) == 1 and mark["class"].iloc[0] == name
                 assert mark.y.iloc[0] > mine.y2.max()  # under the matrices
     assert matrix_key(["a", "b"]) == ["Matrix columns, left to right: 0 a · 1 b"]
-    spec = draw(view, lambda *_: "", facet="activations").to_dict()
+    spec = draw(view, blank_patch, facet="activations").to_dict()
     assert spec["title"]["text"] == matrix_key(view.classes)
-    assert "title" not in draw(view, lambda *_: "", facet="features").to_dict()
+    assert "title" not in draw(view, blank_patch, facet="features").to_dict()
 
 
 def test_cluster_labels_name_their_majority_class(small_model) -> None:
@@ -633,7 +659,7 @@ def test_curves_are_sent_once_each_and_drawn_as_before_with_short_labels(small_m
     view = build_view(
         model.name, model.module, graph, analysis, Options(expanded=("g2", "g3"), clusters=3)
     )
-    picture = draw(view, lambda *_: "", facet="activations")
+    picture = draw(view, blank_patch, facet="activations")
     curves = picture.marks["lines"]
     assert curves and all(
         len(c["x"]) == len(c["y"]) == len(c["order"]) == CURVE_POINTS for c in curves
@@ -709,7 +735,7 @@ def test_flattened_curves_draw_the_same_pixels_as_a_row_per_point(small_model) -
     view = build_view(
         model.name, model.module, graph, analysis, Options(expanded=("g2", "g3"), clusters=3)
     )
-    spec = draw(view, lambda *_: "", facet="activations").to_dict()
+    spec = draw(view, blank_patch, facet="activations").to_dict()
     (curves,) = [layer for layer in spec["layer"] if layer["mark"]["type"] == "line"]
     per_point = json.loads(json.dumps(spec))
     (rows,) = [layer for layer in per_point["layer"] if layer["mark"]["type"] == "line"]

@@ -52,6 +52,9 @@ LABEL_INSET = 3
 MIN_LABEL_LIMIT = 20
 HIGHLIGHT = "#ff7f00"
 PATCH_PIXELS = 32
+# A cluster's packed patches are drawn into one picture at this many pixels per picture pixel:
+# sharp on a high-density screen and in the PNG exported at scale 2.
+PICTURE_SCALE = 2
 # Under the activation matrices: each column's class number, where a column is this wide at least.
 MATRIX_KEY = 16
 MATRIX_KEY_COLUMN = 7
@@ -149,21 +152,21 @@ def _short(node: str) -> str:
 
 
 class NeuronMarks(NamedTuple):
-    """A picture's marks of single neurons: the packed patches (features facet), or each
-    cluster's activation matrix as a picture and a clickable row per neuron over it (activations
-    facet: a mark per cell was ten per neuron, and most of the browser's time to draw)."""
+    """A picture's marks of single neurons: one picture per cluster (its packed patches, or its
+    activation matrix) under a transparent, clickable mark per neuron (its square, or its matrix
+    row). A picture per cluster instead of an image per neuron: the browser decodes a few dozen
+    pictures, not hundreds of patches, and draws the neurons as plain rectangles."""
 
+    pictures: Records
     patches: Records
     rows: Records
-    matrices: Records
+
+
+Patch = Callable[["LayerView", int, int], Image.Image]  # a neuron's top patch `rank`, cropped
 
 
 def neuron_marks(
-    view: CnnvisView,
-    geometry: Geometry,
-    facet: str,
-    rank: int,
-    patch_uri: Callable[[LayerView, int, int], str],
+    view: CnnvisView, geometry: Geometry, facet: str, rank: int, patch: Patch
 ) -> NeuronMarks:
     """The marks of the neurons of the view's expanded layers in `facet`."""
     marks = NeuronMarks([], [], [])
@@ -171,26 +174,35 @@ def neuron_marks(
         top = matrix_top(layer)
         for cluster, members in enumerate(layer.clusters.representatives):
             inner = _inner(geometry.clusters[(node, cluster)])
+            box = {"x": _px(inner.x), "x2": _px(inner.right), "y": _px(inner.y)}
+            box["y2"] = _px(inner.y + inner.h)
             if facet == "features":
+                squares = []
                 rects = _packed(layer, members, inner)
                 for neuron, (x, y, w, h) in zip(members, rects, strict=True):
                     if w <= 0:
                         continue
+                    row = _neuron_row(layer, int(neuron), cluster, view.classes)
+                    squares.append((patch(layer, int(neuron), rank), (x, y, w, h), row["opacity"]))
                     marks.patches.append(
-                        _neuron_row(layer, int(neuron), cluster, view.classes)
+                        row
                         | {
                             "x": _px(inner.x + x),
                             "x2": _px(inner.x + x + w),
                             "y": _px(inner.y + y),
                             "y2": _px(inner.y + y + h),
-                            "url": patch_uri(layer, int(neuron), rank),
                         }
                     )
+                if squares:
+                    picture = packed_picture(squares, (inner.w, inner.h))
+                    marks.pictures.append(
+                        box | {"node": node, "cluster": cluster, "url": png_url(png_bytes(picture))}
+                    )
             elif view.classes:
-                box = {"x": _px(inner.x), "x2": _px(inner.right), "y": _px(inner.y)}
-                box["y2"] = _px(inner.y + inner.h)
                 picture = matrix_picture(layer, cluster, top)
-                marks.matrices.append(box | {"url": png_url(png_bytes(picture))})
+                marks.pictures.append(
+                    box | {"node": node, "cluster": cluster, "url": png_url(png_bytes(picture))}
+                )
                 order = layer.orders[cluster]
                 row_h = inner.h / len(order)
                 for row, neuron in enumerate(order):
@@ -200,6 +212,39 @@ def neuron_marks(
                         | {"y": _px(inner.y + row * row_h), "y2": _px(inner.y + (row + 1) * row_h)}
                     )
     return marks
+
+
+def packed_picture(
+    squares: Sequence[tuple[Image.Image, tuple[float, float, float, float], float]],
+    size: tuple[float, float],
+    scale: float | None = None,
+) -> Image.Image:
+    """A cluster's packed patches as one picture of `size` (picture pixels) times `scale`: each
+    (patch, (x, y, w, h), opacity) resized into its square, a faded one (opacity < 1) blended
+    with the white under it, white between them. Squares' edges are rounded to whole pixels
+    (each square ends where its own right and bottom edges round to), so neighbours neither
+    overlap nor leave a seam.
+
+    `scale` defaults to PICTURE_SCALE, or less where the largest square would magnify its patch:
+    the browser magnifies as well, from fewer bytes.
+    """
+    if scale is None:
+        largest = max(max(w, h) for _, (_, _, w, h), _ in squares)
+        detail = max(max(patch.size) for patch, _, _ in squares)
+        scale = min(PICTURE_SCALE, detail / largest) if largest > 0 else PICTURE_SCALE
+    colour = any(patch.mode != "L" for patch, _, _ in squares)
+    mode = "RGB" if colour else "L"
+    white = (255, 255, 255) if colour else 255
+    width, height = (max(1, int(np.ceil(side * scale))) for side in size)
+    canvas = Image.new(mode, (width, height), white)
+    for patch, (x, y, w, h), opacity in squares:
+        left, top = round(x * scale), round(y * scale)
+        right, bottom = max(round((x + w) * scale), left + 1), max(round((y + h) * scale), top + 1)
+        tile = patch.convert(mode).resize((right - left, bottom - top), Image.Resampling.BILINEAR)
+        if opacity < 1:
+            tile = Image.blend(Image.new(mode, tile.size, white), tile, opacity)
+        canvas.paste(tile, (left, top))
+    return canvas
 
 
 # Vega's "greys" colour scheme at 0, 0.1, ..., 1 (grey levels): the matrices' colours.
@@ -614,7 +659,7 @@ def _click(name: str, fields: list[str]) -> dict:
 
 def draw(
     view: CnnvisView,
-    patch_uri: Callable[[LayerView, int, int], str],
+    patch: Patch,
     facet: str = "features",
     rank: int = 0,
     palette: str = "green / red",
@@ -625,8 +670,7 @@ def draw(
 ) -> Picture:
     """Return the whole picture; clicking a neuron selects `neuron`, clicking a group `group`.
 
-    `patch_uri(layer, neuron, rank)` returns the image of a neuron's top patch number `rank` as a
-    data URI. With `debug_title` the edges are coloured by their bicluster's debugging value;
+    `patch(layer, neuron, rank)` returns a neuron's top patch number `rank` (`patch_crops`). With `debug_title` the edges are coloured by their bicluster's debugging value;
     the (layer, neuron) pairs of `highlight` are framed.
     """
     if facet not in FACETS:
@@ -746,25 +790,21 @@ def draw(
         {"type": "rect", "stroke": "#333", "strokeWidth": 0.5},
         box | {"color": _channel("colour:N", scale=None), "tooltip": _tooltips("bicluster:N")},
     )
-    neurons = neuron_marks(view, geometry, facet, rank, patch_uri)
+    neurons = neuron_marks(view, geometry, facet, rank, patch)
     tooltip = _tooltips("node:N", "neuron:Q", "cluster:Q", "importance:Q", "strongest class:N")
+    # a matrix's pixels stay sharp squares; packed patches are smoothed as photos are
+    add(
+        "pictures",
+        neurons.pictures,
+        {"type": "image", "aria": False, "aspect": False, "smooth": not matrices},
+        box | {"url": _channel("url:N")},
+    )
     add(
         "patches",
         neurons.patches,
-        {"type": "image", "aria": False, "aspect": True, "cursor": "pointer"},
-        box
-        | {
-            "url": _channel("url:N"),
-            "opacity": _channel("opacity:Q", scale=None),
-            "tooltip": tooltip,
-        },
+        {"type": "rect", "cursor": "pointer", "fill": "white", "fillOpacity": 0},
+        box | {"tooltip": tooltip},
         click=neuron_click,
-    )
-    add(
-        "matrices",
-        neurons.matrices,
-        {"type": "image", "aria": False, "aspect": False, "smooth": False},
-        box | {"url": _channel("url:N")},
     )
     add(
         "rows",
@@ -829,24 +869,35 @@ def draw(
     return Picture(spec, marks)
 
 
+def patch_crops(
+    load: Callable[[int], Image.Image],
+    transform: Callable,
+    size: int = PATCH_PIXELS,
+    context: bool = False,
+) -> Patch:
+    """Return `patch` for `draw`: a neuron's top patch `rank` cropped from the image as the model
+    sees it and magnified to `size` (memoised: a redraw crops nothing twice); with `context`, a
+    small patch is shown outlined in its surroundings (`patch_in_context`)."""
+    cut = patch_in_context if context else crop_patch
+
+    @functools.lru_cache(maxsize=8192)
+    def crop(index: int, box: tuple[int, int, int, int]) -> Image.Image:
+        return cut(input_view(transform, load(index)), box, size)
+
+    def patch(layer: LayerView, neuron: int, rank: int) -> Image.Image:
+        rank = min(rank, layer.top_images.shape[1] - 1)
+        box = tuple(int(v) for v in layer.top_boxes[neuron, rank])
+        return crop(int(layer.top_images[neuron, rank]), box)
+
+    return patch
+
+
 def patch_images(
     load: Callable[[int], Image.Image],
     transform: Callable,
     size: int = PATCH_PIXELS,
     context: bool = False,
 ) -> Callable[[LayerView, int, int], str]:
-    """Return `patch_uri` for `draw`: a neuron's top patch `rank` cropped from the image as the
-    model sees it, as a PNG data URI (memoised: a redraw encodes nothing twice); with `context`, a
-    small patch is shown outlined in its surroundings (`patch_in_context`)."""
-    cut = patch_in_context if context else crop_patch
-
-    @functools.lru_cache(maxsize=8192)
-    def crop(index: int, box: tuple[int, int, int, int]) -> str:
-        return png_url(png_bytes(cut(input_view(transform, load(index)), box, size)))
-
-    def patch_uri(layer: LayerView, neuron: int, rank: int) -> str:
-        rank = min(rank, layer.top_images.shape[1] - 1)
-        box = tuple(int(v) for v in layer.top_boxes[neuron, rank])
-        return crop(int(layer.top_images[neuron, rank]), box)
-
-    return patch_uri
+    """`patch_crops` as PNG data URIs (the neuron dialog's images)."""
+    patch = patch_crops(load, transform, size, context)
+    return lambda layer, neuron, rank: png_url(png_bytes(patch(layer, neuron, rank)))

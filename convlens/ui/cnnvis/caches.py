@@ -22,7 +22,7 @@ from convlens.cnnvis.debugging import (
     snapshot_edge_weights,
     with_debug,
 )
-from convlens.cnnvis.drawing import FACETS, PALETTES, draw, patch_images
+from convlens.cnnvis.drawing import FACETS, PALETTES, Patch, draw, patch_crops, patch_images
 from convlens.cnnvis.pipeline import contribution
 from convlens.cnnvis.view import CnnvisView, LayerView, Options, build_view, with_row_orders
 from convlens.models import ModelKey
@@ -160,7 +160,7 @@ def cached_picture(
     return vega_lite_spec(
         draw(
             view,
-            cached_patch_images(key.model, key.data),
+            cached_patch_crops(key.model, key.data),
             facet=look.facet,
             rank=look.rank,
             palette=look.palette,
@@ -172,10 +172,10 @@ def cached_picture(
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def cached_patch_images(model_key: ModelKey, data: str) -> Callable[[LayerView, int, int], str]:
-    """The picture's patch function for a model and a data source, kept with its memo of encoded
+def cached_patch_crops(model_key: ModelKey, data: str) -> Patch:
+    """The picture's patch function for a model and a data source, kept with its memo of cropped
     patches across reruns and sessions."""
-    return patch_images(browser_source(data).load, cached_model(model_key).transform)
+    return patch_crops(browser_source(data).load, cached_model(model_key).transform)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
