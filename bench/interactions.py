@@ -389,7 +389,9 @@ def chain_picture(base: int) -> Click:
             f" && {text_drawn(' · filter ')} && {IMAGES_LOADED}",
         )
 
-    return Click(lambda: f"/network?{image_query(base)}", lambda i: i, aim)
+    # The first two blocks' pictures only: further down, the maps' own colours pass for frames
+    # in the canvas' pixels (17 "pictures" found where 24 are drawn), and a click misses.
+    return Click(lambda: f"/network?{image_query(base)}", lambda i: i, aim, first_limit=8)
 
 
 FILTERS_DRAWN = (
@@ -416,6 +418,11 @@ def filter_tile(base: int, model: str = PHOTO_MODEL, layer: str = "_conv_stem") 
         )
 
     return Click(lambda: f"/filters?{image_query(base, model)}&layer={layer}", lambda i: i, aim)
+
+
+def layer_width(model: str, node: str) -> int:
+    """The number of channels (or units) of `model`'s layer `node`."""
+    return model_graph(model).node(node).output_shape[0]
 
 
 def model_graph(model: str):
@@ -682,8 +689,12 @@ def cnnvis_neuron(model: str = "fashion_basecnn_x0.25") -> Click:
             f" && {IMAGES_LOADED}",
         )
 
+    node = "features.conv2_1"
     return Click(
-        lambda: cnnvis_url(model, "g1,g2,g3", "activations"), lambda i: ("features.conv2_1", i), aim
+        lambda: cnnvis_url(model, "g1,g2,g3", "activations"),
+        lambda i: (node, i),
+        aim,
+        first_limit=layer_width(model, node),  # a neuron past the layer's last is no input
     )
 
 

@@ -12,7 +12,14 @@ from convlens.activations import SHIPPED_DATA, analyze, open_source
 from convlens.charts import layer_averages_chart
 from convlens.cnnvis.debugging import LayerAverage
 from convlens.cnnvis.drawing import draw, patch_crops, selection_names
-from convlens.cnnvis.view import Options, build_view, format_moves, parse_moves, with_move
+from convlens.cnnvis.view import (
+    Options,
+    build_view,
+    format_moves,
+    parse_moves,
+    with_move,
+    with_row_orders,
+)
 from convlens.graph import build_graph
 from convlens.models import ModelKey, load_model
 from convlens.ui.cnnvis import caches
@@ -22,6 +29,7 @@ from convlens.ui.cnnvis.caches import (
     cached_ordered_view,
     cached_picture,
     cached_view,
+    order_rows_soon,
 )
 
 MODEL = "fashion_basecnn_x0.25"
@@ -144,3 +152,25 @@ def test_the_folded_flags_say_how_many_of_each_there_are() -> None:
     assert flags_summary([]) == (
         "Quality flags: 0 impure clusters, 0 groups of redundant neurons, 0 dead neurons"
     )
+
+
+def test_the_rows_are_ordered_in_the_background_once_per_view(
+    small_view, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, graph, analysis = small_view
+    cached_view.clear()
+    cached_ordered_view.clear()
+    orderings = []
+    monkeypatch.setattr(
+        caches, "with_row_orders", lambda view: orderings.append(view) or with_row_orders(view)
+    )
+    key = ViewKey(ModelKey.of(MODEL), SHIPPED_DATA, Options(expanded=("g3",), clusters=4))
+    for _ in range(3):  # a room asking for the same view starts one ordering
+        order_rows_soon(key, analysis)
+    caches._ORDERING_STARTED[key].result(timeout=60)
+    assert len(orderings) == 1
+    ordered = cached_ordered_view(key, analysis)  # the facet's switch finds it cached
+    assert len(orderings) == 1
+    fresh = build_view(MODEL, model.module, graph, analysis, key.options)
+    for node, layer in fresh.layers.items():
+        assert all(map(np.array_equal, ordered.layers[node].orders, layer.orders))

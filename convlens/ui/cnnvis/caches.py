@@ -6,7 +6,10 @@ the run and snapshot): 30 students asking for the same view compute it once.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,6 +149,24 @@ def cached_view(key: ViewKey, _analysis: Analysis) -> CnnvisView:
 def cached_ordered_view(key: ViewKey, _analysis: Analysis) -> CnnvisView:
     """`cached_view` with its matrix orders, ordered once for every session."""
     return with_row_orders(cached_view(key, _analysis))
+
+
+_ORDERING = ThreadPoolExecutor(1, thread_name_prefix="cnnvis-ordering")
+_ORDERING_STARTED: OrderedDict[ViewKey, Future] = OrderedDict()
+_ORDERING_LOCK = threading.Lock()
+ORDERING_REMEMBERED = 64
+
+
+def order_rows_soon(key: ViewKey, _analysis: Analysis) -> None:
+    """Start `cached_ordered_view` of `key` on a background thread, once per view and server:
+    the activations facet then opens with its rows ordered, computed while the browser draws
+    the features facet (ordering is most of a view's cost, and a page run does not wait for it)."""
+    with _ORDERING_LOCK:
+        if key in _ORDERING_STARTED:
+            return
+        _ORDERING_STARTED[key] = _ORDERING.submit(cached_ordered_view, key, _analysis)
+        while len(_ORDERING_STARTED) > ORDERING_REMEMBERED:
+            _ORDERING_STARTED.popitem(last=False)
 
 
 @st.cache_data(show_spinner="Drawing the picture…", max_entries=16)
