@@ -8,12 +8,7 @@ from convlens.models import list_models
 from convlens.runformat import list_snapshots
 from convlens.runs import model_run
 from convlens.ui.cache import cached_graph, model_lock
-from convlens.ui.cnnvis.caches import (
-    ViewKey,
-    cached_dialog_patches,
-    cached_view,
-    order_rows_soon,
-)
+from convlens.ui.cnnvis.caches import ViewKey, cached_dialog_patches, cached_view
 from convlens.ui.cnnvis.controls import (
     analysed_group_ids,
     controls,
@@ -89,8 +84,6 @@ undo_moves_button(choices.options.moves)
 if compare != "none":
     st.markdown(f"**{selection.model_name}**")
 spec = show_picture(view_key, choices.look, analysis, outlined(flags, "cnnvis_flags"))
-if choices.look.facet != "activations":
-    order_rows_soon(view_key, analysis)
 if compare != "none":
     comparison(compare, view_key, choices.look, graph, analysis, model.input_size)
 

@@ -17,8 +17,8 @@ from convlens.cnnvis.view import (
     build_view,
     format_moves,
     parse_moves,
+    row_orders,
     with_move,
-    with_row_orders,
 )
 from convlens.graph import build_graph
 from convlens.models import ModelKey, load_model
@@ -28,8 +28,8 @@ from convlens.ui.cnnvis.caches import (
     ViewKey,
     cached_ordered_view,
     cached_picture,
+    cached_row_orders,
     cached_view,
-    order_rows_soon,
 )
 
 MODEL = "fashion_basecnn_x0.25"
@@ -154,23 +154,37 @@ def test_the_folded_flags_say_how_many_of_each_there_are() -> None:
     )
 
 
-def test_the_rows_are_ordered_in_the_background_once_per_view(
+def test_a_layer_is_ordered_once_for_the_views_that_cluster_it_alike(
     small_view, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model, graph, analysis = small_view
-    cached_view.clear()
-    cached_ordered_view.clear()
-    orderings = []
+    for cache in (cached_view, cached_ordered_view, cached_row_orders):
+        cache.clear()
+    ordered = []
     monkeypatch.setattr(
-        caches, "with_row_orders", lambda view: orderings.append(view) or with_row_orders(view)
+        caches,
+        "row_orders",
+        lambda vectors, clusters: ordered.append(1) or row_orders(vectors, clusters),
     )
-    key = ViewKey(ModelKey.of(MODEL), SHIPPED_DATA, Options(expanded=("g3",), clusters=4))
-    for _ in range(3):  # a room asking for the same view starts one ordering
-        order_rows_soon(key, analysis)
-    caches._ORDERING_STARTED[key].result(timeout=60)
-    assert len(orderings) == 1
-    ordered = cached_ordered_view(key, analysis)  # the facet's switch finds it cached
-    assert len(orderings) == 1
-    fresh = build_view(MODEL, model.module, graph, analysis, key.options)
-    for node, layer in fresh.layers.items():
-        assert all(map(np.array_equal, ordered.layers[node].orders, layer.orders))
+    views = {}
+    for groups in (("g3",), ("g2", "g3"), ("g2", "g3")):
+        options = Options(expanded=groups, clusters=4)
+        key = ViewKey(ModelKey.of(MODEL), SHIPPED_DATA, options)
+        views[groups] = cached_ordered_view(key, analysis)
+    g2, g3 = (graph.group(g).nodes for g in ("g2", "g3"))
+    shown = {
+        group: [n for n in nodes if n in views[("g2", "g3")].layers]
+        for group, nodes in (("g2", g2), ("g3", g3))
+    }
+    # g3's layers once for both views, then g2's; the repeated view orders nothing
+    assert len(ordered) == len(shown["g3"]) + len(shown["g2"])
+    for groups, view in views.items():
+        fresh = build_view(
+            MODEL, model.module, graph, analysis, Options(expanded=groups, clusters=4)
+        )
+        for node, layer in fresh.layers.items():
+            assert all(map(np.array_equal, view.layers[node].orders, layer.orders))
+    # another clustering of the same layer is ordered again
+    other = ViewKey(ModelKey.of(MODEL), SHIPPED_DATA, Options(expanded=("g3",), clusters=3))
+    cached_ordered_view(other, analysis)
+    assert len(ordered) == 2 * len(shown["g3"]) + len(shown["g2"])

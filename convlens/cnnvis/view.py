@@ -6,7 +6,7 @@ the user expanded; `convlens.cnnvis.drawing` turns the result into a picture.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -404,17 +404,29 @@ def row_orders(vectors: np.ndarray, clusters: NeuronClusters) -> tuple[np.ndarra
     return tuple(members[reorder_rows(vectors[members])] for members in clusters.representatives)
 
 
-def with_row_orders(view: CnnvisView) -> CnnvisView:
-    """`view` with the matrix order of every layer's clusters (itself when it has them)."""
+def with_row_orders(
+    view: CnnvisView, orders: Callable[[LayerView], tuple[np.ndarray, ...]] | None = None
+) -> CnnvisView:
+    """`view` with the matrix order of every layer's clusters (itself when it has them);
+    `orders(layer)` gives them (default: `row_orders` of the layer's vectors and clusters)."""
     if all(layer.orders is not None for layer in view.layers.values()):
         return view
+    if orders is None:
+
+        def orders(layer: LayerView) -> tuple[np.ndarray, ...]:
+            return row_orders(layer.vectors, layer.clusters)
+
     layers = {
-        node: layer
-        if layer.orders is not None
-        else replace(layer, orders=row_orders(layer.vectors, layer.clusters))
+        node: layer if layer.orders is not None else replace(layer, orders=orders(layer))
         for node, layer in view.layers.items()
     }
     return replace(view, layers=layers)
+
+
+def clustering_of(options: Options, node: str) -> tuple:
+    """What the clusters of layer `node` depend on besides the model and the data: two views
+    that agree on it show the layer's clusters (and matrix orders) alike."""
+    return (options.method, options.clusters, tuple(m for m in options.moves if m[0] == node))
 
 
 def build_view(

@@ -6,10 +6,7 @@ the run and snapshot): 30 students asking for the same view compute it once.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +24,15 @@ from convlens.cnnvis.debugging import (
 )
 from convlens.cnnvis.drawing import FACETS, PALETTES, Patch, draw, patch_crops, patch_images
 from convlens.cnnvis.pipeline import contribution
-from convlens.cnnvis.view import CnnvisView, LayerView, Options, build_view, with_row_orders
+from convlens.cnnvis.view import (
+    CnnvisView,
+    LayerView,
+    Options,
+    build_view,
+    clustering_of,
+    row_orders,
+    with_row_orders,
+)
 from convlens.models import ModelKey
 from convlens.runformat import read_stats
 from convlens.ui.cache import browser_source, cached_graph, cached_model, model_lock
@@ -148,25 +153,21 @@ def cached_view(key: ViewKey, _analysis: Analysis) -> CnnvisView:
 @st.cache_data(show_spinner="Ordering the matrix rows…", max_entries=16)
 def cached_ordered_view(key: ViewKey, _analysis: Analysis) -> CnnvisView:
     """`cached_view` with its matrix orders, ordered once for every session."""
-    return with_row_orders(cached_view(key, _analysis))
+    return with_row_orders(
+        cached_view(key, _analysis),
+        lambda layer: cached_row_orders(
+            key.model, key.data, layer.node, clustering_of(key.options, layer.node), layer
+        ),
+    )
 
 
-_ORDERING = ThreadPoolExecutor(1, thread_name_prefix="cnnvis-ordering")
-_ORDERING_STARTED: OrderedDict[ViewKey, Future] = OrderedDict()
-_ORDERING_LOCK = threading.Lock()
-ORDERING_REMEMBERED = 64
-
-
-def order_rows_soon(key: ViewKey, _analysis: Analysis) -> None:
-    """Start `cached_ordered_view` of `key` on a background thread, once per view and server:
-    the activations facet then opens with its rows ordered, computed while the browser draws
-    the features facet (ordering is most of a view's cost, and a page run does not wait for it)."""
-    with _ORDERING_LOCK:
-        if key in _ORDERING_STARTED:
-            return
-        _ORDERING_STARTED[key] = _ORDERING.submit(cached_ordered_view, key, _analysis)
-        while len(_ORDERING_STARTED) > ORDERING_REMEMBERED:
-            _ORDERING_STARTED.popitem(last=False)
+@st.cache_data(show_spinner=False, max_entries=256)
+def cached_row_orders(
+    model: ModelKey, data: str, node: str, clustering: tuple, _layer: LayerView
+) -> tuple[np.ndarray, ...]:
+    """A layer's matrix orders, shared by the views that cluster it alike (`clustering_of`): a
+    view with one more group expanded orders only that group's layers."""
+    return row_orders(_layer.vectors, _layer.clusters)
 
 
 @st.cache_data(show_spinner="Drawing the picture…", max_entries=16)
