@@ -670,8 +670,9 @@ def draw(
 ) -> Picture:
     """Return the whole picture; clicking a neuron selects `neuron`, clicking a group `group`.
 
-    `patch(layer, neuron, rank)` returns a neuron's top patch number `rank` (`patch_crops`). With `debug_title` the edges are coloured by their bicluster's debugging value;
-    the (layer, neuron) pairs of `highlight` are framed.
+    `patch(layer, neuron, rank)` returns a neuron's top patch number `rank` (`patch_crops`).
+    With `debug_title` the edges are coloured by their bicluster's debugging value; the (layer,
+    neuron) pairs of `highlight` are framed.
     """
     if facet not in FACETS:
         raise ValueError(f"Unknown facet '{facet}'; choose one of {', '.join(FACETS)}.")
