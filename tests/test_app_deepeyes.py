@@ -15,7 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_app import all_text
 
-from convlens.annotations import AnnotationStore
+from convlens.annotations import FALLBACK_AUTHOR, AnnotationStore
 from convlens.charts import (
     CHANGE_FORMAT,
     filter_activity_chart,
@@ -591,6 +591,8 @@ def test_marking_dead_units_useless_stores_them_for_the_shipped_model():
         "classifier.fc1": [44, 54, 70]
     }
     assert {row.note for row in store.list_annotations()} == {"DeepEyes: dead at step 5628"}
+    # the browser's marks, not the server's login name's
+    assert {row.author for row in store.list_annotations()} == {FALLBACK_AUTHOR}
     button = at.button(key="deepeyes_mark_classifier.fc1_dead")
     assert button.label == "Marked useless" and button.disabled
     # a snapshot without weights cannot be marked: marks belong to weights

@@ -189,11 +189,14 @@ def import_upload(store: AnnotationStore) -> None:
     except ValueError as error:  # an image or binary file renamed .csv: one file-level error
         report = ImportReport(0, 0, 0, (RowError(None, str(error)),))
     else:
-        # a row without an author is the browser's (its name from the Filters page), never the
-        # server's login name
-        name = str(st.session_state.get("author", "")).strip() or FALLBACK_AUTHOR
-        report = store.import_annotations(text, default_author_name=name)
+        report = store.import_annotations(text, default_author_name=browser_author())
     st.session_state["_annotations_import"] = report
+
+
+def browser_author() -> str:
+    """Whom a browser's annotations are stored under: the name typed on the Filters page, or
+    FALLBACK_AUTHOR; never the server's login name (the store's default, the CLI user's)."""
+    return str(st.session_state.get("author", "")).strip() or FALLBACK_AUTHOR
 
 
 def ablation_check(store: AnnotationStore, selection: Selection, model: LoadedModel) -> None:

@@ -31,6 +31,7 @@ from convlens.models import list_models
 from convlens.runformat import RUN_PREFIX, read_card, run_status, shipped_run, weight_steps
 from convlens.runs import TrainerLimitError, run_reference, start_run
 from convlens.style import TABLE_ROW_HEIGHT
+from convlens.ui.annotations import browser_author
 from convlens.ui.deepeyes.caches import (
     TIMED_IMAGES,
     TIMED_PASSES,
@@ -68,7 +69,9 @@ def mark_useless(model: str, fingerprint: str, finding: Finding, step: int) -> N
     store = AnnotationStore()
     note = f"DeepEyes: {finding.kind.replace('_', '-')} at step {step}"
     for index in finding.filters:
-        store.set_annotation(model, fingerprint, finding.layer, int(index), "useless", note)
+        store.set_annotation(
+            model, fingerprint, finding.layer, int(index), "useless", note, browser_author()
+        )
     st.toast(f"Marked {len(finding.filters)} filters of {finding.layer} useless.")
 
 
