@@ -447,13 +447,3 @@ def test_a_bad_image_is_explained_on_the_page_not_only_in_the_sidebar(page_file:
     sidebar_errors = [e.value for e in at.sidebar.error]
     assert sidebar_errors and "fashion-mnist" in sidebar_errors[0].lower()
     assert sidebar_errors[0] in [w.value for w in at.main.warning]
-
-
-def test_an_image_that_cannot_be_opened_is_explained_once_beside_its_field() -> None:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.query_params["image"] = "/etc/passwd"
-    at.switch_page("pages/network.py").run()
-    said = [e.value for e in at.error] + [w.value for w in at.warning]
-    assert sum("not published on this server" in text for text in said) == 1
-    assert at.sidebar.error and "not published" in at.sidebar.error[0].value
-    assert any("image source in the sidebar cannot be opened" in text for text in said)

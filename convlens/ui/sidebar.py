@@ -372,8 +372,8 @@ def _image_picker(default: str) -> tuple[LoadedImage | None, str | None]:
     try:
         image = cached_image(source, upload_digest(source), uploads())
     except ImageSourceError as error:
-        st.error(str(error))  # beside the field; the page points here rather than repeat it
-        return None, "No image to show: the image source in the sidebar cannot be opened."
+        st.error(str(error))
+        return None, str(error)
     small = max(image.image.size) <= SMALL_IMAGE_SIDE
     width = SMALL_THUMBNAIL_WIDTH if small else THUMBNAIL_WIDTH
     (beside_number or st).image(thumbnail(image.image, width), width=width)
