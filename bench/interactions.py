@@ -676,8 +676,8 @@ def cnnvis_facet() -> Click:
 
 
 def cnnvis_neuron(model: str = "fashion_basecnn_x0.25") -> Click:
-    """A neuron in the CNNVis picture's activations facet (the features facet's patches are not
-    labelled for a browser to find): its dialog with its top patches."""
+    """A neuron in the CNNVis picture's activations facet (a row over its cluster's matrix): its
+    dialog with its top patches."""
 
     def aim(page, neuron):
         if page.locator('[role="dialog"]').count():

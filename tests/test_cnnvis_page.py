@@ -152,6 +152,9 @@ def test_the_folded_flags_say_how_many_of_each_there_are() -> None:
     assert flags_summary([]) == (
         "Quality flags: 0 impure clusters, 0 groups of redundant neurons, 0 dead neurons"
     )
+    assert flags_summary(flags[3:], "m").startswith(
+        "Quality flags of m: 1 impure cluster, 0 groups"
+    )
 
 
 def test_a_layer_is_ordered_once_for_the_views_that_cluster_it_alike(

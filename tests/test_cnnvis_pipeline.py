@@ -480,12 +480,18 @@ def test_a_clusters_packed_patches_are_one_picture_checked_by_hand() -> None:
     # the second, half faded into white: 255 / 2
     assert (np.abs(picture[:3, 4:7].astype(float) - 127.5) <= 0.5).all()
     assert (picture[4:, :] == 255).all() and (picture[:, 7] == 255).all()  # white between
-    # a colour patch makes the picture colour; squares meet without a seam or an overlap
+    # a colour patch makes the picture colour; squares meet without a seam or an overlap, placed
+    # at the scale the picture is drawn at: 3 pixels for 2.6 (x 15/13), so the second square
+    # starts at 1.3 x 15/13 = 1.5, rounded to 2
     squares = [(red, (0.0, 0.0, 1.3, 1.3), 1.0), (dark, (1.3, 0.0, 1.3, 1.3), 1.0)]
     picture = np.asarray(packed_picture(squares, (2.6, 1.3), scale=1))
     assert picture.shape == (2, 3, 3)
-    assert picture[0, 0].tolist() == [255, 0, 0] and picture[0, 1].tolist() == [0, 0, 0]
-    assert picture[0, 2].tolist() == [0, 0, 0]
+    assert [picture[0, col].tolist() for col in range(3)] == [[255, 0, 0], [255, 0, 0], [0] * 3]
+    assert (picture[1] == picture[0]).all()  # 1.3 x 2/1.3: both squares fill both rows
+    # by default no finer than the patches hold (a 4-pixel patch in a 40-pixel square: one pixel
+    # per picture pixel, the floor), and twice the pixels where the squares are small
+    assert packed_picture([(dark, (0.0, 0.0, 40.0, 40.0), 1.0)], (40.0, 40.0)).size == (40, 40)
+    assert packed_picture([(dark, (0.0, 0.0, 1.0, 1.0), 1.0)], (40.0, 40.0)).size == (80, 80)
 
 
 def test_highlighted_neurons_are_framed_in_both_facets(small_model) -> None:

@@ -168,7 +168,8 @@ Patch = Callable[["LayerView", int, int], Image.Image]  # a neuron's top patch `
 def neuron_marks(
     view: CnnvisView, geometry: Geometry, facet: str, rank: int, patch: Patch
 ) -> NeuronMarks:
-    """The marks of the neurons of the view's expanded layers in `facet`."""
+    """The marks of the neurons of the view's expanded layers in `facet` (the activations facet
+    reads the layers' matrix orders: a view after `with_row_orders`)."""
     marks = NeuronMarks([], [], [])
     for node, layer in view.layers.items():
         top = matrix_top(layer)
@@ -183,6 +184,7 @@ def neuron_marks(
                     if w <= 0:
                         continue
                     row = _neuron_row(layer, int(neuron), cluster, view.classes)
+                    row["description"] = _neuron_description(row)
                     squares.append((patch(layer, int(neuron), rank), (x, y, w, h), row["opacity"]))
                     marks.patches.append(
                         row
@@ -219,27 +221,29 @@ def packed_picture(
     size: tuple[float, float],
     scale: float | None = None,
 ) -> Image.Image:
-    """A cluster's packed patches as one picture of `size` (picture pixels) times `scale`: each
-    (patch, (x, y, w, h), opacity) resized into its square, a faded one (opacity < 1) blended
-    with the white under it, white between them. Squares' edges are rounded to whole pixels
-    (each square ends where its own right and bottom edges round to), so neighbours neither
-    overlap nor leave a seam.
+    """A cluster's packed patches as one picture of `size` (picture pixels) times about `scale`:
+    each (patch, (x, y, w, h), opacity) resized into its square, a faded one (opacity < 1) blended
+    with the white under it, white between them. A square's edges are rounded to whole pixels of
+    the picture as drawn (its width over `size`), so that it sits under its clickable mark.
 
-    `scale` defaults to PICTURE_SCALE, or less where the largest square would magnify its patch:
-    the browser magnifies as well, from fewer bytes.
+    `scale` defaults to PICTURE_SCALE, or less where the largest square would magnify its patch
+    (the browser magnifies as well, from fewer bytes), but never under one pixel per picture
+    pixel: a small square is as sharp as the screen shows it.
     """
     if scale is None:
         largest = max(max(w, h) for _, (_, _, w, h), _ in squares)
         detail = max(max(patch.size) for patch, _, _ in squares)
-        scale = min(PICTURE_SCALE, detail / largest) if largest > 0 else PICTURE_SCALE
+        scale = min(PICTURE_SCALE, max(1.0, detail / largest)) if largest > 0 else PICTURE_SCALE
     colour = any(patch.mode != "L" for patch, _, _ in squares)
     mode = "RGB" if colour else "L"
     white = (255, 255, 255) if colour else 255
     width, height = (max(1, int(np.ceil(side * scale))) for side in size)
+    across, down = width / size[0], height / size[1]  # the scale the browser draws it at
     canvas = Image.new(mode, (width, height), white)
     for patch, (x, y, w, h), opacity in squares:
-        left, top = round(x * scale), round(y * scale)
-        right, bottom = max(round((x + w) * scale), left + 1), max(round((y + h) * scale), top + 1)
+        left, top = round(x * across), round(y * down)
+        right = max(round((x + w) * across), left + 1)
+        bottom = max(round((y + h) * down), top + 1)
         tile = patch.convert(mode).resize((right - left, bottom - top), Image.Resampling.BILINEAR)
         if opacity < 1:
             tile = Image.blend(Image.new(mode, tile.size, white), tile, opacity)
@@ -308,7 +312,8 @@ def matrix_key(classes: Sequence[str], line: int = MATRIX_KEY_LINE) -> list[str]
 def outline_marks(
     view: CnnvisView, geometry: Geometry, facet: str, highlight: Collection[tuple[str, int]]
 ) -> Records:
-    """A frame around each highlighted (layer, neuron): its patch, or its matrix row."""
+    """A frame around each highlighted (layer, neuron): its patch, or its matrix row (the
+    activations facet: a view after `with_row_orders`)."""
     rows = []
     for node, neuron in sorted(highlight):
         layer = view.layers.get(node)
@@ -391,11 +396,17 @@ def _matrix_row(
     row = _neuron_row(layer, neuron, cluster, classes)
     values = layer.vectors[neuron] / top
     row["activations"] = " ".join("–" if np.isnan(v) else f"{min(v, 1.0):.2f}" for v in values)
-    row["description"] = (
-        f"node: {layer.node}; neuron: {neuron}; cluster: {cluster}; "
+    row["description"] = _neuron_description(row)
+    return row
+
+
+def _neuron_description(row: dict) -> str:
+    """A neuron mark's label for screen readers, written here (Vega-Lite's own formats every
+    field of every mark in the browser)."""
+    return (
+        f"node: {row['node']}; neuron: {row['neuron']}; cluster: {row['cluster']}; "
         f"strongest class: {row['strongest class']}"
     )
-    return row
 
 
 def cluster_marks(view: CnnvisView, geometry: Geometry) -> Records:
@@ -804,7 +815,7 @@ def draw(
         "patches",
         neurons.patches,
         {"type": "rect", "cursor": "pointer", "fill": "white", "fillOpacity": 0},
-        box | {"tooltip": tooltip},
+        box | {"tooltip": tooltip, "description": _channel("description:N")},
         click=neuron_click,
     )
     add(

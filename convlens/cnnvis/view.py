@@ -423,12 +423,6 @@ def with_row_orders(
     return replace(view, layers=layers)
 
 
-def clustering_of(options: Options, node: str) -> tuple:
-    """What the clusters of layer `node` depend on besides the model and the data: two views
-    that agree on it show the layer's clusters (and matrix orders) alike."""
-    return (options.method, options.clusters, tuple(m for m in options.moves if m[0] == node))
-
-
 def build_view(
     model_name: str,
     module: nn.Module,

@@ -6,6 +6,7 @@ the run and snapshot): 30 students asking for the same view compute it once.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,6 @@ from convlens.cnnvis.view import (
     LayerView,
     Options,
     build_view,
-    clustering_of,
     row_orders,
     with_row_orders,
 )
@@ -154,19 +154,25 @@ def cached_view(key: ViewKey, _analysis: Analysis) -> CnnvisView:
 def cached_ordered_view(key: ViewKey, _analysis: Analysis) -> CnnvisView:
     """`cached_view` with its matrix orders, ordered once for every session."""
     return with_row_orders(
-        cached_view(key, _analysis),
-        lambda layer: cached_row_orders(
-            key.model, key.data, layer.node, clustering_of(key.options, layer.node), layer
-        ),
+        cached_view(key, _analysis), lambda layer: cached_row_orders(clustered(layer), layer)
     )
 
 
+def clustered(layer: LayerView) -> str:
+    """A digest of what a layer's matrix orders depend on: its neurons' activation vectors and
+    its clusters' members."""
+    digest = hashlib.blake2b(np.ascontiguousarray(layer.vectors).tobytes(), digest_size=16)
+    for members in layer.clusters.representatives:
+        digest.update(len(members).to_bytes(8, "little"))
+        digest.update(np.asarray(members, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
-def cached_row_orders(
-    model: ModelKey, data: str, node: str, clustering: tuple, _layer: LayerView
-) -> tuple[np.ndarray, ...]:
-    """A layer's matrix orders, shared by the views that cluster it alike (`clustering_of`): a
-    view with one more group expanded orders only that group's layers."""
+def cached_row_orders(clustering: str, _layer: LayerView) -> tuple[np.ndarray, ...]:
+    """A layer's matrix orders, shared by the views that show it clustered alike (`clustering`,
+    the digest `clustered`): a view with one more group expanded orders only that group's
+    layers."""
     return row_orders(_layer.vectors, _layer.clusters)
 
 

@@ -31,10 +31,10 @@ def flags_table(flags: list[QualityFlag], key: str | None) -> None:
     )
 
 
-def flags_summary(flags: list[QualityFlag]) -> str:
-    """The flags counted in a line ("Quality flags: 2 impure clusters, 5 dead neurons"), the
-    label of their folded table: the picture keeps the first screen, the counts say whether to
-    open it."""
+def flags_summary(flags: list[QualityFlag], model: str | None = None) -> str:
+    """The flags counted in a line ("Quality flags: 2 impure clusters, 5 dead neurons"; "Quality
+    flags of `model`: …"), the label of their folded table: the picture keeps the first screen,
+    the counts say whether to open it."""
     impure = sum(flag.flag == "impure cluster" for flag in flags)
     redundant = sum(flag.flag == "redundant neurons" for flag in flags)
     dead = sum(len(flag.neurons) for flag in flags if flag.flag == "dead neurons")
@@ -43,7 +43,8 @@ def flags_summary(flags: list[QualityFlag]) -> str:
         counted(redundant, "group") + " of redundant neurons",
         counted(dead, "dead neuron"),
     ]
-    return "Quality flags: " + ", ".join(parts)
+    title = f"Quality flags of {model}" if model else "Quality flags"
+    return f"{title}: " + ", ".join(parts)
 
 
 def selected_flag(key: str) -> int | None:

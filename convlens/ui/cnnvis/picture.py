@@ -30,7 +30,7 @@ from convlens.ui.cnnvis.caches import (
     cached_view,
 )
 from convlens.ui.cnnvis.controls import split
-from convlens.ui.cnnvis.flags import flags_table
+from convlens.ui.cnnvis.flags import flags_summary, flags_table
 from convlens.ui.filters import dataset_analysis
 from convlens.ui.state import keep_valid, persisted, write_to_url
 
@@ -163,8 +163,9 @@ def comparison(
         + (", ".join(f"{mine} → {theirs}" for mine, theirs in matches.items()) or "none")
     )
     st.vega_lite_chart(cached_picture(other_view, look, (), other_analysis))
-    with st.expander(f"Quality flags of {name}"):
-        flags_table(quality_flags(cached_view(other_view, other_analysis)), None)
+    flags = quality_flags(cached_view(other_view, other_analysis))
+    with st.expander(flags_summary(flags, name)):
+        flags_table(flags, None)
 
 
 @st.dialog("Neuron", width="large", on_dismiss=forget_picture_clicks)
