@@ -71,9 +71,8 @@ def test_the_cached_view_and_picture_equal_fresh_ones_and_are_computed_once(
     small_view, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model, graph, analysis = small_view
-    cached_view.clear()
-    cached_ordered_view.clear()
-    cached_picture.clear()
+    for cache in (cached_view, cached_row_orders, cached_picture):
+        cache.clear()
     builds, drawings = [], []
     monkeypatch.setattr(
         caches, "build_view", lambda *a, **k: builds.append(a) or build_view(*a, **k)
@@ -161,7 +160,7 @@ def test_a_layer_is_ordered_once_for_the_views_that_cluster_it_alike(
     small_view, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model, graph, analysis = small_view
-    for cache in (cached_view, cached_ordered_view, cached_row_orders):
+    for cache in (cached_view, cached_row_orders):
         cache.clear()
     ordered = []
     monkeypatch.setattr(

@@ -150,9 +150,10 @@ def cached_view(key: ViewKey, _analysis: Analysis) -> CnnvisView:
     return with_debug(view, stats, graph, key.edges) if stats else view
 
 
-@st.cache_data(show_spinner="Ordering the matrix rows…", max_entries=16)
 def cached_ordered_view(key: ViewKey, _analysis: Analysis) -> CnnvisView:
-    """`cached_view` with its matrix orders, ordered once for every session."""
+    """`cached_view` with its matrix orders, each layer's ordered once for every session and
+    view (only the orders are cached: a second copy of the view would hold its similarity
+    matrices twice)."""
     return with_row_orders(
         cached_view(key, _analysis), lambda layer: cached_row_orders(clustered(layer), layer)
     )
@@ -168,7 +169,7 @@ def clustered(layer: LayerView) -> str:
     return digest.hexdigest()
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+@st.cache_data(show_spinner="Ordering the matrix rows…", max_entries=256)
 def cached_row_orders(clustering: str, _layer: LayerView) -> tuple[np.ndarray, ...]:
     """A layer's matrix orders, shared by the views that show it clustered alike (`clustering`,
     the digest `clustered`): a view with one more group expanded orders only that group's
