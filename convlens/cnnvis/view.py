@@ -389,7 +389,7 @@ def build_layer(
         clusters=clusters,
         importance=importance,
         relevant=relevant_neurons(vectors, options.classes),
-        orders=row_orders(vectors, clusters) if order_rows else None,
+        orders=row_orders(vectors, clusters.representatives) if order_rows else None,
         similarity=neuron_similarity(vectors),
         purity=cluster_purity(stats.top_patches.label, clusters),
         redundant=redundant_groups(vectors),
@@ -399,9 +399,10 @@ def build_layer(
     )
 
 
-def row_orders(vectors: np.ndarray, clusters: NeuronClusters) -> tuple[np.ndarray, ...]:
-    """Each cluster's neurons in the order that makes adjacent matrix rows alike."""
-    return tuple(members[reorder_rows(vectors[members])] for members in clusters.representatives)
+def row_orders(vectors: np.ndarray, clusters: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Each cluster's neurons (`clusters`: their indices, `NeuronClusters.representatives`) in the
+    order that makes adjacent matrix rows alike."""
+    return tuple(members[reorder_rows(vectors[members])] for members in clusters)
 
 
 def with_row_orders(
@@ -411,11 +412,7 @@ def with_row_orders(
     `orders(layer)` gives them (default: `row_orders` of the layer's vectors and clusters)."""
     if all(layer.orders is not None for layer in view.layers.values()):
         return view
-    if orders is None:
-
-        def orders(layer: LayerView) -> tuple[np.ndarray, ...]:
-            return row_orders(layer.vectors, layer.clusters)
-
+    orders = orders or (lambda layer: row_orders(layer.vectors, layer.clusters.representatives))
     layers = {
         node: layer if layer.orders is not None else replace(layer, orders=orders(layer))
         for node, layer in view.layers.items()

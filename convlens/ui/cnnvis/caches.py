@@ -6,7 +6,6 @@ the run and snapshot): 30 students asking for the same view compute it once.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -155,26 +154,19 @@ def cached_ordered_view(key: ViewKey, _analysis: Analysis) -> CnnvisView:
     view (only the orders are cached: a second copy of the view would hold its similarity
     matrices twice)."""
     return with_row_orders(
-        cached_view(key, _analysis), lambda layer: cached_row_orders(clustered(layer), layer)
+        cached_view(key, _analysis),
+        lambda layer: cached_row_orders(layer.vectors, tuple(layer.clusters.representatives)),
     )
 
 
-def clustered(layer: LayerView) -> str:
-    """A digest of what a layer's matrix orders depend on: its neurons' activation vectors and
-    its clusters' members."""
-    digest = hashlib.blake2b(np.ascontiguousarray(layer.vectors).tobytes(), digest_size=16)
-    for members in layer.clusters.representatives:
-        digest.update(len(members).to_bytes(8, "little"))
-        digest.update(np.asarray(members, dtype=np.int64).tobytes())
-    return digest.hexdigest()
-
-
 @st.cache_data(show_spinner="Ordering the matrix rows…", max_entries=256)
-def cached_row_orders(clustering: str, _layer: LayerView) -> tuple[np.ndarray, ...]:
-    """A layer's matrix orders, shared by the views that show it clustered alike (`clustering`,
-    the digest `clustered`): a view with one more group expanded orders only that group's
-    layers."""
-    return row_orders(_layer.vectors, _layer.clusters)
+def cached_row_orders(
+    vectors: np.ndarray, clusters: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, ...]:
+    """A layer's matrix orders (`row_orders`), keyed by what they depend on (Streamlit hashes the
+    arrays): the views that show a layer clustered alike share them, so a view with one more
+    group expanded orders only that group's layers."""
+    return row_orders(vectors, clusters)
 
 
 @st.cache_data(show_spinner="Drawing the picture…", max_entries=16)
