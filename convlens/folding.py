@@ -7,8 +7,9 @@ EfficientNet-Lite0 the batch norms' backward took a fifth of a guided back-propa
 folded forward pass runs a fifth faster on CPU. The folded network is a shallow copy: it shares
 every module and parameter of the model except the folded convolutions (new) and their batch
 norms (identities), so it costs the folded convolutions' weights only; it shares the modules'
-hooks too. It is used only where the outputs read equal the model's on an input
-(`folded_model`).
+hooks too. A folded convolution that zero-pads evenly by a padding module first (EfficientNet's
+"same" padding) pads by itself (`_padding_inside`). It is used only where the outputs read equal
+the model's on an input (`folded_model`).
 """
 
 from __future__ import annotations
@@ -89,8 +90,38 @@ def _fused(model: nn.Module, pairs: list[tuple[str, str]]) -> dict[str, tuple[st
         conv, norm = model.get_submodule(conv_path), model.get_submodule(norm_path)
         if not (conv.training or norm.training or norm.running_mean is None):
             with torch.inference_mode(False), torch.no_grad():
-                fused[conv_path] = (norm_path, fuse_conv_bn_eval(conv, norm))
+                fused[conv_path] = (norm_path, _padding_inside(fuse_conv_bn_eval(conv, norm)))
     return fused
+
+
+def _padding_inside(conv: nn.Conv2d) -> nn.Conv2d:
+    """Return a convolution that zero-pads its input by the same amount on every side before
+    convolving (EfficientNet's "same" padding: a `static_padding` module) as a plain
+    `nn.Conv2d` that pads by itself, sharing its weights: one operation instead of two, forward
+    and backward (a padded copy of each input and of each gradient less). Other convolutions,
+    and uneven padding, stay as they are; `_same_outputs` checks the network either way."""
+    pad = getattr(conv, "static_padding", None)
+    if (
+        not isinstance(pad, nn.ZeroPad2d)
+        or len(set(pad.padding)) != 1
+        or any(conv.padding)  # a string padding ("same") is not folded either
+        or conv.padding_mode != "zeros"
+    ):
+        return conv
+    plain = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=pad.padding[0],
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
+    plain.weight, plain.bias = conv.weight, conv.bias
+    return plain.train(conv.training)
 
 
 def _replacements(

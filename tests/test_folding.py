@@ -125,3 +125,34 @@ def test_weights_made_in_inference_mode_are_not_folded():
         model, x = branch_net()
         model.bn2 = nn.Identity()  # nothing else keeps the batch norms from folding
     assert folded_model(model, x, {"head.1"}) is model
+
+
+class SamePaddingConv(nn.Conv2d):
+    """A convolution that zero-pads its input first, as EfficientNet's `Conv2dStaticSamePadding`."""
+
+    def __init__(self, channels: int, kernel: int, stride: int, padding: tuple) -> None:
+        super().__init__(channels, channels, kernel, stride=stride, groups=channels, bias=False)
+        self.static_padding = nn.ZeroPad2d(padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.static_padding(x))
+
+
+def test_an_even_static_padding_is_folded_into_a_plain_conv_and_an_uneven_one_kept():
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        SamePaddingConv(3, 3, 1, (1, 1, 1, 1)),
+        nn.BatchNorm2d(3),
+        SamePaddingConv(3, 3, 2, (0, 1, 0, 1)),
+        nn.BatchNorm2d(3),
+    ).eval()
+    for norm in (model[1], model[3]):
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+    x = torch.randn(1, 3, 9, 9)
+    folded = folded_model(model, x, set())
+    assert type(folded[0]) is nn.Conv2d and folded[0].padding == (1, 1)
+    assert folded[0].weight is not model[0].weight  # the batch norm's scale is folded in
+    assert isinstance(folded[2], SamePaddingConv), "uneven padding stays a padding module"
+    assert torch.allclose(folded(x), model(x), rtol=1e-5, atol=1e-5)
+    assert isinstance(model[0], SamePaddingConv), "the model itself is left as it was"

@@ -67,6 +67,24 @@ def test_a_small_receptive_field_is_shown_over_the_whole_image_not_shrunk_away()
     assert gradient_picture(np.zeros((1, 28, 28))).shape == (28, 28, 3)
 
 
+def test_block_max_is_the_maximum_of_each_block_by_brute_force():
+    rng = np.random.default_rng(3)
+    for height, width, size in [(224, 224, 64), (227, 225, 64), (30, 17, 8), (9, 9, 9), (5, 12, 4)]:
+        values = rng.random((height, width))
+        factor = max(1, -(-max(height, width) // size))
+        rows, columns = -(-height // factor), -(-width // factor)
+        expected = np.array(
+            [
+                [
+                    values[r * factor : (r + 1) * factor, c * factor : (c + 1) * factor].max()
+                    for c in range(columns)
+                ]
+                for r in range(rows)
+            ]
+        )
+        np.testing.assert_array_equal(block_max(values, size), expected)
+
+
 def test_a_gradient_over_the_image_shows_the_image_where_there_is_no_gradient():
     gradient = np.zeros((3, 64, 64))
     gradient[:, 30:34, 10:14] = 1.0
