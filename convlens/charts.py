@@ -861,7 +861,7 @@ def channel_sums_chart(
 
 # --- the Filters page's grid: each tile is the button that selects its filter ---
 
-# The point selection of `filter_grid_chart`: a click on a tile stores its `filter`.
+# The point selection of `filter_grid_spec`: a click on a tile stores its `filter`.
 FILTER_SELECTION = "filter_tile"
 # The gap between the grid's tiles (FILTER_GRID_TILE pixels a side), in pixels.
 GRID_GAP = 4
@@ -871,80 +871,105 @@ GRID_LABEL_HEIGHT = 15
 GRID_LABEL_CHARACTER = 7.5
 
 
-def filter_grid_chart(
+# The grid's layer of clickable tiles, which the selection `FILTER_SELECTION` listens to.
+FILTER_TILES = "clickable_tiles"
+
+
+def _pixels(field: str) -> dict:
+    """A position channel that places marks at `field`'s value in pixels: no scale, no axis."""
+    return {"field": field, "type": "quantitative", "scale": None}
+
+
+def filter_grid_spec(
     filters: Sequence[int],
     pictures: Sequence[Image.Image],
     labels: Sequence[str],
     columns: int,
     selected: int | None = None,
     description: str = "filters",
-) -> alt.LayerChart:
-    """Return the `pictures` of `filters` as square tiles in rows of `columns`, each with its
-    `labels` entry (the number and its annotation mark) in a corner; a click on a tile selects
-    its filter (the point selection `FILTER_SELECTION`, field `filter`, which starts at
-    `selected`) and the selected tile is outlined by the browser, so that a pick redraws nothing
-    else: the spec does not change with a click.
+) -> dict:
+    """Return the Vega-Lite spec of the `pictures` of `filters` as square tiles in rows of
+    `columns`, each with its `labels` entry (the number and its annotation mark) in a corner; a
+    click on a tile selects its filter (the point selection `FILTER_SELECTION`, field `filter`,
+    which starts at `selected`) and the selected tile is outlined by the browser, so that a pick
+    redraws nothing else: the spec does not change with a click.
 
     One chart instead of an image and a button per filter: the tile is the button, and the
-    browser fetches one chart instead of one picture per tile.
+    browser fetches one chart instead of one picture per tile. Written as JSON rather than built
+    with Altair (0.035 s of a page's 64 tiles; its tests validate it against Vega-Lite's schema).
     """
     step = FILTER_GRID_TILE + GRID_GAP
-    slots = np.arange(len(filters))
-    left, top = (slots % columns) * step, (slots // columns) * step
-    frame = pd.DataFrame(
+    tiles = [
         {
-            "filter": [int(k) for k in filters],
-            "label": list(labels),
-            "url": [png_url(png_bytes(picture)) for picture in pictures],
-            "x": left,
-            "x_end": left + FILTER_GRID_TILE,
-            "y": top,
-            "y_end": top + FILTER_GRID_TILE,
-            "label_end": left + np.array([len(t) for t in labels]) * GRID_LABEL_CHARACTER + 4,
-            "label_bottom": top + GRID_LABEL_HEIGHT,
+            "filter": int(channel),
+            "label": label,
+            "url": png_url(png_bytes(picture)),
+            "x": slot % columns * step,
+            "x_end": slot % columns * step + FILTER_GRID_TILE,
+            "y": slot // columns * step,
+            "y_end": slot // columns * step + FILTER_GRID_TILE,
+            "label_end": slot % columns * step + len(label) * GRID_LABEL_CHARACTER + 4,
+            "label_bottom": slot // columns * step + GRID_LABEL_HEIGHT,
         }
-    )
-    # pixel coordinates as they are: no scales, no axes
-    x, y = alt.X("x:Q", scale=None), alt.Y("y:Q", scale=None)
-    tile_box = {"x": x, "x2": alt.X2("x_end:Q"), "y": y, "y2": alt.Y2("y_end:Q")}
-    base = alt.Chart(frame)
-    layers = [
-        base.mark_image(aspect=False).encode(url=alt.Url("url:N"), **tile_box),
-        base.mark_rect(fill="white").encode(
-            x=x, x2=alt.X2("label_end:Q"), y=y, y2=alt.Y2("label_bottom:Q")
-        ),
-        base.mark_text(
-            align="left", baseline="top", dx=2, dy=2, fontSize=GRID_LABEL_FONT, color="black"
-        ).encode(x=x, y=y, text=alt.Text("label:N")),
+        for slot, (channel, label, picture) in enumerate(
+            zip(filters, labels, pictures, strict=True)
+        )
     ]
-    starts_at = selected is not None and selected in frame["filter"].values
-    picked = alt.selection_point(
-        name=FILTER_SELECTION,
-        fields=["filter"],
-        on="click",
-        clear=False,  # a click between tiles keeps the filter
-        toggle=False,  # one filter at a time
-        value=[{"filter": int(selected)}] if starts_at else alt.Undefined,
-    )
-    outline = alt.when(picked, empty=False).then(alt.value(SELECTED_BORDER))
-    layers.append(
-        base.mark_rect(fill="white", fillOpacity=0, strokeWidth=3, cursor="pointer")
-        .encode(
-            stroke=alt.StrokeValue(**outline.otherwise(alt.value(None))),
-            tooltip=[alt.Tooltip("label:N", title="filter")],
-            **tile_box,
-        )
-        .add_params(picked)
-    )
+    # pixel coordinates as they are: no scales, no axes
+    at = {"x": _pixels("x"), "y": _pixels("y")}
+    tile_box = at | {"x2": {"field": "x_end"}, "y2": {"field": "y_end"}}
+    picked: dict = {
+        "name": FILTER_SELECTION,
+        "select": {
+            "type": "point",
+            "fields": ["filter"],
+            "on": "click",
+            "clear": False,  # a click between tiles keeps the filter
+            "toggle": False,  # one filter at a time
+        },
+        "views": [FILTER_TILES],
+    }
+    if selected is not None and selected in filters:
+        picked["value"] = [{"filter": int(selected)}]
     rows = -(-len(filters) // columns)
-    return (
-        alt.layer(*layers)
-        .properties(
-            width=columns * step - GRID_GAP,
-            height=max(rows * step - GRID_GAP, 1),
-            description=description,
-            autosize=alt.AutoSizeParams(type="none"),
-        )
-        .configure_view(strokeWidth=0)
-        .configure(padding=0)
-    )
+    return {
+        "$schema": alt.SCHEMA_URL,
+        "config": {"padding": 0, "view": {"strokeWidth": 0}},
+        "autosize": {"type": "none"},
+        "width": columns * step - GRID_GAP,
+        "height": max(rows * step - GRID_GAP, 1),
+        "description": description,
+        "data": {"name": "tiles"},
+        "datasets": {"tiles": tiles},
+        "params": [picked],
+        "layer": [
+            {
+                "mark": {"type": "image", "aspect": False},
+                "encoding": tile_box | {"url": {"field": "url", "type": "nominal"}},
+            },
+            {
+                "mark": {"type": "rect", "fill": "white"},
+                "encoding": at | {"x2": {"field": "label_end"}, "y2": {"field": "label_bottom"}},
+            },
+            {
+                "mark": {"type": "text", "align": "left", "baseline": "top", "color": "black"}
+                | {"dx": 2, "dy": 2, "fontSize": GRID_LABEL_FONT},
+                "encoding": at | {"text": {"field": "label", "type": "nominal"}},
+            },
+            {
+                "name": FILTER_TILES,
+                "mark": {"type": "rect", "cursor": "pointer", "fill": "white"}
+                | {"fillOpacity": 0, "strokeWidth": 3},
+                "encoding": tile_box
+                | {
+                    "stroke": {
+                        "condition": [
+                            {"param": FILTER_SELECTION, "value": SELECTED_BORDER, "empty": False}
+                        ],
+                        "value": None,
+                    },
+                    "tooltip": [{"field": "label", "type": "nominal", "title": "filter"}],
+                },
+            },
+        ],
+    }

@@ -16,7 +16,7 @@ from convlens.charts import (
     POSITION_SELECTION,
     channel_sums_chart,
     convolution_chart,
-    filter_grid_chart,
+    filter_grid_spec,
     position_picker_chart,
     with_position_pointer,
 )
@@ -104,6 +104,5 @@ def test_a_cached_grid_spec_equals_a_fresh_one():
         for _ in range(2)
     ]
     pictures = [activation_tile(MAPS, k) for k in filters]
-    fresh = filter_grid_chart(filters, pictures, list(labels), FILTER_GRID_COLUMNS, 2, "maps")
-    with alt.theme.enable("none"):
-        assert cached[0] == cached[1] == fresh.to_dict()
+    fresh = filter_grid_spec(filters, pictures, list(labels), FILTER_GRID_COLUMNS, 2, "maps")
+    assert cached[0] == cached[1] == fresh

@@ -161,3 +161,11 @@ def test_magnitudes_draw_the_same_tiles_as_the_gradients_in_a_third_of_the_memor
             gradient_picture(magnitude, 24, image), gradient_picture(gradient, 24, image)
         )
     assert gradient_magnitudes(np.zeros((0, 3, 8, 8))).shape == (0, 1, 8, 8)
+    reduced = gradient_magnitudes(gradients, size=24)
+    assert reduced.shape == (3, 1, 20, 20), "40 pixels in blocks of 2"
+    for gradient, magnitude in zip(gradients, reduced, strict=True):
+        assert has_gradient(magnitude) == has_gradient(gradient)
+        assert np.array_equal(
+            gradient_picture(magnitude, 24, image), gradient_picture(gradient, 24, image)
+        )
+    assert gradient_magnitudes(np.zeros((0, 3, 8, 8)), size=4).shape == (0, 1, 8, 8)

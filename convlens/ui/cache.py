@@ -37,6 +37,7 @@ from convlens.models import LoadedModel, ModelKey, resolve_model
 from convlens.overview import ForwardPass, forward_pass
 from convlens.predict import Prediction, predict
 from convlens.runformat import deepeyes_layers, read_manifest
+from convlens.style import FILTER_GRID_TILE
 from convlens.tiles import gradient_magnitudes
 from convlens.weights import Histogram, layer_weight, weight_histogram, weights_fingerprint
 
@@ -213,13 +214,13 @@ def cached_guided_backprop(
 
 
 # Filters per call of `cached_guided_backprops` from a page's grid: a progress step, and one
-# forward pass of the image shared by its filters (in chunks of 4, the forward passes were ~15% of
-# a deep EfficientNet-Lite0 layer's time).
-GUIDED_CHUNK = 16
+# forward pass of the image shared by its filters (EfficientNet-Lite0's head, 64 filters on two
+# cores: 0.78-0.86 s in chunks of 16, 0.62 s in chunks of 32 or one of 64).
+GUIDED_CHUNK = 32
 
 
-# An entry holds up to `GUIDED_CHUNK` magnitudes (16 of 224 x 224: 3.2 MB; the images in RGB
-# were 9.6 MB, 600 MB in a full cache).
+# An entry holds up to `GUIDED_CHUNK` magnitudes at the grid's tile size (32 of 56 x 56: 0.4 MB;
+# at the image's 224 x 224 they were 6.4 MB, and the images in RGB three times that).
 @st.cache_data(show_spinner=False, max_entries=64)
 def cached_guided_backprops(
     key: ModelKey,
@@ -230,15 +231,16 @@ def cached_guided_backprops(
     positions: tuple[tuple[int, int], ...],
     _image: Image.Image,
 ) -> np.ndarray:
-    """Return the magnitudes (n, 1, H, W) of the guided back-propagation images of filters
+    """Return the magnitudes (n, 1, h, w) of the guided back-propagation images of filters
     `channels`, each at its `positions` entry, for the image (`guided_backprops`: one shared
-    forward pass, or windows): all that the grid's tiles draw (`tiles.gradient_magnitudes`)."""
+    forward pass, or windows), reduced to the grid's tile size: all that the grid's tiles draw
+    (`tiles.gradient_magnitudes`)."""
     model, node, layer, field = _readout(key, node_id)
     spots = None if node.type == "linear" else positions
     with model_lock(key):
         image = _input(model, _image)
         images = guided_backprops(model.module, image, layer, channels, spots, field=field)
-    return gradient_magnitudes(images)
+    return gradient_magnitudes(images, FILTER_GRID_TILE)
 
 
 @st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=256)

@@ -21,7 +21,7 @@ from convlens.activations import (
 )
 from convlens.annotations import LABELS, MAX_FIELD_CHARS, AnnotationStore, counted
 from convlens.attribution import LayerMaps, input_view, last_conv_node
-from convlens.charts import FILTER_SELECTION, bars_chart, filter_grid_chart
+from convlens.charts import FILTER_SELECTION, bars_chart, filter_grid_spec
 from convlens.data import ImageSourceError, LoadedImage
 from convlens.graph import ChainNode, LayerGraph, first_conv
 from convlens.models import LoadedModel, ModelKey
@@ -64,7 +64,6 @@ from convlens.ui.explain import (
 )
 from convlens.ui.launch import PREPARATION
 from convlens.ui.state import keep_valid, persisted, warn_reset
-from convlens.ui.vega import vega_lite_spec
 from convlens.weights import filter_tiles, layer_weight
 
 SORT_ORDERS = (
@@ -152,9 +151,8 @@ def grid_spec(
 ) -> dict:
     """Return the Vega-Lite spec of a page of tiles, built once per server for the pictures that
     `tiles_key` names (model, image, layer, what is shown, the filters), their labels and the
-    selected one: Altair's building of a chart with 64 inline pictures costs more than the rest
-    of the view. Not validated again here: `filter_grid_chart`'s tests validate its specs."""
-    chart = filter_grid_chart(
+    selected one: 64 tiles drawn and encoded cost more than the rest of the view. Not validated again here: `filter_grid_spec`'s tests validate its specs."""
+    return filter_grid_spec(
         _filters,
         [_picture(channel) for channel in _filters],
         list(tile_labels),
@@ -162,7 +160,6 @@ def grid_spec(
         selected,
         description,
     )
-    return vega_lite_spec(chart)
 
 
 def outlined(chart_key: str) -> int | None:
