@@ -38,15 +38,19 @@ with chain_column:
 requested = st.session_state.get("layer")
 selected = graph.chain_node_of(requested) if requested else None
 with details_column, st.container(height=CHAIN_VIEW_HEIGHT + 52, border=False):
-    if requested and selected is None:
-        st.warning(f"{model.name} has no layer '{requested}'; click one in the chain.")
-        st.session_state.pop("layer", None)
-    if selected is None:
-        st.info("Click a layer in the chain for its attributes, weights and filters.")
-    else:
-        st.session_state["layer"] = selected
-        render_details(graph, graph.node(selected), selection.model_key)
-    show_image_problem(selection)
+    # The layer's details in a box of their own: however many elements they take, the image and
+    # its classes below keep their place, and the browser keeps their chart instead of drawing it
+    # anew on each click in the chain.
+    with st.container():
+        if requested and selected is None:
+            st.warning(f"{model.name} has no layer '{requested}'; click one in the chain.")
+            st.session_state.pop("layer", None)
+        if selected is None:
+            st.info("Click a layer in the chain for its attributes, weights and filters.")
+        else:
+            st.session_state["layer"] = selected
+            render_details(graph, graph.node(selected), selection.model_key)
+        show_image_problem(selection)
     if selection.image is not None:
         st.markdown(f"**Top-5 classes** ({model.name}, {model.weights_status} weights)")
         st.image(
