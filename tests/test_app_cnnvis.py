@@ -91,6 +91,17 @@ def test_expanding_a_group_and_switching_facet_change_the_picture():
     assert at.session_state["facet"] == "activations"
 
 
+def test_classes_a_link_asks_for_that_the_model_lacks_are_named_and_left_out():
+    at = open_cnnvis({**FASHION, "classes": "3,42,x"})
+    assert at.multiselect(key="cnnvis_classes").value == [3]
+    assert any("2 of the classes= asked for are not a class number" in w.value for w in at.warning)
+    assert at.query_params["classes"] == "3", "the link keeps the classes shown"
+    at.run()
+    assert not at.warning, "said once"
+    fine = open_cnnvis({**FASHION, "classes": "3,7"})
+    assert fine.multiselect(key="cnnvis_classes").value == [3, 7] and not fine.warning
+
+
 def test_moving_a_neuron_by_url_changes_its_cluster_and_can_be_undone():
     at = open_cnnvis({**FASHION, "groups": "g3"})
     before = {(r["node"], r["neuron"]): r["cluster"] for r in neuron_squares(picture(at))}

@@ -47,7 +47,7 @@ NUMBER_SLOTS = [
     ("pages/network.py", {"model": "run:fashion_basecnn@{}"}, "should look like run:"),
     ("pages/deepeyes.py", {"run": "fashion_deepeyes_small", "de_step": "{}"}, None),
     ("pages/deepeyes.py", {"run": "fashion_deepeyes_small", "de_filter": "{}"}, None),
-    ("pages/cnnvis.py", {"classes": "1,{}"}, None),
+    ("pages/cnnvis.py", {"classes": "1,{}"}, "1 of the classes= asked for is not a class number"),
     ("pages/cnnvis.py", {"clusters": "kmeans:{}"}, None),
 ]
 

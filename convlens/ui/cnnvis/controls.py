@@ -176,8 +176,18 @@ def controls(
 
 
 def _classes_of_interest(column, class_names: Sequence[str]) -> list[int]:
-    numbers = (whole_number(c) for c in split(st.session_state.get("classes") or ""))
+    """Draw the classes-of-interest picker, starting at the `classes` that are this model's
+    (a link's, or another model's left in the session); say how many others it leaves out."""
+    entries = split(st.session_state.get("classes") or "")
+    numbers = (whole_number(entry) for entry in entries)
     wanted = [c for c in numbers if c is not None and 0 <= c < len(class_names)]
+    if len(wanted) < len(entries):
+        left_out = len(entries) - len(wanted)
+        st.warning(
+            f"{left_out} of the classes= asked for {'is' if left_out == 1 else 'are'} not a class "
+            f"number of this model (0–{len(class_names) - 1}), so left out."
+        )
+        st.session_state["classes"] = ",".join(map(str, wanted))
     return column.multiselect(
         "Classes of interest",
         range(len(class_names)),
