@@ -225,15 +225,15 @@ def set_image_number(page, index: int, drawn: str = "true") -> None:
     act(page, lambda: box.press("Enter"), drawn)
 
 
-def pressed(locator, position: dict | None = None, scroll: bool = True) -> Callable[[], None]:
+def pressed(locator, position: dict | None = None) -> Callable[[], None]:
     """Bring `locator`'s element into view and find the point to click, `position` in it or its
     centre (untimed); return the click itself: a mouse press at that point.
 
     Playwright's own `click` first checks that the element is attached, visible, stable over two
-    frames and enabled (measured: 30-60 ms before the browser sees the click); a person's click is
-    the mouse press, so the time starts there."""
-    if scroll:
-        locator.scroll_into_view_if_needed(timeout=TIMEOUT_MS)
+    frames, enabled and the one that receives the click (measured: 30-60 ms before the browser
+    sees the click). Those checks run here untimed, as a trial click; a person's click is the
+    mouse press, so the time starts there."""
+    locator.click(position=position, trial=True, timeout=TIMEOUT_MS)
     box = locator.bounding_box(timeout=TIMEOUT_MS)
     if box is None:
         raise ClickFailed(f"{locator} is not on the page")
@@ -310,7 +310,7 @@ def chain_click(page, corner: tuple[float, float], inset=(10, 10)) -> Callable[[
     )
     canvas = page.frame_locator('iframe[title="streamlit_agraph.agraph"]').locator("canvas").first
     position = {"x": corner[0] + inset[0], "y": corner[1] + inset[1]}
-    return pressed(canvas, position, scroll=False)  # the box is scrolled to show the corner
+    return pressed(canvas, position)
 
 
 def nth(shapes: list, index: int, what: str):

@@ -1,4 +1,5 @@
-"""Altair charts built from analysis results; no Streamlit here."""
+"""Charts built from analysis results, with Altair or, for those drawn on many clicks, as
+Vega-Lite JSON; no Streamlit here."""
 
 from __future__ import annotations
 

@@ -104,6 +104,7 @@ def _padding_inside(conv: nn.Conv2d) -> nn.Conv2d:
     if (
         not isinstance(pad, nn.ZeroPad2d)
         or len(set(pad.padding)) != 1
+        or pad.padding[0] < 0  # a crop, not a padding
         or any(conv.padding)  # a string padding ("same") is not folded either
         or conv.padding_mode != "zeros"
     ):

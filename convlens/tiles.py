@@ -114,7 +114,8 @@ IMAGE_UNDER_GRADIENT = 0.45
 
 def block_max(values: np.ndarray, size: int) -> np.ndarray:
     """Return 2-D `values` reduced to at most `size` entries a side by the maximum over square
-    blocks, so that a few strong pixels stay visible when a large image is drawn small."""
+    blocks, so that a few strong pixels stay visible when a large image is drawn small. Blocks at
+    the edges that the image does not fill are filled with zeros (the values are magnitudes)."""
     height, width = values.shape
     factor = max(1, -(-max(height, width) // size))
     if factor == 1:

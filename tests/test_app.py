@@ -52,6 +52,29 @@ def chart_rows(element) -> list[dict]:
     return table.to_pylist()
 
 
+def place_of(at: AppTest, element) -> tuple[int, ...] | None:
+    """The element's place in the page (child numbers from the root): what the browser knows an
+    element by from one run to the next, and redraws it anew when it changes."""
+
+    def walk(node, path: tuple[int, ...]) -> tuple[int, ...] | None:
+        if node is element:
+            return path
+        for number, child in getattr(node, "children", {}).items():
+            found = walk(child, (*path, number))
+            if found is not None:
+                return found
+        return None
+
+    return walk(at._tree, ())
+
+
+def classes_chart(at: AppTest):
+    (chart,) = [
+        c for c in at.get("vega_lite_chart") if c.proto.datasets and "class" in chart_rows(c)[0]
+    ]
+    return chart
+
+
 def all_text(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [s.value for s in at.subheader]
     parts += (
@@ -98,8 +121,10 @@ def test_click_on_group_expands_and_click_on_node_shows_details() -> None:
     assert not at.exception
     ids = {node["id"] for node in chain_json(at)["nodes"]}
     assert "_conv_stem" in ids, "clicking a group expands it"
+    classes_at = place_of(at, classes_chart(at))
     click_chain(at, "_conv_stem")
     assert not at.exception
+    assert place_of(at, classes_chart(at)) == classes_at, "the classes chart keeps its place"
     assert any("_conv_stem" in s.value for s in at.subheader)
     assert "Receptive field" in all_text(at)
     assert at.session_state["layer"] == "_conv_stem"

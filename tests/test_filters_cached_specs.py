@@ -106,3 +106,4 @@ def test_a_cached_grid_spec_equals_a_fresh_one():
     pictures = [activation_tile(MAPS, k) for k in filters]
     fresh = filter_grid_spec(filters, pictures, list(labels), FILTER_GRID_COLUMNS, 2, "maps")
     assert cached[0] == cached[1] == fresh
+    alt.LayerChart.from_dict(fresh)  # valid Vega-Lite

@@ -156,3 +156,7 @@ def test_an_even_static_padding_is_folded_into_a_plain_conv_and_an_uneven_one_ke
     assert isinstance(folded[2], SamePaddingConv), "uneven padding stays a padding module"
     assert torch.allclose(folded(x), model(x), rtol=1e-5, atol=1e-5)
     assert isinstance(model[0], SamePaddingConv), "the model itself is left as it was"
+    cropping = nn.Sequential(SamePaddingConv(3, 3, 1, (-1, -1, -1, -1)), nn.BatchNorm2d(3)).eval()
+    folded = folded_model(cropping, x, set())
+    assert isinstance(folded[0], SamePaddingConv), "a negative padding crops: left as it is"
+    assert torch.allclose(folded(x), cropping(x), rtol=1e-5, atol=1e-5)

@@ -151,7 +151,8 @@ def grid_spec(
 ) -> dict:
     """Return the Vega-Lite spec of a page of tiles, built once per server for the pictures that
     `tiles_key` names (model, image, layer, what is shown, the filters), their labels and the
-    selected one: 64 tiles drawn and encoded cost more than the rest of the view. Not validated again here: `filter_grid_spec`'s tests validate its specs."""
+    selected one: 64 tiles drawn and encoded cost more than the rest of the view. Not validated
+    again here: `filter_grid_spec`'s tests validate its specs."""
     return filter_grid_spec(
         _filters,
         [_picture(channel) for channel in _filters],
