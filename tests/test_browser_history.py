@@ -95,3 +95,24 @@ def test_back_and_forward_restore_deepeyes_sections_and_filters(tmp_path) -> Non
         settled_view(page, "Filter 5 fires on", "de_filter=5")
     assert log.outside_requests == []
     assert log.console_errors == [], f"console errors: {log.console_errors[:5]}"
+
+
+def test_a_run_picked_on_the_training_page_is_in_the_address_bar(tmp_path) -> None:
+    """The run picker lives in a fragment that refreshes the runs on its own: picking a run
+    there reruns the fragment alone, which must still write the bookmark."""
+    environment = {"CONVLENS_HOME": str(tmp_path / "home"), "CONVLENS_OFFLINE": "1"}
+    with app_server(env=environment) as url, browser_page() as (page, log):
+        # opened from Home: a page's own address first asks for its path's /_stcore/health, a
+        # 404 that Streamlit logs (streamlit/streamlit#7074)
+        page.goto(f"{url}/?run=fashion_deepeyes_small", timeout=120_000)
+        wait_for_app(page)
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Training").click()
+        page.wait_for_url("**/training?*run=fashion_deepeyes_small*", timeout=60_000)
+        wait_for_app(page)
+        choose(page, "Run", "fashion_basecnn")
+        page.wait_for_url("**run=fashion_basecnn*", timeout=60_000)
+        wait_for_app(page)
+        page.go_back()
+        page.wait_for_url("**run=fashion_deepeyes_small*", timeout=60_000)
+    assert log.outside_requests == []
+    assert log.console_errors == [], f"console errors: {log.console_errors[:5]}"

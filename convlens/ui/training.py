@@ -24,7 +24,7 @@ from convlens.runs import (
 )
 from convlens.ui.owner import browser_owner, is_instructor
 from convlens.ui.run_watch import refresh_seconds, run_paths, watch_run_folders
-from convlens.ui.state import persisted
+from convlens.ui.state import persisted, write_to_url
 
 LOSSES = {"ce": "cross-entropy", "hinge": "multi-class hinge"}
 
@@ -157,6 +157,7 @@ def runs_view(live: bool) -> None:
         run_controls(run)
     st.markdown("**All runs**")
     runs_table(runs)
+    write_to_url("training")  # a run of this fragment alone does not reach the end of the page
 
 
 def sentence(text: str) -> str:
