@@ -21,7 +21,7 @@ from convlens.ui.deepeyes.run_picker import pick_run, run_line
 from convlens.ui.deepeyes.training import training_section
 from convlens.ui.run_watch import refresh_seconds, run_paths, watch_run_folders
 from convlens.ui.sidebar import page_setup
-from convlens.ui.state import stop_page, write_to_url
+from convlens.ui.state import stop_page, url_fragment
 
 
 def deepeyes_view(run_path: str, phase: str, shipped: bool) -> None:
@@ -67,7 +67,6 @@ def deepeyes_view(run_path: str, phase: str, shipped: bool) -> None:
         diagnosis_section(run_path, shipped, steps, manifest, diagnosis, limits)
     else:
         training_section(run_path, diagnosis, histograms, limits.stability)
-    write_to_url("deepeyes")  # a run of this fragment alone does not reach the end of the page
 
 
 selection = page_setup("deepeyes")
@@ -91,4 +90,4 @@ if phase == "unreadable":
     )
     stop_page()
 run_line(run, phase)
-st.fragment(run_every=refresh_seconds([phase]))(deepeyes_view)(run.path, phase, run.shipped)
+url_fragment("deepeyes", deepeyes_view, refresh_seconds([phase]))(run.path, phase, run.shipped)

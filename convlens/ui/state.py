@@ -11,6 +11,9 @@ widget edits it through `persisted("de_step")`); `page_setup` restores it from t
 pages only. A key with fixed `choices` is checked by `keep_valid(name)` before its widget is drawn;
 one whose choices depend on the model or the run by `keep_valid(name, options, default)`.
 
+A fragment that changes the view (a picker in it) is made with `url_fragment`, so that its runs
+alone write the address bar too.
+
 The address bar wins over the session when it holds something else than the app last wrote there:
 a link opened, Back or Forward pressed. It is written once per run, so that each change of the view
 is one entry of the browser's history.
@@ -18,6 +21,7 @@ is one entry of the browser's history.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -182,6 +186,20 @@ def stop_page() -> NoReturn:
     if page:
         write_to_url(page)
     st.stop()
+
+
+def url_fragment(page: str, view: Callable[..., None], run_every: float | None) -> Callable:
+    """Return `view` as a fragment of `page` (`st.fragment`, rerun every `run_every` seconds)
+    whose runs write the state to the URL when they end, early returns included: a run of the
+    fragment alone does not reach the end of the page, where `mirrored_in_url` writes. A run that
+    asks for a rerun (`st.rerun`) writes at the end of that rerun instead."""
+
+    @functools.wraps(view)
+    def bookmarked(*args: object, **kwargs: object) -> None:
+        view(*args, **kwargs)
+        write_to_url(page)
+
+    return st.fragment(run_every=run_every)(bookmarked)
 
 
 def write_to_url_if_alone(page: str) -> None:

@@ -24,7 +24,7 @@ from convlens.runs import (
 )
 from convlens.ui.owner import browser_owner, is_instructor
 from convlens.ui.run_watch import refresh_seconds, run_paths, watch_run_folders
-from convlens.ui.state import persisted, write_to_url
+from convlens.ui.state import persisted, url_fragment
 
 LOSSES = {"ce": "cross-entropy", "hinge": "multi-class hinge"}
 
@@ -132,7 +132,7 @@ def runs_section() -> None:
     runs = list_runs()
     watch_run_folders(run_paths(runs))
     live = refresh_seconds([run.status for run in runs])
-    st.fragment(run_every=live)(runs_view)(live is not None)
+    url_fragment("training", runs_view, live)(live is not None)
 
 
 def runs_view(live: bool) -> None:
@@ -157,7 +157,6 @@ def runs_view(live: bool) -> None:
         run_controls(run)
     st.markdown("**All runs**")
     runs_table(runs)
-    write_to_url("training")  # a run of this fragment alone does not reach the end of the page
 
 
 def sentence(text: str) -> str:
