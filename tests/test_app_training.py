@@ -136,3 +136,12 @@ def test_runs_refresh_on_a_timer_only_while_one_trains():
     assert refresh_seconds(["finished", "incomplete", "unreadable"]) is None
     assert refresh_seconds(["finished", "starting"]) == RUN_REFRESH_SECONDS
     assert refresh_seconds(["running"]) == RUN_REFRESH_SECONDS
+
+
+def test_a_run_the_link_names_that_no_run_has_is_said_and_the_newest_shown():
+    for asked in ("no_such_run", "../../../../etc/passwd", "x" * 5000):
+        at = open_training({"run": asked})
+        assert any("run= was not understood" in w.value for w in at.warning), asked[:20]
+        picker = at.selectbox(key="run_widget")
+        assert picker.value == picker.options[-1] == at.session_state["run"]
+    assert not open_training({"run": "fashion_deepeyes_small"}).warning

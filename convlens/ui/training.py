@@ -24,7 +24,7 @@ from convlens.runs import (
 )
 from convlens.ui.owner import browser_owner, is_instructor
 from convlens.ui.run_watch import refresh_seconds, run_paths, watch_run_folders
-from convlens.ui.state import persisted, url_fragment
+from convlens.ui.state import persisted, url_fragment, warn_reset
 
 LOSSES = {"ce": "cross-entropy", "hinge": "multi-class hinge"}
 
@@ -187,6 +187,8 @@ def run_picker(runs: list[RunInfo]) -> RunInfo:
     """Return the run picked (state `run`): the session's, else the newest."""
     references = [run_reference(run.path) for run in runs]
     if st.session_state.get("run") not in references:
+        if st.session_state.get("run"):
+            warn_reset("run")  # a name no run has (mistyped, or a run deleted since)
         st.session_state["run"] = references[-1]
     chosen = st.selectbox(
         "Run", references, format_func=lambda ref: Path(ref).name, **persisted("run")
