@@ -8,7 +8,7 @@ from convlens.ui.cache import cached_forward_pass, cached_graph, cached_predicti
 from convlens.ui.chain import render_chain
 from convlens.ui.details import render_details
 from convlens.ui.sidebar import page_setup, show_image_problem, thumbnail
-from convlens.ui.state import stop_page, upload_digest
+from convlens.ui.state import quoted, stop_page, upload_digest
 
 selection = page_setup("network")
 st.title("Network")
@@ -43,7 +43,7 @@ with details_column, st.container(height=CHAIN_VIEW_HEIGHT + 52, border=False):
     # anew on each click in the chain.
     with st.container():
         if requested and selected is None:
-            st.warning(f"{model.name} has no layer '{requested}'; click one in the chain.")
+            st.warning(f"{model.name} has no layer {quoted(requested)}; click one in the chain.")
             st.session_state.pop("layer", None)
         if selected is None:
             st.info("Click a layer in the chain for its attributes, weights and filters.")

@@ -472,3 +472,13 @@ def test_a_bad_image_is_explained_on_the_page_not_only_in_the_sidebar(page_file:
     sidebar_errors = [e.value for e in at.sidebar.error]
     assert sidebar_errors and "fashion-mnist" in sidebar_errors[0].lower()
     assert sidebar_errors[0] in [w.value for w in at.main.warning]
+
+
+def test_a_layer_the_model_lacks_is_said_back_short_and_as_text() -> None:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["layer"] = "[click here](http://example.com)" + "/.." * 2000
+    at.switch_page("pages/network.py").run()
+    assert not at.exception
+    (warning,) = at.warning
+    assert len(warning.value) < 150, "the link's text is cut short"
+    assert "`[click here](http://example.com)" in warning.value, "shown as code, not as a link"

@@ -270,6 +270,13 @@ def keep_valid(key: str, options: Sequence[object] | None = None, default: objec
         st.session_state[key] = default
 
 
+def quoted(text: object, limit: int = 60) -> str:
+    """A browser's text as a page says it back: one line of at most `limit` characters, as
+    inline code, so that markdown in a link (a heading, a link to elsewhere) stays text."""
+    plain = " ".join(str(text).replace("`", "'").split())
+    return f"`{plain if len(plain) <= limit else plain[: limit - 1] + '…'}`"
+
+
 def warn_reset(key: str) -> None:
     """Say that the address bar's `key` was not understood and is back to its default."""
     st.warning(f"The link's {key}= was not understood; it is back to its default.")
