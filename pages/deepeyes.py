@@ -24,8 +24,8 @@ from convlens.ui.sidebar import page_setup
 from convlens.ui.state import stop_page, url_fragment
 
 
-def deepeyes_view(run_path: str, phase: str, shipped: bool) -> None:
-    """The snapshot slider, the section picker and the section picked, of one run."""
+def deepeyes_view(run_path: str, phase: str, shipped: bool, section: str) -> None:
+    """The snapshot slider and the section `section` of one run."""
     if run_phase(run_path) != phase:
         st.rerun()  # the run started or ended: redraw the page, and start or stop refreshing
     live = phase in ("running", "starting")
@@ -37,7 +37,6 @@ def deepeyes_view(run_path: str, phase: str, shipped: bool) -> None:
         )
         return
     step = step_picker(steps)
-    section = section_picker()
     limits = current_thresholds()
     try:
         manifest = read_manifest(run_path)
@@ -90,4 +89,5 @@ if phase == "unreadable":
     )
     stop_page()
 run_line(run, phase)
-url_fragment("deepeyes", deepeyes_view, refresh_seconds([phase]))(run.path, phase, run.shipped)
+view = url_fragment("deepeyes", deepeyes_view, refresh_seconds([phase]))
+view(run.path, phase, run.shipped, section_picker())

@@ -98,7 +98,9 @@ def activity_threshold_inputs() -> None:
 
 def section_picker() -> str:
     """Return the section the user picked: Training unless the session or the URL names
-    another. A switch redraws the whole page."""
+    another. Drawn outside the view's fragment, so that a switch reruns the whole page at once (a
+    fragment's run alone left the last section's charts beside the new ones now and then, and
+    needed a second, whole run)."""
     if "de_view" not in st.session_state and st.session_state.get("de_filter") is not None:
         st.session_state["de_view"] = "layer"  # a bookmark from before the sections names a filter
     keep_valid("de_view")
@@ -111,14 +113,7 @@ def section_picker() -> str:
         **persisted("de_view"),
     )
     st.caption(SECTIONS_CAPTION)
-    section = st.session_state["de_view"]
-    drawn = st.session_state.get("_deepeyes_drawn_view")
-    st.session_state["_deepeyes_drawn_view"] = section
-    if drawn is not None and drawn != section:
-        # After a fragment run the browser sometimes kept a chart of the last section beside the
-        # new one (one Chromium run in three); a whole run clears what it did not draw.
-        st.rerun()
-    return section
+    return st.session_state["de_view"]
 
 
 def forget_filter() -> None:
