@@ -131,6 +131,19 @@ def test_recorded_run_colours_edges_and_shows_the_layer_averages():
     assert "relative change" in all_text(at) or "relative change" in charts[1].proto.spec
 
 
+def test_the_folded_layer_averages_send_no_chart_until_opened():
+    at = open_cnnvis({"model": "fashion_deepeyes_small", "groups": "g1,g2"})  # plain weights
+    [section] = [e for e in at.expander if e.label == "Recorded run: average weight per layer"]
+    assert len(at.get("vega_lite_chart")) == 1, "folded: the picture alone"
+    at.session_state["cnnvis_layer_averages"] = True  # the user opens it
+    at.run(timeout=120)
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 2 and "weight" in charts[1].proto.spec
+    at.session_state["groups"] = "g1"  # another view keeps it open
+    at.run(timeout=120)
+    assert len(at.get("vega_lite_chart")) == 2
+
+
 def test_a_model_without_labelled_images_explains_and_offers_the_fashion_model():
     at = open_cnnvis({"model": "efficientnet_lite0"})
     assert at.text_input(key="cnnvis_data").value == SHIPPED_DATA  # labelled, offline
