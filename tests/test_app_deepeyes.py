@@ -554,9 +554,17 @@ def test_switching_to_a_run_without_the_layer_says_so_and_shows_its_first_layer(
     assert at.query_params["de_layer"] == "features.conv1"
     assert "de_filter" not in at.query_params, "filter 5 of another layer means nothing here"
     (line,) = [info.value for info in at.info if "has no layer" in info.value]
-    assert line == "fashion_deepeyes has no layer features.conv3_1: it shows features.conv1."
+    assert line == "fashion_deepeyes has no layer `features.conv3_1`: it shows features.conv1."
     rerun(at)
     assert not [info for info in at.info if "has no layer" in info.value]
+
+
+def test_a_long_unknown_layer_in_a_link_is_said_back_cut_and_as_code():
+    hostile = "# Heading [link](http://elsewhere) " + "x" * 2400
+    at = open_deepeyes({"de_view": "layer", "de_layer": hostile})
+    (line,) = [info.value for info in at.info if "has no layer" in info.value]
+    assert len(line) < 150 and "`# Heading [link](http://elsewhere) x" in line
+    assert at.query_params["de_layer"] != hostile
 
 
 def test_a_later_snapshot_is_placed_in_the_map_of_the_first_one():

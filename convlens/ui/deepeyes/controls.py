@@ -10,7 +10,7 @@ import streamlit as st
 
 from convlens.access import whole_number
 from convlens.deepeyes import ALWAYS_ON_FREQUENCY, DEAD_MAXIMUM, STABILITY_THRESHOLD
-from convlens.ui.state import DEEPEYES_SECTIONS, NO_FILTER, keep_valid, persisted
+from convlens.ui.state import DEEPEYES_SECTIONS, NO_FILTER, keep_valid, persisted, quoted
 
 SECTIONS = {name: name.capitalize() for name in DEEPEYES_SECTIONS}
 SECTIONS_CAPTION = (
@@ -168,7 +168,7 @@ def inspect_controls(run: str, filters: dict[str, int]) -> tuple[str, int | None
     wanted = st.session_state.get("de_layer")
     if wanted not in layers:
         if wanted is not None:
-            st.info(f"{Path(run).name} has no layer {wanted}: it shows {layers[0]}.")
+            st.info(f"{Path(run).name} has no layer {quoted(wanted)}: it shows {layers[0]}.")
             forget_filter()
         st.session_state["de_layer"] = layers[0]
     layer = st.session_state["de_layer"]
