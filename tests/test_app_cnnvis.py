@@ -124,7 +124,7 @@ def test_recorded_run_colours_edges_and_shows_the_layer_averages():
         {"model": "fashion_deepeyes_small", "groups": "g1,g2", "edges": "relative change"}
     )
     spec = picture(at)
-    lines = layer_values(spec, "line")
+    lines = layer_values(spec, "geoshape")
     assert lines and any(row.get("debug") is not None for row in lines)
     charts = at.get("vega_lite_chart")
     assert len(charts) >= 2, "the per-layer average line chart follows the picture"

@@ -44,6 +44,11 @@ PLAIN_GAP = 36
 BICLUSTER_WIDTH = 12
 BICLUSTER_HEIGHT = 18
 CURVE_POINTS = 14
+# The curves are GeoJSON lines through an identity projection: one Vega item per curve, where a
+# line mark made an item of each of its points (a third of a large picture's drawing). A
+# projection scales x and y alike, and the page stretches only the picture's width, so the
+# browser places each point itself (`_curve_path`) and the projection leaves them where they are.
+SCREEN = {"type": "identity", "scale": 1, "translate": [0, 0]}
 FADED = 0.18
 FONT = 13
 # A cluster's label starts this far into its rectangle and ends as far before the next column;
@@ -538,16 +543,23 @@ def _stacked(bundles: Bundles, geometry: Geometry) -> tuple[list, float]:
 
 
 def _line(key: str, x0: float, y0: float, x1: float, y1: float, style: dict) -> dict:
-    """One curve: its points as lists (`x`, `y`, `order`, which the chart flattens into a row per
-    point) beside the curve's `style` columns. A row per point repeated the style in every point,
-    and the spec the server sends and the browser parses at every click was mostly those copies."""
+    """One curve: its CURVE_POINTS points as lists (`x`, `y`, which `_curve_path` joins in the
+    browser) beside the curve's `style` columns. A row per point repeated the style in every
+    point, and the spec the server sends and the browser parses at every click was mostly those
+    copies."""
     xs, ys = _curve(x0, y0, x1, y1)
-    return {
-        "edge": key,
-        "order": list(range(len(xs))),
-        "x": [_px(a) for a in xs],
-        "y": [_px(b) for b in ys],
-    } | style
+    return {"edge": key, "x": [_px(a) for a in xs], "y": [_px(b) for b in ys]} | style
+
+
+def _curve_path(layout_width: float) -> str:
+    """A Vega expression: a `_line` record's curve as a GeoJSON LineString in the pixels of the
+    picture as drawn, its x scaled as the page scales the picture's width (`width`, the drawn
+    width, over `layout_width`) and its y as its height (`height` over HEIGHT)."""
+    points = ", ".join(
+        f"[datum.x[{i}] * width / {float(layout_width)!r}, datum.y[{i}] * height / {HEIGHT}]"
+        for i in range(CURVE_POINTS)
+    )
+    return f"{{type: 'LineString', coordinates: [{points}]}}"
 
 
 def _describe(bicluster, bundles: Bundles) -> str:
@@ -713,6 +725,7 @@ def draw(
         encoding: dict,
         click: tuple[str, list[str]] | None = None,
         transform: list[dict] | None = None,
+        projection: dict | None = None,
     ) -> None:
         """A layer drawing `records` (the data `name`) as `mark`, when there are any; `click`
         (a selection's name and fields) makes a click on a mark select those of its fields."""
@@ -722,6 +735,8 @@ def draw(
         layer = {"data": {"name": name}, "mark": mark, "encoding": encoding}
         if transform:
             layer["transform"] = transform
+        if projection:
+            layer["projection"] = projection
         if click is not None and click[0] not in selections:
             # one view holds a selection; a click on any layer's mark reaches it
             layer["name"] = f"view_{name}"
@@ -783,18 +798,17 @@ def draw(
     add(
         "lines",
         lines,
-        {"type": "line", "interpolate": "linear", "strokeCap": "round"},
-        at()
-        | {
-            "detail": _channel("edge:N"),
-            "order": _channel("order:Q"),
-            "color": colour,
+        {"type": "geoshape", "filled": False, "strokeCap": "round"},
+        {
+            "shape": {"field": "path", "type": "geojson"},
+            "stroke": colour,
             "strokeWidth": _channel("width:Q", scale=None),
             "opacity": _channel("opacity:Q", scale=None),
             "tooltip": _tooltips("sign:N", "strength:Q", *(["debug:Q"] if debug_title else [])),
             "description": _channel("description:N"),
         },
-        transform=[{"flatten": ["x", "y", "order"]}],
+        transform=[{"calculate": _curve_path(geometry.width), "as": "path"}],
+        projection=SCREEN,
     )
     add(
         "biclusters",
