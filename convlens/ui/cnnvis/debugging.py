@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from convlens.models import ModelKey
-from convlens.ui.cnnvis.caches import cached_layer_averages_chart
+from convlens.ui.cnnvis.caches import cached_layer_averages, cached_layer_averages_chart
 
 
 def layer_averages(
@@ -21,10 +21,10 @@ def layer_averages(
     """The average `measure` per layer at every snapshot of `run`, the one at `step` in red;
     folded while the edges show plain weights (opened when they show a debugging measure).
 
-    The chart is sent only while the section is open: a folded chart still costs each browser
-    its drawing (~0.04 s of every CNNVis redraw), and the section's opening reruns the page."""
-    spec = cached_layer_averages_chart(model_key, str(run), nodes, measure, step)
-    if spec is None:
+    The chart is built and sent only while the section is open: a folded chart still costs each
+    browser its drawing (~0.04 s of every CNNVis redraw), and the section's opening reruns the
+    page."""
+    if not cached_layer_averages(model_key, str(run), nodes, measure):
         return
     logarithmic = measure != "weight"
     section = st.expander(
@@ -35,6 +35,7 @@ def layer_averages(
     )
     if not section.open:
         return
+    spec = cached_layer_averages_chart(model_key, str(run), nodes, measure, step)
     with section:
         st.caption(
             f"Average {measure} per layer of the recorded run: red at step {step}, grey at the "
