@@ -3,17 +3,22 @@
 The app serves a fresh $CONVLENS_HOME prepared beforehand (as the first start leaves it: the
 shipped models' statistics and DeepEyes maps; and EfficientNet-Lite0 on the bundled samples), so
 that it measures the app, not its first start; it is started by the README's command
-(`python -m convlens app`), and every page is opened once before measuring (`WARM_UP_URLS`). One Chromium at a projector's 1280x720 clicks as a person
-would: sidebar links, chain nodes, filter tiles, buttons, select boxes, points in charts; one
-browser profile throughout (a tab per click), as one student's browser keeps what it has loaded:
-Streamlit's front end loads a page's code when the page first needs it, and Chromium compiles it
-cold the first times (measured: ~0.3 s more on the first CNNVis visit of a new profile), once per
-browser, not per click. A click
-is timed from the browser's mouse or key press (the element found and scrolled to before:
-Playwright's checks before its own clicks took 30-60 ms, which no person waits for) until it has
-settled: Streamlit's script has run since the click and is `notRunning` again, no skeleton is
-left, and the element the click asked for is drawn (its `drawn` test below), checked at every
-frame.
+(`python -m convlens app`), and every page is opened once before measuring (`WARM_UP_URLS`).
+One Chromium at a projector's 1280x720 clicks as a person would: sidebar links, chain nodes,
+filter tiles, buttons, select boxes, points in charts; one browser profile throughout (a tab per
+click), as one student's browser keeps what it has loaded: Streamlit's front end loads a page's
+code when the page first needs it, and Chromium compiles it cold the first times (measured: ~0.3 s
+more on the first CNNVis visit of a new profile), once per browser, not per click.
+
+A click is timed on the page's own clock, from the browser's stamp on the user's press (the mouse
+button's release, on which buttons, chart marks and the chain act, or the key going down; the
+element found and scrolled to before: Playwright's checks before its own clicks took 30-60 ms,
+which no person waits for) to the frame after the one in which the page first shows it settled:
+Streamlit's script has run since the click and is `notRunning` again, no skeleton is left, and the
+element the click asked for is drawn (its `drawn` test below), checked at every frame. The frame
+after is the first that starts once the settled page has been painted. (Timed from Python before
+the press instead, each visit came out 7-60 ms longer, median 15 ms: Playwright's messages to and
+from the browser, which no user waits for.)
 
 Each click is measured on FIRST inputs not seen before in the run (another image, filter, layer,
 group, position, snapshot or model: a first visit; each click has its own inputs, so that no click
@@ -79,6 +84,21 @@ SETTLED = """() => {
     return app && app.getAttribute('data-test-script-state') === 'notRunning'
         && !document.querySelector('[data-testid="stSkeleton"]');
 }"""
+# When the user's press happened, on the page's clock (`performance.timeOrigin + ms`): the release
+# of a mouse button (buttons, chart marks and the chain act on it) or a key going down, as the
+# browser stamped the event. Frames of the same origin (the chain's component) stamp it on the page.
+PRESS_CLOCK = """
+const stampPress = (event) => {
+    if (!event.isTrusted) return;
+    try {
+        if (window.top.__pressedAt == null) {
+            window.top.__pressedAt = performance.timeOrigin + event.timeStamp;
+        }
+    } catch (error) {}  // a frame of another origin: none in this app
+};
+window.addEventListener('pointerup', stampPress, true);
+window.addEventListener('keydown', stampPress, true);
+"""
 # JavaScript tests of what a click asks for; each is an expression over `document`.
 IMAGES_LOADED = """[...document.querySelectorAll('[data-testid="stImage"] img')]
     .every((image) => image.complete && image.naturalWidth > 0)"""
@@ -170,13 +190,22 @@ class Measured:
 # ---- waiting and small actions shared by the clicks ----
 
 
-def wait_settled(page, drawn: str = "true", after: int = 0, timeout: float = TIMEOUT_MS) -> None:
-    """Wait until a script run that started after `after` runs has finished and `drawn` holds."""
-    page.wait_for_function(
-        f"() => window.__scriptRuns > {after} && ({SETTLED})() && ({drawn})",
+def wait_settled(page, drawn: str = "true", after: int = 0, timeout: float = TIMEOUT_MS) -> float:
+    """Wait until a script run that started after `after` runs has finished and `drawn` holds;
+    return the page's clock (`performance.timeOrigin + now()`, ms) at the frame after the one
+    that first saw it hold: that frame has been painted by then."""
+    held = f"window.__scriptRuns > {after} && ({SETTLED})() && ({drawn})"
+    return page.wait_for_function(
+        f"""() => {{
+            const now = performance.timeOrigin + performance.now();
+            if (!({held})) {{ window.__heldSince = null; return false; }}
+            if (window.__heldSince == null) {{ window.__heldSince = now; return false; }}
+            window.__heldSince = null;
+            return now;
+        }}""",
         timeout=timeout,
         polling="raf",  # checked at every frame: a page is seen settled within a frame of it
-    )
+    ).json_value()
 
 
 def runs(page) -> int:
@@ -832,13 +861,16 @@ def visit(page, click: Click, value: object) -> float:
 
     aim = click.aim(page, value)
     before = runs(page)
-    start = time.perf_counter()
+    page.evaluate("() => { window.__pressedAt = null; }")
     aim.fire()
     try:
-        wait_settled(page, f"{PAGE_DRAWN} && {aim.drawn}", before)
+        settled = wait_settled(page, f"{PAGE_DRAWN} && {aim.drawn}", before)
     except PlaywrightTimeout as error:
         raise ClickFailed(f"never settled: {unmet(page, before, aim)}") from error
-    return time.perf_counter() - start
+    pressed = page.evaluate("() => window.__pressedAt")
+    if pressed is None:
+        raise ClickFailed("the browser saw no press of a mouse button or key")
+    return (settled - pressed) / 1000
 
 
 def unmet(page, before: int, aim: Aim) -> str:
@@ -993,6 +1025,7 @@ def main() -> None:
         )
         profile = browser.new_context(viewport={"width": 1280, "height": 720})
         profile.add_init_script(RUN_COUNTER)
+        profile.add_init_script(PRESS_CLOCK)
         warm_up(profile, url)
         print(
             f"{len(names)} clicks, {args.first} first and {args.cached} cached visits each, "
