@@ -198,6 +198,10 @@ def test_a_session_keeps_only_its_last_few_uploads() -> None:
         ("pages/cnnvis.py", "facet"),
         ("pages/cnnvis.py", "palette"),
         ("pages/cnnvis.py", "edges"),
+        ("pages/cnnvis.py", "patch"),
+        ("pages/cnnvis.py", "importance"),
+        ("pages/cnnvis.py", "clusters"),
+        ("pages/cnnvis.py", "weak"),
     ],
 )
 def test_a_bad_choice_in_the_link_is_named_and_reset(
@@ -207,5 +211,24 @@ def test_a_bad_choice_in_the_link_is_named_and_reset(
     base = {"model": "fashion_basecnn_x0.25", "image": "fashion-mnist:test:0"}
     at = start(page, {**base, key: "garbage"})
     text = assert_nothing_leaks(at)
-    assert f"The link's {key}= was not understood" in text
+    said = f"The link's {key}= was not understood"
+    assert said in text
     assert at.session_state[key] != "garbage"
+    # said where it is seen: not inside a popover, which stays closed until clicked
+    for popover in at.get("popover"):
+        assert not [w for w in popover.get("warning") if said in w.value]
+
+
+def test_a_clusters_link_reads_kmeans_with_its_count(
+    analysed_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVLENS_HOME", str(analysed_home))
+    base = {"model": "fashion_basecnn_x0.25", "image": "fashion-mnist:test:0"}
+    for asked in ("kmeans:17", "kmeans:-1", "kmeans:", "meanshift:3", "kmeans:3:3"):
+        assert "clusters= was not understood" in assert_nothing_leaks(
+            start("pages/cnnvis.py", {**base, "clusters": asked})
+        ), asked
+    at = start("pages/cnnvis.py", {**base, "clusters": "kmeans:3"})
+    assert "not understood" not in assert_nothing_leaks(at)
+    assert at.number_input(key="cnnvis_count").value == 3
+    assert at.session_state["clusters"] == "kmeans:3"

@@ -26,6 +26,9 @@ from convlens.ui.state import keep_valid, persisted
 # The model a page without labelled images offers instead.
 DEFAULT_MODEL = "fashion_basecnn"
 PATCH_RANKS = ("1", "2", "3", "4", "5")
+MAX_CLUSTERS = 16
+# The `clusters` URL values: a method, K-Means with its number of clusters per layer.
+CLUSTERINGS = (*CLUSTER_METHODS, *(f"kmeans:{count}" for count in range(1, MAX_CLUSTERS + 1)))
 # The "More" popover's choices with their defaults: a dot on the button when one differs.
 TUNED_DEFAULTS = {
     "importance": "mean",
@@ -133,7 +136,7 @@ def controls(
 ) -> Choices:
     """The toolbar above the picture (facet, expanded groups, classes of interest, the recorded
     run's snapshot, and the rarer choices under "More"), each kept in the URL state."""
-    keep_valid("facet", FACETS, FACETS[0])
+    keep_toolbar_valid(recorded=bool(steps))
     with st.container(border=True):
         # about these widths in pixels at 1280x720: the facets side by side, two group chips on a
         # line, a class chip on a line, and More's label whole
@@ -173,6 +176,23 @@ def controls(
             "bundling" + (" (some changed from their defaults)" if customised else ""),
         ):
             return _more(facet, chosen_groups, classes, step, bool(steps))
+
+
+def keep_toolbar_valid(recorded: bool) -> None:
+    """Reset each of the toolbar's choices that a link got wrong, said in a warning above the
+    toolbar: inside the closed "More" popover, no one would see it."""
+    keep_valid("facet", FACETS, FACETS[0])
+    keep_valid("patch", PATCH_RANKS, PATCH_RANKS[0])
+    keep_valid("importance", IMPORTANCE_MEASURES, "mean")
+    keep_valid("clusters", CLUSTERINGS, "kmeans")
+    keep_valid("edges", edge_measures(recorded), "weight")
+    keep_valid("palette", list(PALETTES), "green / red")
+    keep_valid("weak", ("0", "1"), "0")
+
+
+def edge_measures(recorded: bool) -> tuple[str, ...]:
+    """What the edges can show: their weight, and with a recorded run its debugging measures."""
+    return MEASURES if recorded else MEASURES[:1]
 
 
 def _classes_of_interest(column, class_names: Sequence[str]) -> list[int]:
@@ -216,7 +236,6 @@ def _more(
     facet: str, expanded: list[str], classes: list[int], step: int | None, recorded: bool
 ) -> Choices:
     """The "More" popover's choices, and with them all of the toolbar's."""
-    keep_valid("patch", PATCH_RANKS, PATCH_RANKS[0])
     patch = st.select_slider(
         "Top patch shown (features facet)",
         options=PATCH_RANKS,
@@ -224,7 +243,6 @@ def _more(
         disabled=facet != "features",
         help="Each neuron shows its best image patch (1), or its second best, ...",
     )
-    keep_valid("importance", IMPORTANCE_MEASURES, "mean")
     importance = st.selectbox(
         "Importance (patch size)",
         IMPORTANCE_MEASURES,
@@ -232,12 +250,12 @@ def _more(
         help="mean / max: average activation over the classes of interest (all when none); "
         "contribution: activation x gradient of the predicted class (Captum)",
     )
-    method_name, _, count_text = (st.session_state.get("clusters") or "kmeans").partition(":")
+    method_name, _, count_text = st.session_state["clusters"].partition(":")
     row = st.columns(2)
     method = row[0].selectbox(
         "Clustering",
         CLUSTER_METHODS,
-        index=CLUSTER_METHODS.index(method_name) if method_name in CLUSTER_METHODS else 0,
+        index=CLUSTER_METHODS.index(method_name),
         key="cnnvis_method",
         help="K-Means with the number of clusters on the right (0: about sqrt(neurons / 2)), or "
         "MeanShift, which finds the number itself",
@@ -245,30 +263,26 @@ def _more(
     count = row[1].number_input(
         "Clusters per layer",
         min_value=0,
-        max_value=16,
-        value=min(max(whole_number(count_text) or 0, 0), 16),
+        max_value=MAX_CLUSTERS,
+        value=int(count_text or 0),
         key="cnnvis_count",
         disabled=method != "kmeans",
     )
     st.session_state["clusters"] = method if method != "kmeans" or not count else f"kmeans:{count}"
-    edge_measures = MEASURES if recorded else MEASURES[:1]
-    keep_valid("edges", edge_measures, "weight")
     edges = st.selectbox(
         "Edge colour",
-        edge_measures,
+        edge_measures(recorded),
         **persisted("edges", widget="cnnvis_edges"),
         help="weight: green positive, red negative, width = strength. gradient and relative "
         "change come from a recorded run's snapshots (pick a shipped run such as "
         "fashion_basecnn_hinge)",
     )
-    keep_valid("palette", list(PALETTES), "green / red")
     palette = st.selectbox(
         "Palette",
         list(PALETTES),
         **persisted("palette", widget="cnnvis_palette"),
         help="blue / orange is safe for the common colour blindnesses",
     )
-    keep_valid("weak", ("0", "1"), "0")
     weak = st.toggle(
         "Weak edges",
         value=st.session_state["weak"] == "1",
