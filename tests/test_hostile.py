@@ -219,6 +219,25 @@ def test_a_bad_choice_in_the_link_is_named_and_reset(
         assert not [w for w in popover.get("warning") if said in w.value]
 
 
+def test_several_bad_choices_in_the_link_are_named_in_one_warning(
+    analysed_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVLENS_HOME", str(analysed_home))
+    base = {"model": "fashion_basecnn_x0.25", "image": "fashion-mnist:test:0"}
+    at = start("pages/cnnvis.py", {**base, "palette": "/etc", "weak": "2", "edges": "/../" * 75})
+    assert_nothing_leaks(at)
+    said = [w.value for w in at.warning if "not understood" in w.value]
+    assert said == [
+        "The link's edges=, palette= and weak= were not understood; they are back to their "
+        "defaults."
+    ]
+    assert (at.session_state["edges"], at.session_state["palette"], at.session_state["weak"]) == (
+        "weight",
+        "green / red",
+        "0",
+    )
+
+
 def test_a_clusters_link_reads_kmeans_with_its_count(
     analysed_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -263,11 +263,26 @@ def keep_valid(key: str, options: Sequence[object] | None = None, default: objec
     seeded from it. Without `options`, the key's declared `choices` and `default` (`URL_STATE`)."""
     if options is None:
         options, default = URL_STATE[key].choices, URL_STATE[key].default
+    if _reset_unless_valid(key, options, default):
+        warn_reset(key)
+
+
+def keep_all_valid(checks: Sequence[tuple[str, Sequence[object], object]]) -> None:
+    """`keep_valid` for each (key, options, default) of `checks`; the keys reset are said in one
+    warning, not one each."""
+    reset = [key for key, options, default in checks if _reset_unless_valid(key, options, default)]
+    if reset:
+        warn_reset(*reset)
+
+
+def _reset_unless_valid(key: str, options: Sequence[object], default: object) -> bool:
+    """Set the state `key` to `default` when it is not one of `options`; return whether a value
+    was there to reset (an absent or empty one is not worth a word)."""
     value = st.session_state.get(key)
-    if value not in options:
-        if value not in (None, ""):
-            warn_reset(key)
-        st.session_state[key] = default
+    if value in options:
+        return False
+    st.session_state[key] = default
+    return value not in (None, "")
 
 
 def quoted(text: object, limit: int = 60) -> str:
@@ -277,6 +292,11 @@ def quoted(text: object, limit: int = 60) -> str:
     return f"`{plain if len(plain) <= limit else plain[: limit - 1] + '…'}`"
 
 
-def warn_reset(key: str) -> None:
-    """Say that the address bar's `key` was not understood and is back to its default."""
-    st.warning(f"The link's {key}= was not understood; it is back to its default.")
+def warn_reset(*keys: str) -> None:
+    """Say that the address bar's `keys` were not understood and are back to their defaults."""
+    named = [f"{key}=" for key in keys]
+    if len(named) == 1:
+        st.warning(f"The link's {named[0]} was not understood; it is back to its default.")
+    else:
+        listed = f"{', '.join(named[:-1])} and {named[-1]}"
+        st.warning(f"The link's {listed} were not understood; they are back to their defaults.")

@@ -21,7 +21,7 @@ from convlens.graph import LayerGraph
 from convlens.models import LoadedModel
 from convlens.ui.cache import browser_source
 from convlens.ui.cnnvis.caches import Look
-from convlens.ui.state import keep_valid, persisted
+from convlens.ui.state import keep_all_valid, keep_valid, persisted
 
 # The model a page without labelled images offers instead.
 DEFAULT_MODEL = "fashion_basecnn"
@@ -181,13 +181,17 @@ def controls(
 def keep_toolbar_valid(recorded: bool) -> None:
     """Reset each of the toolbar's choices that a link got wrong, said in a warning above the
     toolbar: inside the closed "More" popover, no one would see it."""
-    keep_valid("facet", FACETS, FACETS[0])
-    keep_valid("patch", PATCH_RANKS, PATCH_RANKS[0])
-    keep_valid("importance", IMPORTANCE_MEASURES, "mean")
-    keep_valid("clusters", CLUSTERINGS, "kmeans")
-    keep_valid("edges", edge_measures(recorded), "weight")
-    keep_valid("palette", list(PALETTES), "green / red")
-    keep_valid("weak", ("0", "1"), "0")
+    keep_all_valid(
+        [
+            ("facet", FACETS, FACETS[0]),
+            ("patch", PATCH_RANKS, PATCH_RANKS[0]),
+            ("importance", IMPORTANCE_MEASURES, "mean"),
+            ("clusters", CLUSTERINGS, "kmeans"),
+            ("edges", edge_measures(recorded), "weight"),
+            ("palette", list(PALETTES), "green / red"),
+            ("weak", ("0", "1"), "0"),
+        ]
+    )
 
 
 def edge_measures(recorded: bool) -> tuple[str, ...]:
