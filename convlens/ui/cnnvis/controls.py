@@ -181,6 +181,9 @@ def controls(
 def keep_toolbar_valid(recorded: bool) -> None:
     """Reset each of the toolbar's choices that a link got wrong, said in a warning above the
     toolbar: inside the closed "More" popover, no one would see it."""
+    asked = st.session_state.get("clusters")
+    if isinstance(asked, str):
+        st.session_state["clusters"] = clusters_choice(asked) or asked
     keep_all_valid(
         [
             ("facet", FACETS, FACETS[0]),
@@ -192,6 +195,20 @@ def keep_toolbar_valid(recorded: bool) -> None:
             ("weak", ("0", "1"), "0"),
         ]
     )
+
+
+def clusters_choice(text: str) -> str | None:
+    """The `clusters` URL value `text` as the page offers it: a method, or K-Means with its
+    number of clusters capped to 0-MAX_CLUSTERS (0: plain "kmeans", which finds it); None for what
+    does not read so."""
+    method, colon, count = text.partition(":")
+    if method not in CLUSTER_METHODS or (colon and method != "kmeans"):
+        return None
+    number = whole_number(count) if colon else 0
+    if number is None:
+        return None
+    number = min(max(number, 0), MAX_CLUSTERS)
+    return f"kmeans:{number}" if number else method
 
 
 def edge_measures(recorded: bool) -> tuple[str, ...]:
