@@ -179,8 +179,9 @@ def controls(
 
 
 def keep_toolbar_valid(recorded: bool) -> None:
-    """Reset each of the toolbar's choices that a link got wrong, said in a warning above the
-    toolbar: inside the closed "More" popover, no one would see it."""
+    """Reset each of the toolbar's choices that a link got wrong, said in one warning above the
+    toolbar: inside the closed "More" popover, no one would see it. A number of clusters outside
+    the box's range is capped to it first, without a word."""
     asked = st.session_state.get("clusters")
     if isinstance(asked, str):
         st.session_state["clusters"] = clusters_choice(asked) or asked
