@@ -263,8 +263,7 @@ def keep_valid(key: str, options: Sequence[object] | None = None, default: objec
     seeded from it. Without `options`, the key's declared `choices` and `default` (`URL_STATE`)."""
     if options is None:
         options, default = URL_STATE[key].choices, URL_STATE[key].default
-    if _reset_unless_valid(key, options, default):
-        warn_reset(key)
+    keep_all_valid([(key, options, default)])
 
 
 def keep_all_valid(checks: Sequence[tuple[str, Sequence[object], object]]) -> None:

@@ -31,12 +31,12 @@ MAX_CLUSTERS = 16
 CLUSTERINGS = (*CLUSTER_METHODS, *(f"kmeans:{count}" for count in range(1, MAX_CLUSTERS + 1)))
 # The "More" popover's choices with their defaults: a dot on the button when one differs.
 TUNED_DEFAULTS = {
+    "patch": "1",
     "importance": "mean",
     "clusters": "kmeans",
     "edges": "weight",
     "palette": "green / red",
     "weak": "0",
-    "patch": "1",
 }
 
 
@@ -185,15 +185,18 @@ def keep_toolbar_valid(recorded: bool) -> None:
     asked = st.session_state.get("clusters")
     if isinstance(asked, str):
         st.session_state["clusters"] = clusters_choice(asked) or asked
+    options = {
+        "patch": PATCH_RANKS,
+        "importance": IMPORTANCE_MEASURES,
+        "clusters": CLUSTERINGS,
+        "edges": edge_measures(recorded),
+        "palette": list(PALETTES),
+        "weak": ("0", "1"),
+    }
     keep_all_valid(
         [
             ("facet", FACETS, FACETS[0]),
-            ("patch", PATCH_RANKS, PATCH_RANKS[0]),
-            ("importance", IMPORTANCE_MEASURES, "mean"),
-            ("clusters", CLUSTERINGS, "kmeans"),
-            ("edges", edge_measures(recorded), "weight"),
-            ("palette", list(PALETTES), "green / red"),
-            ("weak", ("0", "1"), "0"),
+            *((key, options[key], default) for key, default in TUNED_DEFAULTS.items()),
         ]
     )
 
