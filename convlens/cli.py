@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     app = commands.add_parser(
         "app",
-        help="start the app (streamlit run app.py, warmed up); extra options go to streamlit",
+        help="start the app (streamlit run serve.py, warmed up); extra options go to streamlit",
     )
     add_serving_options(app)
     app.add_argument("streamlit_args", nargs=argparse.REMAINDER, metavar="STREAMLIT_OPTION")

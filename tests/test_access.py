@@ -206,7 +206,7 @@ def test_convlens_app_reads_the_projects_streamlit_config_from_any_folder(
     monkeypatch.chdir(tmp_path)
     launch.run_app(["--server.port", "8600"])
     assert started["cwd"] == launch.APP.parent
-    assert started["args"] == ["run", str(launch.APP), "--server.port", "8600"]
+    assert started["args"] == ["run", str(launch.SERVED_APP), "--server.port", "8600"]
     config = (started["cwd"] / ".streamlit" / "config.toml").read_text()
     assert 'showErrorDetails = "none"' in config
 

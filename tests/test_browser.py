@@ -60,6 +60,16 @@ def test_every_page_offline_with_chain_drawn_and_clickable() -> None:
         page.wait_for_url("**/network*", timeout=60_000)
         wait_for_app(page)
         assert chain_canvas_ink(page) > 500
+        # Back on Network, the chain's frame takes its script and style from the browser's cache
+        # (`convlens.ui.http_cache`): nothing of them crosses the room's network again.
+        chain_frame = page.frame(url=lambda address: "streamlit_agraph" in address)
+        fetched = chain_frame.evaluate(
+            """() => performance.getEntriesByType('resource')
+                .filter((entry) => /\\.(js|css)$/.test(new URL(entry.name).pathname))
+                .map((entry) => [entry.name, entry.transferSize])"""
+        )
+        assert fetched, "the chain's frame loads its script and style"
+        assert all(size == 0 for _, size in fetched), f"fetched again: {fetched}"
         # EfficientNet-Lite0 starts with collapsed groups (yellow); a click expands one,
         # then a click on a convolution node (blue) shows its details beside the chain.
         click_colour(page, (0xF0, 0xE4, 0x42))

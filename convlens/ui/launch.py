@@ -1,4 +1,5 @@
-"""`python -m convlens app`: `streamlit run app.py`, with the heavy imports warmed up meanwhile.
+"""`python -m convlens app`: `streamlit run serve.py` (`app.py` with the HTTP caching of
+`convlens.ui.http_cache`), with the heavy imports warmed up meanwhile.
 
 The page script runs in the server's process, so modules that a background thread has imported
 while the browser loads Streamlit's front end need not be imported again by the first run.
@@ -17,6 +18,8 @@ from pathlib import Path
 from convlens.access import DATA_ROOTS_ENV, INSTRUCTOR_KEY_ENV, MAX_TRAINERS_ENV, whole_number
 
 APP = Path(__file__).resolve().parent.parent.parent / "app.py"
+# The app with the HTTP caching a room of browsers needs (`convlens.ui.http_cache`).
+SERVED_APP = APP.parent / "serve.py"
 TORCH_THREADS_ENV = "CONVLENS_TORCH_THREADS"
 
 
@@ -177,7 +180,7 @@ def serving_environment(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]
 
 
 def run_app(argv: Sequence[str] = ()) -> None:
-    """Start the app like `streamlit run app.py ARGS`, after taking ConvLens' own options out of
+    """Start the app like `streamlit run serve.py ARGS`, after taking ConvLens' own options out of
     `argv` into the environment; does not return."""
     from streamlit.web import cli
 
@@ -189,4 +192,4 @@ def run_app(argv: Sequence[str] = ()) -> None:
     os.chdir(APP.parent)
     use_serving_threads()
     threading.Thread(target=start_up, name="convlens-start-up", daemon=True).start()
-    cli.main(["run", str(APP), *streamlit_args], prog_name="streamlit")
+    cli.main(["run", str(SERVED_APP), *streamlit_args], prog_name="streamlit")
