@@ -544,7 +544,8 @@ def test_the_launcher_prepares_the_shipped_models_unless_told_not_to(monkeypatch
 
 def test_the_preparation_counts_as_running_from_the_launch(monkeypatch):
     """The Home page decides on its first visit whether to follow the preparation: it is under
-    way from the launch, during the warm-up and the wait before the analyses."""
+    way from the launch, during the warm-up and the wait before the analyses. What lives after
+    the warm-up, and after the preparation, is left out of later full collections."""
     from convlens.ui import launch
 
     seen = []
@@ -553,12 +554,13 @@ def test_the_preparation_counts_as_running_from_the_launch(monkeypatch):
     monkeypatch.setattr(launch, "PREPARE_AFTER_SECONDS", 0)
     monkeypatch.setenv("CONVLENS_PREPARE", "1")
     monkeypatch.setattr(launch, "prepare_shipped_models", lambda: seen.append("prepared"))
+    monkeypatch.setattr(launch, "keep_out_of_collections", lambda: seen.append("kept"))
     launch.start_up()
-    assert seen == [True, "prepared"] and launch.PREPARATION.running is False
+    assert seen == [True, "kept", "prepared", "kept"] and launch.PREPARATION.running is False
     monkeypatch.setenv("CONVLENS_PREPARE", "0")
     seen.clear()
     launch.start_up()
-    assert seen == [False, "prepared"]
+    assert seen == [False, "kept", "prepared", "kept"]
 
 
 def test_sorting_by_annotation_puts_annotated_filters_first_in_label_order():

@@ -93,6 +93,26 @@ def test_every_script_thread_of_the_server_computes_on_its_set_number_of_threads
     assert int(result.stdout.strip()) == expected
 
 
+def test_what_lives_at_the_start_is_left_out_of_later_collections_and_garbage_is_not():
+    """After the start, Python's full collections no longer walk the objects alive then (in a
+    process of its own: the test's own heap stays as it is)."""
+    program = (
+        "import gc, weakref\n"
+        "from convlens.ui.launch import keep_out_of_collections\n"
+        "class Node: pass\n"
+        "garbage = Node(); garbage.itself = garbage; dropped = weakref.ref(garbage); del garbage\n"
+        "alive = [Node() for _ in range(1000)]\n"
+        "keep_out_of_collections()\n"
+        "walked = gc.get_objects()\n"
+        "print(dropped() is None, gc.get_freeze_count() >= 1000,"
+        " not any(item is alive or item is alive[0] for item in walked))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["True", "True", "True"]
+
+
 def test_streamlit_caches_tell_model_keys_apart_by_value():
     calls = []
 
