@@ -1,7 +1,7 @@
 """A lecture hall on one server: the server's CPU seconds per page view, with many browsers.
 
-The app starts with the shipped models' statistics prepared beforehand (as `convlens prepare` or
-the first start leaves them). For each view below, one warm-up load is not counted; then one
+The app starts as the README starts it (`python -m convlens app`), with the shipped models'
+statistics prepared beforehand (as `convlens prepare` or the first start leaves them). For each view below, one warm-up load is not counted; then one
 browser alone opens it (its settle time: until Streamlit's script has finished), then SESSIONS
 browser tabs open it at once. The server's CPU time (utime + stime of its process, from
 /proc/<pid>/stat, so that the browsers' own CPU does not count) over those loads, divided by
@@ -214,7 +214,11 @@ def main() -> None:
     prepare_as_first_start()
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(
-            app_server({"CONVLENS_HOME": str(home), "CONVLENS_PREPARE": "0"}, timeout=300)
+            app_server(
+                {"CONVLENS_HOME": str(home), "CONVLENS_PREPARE": "0"},
+                timeout=300,
+                launcher="convlens",
+            )
         )
         pid = SERVER_PIDS[url]
         base = stack.enter_context(behind_haproxy(url)) if args.proxy else url
