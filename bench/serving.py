@@ -1,9 +1,9 @@
 """A lecture hall on one server: the server's CPU seconds per page view, with many browsers.
 
 The app starts as the README starts it (`python -m convlens app`), with the shipped models'
-statistics prepared beforehand (as `convlens prepare` or the first start leaves them). For each view below, one warm-up load is not counted; then one
-browser alone opens it (its settle time: until Streamlit's script has finished), then SESSIONS
-browser tabs open it at once. The server's CPU time (utime + stime of its process, from
+statistics prepared beforehand (as `convlens prepare` or the first start leaves them). For each
+view below, one warm-up load is not counted; then one browser alone opens it (its settle time:
+until Streamlit's script has finished), then SESSIONS browser tabs open it at once. The server's CPU time (utime + stime of its process, from
 /proc/<pid>/stat, so that the browsers' own CPU does not count) over those loads, divided by
 their number, is the figure that transfers between machines. Memory: the server's resident size
 after the single view and its peak during the concurrent ones.

@@ -4,9 +4,9 @@ Streamlit sends a component's files with `Cache-Control: public` and neither a l
 validator, so a browser fetches them again on every visit of a page that shows the component:
 0.37 MB (the chain's script and style) for each return to Network, and on a lecture room's
 Wi-Fi that is 100 students' worth. This middleware gives them a day's lifetime, as
-`docs/haproxy.cfg` does behind the proxy; the frame's own page (`index.html`) is left to be
-revalidated, so a new version of a component reaches browsers on their next visit. The files
-are the installed packages' builds, named by their content's hash.
+`docs/haproxy.cfg` does behind the proxy. The frame's own page (`index.html`) is still fetched on
+every visit, so an upgraded component whose build names its scripts by their content's hash (as
+streamlit-agraph's does) reaches browsers at once, and its other files within a day.
 """
 
 from __future__ import annotations
