@@ -250,4 +250,19 @@ def test_clicks_open_and_close_a_block_and_select_layers_back_and_forth(url: str
             headings.append(page.locator(SUBHEADER, has_text="_").first.inner_text())
         assert headings[0] == headings[2] != headings[1], headings
         assert "layer=" in page.url
+
+        # after those redraws a box still names its layer when hovered (its tooltip travels in a
+        # vis-network group), and a double-click on it opens nothing
+        x, y = corners[1]
+        frame_box = boxes.first.bounding_box()
+        page.mouse.move(frame_box["x"] + x + 20, frame_box["y"] + y + 12)
+        tooltip = page.frame_locator('iframe[title="streamlit_agraph.agraph"]').locator(
+            ".vis-tooltip"
+        )
+        tooltip.wait_for(state="visible", timeout=10_000)
+        assert headings[1].split()[0] in tooltip.inner_text()
+        assert "output" in tooltip.inner_text()
+        page.mouse.dblclick(frame_box["x"] + x + 20, frame_box["y"] + y + 12)
+        time.sleep(2)
+        assert len(page.context.pages) == 1
     assert log.console_errors == [], log.console_errors[:5]

@@ -19,6 +19,7 @@ from convlens.ui.chain import (
     parse_map_id,
     row_links,
     skip_lanes,
+    tooltip_groups,
 )
 
 
@@ -122,3 +123,33 @@ def test_the_output_row_names_the_top_classes_with_percentages(efficientnet):
     nodes, _ = chain_elements(efficientnet, set(), None, predictions=top)
     label = next(node.label for node in nodes if node.id == f"{OUTPUT_ID} classes")
     assert "tabby  <b>47.1%</b>" in label and "tiger cat  <b>20.0%</b>" in label
+
+
+def test_tooltips_travel_in_groups_named_for_their_text(efficientnet):
+    everything = {group.id for group in efficientnet.groups}
+    nodes, _ = chain_elements(efficientnet, everything, efficientnet.chain[3].id)
+    dicts = [node.to_dict() for node in nodes]
+    drawn, groups = tooltip_groups(dicts)
+    assert [node["id"] for node in drawn] == [node["id"] for node in dicts]
+    assert all("title" not in node for node in drawn)
+    for before, after in zip(dicts, drawn, strict=True):
+        assert {k: v for k, v in after.items() if k not in ("group", "div")} == {
+            k: v for k, v in before.items() if k != "title"
+        }
+        if before["title"].strip():
+            assert groups[after["group"]] == {"title": before["title"]}
+        else:  # the corners of the skip connections: no tooltip at all
+            assert "group" not in after
+    # one group per text: equal texts share one, different texts never do
+    texts = {node["title"] for node in dicts if node["title"].strip()}
+    assert len(groups) == len(texts)
+    # drawn again, an unchanged node is equal to its last drawing (streamlit-agraph sets again
+    # only the nodes that differ); the selected layer's box is not
+    again, _ = tooltip_groups(
+        [n.to_dict() for n in chain_elements(efficientnet, everything, efficientnet.chain[4].id)[0]]
+    )
+    changed = [a["id"] for a, b in zip(drawn, again, strict=True) if a != b]
+    assert changed == [efficientnet.chain[3].id, efficientnet.chain[4].id]
+    assert tooltip_groups([{"id": "a", "title": "same"}, {"id": "b", "title": "same"}])[1] == {
+        tooltip_groups([{"id": "c", "title": "same"}])[0][0]["group"]: {"title": "same"}
+    }

@@ -8,6 +8,7 @@ connections run in lanes left of the nodes, so no line crosses a node or a label
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -545,12 +546,39 @@ def chain_component(nodes: Sequence[Node], edges: Sequence[Edge], config: Config
     """Draw streamlit-agraph's component under `key`, which its `agraph` function lacks: with a
     key the browser keeps the component's frame when the drawing changes, instead of loading a
     new one (~0.5 s for the expanded chain of EfficientNet-Lite0); its click is read from the
-    session state under `key` by the next run."""
-    data = {
-        "nodes": [node.to_dict() for node in nodes],
-        "edges": [edge.to_dict() for edge in edges],
-    }
-    _agraph(data=json.dumps(data), config=json.dumps(config.__dict__), key=key)
+    session state under `key` by the next run. The nodes' tooltips travel in groups
+    (`tooltip_groups`)."""
+    drawn, groups = tooltip_groups([node.to_dict() for node in nodes])
+    data = {"nodes": drawn, "edges": [edge.to_dict() for edge in edges]}
+    options = {**config.__dict__, "groups": groups}
+    _agraph(data=json.dumps(data), config=json.dumps(options), key=key)
+
+
+def tooltip_groups(nodes: Sequence[dict]) -> tuple[list[dict], dict[str, dict[str, str]]]:
+    """Return the nodes without their tooltips (`title`), each in the vis-network group that
+    holds its tooltip, and those groups (named for their text; blank tooltips are left out).
+
+    streamlit-agraph makes each node's title into a new page element every time it draws, so
+    that no node ever equals its last drawing: its wrapper then compares every node with every
+    other to find the changed ones and sets all of them again (in the expanded chain of
+    EfficientNet-Lite0, 286 nodes, ~0.05 s of a click's 0.30). vis-network gives a node the
+    options of its group that the node lacks, its title among them; without a title of its own
+    an unchanged node stays equal, and only the changed ones are set again. (On a double-click
+    streamlit-agraph opens the text of that element as an address: each node carries an empty
+    one instead, so that a double-click opens nothing.)
+    """
+    drawn: list[dict] = []
+    groups: dict[str, dict[str, str]] = {}
+    for node in nodes:
+        plain = {name: value for name, value in node.items() if name != "title"}
+        plain["div"] = {"innerHTML": ""}
+        title = str(node.get("title") or "")
+        if title.strip():
+            group = "tooltip " + hashlib.blake2b(title.encode(), digest_size=8).hexdigest()
+            groups[group] = {"title": title}
+            plain["group"] = group
+        drawn.append(plain)
+    return drawn, groups
 
 
 def chain_view_style(height: int) -> str:
