@@ -26,6 +26,7 @@ from convlens.runformat import list_snapshots, read_probe, read_probe_rows
 from convlens.runs import learning_curves
 from convlens.style import STABILITY_LEGEND_COLUMNS
 from convlens.ui.deepeyes import specs
+from convlens.ui.vega import with_arrow_datasets
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = str(ROOT / "assets" / "runs" / "fashion_deepeyes")
@@ -63,7 +64,9 @@ def stable(spec: dict) -> dict:
         count = sum(name.startswith(prefix) for name in names)
         return names.setdefault(match.group(0), f"{prefix}{count + 1}")
 
-    return json.loads(re.sub(r"\b(view_|param_)\d+\b", renumbered, json.dumps(spec)))
+    rest = {key: value for key, value in spec.items() if key != "datasets"}  # Arrow bytes
+    renamed = json.loads(re.sub(r"\b(view_|param_)\d+\b", renumbered, json.dumps(rest)))
+    return renamed | ({"datasets": spec["datasets"]} if "datasets" in spec else {})
 
 
 def selection_names(spec: dict) -> set[str]:
@@ -168,7 +171,7 @@ def counted_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def validated(chart) -> dict:
     """The chart's spec as Streamlit draws it (no theme), validated against Vega-Lite's schema."""
     with alt.theme.enable("none"):
-        return stable(chart.to_dict())
+        return stable(with_arrow_datasets(chart.to_dict()))
 
 
 @pytest.mark.parametrize("name", SPEC_FUNCTIONS)

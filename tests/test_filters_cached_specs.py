@@ -27,6 +27,7 @@ from convlens.style import FILTER_GRID_COLUMNS, MAGNIFIED_SIZE
 from convlens.tiles import diverging
 from convlens.ui.explain import _map_picture, picker_spec, step_specs, strongest_channels
 from convlens.ui.filters import activation_tile, grid_spec
+from convlens.ui.vega import with_arrow_datasets
 
 MAPS = LayerMaps("conv", np.random.default_rng(0).normal(size=(4, 14, 10)).astype(np.float32))
 VIEW = Image.new("RGB", (28, 20), (90, 140, 200))
@@ -54,7 +55,7 @@ def test_a_cached_picker_spec_equals_a_fresh_one(at):
     size = (MAGNIFIED_SIZE, round(MAGNIFIED_SIZE * 14 / 10))
     picture = _map_picture(VIEW, diverging(MAPS.maps[2], float(np.abs(MAPS.maps).max())), size)
     fresh = position_picker_spec(picture, 14, 10, at)
-    assert cached[0] == cached[1] == fresh
+    assert cached[0] == cached[1] == with_arrow_datasets(fresh)
     alt.LayerChart.from_dict(without_pointer_events(fresh))  # valid Vega-Lite otherwise
 
 
@@ -92,7 +93,8 @@ def test_cached_dialog_specs_equal_fresh_ones():
     )
     sums = channel_sums_chart(step.channel_sums, step.first_input_channel, shown)
     with alt.theme.enable("none"):  # validated against Vega-Lite's schema here
-        assert cached[0] == cached[1] == (window.to_dict(), sums.to_dict())
+        fresh = (with_arrow_datasets(window.to_dict()), with_arrow_datasets(sums.to_dict()))
+    assert cached[0] == cached[1] == fresh
 
 
 def test_a_cached_grid_spec_equals_a_fresh_one():
@@ -105,5 +107,5 @@ def test_a_cached_grid_spec_equals_a_fresh_one():
     ]
     pictures = [activation_tile(MAPS, k) for k in filters]
     fresh = filter_grid_spec(filters, pictures, list(labels), FILTER_GRID_COLUMNS, 2, "maps")
-    assert cached[0] == cached[1] == fresh
+    assert cached[0] == cached[1] == with_arrow_datasets(fresh)
     alt.LayerChart.from_dict(fresh)  # valid Vega-Lite

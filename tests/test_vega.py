@@ -6,17 +6,22 @@ import threading
 
 import altair as alt
 import pandas as pd
+import pyarrow as pa
 from streamlit.elements import vega_charts
 
-from convlens.ui.vega import vega_lite_spec
+from convlens.ui.vega import vega_lite_spec, with_arrow_datasets
 
 
 def points(rows: int) -> alt.Chart:
     return alt.Chart(pd.DataFrame({"x": range(rows)})).mark_point().encode(x="x:Q")
 
 
+def rows_of(data: bytes) -> list[dict]:
+    return pa.ipc.open_stream(data).read_all().to_pylist()
+
+
 def inline_rows(spec: dict) -> int:
-    return sum(len(values) for values in spec.get("datasets", {}).values())
+    return sum(len(rows_of(data)) for data in spec.get("datasets", {}).values())
 
 
 def taken_away(data):
@@ -55,3 +60,17 @@ def test_a_spec_waits_while_another_session_converts_a_chart_with_its_own_transf
     other.join(10)
     ours.join(10)
     assert inline_rows(built[0]) == 10
+
+
+def test_datasets_are_arrow_bytes_of_the_same_rows_and_bytes_pass_as_they_are():
+    rows = [{"x": 1.5, "label": "cat", "fires": True}, {"x": -2.0, "label": "dog", "fires": False}]
+    spec = {"data": {"name": "points"}, "datasets": {"points": rows}, "mark": "point"}
+    converted = with_arrow_datasets(spec)
+    assert rows_of(converted["datasets"]["points"]) == rows
+    assert spec["datasets"]["points"] is rows, "the spec given is left as it was"
+    assert {k: v for k, v in converted.items() if k != "datasets"} == {
+        k: v for k, v in spec.items() if k != "datasets"
+    }
+    assert with_arrow_datasets(converted) == converted, "converted once"
+    without = {"mark": "point", "data": {"values": rows}}
+    assert with_arrow_datasets(without) is without

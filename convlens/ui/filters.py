@@ -64,6 +64,7 @@ from convlens.ui.explain import (
 )
 from convlens.ui.launch import PREPARATION
 from convlens.ui.state import keep_valid, persisted, warn_reset
+from convlens.ui.vega import with_arrow_datasets
 from convlens.weights import filter_tiles, layer_weight
 
 SORT_ORDERS = (
@@ -153,13 +154,15 @@ def grid_spec(
     `tiles_key` names (model, image, layer, what is shown, the filters), their labels and the
     selected one: 64 tiles drawn and encoded cost more than the rest of the view. Not validated
     again here: `filter_grid_spec`'s tests validate its specs."""
-    return filter_grid_spec(
-        _filters,
-        [_picture(channel) for channel in _filters],
-        list(tile_labels),
-        FILTER_GRID_COLUMNS,
-        selected,
-        description,
+    return with_arrow_datasets(
+        filter_grid_spec(
+            _filters,
+            [_picture(channel) for channel in _filters],
+            list(tile_labels),
+            FILTER_GRID_COLUMNS,
+            selected,
+            description,
+        )
     )
 
 
