@@ -74,3 +74,6 @@ def test_datasets_are_arrow_bytes_of_the_same_rows_and_bytes_pass_as_they_are():
     assert with_arrow_datasets(converted) == converted, "converted once"
     without = {"mark": "point", "data": {"values": rows}}
     assert with_arrow_datasets(without) is without
+    shapes = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 1]}}]
+    geo = {"data": {"name": "shapes"}, "datasets": {"shapes": shapes}, "mark": "geoshape"}
+    assert with_arrow_datasets(geo)["datasets"]["shapes"] == shapes, "shapes stay for Vega-Lite"

@@ -37,16 +37,21 @@ def with_arrow_datasets(spec: dict) -> dict:
 
     `st.vega_lite_chart` converts a dataset's rows to Arrow on every call (through pandas: 16 ms
     for the 1,000 points of DeepEyes' input map, on each rerun of its Layer section) and passes
-    bytes as they are. Converted here, with Streamlit's own conversion, a cached spec's data is
-    converted once and the cache copies bytes instead of a list of rows.
+    bytes as they are. Converted here, with Streamlit's own conversion and only where Streamlit
+    converts, a cached spec's data is converted once and the cache copies bytes instead of rows;
+    the browser gets the same bytes as before.
     """
     datasets = spec.get("datasets")
     if not datasets:
         return spec
     converted = {
-        name: rows
-        if isinstance(rows, bytes)
-        else dataframe_util.convert_anything_to_arrow_bytes(rows)
+        name: rows if _sent_as_is(rows) else dataframe_util.convert_anything_to_arrow_bytes(rows)
         for name, rows in datasets.items()
     }
     return {**spec, "datasets": converted}
+
+
+def _sent_as_is(rows: object) -> bool:
+    """Whether Streamlit leaves a dataset as it is: bytes, or GeoJSON and TopoJSON shapes, which
+    stay in the spec for Vega-Lite (a table of them would lose its nested geometry)."""
+    return isinstance(rows, bytes) or vega_charts._is_geojson_or_topojson_payload(rows)
