@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from browser import app_server, browser_page, require_chromium, wait_for_app
 from convlens.attribution import activation_maps
@@ -24,6 +25,10 @@ pytestmark = pytest.mark.browser
 require_chromium()
 
 MODEL, IMAGE, LAYER, FILTER = "efficientnet_lite0", "sample:chelsea", "_conv_stem", 1
+# A Vega chart answers clicks only once Streamlit has attached its selection listeners, a moment
+# after it is drawn; on a loaded machine a click in that moment went unanswered (once in a full
+# run), as a user's would, who clicks again: so does the test, at most this many times.
+CLICK_ATTEMPTS = 3
 
 
 def clicked_position(text: str) -> tuple[int, int]:
@@ -52,17 +57,26 @@ def test_a_click_on_the_map_explains_the_value_there() -> None:
             .first
         )
         picker.locator("svg, canvas").first.wait_for(timeout=60_000)
-        picker.scroll_into_view_if_needed()
-        box = picker.locator(".mark-image image, image").first.bounding_box()
-        assert box is not None and box["width"] >= 250, "the map is drawn large enough to click"
+        wait_for_app(page)
         # a click two thirds down and a quarter across the map
         target = (int(rows * 2 / 3), int(columns / 4))
-        page.mouse.click(
-            box["x"] + (target[1] + 0.5) * box["width"] / columns,
-            box["y"] + (target[0] + 0.5) * box["height"] / rows,
-        )
         dialog = page.locator('[role="dialog"]')
-        dialog.wait_for(timeout=60_000)
+        for attempt in range(CLICK_ATTEMPTS):
+            picker.scroll_into_view_if_needed()
+            box = picker.locator(".mark-image image, image").first.bounding_box()
+            assert box is not None and box["width"] >= 250, "the map is drawn large enough"
+            page.mouse.click(
+                box["x"] + (target[1] + 0.5) * box["width"] / columns,
+                box["y"] + (target[0] + 0.5) * box["height"] / rows,
+            )
+            try:
+                dialog.wait_for(timeout=20_000)
+                break
+            except PlaywrightTimeout:
+                wait_for_app(page)  # a slow answer to this click is not taken for a lost one
+                if dialog.is_visible():
+                    break
+                assert attempt + 1 < CLICK_ATTEMPTS, "no click on the map opened its dialog"
         wait_for_app(page)
         page.wait_for_function(
             "() => document.querySelector('[role=dialog]')"
