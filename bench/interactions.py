@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import statistics
@@ -295,6 +296,12 @@ def segment(page, name: str):
 
 # The centre of a Vega mark, on screen, found by its role and fields of its aria-label (Vega
 # writes the encoded fields there: "x: 10; y: 46; group: g0; layers: conv1_1").
+MARK_FOUND = """([role, patterns]) => {
+    const wanted = patterns.map((pattern) => new RegExp(pattern));
+    return [...document.querySelectorAll(
+        `[data-testid="stVegaLiteChart"] [aria-roledescription="${role}"]`)]
+        .some((element) => wanted.every((p) => p.test(element.getAttribute('aria-label') || '')));
+}"""
 MARK_CENTRE = """([role, patterns]) => {
     const wanted = patterns.map((pattern) => new RegExp(pattern));
     const mark = [...document.querySelectorAll(
@@ -314,10 +321,21 @@ def segment_after(page, url: str, opened: str, name: str, drawn: str) -> Aim:
     return Aim(pressed(segment(page, name)), drawn)
 
 
+def mark_patterns(fields: dict[str, object]) -> list[str]:
+    """Patterns of an aria-label that holds `fields`."""
+    return [f"(^|; ){name}: {re.escape(str(value))}( |;|$)" for name, value in fields.items()]
+
+
+def mark_drawn(role: str, drawn: bool = True, **fields: object) -> str:
+    """A condition: a chart mark of `role` whose aria-label holds `fields` is drawn (or not)."""
+    found = f"({MARK_FOUND})({json.dumps([role, mark_patterns(fields)])})"
+    return found if drawn else f"!{found}"
+
+
 def chart_mark(page, role: str, **fields: object) -> Callable[[], None]:
     """Scroll to the chart mark of `role` whose aria-label holds `fields` (untimed); return the
     click on its centre."""
-    patterns = [f"(^|; ){name}: {re.escape(str(value))}( |;|$)" for name, value in fields.items()]
+    patterns = mark_patterns(fields)
     centre = page.evaluate(f"({MARK_CENTRE})", [role, patterns])
     if centre is None:
         raise ClickFailed(f"no {role} with {fields} in a chart")
@@ -683,19 +701,20 @@ def cnnvis_group() -> Click:
 
     def aim(page, pair):
         model, group = pair
-        if f"model={model}" not in page.evaluate("() => window.location.search"):
+        shown = "() => new URLSearchParams(window.location.search).get('model')"
+        if page.evaluate(shown) != model:  # "model=a" is also in "model=a_b"
             open_url(page, f"{origin(page)}{cnnvis_url(model)}", PICTURE_DRAWN)
         before = page.evaluate(
             "() => new URLSearchParams(window.location.search).get('groups') || ''"
         )
         try:  # a collapsed group's column, or an expanded one's header
-            click = chart_mark(page, "rect mark", group=group)
+            click, collapsed = chart_mark(page, "rect mark", group=group), True
         except ClickFailed:
-            click = chart_mark(page, "text mark", group=group)
-        return Aim(
+            click, collapsed = chart_mark(page, "text mark", group=group), False
+        return Aim(  # drawn: the group's column there once it is collapsed, gone once expanded
             click,
             f"new URLSearchParams(window.location.search).get('groups') !== {before!r}"
-            f" && {PICTURE_DRAWN}",
+            f" && {mark_drawn('rect mark', not collapsed, group=group)} && {PICTURE_DRAWN}",
         )
 
     return Click(lambda: cnnvis_url(GROUP_MODELS[0]), inputs.__getitem__, aim, len(inputs))
@@ -794,9 +813,8 @@ def deepeyes_step(layer: str = "features.conv1") -> Click:
 
     def aim(page, triple):
         run, step, later = triple
-        if f"de_step={later}" not in page.evaluate("() => window.location.search") or (
-            f"run={run}" not in page.evaluate("() => window.location.search")
-        ):
+        query = page.evaluate("() => Object.fromEntries(new URLSearchParams(location.search))")
+        if query.get("de_step") != str(later) or query.get("run") != run:
             open_url(page, f"{origin(page)}{deepeyes_url(run, later, 'layer', layer)}", LAYER_DRAWN)
         thumb = page.get_by_role("slider").first  # the snapshot step
         return Aim(
