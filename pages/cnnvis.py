@@ -83,7 +83,7 @@ compare = compared_model(compare_options)
 undo_moves_button(choices.options.moves)
 if compare != "none":
     st.markdown(f"**{selection.model_name}**")
-spec = show_picture(view_key, choices.look, analysis, outlined(flags, "cnnvis_flags"))
+inline_spec = show_picture(view_key, choices.look, analysis, outlined(flags, "cnnvis_flags"))
 if compare != "none":
     comparison(compare, view_key, choices.look, graph, analysis, model.input_size)
 
@@ -105,4 +105,4 @@ if run is not None and steps:
 compare_choice(compare_options)
 
 with st.expander("Export the picture for slides"):
-    export_picture(selection.model_name, repr((selection.model_name, choices)), spec)
+    export_picture(selection.model_name, repr((selection.model_name, choices)), inline_spec)

@@ -5,8 +5,10 @@ classes."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from test_app import all_text, start
 
@@ -14,6 +16,7 @@ from convlens.activations import SHIPPED_DATA, analyze
 from convlens.cli import main
 from convlens.cnnvis.drawing import HEIGHT, MATRIX_KEY_LINE, PICTURE_WIDTH
 from convlens.models import load_model
+from convlens.ui.cnnvis.export import EXPORTED
 
 FASHION = {"model": "fashion_basecnn_x0.25", "image": "fashion-mnist:test:0"}
 
@@ -42,10 +45,24 @@ def open_cnnvis(query: dict[str, str]):
     return at
 
 
+def chart_spec(chart) -> dict:
+    """A chart's Vega-Lite spec as the browser gets it, each layer's named dataset (Arrow bytes
+    beside the spec) put back in the layer as its values."""
+    spec = json.loads(chart.proto.spec)
+    rows = {
+        dataset.name: pa.ipc.open_stream(dataset.data.data).read_all().to_pylist()
+        for dataset in chart.proto.datasets
+    }
+    for layer in spec.get("layer", ()):
+        if "name" in layer.get("data", {}):
+            layer["data"] = {"values": rows[layer["data"]["name"]]}
+    return spec
+
+
 def picture(at) -> dict:
     charts = at.get("vega_lite_chart")
     assert charts, "the page draws the CNNVis picture"
-    return json.loads(charts[0].proto.spec)
+    return chart_spec(charts[0])
 
 
 def layer_values(spec: dict, mark: str) -> list[dict]:
@@ -214,7 +231,7 @@ def test_comparison_draws_the_other_model_below_with_groups_matched_by_kind():
     assert sequence[heading][0].value.endswith(
         "(conv with conv, fc with fc, counted from the last): g3 → g1, g4 → g2"
     )
-    specs = [json.loads(chart.proto.spec) for chart in (mine, theirs)]
+    specs = [chart_spec(chart) for chart in (mine, theirs)]
     cells = [
         {row["node"] for row in layer_values(spec, "rect") if "activations" in row}
         for spec in specs
@@ -235,15 +252,13 @@ def test_comparison_draws_the_other_model_below_with_groups_matched_by_kind():
     # features facet: the same place, the same groups, patches instead of matrices
     at = open_cnnvis({**compare, "facet": "features"})
     charts = [n for n, _ in main_sequence(at) if n.type == "vega_lite_chart"]
-    patches = [
-        {row["node"] for row in layer_values(json.loads(c.proto.spec), "image")} for c in charts[:2]
-    ]
+    patches = [{row["node"] for row in layer_values(chart_spec(c), "image")} for c in charts[:2]]
     assert "features.conv2" in patches[1] and "features.conv1" not in patches[1]
-    widths = [json.loads(c.proto.spec)["width"] for c in charts[:2]]
+    widths = [chart_spec(c)["width"] for c in charts[:2]]
     assert all(width >= PICTURE_WIDTH * 0.8 for width in widths)
     # a lower group with no counterpart in the shallower network expands nothing there
     at = open_cnnvis({**FASHION, "groups": "g1", "compare": "fashion_deepeyes_small"})
-    charts = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    charts = [chart_spec(chart) for chart in at.get("vega_lite_chart")]
     assert {row["node"] for row in layer_values(charts[1], "image")} == set()
     assert any(m.value.endswith("counted from the last): none") for m in at.markdown)
     help_text = at.selectbox(key="cnnvis_compare").help
@@ -263,15 +278,43 @@ def send_picture_state(at, selection: dict):
 
 
 def test_a_group_click_toggles_it_each_time_and_crafted_points_change_nothing():
+    """The picture's group selection toggles: it holds the groups clicked an odd number of times
+    since the chart was drawn, and the page flips the group that entered or left it."""
     at = open_cnnvis({"model": "fashion_basecnn_x0.25"})
     groups = at.query_params.get("groups")
-    send_picture_state(at, {"selection": {"group": [{"group": "g2"}], "neuron": []}})
-    opened = at.query_params["groups"]
-    assert "g2" in opened.split(",") and opened != groups
-    # the same group again, from the fresh picture drawn after the click: it closes
-    send_picture_state(at, {"selection": {"group": [{"group": "g2"}], "neuron": []}})
-    assert "g2" not in at.query_params["groups"].split(",")
+
+    def clicked(*selected: str) -> list[str]:
+        points = [{"group": group} for group in selected]
+        send_picture_state(at, {"selection": {"group": points, "neuron": []}})
+        return at.query_params["groups"].split(",")
+
+    opened = clicked("g2")
+    assert "g2" in opened and ",".join(opened) != groups
+    assert "g2" not in clicked()  # the same group again: it left the selection, it closes
     closed = at.query_params["groups"]
-    for points in (["group"], ["x"], [[]], "group", [{"group": ["g2"]}]):
+    assert "g2" in clicked("g2")  # and a third time
+    both = clicked("g2", "g1")  # another group joins the selection: it opens, g2 stays
+    assert {"g1", "g2"} <= set(both)
+    assert clicked("g2", "g1") == both  # a rerun without a click changes nothing
+    assert "g1" not in clicked("g2") and "g2" in clicked("g2")
+    assert ",".join(clicked()) == closed
+    for points in (["group"], ["x"], [[]], "group", [{"group": ["g2"]}], [{"group": None}]):
         send_picture_state(at, {"selection": {"group": points, "neuron": points}})
         assert at.query_params["groups"] == closed
+
+
+def test_the_export_renders_the_picture_with_its_data_inline():
+    """The page sends the picture's data beside its spec; the export for slides renders the same
+    picture with its data inline (vl-convert), only when asked."""
+    at = open_cnnvis({**FASHION, "groups": "g2,g3"})
+    assert EXPORTED not in at.session_state
+    [prepare] = [button for button in at.button if button.label == "Prepare SVG and PNG"]
+    prepare.click().run(timeout=120)
+    assert not at.exception, at.exception
+    _, svg, png = at.session_state[EXPORTED]
+    assert png.startswith(b"\x89PNG")
+    headers = re.findall(r"<text[^>]*>(g\d ▾ [^<]*)</text>", svg)
+    assert {header.split(" ▾ ")[0] for header in headers} == {"g2", "g3"}
+    patches = chart_spec(at.get("vega_lite_chart")[0])
+    drawn = re.findall(r'aria-roledescription="rect mark"', svg)
+    assert len(drawn) >= len(neuron_squares(patches)) > 0

@@ -42,6 +42,9 @@ def analysed_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+PICTURE_SVG = "[data-testid='stVegaLiteChart'] svg.marks"
+
+
 def wait_for_picture(page):
     wait_for_app(page)
     chart = page.locator("[data-testid='stVegaLiteChart']").first
@@ -88,10 +91,16 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
 
         view = build_view(MODEL, model.module, graph, analysis, Options(expanded=("g3",)))
         column = layout(view).columns["g2"]
+        column_mark = "[aria-roledescription='rect mark'][aria-label*='; group: g2;']"
+        assert page.locator(f"{PICTURE_SVG} {column_mark}").count() == 1
+        page.evaluate(f"() => {{ document.querySelector({PICTURE_SVG!r}).kept = true; }}")
         click_at(page, box, layout(view), column.x + column.w / 2, column.middle)
         page.wait_for_function("() => window.location.search.includes('g2')", timeout=60_000)
         box = wait_for_picture(page)
         assert query(page)["groups"] == "g2,g3"
+        # the browser kept its chart and replaced the data: the same picture element, new marks
+        assert page.evaluate(f"() => document.querySelector({PICTURE_SVG!r}).kept === true")
+        assert page.locator(f"{PICTURE_SVG} {column_mark}").count() == 0  # g2 no longer collapsed
         # the click on a group reaches the neuron selection too, without a neuron to open
         assert page.locator('[data-testid="stException"]').count() == 0
         assert "Open in Filters" not in page.inner_text("body")

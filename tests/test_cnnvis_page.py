@@ -26,11 +26,13 @@ from convlens.ui.cnnvis import caches
 from convlens.ui.cnnvis.caches import (
     Look,
     ViewKey,
+    cached_drawing,
     cached_ordered_view,
     cached_picture,
     cached_row_orders,
     cached_view,
 )
+from convlens.ui.vega import with_arrow_datasets
 
 MODEL = "fashion_basecnn_x0.25"
 
@@ -71,7 +73,7 @@ def test_the_cached_view_and_picture_equal_fresh_ones_and_are_computed_once(
     small_view, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model, graph, analysis = small_view
-    for cache in (cached_view, cached_row_orders, cached_picture):
+    for cache in (cached_view, cached_row_orders, cached_drawing, cached_picture):
         cache.clear()
     builds, drawings = [], []
     monkeypatch.setattr(
@@ -101,14 +103,16 @@ def test_the_cached_view_and_picture_equal_fresh_ones_and_are_computed_once(
             assert all(map(np.array_equal, view.layers[node].orders, layer.orders))
     source = open_source(SHIPPED_DATA)
     with alt.theme.enable("none"):  # as Streamlit draws a chart
-        drawn = draw(
+        fresh_picture = draw(
             fresh,
             patch_crops(source.load, model.transform),
             facet="activations",
             palette="blue / orange",
             highlight={("features.conv3_1", 0)},
-        ).to_dict()  # validated against Vega-Lite's schema here, not on the page
-    assert all(picture == drawn for picture in pictures)
+        )
+    drawn = fresh_picture.to_dict()  # validated against Vega-Lite's schema here, not on the page
+    # as the page sends it: the layers' data as named Arrow datasets beside the spec
+    assert all(p == with_arrow_datasets(fresh_picture.with_datasets()) for p in pictures)
     assert selection_names(drawn) == ["group", "neuron"]
 
     other = ViewKey(key.model, SHIPPED_DATA, Options(expanded=("g3",)))

@@ -22,6 +22,8 @@ from convlens.cnnvis.drawing import (
     CURVE_POINTS,
     FACETS,
     FADED,
+    MATRIX_KEY,
+    PICTURE_WIDTH,
     _curve,
     draw,
     layout,
@@ -545,8 +547,9 @@ def test_cluster_labels_reach_the_next_column_and_shrink_with_the_picture():
     # over its rectangle and the gap, up to the next column, or to the picture's margin
     assert _label_room(geometry, clusters[("a", 0)]) == 200 - 6
     assert _label_room(geometry, clusters[("b", 0)]) == 360 - 200 - 6
-    assert _label_limit(geometry, 900) == {"expr": "max(datum.label_room * 1.0000, 20)"}
-    assert _label_limit(geometry, 185) == {"expr": "max(datum.label_room * 0.5000, 20)"}
+    assert _label_limit(194, geometry, 900) == 194
+    assert _label_limit(194, geometry, 185) == 97  # drawn at half the layout's width
+    assert _label_limit(30, geometry, 185) == 20  # never shorter than MIN_LABEL_LIMIT
 
 
 def test_activation_matrices_number_their_columns_under_the_cells(small_model) -> None:
@@ -657,20 +660,17 @@ def test_matched_groups_of_the_shipped_deep_and_shallow_networks() -> None:
 
 
 def test_curves_are_sent_once_each_and_drawn_as_before_with_short_labels(small_model) -> None:
-    """A curve is one record (its points as lists, joined into a shape in the browser) and the
-    matrix rows' aria-labels are written from a few fields: Vega-Lite's own labels formatted a
-    dozen numbers per mark in the browser. Rendered, the picture holds the same curves and rows."""
+    """A curve is one record (its two ends: the browser places its points on the curve between
+    them) and the matrix rows' aria-labels are written from a few fields: Vega-Lite's own labels
+    formatted a dozen numbers per mark in the browser. Rendered, the picture holds the same
+    curves and rows."""
     model, graph, analysis = small_model
     view = build_view(
         model.name, model.module, graph, analysis, Options(expanded=("g2", "g3"), clusters=3)
     )
     picture = draw(view, blank_patch, facet="activations")
     curves = picture.marks["lines"]
-    assert curves and all(len(c["x"]) == len(c["y"]) == CURVE_POINTS for c in curves)
-    first = curves[0]
-    xs, ys = _curve(first["x"][0], first["y"][0], first["x"][-1], first["y"][-1])
-    # the curve, each point to a hundredth of a pixel
-    assert np.allclose(first["x"], xs, atol=0.01) and np.allclose(first["y"], ys, atol=0.01)
+    assert curves and all({"x0", "y0", "x1", "y1"} <= set(c) and "x" not in c for c in curves)
 
     svg = vl_convert.vegalite_to_svg(picture.to_dict())
     marks = (
@@ -686,6 +686,42 @@ def test_curves_are_sent_once_each_and_drawn_as_before_with_short_labels(small_m
         f"strongest class: {row['strongest class']}"
     )
     assert wanted in [label for role, label in labels if role == "rect mark"]
+
+
+@pytest.mark.parametrize("facet", FACETS)
+def test_pictures_of_one_facet_share_one_spec_whatever_is_expanded(small_model, facet) -> None:
+    """The page replaces a chart's data in place only when its spec is unchanged: pictures that
+    differ in their expanded groups (none, one, two, all of them) differ only in their data, every
+    mark within the picture's width, and stretched from the layout as the page stretched it."""
+    model, graph, analysis = small_model
+    expansions = [(), ("g3",), ("g2", "g3"), tuple(g.id for g in graph.groups)]
+    pictures = []
+    for expanded in expansions:
+        view = build_view(
+            model.name, model.module, graph, analysis, Options(expanded=expanded, clusters=3)
+        )
+        picture = draw(view, blank_patch, facet=facet)
+        pictures.append(picture)
+        geometry = layout(view, footer=MATRIX_KEY if facet == "activations" else 0.0)
+        scale = PICTURE_WIDTH / geometry.width
+        positions = [
+            row[field]
+            for records in picture.marks.values()
+            for row in records
+            for field in ("x", "x2", "x0", "x1", "label_x")
+            if field in row
+        ]
+        assert positions and min(positions) >= 0 and max(positions) <= PICTURE_WIDTH
+        laid_out = {
+            (row["node"], row["cluster"]): row["x"] for row in picture.marks.get("clusters", [])
+        }
+        for (node, cluster), box in geometry.clusters.items():
+            assert laid_out[(node, cluster)] == pytest.approx(box.x * scale, abs=0.01)
+        selection = {param["name"]: param["select"] for param in picture.spec["params"]}
+        assert selection["group"]["toggle"] == "true" and selection["group"]["clear"] is False
+    assert all(picture.spec == pictures[0].spec for picture in pictures)
+    assert len({json.dumps(picture.marks, sort_keys=True) for picture in pictures}) == 4
+    assert pictures[0].with_datasets()["datasets"]["clusters"] == []  # nothing expanded
 
 
 def test_a_matrix_picture_by_hand() -> None:
@@ -763,22 +799,33 @@ def test_curves_as_shapes_draw_the_paths_of_a_line_per_curve_also_when_stretched
     encoding["y"]["scale"] = scale | {"domain": [spec["height"], 0]}
     encoding["detail"] = {"field": "edge", "type": "nominal"}
     encoding["order"] = {"field": "order", "type": "quantitative"}
-    curves["data"]["values"] = [
+    curves["data"]["values"] = [  # the points of each curve, computed here
         curve | {"x": x, "y": y, "order": k}
         for curve in curves["data"]["values"]
-        for k, (x, y) in enumerate(zip(curve["x"], curve["y"], strict=True))
+        for k, (x, y) in enumerate(
+            zip(*_curve(curve["x0"], curve["y0"], curve["x1"], curve["y1"]), strict=True)
+        )
     ]
 
-    def paths(chart: dict, width: float, role: str) -> list[str]:
+    def paths(chart: dict, width: float, role: str) -> list[tuple[str, np.ndarray]]:
+        """Each path's attributes but its points, and its points (SVG's numbers differ in
+        their last digit where the browser's weights and Python's round differently)."""
         svg = vl_convert.vegalite_to_svg(chart | {"width": width})
         found = re.findall(
             rf'<path (aria-label="[^"]*") [^>]*aria-roledescription="{role}"([^>]*)>', svg
         )
-        return sorted(
-            label + re.sub(r' transform="translate\(0,0\)"', "", rest) for label, rest in found
-        )
+        drawn = []
+        for label, rest in found:
+            points = re.search(r' d="M([^"]*)"', rest)
+            attributes = label + rest.replace(points.group(0), "")
+            attributes = re.sub(r' transform="translate\(0,0\)"', "", attributes)
+            numbers = np.array([float(v) for v in re.split(r"[,L]", points.group(1))])
+            drawn.append((attributes, numbers))
+        return sorted(drawn, key=lambda path: (path[0], path[1].round(1).tolist()))
 
     for width in (spec["width"], round(spec["width"] * 0.6)):
         shapes = paths(spec, width, "geoshape")
-        assert len(shapes) == len(curves["data"]["values"]) // CURVE_POINTS
-        assert shapes == paths(as_lines, width, "line mark"), width
+        lines = paths(as_lines, width, "line mark")
+        assert len(shapes) == len(lines) == len(curves["data"]["values"]) // CURVE_POINTS
+        for (shape, at), (line, wanted) in zip(shapes, lines, strict=True):
+            assert shape == line and np.allclose(at, wanted, atol=0.002), width

@@ -543,21 +543,24 @@ def _stacked(bundles: Bundles, geometry: Geometry) -> tuple[list, float]:
 
 
 def _line(key: str, x0: float, y0: float, x1: float, y1: float, style: dict) -> dict:
-    """One curve: its CURVE_POINTS points as lists (`x`, `y`, which `_curve_path` joins in the
-    browser) beside the curve's `style` columns. A row per point repeated the style in every
-    point, and the spec the server sends and the browser parses at every click was mostly those
-    copies."""
-    xs, ys = _curve(x0, y0, x1, y1)
-    return {"edge": key, "x": [_px(a) for a in xs], "y": [_px(b) for b in ys]} | style
+    """One curve, from (x0, y0) to (x1, y1), beside its `style` columns: the browser places its
+    CURVE_POINTS points (`_curve_path`). A row per point repeated the style in every point, and
+    lists of points do not travel as Arrow columns that Vega reads as arrays."""
+    ends = {"x0": _px(x0), "y0": _px(y0), "x1": _px(x1), "y1": _px(y1)}
+    return {"edge": key} | ends | style
 
 
-def _curve_path(layout_width: float) -> str:
-    """A Vega expression: a `_line` record's curve as a GeoJSON LineString in the pixels of the
-    picture as drawn, its x scaled as the page scales the picture's width (`width`, the drawn
-    width, over `layout_width`) and its y as its height (`height` over HEIGHT)."""
+def _curve_path(picture_width: float) -> str:
+    """A Vega expression: a `_line` record's curve (`_curve` between its ends, a weighted sum of
+    them at each point) as a GeoJSON LineString in the pixels of the picture as drawn, its x
+    scaled as the page scales the picture's width (`width`, the drawn width, over
+    `picture_width`) and its y as its height (`height` over HEIGHT)."""
+    start_x, start_y = _curve(1.0, 1.0, 0.0, 0.0)  # each point's weights of the start
+    end_x, end_y = _curve(0.0, 0.0, 1.0, 1.0)  # and of the end
     points = ", ".join(
-        f"[datum.x[{i}] * width / {float(layout_width)!r}, datum.y[{i}] * height / {HEIGHT}]"
-        for i in range(CURVE_POINTS)
+        f"[({a:.6g} * datum.x0 + {b:.6g} * datum.x1) * width / {float(picture_width)!r}, "
+        f"({c:.6g} * datum.y0 + {d:.6g} * datum.y1) * height / {HEIGHT}]"
+        for a, b, c, d in zip(start_x, end_x, start_y, end_y, strict=True)
     )
     return f"{{type: 'LineString', coordinates: [{points}]}}"
 
@@ -622,18 +625,35 @@ def _label_room(geometry: Geometry, box: Box) -> float:
     return end - box.x - LABEL_INSET - LABEL_INSET
 
 
-def _label_limit(geometry: Geometry, width: float) -> dict[str, str]:
-    """Vega's `limit` of the cluster labels: each label's room (`label_room`), in pixels. The page
+def _label_limit(room: float, geometry: Geometry, width: float) -> float:
+    """Vega's `limit` of a cluster's label, in pixels, for its `room` (`label_room`). The page
     draws the picture about `width` pixels wide, so a picture laid out wider shrinks, and the
     room with it, while the text keeps its size; beyond it Vega cuts the text with an ellipsis."""
     shrink = min(1.0, width / geometry.width)
-    return {"expr": f"max(datum.label_room * {shrink:.4f}, {MIN_LABEL_LIMIT})"}
+    return round(max(room * shrink, MIN_LABEL_LIMIT), 1)
+
+
+X_FIELDS = ("x", "x2", "label_x", "x0", "x1")
+
+
+def _stretched(marks: Records, scale: float) -> Records:
+    """`marks` with their x positions (X_FIELDS) multiplied by `scale`."""
+    return [
+        row | {field: _px(row[field] * scale) for field in X_FIELDS if field in row}
+        for row in marks
+    ]
 
 
 @dataclass(frozen=True)
 class Picture:
     """The picture: a layered Vega-Lite spec whose layers name their data, and that data (records
-    by name), joined in `to_dict`.
+    by name), joined in `to_dict` or sent beside it (`with_datasets`).
+
+    Pictures of one model, facet and look share one spec whatever their expanded groups: every
+    layer of the facet is there, empty or not, and the x axis spans the width the page is assumed
+    to draw, the marks' positions stretched into it. A click on a group then changes only the
+    data, and the page keeps its chart and replaces the data (Streamlit draws a chart anew only
+    when its spec changes): docs/architecture.md.
 
     The spec is written here as Vega-Lite's JSON: Altair copied and checked every layer's objects
     while building, most of the time a picture took to draw (0.08 of 0.13 s on each click that
@@ -654,6 +674,10 @@ class Picture:
             for view in self.spec["layer"]
         ]
         return self.spec | {"layer": layers}
+
+    def with_datasets(self) -> dict:
+        """The Vega-Lite spec with the layers' data beside it, as named datasets."""
+        return self.spec | {"datasets": dict(self.marks)}
 
 
 def selection_names(spec: Mapping) -> list[str]:
@@ -676,7 +700,12 @@ def _tooltips(*fields: str) -> list[dict]:
 
 
 def _click(name: str, fields: list[str]) -> dict:
-    """A point selection `name` of `fields` that a click sets and a double click clears."""
+    """A point selection `name` of `fields` that a click sets and a double click clears; the
+    group selection instead toggles the clicked group in or out (`"toggle": "true"`, an
+    expression: Vega-Lite's `true` means with shift), so that every click on a group changes it,
+    a second click on the same group too, while the chart stays."""
+    if name == "group":
+        return {"type": "point", "clear": False, "toggle": "true", "fields": fields, "on": "click"}
     return {"type": "point", "clear": "dblclick", "fields": fields, "on": "click"}
 
 
@@ -704,7 +733,7 @@ def draw(
         view = with_row_orders(view)
     geometry = layout(view, width, MATRIX_KEY if matrices else 0.0)
     colours = PALETTES[palette]
-    x_scale = {"domain": [0, geometry.width], "nice": False, "zero": False}
+    x_scale = {"domain": [0, width], "nice": False, "zero": False}
     y_scale = {"domain": [HEIGHT, 0], "nice": False, "zero": False}
 
     def at(x: str = "x", y: str = "y") -> dict:
@@ -727,11 +756,10 @@ def draw(
         transform: list[dict] | None = None,
         projection: dict | None = None,
     ) -> None:
-        """A layer drawing `records` (the data `name`) as `mark`, when there are any; `click`
-        (a selection's name and fields) makes a click on a mark select those of its fields."""
-        if not records:
-            return
-        marks[name] = records
+        """A layer drawing `records` (the data `name`) as `mark`, also when there are none;
+        `click` (a selection's name and fields) makes a click on a mark select those of its
+        fields."""
+        marks[name] = _stretched(records, width / geometry.width)
         layer = {"data": {"name": name}, "mark": mark, "encoding": encoding}
         if transform:
             layer["transform"] = transform
@@ -772,7 +800,10 @@ def draw(
         {"type": "text", "align": "left", "color": "#555", "fontSize": FONT - 1},
         at(y="sub_y") | {"text": _channel("sub:N")},
     )
-    clusters = cluster_marks(view, geometry)
+    clusters = [
+        row | {"label_limit": _label_limit(row["label_room"], geometry, width)}
+        for row in cluster_marks(view, geometry)
+    ]
     add(
         "clusters",
         clusters,
@@ -807,7 +838,7 @@ def draw(
             "tooltip": _tooltips("sign:N", "strength:Q", *(["debug:Q"] if debug_title else [])),
             "description": _channel("description:N"),
         },
-        transform=[{"calculate": _curve_path(geometry.width), "as": "path"}],
+        transform=[{"calculate": _curve_path(width), "as": "path"}],
         projection=SCREEN,
     )
     add(
@@ -825,38 +856,36 @@ def draw(
         {"type": "image", "aria": False, "aspect": False, "smooth": not matrices},
         box | {"url": _channel("url:N")},
     )
-    add(
-        "patches",
-        neurons.patches,
-        {"type": "rect", "cursor": "pointer", "fill": "white", "fillOpacity": 0},
-        box | {"tooltip": tooltip, "description": _channel("description:N")},
-        click=neuron_click,
-    )
-    add(
-        "rows",
-        neurons.rows,
-        {"type": "rect", "cursor": "pointer", "fill": "white", "fillOpacity": 0},
-        box
-        | {
-            "tooltip": [
-                *tooltip,
-                _channel(
-                    "activations:N",
-                    title=f"classes 0–{max(len(view.classes) - 1, 0)} "
-                    f"(÷ {MATRIX_TOP_PERCENTILE}th pct)",
-                ),
-            ],
-            "description": _channel("description:N"),
-        },
-        click=neuron_click,
-    )
-    add(
-        "key",
-        matrix_key_marks(view, geometry) if matrices else [],
-        {"type": "text", "align": "center", "baseline": "bottom", "color": "#555"}
-        | {"fontSize": FONT - 3},
-        at() | {"text": _channel("text:N"), "tooltip": _tooltips("class:N")},
-    )
+    if not matrices:
+        add(
+            "patches",
+            neurons.patches,
+            {"type": "rect", "cursor": "pointer", "fill": "white", "fillOpacity": 0},
+            box | {"tooltip": tooltip, "description": _channel("description:N")},
+            click=neuron_click,
+        )
+    else:
+        rows_tooltip = [
+            *tooltip,
+            _channel(
+                "activations:N",
+                title=f"classes 0–{max(len(view.classes) - 1, 0)} (÷ {MATRIX_TOP_PERCENTILE}th pct)",
+            ),
+        ]
+        add(
+            "rows",
+            neurons.rows,
+            {"type": "rect", "cursor": "pointer", "fill": "white", "fillOpacity": 0},
+            box | {"tooltip": rows_tooltip, "description": _channel("description:N")},
+            click=neuron_click,
+        )
+        add(
+            "key",
+            matrix_key_marks(view, geometry),
+            {"type": "text", "align": "center", "baseline": "bottom", "color": "#555"}
+            | {"fontSize": FONT - 3},
+            at() | {"text": _channel("text:N"), "tooltip": _tooltips("class:N")},
+        )
     add(
         "outlines",
         outline_marks(view, geometry, facet, highlight),
@@ -867,7 +896,7 @@ def draw(
         "clusters",
         clusters,
         {"type": "text", "align": "left", "color": "#333", "fontSize": FONT - 1}
-        | {"limit": _label_limit(geometry, width)},
+        | {"limit": {"expr": "datum.label_limit"}},
         at("label_x", "label_y") | {"text": _channel("label:N")},
     )
     spec: dict = {
@@ -877,7 +906,7 @@ def draw(
             "legend": {"orient": "bottom"},
         },
         "layer": layers,
-        "width": geometry.width,
+        "width": width,
         "height": HEIGHT,
         "resolve": {"scale": {"color": "independent"}},
     }

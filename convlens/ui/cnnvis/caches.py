@@ -22,7 +22,15 @@ from convlens.cnnvis.debugging import (
     snapshot_edge_weights,
     with_debug,
 )
-from convlens.cnnvis.drawing import FACETS, PALETTES, Patch, draw, patch_crops, patch_images
+from convlens.cnnvis.drawing import (
+    FACETS,
+    PALETTES,
+    Patch,
+    Picture,
+    draw,
+    patch_crops,
+    patch_images,
+)
 from convlens.cnnvis.pipeline import contribution
 from convlens.cnnvis.view import (
     CnnvisView,
@@ -35,7 +43,7 @@ from convlens.cnnvis.view import (
 from convlens.models import ModelKey
 from convlens.runformat import read_stats
 from convlens.ui.cache import browser_source, cached_graph, cached_model, model_lock
-from convlens.ui.vega import vega_lite_spec
+from convlens.ui.vega import vega_lite_spec, with_arrow_datasets
 
 CONTRIBUTION_IMAGES = 256
 DIALOG_PATCH_PIXELS = 72
@@ -170,26 +178,35 @@ def cached_row_orders(
 
 
 @st.cache_data(show_spinner="Drawing the picture…", max_entries=16)
+def cached_drawing(
+    key: ViewKey, look: Look, highlight: tuple[tuple[str, int], ...], _analysis: Analysis
+) -> Picture:
+    """The picture of the view `key` names, drawn as `look` says with the neurons of `highlight`
+    framed. Not validated again on every rerun: `draw`'s pictures are checked against
+    Vega-Lite's schema in the tests."""
+    shown = cached_ordered_view if look.facet == "activations" else cached_view
+    view = shown(key, _analysis)
+    return draw(
+        view,
+        cached_patch_crops(key.model, key.data),
+        facet=look.facet,
+        rank=look.rank,
+        palette=look.palette,
+        show_weak=look.show_weak,
+        debug_title=key.edges if key.edges != "weight" else None,
+        highlight=set(highlight),
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
 def cached_picture(
     key: ViewKey, look: Look, highlight: tuple[tuple[str, int], ...], _analysis: Analysis
 ) -> dict:
-    """The Vega-Lite spec of the view `key` names, drawn as `look` says with the neurons of
-    `highlight` framed. Not validated again on every rerun: `draw`'s pictures are checked
-    against Vega-Lite's schema in the tests."""
-    shown = cached_ordered_view if look.facet == "activations" else cached_view
-    view = shown(key, _analysis)
-    return vega_lite_spec(
-        draw(
-            view,
-            cached_patch_crops(key.model, key.data),
-            facet=look.facet,
-            rank=look.rank,
-            palette=look.palette,
-            show_weak=look.show_weak,
-            debug_title=key.edges if key.edges != "weight" else None,
-            highlight=set(highlight),
-        )
-    )
+    """`cached_drawing` as the page sends it: the Vega-Lite spec with its layers' data as named
+    Arrow datasets (a rerun copies bytes, not records; pictures that share a spec keep the
+    browser's chart, `Picture`)."""
+    picture = cached_drawing(key, look, highlight, _analysis)
+    return with_arrow_datasets(picture.with_datasets())
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -10,10 +11,12 @@ import vl_convert
 EXPORTED = "_cnnvis_export"
 
 
-def export_picture(model_name: str, picture: str, spec: dict) -> None:
-    """Buttons that render the picture's Vega-Lite `spec` with vl-convert and offer the files;
-    `picture` names what it shows, so that a changed view is not offered stale files."""
+def export_picture(model_name: str, picture: str, inline_spec: Callable[[], dict]) -> None:
+    """Buttons that render the picture's Vega-Lite spec (`inline_spec()`, its data inline) with
+    vl-convert and offer the files; `picture` names what it shows, so that a changed view is not
+    offered stale files."""
     if st.button("Prepare SVG and PNG", help="Renders the picture above with vl-convert"):
+        spec = inline_spec()
         svg, png = vl_convert.vegalite_to_svg(spec), vl_convert.vegalite_to_png(spec, scale=2)
         st.session_state[EXPORTED] = (picture, svg, png)
     exported = st.session_state.get(EXPORTED)

@@ -26,6 +26,7 @@ from convlens.ui.cnnvis.caches import (
     DIALOG_PATCH_PIXELS,
     Look,
     ViewKey,
+    cached_drawing,
     cached_picture,
     cached_view,
 )
@@ -36,14 +37,15 @@ from convlens.ui.state import keep_valid, persisted, write_to_url
 
 CHART_GENERATION = "_cnnvis_chart_generation"
 LAST_NEURON = "_cnnvis_last_neuron"
+TOGGLED_GROUPS = "_cnnvis_toggled_groups"
 SELECTION_FIELDS = {"neuron": ("node", "neuron"), "group": ("group",)}
 
 
 def chart_key() -> str:
-    """The picture's widget key. It changes when a neuron's dialog closes and when a group opens
-    or closes: the new picture has no selection, so a second click on the same neuron opens its
-    dialog again, and a click on the group just opened closes it (the old picture kept the
-    neuron or the group selected, and a click on it changed nothing)."""
+    """The picture's widget key. It changes when a neuron's dialog closes: the new picture has no
+    selection, so a second click on the same neuron opens its dialog again (the old picture kept
+    the neuron selected, and a click on it changed nothing). A click on a group keeps it: the
+    browser keeps its chart and replaces the data (`convlens.cnnvis.drawing.Picture`)."""
     return f"cnnvis_chart_{st.session_state.get(CHART_GENERATION, 0)}"
 
 
@@ -61,16 +63,22 @@ def clicked(name: str) -> list[dict]:
 
 def toggle_clicked_group(group_ids: list[str], default: str) -> None:
     """Expand or collapse the group clicked in the picture (once per click), before the widgets
-    that show the expanded groups are drawn; the address bar follows at once."""
-    groups = clicked("group")
-    group_id = groups[0].get("group") if groups else None
-    if group_id in group_ids:
-        now = set(split(st.session_state.get("groups") or default)) ^ {group_id}
-        st.session_state["groups"] = ",".join(g for g in group_ids if g in now)
+    that show the expanded groups are drawn; the address bar follows at once.
+
+    The picture's group selection toggles: it holds the groups clicked an odd number of times
+    since the chart was drawn, so a click is the group that entered or left it since the last
+    run. A chart drawn anew (another key, or none in the last run) starts empty."""
+    seen = st.session_state.get(TOGGLED_GROUPS)
+    drawn = st.session_state.get(chart_key()) is not None
+    before = seen[1] if drawn and seen is not None and seen[0] == chart_key() else frozenset()
+    now = frozenset(str(p["group"]) for p in clicked("group")) & set(group_ids)
+    st.session_state[TOGGLED_GROUPS] = (chart_key(), now)
+    if now != before:
+        expanded = set(split(st.session_state.get("groups") or default)) ^ now ^ before
+        st.session_state["groups"] = ",".join(g for g in group_ids if g in expanded)
         # The write at the end of a run that a chart selection started does not reach the
         # browser; this one does.
         write_to_url("cnnvis")
-        forget_picture_clicks()  # the click also reached the neuron selection: forgotten too
 
 
 def forget_picture_clicks() -> None:
@@ -104,10 +112,11 @@ def undo_moves_button(moves: tuple) -> None:
 
 def show_picture(
     key: ViewKey, look: Look, analysis: Analysis, highlight: set[tuple[str, int]]
-) -> dict:
-    """Draw the picture of the view `key` names; a click in it reruns the page. Returns its
-    Vega-Lite spec (for the export)."""
-    spec = cached_picture(key, look, tuple(sorted(highlight)), analysis)
+) -> Callable[[], dict]:
+    """Draw the picture of the view `key` names; a click in it reruns the page. Returns what
+    gives its Vega-Lite spec with the data inline (for the export, only when asked)."""
+    framed = tuple(sorted(highlight))
+    spec = cached_picture(key, look, framed, analysis)
     st.vega_lite_chart(
         spec, on_select="rerun", selection_mode=selection_names(spec), key=chart_key()
     )
@@ -115,7 +124,7 @@ def show_picture(
         "Brown dashed frame: an impure cluster, under half of its top patches from one class. "
         "Orange frames: the neurons of the quality flags selected below."
     )
-    return spec
+    return lambda: cached_drawing(key, look, framed, analysis).to_dict(validate=False)
 
 
 def compared_model(options: Sequence[str]) -> str:
