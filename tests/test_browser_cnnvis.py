@@ -101,6 +101,10 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
         # the browser kept its chart and replaced the data: the same picture element, new marks
         assert page.evaluate(f"() => document.querySelector({PICTURE_SVG!r}).kept === true")
         assert page.locator(f"{PICTURE_SVG} {column_mark}").count() == 0  # g2 no longer collapsed
+        # the tooltip of the mark hovered last stays until the pointer moves: it lets a click
+        # through to the mark under it (a click landing on it was lost)
+        tooltip = "document.getElementById('vg-tooltip-element')"
+        assert page.evaluate(f"() => getComputedStyle({tooltip}).pointerEvents") == "none"
         # the click on a group reaches the neuron selection too, without a neuron to open
         assert page.locator('[data-testid="stException"]').count() == 0
         assert "Open in Filters" not in page.inner_text("body")

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 # Nothing is cut short in a narrow column at 1280x720: a multiselect's chosen items wrap onto more
 # lines instead of scrolling sideways, and so do commands in code blocks (the highlighter sets
 # `white-space` on the element itself) and an uploader's limits.
+# A chart's tooltip never takes a click: Streamlit's style lets it catch the pointer, and when a
+# click replaces a chart's data in place (CNNVis' groups), the tooltip of the mark last hovered
+# stays where it was drawn until the pointer moves, over the mark a user clicks next.
 WORKING_BADGE_DELAY_S = 0.5
 PAGE_STYLE = f"""<style>
 [data-testid='stMainBlockContainer'] {{ padding-top: 2.5rem; }}
@@ -28,6 +31,7 @@ PAGE_STYLE = f"""<style>
 }}
 [data-testid='stCode'] code {{ white-space: pre-wrap !important; overflow-wrap: break-word; }}
 [data-testid='stFileUploaderDropzoneInstructions'] span {{ white-space: normal; }}
+#vg-tooltip-element {{ pointer-events: none; }}
 [data-testid='stApp'][data-test-script-state='running']::after {{
   content: "Working…"; position: fixed; top: 0.55rem; right: 3.5rem; z-index: 1000002;
   padding: 0.25rem 0.9rem; border-radius: 1rem; background: #1c4e80; color: #fff;
