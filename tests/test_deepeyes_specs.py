@@ -26,7 +26,7 @@ from convlens.runformat import list_snapshots, read_probe, read_probe_rows
 from convlens.runs import learning_curves
 from convlens.style import STABILITY_LEGEND_COLUMNS
 from convlens.ui.deepeyes import specs
-from convlens.ui.vega import with_arrow_datasets
+from convlens.ui.vega import named_by_position, with_arrow_datasets
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = str(ROOT / "assets" / "runs" / "fashion_deepeyes")
@@ -171,7 +171,7 @@ def counted_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def validated(chart) -> dict:
     """The chart's spec as Streamlit draws it (no theme), validated against Vega-Lite's schema."""
     with alt.theme.enable("none"):
-        return stable(with_arrow_datasets(chart.to_dict()))
+        return stable(with_arrow_datasets(named_by_position(chart.to_dict())))
 
 
 @pytest.mark.parametrize("name", SPEC_FUNCTIONS)

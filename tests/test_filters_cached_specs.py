@@ -27,7 +27,7 @@ from convlens.style import FILTER_GRID_COLUMNS, MAGNIFIED_SIZE
 from convlens.tiles import diverging
 from convlens.ui.explain import _map_picture, picker_spec, step_specs, strongest_channels
 from convlens.ui.filters import activation_tile, grid_spec
-from convlens.ui.vega import with_arrow_datasets
+from convlens.ui.vega import named_by_position, with_arrow_datasets
 
 MAPS = LayerMaps("conv", np.random.default_rng(0).normal(size=(4, 14, 10)).astype(np.float32))
 VIEW = Image.new("RGB", (28, 20), (90, 140, 200))
@@ -37,7 +37,7 @@ def position_picker_spec(picture: Image.Image, rows: int, columns: int, at) -> d
     """The picker's spec as Streamlit would draw the chart (no theme), with its pointer."""
     with alt.theme.enable("none"):
         spec = position_picker_chart(picture, rows, columns, at).to_dict(validate=False)
-    return with_position_pointer(spec, rows, columns)
+    return with_position_pointer(named_by_position(spec), rows, columns)
 
 
 def without_pointer_events(spec: dict) -> dict:
@@ -93,7 +93,9 @@ def test_cached_dialog_specs_equal_fresh_ones():
     )
     sums = channel_sums_chart(step.channel_sums, step.first_input_channel, shown)
     with alt.theme.enable("none"):  # validated against Vega-Lite's schema here
-        fresh = (with_arrow_datasets(window.to_dict()), with_arrow_datasets(sums.to_dict()))
+        fresh = tuple(
+            with_arrow_datasets(named_by_position(chart.to_dict())) for chart in (window, sums)
+        )
     assert cached[0] == cached[1] == fresh
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 from streamlit.elements import vega_charts
 
-from convlens.ui.vega import vega_lite_spec, with_arrow_datasets
+from convlens.ui.vega import named_by_position, vega_lite_spec, with_arrow_datasets
 
 
 def points(rows: int) -> alt.Chart:
@@ -77,3 +77,22 @@ def test_datasets_are_arrow_bytes_of_the_same_rows_and_bytes_pass_as_they_are():
     shapes = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 1]}}]
     geo = {"data": {"name": "shapes"}, "datasets": {"shapes": shapes}, "mark": "geoshape"}
     assert with_arrow_datasets(geo)["datasets"]["shapes"] == shapes, "shapes stay for Vega-Lite"
+
+
+def test_charts_that_differ_only_in_their_data_have_one_spec():
+    """Altair names a dataset by a hash of its rows; named by their order, two charts with other
+    rows have the same spec, so that the browser replaces a drawn chart's data in place."""
+
+    def layered(offset: int) -> alt.LayerChart:
+        return alt.layer(points(3 + offset), points(5).mark_rule().transform_calculate(z="1"))
+
+    first, second = vega_lite_spec(layered(0)), vega_lite_spec(layered(1))
+    assert first["datasets"].keys() == second["datasets"].keys() == {"data-0", "data-1"}
+    assert {k: v for k, v in first.items() if k != "datasets"} == {
+        k: v for k, v in second.items() if k != "datasets"
+    }
+    # each layer still reads its own rows
+    for spec, rows in ((first, 3), (second, 4)):
+        names = [layer["data"]["name"] for layer in spec["layer"]]
+        assert [len(rows_of(spec["datasets"][name])) for name in names] == [rows, 5]
+    assert named_by_position({"mark": "point"}) == {"mark": "point"}

@@ -9,7 +9,9 @@ the same lock, with the theme Streamlit uses ("none": no default 300 px view) an
 (Altair's default refuses charts over 5,000 rows; `st.altair_chart` has none).
 
 A spec's named datasets are kept as Arrow IPC bytes, the form in which Streamlit sends them to
-the browser (`with_arrow_datasets`).
+the browser (`with_arrow_datasets`), and named by their order, not by their rows
+(`named_by_position`): Streamlit draws a chart anew only when its spec changes, and replaces the
+data of a drawn chart whose spec is unchanged.
 """
 
 from __future__ import annotations
@@ -29,7 +31,27 @@ def vega_lite_spec(chart: alt.TopLevelMixin) -> dict:
         alt.data_transformers.enable("default", max_rows=None),
     ):
         spec = chart.to_dict(validate=False)
-    return with_arrow_datasets(spec)
+    return with_arrow_datasets(named_by_position(spec))
+
+
+def named_by_position(spec: dict) -> dict:
+    """Return `spec` with its datasets named by their order ("data-0", "data-1", ...) where Altair
+    names them by a hash of their rows: charts that differ only in their data (another snapshot,
+    another filter highlighted) then have the same spec."""
+    datasets = spec.get("datasets")
+    if not datasets:
+        return spec
+    names = {name: f"data-{index}" for index, name in enumerate(datasets)}
+
+    def renamed(node: object) -> object:
+        if isinstance(node, dict):
+            return {key: renamed(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [renamed(value) for value in node]
+        return names.get(node, node) if isinstance(node, str) else node
+
+    body = {key: renamed(value) for key, value in spec.items() if key != "datasets"}
+    return body | {"datasets": {names[name]: rows for name, rows in datasets.items()}}
 
 
 def with_arrow_datasets(spec: dict) -> dict:
