@@ -681,8 +681,8 @@ class Picture:
 
 
 def selection_names(spec: Mapping) -> list[str]:
-    """The names of the click selections of a picture's Vega-Lite `spec` (one without expanded
-    layers has no neuron selection, and Streamlit refuses a selection mode the chart lacks)."""
+    """The names of the click selections of a picture's Vega-Lite `spec` (Streamlit refuses a
+    selection mode the chart lacks)."""
     return [param["name"] for param in spec.get("params", ()) if "select" in param]
 
 
