@@ -856,29 +856,18 @@ def draw(
         {"type": "image", "aria": False, "aspect": False, "smooth": not matrices},
         box | {"url": _channel("url:N")},
     )
-    if not matrices:
-        add(
-            "patches",
-            neurons.patches,
-            {"type": "rect", "cursor": "pointer", "fill": "white", "fillOpacity": 0},
-            box | {"tooltip": tooltip, "description": _channel("description:N")},
-            click=neuron_click,
-        )
-    else:
-        rows_tooltip = [
-            *tooltip,
-            _channel(
-                "activations:N",
-                title=f"classes 0–{max(len(view.classes) - 1, 0)} (÷ {MATRIX_TOP_PERCENTILE}th pct)",
-            ),
-        ]
-        add(
-            "rows",
-            neurons.rows,
-            {"type": "rect", "cursor": "pointer", "fill": "white", "fillOpacity": 0},
-            box | {"tooltip": rows_tooltip, "description": _channel("description:N")},
-            click=neuron_click,
-        )
+    # a transparent, clickable mark per neuron: its square (patches) or its matrix row (rows)
+    if matrices:
+        row_title = f"classes 0–{max(len(view.classes) - 1, 0)} (÷ {MATRIX_TOP_PERCENTILE}th pct)"
+        tooltip = [*tooltip, _channel("activations:N", title=row_title)]
+    add(
+        "rows" if matrices else "patches",
+        neurons.rows if matrices else neurons.patches,
+        {"type": "rect", "cursor": "pointer", "fill": "white", "fillOpacity": 0},
+        box | {"tooltip": tooltip, "description": _channel("description:N")},
+        click=neuron_click,
+    )
+    if matrices:
         add(
             "key",
             matrix_key_marks(view, geometry),
