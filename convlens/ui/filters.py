@@ -337,7 +337,7 @@ def dataset_analysis(
         if PREPARATION.running and data == SHIPPED_DATA:
             st.info(
                 "The shipped models' statistics are being prepared in the background "
-                f"({PREPARATION.done:,}/{counted(PREPARATION.total, 'image')}); "
+                f"({PREPARATION.progress()}); "
                 "this view fills in then."
             )
         st.caption(

@@ -84,6 +84,12 @@ class Preparation:
     error: str | None = None
     task: str = "activation statistics on Fashion-MNIST"
 
+    def progress(self) -> str:
+        """How far it has come, for a page: "starting" until it has counted its images."""
+        if not self.total:
+            return "starting"
+        return f"{self.done:,}/{self.total:,} image" + ("s" if self.total != 1 else "")
+
 
 PREPARATION = Preparation()
 
