@@ -296,22 +296,21 @@ def segment(page, name: str):
 
 # The centre of a Vega mark, on screen, found by its role and fields of its aria-label (Vega
 # writes the encoded fields there: "x: 10; y: 46; group: g0; layers: conv1_1").
-MARK_FOUND = """([role, patterns]) => {
+# A chart mark of `role` whose aria-label matches every one of `patterns` (undefined: none).
+FIND_MARK = """([role, patterns]) => {
     const wanted = patterns.map((pattern) => new RegExp(pattern));
     return [...document.querySelectorAll(
         `[data-testid="stVegaLiteChart"] [aria-roledescription="${role}"]`)]
-        .some((element) => wanted.every((p) => p.test(element.getAttribute('aria-label') || '')));
-}"""
-MARK_CENTRE = """([role, patterns]) => {
-    const wanted = patterns.map((pattern) => new RegExp(pattern));
-    const mark = [...document.querySelectorAll(
-        `[data-testid="stVegaLiteChart"] [aria-roledescription="${role}"]`)]
         .find((element) => wanted.every((p) => p.test(element.getAttribute('aria-label') || '')));
-    if (!mark) return null;
-    mark.scrollIntoView({ block: 'center' });
-    const box = mark.getBoundingClientRect();
-    return [box.x + box.width / 2, box.y + box.height / 2];
 }"""
+MARK_FOUND = f"(mark) => ({FIND_MARK})(mark) !== undefined"
+MARK_CENTRE = f"""(mark) => {{
+    const found = ({FIND_MARK})(mark);
+    if (!found) return null;
+    found.scrollIntoView({{ block: 'center' }});
+    const box = found.getBoundingClientRect();
+    return [box.x + box.width / 2, box.y + box.height / 2];
+}}"""
 
 
 def segment_after(page, url: str, opened: str, name: str, drawn: str) -> Aim:

@@ -26,7 +26,6 @@ from convlens.ui.cnnvis import caches
 from convlens.ui.cnnvis.caches import (
     Look,
     ViewKey,
-    cached_drawing,
     cached_ordered_view,
     cached_picture,
     cached_row_orders,
@@ -73,7 +72,7 @@ def test_the_cached_view_and_picture_equal_fresh_ones_and_are_computed_once(
     small_view, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model, graph, analysis = small_view
-    for cache in (cached_view, cached_row_orders, cached_drawing, cached_picture):
+    for cache in (cached_view, cached_row_orders, cached_picture):
         cache.clear()
     builds, drawings = [], []
     monkeypatch.setattr(

@@ -759,7 +759,8 @@ def draw(
         """A layer drawing `records` (the data `name`) as `mark`, also when there are none;
         `click` (a selection's name and fields) makes a click on a mark select those of its
         fields."""
-        marks[name] = _stretched(records, width / geometry.width)
+        if name not in marks:  # a dataset two layers draw is stretched once
+            marks[name] = _stretched(records, width / geometry.width)
         layer = {"data": {"name": name}, "mark": mark, "encoding": encoding}
         if transform:
             layer["transform"] = transform

@@ -177,15 +177,14 @@ def cached_row_orders(
     return row_orders(vectors, clusters)
 
 
-@st.cache_data(show_spinner="Drawing the picture…", max_entries=16)
-def cached_drawing(
-    key: ViewKey, look: Look, highlight: tuple[tuple[str, int], ...], _analysis: Analysis
+def drawn_picture(
+    key: ViewKey, look: Look, highlight: tuple[tuple[str, int], ...], analysis: Analysis
 ) -> Picture:
     """The picture of the view `key` names, drawn as `look` says with the neurons of `highlight`
-    framed. Not validated again on every rerun: `draw`'s pictures are checked against
+    framed (from the cached view). Not validated: `draw`'s pictures are checked against
     Vega-Lite's schema in the tests."""
     shown = cached_ordered_view if look.facet == "activations" else cached_view
-    view = shown(key, _analysis)
+    view = shown(key, analysis)
     return draw(
         view,
         cached_patch_crops(key.model, key.data),
@@ -198,15 +197,14 @@ def cached_drawing(
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner="Drawing the picture…", max_entries=16)
 def cached_picture(
     key: ViewKey, look: Look, highlight: tuple[tuple[str, int], ...], _analysis: Analysis
 ) -> dict:
-    """`cached_drawing` as the page sends it: the Vega-Lite spec with its layers' data as named
-    Arrow datasets (a rerun copies bytes, not records; pictures that share a spec keep the
-    browser's chart, `Picture`)."""
-    picture = cached_drawing(key, look, highlight, _analysis)
-    return with_arrow_datasets(picture.with_datasets())
+    """`drawn_picture` as the page sends it, kept in this form only: the Vega-Lite spec with its
+    layers' data as named Arrow datasets (a rerun copies bytes, not records; pictures that share
+    a spec keep the browser's chart, `Picture`)."""
+    return with_arrow_datasets(drawn_picture(key, look, highlight, _analysis).with_datasets())
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

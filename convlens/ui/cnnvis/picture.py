@@ -26,9 +26,9 @@ from convlens.ui.cnnvis.caches import (
     DIALOG_PATCH_PIXELS,
     Look,
     ViewKey,
-    cached_drawing,
     cached_picture,
     cached_view,
+    drawn_picture,
 )
 from convlens.ui.cnnvis.controls import split
 from convlens.ui.cnnvis.flags import flags_summary, flags_table
@@ -114,7 +114,7 @@ def show_picture(
     key: ViewKey, look: Look, analysis: Analysis, highlight: set[tuple[str, int]]
 ) -> Callable[[], dict]:
     """Draw the picture of the view `key` names; a click in it reruns the page. Returns what
-    gives its Vega-Lite spec with the data inline (for the export, only when asked)."""
+    gives its Vega-Lite spec with the data inline (for the export: drawn again when asked)."""
     framed = tuple(sorted(highlight))
     spec = cached_picture(key, look, framed, analysis)
     st.vega_lite_chart(
@@ -124,7 +124,7 @@ def show_picture(
         "Brown dashed frame: an impure cluster, under half of its top patches from one class. "
         "Orange frames: the neurons of the quality flags selected below."
     )
-    return lambda: cached_drawing(key, look, framed, analysis).to_dict(validate=False)
+    return lambda: drawn_picture(key, look, framed, analysis).to_dict(validate=False)
 
 
 def compared_model(options: Sequence[str]) -> str:
