@@ -17,7 +17,7 @@ from convlens.ui.cnnvis.controls import (
 )
 from convlens.ui.cnnvis.debugging import layer_averages
 from convlens.ui.cnnvis.export import export_picture
-from convlens.ui.cnnvis.flags import flags_summary, flags_table, outlined, selected_flag
+from convlens.ui.cnnvis.flags import flags_section, outlined
 from convlens.ui.cnnvis.picture import (
     compare_choice,
     compared_model,
@@ -29,6 +29,7 @@ from convlens.ui.cnnvis.picture import (
     undo_moves_button,
 )
 from convlens.ui.filters import dataset_analysis
+from convlens.ui.folded import folded_section
 from convlens.ui.sidebar import page_setup
 from convlens.ui.state import stop_page
 
@@ -83,7 +84,7 @@ compare = compared_model(compare_options)
 undo_moves_button(choices.options.moves)
 if compare != "none":
     st.markdown(f"**{selection.model_name}**")
-inline_spec = show_picture(view_key, choices.look, analysis, outlined(flags, "cnnvis_flags"))
+inline_spec = show_picture(view_key, choices.look, analysis, outlined(flags))
 if compare != "none":
     comparison(compare, view_key, choices.look, graph, analysis, model.input_size)
 
@@ -95,8 +96,7 @@ if picked is not None:
         lambda index: source.classes[source.labels[index]],
     )
 
-with st.expander(flags_summary(flags), expanded=selected_flag("cnnvis_flags") is not None):
-    flags_table(flags, "cnnvis_flags")
+flags_section(flags)
 
 if run is not None and steps:
     nodes = tuple(layer.id for layer in analysis.layers)
@@ -104,5 +104,7 @@ if run is not None and steps:
 
 compare_choice(compare_options)
 
-with st.expander("Export the picture for slides"):
-    export_picture(selection.model_name, repr((selection.model_name, choices)), inline_spec)
+export = folded_section("Export the picture for slides", "cnnvis_export")
+if export is not None:
+    with export:
+        export_picture(selection.model_name, repr((selection.model_name, choices)), inline_spec)

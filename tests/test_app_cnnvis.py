@@ -14,9 +14,10 @@ from test_app import all_text, start
 
 from convlens.activations import SHIPPED_DATA, analyze
 from convlens.cli import main
-from convlens.cnnvis.drawing import HEIGHT, MATRIX_KEY_LINE, PICTURE_WIDTH
+from convlens.cnnvis.drawing import HEIGHT, HIGHLIGHT, MATRIX_KEY_LINE, PICTURE_WIDTH
 from convlens.models import load_model
 from convlens.ui.cnnvis.export import EXPORTED
+from convlens.ui.cnnvis.flags import FLAGS_SECTION
 
 FASHION = {"model": "fashion_basecnn_x0.25", "image": "fashion-mnist:test:0"}
 
@@ -265,16 +266,21 @@ def test_comparison_draws_the_other_model_below_with_groups_matched_by_kind():
     assert "below this one" in help_text and "beside" not in help_text
 
 
-def send_picture_state(at, selection: dict):
-    """Run the page as if the browser sent `selection` as the picture's state."""
+def send_state(at, element, state: dict):
+    """Run the page as if the browser sent `state` as the selection state of `element` (a chart
+    or a table)."""
     from streamlit.proto.WidgetStates_pb2 import WidgetState
 
     states = at._tree.get_widget_states()
-    chart = at.get("vega_lite_chart")[0]
-    states.widgets.append(WidgetState(id=chart.proto.id, string_value=json.dumps(selection)))
+    states.widgets.append(WidgetState(id=element.proto.id, string_value=json.dumps(state)))
     at._run(states)
     assert not at.exception, at.exception
     return at
+
+
+def send_picture_state(at, selection: dict):
+    """Run the page as if the browser sent `selection` as the picture's state."""
+    return send_state(at, at.get("vega_lite_chart")[0], selection)
 
 
 def test_a_group_click_toggles_it_each_time_and_crafted_points_change_nothing():
@@ -303,11 +309,56 @@ def test_a_group_click_toggles_it_each_time_and_crafted_points_change_nothing():
         assert at.query_params["groups"] == closed
 
 
+def framed(spec: dict) -> list[dict]:
+    """The neurons framed in the picture (the quality flag selected in the table)."""
+    return [
+        row
+        for layer in spec["layer"]
+        if layer["mark"].get("stroke") == HIGHLIGHT
+        for row in layer["data"]["values"]
+    ]
+
+
+def flags_label(at) -> str:
+    [section] = [e for e in at.expander if e.label.startswith("Quality flags")]
+    return section.label
+
+
+def test_the_flags_table_is_drawn_while_open_and_its_selection_outlines_neurons():
+    """The quality flags' table is drawn only while its section is open; its selected row frames
+    the flag's neurons in the picture; the section stays open when a group's click changes the
+    counts in its label, and folded again it frames nothing."""
+    at = open_cnnvis({**FASHION, "groups": "g3"})
+    assert not at.dataframe, "folded: no table"
+    at.session_state[FLAGS_SECTION] = True  # the user opens it
+    at.run(timeout=120)
+    [table] = at.dataframe
+    assert len(table.value) > 0, "the x0.25 model's conv4 group has flags"
+    flagged = table.value.iloc[0]
+    send_state(at, table, {"selection": {"rows": [0], "columns": [], "cells": []}})
+    outlines = framed(picture(at))
+    assert outlines and {row["node"] for row in outlines} == {flagged["layer"]}
+
+    before = flags_label(at)
+    at.session_state["groups"] = "g2,g3"
+    at.run(timeout=120)
+    assert flags_label(at) != before, "the counts of two groups"
+    assert len(at.dataframe) == 1, "still open"
+
+    at.session_state[FLAGS_SECTION] = False  # folded
+    at.run(timeout=120)
+    assert not at.dataframe
+    assert not framed(picture(at))
+
+
 def test_the_export_renders_the_picture_with_its_data_inline():
     """The page sends the picture's data beside its spec; the export for slides renders the same
     picture with its data inline (vl-convert), only when asked."""
     at = open_cnnvis({**FASHION, "groups": "g2,g3"})
     assert EXPORTED not in at.session_state
+    assert "Prepare SVG and PNG" not in [button.label for button in at.button], "folded"
+    at.session_state["cnnvis_export"] = True  # the user opens the section
+    at.run(timeout=120)
     [prepare] = [button for button in at.button if button.label == "Prepare SVG and PNG"]
     prepare.click().run(timeout=120)
     assert not at.exception, at.exception

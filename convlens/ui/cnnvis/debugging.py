@@ -9,6 +9,7 @@ import streamlit as st
 
 from convlens.models import ModelKey
 from convlens.ui.cnnvis.caches import cached_layer_averages, cached_layer_averages_chart
+from convlens.ui.folded import folded_section
 
 
 def layer_averages(
@@ -21,19 +22,14 @@ def layer_averages(
     """The average `measure` per layer at every snapshot of `run`, the one at `step` in red;
     folded while the edges show plain weights (opened when they show a debugging measure).
 
-    The chart is built and sent only while the section is open: a folded chart still costs each
-    browser its drawing (~0.04 s of every CNNVis redraw), and the section's opening reruns the
-    page."""
+    The chart is built and sent only while the section is open (`convlens.ui.folded`)."""
     if not cached_layer_averages(model_key, str(run), nodes, measure):
         return
     logarithmic = measure != "weight"
-    section = st.expander(
-        f"Recorded run: average {measure} per layer",
-        expanded=logarithmic,
-        key="cnnvis_layer_averages",
-        on_change="rerun",
+    section = folded_section(
+        f"Recorded run: average {measure} per layer", "cnnvis_layer_averages", logarithmic
     )
-    if not section.open:
+    if section is None:
         return
     spec = cached_layer_averages_chart(model_key, str(run), nodes, measure, step)
     with section:

@@ -7,6 +7,22 @@ import streamlit as st
 
 from convlens.annotations import counted
 from convlens.cnnvis.view import QualityFlag
+from convlens.ui.folded import folded_section, is_open
+
+# The page's own flags: their folded section, and the table whose selected row is outlined.
+FLAGS_SECTION = "cnnvis_flags_section"
+FLAGS_TABLE = "cnnvis_flags"
+
+
+def flags_section(flags: list[QualityFlag], model: str | None = None) -> None:
+    """The flags folded under their counts (`flags_summary`), the table drawn while it is open:
+    the page's own (no `model`) select the neurons to outline, a compared model's only list."""
+    section = folded_section(
+        flags_summary(flags, model), f"{FLAGS_SECTION}_{model}" if model else FLAGS_SECTION
+    )
+    if section is not None:
+        with section:
+            flags_table(flags, None if model else FLAGS_TABLE)
 
 
 def flags_table(flags: list[QualityFlag], key: str | None) -> None:
@@ -47,15 +63,17 @@ def flags_summary(flags: list[QualityFlag], model: str | None = None) -> str:
     return f"{title}: " + ", ".join(parts)
 
 
-def selected_flag(key: str) -> int | None:
-    """The row selected in the flags table `key`, if any."""
-    chosen = (st.session_state.get(key) or {}).get("selection", {}).get("rows") or []
+def selected_flag() -> int | None:
+    """The row selected in the page's flags table, if any, while the table is open."""
+    if not is_open(FLAGS_SECTION):
+        return None
+    chosen = (st.session_state.get(FLAGS_TABLE) or {}).get("selection", {}).get("rows") or []
     return chosen[0] if chosen else None
 
 
-def outlined(flags: list[QualityFlag], key: str) -> set[tuple[str, int]]:
-    """The neurons of the flag selected in the table `key` (read before the picture is drawn)."""
-    chosen = selected_flag(key)
+def outlined(flags: list[QualityFlag]) -> set[tuple[str, int]]:
+    """The neurons of the flag selected in the page's table (read before the picture is drawn)."""
+    chosen = selected_flag()
     if chosen is None or chosen >= len(flags):
         return set()
     flag = flags[chosen]

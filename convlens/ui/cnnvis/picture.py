@@ -31,7 +31,7 @@ from convlens.ui.cnnvis.caches import (
     drawn_picture,
 )
 from convlens.ui.cnnvis.controls import split
-from convlens.ui.cnnvis.flags import flags_summary, flags_table
+from convlens.ui.cnnvis.flags import flags_section
 from convlens.ui.filters import dataset_analysis
 from convlens.ui.state import keep_valid, persisted, write_to_url
 
@@ -173,8 +173,7 @@ def comparison(
     )
     st.vega_lite_chart(cached_picture(other_view, look, (), other_analysis))
     flags = quality_flags(cached_view(other_view, other_analysis))
-    with st.expander(flags_summary(flags, name)):
-        flags_table(flags, None)
+    flags_section(flags, name)
 
 
 @st.dialog("Neuron", width="large", on_dismiss=forget_picture_clicks)
