@@ -49,7 +49,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -1003,21 +1003,12 @@ def forward_seconds(model_name: str, source: str) -> float:
     return statistics.median(times[1:])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clicks", default="", help="comma-separated click names (default: all)")
-    parser.add_argument("--first", type=int, default=20, help="first visits per click")
-    parser.add_argument("--cached", type=int, default=5, help="cached visits per click")
-    parser.add_argument(
-        "--home", help="a ConvLens home prepared before (default: a fresh one, prepared now)"
-    )
-    args = parser.parse_args()
-
-    home = Path(args.home or tempfile.mkdtemp(prefix="convlens-interactions-"))
+def prepared_home(path: str | None) -> Path:
+    """Set `$CONVLENS_HOME` to `path` (a fresh folder without one) and prepare it as the app's
+    first start leaves it, with what the warm-up and the clicks open analysed (see the top)."""
+    home = Path(path or tempfile.mkdtemp(prefix="convlens-interactions-"))
     os.environ["CONVLENS_HOME"] = str(home)
     os.environ["CONVLENS_OFFLINE"] = "1"
-    from playwright.sync_api import sync_playwright
-
     from convlens.activations import SHIPPED_DATA, analyze
     from convlens.models import load_model
 
@@ -1025,13 +1016,15 @@ def main() -> None:
     photo_model = load_model(PHOTO_MODEL)
     analyze(photo_model, "samples")
     analyze(photo_model, SHIPPED_DATA)  # the warm-up's CNNVis picture: a model no click opens
-    table = clicks()
-    names = args.clicks.split(",") if args.clicks else list(table)
-    unknown = [name for name in names if name not in table]
-    if unknown:
-        parser.error(f"unknown clicks {unknown}; known: {', '.join(table)}")
+    return home
 
-    results: dict[str, Measured] = {}
+
+@contextlib.contextmanager
+def served_profile(home: Path) -> Iterator[tuple[object, str]]:
+    """Start the app on `home` with the README's command and a headless Chromium at 1280x720;
+    yield a browser profile that has opened every page once (`warm_up`), and the app's URL."""
+    from playwright.sync_api import sync_playwright
+
     environment = {"CONVLENS_HOME": str(home), "CONVLENS_PREPARE": "0", "CONVLENS_OFFLINE": "1"}
     with (
         app_server(environment, timeout=300, launcher="convlens") as url,
@@ -1044,6 +1037,31 @@ def main() -> None:
         profile.add_init_script(RUN_COUNTER)
         profile.add_init_script(PRESS_CLOCK)
         warm_up(profile, url)
+        try:
+            yield profile, url
+        finally:
+            browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clicks", default="", help="comma-separated click names (default: all)")
+    parser.add_argument("--first", type=int, default=20, help="first visits per click")
+    parser.add_argument("--cached", type=int, default=5, help="cached visits per click")
+    parser.add_argument(
+        "--home", help="a ConvLens home prepared before (default: a fresh one, prepared now)"
+    )
+    args = parser.parse_args()
+
+    home = prepared_home(args.home)
+    table = clicks()
+    names = args.clicks.split(",") if args.clicks else list(table)
+    unknown = [name for name in names if name not in table]
+    if unknown:
+        parser.error(f"unknown clicks {unknown}; known: {', '.join(table)}")
+
+    results: dict[str, Measured] = {}
+    with served_profile(home) as (profile, url):
         print(
             f"{len(names)} clicks, {args.first} first and {args.cached} cached visits each, "
             f"{os.cpu_count()} cores; seconds until the page settles"
@@ -1055,7 +1073,6 @@ def main() -> None:
             print(report_line(name, result, time.monotonic() - started), flush=True)
             for failure in result.failures[:3]:
                 print(f"    failed {failure}", flush=True)
-        browser.close()
 
     for model, source in ((PHOTO_MODEL, "sample:chelsea"), (FASHION_MODEL, "fashion-mnist:test:0")):
         print(f"plain forward pass, one image: {model} {forward_seconds(model, source):.3f} s")
