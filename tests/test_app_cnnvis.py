@@ -309,6 +309,29 @@ def test_a_group_click_toggles_it_each_time_and_crafted_points_change_nothing():
         assert at.query_params["groups"] == closed
 
 
+def test_the_last_expanded_group_collapses_and_the_view_without_groups_is_bookmarkable():
+    """A click on the only expanded group collapses it (the page once fell back to the default
+    group, so that the click seemed to do nothing); `groups=none` keeps every group collapsed in
+    a bookmark, and emptying the toolbar's groups does the same."""
+    at = open_cnnvis({"model": "fashion_basecnn_x0.25"})
+    assert at.query_params["groups"] == "g3"
+    send_picture_state(at, {"selection": {"group": [{"group": "g3"}], "neuron": []}})
+    assert at.query_params["groups"] == "none"
+    assert not layer_values(picture(at), "image"), "no expanded layer: no cluster pictures"
+    assert at.multiselect(key="cnnvis_groups").value == []
+    send_picture_state(at, {"selection": {"group": [], "neuron": []}})  # g3 clicked again
+    assert at.query_params["groups"] == "g3"
+
+    bookmarked = open_cnnvis({"model": "fashion_basecnn_x0.25", "groups": "none"})
+    assert not layer_values(picture(bookmarked), "image")
+    assert not bookmarked.warning
+    bookmarked.multiselect(key="cnnvis_groups").set_value(["g2"]).run(timeout=120)
+    assert bookmarked.query_params["groups"] == "g2"
+    bookmarked.multiselect(key="cnnvis_groups").set_value([]).run(timeout=120)
+    assert bookmarked.query_params["groups"] == "none"
+    assert not bookmarked.exception
+
+
 def framed(spec: dict) -> list[dict]:
     """The neurons framed in the picture (the quality flag selected in the table)."""
     return [

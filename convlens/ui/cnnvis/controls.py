@@ -4,7 +4,7 @@ lists comma-separated, numbers as digits."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +43,20 @@ TUNED_DEFAULTS = {
 def split(value: str) -> list[str]:
     """The items of a comma-separated state value."""
     return [part for part in value.split(",") if part]
+
+
+# The URL state `groups` when the user has collapsed every group (no state: the default ones).
+NO_GROUPS = "none"
+
+
+def groups_state(groups: Iterable[str]) -> str:
+    """The URL state `groups` of the expanded `groups`."""
+    return ",".join(groups) or NO_GROUPS
+
+
+def state_groups(value: str) -> list[str]:
+    """The expanded groups that the URL state `groups` names."""
+    return [] if value == NO_GROUPS else split(value)
 
 
 def remember(key: str, widget: str, text: Callable[[object], str]) -> Callable[[], None]:
@@ -113,12 +127,12 @@ def analysed_group_ids(graph: LayerGraph, analysis: Analysis) -> list[str]:
 def expanded_groups(
     model_name: str, group_ids: list[str], graph: LayerGraph, analysis: Analysis
 ) -> list[str]:
-    """The expanded groups of the URL state `groups` (the default one when it names none); a
-    link's group that the model lacks is said and dropped."""
+    """The expanded groups of the URL state `groups` (the default one without the state; none
+    when the user collapsed them all); a link's group that the model lacks is said and dropped."""
     default = ",".join(default_groups(graph, analysis))
     state = st.session_state
     state["groups"] = state.get("groups") or default
-    wanted = split(state["groups"])
+    wanted = state_groups(state["groups"])
     expanded = [group for group in wanted if group in group_ids]
     if len(expanded) < len(wanted):
         st.warning(f"The link's groups= names groups that {model_name} lacks; they are ignored.")
@@ -160,7 +174,7 @@ def controls(
             "Expanded groups",
             group_ids,
             key="cnnvis_groups",
-            on_change=remember("groups", "cnnvis_groups", ",".join),
+            on_change=remember("groups", "cnnvis_groups", groups_state),
             help="Or click a group's column or header in the picture",
         )
         classes = _classes_of_interest(top[2], class_names)

@@ -30,7 +30,7 @@ from convlens.ui.cnnvis.caches import (
     cached_view,
     drawn_picture,
 )
-from convlens.ui.cnnvis.controls import split
+from convlens.ui.cnnvis.controls import groups_state, state_groups
 from convlens.ui.cnnvis.flags import flags_section
 from convlens.ui.filters import dataset_analysis
 from convlens.ui.state import keep_valid, persisted, write_to_url
@@ -74,8 +74,8 @@ def toggle_clicked_group(group_ids: list[str], default: str) -> None:
     now = frozenset(str(p["group"]) for p in clicked("group")) & set(group_ids)
     st.session_state[TOGGLED_GROUPS] = (chart_key(), now)
     if now != before:
-        expanded = set(split(st.session_state.get("groups") or default)) ^ now ^ before
-        st.session_state["groups"] = ",".join(g for g in group_ids if g in expanded)
+        expanded = set(state_groups(st.session_state.get("groups") or default)) ^ now ^ before
+        st.session_state["groups"] = groups_state(g for g in group_ids if g in expanded)
         # The write at the end of a run that a chart selection started does not reach the
         # browser; this one does.
         write_to_url("cnnvis")
