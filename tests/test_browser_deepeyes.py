@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 from test_app_deepeyes import copy_run, land_snapshot
 
-from browser import app_server, browser_page, require_chromium, wait_for_app
+from browser import CANVAS_INK, app_server, browser_page, require_chromium, wait_for_app
 from convlens.annotations import AnnotationStore
 from convlens.runformat import load_snapshot
 from convlens.weights import weights_fingerprint
@@ -40,19 +40,11 @@ def show_section(page, name: str) -> None:
 
 CHART_TITLES = """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
     .map((chart) => (chart.querySelector('g.role-title text') || {}).textContent || '')"""
-# How many of a chart's pixels are inked (neither transparent nor white), when Vega draws it on a
-# canvas; its SVG paths when it draws SVG.
-INKED = """(chart) => {
+# How many of a chart's pixels are inked when Vega draws it on a canvas; its SVG paths otherwise.
+INKED = f"""(chart) => {{
     const canvas = chart.querySelector('canvas');
-    if (!canvas) return chart.querySelectorAll('svg path').length;
-    const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-    let inked = 0;
-    for (let i = 0; i < pixels.length; i += 4) {
-        if (pixels[i + 3] > 0 && !(pixels[i] > 245 && pixels[i + 1] > 245 && pixels[i + 2] > 245))
-            inked++;
-    }
-    return inked;
-}"""
+    return canvas ? ({CANVAS_INK})(canvas) : chart.querySelectorAll('svg path').length;
+}}"""
 
 
 def assert_charts_drawn(page, count: int, timeout: float = 30) -> None:
