@@ -109,6 +109,17 @@ def test_expanding_a_group_and_switching_facet_change_the_picture():
     assert at.session_state["facet"] == "activations"
 
 
+def test_a_group_a_link_names_twice_is_expanded_once():
+    """`groups=g3,g2,g3,...` (a hand-edited or hostile link) expands each group once, and the
+    address keeps each once, in the link's order."""
+    at = open_cnnvis({**FASHION, "groups": ",".join(["g3", "g2"] * 500)})
+    assert at.query_params["groups"] == "g3,g2"
+    assert at.multiselect(key="cnnvis_groups").value == ["g3", "g2"]
+    nodes = {row["node"] for row in layer_values(picture(at), "image")}
+    assert "features.conv3_1" in nodes and "features.conv4_3" in nodes
+    assert not at.warning
+
+
 def test_classes_a_link_asks_for_that_the_model_lacks_are_named_and_left_out():
     at = open_cnnvis({**FASHION, "classes": "3,42,x"})
     assert at.multiselect(key="cnnvis_classes").value == [3]

@@ -128,16 +128,20 @@ def expanded_groups(
     model_name: str, group_ids: list[str], graph: LayerGraph, analysis: Analysis
 ) -> list[str]:
     """The expanded groups of the URL state `groups` (the default one without the state; none
-    when the user collapsed them all); a link's group that the model lacks is said and dropped."""
+    when the user collapsed them all); a link's group that the model lacks is said and dropped,
+    one named twice is kept once (the state, and so the view's key and the address, too)."""
     default = ",".join(default_groups(graph, analysis))
     state = st.session_state
     state["groups"] = state.get("groups") or default
-    wanted = state_groups(state["groups"])
+    named = state_groups(state["groups"])
+    wanted = list(dict.fromkeys(named))
     expanded = [group for group in wanted if group in group_ids]
     if len(expanded) < len(wanted):
         st.warning(f"The link's groups= names groups that {model_name} lacks; they are ignored.")
         state["groups"] = ",".join(expanded) or default
         expanded = split(state["groups"])
+    elif len(wanted) < len(named):
+        state["groups"] = groups_state(wanted)
     return expanded
 
 
