@@ -23,6 +23,7 @@ from convlens.cnnvis.drawing import (
     FACETS,
     FADED,
     MATRIX_KEY,
+    OUTLINE_NEURONS_NAMED,
     PICTURE_WIDTH,
     _curve,
     draw,
@@ -519,6 +520,40 @@ def test_highlighted_neurons_are_framed_in_both_facets(small_model) -> None:
     assert any(layer.get("mark", {}).get("stroke") == "#ff7f00" for layer in spec["layer"])
 
 
+def test_adjacent_highlighted_rows_share_one_frame(small_model) -> None:
+    """A cluster whose matrix rows are all highlighted (a quality flag of an impure cluster) gets
+    one frame around its matrix, not a frame per row (rows a pixel or two high: a block of orange
+    that hid the matrix); rows apart from each other get one frame each."""
+    model, graph, analysis = small_model
+    view = build_view(
+        model.name, model.module, graph, analysis, Options(expanded=("g3",), clusters=3)
+    )
+    geometry = layout(view)
+    node, layer = next(
+        (name, view_layer)
+        for name, view_layer in view.layers.items()
+        if max(map(len, view_layer.orders)) >= 4
+    )
+    cluster = max(range(len(layer.orders)), key=lambda c: len(layer.orders[c]))
+    order = [int(neuron) for neuron in layer.orders[cluster]]
+    rows = pd.DataFrame(neuron_marks(view, geometry, "activations", 0, blank_patch).rows)
+    matrix = rows[(rows.node == node) & rows.neuron.isin(order)]
+
+    (whole,) = outline_marks(view, geometry, "activations", {(node, n) for n in order})
+    assert whole["x"] < matrix.x.min() and matrix.x2.max() < whole["x2"]
+    assert whole["y"] < matrix.y.min() and matrix.y2.max() < whole["y2"]
+    assert whole["neuron"] == order[0]
+    assert whole["neurons"].startswith(", ".join(map(str, order[:OUTLINE_NEURONS_NAMED])))
+
+    apart = {(node, order[0]), (node, order[1]), (node, order[3])}
+    frames = outline_marks(view, geometry, "activations", apart)
+    assert [frame["neurons"] for frame in frames] == [f"{order[0]}, {order[1]}", str(order[3])]
+    first = matrix[matrix.neuron.isin(order[:2])]
+    assert frames[0]["y"] < first.y.min() and first.y2.max() < frames[0]["y2"]
+    third = matrix[matrix.neuron == order[2]]
+    assert frames[0]["y2"] <= third.y2.max() and third.y.min() <= frames[1]["y"], "2nd row apart"
+
+
 def test_quality_flags_name_the_neurons_of_impure_clusters_redundant_and_dead_ones(
     small_model,
 ) -> None:
@@ -657,6 +692,24 @@ def test_matched_groups_of_the_shipped_deep_and_shallow_networks() -> None:
         kinds = {deep[0].node(n).type for n in deep[0].group(mine).nodes} - {"pool", "flatten"}
         other = {shallow[0].node(n).type for n in shallow[0].group(theirs).nodes}
         assert kinds == other - {"pool", "flatten"}
+
+
+def test_impure_clusters_are_drawn_with_dashed_frames(small_model) -> None:
+    """The caption's "brown dashed frame" is what the browser draws: an impure cluster's frame is
+    dashed, a pure one's is not (Vega-Lite dropped a strokeDash channel on rect marks)."""
+    model, graph, analysis = small_model
+    view = build_view(
+        model.name, model.module, graph, analysis, Options(expanded=("g2", "g3"), clusters=3)
+    )
+    picture = draw(view, blank_patch)
+    clusters = picture.marks["clusters"]
+    impure = [c for c in clusters if c["dash"]]
+    assert impure and len(impure) < len(clusters), "the test needs both kinds"
+    svg = vl_convert.vegalite_to_svg(picture.to_dict())
+    frames = re.findall(r'<path [^>]*stroke="(?:#b35806|#888888)"[^>]*>', svg)
+    assert len(frames) == len(clusters)
+    dashed = [frame for frame in frames if 'stroke-dasharray="4,3"' in frame]
+    assert len(dashed) == len(impure) and all('stroke="#b35806"' in frame for frame in dashed)
 
 
 def test_curves_are_sent_once_each_and_drawn_as_before_with_short_labels(small_model) -> None:

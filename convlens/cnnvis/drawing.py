@@ -56,6 +56,7 @@ FONT = 13
 LABEL_INSET = 3
 MIN_LABEL_LIMIT = 20
 HIGHLIGHT = "#ff7f00"
+OUTLINE_NEURONS_NAMED = 8  # a highlight frame's tooltip names at most this many of its neurons
 PATCH_PIXELS = 32
 # A cluster's packed patches are drawn into one picture at this many pixels per picture pixel:
 # sharp on a high-density screen and in the PNG exported at scale 2.
@@ -317,37 +318,68 @@ def matrix_key(classes: Sequence[str], line: int = MATRIX_KEY_LINE) -> list[str]
 def outline_marks(
     view: CnnvisView, geometry: Geometry, facet: str, highlight: Collection[tuple[str, int]]
 ) -> Records:
-    """A frame around each highlighted (layer, neuron): its patch, or its matrix row (the
-    activations facet: a view after `with_row_orders`)."""
-    rows = []
+    """Frames around the highlighted (layer, neuron) pairs: each one's patch, or, in the
+    activations facet (a view after `with_row_orders`), each run of adjacent highlighted rows of a
+    matrix once. A row is a pixel or two high: a frame per row hid a cluster whose rows were all
+    highlighted under a block of orange; now its matrix gets one frame."""
+    chosen: dict[tuple[str, int], list[int]] = {}
     for node, neuron in sorted(highlight):
         layer = view.layers.get(node)
-        if layer is None or not 0 <= neuron < layer.neurons:
-            continue
-        cluster = int(layer.clusters.labels[neuron])
-        box = geometry.clusters[(node, cluster)]
-        inner = _inner(box)
+        if layer is not None and 0 <= neuron < layer.neurons:
+            chosen.setdefault((node, int(layer.clusters.labels[neuron])), []).append(int(neuron))
+    rows = []
+    for (node, cluster), neurons in chosen.items():
+        layer = view.layers[node]
+        inner = _inner(geometry.clusters[(node, cluster)])
         if facet == "features":
             members = layer.clusters.representatives[cluster]
             rects = _packed(layer, members, inner)
-            x, y, w, h = rects[int(np.flatnonzero(members == neuron)[0])]
-            x, y, w, h = inner.x + x, inner.y + y, max(w, 3), max(h, 3)
-        else:
-            order = layer.orders[cluster]
-            row_h = inner.h / len(order)
-            x, w = inner.x, inner.w
-            y, h = inner.y + int(np.flatnonzero(order == neuron)[0]) * row_h, max(row_h, 2)
-        rows.append(
-            {
-                "node": node,
-                "neuron": int(neuron),
-                "x": _px(x - 1),
-                "x2": _px(x + w + 1),
-                "y": _px(y - 1),
-                "y2": _px(y + h + 1),
-            }
-        )
+            for neuron in neurons:
+                x, y, w, h = rects[int(np.flatnonzero(members == neuron)[0])]
+                rows.append(_frame(node, [neuron], inner.x + x, inner.y + y, max(w, 3), max(h, 3)))
+            continue
+        order = list(layer.orders[cluster])
+        row_h = inner.h / len(order)
+        for run in _adjacent_runs(sorted(order.index(neuron) for neuron in neurons)):
+            y = inner.y + run[0] * row_h
+            rows.append(
+                _frame(
+                    node,
+                    [int(order[i]) for i in run],
+                    inner.x,
+                    y,
+                    inner.w,
+                    max(len(run) * row_h, 2),
+                )
+            )
     return rows
+
+
+def _adjacent_runs(positions: list[int]) -> list[list[int]]:
+    """Sorted positions split where they are not adjacent: [1, 2, 3, 7, 8] -> [[1, 2, 3], [7, 8]]."""
+    runs: list[list[int]] = []
+    for position in positions:
+        if runs and position == runs[-1][-1] + 1:
+            runs[-1].append(position)
+        else:
+            runs.append([position])
+    return runs
+
+
+def _frame(node: str, neurons: list[int], x: float, y: float, w: float, h: float) -> dict:
+    """A highlight frame one pixel outside the box (x, y, w, h) of `neurons` of `node`."""
+    shown = ", ".join(map(str, neurons[:OUTLINE_NEURONS_NAMED]))
+    if len(neurons) > OUTLINE_NEURONS_NAMED:
+        shown += f", … ({len(neurons)} neurons)"
+    return {
+        "node": node,
+        "neuron": neurons[0],
+        "neurons": shown,
+        "x": _px(x - 1),
+        "x2": _px(x + w + 1),
+        "y": _px(y - 1),
+        "y2": _px(y + h + 1),
+    }
 
 
 def _inner(box: Box) -> Box:
@@ -808,11 +840,12 @@ def draw(
     add(
         "clusters",
         clusters,
-        {"type": "rect", "cornerRadius": 3, "fill": "white", "strokeWidth": 1.5},
+        {"type": "rect", "cornerRadius": 3, "fill": "white", "strokeWidth": 1.5}
+        # a mark property: Vega-Lite drops a strokeDash channel on rect marks (with a warning)
+        | {"strokeDash": {"expr": "datum.dash ? [datum.dash, 3] : []"}},
         box
         | {
             "stroke": _channel("stroke:N", scale=None),
-            "strokeDash": _channel("dash:Q", scale=None),
             "tooltip": _tooltips("node:N", "cluster:Q", "neurons:Q", "label:N"),
         },
     )
@@ -880,7 +913,7 @@ def draw(
         "outlines",
         outline_marks(view, geometry, facet, highlight),
         {"type": "rect", "fill": None, "stroke": HIGHLIGHT, "strokeWidth": 2.5},
-        box | {"tooltip": _tooltips("node:N", "neuron:Q")},
+        box | {"tooltip": _tooltips("node:N", "neurons:N")},
     )
     add(
         "clusters",
