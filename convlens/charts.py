@@ -134,8 +134,13 @@ def histogram_chart(histogram: Histogram, title: str) -> alt.Chart:
     )
 
 
+ACCURACY_TICKS = [0, 0.25, 0.5, 0.75, 1]
+
+
 def curves_chart(curves: Curves, max_points: int = 1500) -> alt.LayerChart:
-    """Return training loss per step (smoothed) and test accuracy per epoch, on two axes.
+    """Return training loss per step (smoothed) and test accuracy per epoch, on two axes; the
+    accuracy's from 0 to 100%, so that a run stuck at chance (10%) lies low, not in the middle of
+    an axis that spans its few values, and runs compare at a glance.
 
     A curve without points is left out (a run in its first epoch has no test accuracy yet): Vega
     warns about the infinite extent of an empty field on every redraw of a live chart."""
@@ -159,13 +164,13 @@ def curves_chart(curves: Curves, max_points: int = 1500) -> alt.LayerChart:
     )
     accuracy = (
         alt.Chart(tests)
-        .mark_line(color=ACCURACY_COLOUR, point=True)
+        .mark_line(color=ACCURACY_COLOUR, point=alt.OverlayMarkDef(color=ACCURACY_COLOUR))
         .encode(
             x=alt.X("step:Q", title="step"),
             y=alt.Y(
                 "test accuracy:Q",
-                axis=alt.Axis(format=".1%", titleColor=ACCURACY_COLOUR),
-                scale=alt.Scale(zero=False),
+                axis=alt.Axis(format=".0%", titleColor=ACCURACY_COLOUR, values=ACCURACY_TICKS),
+                scale=alt.Scale(domain=[0, 1]),
             ),
             tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("test accuracy:Q", format=".2%")],
         )
