@@ -33,6 +33,7 @@ from convlens.runformat import (
     snapshot_dir,
     weight_steps,
 )
+from convlens.ui.deepeyes.maps import strongest_caption
 from convlens.weights import weights_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -427,6 +428,8 @@ def test_a_selected_filter_lights_up_its_patches_its_cells_and_its_point():
     images = patch_images(at)
     assert len(images) == 40
     assert images[0].caption.endswith(f"#{int(np.argmax(activations))}")
+    assert int(fires.sum()) < 40, "the caption below says where the firing patches end"
+    assert f"fires on the first {int(fires.sum())}, above half its maximum" in all_text(at)
     assert at.query_params["de_filter"] == "7"
     # another layer forgets the filter
     at.selectbox(key="de_layer_widget").set_value("classifier.fc1")
@@ -439,6 +442,15 @@ def test_a_selected_filter_lights_up_its_patches_its_cells_and_its_point():
     for chart in activity:
         assert "classifier.fc1: " in chart.proto.spec
         assert not [row for row in chart_rows(chart) if set(row) == {"filter", "column", "row"}]
+
+
+def test_the_strongest_patches_caption_says_where_the_firing_ones_end():
+    assert strongest_caption(3, 40, 20).endswith(
+        "it fires on the first 20, above half its maximum."
+    )
+    assert strongest_caption(3, 40, 55).endswith("it fires on all of them.")
+    assert strongest_caption(3, 12, 12).startswith("**The patches filter 3 responds to most** (12,")
+    assert strongest_caption(3, 0, 0) == "**Filter 3 responds to no patch** at this snapshot."
 
 
 def test_a_box_dragged_on_the_input_map_shows_its_patches():

@@ -131,15 +131,24 @@ def maps(
             + (f" (the first {PATCHES_SHOWN})" if len(box) > PATCHES_SHOWN else ""),
         )
     elif selected is not None:
+        shown = strongest(activations, selected, PATCHES_SHOWN)
         show_patches(
-            run_path,
-            layer,
-            strongest(activations, selected, PATCHES_SHOWN),
-            classes,
-            f"**The patches filter {selected} responds to most**",
+            run_path, layer, shown, classes, strongest_caption(selected, len(shown), count)
         )
     else:
         st.caption("Drag a box on the input map, or pick a filter, to see image patches here.")
+
+
+def strongest_caption(selected: int, shown: int, firing: int) -> str:
+    """Say which of the `shown` patches that filter `selected` responds to most it fires on (the
+    `firing` strongest: above half its maximum), so that the patches past them, which it responds
+    to less, are not taken for patches it fires on."""
+    if not shown:
+        return f"**Filter {selected} responds to no patch** at this snapshot."
+    caption = f"**The patches filter {selected} responds to most** ({shown}, strongest first)"
+    if firing >= shown:
+        return caption + ": it fires on all of them."
+    return caption + f": it fires on the first {firing}, above half its maximum."
 
 
 def brushed(event: object, coordinates: np.ndarray) -> np.ndarray | None:
