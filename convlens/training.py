@@ -201,6 +201,31 @@ def retrain_command(manifest: Mapping, out: str | None = None) -> str:
     return " ".join(train_command(manifest["arch"], options, out))
 
 
+def command_lines(command: str, width: int = 76) -> str:
+    """Return a command (words separated by spaces) as shell lines of at most `width` characters
+    where it can, continued with a backslash and broken only between options, each beside its
+    value: a code block that wraps a long line by itself broke `--probe-images` between its two
+    dashes."""
+    units: list[str] = []
+    for word in command.split():
+        if (
+            units
+            and not word.startswith("-")
+            and units[-1].startswith("-")
+            and " " not in units[-1]
+        ):
+            units[-1] += f" {word}"  # an option's value stays beside it
+        else:
+            units.append(word)
+    lines = units[:1]
+    for unit in units[1:]:
+        if len(lines[-1]) + 1 + len(unit) > width - 2:  # room for " \\"
+            lines.append(f"    {unit}")
+        else:
+            lines[-1] += f" {unit}"
+    return " \\\n".join(lines)
+
+
 # --------------------------------------------------------------------------------------------
 # Small helpers
 

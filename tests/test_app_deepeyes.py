@@ -670,7 +670,7 @@ def test_training_the_suggestion_starts_a_run_and_follows_it(monkeypatch: pytest
 
 def test_the_smaller_shipped_network_is_smaller_faster_and_within_a_point():
     at = open_deepeyes({"de_view": "diagnosis"})
-    table = at.dataframe[-1].value
+    (table,) = (element.value for element in at.table)
     assert table["run"].tolist() == ["fashion_deepeyes", "fashion_deepeyes_small"]
     assert table["conv1"].tolist() == [20, 10] and table["fc1"].tolist() == [500, 100]
     assert table["parameters"].tolist() == ["431,080", "93,920"]

@@ -30,7 +30,7 @@ def open_training(state: dict | None = None) -> AppTest:
 
 
 def runs_table(at: AppTest):
-    (table,) = at.dataframe
+    (table,) = at.table
     return table.value.set_index("run")
 
 

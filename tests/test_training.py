@@ -6,6 +6,7 @@ import json
 import math
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from convlens.training import (
     TrainConfig,
     _probe_activations,
     _probe_from_index,
+    command_lines,
     normalize,
     retrain_command,
     train,
@@ -98,6 +100,28 @@ def test_train_command_spells_options_as_the_cli_does():
     )
     assert train_command("deepeyes", {"epochs": 1}, python="/venv/python")[:1] == ["/venv/python"]
     assert "--out" not in train_command("deepeyes", {"epochs": 1})
+
+
+SUGGESTED = (
+    "python -m convlens train --arch deepeyes --fc1 124 --data fashion-mnist --epochs 6 "
+    "--seed 0 --probe-images 200 --probe-patches 1000 --keep-snapshots 10"
+)
+
+
+@pytest.mark.parametrize("width", [30, 40, 76, 200])
+def test_a_long_command_is_shown_on_lines_the_shell_reads_as_the_same_command(width: int):
+    """`command_lines` breaks a command between options (each beside its value) with a
+    backslash: bash reads the same words, the lines fit `width`, and no line starts with a value."""
+    shown = command_lines(SUGGESTED, width)
+    words = subprocess.run(
+        ["bash", "-c", f"printf '%s\\n' {shown}"], capture_output=True, text=True, check=True
+    ).stdout.split("\n")[:-1]
+    assert words == SUGGESTED.split()
+    lines = shown.split("\n")
+    assert all(len(line) <= width for line in lines)
+    assert all(line.startswith("    --") for line in lines[1:])
+    assert (len(lines) == 1) == (len(SUGGESTED) <= width)
+    assert "--probe-images 200" in shown and "--fc1 124" in shown
 
 
 @pytest.mark.parametrize("name", shipped_names())

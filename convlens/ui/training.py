@@ -180,7 +180,8 @@ def runs_table(runs: list[RunInfo]) -> None:
             "about": [run.role for run in runs],
         }
     )
-    st.dataframe(table, hide_index=True, width="stretch")
+    # a static table wraps its cells: the grid of st.dataframe cut the roles off at the right
+    st.table(table, hide_index=True, border="horizontal")
 
 
 def run_picker(runs: list[RunInfo]) -> RunInfo:

@@ -31,6 +31,7 @@ from convlens.models import list_models
 from convlens.runformat import RUN_PREFIX, read_card, run_status, shipped_run, weight_steps
 from convlens.runs import TrainerLimitError, run_reference, start_run
 from convlens.style import TABLE_ROW_HEIGHT
+from convlens.training import command_lines
 from convlens.ui.annotations import browser_author
 from convlens.ui.deepeyes.caches import (
     TIMED_IMAGES,
@@ -171,7 +172,7 @@ def suggestion_panel(run_path: str, manifest: dict, suggestion: ArchitectureSugg
     except (KeyError, ValueError, TypeError) as error:
         st.caption(f"No command for it: {error}")
         return
-    st.code(command, language="bash")
+    st.code(command_lines(command), language="bash")
     st.button(
         "Train it now",
         key="deepeyes_train_suggestion",
@@ -253,7 +254,8 @@ def size_comparison() -> None:
                 "test accuracy": f"{card.test_accuracy:.2%}",
             }
         )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    # a static table wraps its cells: the grid of st.dataframe cut the accuracies off at the right
+    st.table(pd.DataFrame(rows), hide_index=True, border="horizontal")
     st.markdown(comparison.sentence())
     st.caption(
         f"Both trained with the same options and seed for {full.epochs} epochs; the forward time "
