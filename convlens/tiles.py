@@ -190,7 +190,7 @@ def empty_tile(size: int, label: str, note: str) -> Image.Image:
     that has nothing to show says why instead of being a silent flat square."""
     image = tile(np.full((1, 1, 3), EMPTY_TILE, dtype=np.uint8), size, label=label)
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(9, size // 8))
+    font = ImageFont.load_default(size=max(10, size // 6))
     draw.multiline_text(
         (size / 2, size * 0.6), note, fill=(60, 60, 60), font=font, anchor="mm", align="center"
     )

@@ -112,8 +112,9 @@ def activation_tile(maps: LayerMaps, channel: int, size: int = FILTER_GRID_TILE)
     return tile(diverging(maps.maps[channel], scale), size)
 
 
-# Said on a guided back-propagation tile whose gradient is zero everywhere.
-NO_GRADIENT = "no gradient:\nsaturated\nor silent"
+# Said on a guided back-propagation tile whose gradient is zero everywhere (two short lines that a
+# projector shows legibly; the caption under the grid says why).
+NO_GRADIENT = "no\ngradient"
 NO_GRADIENT_REASON = (
     "the gradient that reaches the image is zero everywhere, most often because the filter's "
     "activation at its strongest position is saturated (ReLU6 at 6, whose slope is 0) or zero."
