@@ -26,6 +26,7 @@ from convlens.cnnvis.drawing import (
     OUTLINE_NEURONS_NAMED,
     PICTURE_WIDTH,
     _curve,
+    cluster_marks,
     draw,
     layout,
     matrix_picture,
@@ -563,7 +564,17 @@ def test_quality_flags_name_the_neurons_of_impure_clusters_redundant_and_dead_on
     for node, layer in view.layers.items():
         mine = [f for f in flags if f.layer == node]
         impure = [p.cluster for p in layer.purity if p.impure and p.patches]
-        assert [f.where for f in mine if f.flag == "impure cluster"] == [f"c{c}" for c in impure]
+        where = [f.where for f in mine if f.flag == "impure cluster"]
+        assert [w.split(",")[0] for w in where] == [f"c{c}" for c in impure]
+        labels = {
+            row["cluster"]: row["label"].split(" · ")[0]
+            for row in cluster_marks(view, layout(view))
+            if row["node"] == node
+        }
+        # the cluster's label in the picture, so that a reader finds it there
+        assert [f"“{labels[c]}”" in w for w, c in zip(where, impure, strict=True)] == [True] * len(
+            impure
+        )
         for flag, cluster in zip(
             [f for f in mine if f.flag == "impure cluster"], impure, strict=True
         ):

@@ -221,7 +221,8 @@ def quality_flags(view: CnnvisView, listed: int = 20) -> list[QualityFlag]:
                     QualityFlag(
                         node,
                         "impure cluster",
-                        f"c{purity.cluster}",
+                        # the picture labels a cluster by its purity, not its number
+                        f"c{purity.cluster}, labelled “{purity.share:.0%} {majority}”",
                         f"{purity.share:.0%} of its top patches are {majority}",
                         tuple(int(n) for n in members),
                     )
