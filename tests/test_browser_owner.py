@@ -46,3 +46,40 @@ def test_the_browser_that_started_a_run_keeps_it_after_a_reload(tmp_path: Path) 
         with browser_page(1280, 720) as (other, _):
             assert not delete_offered(other, url), "another browser may not delete it"
             assert "Only the browser that started this run" in other.inner_text("body")
+
+
+def test_the_name_typed_for_annotations_is_kept_by_the_browser_across_a_reload(
+    tmp_path: Path,
+) -> None:
+    """The Filters page asks a browser's name once: a reload or a bookmark opened in the same
+    browser starts with it (a cookie); a name with markup stays text; another browser asks."""
+    filters = (
+        "/filters?model=fashion_basecnn_x0.25&image=fashion-mnist%3Atest%3A0"
+        "&layer=features.conv2_1&filter=3"
+    )
+    typed = 'ana </script><b id="injected">x</b> "o\'k"'
+    environment = {"CONVLENS_HOME": str(tmp_path / "home"), "CONVLENS_OFFLINE": "1"}
+
+    def name_field(page, url: str):
+        page.goto(url + filters, timeout=120_000)
+        wait_for_app(page)
+        field = page.get_by_role("textbox", name="Your name")
+        field.wait_for(timeout=60_000)
+        return field
+
+    with app_server(environment) as url:
+        with browser_page(1280, 720) as (page, _):
+            field = name_field(page, url)
+            assert field.input_value() == ""
+            field.fill(typed)
+            field.press("Enter")
+            wait_for_app(page)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not any(
+                c["name"] == "convlens_author" for c in page.context.cookies()
+            ):
+                time.sleep(0.2)
+            assert name_field(page, url).input_value() == typed, "kept after a reload"
+            assert page.locator("#injected").count() == 0, "the name stays text"
+        with browser_page(1280, 720) as (other, _):
+            assert name_field(other, url).input_value() == "", "another browser asks again"

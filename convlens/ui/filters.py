@@ -63,6 +63,7 @@ from convlens.ui.explain import (
     position_picker,
 )
 from convlens.ui.launch import PREPARATION
+from convlens.ui.owner import AUTHOR, clean_author, remember_author, seed_author
 from convlens.ui.state import keep_valid, persisted, warn_reset
 from convlens.ui.vega import with_arrow_datasets
 from convlens.weights import filter_tiles, layer_weight
@@ -252,20 +253,24 @@ def annotation_panel(
 ) -> None:
     """Draw the controls that mark one filter useful, useless or unsure, with a note.
 
-    The marks are kept per author: the name is asked for once and kept for the browser's
-    session. It starts empty, never the server's login name, which names the server's user,
-    not whoever marks from this browser.
+    The marks are kept per author: the name is asked for once and kept in the browser's cookie
+    (`convlens.ui.owner`), so that a reload or a bookmark does not ask again. It starts empty,
+    never the server's login name, which names the server's user, not whoever marks from this
+    browser.
     """
+    seed_author()
     author = st.text_input(
         "Your name",
-        placeholder="asked once, kept for this session",
+        placeholder="asked once, kept by this browser",
         help="Annotations are kept per author",
         max_chars=MAX_FIELD_CHARS,
         # kept for the session: the panel is not drawn while no filter is selected
-        **persisted("author", widget="annotation_author"),
+        **persisted(AUTHOR, widget="annotation_author"),
     ).strip()
-    if not author:
-        st.caption("Type your name to mark this filter; it is kept until you close this tab.")
+    if author:
+        remember_author(clean_author(author))
+    else:
+        st.caption("Type your name to mark this filter; this browser keeps it for next time.")
     rows = store.list_annotations(
         model=model_name, layer=layer, fingerprint=fingerprint, author=author, filter=channel
     )

@@ -1,22 +1,31 @@
-"""Who this browser is, for the runs it starts: an owner id kept in a cookie, and the instructor.
+"""Who this browser is: an owner id for the runs it starts and the name its annotations are made
+under, each kept in a cookie, and the instructor.
 
-The owner id survives a reload of the same browser (a cookie that Streamlit reads through
-`st.context.cookies`, set once by a small script); another browser, or the same one in a private
-window, is another owner. The instructor types the server's `--instructor-key` once per session
-and may then manage every run (`convlens.runs.may_manage`).
+The owner id and the name survive a reload of the same browser and a bookmark opened in it (a
+cookie that Streamlit reads through `st.context.cookies` when a session starts, set by a small
+script); another browser, or the same one in a private window, is another owner and types its
+name again. The instructor types the server's `--instructor-key` once per session and may then
+manage every run (`convlens.runs.may_manage`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
+from urllib.parse import unquote
 
 import streamlit as st
 
 from convlens.access import instructor_key
+from convlens.annotations import MAX_FIELD_CHARS
 
 OWNER_COOKIE = "convlens_owner"
+AUTHOR_COOKIE = "convlens_author"
+AUTHOR = "author"  # the session's state: the name typed on the Filters page
+COOKIE_LIFETIME = 31_536_000  # a year, in seconds
 _OWNER = "_browser_owner"
+_AUTHOR_KEPT = "_author_in_cookie"
 _INSTRUCTOR = "_instructor"
 
 
@@ -29,17 +38,43 @@ def browser_owner() -> str:
         owner = cookie if valid else None
         if owner is None:
             owner = secrets.token_hex(16)
-            _set_cookie(owner)
+            _set_cookie(OWNER_COOKIE, owner)
         st.session_state[_OWNER] = owner
     return owner
 
 
-def _set_cookie(owner: str) -> None:
+def _set_cookie(name: str, value: str) -> None:
+    """Set this browser's cookie `name` to `value`, which the script receives as a JSON string
+    (any character of a typed name, `</script>` included, stays inside it)."""
+    literal = json.dumps(value).replace("<", "\\u003c")
     st.html(
-        f"<script>document.cookie = '{OWNER_COOKIE}={owner}; path=/; max-age=31536000; "
-        "SameSite=Strict';</script>",
+        f"<script>document.cookie = '{name}=' + encodeURIComponent({literal}) + "
+        f"'; path=/; max-age={COOKIE_LIFETIME}; SameSite=Strict';</script>",
         unsafe_allow_javascript=True,
     )
+
+
+def clean_author(name: object) -> str:
+    """A name as the annotations store it: printable characters, trimmed, at most MAX_FIELD_CHARS
+    (a cookie comes from the browser: it may hold anything)."""
+    text = "".join(c for c in str(name) if c.isprintable())
+    return text.strip()[:MAX_FIELD_CHARS].strip()
+
+
+def seed_author() -> None:
+    """Start the session's name from the one this browser typed last (its cookie), once."""
+    if AUTHOR not in st.session_state:
+        cookie = st.context.cookies.get(AUTHOR_COOKIE, "")
+        name = clean_author(unquote(cookie)) if isinstance(cookie, str) else ""
+        st.session_state[AUTHOR] = name
+        st.session_state[_AUTHOR_KEPT] = name
+
+
+def remember_author(name: str) -> None:
+    """Keep `name` in this browser's cookie, for its later sessions (written when it changed)."""
+    if st.session_state.get(_AUTHOR_KEPT) != name:
+        st.session_state[_AUTHOR_KEPT] = name
+        _set_cookie(AUTHOR_COOKIE, name)
 
 
 def is_instructor() -> bool:
