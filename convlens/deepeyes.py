@@ -726,6 +726,12 @@ def _group_text(groups: Sequence[tuple[int, ...]], limit: int = 8) -> str:
     return shown + (f" and {len(groups) - limit} more" if len(groups) > limit else "")
 
 
+def unit_noun(layer: str) -> str:
+    """What a layer's units are called: units for a recorded fully connected layer (`fc...`),
+    filters for a convolution."""
+    return "units" if layer.rsplit(".", 1)[-1].startswith("fc") else "filters"
+
+
 def diagnosis_findings(
     diagnosis: RunDiagnosis,
     duplicates: Mapping[str, NearDuplicates] | None = None,
@@ -742,7 +748,7 @@ def diagnosis_findings(
     for part in diagnosis.layers:
         layer, heatmap = part.layer, part.heatmap
         total = len(heatmap.maximum)
-        noun = "units" if layer.rsplit(".", 1)[-1].startswith("fc") else "filters"
+        noun = unit_noun(layer)
         found = []
         if len(heatmap.dead):
             since = (

@@ -239,6 +239,9 @@ def test_the_layer_section_shows_the_chosen_layer_only():
     )
     assert at.button_group(key=SECTION).value == "layer"
     assert at.selectbox(key="de_layer_widget").value == "features.conv3_1"
+    options = at.selectbox(key="de_layer_widget").options
+    assert "features.conv3_1 (128 filters)" in options  # the page's word for them
+    assert any(option.endswith(" units)") for option in options), "fc layers' units"
     titles = [chart.proto.spec for chart in at.get("vega_lite_chart")]
     assert len(titles) == 6
     for words in (
@@ -290,6 +293,8 @@ def test_the_diagnosis_section_says_what_to_change():
         assert f"{layer}: still changing (last change" in diagnosis
     assert "**A smaller network to try:**" in all_text(at)
     assert "fashion_deepeyes_small has 4.6× fewer parameters" in all_text(at)
+    # the dead threshold written as the Layer section's input shows it
+    assert "dead at a maximum activation of at most 0.000001," in all_text(at)
 
 
 @pytest.mark.parametrize("section", ["training", "layer", "diagnosis"])

@@ -156,7 +156,7 @@ def test_deepeyes_page_in_chromium(tmp_path: Path) -> None:
 
         # the small run's dead fc1 units, marked useless from the diagnosis (with fc1's maps,
         # the cheaper ones, from here on)
-        choose(page, "Layer to inspect", "classifier.fc1 (500 neurons)")
+        choose(page, "Layer to inspect", "classifier.fc1 (500 units)")
         wait_for_text(page, "classifier.fc1: input map and filter map")
         wait_for_app(page)
         choose(page, "Run", "fashion_deepeyes_small (shipped)")

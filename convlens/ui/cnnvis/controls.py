@@ -310,6 +310,7 @@ def _more(
         value=int(count_text or 0),
         key="cnnvis_count",
         disabled=method != "kmeans",
+        help="0: chosen by the layer's size, about sqrt(neurons / 2)",
     )
     st.session_state["clusters"] = method if method != "kmeans" or not count else f"kmeans:{count}"
     edges = st.selectbox(

@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from convlens.access import whole_number
-from convlens.deepeyes import ALWAYS_ON_FREQUENCY, DEAD_MAXIMUM, STABILITY_THRESHOLD
+from convlens.deepeyes import ALWAYS_ON_FREQUENCY, DEAD_MAXIMUM, STABILITY_THRESHOLD, unit_noun
 from convlens.ui.state import DEEPEYES_SECTIONS, NO_FILTER, keep_valid, persisted, quoted
 
 SECTIONS = {name: name.capitalize() for name in DEEPEYES_SECTIONS}
@@ -179,7 +179,7 @@ def inspect_controls(run: str, filters: dict[str, int]) -> tuple[str, int | None
     layer = layer_column.selectbox(
         "Layer to inspect",
         layers,
-        format_func=lambda name: f"{name} ({filters[name]} neurons)",
+        format_func=lambda name: f"{name} ({filters[name]} {unit_noun(name)})",
         **persisted("de_layer", on_change=forget_filter),
     )
     chosen = filter_column.selectbox(

@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
@@ -207,7 +208,9 @@ def diagnosis_section(
     st.subheader("Diagnosis")
     st.caption(
         f"Thresholds: stable below a change of {limits.stability:g} (set in Training); dead at a "
-        f"maximum activation of at most {limits.dead_maximum:g}, always on at a frequency of at "
+        # written as the Layer section's input shows it (0.000001, not 1e-06)
+        "maximum activation of at most "
+        f"{np.format_float_positional(limits.dead_maximum, trim='-')}, always on at a frequency of at "
         f"least {limits.always_on:g} (set in Layer)."
     )
     duplicates = cached_near_duplicates(run_path, step, limits.dead_maximum)
