@@ -99,7 +99,7 @@ def test_network_shows_chain_and_top5_for_the_default() -> None:
     # a box per group, named with its output size, and the image's most active maps beside it.
     boxes = [node for node in data["nodes"] if node["shape"] == "box"]
     groups = [node for node in boxes if node["id"].startswith("g")]
-    assert len(groups) >= 4 and all("Block" in node["label"] for node in groups)
+    assert len(groups) >= 4 and all("Group g" in node["label"] for node in groups)
     sizes = [node["label"].split("\n")[-1] for node in groups]
     assert all(size.replace("×", "").isdigit() for size in sizes), "each shows its output size"
     maps = [node for node in data["nodes"] if node["id"].startswith("@map ")]
@@ -420,7 +420,7 @@ def test_training_page_starts_a_run_that_trains_in_its_own_process() -> None:
     at = start()
     at.switch_page("pages/training.py").run()
     assert not at.exception
-    listed = at.dataframe[0].value
+    listed = at.table[0].value
     assert {"fashion_deepeyes", "fashion_basecnn"} <= set(listed["run"])
     assert set(listed[listed["origin"] == "shipped"]["status"]) == {"finished"}
     assert any("Model card" in e.label for e in at.expander), "a shipped run shows its card"

@@ -83,7 +83,7 @@ def test_the_chain_shows_feature_maps_and_a_click_on_one_opens_its_filter(url: s
         assert found["border"] > 4 * 4 * 30, "four framed pictures per row of conv layers"
         page.screenshot(path=str(SCREENSHOTS / "network-chain.png"))
 
-        # the first picture's top-left corner: Block 1's most active channel
+        # the first picture's top-left corner: group g0's most active channel
         x, y = found["first"]
         page.frame_locator('iframe[title="streamlit_agraph.agraph"]').locator("canvas").first.click(
             position={"x": x + 8, "y": y + 8}
@@ -98,7 +98,7 @@ def test_the_chain_shows_feature_maps_and_a_click_on_one_opens_its_filter(url: s
         wait_for_app(page)
         time.sleep(1)
         page.screenshot(path=str(SCREENSHOTS / "network-picture-opens-filter.png"))
-        assert layer.startswith("_blocks.0"), "Block 1 ends with _blocks.0's project conv"
+        assert layer.startswith("_blocks.0"), "group g0 ends with _blocks.0's project conv"
 
         # back to the chain, the same picture again: the click is not taken for the last one
         page.locator('[data-testid="stSidebarNav"] a', has_text="Network").click()

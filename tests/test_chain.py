@@ -40,10 +40,10 @@ def test_collapsed_groups_are_one_row_each_named_for_people(efficientnet):
     assert [row.kind for row in rows] == ["input"] + ["group"] * 6 + ["output"]
     assert [row.y for row in rows] == sorted(row.y for row in rows), "top to bottom"
     second = efficientnet.groups[1]
-    assert group_label(efficientnet, second) == "Block 2 · 6 layers · 24×56×56"
+    assert group_label(efficientnet, second) == "Group g1 · 6 layers · 24×56×56"
     nodes, edges = chain_elements(efficientnet, set(), None)
     labels = {node.id: node.label for node in nodes}
-    assert "Block 2" in labels[second.id] and "24×56×56" in labels[second.id]
+    assert "Group g1" in labels[second.id] and "24×56×56" in labels[second.id]
     assert "▸" in labels[second.id] and "_blocks" not in labels[second.id]
     # a straight chain: input, 6 groups, output, one link between each pair of neighbours
     assert [(e.source, e.to) for e in edges] == list(

@@ -69,11 +69,12 @@ def shape_label(shape: tuple[int, ...]) -> str:
 
 
 def group_label(graph: LayerGraph, group: LayerGroup) -> str:
-    """Return a group's name for people: `Block 2 · 6 layers · 24×56×56` (its output)."""
-    number = graph.groups.index(group) + 1
+    """Return a group's name for people: `Group g1 · 6 layers · 24×56×56` (its output). Its id is
+    the one CNNVis shows; "Block 2" collided with the modules' own names (EfficientNet's group g1
+    holds `_blocks.1` and `_blocks.2`)."""
     count = len(group.nodes)
     output = graph.node(group.nodes[-1]).output_shape
-    return f"Block {number} · {count} layer{'s' * (count != 1)} · {shape_label(output)}"
+    return f"Group {group.id} · {count} layer{'s' * (count != 1)} · {shape_label(output)}"
 
 
 def map_id(node_id: str, channel: int) -> str:
