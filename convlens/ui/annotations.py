@@ -233,6 +233,7 @@ def labelled_images(model: LoadedModel) -> tuple[str, int]:
     data = st.text_input(
         "Labelled images",
         value="fashion-mnist:test" if fashion else "",
+        placeholder="an ImageFolder directory of the published data, e.g. photos/val",
         key="ablation_data",
         help="fashion-mnist:test, fashion-mnist:train, or an ImageFolder directory whose folder "
         "names are the model's classes",
