@@ -15,7 +15,7 @@ st.title("Network")
 st.caption(
     "The image's way through the network, top to bottom: each layer (a convolution with its "
     "normalisation and activation) beside its most active feature maps. Click a map to open its "
-    "filter, a layer for its details, a block to open or close it."
+    "filter, a layer for its details, a group to open or close it."
 )
 model = selection.model
 if model is None:

@@ -21,6 +21,7 @@ from browser import (
     require_chromium,
     wait_for_app,
 )
+from convlens.graph import build_graph
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 
@@ -266,3 +267,35 @@ def test_clicks_open_and_close_a_block_and_select_layers_back_and_forth(url: str
         time.sleep(2)
         assert len(page.context.pages) == 1
     assert log.console_errors == [], log.console_errors[:5]
+
+
+def test_a_bookmarked_layer_is_scrolled_into_the_chains_box(tmp_path: Path) -> None:
+    """A link that names a layer deep in the chain opens with the chain's box scrolled to that
+    layer's row (it sat below the box's fold); a link without a layer starts at the top."""
+    from convlens.models import load_model
+    from convlens.ui.chain import chain_rows, initial_expanded, scroll_offset
+
+    layer = "_blocks.2._depthwise_conv"
+    model = load_model("efficientnet_lite0")
+    graph = build_graph(model.module, model.input_size)
+    node = graph.chain_node_of(layer)
+    expanded = initial_expanded(graph) | {graph.node(node).group}
+    wanted = scroll_offset(chain_rows(graph, expanded), node)
+    assert wanted > 0, "the row lies below the box's fold"
+    query = "model=efficientnet_lite0&image=sample%3Achelsea"
+    scrolled = "() => document.querySelector('.st-key-chain_view').scrollTop"
+    with (
+        app_server({"CONVLENS_HOME": str(tmp_path / "home")}) as url,
+        browser_page(1280, 720) as (page, _),
+    ):
+        page.goto(f"{url}/network?{query}&layer={layer}", timeout=120_000)
+        wait_for_app(page)
+        assert chain_canvas_ink(page) > 500
+        page.wait_for_function(f"() => ({scrolled})() > 0", timeout=30_000)
+        assert abs(page.evaluate(scrolled) - wanted) <= 2
+        page.screenshot(path=str(SCREENSHOTS / "network-bookmarked-layer.png"))
+        page.goto(f"{url}/network?{query}", timeout=120_000)
+        wait_for_app(page)
+        assert chain_canvas_ink(page) > 500
+        time.sleep(1)
+        assert page.evaluate(scrolled) == 0

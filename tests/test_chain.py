@@ -6,18 +6,20 @@ import pytest
 
 from convlens.graph import build_graph
 from convlens.models import load_model
-from convlens.overview import NodePreview
+from convlens.overview import INPUT_SIZE, NodePreview
 from convlens.style import CHAIN_BOX_WIDTH
 from convlens.ui.chain import (
     INPUT_ID,
     OUTPUT_ID,
     WAYPOINT_PREFIX,
+    canvas_height,
     chain_elements,
     chain_rows,
     group_label,
     map_id,
     parse_map_id,
     row_links,
+    scroll_offset,
     skip_lanes,
     tooltip_groups,
 )
@@ -153,3 +155,20 @@ def test_tooltips_travel_in_groups_named_for_their_text(efficientnet):
     assert tooltip_groups([{"id": "a", "title": "same"}, {"id": "b", "title": "same"}])[1] == {
         tooltip_groups([{"id": "c", "title": "same"}])[0][0]["group"]: {"title": "same"}
     }
+
+
+def test_the_scroll_offset_puts_a_row_in_the_middle_of_the_chains_box(efficientnet):
+    """Scale 1, the drawing centred on its canvas: the first row needs no scrolling, a row further
+    down is scrolled to the box's middle, the last one as far as the canvas lets it, and a row
+    that is not drawn (a collapsed group's layer) none."""
+    every = {group.id for group in efficientnet.groups}
+    rows = chain_rows(efficientnet, every)
+    height = canvas_height(rows)
+    margin = (height - (rows[-1].y - rows[0].y + INPUT_SIZE)) / 2
+    assert scroll_offset(rows, rows[0].id, 470) == 0
+    middle = rows[len(rows) // 2]
+    centre = margin + INPUT_SIZE / 2 + middle.y - rows[0].y
+    assert abs(scroll_offset(rows, middle.id, 470) - (centre - 235)) <= 1
+    assert scroll_offset(rows, rows[-1].id, 470) == height - 470, "as far as the box scrolls"
+    collapsed = chain_rows(efficientnet, set())
+    assert scroll_offset(collapsed, efficientnet.groups[1].nodes[0], 470) == 0

@@ -152,6 +152,30 @@ def canvas_height(rows: Sequence[Row]) -> int:
     return int(drawing * 1.1) + 4
 
 
+def scroll_offset(rows: Sequence[Row], row_id: str, view_height: int = CHAIN_VIEW_HEIGHT) -> int:
+    """Return how far to scroll the chain's box (of `view_height` pixels) to show row `row_id` in
+    its middle (0 when that needs no scrolling or the row is not drawn). The drawing is centred
+    on the canvas at scale 1 (`canvas_height`)."""
+    row = next((row for row in rows if row.id == row_id), None)
+    if row is None:
+        return 0
+    height = canvas_height(rows)
+    centre = height / 2 + row.y - (rows[0].y + rows[-1].y) / 2
+    return max(min(int(centre - view_height / 2), height - view_height), 0)
+
+
+def scroll_script(offset: int) -> str:
+    """Return the script that scrolls the chain's box by `offset` pixels once the box can scroll
+    that far (its height is set by `chain_view_style`), trying for two seconds."""
+    return (
+        "<script>(() => { const page = window.frameElement ? window.parent.document : document;"
+        " const start = Date.now(); const scroll = () => {"
+        " const box = page.querySelector('.st-key-chain_view');"
+        f" if (box && box.scrollHeight - box.clientHeight >= {offset}) box.scrollTop = {offset};"
+        " else if (Date.now() - start < 2000) setTimeout(scroll, 50); }; scroll(); })();</script>"
+    )
+
+
 def _font(colour: str, size: int = CHAIN_FONT_SIZE) -> dict[str, object]:
     # labels mark bold with <b>; module paths hold no `<`, and vis.js draws labels as canvas
     # text, never as HTML
@@ -504,12 +528,14 @@ def render_chain(
     (under a key never used before, so with no click yet) fits the taller or shorter drawing.
     """
     expanded_key = f"expanded_groups:{model_name}"
+    bookmarked = None  # a layer the link names, shown in the chain's box when it is first drawn
     if expanded_key not in st.session_state:
         st.session_state[expanded_key] = initial_expanded(graph)
         requested = st.session_state.get("layer")
         chain_node = graph.chain_node_of(requested) if requested else None
         if chain_node is not None:
             st.session_state[expanded_key].add(graph.node(chain_node).group)
+            bookmarked = chain_node
     expanded: set[str] = st.session_state[expanded_key]
     drawn_key = f"chain_drawn:{model_name}"
     drawn: tuple[str, int] | None = st.session_state.get(drawn_key)  # its key and height
@@ -517,9 +543,9 @@ def render_chain(
         clicked = st.session_state.get(drawn[0])
         handle_click(chain_rows(graph, expanded), drawn[0], clicked, expanded, model_name)
     with st.container(horizontal=True, vertical_alignment="center"):
-        if st.button("Expand all", key="expand_all", help="Show every layer of every block"):
+        if st.button("Expand all", key="expand_all", help="Show every layer of every group"):
             expanded.update(group.id for group in graph.groups)
-        if st.button("Collapse all", key="collapse_all", help="Show one row per block"):
+        if st.button("Collapse all", key="collapse_all", help="Show one row per group"):
             expanded.clear()
     selected = st.session_state.get("layer")
     rows = chain_rows(graph, expanded)
@@ -541,6 +567,9 @@ def render_chain(
     with st.container(height=CHAIN_VIEW_HEIGHT, border=False, key="chain_view"):
         chain_component(nodes, edges, chain_config(height), key)
     st.markdown(chain_view_style(height) + legend_html(graph, expanded), unsafe_allow_html=True)
+    offset = scroll_offset(rows, bookmarked) if bookmarked else 0
+    if offset:
+        st.html(scroll_script(offset), unsafe_allow_javascript=True)
 
 
 def chain_component(nodes: Sequence[Node], edges: Sequence[Edge], config: Config, key: str) -> None:
