@@ -202,10 +202,10 @@ def retrain_command(manifest: Mapping, out: str | None = None) -> str:
 
 
 def command_lines(command: str, width: int = 76) -> str:
-    """Return a command (words separated by spaces) as shell lines of at most `width` characters
-    where it can, continued with a backslash and broken only between options, each beside its
-    value: a code block that wraps a long line by itself broke `--probe-images` between its two
-    dashes."""
+    """Return a command of plain words separated by spaces (no quoted argument: those of
+    `train_command` are names and numbers) as shell lines of at most `width` characters where it
+    can, continued with a backslash and broken only between options, each beside its value: a
+    code block that wraps a long line by itself broke `--probe-images` between its two dashes."""
     units: list[str] = []
     for word in command.split():
         if (

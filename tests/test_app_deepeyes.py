@@ -259,7 +259,7 @@ def test_the_layer_section_shows_the_chosen_layer_only():
     assert "features.conv3_1: not stable yet at threshold 0.05" in text
     assert "features.conv3_1 at step 7504: 2 of 128 dead (72, 95)." in text
     assert "features.conv3_1: input map and filter map at step 7504" in text
-    assert not diagnosis_text(at) and not at.dataframe
+    assert not diagnosis_text(at) and not at.dataframe and not at.table
 
 
 def test_the_default_layer_section_shows_the_first_layer_and_its_maps():
@@ -456,6 +456,9 @@ def test_the_strongest_patches_caption_says_where_the_firing_ones_end():
     assert strongest_caption(3, 40, 55).endswith("it fires on all of them.")
     assert strongest_caption(3, 12, 12).startswith("**The patches filter 3 responds to most** (12,")
     assert strongest_caption(3, 0, 0) == "**Filter 3 responds to no patch** at this snapshot."
+    assert strongest_caption(3, 12, 0).endswith(
+        "fires on none of them (a dead filter at this threshold)."
+    )
 
 
 def test_a_box_dragged_on_the_input_map_shows_its_patches():

@@ -21,6 +21,7 @@ from convlens.graph import build_graph
 from convlens.models import load_model
 from convlens.predict import input_batch
 from convlens.ui.filters import sort_filters
+from convlens.ui.owner import AUTHOR_CHARS
 from convlens.weights import weights_fingerprint
 
 FASHION = {"model": "fashion_basecnn", "image": "fashion-mnist:test:0"}
@@ -185,11 +186,13 @@ def test_an_unknown_filter_in_the_url_is_reported_not_fatal():
 
 def test_the_name_and_note_boxes_stop_at_what_the_store_takes():
     """A browser cannot type more than the store keeps (a longer field is refused by the store,
-    and the page would say so in a toast)."""
+    and the page would say so in a toast); a name, which the browser's cookie keeps too, stops
+    at AUTHOR_CHARS."""
     at = open_filters({**FASHION, "layer": "features.conv2_1", "filter": "7"})
     author = at.text_input(key="annotation_author")
     note = at.text_input(key="annotation_note_features.conv2_1_7")
-    assert author.proto.max_chars == note.proto.max_chars == MAX_FIELD_CHARS
+    assert note.proto.max_chars == MAX_FIELD_CHARS
+    assert author.proto.max_chars == AUTHOR_CHARS < MAX_FIELD_CHARS
     author.set_value("ana").run()
     at.segmented_control(key="annotation_label_features.conv2_1_7").set_value("useless")
     at.text_input(key="annotation_note_features.conv2_1_7").set_value("x" * (MAX_FIELD_CHARS + 9))

@@ -52,7 +52,8 @@ def test_the_name_typed_for_annotations_is_kept_by_the_browser_across_a_reload(
     tmp_path: Path,
 ) -> None:
     """The Filters page asks a browser's name once: a reload or a bookmark opened in the same
-    browser starts with it (a cookie); a name with markup stays text; another browser asks."""
+    browser starts with it (a cookie); a name with markup stays text; another browser asks; an
+    emptied field makes the browser forget it."""
     filters = (
         "/filters?model=fashion_basecnn_x0.25&image=fashion-mnist%3Atest%3A0"
         "&layer=features.conv2_1&filter=3"
@@ -74,12 +75,22 @@ def test_the_name_typed_for_annotations_is_kept_by_the_browser_across_a_reload(
             field.fill(typed)
             field.press("Enter")
             wait_for_app(page)
+            assert page.locator("#injected").count() == 0, "the name stays text"
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not any(
                 c["name"] == "convlens_author" for c in page.context.cookies()
             ):
                 time.sleep(0.2)
-            assert name_field(page, url).input_value() == typed, "kept after a reload"
-            assert page.locator("#injected").count() == 0, "the name stays text"
+            field = name_field(page, url)
+            assert field.input_value() == typed, "kept after a reload"
+            field.fill("")  # emptied: the browser forgets it (a shared machine's next user)
+            field.press("Enter")
+            wait_for_app(page)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(
+                c["name"] == "convlens_author" for c in page.context.cookies()
+            ):
+                time.sleep(0.2)
+            assert name_field(page, url).input_value() == "", "forgotten"
         with browser_page(1280, 720) as (other, _):
             assert name_field(other, url).input_value() == "", "another browser asks again"

@@ -23,7 +23,7 @@ from convlens.annotations import (
 from convlens.data import ImageSourceError
 from convlens.models import LoadedModel
 from convlens.ui.cache import cached_fingerprint, cached_model, model_lock
-from convlens.ui.owner import AUTHOR, seed_author
+from convlens.ui.owner import AUTHOR, clean_author, seed_author
 from convlens.ui.sidebar import Selection
 
 ALL_MODELS, ALL_LAYERS = "all models", "all layers"
@@ -198,7 +198,7 @@ def browser_author() -> str:
     """Whom a browser's annotations are stored under: the name typed on the Filters page, or
     FALLBACK_AUTHOR; never the server's login name (the store's default, the CLI user's)."""
     seed_author()
-    return str(st.session_state.get(AUTHOR, "")).strip() or FALLBACK_AUTHOR
+    return clean_author(st.session_state.get(AUTHOR, "")) or FALLBACK_AUTHOR
 
 
 def ablation_check(store: AnnotationStore, selection: Selection, model: LoadedModel) -> None:

@@ -63,7 +63,13 @@ from convlens.ui.explain import (
     position_picker,
 )
 from convlens.ui.launch import PREPARATION
-from convlens.ui.owner import AUTHOR, clean_author, remember_author, seed_author
+from convlens.ui.owner import (
+    AUTHOR,
+    AUTHOR_CHARS,
+    clean_author,
+    remember_author,
+    seed_author,
+)
 from convlens.ui.state import keep_valid, persisted, warn_reset
 from convlens.ui.vega import with_arrow_datasets
 from convlens.weights import filter_tiles, layer_weight
@@ -262,14 +268,15 @@ def annotation_panel(
     author = st.text_input(
         "Your name",
         placeholder="asked once, kept by this browser",
-        help="Annotations are kept per author",
-        max_chars=MAX_FIELD_CHARS,
+        help="Annotations are kept per author. This browser keeps the name for next time; "
+        "empty the field to make it forget.",
+        max_chars=AUTHOR_CHARS,
         # kept for the session: the panel is not drawn while no filter is selected
         **persisted(AUTHOR, widget="annotation_author"),
-    ).strip()
-    if author:
-        remember_author(clean_author(author))
-    else:
+    )
+    author = clean_author(author)
+    remember_author(author)
+    if not author:
         st.caption("Type your name to mark this filter; this browser keeps it for next time.")
     rows = store.list_annotations(
         model=model_name, layer=layer, fingerprint=fingerprint, author=author, filter=channel
@@ -282,7 +289,7 @@ def annotation_panel(
         """Store the form's label (a callback: the page then draws the saved state)."""
         label = st.session_state.get(label_key)
         # the field as the click found it: a name typed just before the click counts
-        name = str(st.session_state.get("annotation_author", "")).strip()
+        name = clean_author(st.session_state.get("annotation_author", ""))
         if not name:
             st.toast("Type your name first: annotations are kept per author.")
             return

@@ -13,16 +13,17 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import unicodedata
 from urllib.parse import unquote
 
 import streamlit as st
 
 from convlens.access import instructor_key
-from convlens.annotations import MAX_FIELD_CHARS
 
 OWNER_COOKIE = "convlens_owner"
 AUTHOR_COOKIE = "convlens_author"
 AUTHOR = "author"  # the session's state: the name typed on the Filters page
+AUTHOR_CHARS = 100  # a name's length at most: 100 characters of any script fit in a cookie
 COOKIE_LIFETIME = 31_536_000  # a year, in seconds
 _OWNER = "_browser_owner"
 _AUTHOR_KEPT = "_author_in_cookie"
@@ -43,22 +44,27 @@ def browser_owner() -> str:
     return owner
 
 
-def _set_cookie(name: str, value: str) -> None:
-    """Set this browser's cookie `name` to `value`, which the script receives as a JSON string
-    (any character of a typed name, `</script>` included, stays inside it)."""
+def cookie_script(name: str, value: str, lifetime: int = COOKIE_LIFETIME) -> str:
+    """Return the script that sets this browser's cookie `name` to `value` for `lifetime` seconds
+    (0 deletes it). The value reaches the script as a JSON string with `<` escaped, so that any
+    character of a typed name, `</script>` included, stays inside it."""
     literal = json.dumps(value).replace("<", "\\u003c")
-    st.html(
+    return (
         f"<script>document.cookie = '{name}=' + encodeURIComponent({literal}) + "
-        f"'; path=/; max-age={COOKIE_LIFETIME}; SameSite=Strict';</script>",
-        unsafe_allow_javascript=True,
+        f"'; path=/; max-age={lifetime}; SameSite=Strict';</script>"
     )
 
 
+def _set_cookie(name: str, value: str, lifetime: int = COOKIE_LIFETIME) -> None:
+    st.html(cookie_script(name, value, lifetime), unsafe_allow_javascript=True)
+
+
 def clean_author(name: object) -> str:
-    """A name as the annotations store it: printable characters, trimmed, at most MAX_FIELD_CHARS
-    (a cookie comes from the browser: it may hold anything)."""
-    text = "".join(c for c in str(name) if c.isprintable())
-    return text.strip()[:MAX_FIELD_CHARS].strip()
+    """A name as the annotations store it and the cookie keeps it: without control characters
+    (a cookie comes from the browser: it may hold anything), spaces of every kind kept, trimmed,
+    at most AUTHOR_CHARS (a cookie holds about 4 kB)."""
+    text = "".join(c for c in str(name) if unicodedata.category(c) not in ("Cc", "Cs"))
+    return text.strip()[:AUTHOR_CHARS].strip()
 
 
 def seed_author() -> None:
@@ -71,10 +77,11 @@ def seed_author() -> None:
 
 
 def remember_author(name: str) -> None:
-    """Keep `name` in this browser's cookie, for its later sessions (written when it changed)."""
-    if st.session_state.get(_AUTHOR_KEPT) != name:
+    """Keep `name` in this browser's cookie for its later sessions, or forget it when the name
+    was cleared (a shared machine's next user is asked again); written when it changed."""
+    if st.session_state.get(_AUTHOR_KEPT, "") != name:
         st.session_state[_AUTHOR_KEPT] = name
-        _set_cookie(AUTHOR_COOKIE, name)
+        _set_cookie(AUTHOR_COOKIE, name, COOKIE_LIFETIME if name else 0)
 
 
 def is_instructor() -> bool:

@@ -300,7 +300,8 @@ def _more(
         CLUSTER_METHODS,
         index=CLUSTER_METHODS.index(method_name),
         key="cnnvis_method",
-        help="K-Means with the number of clusters on the right (0: about sqrt(neurons / 2)), or "
+        help="K-Means with the number of clusters on the right (0: about sqrt(neurons / 2), 2 to "
+        "8), or "
         "MeanShift, which finds the number itself",
     )
     count = row[1].number_input(
@@ -310,7 +311,7 @@ def _more(
         value=int(count_text or 0),
         key="cnnvis_count",
         disabled=method != "kmeans",
-        help="0: chosen by the layer's size, about sqrt(neurons / 2)",
+        help="0: chosen by the layer's size, about sqrt(neurons / 2), 2 to 8",
     )
     st.session_state["clusters"] = method if method != "kmeans" or not count else f"kmeans:{count}"
     edges = st.selectbox(

@@ -146,6 +146,8 @@ def strongest_caption(selected: int, shown: int, firing: int) -> str:
     if not shown:
         return f"**Filter {selected} responds to no patch** at this snapshot."
     caption = f"**The patches filter {selected} responds to most** ({shown}, strongest first)"
+    if not firing:
+        return caption + ": it fires on none of them (a dead filter at this threshold)."
     if firing >= shown:
         return caption + ": it fires on all of them."
     return caption + f": it fires on the first {firing}, above half its maximum."
