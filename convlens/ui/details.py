@@ -74,7 +74,7 @@ def render_details(graph: LayerGraph, node: ChainNode, model_key: ModelKey) -> N
             label=f"Its {'filters' if node.type == 'conv' else 'units'} on the image",
             icon=":material/grid_view:",
         )
-    st.table(layer_table(graph, node))
+    st.table(layer_table(graph, node), hide_header=True)  # one column of values, no heading
     histogram = cached_weight_histogram(model_key, main.path)
     if histogram is None:
         st.caption("This layer has no weights.")
