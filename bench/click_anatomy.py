@@ -39,18 +39,6 @@ from interactions import (  # noqa: E402
     wait_settled,
 )
 
-# Each message the page receives: when (on the page's clock, like the press) and how many bytes.
-MESSAGE_LOG = """
-window.__messages = [];
-const LoggedWebSocket = window.WebSocket;
-window.WebSocket = class extends LoggedWebSocket {
-    constructor(...args) {
-        super(...args);
-        this.addEventListener('message', (event) => window.__messages.push(
-            [performance.timeOrigin + performance.now(), event.data.byteLength || 0]));
-    }
-};
-"""
 METRICS = ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration")
 COLUMNS = ("settled", "server", "busy", "script", "layout", "kB")
 
@@ -65,6 +53,8 @@ def visit(page, session, click, value) -> dict[str, float]:
     """Fire `click` on `value` and return where its time went (see the top)."""
     aim = click.aim(page, value)
     before = runs(page)
+    # tests/browser.py's RUN_COUNTER logs each message from now: when (on the page's clock, like
+    # the press) and how many bytes
     page.evaluate("() => { window.__pressedAt = null; window.__messages = []; }")
     start = main_thread(session)
     aim.fire()
@@ -98,7 +88,6 @@ def main() -> None:
 
     home = prepared_home(args.home)
     with served_profile(home) as (profile, url):
-        profile.add_init_script(MESSAGE_LOG)
         page = profile.new_page()
         session = profile.new_cdp_session(page)
         session.send("Performance.enable")

@@ -88,6 +88,11 @@ window.WebSocket = class extends NativeWebSocket {
         this.addEventListener('message', (event) => {
             if (event.data instanceof ArrayBuffer && finishedRun(new Uint8Array(event.data)))
                 window.__scriptRuns += 1;
+            // a page that sets window.__messages to a list logs each message's time and size
+            // (bench/click_anatomy.py)
+            if (Array.isArray(window.__messages))
+                window.__messages.push([performance.timeOrigin + performance.now(),
+                    event.data.byteLength || 0]);
         });
     }
 };

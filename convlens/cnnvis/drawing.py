@@ -338,9 +338,10 @@ def outline_marks(
                 x, y, w, h = rects[int(np.flatnonzero(members == neuron)[0])]
                 rows.append(_frame(node, [neuron], inner.x + x, inner.y + y, max(w, 3), max(h, 3)))
             continue
-        order = list(layer.orders[cluster])
+        order = layer.orders[cluster]
         row_h = inner.h / len(order)
-        for run in _adjacent_runs(sorted(order.index(neuron) for neuron in neurons)):
+        position = {int(neuron): row for row, neuron in enumerate(order)}
+        for run in _adjacent_runs(sorted(position[neuron] for neuron in neurons)):
             y = inner.y + run[0] * row_h
             rows.append(
                 _frame(

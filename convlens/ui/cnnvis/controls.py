@@ -138,10 +138,9 @@ def expanded_groups(
     expanded = [group for group in wanted if group in group_ids]
     if len(expanded) < len(wanted):
         st.warning(f"The link's groups= names groups that {model_name} lacks; they are ignored.")
-        state["groups"] = ",".join(expanded) or default
-        expanded = split(state["groups"])
-    elif len(wanted) < len(named):
-        state["groups"] = groups_state(wanted)
+        expanded = expanded or split(default)
+    if expanded != named:
+        state["groups"] = groups_state(expanded)
     return expanded
 
 
