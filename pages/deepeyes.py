@@ -3,29 +3,37 @@ each other, where the patches and the filters lie, and a smaller network that do
 
 The page has three sections, one shown at a time so that each fits a projector's screen or two:
 Training (every layer at a glance), Layer (one layer in depth) and Diagnosis (what to change).
-Their pieces are in `convlens.ui.deepeyes`."""
+All three are drawn and the picked one is shown (`convlens.ui.deepeyes.sections`); their pieces
+are in `convlens.ui.deepeyes`."""
 
 from pathlib import Path
 
 import streamlit as st
 
-from convlens.deepeyes import run_phase
+from convlens.deepeyes import PerplexityHistogram, RunDiagnosis, run_phase
 from convlens.runformat import list_snapshots, read_manifest
 from convlens.runs import list_runs
 from convlens.ui.cache import cached_run_histograms
 from convlens.ui.deepeyes.caches import cached_diagnosis
-from convlens.ui.deepeyes.controls import current_thresholds, section_picker, step_picker
+from convlens.ui.deepeyes.controls import current_thresholds, step_picker
 from convlens.ui.deepeyes.diagnosis import diagnosis_section
 from convlens.ui.deepeyes.layer import layer_section
 from convlens.ui.deepeyes.run_picker import pick_run, run_line
+from convlens.ui.deepeyes.sections import (
+    SectionArguments,
+    container_key,
+    section_arguments,
+    section_switch,
+)
 from convlens.ui.deepeyes.training import training_section
 from convlens.ui.run_watch import refresh_seconds, run_paths, watch_run_folders
 from convlens.ui.sidebar import page_setup
-from convlens.ui.state import stop_page, url_fragment
+from convlens.ui.state import DEEPEYES_SECTIONS, stop_page, url_fragment
 
 
-def deepeyes_view(run_path: str, phase: str, shipped: bool, section: str) -> None:
-    """The snapshot slider and the section `section` of one run."""
+def deepeyes_view(section: str, run_path: str, phase: str, shipped: bool) -> None:
+    """The snapshot slider and the section `section` of one run: as last shown while another
+    section is shown (`section_arguments`)."""
     if run_phase(run_path) != phase:
         st.rerun()  # the run started or ended: redraw the page, and start or stop refreshing
     live = phase in ("running", "starting")
@@ -36,19 +44,12 @@ def deepeyes_view(run_path: str, phase: str, shipped: bool, section: str) -> Non
             + (" This view updates itself when one lands." if live else "")
         )
         return
-    step = step_picker(steps)
-    limits = current_thresholds()
+    step = step_picker(steps, section)
+    current = SectionArguments(run_path, tuple(steps), step, current_thresholds())
+    arguments = section_arguments(section, st.session_state["de_view"], current)
     try:
         manifest = read_manifest(run_path)
-        histograms = cached_run_histograms(run_path, tuple(steps))
-        diagnosis = cached_diagnosis(
-            run_path,
-            tuple(steps),
-            step,
-            limits.stability,
-            limits.dead_maximum,
-            limits.always_on,
-        )
+        histograms, diagnosis = section_data(arguments)
     except (OSError, ValueError, KeyError) as error:
         st.warning(f"DeepEyes cannot read {Path(run_path).name}: {error}")
         return
@@ -57,15 +58,34 @@ def deepeyes_view(run_path: str, phase: str, shipped: bool, section: str) -> Non
         return
     classes = [str(name) for name in manifest.get("classes", [])] or [str(k) for k in range(10)]
     st.markdown(
-        f"**Snapshot at step {step}**"
+        f"**Snapshot at step {arguments.step}**"
         + (" · the run is still training: this view follows its newest snapshot" if live else "")
     )
+    limits = arguments.limits
     if section == "layer":
         layer_section(run_path, steps, diagnosis, histograms, classes, limits.dead_maximum)
     elif section == "diagnosis":
         diagnosis_section(run_path, shipped, steps, manifest, diagnosis, limits)
     else:
         training_section(run_path, diagnosis, histograms, limits.stability)
+
+
+def section_data(
+    arguments: SectionArguments,
+) -> tuple[dict[str, list[PerplexityHistogram]], RunDiagnosis]:
+    """Return the perplexity histograms and the diagnosis that a section drawn with `arguments`
+    shows."""
+    limits = arguments.limits
+    histograms = cached_run_histograms(arguments.run_path, arguments.steps)
+    diagnosis = cached_diagnosis(
+        arguments.run_path,
+        arguments.steps,
+        arguments.step,
+        limits.stability,
+        limits.dead_maximum,
+        limits.always_on,
+    )
+    return histograms, diagnosis
 
 
 selection = page_setup("deepeyes")
@@ -89,5 +109,9 @@ if phase == "unreadable":
     )
     stop_page()
 run_line(run, phase)
-view = url_fragment("deepeyes", deepeyes_view, refresh_seconds([phase]))
-view(run.path, phase, run.shipped, section_picker())
+live = phase in ("running", "starting")
+url_fragment("deepeyes", section_switch, None)(live)
+for name in DEEPEYES_SECTIONS:  # each a fragment: a click in one reruns that one only
+    with st.container(key=container_key(name)):
+        refresh = refresh_seconds([phase]) if name == st.session_state["de_view"] else None
+        url_fragment("deepeyes", deepeyes_view, refresh)(name, run.path, phase, run.shipped)

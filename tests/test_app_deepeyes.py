@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_app import all_text
 
 from convlens.annotations import FALLBACK_AUTHOR, AnnotationStore
 from convlens.charts import (
@@ -34,6 +33,8 @@ from convlens.runformat import (
     weight_steps,
 )
 from convlens.ui.deepeyes.maps import strongest_caption
+from convlens.ui.deepeyes.sections import container_key
+from convlens.ui.state import DEEPEYES_SECTIONS
 from convlens.weights import weights_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,8 +84,39 @@ def chart_rows(element) -> list[dict]:
     ]
 
 
+def shown(at: AppTest):
+    """Return the section on screen: its container. The other two are drawn too, hidden by the
+    page's style (`hidden_sections_style`)."""
+    return at.container(container_key(at.button_group(key=SECTION).value))
+
+
+def step_slider(at: AppTest):
+    """Return the snapshot slider of the section on screen (each section has one)."""
+    return at.select_slider(key=f"de_step_{at.button_group(key=SECTION).value}_widget")
+
+
+def hidden(at: AppTest) -> list:
+    """Return the containers of the sections drawn hidden (none on a page without sections)."""
+    if not at.container or SECTION not in [group.key for group in at.button_group]:
+        return []
+    picked = at.button_group(key=SECTION).value
+    return [at.container(container_key(name)) for name in DEEPEYES_SECTIONS if name != picked]
+
+
+def text_elements(node) -> list:
+    """Return the elements whose text `test_app.all_text` reads, in `node`."""
+    return [*node.markdown, *node.subheader, *node.caption, *node.warning, *node.error]
+
+
+def visible_text(at: AppTest) -> str:
+    """Return the page's text (as `test_app.all_text` reads it) without the hidden sections'."""
+    away = {id(element) for block in hidden(at) for element in text_elements(block)}
+    return "\n".join(str(e.value) for e in text_elements(at) if id(e) not in away)
+
+
 def charts_titled(at: AppTest, words: str) -> list:
-    return [chart for chart in at.get("vega_lite_chart") if words in chart.proto.spec]
+    """Return the charts of the section on screen whose spec holds `words`."""
+    return [chart for chart in shown(at).get("vega_lite_chart") if words in chart.proto.spec]
 
 
 def chart_title(chart) -> str | None:
@@ -95,14 +127,14 @@ def overview_heat_maps(at: AppTest) -> dict[str, object]:
     """Return the Training section's small perplexity heat maps, by layer (their titles)."""
     return {
         chart_title(chart): chart
-        for chart in at.get("vega_lite_chart")
+        for chart in shown(at).get("vega_lite_chart")
         if '"share"' in chart.proto.spec and " " not in (chart_title(chart) or " ")
     }
 
 
 def diagnosis_text(at: AppTest) -> str:
     """Return the diagnosis panel: the bulleted lists of the Diagnosis section."""
-    return "\n".join(m.value for m in at.markdown if m.value.startswith("- "))
+    return "\n".join(m.value for m in shown(at).markdown if m.value.startswith("- "))
 
 
 def run_line(at: AppTest):
@@ -114,7 +146,10 @@ def run_line(at: AppTest):
 def patch_images(at: AppTest) -> list:
     """Return the image patches shown under the maps (captioned "label · #row")."""
     return [
-        image for element in at.get("image") for image in element.proto.imgs if "#" in image.caption
+        image
+        for element in shown(at).get("image")
+        for image in element.proto.imgs
+        if "#" in image.caption
     ]
 
 
@@ -149,13 +184,13 @@ def test_training_is_the_default_section_with_curves_stability_and_a_heat_map_pe
     changes = [row for row in chart_rows(stability) if "change" in row]
     assert len(changes) == len(LAYERS) * (len(STEPS) - 1)
     assert all(row["change"] > 0.05 for row in changes if row["step"] == 5628)
-    text = all_text(at)
+    text = visible_text(at)
     assert "Snapshot at step 5628" in text
     # only this section's work: no per-layer bars, activity heatmaps, maps or diagnosis
     assert not charts_titled(at, "at step 5628")
     assert not charts_titled(at, "maximum activation")
     assert not charts_titled(at, "Input map") and not charts_titled(at, "Filter map")
-    assert not diagnosis_text(at) and not at.code
+    assert not diagnosis_text(at) and not shown(at).code
     assert at.number_input(key="deepeyes_threshold_widget").value == 0.05
 
 
@@ -200,7 +235,7 @@ def test_the_training_table_has_a_row_per_layer_stable_as_the_diagnosis_says():
     expected = diagnose_run(BASECNN, threshold=0.2)
     step = expected.step
     probe = read_probe(BASECNN, step)
-    (table,) = at.dataframe
+    (table,) = shown(at).dataframe
     frame = table.value
     assert frame["layer"].tolist() == [part.layer for part in expected.layers]
     assert len(frame) == 11
@@ -242,7 +277,7 @@ def test_the_layer_section_shows_the_chosen_layer_only():
     options = at.selectbox(key="de_layer_widget").options
     assert "features.conv3_1 (128 filters)" in options  # the page's word for them
     assert any(option.endswith(" units)") for option in options), "fc layers' units"
-    titles = [chart.proto.spec for chart in at.get("vega_lite_chart")]
+    titles = [chart.proto.spec for chart in shown(at).get("vega_lite_chart")]
     assert len(titles) == 6
     for words in (
         "features.conv3_1: perplexity over training",
@@ -255,11 +290,11 @@ def test_the_layer_section_shows_the_chosen_layer_only():
         assert len(charts_titled(at, words)) == 1, words
     assert not charts_titled(at, "features.conv1_1")
     assert not charts_titled(at, "Change between snapshots") and not charts_titled(at, "loss")
-    text = all_text(at)
+    text = visible_text(at)
     assert "features.conv3_1: not stable yet at threshold 0.05" in text
     assert "features.conv3_1 at step 7504: 2 of 128 dead (72, 95)." in text
     assert "features.conv3_1: input map and filter map at step 7504" in text
-    assert not diagnosis_text(at) and not at.dataframe and not at.table
+    assert not diagnosis_text(at) and not shown(at).dataframe and not shown(at).table
 
 
 def test_the_default_layer_section_shows_the_first_layer_and_its_maps():
@@ -275,7 +310,7 @@ def test_the_default_layer_section_shows_the_first_layer_and_its_maps():
     assert len(rows) == 1000 and {row["label"] for row in rows} <= set(read_classes())
     (filter_map,) = charts_titled(at, "Filter map: 20 filters")
     assert len([row for row in chart_rows(filter_map) if "specificity" in row]) == 20
-    text = all_text(at)
+    text = visible_text(at)
     assert "Snapshot at step 5628" in text
     assert "t-SNE (openTSNE, perplexity 30, 1000 points), embedded at step 5628" in text
     assert "PCA (first two principal axes of 20 points)" in text
@@ -285,16 +320,16 @@ def test_the_default_layer_section_shows_the_first_layer_and_its_maps():
 def test_the_diagnosis_section_says_what_to_change():
     at = open_deepeyes({"de_view": "diagnosis"})
     assert at.button_group(key=SECTION).value == "diagnosis"
-    assert not at.get("vega_lite_chart")
+    assert not shown(at).get("vega_lite_chart")
     diagnosis = diagnosis_text(at)
     for layer in LAYERS:
         noun = "units" if layer == "classifier.fc1" else "filters"
         assert f"{layer}: no dead, always-on or near-duplicate {noun} at step 5628" in diagnosis
         assert f"{layer}: still changing (last change" in diagnosis
-    assert "**A smaller network to try:**" in all_text(at)
-    assert "fashion_deepeyes_small has 4.6× fewer parameters" in all_text(at)
+    assert "**A smaller network to try:**" in visible_text(at)
+    assert "fashion_deepeyes_small has 4.6× fewer parameters" in visible_text(at)
     # the dead threshold written as the Layer section's input shows it
-    assert "dead at a maximum activation of at most 0.000001," in all_text(at)
+    assert "dead at a maximum activation of at most 0.000001," in visible_text(at)
 
 
 @pytest.mark.parametrize("section", ["training", "layer", "diagnosis"])
@@ -303,8 +338,8 @@ def test_each_section_of_the_eleven_layer_run_opens_from_the_url(section: str):
     assert at.button_group(key=SECTION).value == section
     assert at.query_params["de_view"] == section
     assert run_line(at).value == "shipped run fashion_basecnn · finished"
-    assert "Snapshot at step 7504" in all_text(at)
-    charts = len(at.get("vega_lite_chart"))
+    assert "Snapshot at step 7504" in visible_text(at)
+    charts = len(shown(at).get("vega_lite_chart"))
     assert charts == {"training": 2 + 11, "layer": 6, "diagnosis": 0}[section]
 
 
@@ -317,8 +352,50 @@ def test_switching_sections_keeps_the_step_the_layer_and_the_filter():
         assert at.query_params["de_step"] == "900"
         assert at.query_params["de_layer"] == "features.conv2"
         assert at.query_params["de_filter"] == "4"
-        assert "Snapshot at step 900" in all_text(at)
-    assert "**Filter 4** fires on" in all_text(at)
+        assert "Snapshot at step 900" in visible_text(at)
+    assert "**Filter 4** fires on" in visible_text(at)
+
+
+def section_style(at: AppTest) -> str:
+    """Return the style element the section picker draws."""
+    (style,) = [html.proto.body for html in at.get("html") if "deepeyes_section" in html.proto.body]
+    return style
+
+
+def test_every_section_is_drawn_and_the_style_shows_the_picked_one_only():
+    at = open_deepeyes({"de_view": "layer"})
+    style = section_style(at)
+    hiding = style[: style.index("{")]
+    assert ".st-key-deepeyes_section_training" in hiding
+    assert ".st-key-deepeyes_section_diagnosis" in hiding
+    assert "deepeyes_section_layer" not in style
+    assert "content-visibility: hidden" in style and "visibility: hidden" in style
+    training, diagnosis = hidden(at)
+    assert [
+        c for c in training.get("vega_lite_chart") if "Change between snapshots" in c.proto.spec
+    ]
+    assert diagnosis.code[0].value.startswith("python -m convlens train")
+    assert len(charts_titled(at, "Input map:")) == 1
+    show_section(at, "diagnosis")
+    hiding = section_style(at)[: section_style(at).index("{")]
+    assert "deepeyes_section_layer" in hiding and "deepeyes_section_diagnosis" not in hiding
+
+
+def test_a_hidden_section_keeps_its_snapshot_until_it_is_shown_again():
+    """A hidden section is drawn as it was last shown, so that a snapshot's click redraws the
+    section on screen only; shown again, it is drawn at the snapshot picked since."""
+    at = open_deepeyes({"de_view": "layer"})
+    step_slider(at).set_value(900)
+    rerun(at)
+    (training,) = [block for block in hidden(at) if block.key.endswith("training")]
+    outlined = [c.value for c in training.caption if "outlined: step" in c.value]
+    assert outlined and "outlined: step 5628" in outlined[0], "drawn at the first snapshot"
+    assert "features.conv1: input map and filter map at step 900" in visible_text(at)
+    show_section(at, "training")
+    assert "outlined: step 900" in visible_text(at)
+    assert "outlined: step 5628" not in visible_text(at)
+    (layer,) = [block for block in hidden(at) if block.key.endswith("layer")]
+    assert any("at step 900" in s.value for s in layer.subheader)
 
 
 def test_an_unknown_section_in_the_url_falls_back_to_training():
@@ -332,7 +409,7 @@ def test_the_run_line_names_the_run_and_shows_no_server_path():
     at = open_deepeyes()
     line = run_line(at)
     assert line.value == "shipped run fashion_deepeyes · finished"
-    assert str(FULL) not in line.proto.help and str(FULL) not in all_text(at)
+    assert str(FULL) not in line.proto.help and str(FULL) not in visible_text(at)
 
 
 def test_a_users_run_is_marked_under_the_name_the_filters_page_opens_it_by():
@@ -348,9 +425,9 @@ def test_a_users_run_is_marked_under_the_name_the_filters_page_opens_it_by():
 
 def test_moving_the_slider_changes_the_stated_step_and_the_url():
     at = open_deepeyes({"de_view": "layer"})
-    at.select_slider(key="de_step").set_value(900)
+    step_slider(at).set_value(900)
     rerun(at)
-    text = all_text(at)
+    text = visible_text(at)
     assert "Snapshot at step 900" in text
     assert "features.conv1: no dead or always-on filters at step 900" in text
     assert "Snapshot at step 5628" not in text
@@ -361,15 +438,15 @@ def test_thresholds_change_the_stability_and_the_flagged_filters_in_every_sectio
     at = open_deepeyes()
     at.number_input(key="deepeyes_threshold_widget").set_value(2.0)
     rerun(at)
-    assert at.dataframe[0].value["stability"].tolist()[0] == "stable from step 100"
+    assert shown(at).dataframe[0].value["stability"].tolist()[0] == "stable from step 100"
     show_section(at, "layer")
-    assert "features.conv1: stable from step 100" in all_text(at)
+    assert "features.conv1: stable from step 100" in visible_text(at)
     show_section(at, "diagnosis")
     assert "- features.conv1: stable from step 100." in diagnosis_text(at)
     show_section(at, "layer")
     at.number_input(key="deepeyes_always_on_widget").set_value(0.0)
     rerun(at)
-    assert "features.conv1 at step 5628: 20 of 20 always on" in all_text(at)
+    assert "features.conv1 at step 5628: 20 of 20 always on" in visible_text(at)
     show_section(at, "diagnosis")
     assert "features.conv1: 20 of 20 filters always on at step 5628" in diagnosis_text(at)
     show_section(at, "training")
@@ -384,13 +461,13 @@ def test_a_bookmarked_run_opens_with_its_dead_units():
         in diagnosis_text(at)
     )
     at = open_deepeyes({"run": str(SMALL), "de_view": "layer", "de_layer": "classifier.fc1"})
-    assert "classifier.fc1 at step 5628: 3 of 100 dead (44, 54, 70)" in all_text(at)
+    assert "classifier.fc1 at step 5628: 3 of 100 dead (44, 54, 70)" in visible_text(at)
 
 
 def test_a_bookmark_restores_the_step_the_layer_and_the_filter():
     # a bookmark from before the sections names a filter: it opens the Layer section
     at = open_deepeyes({"de_step": "900", "de_layer": "classifier.fc1", "de_filter": "3"})
-    text = all_text(at)
+    text = visible_text(at)
     assert "Snapshot at step 900" in text
     assert "classifier.fc1: input map and filter map at step 900" in text
     assert "**Filter 3** fires on" in text
@@ -398,7 +475,7 @@ def test_a_bookmark_restores_the_step_the_layer_and_the_filter():
     assert at.query_params["de_view"] == "layer"
     # a broken bookmark falls back to the defaults
     at = open_deepeyes({"de_step": "soon", "de_layer": "features.conv9", "de_filter": "999"})
-    assert "Snapshot at step 5628" in all_text(at)
+    assert "Snapshot at step 5628" in visible_text(at)
     assert at.selectbox(key="de_layer_widget").value == "features.conv1"
     assert at.selectbox(key="de_filter_widget").value == -1
     # a bookmark of the section wins, also over a filter
@@ -418,7 +495,7 @@ def test_a_selected_filter_lights_up_its_patches_its_cells_and_its_point():
     fires = firing(read_probe(FULL, 5628)["features.conv1"], 7)
     rows = input_map_rows(at)
     assert [row["fires"] for row in rows] == fires.tolist()
-    assert f"**Filter 7** fires on **{int(fires.sum())} of 1000** patches" in all_text(at)
+    assert f"**Filter 7** fires on **{int(fires.sum())} of 1000** patches" in visible_text(at)
     # its cell is ringed in conv1's two heatmaps, the only ones shown
     activity = charts_titled(at, "activation")
     assert len(activity) == 2
@@ -434,13 +511,13 @@ def test_a_selected_filter_lights_up_its_patches_its_cells_and_its_point():
     assert len(images) == 40
     assert images[0].caption.endswith(f"#{int(np.argmax(activations))}")
     assert int(fires.sum()) < 40, "the caption below says where the firing patches end"
-    assert f"fires on the first {int(fires.sum())}, above half its maximum" in all_text(at)
+    assert f"fires on the first {int(fires.sum())}, above half its maximum" in visible_text(at)
     assert at.query_params["de_filter"] == "7"
     # another layer forgets the filter
     at.selectbox(key="de_layer_widget").set_value("classifier.fc1")
     rerun(at)
     assert "de_filter" not in at.query_params
-    assert "classifier.fc1: input map and filter map at step 5628" in all_text(at)
+    assert "classifier.fc1: input map and filter map at step 5628" in visible_text(at)
     assert len(input_map_rows(at)) == 200
     activity = charts_titled(at, "activation")
     assert len(activity) == 2
@@ -473,7 +550,7 @@ def test_a_box_dragged_on_the_input_map_shows_its_patches():
         "selection": {"patch_brush": box}
     }
     rerun(at)
-    assert f"**{len(expected)} patches in the box**" in all_text(at)
+    assert f"**{len(expected)} patches in the box**" in visible_text(at)
     images = patch_images(at)
     assert [image.caption.split("#")[1] for image in images] == [str(i) for i in expected[:40]]
 
@@ -508,7 +585,7 @@ def test_a_click_on_a_cell_selects_its_filter():
     (cells,) = charts_titled(at, "features.conv1: activation frequency")
     send(at, ((cells, 3),))
     assert at.query_params["de_filter"] == "3"
-    assert "**Filter 3** fires on" in all_text(at)
+    assert "**Filter 3** fires on" in visible_text(at)
 
 
 def test_a_cell_click_that_is_no_filter_number_changes_nothing():
@@ -546,7 +623,7 @@ def test_switching_the_run_keeps_the_layer_despite_a_stale_cell_selection():
     assert at.selectbox(key="de_layer_widget").value == "classifier.fc1"
     assert at.query_params["de_layer"] == "classifier.fc1"
     assert "de_filter" not in at.query_params
-    assert "classifier.fc1 at step 5628: 3 of 100 dead (44, 54, 70)" in all_text(at)
+    assert "classifier.fc1 at step 5628: 3 of 100 dead (44, 54, 70)" in visible_text(at)
     rerun(at)  # and on the next run too
     assert at.query_params["de_layer"] == "classifier.fc1"
 
@@ -556,7 +633,7 @@ def test_switching_the_run_keeps_a_filter_the_layer_has_there():
     switch_run(at, "fashion_deepeyes_small")
     assert at.query_params["de_layer"] == "classifier.fc1"
     assert at.query_params["de_filter"] == "42"
-    assert "**Filter 42** fires on" in all_text(at)
+    assert "**Filter 42** fires on" in visible_text(at)
     at = open_deepeyes({"de_view": "layer", "de_layer": "classifier.fc1", "de_filter": "300"})
     switch_run(at, "fashion_deepeyes_small")  # its fc1 has 100 units
     assert at.query_params["de_layer"] == "classifier.fc1"
@@ -591,16 +668,16 @@ def test_a_later_snapshot_is_placed_in_the_map_of_the_first_one():
     query = {"de_layer": "classifier.fc1", "de_view": "layer"}
     first = np.array([[r["x"], r["y"]] for r in input_map_rows(open_deepeyes(query))])
     at = open_deepeyes(query)
-    at.select_slider(key="de_step").set_value(4690)
+    step_slider(at).set_value(4690)
     rerun(at)
-    text = all_text(at)
+    text = visible_text(at)
     assert "embedded at step 5628; the patches at step 4690 are placed into that map" in text
     later = np.array([[r["x"], r["y"]] for r in input_map_rows(at)])
     moved = np.linalg.norm(later - first, axis=1)
     assert np.median(moved) < 0.05 * np.ptp(first, axis=0).max()
     at.button(key="deepeyes_reembed").click()
     rerun(at)
-    assert "embedded at step 4690; other snapshots are placed into this map" in all_text(at)
+    assert "embedded at step 4690; other snapshots are placed into this map" in visible_text(at)
 
 
 # --------------------------------------------------------------------------------------------
@@ -628,21 +705,23 @@ def test_marking_dead_units_useless_stores_them_for_the_shipped_model():
     at.number_input(key="deepeyes_always_on_widget").set_value(0.3)
     rerun(at)
     show_section(at, "diagnosis")
-    at.select_slider(key="de_step").set_value(900)
+    step_slider(at).set_value(900)
     rerun(at)
     buttons = [b for b in at.button if b.key and b.key.startswith("deepeyes_mark_")]
     assert buttons and all(b.disabled for b in buttons)
-    assert "this snapshot kept no weights (the run has them at step 5628)" in all_text(at)
+    assert "this snapshot kept no weights (the run has them at step 5628)" in visible_text(at)
 
 
 def test_the_diagnosis_suggests_a_smaller_network_with_its_command():
     at = open_deepeyes({"de_view": "diagnosis"})
-    assert "**A smaller network to try:** classifier.fc1 at 124 units (not 500)." in all_text(at)
-    (command,) = at.code
+    assert "**A smaller network to try:** classifier.fc1 at 124 units (not 500)." in visible_text(
+        at
+    )
+    (command,) = shown(at).code
     assert command.value.startswith("python -m convlens train --arch deepeyes --fc1 124 ")
     # no --out: the run goes under $CONVLENS_HOME/runs, and the page names no server path
     assert "--out" not in command.value and os.environ["CONVLENS_HOME"] not in command.value
-    suggestion = at.dataframe[0].value
+    suggestion = shown(at).dataframe[0].value
     assert suggestion["suggested"].tolist() == [20, 50, 124]
 
 
@@ -678,13 +757,13 @@ def test_training_the_suggestion_starts_a_run_and_follows_it(monkeypatch: pytest
 
 def test_the_smaller_shipped_network_is_smaller_faster_and_within_a_point():
     at = open_deepeyes({"de_view": "diagnosis"})
-    (table,) = (element.value for element in at.table)
+    (table,) = (element.value for element in shown(at).table)
     assert table["run"].tolist() == ["fashion_deepeyes", "fashion_deepeyes_small"]
     assert table["conv1"].tolist() == [20, 10] and table["fc1"].tolist() == [500, 100]
     assert table["parameters"].tolist() == ["431,080", "93,920"]
     assert table["training (s, from the card)"].tolist() == [203, 63]
     assert (table["forward (ms per image, measured here)"] > 0).all()
-    sentence = next(m.value for m in at.markdown if "fewer parameters" in m.value)
+    sentence = next(m.value for m in shown(at).markdown if "fewer parameters" in m.value)
     assert sentence.startswith("fashion_deepeyes_small has 4.6× fewer parameters")
     assert "trained 3.2× faster (63 s against 203 s)" in sentence
     assert (
@@ -707,7 +786,7 @@ def test_an_unreadable_empty_or_probeless_run_shows_a_sentence_not_an_exception(
     at = open_deepeyes({"run": str(runs / "broken")})
     assert Path(at.selectbox(key="run_widget").value).name == "broken"
     assert any("broken cannot be read" in warning.value for warning in at.warning)
-    assert not charts_titled(at, "perplexity")
+    assert not at.get("vega_lite_chart")
     at.selectbox(key="run_widget").set_value("empty")  # a run is named by its folder
     rerun(at)
     assert any("empty has no snapshot yet" in info.value for info in at.info)
@@ -747,29 +826,29 @@ def test_a_run_still_training_follows_its_new_snapshots():
     at = open_deepeyes({"run": str(live), "de_layer": "classifier.fc1"})
     assert Path(at.selectbox(key="run_widget").value).name == "live"
     assert run_line(at).value == "your run live · running"
-    assert "**Snapshot at step 2900** · the run is still training" in all_text(at)
+    assert "**Snapshot at step 2900** · the run is still training" in visible_text(at)
     assert len(overview_heat_maps(at)) == len(LAYERS)
     land_snapshot(live, 3400)
     rerun(at)  # what the page's timer does every couple of seconds
-    assert "Snapshot at step 3400" in all_text(at)
+    assert "Snapshot at step 3400" in visible_text(at)
     heat_map = overview_heat_maps(at)["features.conv1"]
     assert {row["step"] for row in chart_rows(heat_map) if "share" in row} == set(STEPS[:6])
     show_section(at, "layer")  # the chosen layer follows too
     (heat_map,) = charts_titled(at, "classifier.fc1: perplexity over training")
     assert {row["step"] for row in chart_rows(heat_map) if "share" in row} == set(STEPS[:6])
-    assert at.select_slider(key="de_step").options == [str(s) for s in STEPS[:6]]
+    assert step_slider(at).options == [str(s) for s in STEPS[:6]]
     # looking at an earlier snapshot, the view stays there when the next one lands
-    at.select_slider(key="de_step").set_value(900)
+    step_slider(at).set_value(900)
     rerun(at)
     land_snapshot(live, 3900)
     rerun(at)
-    assert "Snapshot at step 900" in all_text(at)
-    assert "3900" in at.select_slider(key="de_step").options
+    assert "Snapshot at step 900" in visible_text(at)
+    assert "3900" in step_slider(at).options
     # the training process ends: the page says so
     (live / "pid").unlink()
     rerun(at)
     assert run_line(at).value == "your run live · incomplete"
-    assert "still training" not in all_text(at)
+    assert "still training" not in visible_text(at)
 
 
 def test_a_run_just_started_waits_for_its_first_snapshot():

@@ -38,7 +38,10 @@ def show_section(page, name: str) -> None:
     wait_for_app(page)
 
 
+# The charts on screen: the sections not shown are drawn too, hidden.
+SHOWN_CHARTS = '[data-testid="stVegaLiteChart"]:visible'
 CHART_TITLES = """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+    .filter((chart) => chart.checkVisibility({visibilityProperty: true}))
     .map((chart) => (chart.querySelector('g.role-title text') || {}).textContent || '')"""
 # How many of a chart's pixels are inked when Vega draws it on a canvas; its SVG paths otherwise.
 INKED = f"""(chart) => {{
@@ -55,7 +58,7 @@ def assert_charts_drawn(page, count: int, timeout: float = 30) -> None:
         time.sleep(0.5)
         titles = page.evaluate(CHART_TITLES)
     assert len(titles) == count, titles
-    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    charts = page.locator(SHOWN_CHARTS)
     for index in range(count):
         assert charts.nth(index).evaluate(INKED) > 0, f"chart {index} is drawn"
 
@@ -114,7 +117,7 @@ def test_deepeyes_page_in_chromium(tmp_path: Path) -> None:
         wait_for_text(page, "Filter map: 20 filters", timeout=180_000)
         wait_for_app(page)
         assert_charts_drawn(page, 6)
-        charts = page.locator('[data-testid="stVegaLiteChart"]')
+        charts = page.locator(SHOWN_CHARTS)
         input_map = charts.filter(has=page.locator("canvas"))  # the one drawn on a canvas
         # a point per patch (unlabelled for screen readers: the chart's title says what they
         # are), drawn on a canvas: a thousand points of 5 to 6 pixels across, some overlapping
@@ -153,6 +156,19 @@ def test_deepeyes_page_in_chromium(tmp_path: Path) -> None:
         assert page.locator('[data-testid="stImage"] img').count() > 1
         wait_for_images(page)
         page.screenshot(path=str(SCREENSHOTS / "deepeyes-selected.png"), full_page=True)
+
+        # a section shown again without a redraw (drawn at the same snapshot) and a snapshot
+        # picked there: Layer, shown again, is drawn anew at that snapshot
+        show_section(page, "Training")
+        assert_charts_drawn(page, 2 + 3)
+        page.get_by_role("slider").first.press("ArrowLeft")
+        wait_for_text(page, "Snapshot at step 5400")
+        wait_for_app(page)
+        show_section(page, "Layer")
+        wait_for_text(page, "features.conv1: input map and filter map at step 5400")
+        page.get_by_role("slider").first.press("ArrowRight")
+        wait_for_text(page, "features.conv1: input map and filter map at step 5628")
+        wait_for_app(page)
 
         # the small run's dead fc1 units, marked useless from the diagnosis (with fc1's maps,
         # the cheaper ones, from here on)

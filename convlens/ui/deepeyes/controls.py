@@ -4,6 +4,7 @@ filter inspected, kept in session state (the step, section, layer and filter als
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -27,9 +28,10 @@ THRESHOLD_DEFAULTS = {
 PICKS_HANDLED = "_deepeyes_picks_handled"
 
 
-def step_picker(steps: list[int]) -> int:
-    """Return the snapshot step chosen on a slider: the last one by default, and the newest one
-    of a run still training as long as the slider stays on its newest snapshot."""
+def step_picker(steps: list[int], section: str) -> int:
+    """Return the snapshot step chosen on `section`'s slider (each section has one, bound to the
+    same state): the last one by default, and the newest one of a run still training as long as
+    the slider stays on its newest snapshot."""
     current = st.session_state.get("de_step")
     newest_seen = st.session_state.get("_deepeyes_newest_step")
     if current not in steps or (current == newest_seen and current != steps[-1]):
@@ -37,7 +39,9 @@ def step_picker(steps: list[int]) -> int:
     st.session_state["_deepeyes_newest_step"] = steps[-1]
     if len(steps) == 1:
         return steps[0]
-    return st.select_slider("Snapshot step", options=steps, key="de_step")
+    return st.select_slider(
+        "Snapshot step", options=steps, **persisted("de_step", widget=f"de_step_{section}_widget")
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,11 +100,9 @@ def activity_threshold_inputs() -> None:
     )
 
 
-def section_picker() -> str:
+def section_picker(on_change: Callable[[], None] | None = None) -> str:
     """Return the section the user picked: Training unless the session or the URL names
-    another. Drawn outside the view's fragment, so that a switch reruns the whole page at once (a
-    fragment's run alone left the last section's charts beside the new ones now and then, and
-    needed a second, whole run)."""
+    another; `on_change` runs when the user picks one."""
     if "de_view" not in st.session_state and st.session_state.get("de_filter") is not None:
         st.session_state["de_view"] = "layer"  # a bookmark from before the sections names a filter
     keep_valid("de_view")
@@ -110,7 +112,7 @@ def section_picker() -> str:
         required=True,
         format_func=SECTIONS.__getitem__,
         label_visibility="collapsed",
-        **persisted("de_view"),
+        **persisted("de_view", on_change=on_change),
     )
     st.caption(SECTIONS_CAPTION)
     return st.session_state["de_view"]
