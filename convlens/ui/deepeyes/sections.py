@@ -55,13 +55,14 @@ def hidden_sections_style(shown: str) -> str:
 
     `content-visibility: hidden` keeps a hidden section's drawing and skips its layout;
     `visibility: hidden` hides it where a browser lacks the first (and from screen readers and
-    the keyboard); the negative margin takes back the gap Streamlit leaves after an element."""
-    hidden = ", ".join(
-        f".st-key-{container_key(name)}" for name in DEEPEYES_SECTIONS if name != shown
-    )
+    the keyboard); the negative margin takes back the gap Streamlit leaves after an element, on
+    the layout wrapper that Streamlit (1.67) puts around a container."""
+    hidden = [f".st-key-{container_key(name)}" for name in DEEPEYES_SECTIONS if name != shown]
+    wrappers = [f"[data-testid='stLayoutWrapper']:has(> {selector})" for selector in hidden]
     return (
-        f"<style>{hidden} {{ content-visibility: hidden; visibility: hidden; height: 0; "
-        "overflow: hidden; margin-bottom: -1rem; }</style>"
+        f"<style>{', '.join(hidden)} {{ content-visibility: hidden; visibility: hidden; "
+        f"height: 0; overflow: hidden; }} {', '.join([*hidden, *wrappers])} "
+        "{ margin-bottom: -1rem; }</style>"
     )
 
 
