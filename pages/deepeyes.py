@@ -15,7 +15,7 @@ from convlens.runformat import list_snapshots, read_manifest
 from convlens.runs import list_runs
 from convlens.ui.cache import cached_run_histograms
 from convlens.ui.deepeyes.caches import cached_diagnosis
-from convlens.ui.deepeyes.controls import current_thresholds, step_picker
+from convlens.ui.deepeyes.controls import current_step, current_thresholds, step_slider
 from convlens.ui.deepeyes.diagnosis import diagnosis_section
 from convlens.ui.deepeyes.layer import layer_section
 from convlens.ui.deepeyes.run_picker import pick_run, run_line
@@ -44,9 +44,9 @@ def deepeyes_view(section: str, run_path: str, phase: str, shipped: bool) -> Non
             + (" This view updates itself when one lands." if live else "")
         )
         return
-    step = step_picker(steps, section)
-    current = SectionArguments(run_path, tuple(steps), step, current_thresholds())
+    current = SectionArguments(run_path, tuple(steps), current_step(steps), current_thresholds())
     arguments = section_arguments(section, st.session_state["de_view"], current)
+    step_slider(steps, section, arguments.step)
     try:
         manifest = read_manifest(run_path)
         histograms, diagnosis = section_data(arguments)

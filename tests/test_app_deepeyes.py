@@ -33,7 +33,7 @@ from convlens.runformat import (
     weight_steps,
 )
 from convlens.ui.deepeyes.maps import strongest_caption
-from convlens.ui.deepeyes.sections import container_key
+from convlens.ui.deepeyes.sections import STYLE_KEY, container_key
 from convlens.ui.state import DEEPEYES_SECTIONS
 from convlens.weights import weights_fingerprint
 
@@ -109,8 +109,10 @@ def text_elements(node) -> list:
 
 
 def visible_text(at: AppTest) -> str:
-    """Return the page's text (as `test_app.all_text` reads it) without the hidden sections'."""
-    away = {id(element) for block in hidden(at) for element in text_elements(block)}
+    """Return the page's text (as `test_app.all_text` reads it) without the hidden sections' and
+    the sections' style."""
+    blocks = hidden(at) + [block for block in at.container if block.key == STYLE_KEY]
+    away = {id(element) for block in blocks for element in text_elements(block)}
     return "\n".join(str(e.value) for e in text_elements(at) if id(e) not in away)
 
 
@@ -358,8 +360,8 @@ def test_switching_sections_keeps_the_step_the_layer_and_the_filter():
 
 def section_style(at: AppTest) -> str:
     """Return the style element the section picker draws."""
-    (style,) = [html.proto.body for html in at.get("html") if "deepeyes_section" in html.proto.body]
-    return style
+    (style,) = at.container(STYLE_KEY).markdown
+    return style.value
 
 
 def test_every_section_is_drawn_and_the_style_shows_the_picked_one_only():
@@ -390,6 +392,9 @@ def test_a_hidden_section_keeps_its_snapshot_until_it_is_shown_again():
     (training,) = [block for block in hidden(at) if block.key.endswith("training")]
     outlined = [c.value for c in training.caption if "outlined: step" in c.value]
     assert outlined and "outlined: step 5628" in outlined[0], "drawn at the first snapshot"
+    # its slider says so too: shown again without a redraw, it would not contradict its charts
+    assert at.select_slider(key="de_step_training_widget").value == 5628
+    assert step_slider(at).value == 900
     assert "features.conv1: input map and filter map at step 900" in visible_text(at)
     show_section(at, "training")
     assert "outlined: step 900" in visible_text(at)

@@ -169,6 +169,14 @@ def test_deepeyes_page_in_chromium(tmp_path: Path) -> None:
         page.get_by_role("slider").first.press("ArrowRight")
         wait_for_text(page, "features.conv1: input map and filter map at step 5628")
         wait_for_app(page)
+        # Diagnosis, drawn at that snapshot when the page opened, is shown without a redraw: its
+        # slider stands where its diagnosis was drawn (not at 5400, the step when the page last
+        # ran whole)
+        show_section(page, "Diagnosis")
+        wait_for_text(page, "Snapshot at step 5628")
+        assert page.locator('[data-testid="stSliderThumbValue"]:visible').inner_text() == "5628"
+        show_section(page, "Layer")
+        wait_for_text(page, "features.conv1: input map and filter map at step 5628")
 
         # the small run's dead fc1 units, marked useless from the diagnosis (with fc1's maps,
         # the cheaper ones, from here on)
@@ -187,6 +195,10 @@ def test_deepeyes_page_in_chromium(tmp_path: Path) -> None:
         wait_for_app(page)
         page.get_by_role("button", name="Mark 3 useless").click()
         wait_for_text(page, "Marked useless")
+        wait_for_app(page)
+        # the button's toast leaves the style that hides the other sections in place
+        assert page.locator(SHOWN_CHARTS).count() == 0
+        assert "Layer to inspect" not in page.locator("body").inner_text()
         fingerprint = weights_fingerprint(load_snapshot(SMALL)[0])
         store = AnnotationStore(home / "annotations.sqlite")
         assert store.useless_filters("fashion_deepeyes_small", fingerprint) == {

@@ -82,14 +82,21 @@ def test_a_switch_while_the_run_trains_always_redraws(state: dict):
     assert switch_needs_redraw(True)
 
 
-def test_a_page_without_sections_never_asks_for_a_redraw(state: dict):
+def test_a_page_without_sections_asks_for_a_redraw_only_while_the_run_trains(state: dict):
+    """A run just started has no snapshot: its sections have drawn nothing yet, and the one
+    picked must follow the first snapshot when it lands."""
     state["de_view"] = "diagnosis"
     assert not switch_needs_redraw(False)
+    assert switch_needs_redraw(True)
 
 
 @pytest.mark.parametrize("shown", ["training", "layer", "diagnosis"])
-def test_the_style_hides_the_two_other_sections(shown: str):
+def test_the_style_hides_the_two_other_sections_and_its_own_container(shown: str):
     style = hidden_sections_style(shown)
+    assert style.endswith(
+        ".st-key-deepeyes_sections_style, [data-testid='stLayoutWrapper']:has(> "
+        ".st-key-deepeyes_sections_style) { display: none; }</style>"
+    )
     selectors = style[len("<style>") : style.index("{")]
     hidden = {name for name in ("training", "layer", "diagnosis") if name != shown}
     assert {part.strip() for part in selectors.split(",")} == {

@@ -28,19 +28,30 @@ THRESHOLD_DEFAULTS = {
 PICKS_HANDLED = "_deepeyes_picks_handled"
 
 
-def step_picker(steps: list[int], section: str) -> int:
-    """Return the snapshot step chosen on `section`'s slider (each section has one, bound to the
-    same state): the last one by default, and the newest one of a run still training as long as
-    the slider stays on its newest snapshot."""
+def current_step(steps: list[int]) -> int:
+    """Return the snapshot step the user picked: the last one by default, and the newest one of
+    a run still training as long as the user stays on its newest snapshot."""
     current = st.session_state.get("de_step")
     newest_seen = st.session_state.get("_deepeyes_newest_step")
     if current not in steps or (current == newest_seen and current != steps[-1]):
         st.session_state["de_step"] = steps[-1]
     st.session_state["_deepeyes_newest_step"] = steps[-1]
+    return st.session_state["de_step"]
+
+
+def step_slider(steps: list[int], section: str, shown_step: int) -> None:
+    """Draw `section`'s snapshot slider at `shown_step`, the snapshot the section is drawn at
+    (a hidden section's may be an earlier pick); moving it picks the step for the page. Each
+    section has its own slider: a section's fragment draws its own widgets only."""
     if len(steps) == 1:
-        return steps[0]
-    return st.select_slider(
-        "Snapshot step", options=steps, **persisted("de_step", widget=f"de_step_{section}_widget")
+        return
+    widget = f"de_step_{section}_widget"
+    st.session_state[widget] = shown_step
+    st.select_slider(
+        "Snapshot step",
+        options=steps,
+        key=widget,
+        on_change=lambda: st.session_state.__setitem__("de_step", st.session_state[widget]),
     )
 
 

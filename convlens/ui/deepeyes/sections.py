@@ -24,11 +24,13 @@ import streamlit as st
 from convlens.ui.deepeyes.controls import Thresholds, section_picker
 from convlens.ui.state import DEEPEYES_SECTIONS
 
-# Session keys: the arguments each section was last drawn with, the section last shown, and a
-# switch's request to rerun the page.
+# Session keys: the arguments each section was last drawn with, and the section last shown.
 DRAWN_WITH = "_deepeyes_drawn_with"
 SHOWN = "_deepeyes_shown"
-REDRAW = "_deepeyes_redraw"
+# The container of the style element, hidden by the style itself (a style element applies wherever
+# it is). Not `st.html`: a style alone goes to Streamlit's event container, where a toast sent by
+# a section's button replaced it, and the hidden sections showed until the picker ran again.
+STYLE_KEY = "deepeyes_sections_style"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +53,7 @@ def container_key(section: str) -> str:
 
 
 def hidden_sections_style(shown: str) -> str:
-    """The style element that hides every section but `shown`.
+    """The style element that hides every section but `shown`, and its own container.
 
     `content-visibility: hidden` keeps a hidden section's drawing and skips its layout;
     `visibility: hidden` hides it where a browser lacks the first (and from screen readers and
@@ -59,10 +61,11 @@ def hidden_sections_style(shown: str) -> str:
     the layout wrapper that Streamlit (1.67) puts around a container."""
     hidden = [f".st-key-{container_key(name)}" for name in DEEPEYES_SECTIONS if name != shown]
     wrappers = [f"[data-testid='stLayoutWrapper']:has(> {selector})" for selector in hidden]
+    own = [f".st-key-{STYLE_KEY}", f"[data-testid='stLayoutWrapper']:has(> .st-key-{STYLE_KEY})"]
     return (
         f"<style>{', '.join(hidden)} {{ content-visibility: hidden; visibility: hidden; "
         f"height: 0; overflow: hidden; }} {', '.join([*hidden, *wrappers])} "
-        "{ margin-bottom: -1rem; }</style>"
+        f"{{ margin-bottom: -1rem; }} {', '.join(own)} {{ display: none; }}</style>"
     )
 
 
@@ -82,25 +85,25 @@ def switch_needs_redraw(live: bool) -> bool:
     """Whether the section just picked must be drawn anew: always while the run trains (the
     section shown follows its new snapshots, the others do not), otherwise when it was drawn with
     other arguments than the section shown before it (another snapshot or thresholds set since)."""
+    if live:
+        return True
     drawn: dict[str, SectionArguments] = st.session_state.get(DRAWN_WITH, {})
     picked = drawn.get(st.session_state.get("de_view"))
-    if picked is None:
-        return False
-    return live or picked != drawn.get(st.session_state.get(SHOWN))
+    return picked is not None and picked != drawn.get(st.session_state.get(SHOWN))
 
 
 def section_switch(live: bool) -> None:
     """Draw the section picker and the style that shows its section; `live`: the run trains.
     Run as a fragment: a switch to a section drawn with the shown one's arguments reruns nothing
-    else; any other switch reruns the page."""
+    else; any other switch reruns the page before the picked section is shown."""
 
     def note_switch() -> None:
-        """Ask the fragment to rerun the page when the section picked must be drawn anew (a
-        callback cannot rerun the page itself), and remember it as shown."""
-        st.session_state[REDRAW] = switch_needs_redraw(live)
+        """Remember the section picked as shown; rerun the page when it must be drawn anew."""
+        redraw = switch_needs_redraw(live)
         st.session_state[SHOWN] = st.session_state["de_view"]
+        if redraw:
+            st.rerun()
 
     shown = section_picker(on_change=note_switch)
-    st.html(hidden_sections_style(shown))
-    if st.session_state.pop(REDRAW, False):
-        st.rerun()
+    with st.container(key=STYLE_KEY):
+        st.markdown(hidden_sections_style(shown), unsafe_allow_html=True)
