@@ -26,7 +26,12 @@ from convlens.ui.deepeyes.sections import (
     section_switch,
 )
 from convlens.ui.deepeyes.training import training_section
-from convlens.ui.run_watch import refresh_seconds, run_paths, watch_run_folders
+from convlens.ui.run_watch import (
+    TRAINING_STATUSES,
+    refresh_seconds,
+    run_paths,
+    watch_run_folders,
+)
 from convlens.ui.sidebar import page_setup
 from convlens.ui.state import DEEPEYES_SECTIONS, stop_page, url_fragment
 
@@ -36,7 +41,7 @@ def deepeyes_view(section: str, run_path: str, phase: str, shipped: bool) -> Non
     section is shown (`section_arguments`)."""
     if run_phase(run_path) != phase:
         st.rerun()  # the run started or ended: redraw the page, and start or stop refreshing
-    live = phase in ("running", "starting")
+    live = phase in TRAINING_STATUSES
     steps = list_snapshots(run_path)
     if not steps:
         st.info(
@@ -109,7 +114,7 @@ if phase == "unreadable":
     )
     stop_page()
 run_line(run, phase)
-live = phase in ("running", "starting")
+live = phase in TRAINING_STATUSES
 url_fragment("deepeyes", section_switch, None)(live)
 for name in DEEPEYES_SECTIONS:  # each a fragment: a click in one reruns that one only
     with st.container(key=container_key(name)):

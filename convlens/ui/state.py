@@ -236,17 +236,24 @@ def upload_digest(source: str) -> str | None:
 
 
 def persisted(
-    key: str, on_change: Callable[[], None] | None = None, widget: str | None = None
+    key: str,
+    on_change: Callable[[], None] | None = None,
+    widget: str | None = None,
+    seed: object = None,
 ) -> dict[str, object]:
     """Return the widget arguments that make a widget (key `widget`, by default `key`_widget)
     edit the state `key` across pages.
 
     Streamlit forgets a widget's value when another page runs; the state lives under a plain
-    key that every page keeps, the widget is seeded from it on every run, and its change
-    callback (which runs before the script) writes the new value back.
+    key that every page keeps, the widget is seeded from it on every run (or from `seed`, when
+    the widget shows something else than the state: a hidden DeepEyes section's slider stands
+    where its section was drawn), and its change callback (which runs before the script) writes
+    the new value back.
     """
     widget = widget or f"{key}_widget"
-    if key in st.session_state:
+    if seed is not None:
+        st.session_state[widget] = seed
+    elif key in st.session_state:
         st.session_state[widget] = st.session_state[key]
 
     def remember() -> None:

@@ -45,13 +45,10 @@ def step_slider(steps: list[int], section: str, shown_step: int) -> None:
     section has its own slider: a section's fragment draws its own widgets only."""
     if len(steps) == 1:
         return
-    widget = f"de_step_{section}_widget"
-    st.session_state[widget] = shown_step
     st.select_slider(
         "Snapshot step",
         options=steps,
-        key=widget,
-        on_change=lambda: st.session_state.__setitem__("de_step", st.session_state[widget]),
+        **persisted("de_step", widget=f"de_step_{section}_widget", seed=shown_step),
     )
 
 
