@@ -11,6 +11,8 @@ from images import BAD_IMAGES
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from convlens.style import SELECTED_BORDER
+from convlens.ui.chain import SELECTED_BOX_BORDER
 from convlens.ui.navigation import PAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,16 +250,54 @@ def click_chain(at: AppTest, node_id: str) -> AppTest:
     return at.run()
 
 
-def test_consecutive_clicks_each_select_their_node() -> None:
+def drawn_selected(at: AppTest) -> list[str]:
+    """The nodes that the chain's data draws selected (vis-network draws a clicked one itself)."""
+    return [n["id"] for n in chain_json(at)["nodes"] if n.get("borderWidth") == SELECTED_BOX_BORDER]
+
+
+def test_consecutive_clicks_each_select_their_node_and_leave_the_chain_as_drawn() -> None:
+    """vis-network shows a clicked node selected at once, in the look the data gives a selected
+    box: the run that follows leaves the chain's data as it was, so that the browser draws
+    nothing anew, and no other node is drawn selected."""
     at = start({"model": "alexnet"})
     at.switch_page("pages/network.py").run()
+    drawn = agraph_element(at).proto.json_args
     for node in ("features.0", "features.3", "features.0", "classifier.1"):
         click_chain(at, node)
         assert not at.exception
         assert at.session_state["layer"] == node
         assert any(node in s.value for s in at.subheader)
-        selected = [n["id"] for n in chain_json(at)["nodes"] if n.get("borderWidth") == 5]
-        assert selected == [node], "the drawn highlight follows the click"
+        assert agraph_element(at).proto.json_args == drawn, "the chain's data stays as drawn"
+    boxes = [n for n in chain_json(at)["nodes"] if n["shape"] == "box"]
+    assert all(n["borderWidthSelected"] == SELECTED_BOX_BORDER for n in boxes)
+    assert all(n["color"]["highlight"]["border"] == SELECTED_BORDER for n in boxes)
+    assert drawn_selected(at) == []
+
+
+def test_a_selection_from_elsewhere_is_drawn_by_the_chains_data() -> None:
+    """A bookmarked layer is drawn selected until a click selects another (then vis-network's
+    own selection shows that one, and the bookmarked one is drawn plain, once); a return from
+    another page draws the layer selected again, in a fresh frame; a layer changed by anything
+    but a click in the chain gets a fresh component (vis-network's selection would stay)."""
+    at = start({"model": "alexnet", "layer": "features.3"})
+    at.switch_page("pages/network.py").run()
+    assert drawn_selected(at) == ["features.3"]
+    click_chain(at, "features.3")
+    assert drawn_selected(at) == ["features.3"], "a click on the drawn selection changes nothing"
+    click_chain(at, "features.0")
+    assert drawn_selected(at) == []
+    drawn = agraph_element(at).proto.json_args
+    click_chain(at, "features.3")
+    assert agraph_element(at).proto.json_args == drawn
+    at.switch_page("pages/filters.py").run()
+    at.switch_page("pages/network.py").run()
+    assert not at.exception
+    assert drawn_selected(at) == ["features.3"], "the page shown again: a fresh frame"
+    key, _ = at.session_state["chain_drawn:alexnet"]
+    at.session_state["layer"] = "features.6"
+    at.run()
+    assert at.session_state["chain_drawn:alexnet"][0] != key
+    assert drawn_selected(at) == ["features.6"]
 
 
 def test_model_change_forgets_the_layer() -> None:

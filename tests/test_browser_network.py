@@ -22,6 +22,7 @@ from browser import (
     wait_for_app,
 )
 from convlens.graph import build_graph
+from convlens.style import SELECTED_BORDER
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 
@@ -173,6 +174,7 @@ def test_after_expand_all_a_low_node_shows_its_details_on_screen_and_the_chain_s
 GROUP_YELLOW = (0xF0, 0xE4, 0x42)  # LAYER_COLOURS["group"]: a closed block
 HEADER_YELLOW = (0xF7, 0xF0, 0xA6)  # an open block's header
 SUBHEADER = '[data-testid="stHeading"]'
+SELECTED_RGB = tuple(int(SELECTED_BORDER[k : k + 2], 16) for k in (1, 3, 5))
 
 
 def chain_shows(page, rgb: tuple[int, int, int]) -> bool:
@@ -193,6 +195,26 @@ def click_until(page, rgb: tuple[int, int, int], done: str, timeout: float = 60)
             wait_for_app(page)
             return
         assert time.monotonic() < deadline, f"clicking {rgb} never made {done}"
+
+
+def selected_pixels(canvas, top: float) -> int:
+    """The pixels of SELECTED_BORDER in the boxes' part of the chain's canvas (its left third),
+    in the row of the box whose top-left corner is at `top` (CSS pixels)."""
+    return canvas.evaluate(
+        """(canvas, [top, rgb]) => {
+            const scale = canvas.getBoundingClientRect().width / canvas.width;
+            const from = Math.max(0, Math.round((top - 6) / scale));
+            const to = Math.min(canvas.height, Math.round((top + 50) / scale));
+            const pixels = canvas.getContext('2d')
+                .getImageData(0, from, Math.round(canvas.width / 3), to - from).data;
+            let count = 0;
+            for (let i = 0; i < pixels.length; i += 4)
+                if (Math.abs(pixels[i] - rgb[0]) < 6 && Math.abs(pixels[i + 1] - rgb[1]) < 6
+                    && Math.abs(pixels[i + 2] - rgb[2]) < 6) count++;
+            return count;
+        }""",
+        [top, list(SELECTED_RGB)],
+    )
 
 
 def test_clicks_open_and_close_a_block_and_select_layers_back_and_forth(url: str) -> None:
@@ -243,12 +265,20 @@ def test_clicks_open_and_close_a_block_and_select_layers_back_and_forth(url: str
         )
         assert len(corners) >= 2, f"the open block shows its conv layers: {corners}"
         headings = []
-        for x, y in (corners[0], corners[1], corners[0]):
+        for (x, y), (_, other) in zip(
+            (corners[0], corners[1], corners[0]), (corners[1], corners[0], corners[1]), strict=True
+        ):
             before = page.url
             boxes.first.click(position={"x": x + 20, "y": y + 12})
             page.wait_for_function(f"() => window.location.href !== {before!r}", timeout=30_000)
             wait_for_app(page)
             headings.append(page.locator(SUBHEADER, has_text="_").first.inner_text())
+            # vis-network's own selection borders the clicked box, not the one clicked before
+            # (off the chain: its hover look borders a box too)
+            page.mouse.move(0, 0)
+            time.sleep(0.3)
+            assert selected_pixels(boxes.first, y) > 50, "the clicked box is drawn selected"
+            assert selected_pixels(boxes.first, other) == 0, "the last one is not"
         assert headings[0] == headings[2] != headings[1], headings
         assert "layer=" in page.url
 

@@ -10,13 +10,16 @@ from convlens.overview import INPUT_SIZE, NodePreview
 from convlens.style import CHAIN_BOX_WIDTH
 from convlens.ui.chain import (
     INPUT_ID,
+    NO_SELECTION,
     OUTPUT_ID,
     WAYPOINT_PREFIX,
+    ChainSelection,
     canvas_height,
     chain_elements,
     chain_rows,
     group_label,
     map_id,
+    next_selection,
     parse_map_id,
     row_links,
     scroll_offset,
@@ -172,3 +175,30 @@ def test_the_scroll_offset_puts_a_row_in_the_middle_of_the_chains_box(efficientn
     assert scroll_offset(rows, rows[-1].id, 470) == height - 470, "as far as the box scrolls"
     collapsed = chain_rows(efficientnet, set())
     assert scroll_offset(collapsed, efficientnet.groups[1].nodes[0], 470) == 0
+
+
+def test_a_click_in_the_chain_leaves_its_data_and_anything_else_draws_the_selection():
+    bookmarked = ChainSelection(("a", None), ("a", None))
+    # a fresh frame (first drawing, new height, page shown again) draws what the page selects
+    assert next_selection(None, ("a", ("a", 3)), False, None) == (
+        ChainSelection(("a", ("a", 3)), ("a", ("a", 3))),
+        False,
+    )
+    clicked = ChainSelection(NO_SELECTION, ("b", None))
+    assert next_selection(clicked, ("a", None), True, None) == (bookmarked, False)
+    # a click: vis-network shows it; a selection the data draws elsewhere is dropped
+    assert next_selection(bookmarked, ("b", None), False, "b") == (clicked, False)
+    assert next_selection(bookmarked, ("a", None), False, "a") == (bookmarked, False)
+    assert next_selection(clicked, ("a", None), False, "a") == (
+        ChainSelection(NO_SELECTION, ("a", None)),
+        False,
+    )
+    # a run without a click that keeps the selection keeps the drawing
+    assert next_selection(clicked, ("b", None), False, None) == (clicked, False)
+    # the selection changed by something else: a fresh frame that draws it
+    assert next_selection(clicked, ("c", None), False, None) == (
+        ChainSelection(("c", None), ("c", None)),
+        True,
+    )
+    # a click that did not select its node alone (a filter kept): drawn afresh too
+    assert next_selection(clicked, ("c", ("c", 1)), False, "c")[1]

@@ -61,6 +61,14 @@ FILTER_ORDER_BY_NUMBER = "filter number"
 END_FILL = "#EEEEEE"
 HEADER_FILL = "#F7F0A6"
 DARK_FILLS = {LAYER_COLOURS[kind] for kind in DARK_FILL_TYPES}
+# The border widths of a selected box and picture, drawn by the data or by vis-network's own
+# selection of the node last clicked (`ChainSelection`); the colour is SELECTED_BORDER.
+SELECTED_BOX_BORDER = 5
+SELECTED_PICTURE_BORDER = 3
+
+# A selection in the chain: the row of the selected layer, and a picture's (layer, channel).
+Selection = tuple[str | None, tuple[str, int] | None]
+NO_SELECTION: Selection = (None, None)
 
 
 def shape_label(shape: tuple[int, ...]) -> str:
@@ -211,7 +219,8 @@ def _box(
             "highlight": {"background": fill, "border": SELECTED_BORDER},
             "hover": {"background": fill, "border": SELECTED_BORDER},
         },
-        borderWidth=5 if selected else 1,
+        borderWidth=SELECTED_BOX_BORDER if selected else 1,
+        borderWidthSelected=SELECTED_BOX_BORDER,
         font={**_font(text), "align": align},
         margin=8,
         widthConstraint={"minimum": width, "maximum": width},
@@ -280,7 +289,8 @@ def channel_pictures(
                     "highlight": {"border": SELECTED_BORDER},
                     "hover": {"border": SELECTED_BORDER},
                 },
-                borderWidth=3 if chosen else 1,
+                borderWidth=SELECTED_PICTURE_BORDER if chosen else 1,
+                borderWidthSelected=SELECTED_PICTURE_BORDER,
             )
         )
     return pictures
@@ -306,6 +316,40 @@ def row_box(graph: LayerGraph, row: Row, number: dict[str, int], selected: str |
     block, _, count = head.partition(" · ")
     label = f"<b>▸ {block}</b> · {count}\n{shape}"
     return _box(row.id, row.y, label, title, LAYER_COLOURS["group"], row.id == selected)
+
+
+@dataclass(frozen=True)
+class ChainSelection:
+    """What the chain in the browser shows selected, and how: `drawn`, the selection its data
+    draws (bordered boxes and pictures), and `shown`, what the browser shows: `drawn`, or the
+    node clicked in this frame since, which vis-network highlights itself."""
+
+    drawn: Selection
+    shown: Selection
+
+
+def next_selection(
+    last: ChainSelection | None, wanted: Selection, fresh_frame: bool, clicked: str | None
+) -> tuple[ChainSelection, bool]:
+    """Return what the chain draws selected for the page's selection `wanted`, and whether the
+    browser needs a fresh frame of the chain for it.
+
+    A click on a node is drawn by vis-network at once, as a selection of its own: the run that
+    follows leaves the chain's data as it was, so the browser does not redraw the chain (its
+    wrapper compares every node with every other, ~0.2 s for the expanded chain of EfficientNet-
+    Lite0 on two cores); only a selection the data draws elsewhere is dropped, once. A frame
+    drawn fresh (a new component, or the page shown again) draws `wanted` from its data. A
+    selection changed by anything but a click in the chain (`clicked` None) needs a fresh frame,
+    or vis-network would keep its own beside it.
+    """
+    if fresh_frame or last is None:
+        return ChainSelection(wanted, wanted), False
+    if clicked is not None and wanted == (clicked, None):
+        drawn = last.drawn if last.drawn == wanted else NO_SELECTION
+        return ChainSelection(drawn, wanted), False
+    if last.shown == wanted:
+        return last, False
+    return ChainSelection(wanted, wanted), True
 
 
 def chain_elements(
@@ -523,9 +567,10 @@ def render_chain(
     on a node selects that layer, on a channel's picture opens that filter in the Filters view.
 
     A click is acted on before the chain is drawn, so that one run draws its result. The chain
-    keeps its component (and its browser frame) while its height stays: a click on a node or a
-    picture only restyles it; a group opened or closed changes the height, and a fresh component
-    (under a key never used before, so with no click yet) fits the taller or shorter drawing.
+    keeps its component (and its browser frame) while its height stays, and a node's click leaves
+    its data as it was: vis-network shows the node selected, and the browser draws nothing anew
+    (`next_selection`). A group opened or closed changes the height, and a fresh component (under
+    a key never used before, so with no click yet) fits the taller or shorter drawing.
     """
     expanded_key = f"expanded_groups:{model_name}"
     bookmarked = None  # a layer the link names, shown in the chain's box when it is first drawn
@@ -539,9 +584,18 @@ def render_chain(
     expanded: set[str] = st.session_state[expanded_key]
     drawn_key = f"chain_drawn:{model_name}"
     drawn: tuple[str, int] | None = st.session_state.get(drawn_key)  # its key and height
+    # Streamlit forgets a component's state once a run leaves it out: the page was left, and the
+    # browser draws the chain in a new frame
+    frame_kept = drawn is not None and drawn[0] in st.session_state
+    clicked = None
     if drawn is not None:
-        clicked = st.session_state.get(drawn[0])
-        handle_click(chain_rows(graph, expanded), drawn[0], clicked, expanded, model_name)
+        clicked = handle_click(
+            chain_rows(graph, expanded),
+            drawn[0],
+            st.session_state.get(drawn[0]),
+            expanded,
+            model_name,
+        )
     with st.container(horizontal=True, vertical_alignment="center"):
         if st.button("Expand all", key="expand_all", help="Show every layer of every group"):
             expanded.update(group.id for group in graph.groups)
@@ -554,15 +608,25 @@ def render_chain(
     number = whole_number(str(st.session_state.get("filter", "")))
     if shown == selected and number is not None and number >= 0:
         selected_filter = (shown, number)
-    nodes, edges = chain_elements(
-        graph, expanded, shown, forward, predictions, class_names, selected_filter
-    )
     height = canvas_height(rows)
-    if drawn is None or drawn[1] != height:
+    resized = drawn is None or drawn[1] != height
+    selection_key = f"chain_selection:{model_name}"
+    selection, needs_frame = next_selection(
+        st.session_state.get(selection_key),
+        (shown, selected_filter),
+        resized or not frame_kept,
+        clicked,
+    )
+    st.session_state[selection_key] = selection
+    if drawn is None or resized or needs_frame:
         generation = st.session_state.get(f"chain_generation:{model_name}", 0) + 1
         st.session_state[f"chain_generation:{model_name}"] = generation
         drawn = (f"chain:{model_name}:{generation}", height)
         st.session_state[drawn_key] = drawn
+    drawn_layer, drawn_filter = selection.drawn
+    nodes, edges = chain_elements(
+        graph, expanded, drawn_layer, forward, predictions, class_names, drawn_filter
+    )
     key = drawn[0]
     with st.container(height=CHAIN_VIEW_HEIGHT, border=False, key="chain_view"):
         chain_component(nodes, edges, chain_config(height), key)
@@ -642,10 +706,10 @@ def legend_html(graph: LayerGraph, expanded: set[str]) -> str:
 
 def handle_click(
     rows: Sequence[Row], key: str, clicked: str | None, expanded: set[str], model_name: str
-) -> None:
+) -> str | None:
     """Act on a click in the chain drawn as `rows` by the component `key`: a group opens or
-    closes, a node becomes the selected layer, a channel's picture opens that filter in the
-    Filters view.
+    closes, a node becomes the selected layer (returned), a channel's picture opens that filter
+    in the Filters view.
 
     The component keeps returning its last click, so a click is acted on once: when it differs
     from the last one acted on. (A second click on the node just clicked changes nothing: the
@@ -655,9 +719,9 @@ def handle_click(
     last_key = f"last_chain_click:{model_name}"
     if clicked is None:  # no click yet, or the page was left (its components forget theirs)
         st.session_state[last_key] = None
-        return
+        return None
     if (key, clicked) == st.session_state.get(last_key):
-        return
+        return None
     st.session_state[last_key] = (key, clicked)
     row = next((row for row in rows if row.id == clicked), None)
     picture = parse_map_id(clicked)
@@ -668,6 +732,8 @@ def handle_click(
     elif row is not None and row.kind == "node":
         st.session_state["layer"] = clicked
         st.session_state.pop("filter", None)
+        return clicked
+    return None
 
 
 def open_filter(node_id: str, channel: int) -> None:
