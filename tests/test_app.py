@@ -12,7 +12,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from convlens.style import SELECTED_BORDER
-from convlens.ui.chain import SELECTED_BOX_BORDER
+from convlens.ui.chain import INPUT_ID, OUTPUT_ID, SELECTED_BOX_BORDER
 from convlens.ui.navigation import PAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -268,7 +268,8 @@ def test_consecutive_clicks_each_select_their_node_and_leave_the_chain_as_drawn(
         assert at.session_state["layer"] == node
         assert any(node in s.value for s in at.subheader)
         assert agraph_element(at).proto.json_args == drawn, "the chain's data stays as drawn"
-    boxes = [n for n in chain_json(at)["nodes"] if n["shape"] == "box"]
+    boxes = [n for n in chain_json(at)["nodes"] if n["shape"] == "box" and n.get("chosen", True)]
+    assert len(boxes) > 5, "the layers' and groups' boxes"
     assert all(n["borderWidthSelected"] == SELECTED_BOX_BORDER for n in boxes)
     assert all(n["color"]["highlight"]["border"] == SELECTED_BORDER for n in boxes)
     assert drawn_selected(at) == []
@@ -293,6 +294,13 @@ def test_a_selection_from_elsewhere_is_drawn_by_the_chains_data() -> None:
     at.switch_page("pages/network.py").run()
     assert not at.exception
     assert drawn_selected(at) == ["features.3"], "the page shown again: a fresh frame"
+    click_chain(at, "features.0")
+    assert drawn_selected(at) == []
+    click_chain(at, INPUT_ID)  # selects nothing, and shows no selection: the data draws it
+    assert at.session_state["layer"] == "features.0"
+    assert drawn_selected(at) == ["features.0"]
+    ends = [n for n in chain_json(at)["nodes"] if n["id"] in (INPUT_ID, OUTPUT_ID)]
+    assert len(ends) == 2 and all(n["chosen"] is False for n in ends)
     key, _ = at.session_state["chain_drawn:alexnet"]
     at.session_state["layer"] = "features.6"
     at.run()

@@ -193,6 +193,11 @@ def test_a_click_in_the_chain_leaves_its_data_and_anything_else_draws_the_select
         ChainSelection(NO_SELECTION, ("a", None)),
         False,
     )
+    # a click on the input or the output: vis-network's selection there shows nothing
+    assert next_selection(clicked, ("b", None), False, "@input") == (
+        ChainSelection(("b", None), ("b", None)),
+        False,
+    )
     # a run without a click that keeps the selection keeps the drawing
     assert next_selection(clicked, ("b", None), False, None) == (clicked, False)
     # the selection changed by something else: a fresh frame that draws it
@@ -200,5 +205,8 @@ def test_a_click_in_the_chain_leaves_its_data_and_anything_else_draws_the_select
         ChainSelection(("c", None), ("c", None)),
         True,
     )
-    # a click that did not select its node alone (a filter kept): drawn afresh too
-    assert next_selection(clicked, ("c", ("c", 1)), False, "c")[1]
+    # a click after which the page selects more than the node (a filter): the data draws it
+    assert next_selection(clicked, ("c", ("c", 1)), False, "c") == (
+        ChainSelection(("c", ("c", 1)), ("c", ("c", 1))),
+        False,
+    )

@@ -203,9 +203,13 @@ def _box(
     width: int = CHAIN_BOX_WIDTH,
     border: str | None = None,
     align: str = "center",
+    selectable: bool = True,
 ) -> Node:
+    """A box; one not `selectable` (the input, the output) draws no selection nor hover look:
+    a click on it selects nothing."""
     text = "#FFFFFF" if fill in DARK_FILLS else "#000000"
     edge = SELECTED_BORDER if selected else border or fill
+    look = {"borderWidthSelected": SELECTED_BOX_BORDER} if selectable else {"chosen": False}
     return Node(
         id=drawn,
         x=x,
@@ -220,10 +224,10 @@ def _box(
             "hover": {"background": fill, "border": SELECTED_BORDER},
         },
         borderWidth=SELECTED_BOX_BORDER if selected else 1,
-        borderWidthSelected=SELECTED_BOX_BORDER,
         font={**_font(text), "align": align},
         margin=8,
         widthConstraint={"minimum": width, "maximum": width},
+        **look,
     )
 
 
@@ -334,19 +338,23 @@ def next_selection(
     """Return what the chain draws selected for the page's selection `wanted`, and whether the
     browser needs a fresh frame of the chain for it.
 
-    A click on a node is drawn by vis-network at once, as a selection of its own: the run that
-    follows leaves the chain's data as it was, so the browser does not redraw the chain (its
-    wrapper compares every node with every other, ~0.2 s for the expanded chain of EfficientNet-
-    Lite0 on two cores); only a selection the data draws elsewhere is dropped, once. A frame
-    drawn fresh (a new component, or the page shown again) draws `wanted` from its data. A
-    selection changed by anything but a click in the chain (`clicked` None) needs a fresh frame,
-    or vis-network would keep its own beside it.
+    `clicked` is the node just clicked in the chain's frame, if any. A click on a layer is drawn
+    by vis-network at once, as a selection of its own: the run that follows leaves the chain's
+    data as it was, so the browser does not redraw the chain (its wrapper compares every node
+    with every other, ~0.2 s for the expanded chain of EfficientNet-Lite0 on two cores); only a
+    selection the data draws elsewhere is dropped, once. A click on a node that selects nothing
+    (the input, the output: drawn without a selection look) moves vis-network's selection there,
+    and the data draws the page's. A frame drawn fresh (a new component, or the page shown
+    again) draws `wanted` from its data. A selection changed by anything but a click in the chain
+    needs a fresh frame, or vis-network would keep its own beside it.
     """
     if fresh_frame or last is None:
         return ChainSelection(wanted, wanted), False
     if clicked is not None and wanted == (clicked, None):
         drawn = last.drawn if last.drawn == wanted else NO_SELECTION
         return ChainSelection(drawn, wanted), False
+    if clicked is not None:
+        return ChainSelection(wanted, wanted), False
     if last.shown == wanted:
         return last, False
     return ChainSelection(wanted, wanted), True
@@ -369,7 +377,8 @@ def chain_elements(
     for row in rows:
         if row.kind == "input":
             size = "×".join(str(v) for v in graph.input_size)
-            nodes.append(_box(row.id, row.y, f"<b>Input</b> · {size}", "The image", END_FILL))
+            label = f"<b>Input</b> · {size}"
+            nodes.append(_box(row.id, row.y, label, "The image", END_FILL, selectable=False))
             if forward is not None:
                 nodes.append(
                     _picture(
@@ -381,12 +390,14 @@ def chain_elements(
                         "The image as the network sees it (resized and cropped)",
                         color={"border": "#999999"},
                         borderWidth=1,
+                        chosen=False,
                     )
                 )
         elif row.kind == "output":
             count = len(class_names) or graph.chain[-1].output_shape[0]
             title = "The most probable classes"
-            nodes.append(_box(row.id, row.y, f"<b>Output</b> · {count} classes", title, END_FILL))
+            label = f"<b>Output</b> · {count} classes"
+            nodes.append(_box(row.id, row.y, label, title, END_FILL, selectable=False))
             if predictions:
                 lines = "\n".join(
                     f"{p.label.replace('<', '‹')}  <b>{p.probability:.1%}</b>"
@@ -402,6 +413,7 @@ def chain_elements(
                         x=PICTURES_CENTRE,
                         width=PICTURES_WIDTH,
                         align="left",
+                        selectable=False,
                     )
                 )
         else:
@@ -707,9 +719,9 @@ def legend_html(graph: LayerGraph, expanded: set[str]) -> str:
 def handle_click(
     rows: Sequence[Row], key: str, clicked: str | None, expanded: set[str], model_name: str
 ) -> str | None:
-    """Act on a click in the chain drawn as `rows` by the component `key`: a group opens or
-    closes, a node becomes the selected layer (returned), a channel's picture opens that filter
-    in the Filters view.
+    """Act on a click in the chain drawn as `rows` by the component `key`, and return the node
+    clicked (None when there is no new click): a group opens or closes, a node becomes the
+    selected layer, a channel's picture opens that filter in the Filters view.
 
     The component keeps returning its last click, so a click is acted on once: when it differs
     from the last one acted on. (A second click on the node just clicked changes nothing: the
@@ -732,8 +744,7 @@ def handle_click(
     elif row is not None and row.kind == "node":
         st.session_state["layer"] = clicked
         st.session_state.pop("filter", None)
-        return clicked
-    return None
+    return clicked
 
 
 def open_filter(node_id: str, channel: int) -> None:
