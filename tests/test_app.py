@@ -308,6 +308,16 @@ def test_a_selection_from_elsewhere_is_drawn_by_the_chains_data() -> None:
     assert drawn_selected(at) == ["features.6"]
 
 
+def test_a_link_to_a_layer_inside_a_chain_node_draws_that_node_selected_at_once() -> None:
+    at = start({"model": "alexnet", "layer": "features.1"})  # the ReLU of node features.0
+    at.switch_page("pages/network.py").run()
+    assert drawn_selected(at) == ["features.0"]
+    key, _ = at.session_state["chain_drawn:alexnet"]
+    at.run()
+    assert at.session_state["chain_drawn:alexnet"][0] == key, "no fresh frame for it"
+    assert drawn_selected(at) == ["features.0"]
+
+
 def test_model_change_forgets_the_layer() -> None:
     at = start({"model": "alexnet", "layer": "features.0"})
     at.switch_page("pages/network.py").run()

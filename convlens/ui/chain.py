@@ -206,7 +206,7 @@ def _box(
     selectable: bool = True,
 ) -> Node:
     """A box; one not `selectable` (the input, the output) draws no selection nor hover look:
-    a click on it selects nothing."""
+    a click on it selects no layer (vis-network's own selection moves there, unseen)."""
     text = "#FFFFFF" if fill in DARK_FILLS else "#000000"
     edge = SELECTED_BORDER if selected else border or fill
     look = {"borderWidthSelected": SELECTED_BOX_BORDER} if selectable else {"chosen": False}
@@ -325,8 +325,9 @@ def row_box(graph: LayerGraph, row: Row, number: dict[str, int], selected: str |
 @dataclass(frozen=True)
 class ChainSelection:
     """What the chain in the browser shows selected, and how: `drawn`, the selection its data
-    draws (bordered boxes and pictures), and `shown`, what the browser shows: `drawn`, or the
-    node clicked in this frame since, which vis-network highlights itself."""
+    draws (bordered boxes and pictures), and `shown`, what the browser is taken to show: `drawn`,
+    or the layer clicked in this frame since, which vis-network highlights itself (until a click
+    on the chain's background, which vis-network does not report, clears its selection)."""
 
     drawn: Selection
     shown: Selection
@@ -562,6 +563,8 @@ def chain_config(height: int) -> Config:
             "dragNodes": False,
             "hover": True,
             "tooltipDelay": 150,
+            # a selection drawn by vis-network looks as one drawn by the data: the box alone
+            "selectConnectedEdges": False,
         },
     )
     config.width = "100%"
@@ -613,7 +616,8 @@ def render_chain(
             expanded.update(group.id for group in graph.groups)
         if st.button("Collapse all", key="collapse_all", help="Show one row per group"):
             expanded.clear()
-    selected = st.session_state.get("layer")
+    layer = st.session_state.get("layer")  # a link may name a layer inside a chain node
+    selected = graph.chain_node_of(str(layer)) if layer else None
     rows = chain_rows(graph, expanded)
     shown = visible_nodes(graph, expanded).get(selected) if selected else None
     selected_filter = None
