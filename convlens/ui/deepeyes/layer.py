@@ -59,9 +59,11 @@ def layer_perplexity(
         perplexity_heatmap_spec(run_path, tuple(steps), part.layer, step, title, False, histograms),
         width="stretch",
     )
+    # the title names no step (the section's first line does, the heatmap outlines it): so the
+    # spec stays from one snapshot to another, and a snapshot's click replaces its data only
     at_step.vega_lite_chart(
         perplexity_bars_spec(
-            run_path, part.layer, step, f"{part.layer} at step {step}", part.histogram
+            run_path, part.layer, step, f"{part.layer}: perplexity at this snapshot", part.histogram
         ),
         width="stretch",
     )
