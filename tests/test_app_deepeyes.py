@@ -673,6 +673,14 @@ def test_switching_to_a_run_without_the_layer_says_so_and_shows_its_first_layer(
     assert not [info for info in at.info if "has no layer" in info.value]
 
 
+def test_an_unknown_layer_in_a_link_to_another_section_is_said_on_screen():
+    """The Layer section, drawn hidden, says it; a toast says it where the page is seen."""
+    at = open_deepeyes({"de_view": "training", "de_layer": "features.conv9"})
+    said = "fashion_deepeyes has no layer `features.conv9`: it shows features.conv1."
+    assert [toast.value for toast in at.toast] == [said]
+    assert not open_deepeyes({"de_view": "layer", "de_layer": "features.conv9"}).toast
+
+
 def test_a_long_unknown_layer_in_a_link_is_said_back_cut_and_as_code():
     hostile = "# Heading [link](http://elsewhere) " + "x" * 2400
     at = open_deepeyes({"de_view": "layer", "de_layer": hostile})

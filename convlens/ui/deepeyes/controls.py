@@ -178,7 +178,10 @@ def inspect_controls(run: str, filters: dict[str, int]) -> tuple[str, int | None
     wanted = st.session_state.get("de_layer")
     if wanted not in layers:
         if wanted is not None:
-            st.info(f"{Path(run).name} has no layer {quoted(wanted)}: it shows {layers[0]}.")
+            said = f"{Path(run).name} has no layer {quoted(wanted)}: it shows {layers[0]}."
+            st.info(said)
+            if st.session_state.get("de_view") != "layer":  # said in a hidden section: and here
+                st.toast(said)
             forget_filter()
         st.session_state["de_layer"] = layers[0]
     layer = st.session_state["de_layer"]
