@@ -189,7 +189,7 @@ def test_training_is_the_default_section_with_curves_stability_and_a_heat_map_pe
     text = visible_text(at)
     assert "Snapshot at step 5628" in text
     # only this section's work: no per-layer bars, activity heatmaps, maps or diagnosis
-    assert not charts_titled(at, "at this snapshot")
+    assert not charts_titled(at, "at this step")
     assert not charts_titled(at, "maximum activation")
     assert not charts_titled(at, "Input map") and not charts_titled(at, "Filter map")
     assert not diagnosis_text(at) and not shown(at).code
@@ -283,7 +283,7 @@ def test_the_layer_section_shows_the_chosen_layer_only():
     assert len(titles) == 6
     for words in (
         "features.conv3_1: perplexity over training",
-        "features.conv3_1: perplexity at this snapshot",
+        "features.conv3_1 at this step",
         "features.conv3_1: maximum activation",
         "features.conv3_1: activation frequency",
         "Input map:",
@@ -317,7 +317,7 @@ def test_the_default_layer_section_shows_the_first_layer_and_its_maps():
     assert len(charts_titled(at, "maximum activation")) == 1
     (heat_map,) = charts_titled(at, "features.conv1: perplexity over training")
     assert {row["step"] for row in chart_rows(heat_map) if "share" in row} == set(STEPS)
-    (bars,) = charts_titled(at, "features.conv1: perplexity at this snapshot")
+    (bars,) = charts_titled(at, "features.conv1 at this step")
     assert sum(row["share"] for row in chart_rows(bars)) == pytest.approx(1.0)
     # the maps of the first layer: 1,000 patches, 20 filters, every point labelled
     rows = input_map_rows(at)

@@ -63,7 +63,7 @@ def layer_perplexity(
     # spec stays from one snapshot to another, and a snapshot's click replaces its data only
     at_step.vega_lite_chart(
         perplexity_bars_spec(
-            run_path, part.layer, step, f"{part.layer}: perplexity at this snapshot", part.histogram
+            run_path, part.layer, step, f"{part.layer} at this step", part.histogram
         ),
         width="stretch",
     )
