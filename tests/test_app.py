@@ -318,6 +318,18 @@ def test_a_link_to_a_layer_inside_a_chain_node_draws_that_node_selected_at_once(
     assert drawn_selected(at) == ["features.0"]
 
 
+@pytest.mark.parametrize("sent", [5, {"id": "features.0"}, ["features.0"], "x" * 100_000])
+def test_a_crafted_click_in_the_chain_changes_nothing(sent: object) -> None:
+    at = start({"model": "alexnet", "layer": "features.3"})
+    at.switch_page("pages/network.py").run()
+    key, _ = at.session_state["chain_drawn:alexnet"]
+    at.session_state[key] = sent
+    at.run()
+    assert not at.exception
+    assert at.session_state["layer"] == "features.3"
+    assert drawn_selected(at) == ["features.3"]
+
+
 def test_model_change_forgets_the_layer() -> None:
     at = start({"model": "alexnet", "layer": "features.0"})
     at.switch_page("pages/network.py").run()

@@ -733,7 +733,9 @@ def handle_click(
     takes the next one.)
     """
     last_key = f"last_chain_click:{model_name}"
-    if clicked is None:  # no click yet, or the page was left (its components forget theirs)
+    # no click yet, the page was left (its components forget theirs), or no node's id (a value
+    # the browser sent that the component never does)
+    if not isinstance(clicked, str):
         st.session_state[last_key] = None
         return None
     if (key, clicked) == st.session_state.get(last_key):
