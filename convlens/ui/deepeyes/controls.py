@@ -25,7 +25,7 @@ THRESHOLD_DEFAULTS = {
     "deepeyes_dead_maximum": DEAD_MAXIMUM,
     "deepeyes_always_on": ALWAYS_ON_FREQUENCY,
 }
-PICKS_HANDLED = "_deepeyes_picks_handled"
+PICK_CHART_GENERATIONS = "_deepeyes_pick_chart_generations"
 
 
 def current_step(steps: list[int]) -> int:
@@ -137,17 +137,36 @@ def latest(key: str) -> object:
     return st.session_state.get(f"{key}_widget", st.session_state.get(key))
 
 
-def pick_chart_key(name: str) -> str:
-    """Return the key of a chart whose clicks pick a filter: `name` and the number of clicks
-    handled so far. After each click the charts start fresh, without a selection, so that a
-    click on the filter picked last (again, or after "none" in the selectbox) is answered: a
-    chart under one key kept that filter selected, and the click changed nothing."""
-    return f"{name}_{st.session_state.get(PICKS_HANDLED, 0)}"
+def pick_chart_key(name: str, selected: int | None) -> str:
+    """Return the key of the chart `name` whose clicks pick a filter, `selected` the page's filter.
+
+    The chart keeps its key while the selection it last sent is none or `selected`: a pick then
+    replaces its data in place (its spec does not name the filter). Once the page's filter is
+    another (picked in another chart, in the selectbox, by a link) the chart starts fresh under a
+    new key, without a selection: under its key, a click on the filter it held selected changed
+    nothing in the chart and was not answered."""
+    generations: dict[str, int] = st.session_state.setdefault(PICK_CHART_GENERATIONS, {})
+    key = f"{name}_{generations.get(name, 0)}"
+    if sent_pick(key) not in (None, selected):
+        generations[name] = generations.get(name, 0) + 1
+        key = f"{name}_{generations[name]}"
+    return key
+
+
+def sent_pick(chart_key: str) -> int | None:
+    """Return the filter of the selection a chart's clicks last sent, None without one (or where
+    what was sent is no filter number: the browser may send any text)."""
+    try:
+        return whole_number(
+            str(st.session_state[chart_key]["selection"]["filter_pick"][0]["filter"])
+        )
+    except (LookupError, TypeError):
+        return None
 
 
 def pick_filter(chart_key: str, run: str, layer: str):
     """Return the callback that makes a click on a filter in one of `layer`'s charts of `run` the
-    selected filter, and starts fresh charts (see `pick_chart_key`).
+    selected filter.
 
     The browser may send a chart's last selection again after the page stopped drawing the
     chart (another layer or run shown since): such a selection is ignored, so that it never
@@ -156,15 +175,9 @@ def pick_filter(chart_key: str, run: str, layer: str):
     def callback() -> None:
         if latest("run") != run or latest("de_layer") != layer:
             return
-        try:
-            number = whole_number(
-                str(st.session_state[chart_key]["selection"]["filter_pick"][0]["filter"])
-            )
-        except (LookupError, TypeError):  # no filter picked, or a crafted message
-            number = None
+        number = sent_pick(chart_key)
         if number is not None:  # what the browser sent: any text
             st.session_state["de_filter"] = number
-            st.session_state[PICKS_HANDLED] = st.session_state.get(PICKS_HANDLED, 0) + 1
 
     return callback
 

@@ -82,7 +82,7 @@ def filter_activity(run_path: str, part: LayerDiagnosis, step: int, selected: in
         (maximum_column, "maximum", f"{part.layer}: maximum activation"),
         (frequency_column, "frequency", f"{part.layer}: activation frequency"),
     ):
-        key = pick_chart_key(f"deepeyes_cells_{run}_{part.layer}_{measure}")
+        key = pick_chart_key(f"deepeyes_cells_{run}_{part.layer}_{measure}", selected)
         column.vega_lite_chart(
             filter_activity_spec(
                 run_path,

@@ -86,7 +86,7 @@ def maps(
             )
     with right:
         mapped = cached_filter_map(run_path, layer, step, dead_maximum, len(classes))
-        key = pick_chart_key(f"deepeyes_filter_map_{run}_{layer}")
+        key = pick_chart_key(f"deepeyes_filter_map_{run}_{layer}", selected)
         st.vega_lite_chart(
             filter_map_spec(
                 run_path,
