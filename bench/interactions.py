@@ -101,7 +101,7 @@ window.addEventListener('pointerup', stampPress, true);
 window.addEventListener('keydown', stampPress, true);
 """
 # JavaScript tests of what a click asks for; each is an expression over `document`.
-IMAGES_LOADED = """[...document.querySelectorAll('[data-testid="stImage"] img')]
+IMAGES_LOADED = """[...document.images]
     .every((image) => image.complete && image.naturalWidth > 0)"""
 CHARTS_DRAWN = """[...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
     .every((chart) => chart.querySelector('svg path, canvas'))

@@ -52,7 +52,6 @@ from convlens.runformat import (
     snapshot_dir,
 )
 from convlens.smallnets import BaseCNN, DeepEyesNet, build_small
-from convlens.tiles import crop_patch
 from convlens.training import OPTIONS_WITHOUT_FLAG, TrainConfig, retrain_command
 
 DEFAULT_BINS = 20
@@ -638,11 +637,12 @@ def patch_boxes(manifest: Mapping, layer_id: str, rows: ProbeRows) -> np.ndarray
 
 
 def crop_patches(
-    images: np.ndarray, image_indices: Sequence[int], boxes: np.ndarray, size: int
+    images: np.ndarray, image_indices: Sequence[int], boxes: np.ndarray
 ) -> list[Image.Image]:
-    """Return the boxes of uint8 greyscale images (N, H, W), magnified to `size` pixels."""
+    """Return the boxes (x0, y0, x1, y1) of uint8 greyscale images (N, H, W), at their own size
+    (the page magnifies them)."""
     return [
-        crop_patch(Image.fromarray(np.asarray(images[int(i)], dtype=np.uint8)), tuple(box), size)
+        Image.fromarray(np.asarray(images[int(i)], dtype=np.uint8)).crop(tuple(box))
         for i, box in zip(image_indices, boxes, strict=True)
     ]
 

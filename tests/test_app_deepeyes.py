@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+from html import unescape
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from convlens.runformat import (
 )
 from convlens.ui.deepeyes.maps import strongest_caption
 from convlens.ui.deepeyes.sections import STYLE_KEY, container_key
+from convlens.ui.gallery import GALLERY_CLASS
 from convlens.ui.state import DEEPEYES_SECTIONS
 from convlens.weights import weights_fingerprint
 
@@ -145,14 +147,18 @@ def run_line(at: AppTest):
     return line
 
 
-def patch_images(at: AppTest) -> list:
-    """Return the image patches shown under the maps (captioned "label · #row")."""
-    return [
-        image
-        for element in shown(at).get("image")
-        for image in element.proto.imgs
-        if "#" in image.caption
-    ]
+def patch_captions(at: AppTest) -> list[str]:
+    """Return the captions ("label · #row") of the image patches shown under the maps, each
+    checked to be under its picture."""
+    (gallery,) = [html for html in shown(at).get("html") if GALLERY_CLASS in html.proto.body]
+    figures = re.findall(
+        r'<figure[^>]*><img src="data:image/png;base64,[^"]+" alt="([^"]*)"'
+        r"[^>]*><figcaption[^>]*>([^<]*)</figcaption></figure>",
+        gallery.proto.body,
+    )
+    assert gallery.proto.body.count("<figure") == len(figures)
+    assert all(alt == caption for alt, caption in figures)
+    return [unescape(caption) for _, caption in figures]
 
 
 def input_map_rows(at: AppTest) -> list[dict]:
@@ -524,9 +530,9 @@ def test_a_selected_filter_lights_up_its_patches_its_cells_and_its_point():
     assert '"stroke": "#D55E00"' in filter_map.proto.spec
     # the patches it responds to most, strongest first
     activations = read_probe(FULL, 5628)["features.conv1"][:, 7]
-    images = patch_images(at)
-    assert len(images) == 40
-    assert images[0].caption.endswith(f"#{int(np.argmax(activations))}")
+    captions = patch_captions(at)
+    assert len(captions) == 40
+    assert captions[0].endswith(f"#{int(np.argmax(activations))}")
     assert int(fires.sum()) < 40, "the caption below says where the firing patches end"
     assert f"fires on the first {int(fires.sum())}, above half its maximum" in visible_text(at)
     assert at.query_params["de_filter"] == "7"
@@ -568,8 +574,8 @@ def test_a_box_dragged_on_the_input_map_shows_its_patches():
     }
     rerun(at)
     assert f"**{len(expected)} patches in the box**" in visible_text(at)
-    images = patch_images(at)
-    assert [image.caption.split("#")[1] for image in images] == [str(i) for i in expected[:40]]
+    captions = patch_captions(at)
+    assert [caption.split("#")[1] for caption in captions] == [str(i) for i in expected[:40]]
 
 
 def chart_click(chart, filter_index: int):
@@ -603,6 +609,43 @@ def test_a_click_on_a_cell_selects_its_filter():
     send(at, ((cells, 3),))
     assert at.query_params["de_filter"] == "3"
     assert "**Filter 3** fires on" in visible_text(at)
+
+
+def test_a_pick_replaces_the_charts_data_and_starts_a_chart_fresh_once_it_holds_another():
+    """A chart keeps its key (the browser replaces its data) while the filter it last sent is the
+    page's; once the page's filter is another (the selectbox, another chart), it starts fresh,
+    so that a click on the filter it holds is answered."""
+    at = open_deepeyes({"de_view": "layer"})
+
+    def ids() -> dict[str, str]:
+        (filter_map,) = charts_titled(at, "Filter map")
+        (cells,) = charts_titled(at, "features.conv1: activation frequency")
+        return {"map": filter_map.proto.id, "cells": cells.proto.id}
+
+    first = ids()
+    (filter_map,) = charts_titled(at, "Filter map")
+    send(at, ((filter_map, 5),))
+    assert at.query_params["de_filter"] == "5"
+    assert ids() == first
+    (filter_map,) = charts_titled(at, "Filter map")
+    send(at, ((filter_map, 9),))
+    assert at.query_params["de_filter"] == "9"
+    assert ids() == first, "a pick in the same chart keeps every chart"
+    (cells,) = charts_titled(at, "features.conv1: activation frequency")
+    send(at, ((cells, 3),))
+    assert at.query_params["de_filter"] == "3"
+    after_cells = ids()
+    assert after_cells["cells"] == first["cells"]
+    assert after_cells["map"] != first["map"], "the filter map held 9: it starts fresh"
+    at.selectbox(key="de_filter_widget").set_value(-1)
+    rerun(at)
+    assert "de_filter" not in at.query_params
+    after_none = ids()
+    assert after_none["map"] == after_cells["map"], "the fresh filter map holds no filter"
+    assert after_none["cells"] != after_cells["cells"]
+    (cells,) = charts_titled(at, "features.conv1: activation frequency")
+    send(at, ((cells, 3),))
+    assert at.query_params["de_filter"] == "3", "a click on the filter picked before is answered"
 
 
 def test_a_cell_click_that_is_no_filter_number_changes_nothing():

@@ -15,6 +15,7 @@ from test_app_deepeyes import copy_run, land_snapshot
 from browser import CANVAS_INK, app_server, browser_page, require_chromium, wait_for_app
 from convlens.annotations import AnnotationStore
 from convlens.runformat import load_snapshot
+from convlens.ui.gallery import GALLERY_CLASS
 from convlens.weights import weights_fingerprint
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
@@ -64,10 +65,11 @@ def assert_charts_drawn(page, count: int, timeout: float = 30) -> None:
 
 
 def wait_for_images(page, timeout: float = 60_000) -> None:
-    """Wait until every image patch on the page has loaded: a click before that replaces them,
-    and the browser's requests for the replaced ones fail (404) when they come too late."""
+    """Wait until every picture on the page has loaded (the image patches, the sidebar's image):
+    a click before that replaces them, and the browser's requests for replaced media files fail
+    (404) when they come too late."""
     page.wait_for_function(
-        """() => [...document.querySelectorAll('[data-testid="stImage"] img')]
+        """() => [...document.images]
             .every((image) => image.complete && image.naturalWidth > 0)""",
         timeout=timeout,
     )
@@ -153,7 +155,7 @@ def test_deepeyes_page_in_chromium(tmp_path: Path) -> None:
         page.mouse.up()
         wait_for_text(page, "patches in the box")
         wait_for_app(page)
-        assert page.locator('[data-testid="stImage"] img').count() > 1
+        assert page.locator(f".{GALLERY_CLASS} img").count() > 1
         wait_for_images(page)
         page.screenshot(path=str(SCREENSHOTS / "deepeyes-selected.png"), full_page=True)
 

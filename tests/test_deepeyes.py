@@ -651,12 +651,15 @@ def test_probe_rows_and_their_receptive_fields(tiny_run: Path):
         read_probe_rows(tiny_run, "features.nothing")
 
 
-def test_crop_patches_magnifies_the_box():
+def test_crop_patches_cuts_the_box_out_of_its_image():
     images = np.zeros((2, 28, 28), dtype=np.uint8)
     images[1, 3:8, 10:15] = 200
-    (crop,) = crop_patches(images, [1], np.array([[10, 3, 15, 8]]), 20)
-    assert crop.size == (20, 20)
-    assert np.asarray(crop).min() == 200
+    images[1, 3, 10] = 17
+    (crop,) = crop_patches(images, [1], np.array([[10, 3, 15, 8]]))
+    assert crop.size == (5, 5)
+    expected = np.full((5, 5), 200, dtype=np.uint8)
+    expected[0, 0] = 17
+    np.testing.assert_array_equal(np.asarray(crop), expected)
 
 
 # --------------------------------------------------------------------------------------------

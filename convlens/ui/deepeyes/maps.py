@@ -21,6 +21,7 @@ from convlens.ui.deepeyes.caches import (
 )
 from convlens.ui.deepeyes.controls import pick_chart_key, pick_filter
 from convlens.ui.deepeyes.specs import filter_map_spec, input_map_spec
+from convlens.ui.gallery import show_gallery
 
 PATCHES_SHOWN = 40
 
@@ -178,11 +179,5 @@ def show_patches(
     except ImageSourceError as error:
         st.info(f"The patches cannot be shown: {error}")
         return
-    crops = crop_patches(
-        images, rows.images[shown], cached_patch_boxes(run_path, layer)[shown], PATCH_SIZE
-    )
-    st.image(
-        crops,
-        caption=[f"{classes[int(rows.labels[i])]} · #{int(i)}" for i in shown],
-        width=PATCH_SIZE,
-    )
+    crops = crop_patches(images, rows.images[shown], cached_patch_boxes(run_path, layer)[shown])
+    show_gallery(crops, [f"{classes[int(rows.labels[i])]} · #{int(i)}" for i in shown], PATCH_SIZE)
