@@ -1,10 +1,10 @@
 """Small pictures side by side, a caption under each, magnified by the browser.
 
-`st.image` with a list draws an element per picture, which the browser fetches one by one from the
-server's media store: DeepEyes' 40 image patches cost ~0.1 s of each pick of a filter on a 2-core
-machine (docs/performance.md, "DeepEyes' filter pick"). A gallery is one HTML element whose
-pictures are PNGs inline at their own size (a 5x5-pixel receptive field is ~100 bytes), drawn
-`size` pixels wide with square pixels.
+`st.image` with a list draws an element per picture, which the browser fetches one by one from
+the server's media store: DeepEyes' 40 image patches cost ~0.1 s of each pick of a filter on a
+2-core machine (docs/performance.md, "DeepEyes' snapshots and filters"). A gallery is one HTML
+element whose pictures are PNGs inline at their own size (a 5x5-pixel receptive field is ~100
+bytes), drawn `size` pixels wide with square pixels.
 """
 
 from __future__ import annotations
