@@ -5,6 +5,6 @@ does the same without the warm-up, and `streamlit run app.py` serves the pages w
 import streamlit as st
 from starlette.middleware import Middleware
 
-from convlens.ui.http_cache import ComponentFilesKept
+from convlens.ui.http_cache import FilesKept
 
-app = st.App("app.py", middleware=[Middleware(ComponentFilesKept)])
+app = st.App("app.py", middleware=[Middleware(FilesKept)])

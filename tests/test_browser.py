@@ -6,6 +6,7 @@ import os
 import re
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
@@ -43,6 +44,15 @@ def click_tile(page, label: str) -> None:
 def test_every_page_offline_with_chain_drawn_and_clickable() -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with app_server(launcher="convlens") as url, browser_page() as (page, log):
+        pictures = []  # the media store's answers: (status, Cache-Control)
+        page.on(
+            "response",
+            lambda response: (
+                pictures.append((response.status, response.headers.get("cache-control")))
+                if urlparse(response.url).path.startswith("/media/")
+                else None
+            ),
+        )
         page.goto(url, timeout=120_000)
         wait_for_app(page)
         page.wait_for_selector('[data-testid="stPageLink"]', timeout=30_000)
@@ -92,6 +102,10 @@ def test_every_page_offline_with_chain_drawn_and_clickable() -> None:
 
     assert log.outside_requests == [], f"requests left 127.0.0.1: {log.outside_requests[:5]}"
     assert log.console_errors == [], f"console errors: {log.console_errors[:5]}"
+    # the pages' pictures (the sidebar's image of the input, the chain's input) are named by
+    # their content: browsers keep them a day, each student's own (`convlens.ui.http_cache`)
+    assert pictures, "the pages show pictures of the media store"
+    assert set(pictures) == {(200, "private, max-age=86400, immutable")}, pictures
 
 
 def test_bookmarked_link_reopens_the_same_view() -> None:

@@ -1,11 +1,11 @@
-"""The component files' lifetime in browsers (`convlens.ui.http_cache`), by calling the ASGI
-middleware around a stand-in app that answers as Streamlit's component route does."""
+"""The component files' and media files' lifetimes in browsers (`convlens.ui.http_cache`), by
+calling the ASGI middleware around a stand-in app that answers as Streamlit's routes do."""
 
 import asyncio
 
 import pytest
 
-from convlens.ui.http_cache import ComponentFilesKept, is_component_file
+from convlens.ui.http_cache import FilesKept, is_component_file, is_media_file
 
 
 @pytest.mark.parametrize(
@@ -53,13 +53,37 @@ def answer(path: str, method: str = "GET", status: int = 200) -> dict[bytes, lis
         return {"type": "http.request", "body": b""}
 
     scope = {"type": "http", "method": method, "path": path}
-    asyncio.run(ComponentFilesKept(component_route, base_path="")(scope, receive, send))
+    asyncio.run(FilesKept(component_route, base_path="")(scope, receive, send))
     assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
     assert sent[1]["body"] == b"script"
     headers: dict[bytes, list[bytes]] = {}
     for name, value in sent[0]["headers"]:
         headers.setdefault(name.lower(), []).append(value)
     return headers
+
+
+@pytest.mark.parametrize(
+    ("path", "base", "kept"),
+    [
+        ("/media/8e2f0c1d2b3a4f5e6d7c8b9a0f1e2d3c4b5a69788796a5b4c3d2e1f0.png", "", True),
+        ("/media/0123abcd.bin", "", True),
+        ("/room/media/0123abcd.png", "/room/", True),
+        ("/media/", "", False),
+        ("/media", "", False),
+        ("/media/a/b.png", "", False),
+        ("/room/media/0123abcd.png", "", False),
+        ("/static/media/logo.svg", "", False),  # Streamlit's own files keep Streamlit's headers
+        ("/_stcore/upload_file/x/y", "", False),
+    ],
+)
+def test_media_files_are_the_files_under_media(path: str, base: str, kept: bool) -> None:
+    assert is_media_file(path, base) is kept
+
+
+def test_a_media_file_is_kept_privately_for_a_day() -> None:
+    headers = answer("/media/0123abcd.png")
+    assert headers[b"cache-control"] == [b"private, max-age=86400, immutable"]
+    assert headers[b"content-type"] == [b"text/javascript"]  # the stand-in route's, untouched
 
 
 def test_a_component_file_gets_a_days_lifetime_instead_of_streamlits_header() -> None:
@@ -75,6 +99,9 @@ def test_a_component_file_gets_a_days_lifetime_instead_of_streamlits_header() ->
         ("/component/streamlit_agraph.agraph/static/js/main.js", "HEAD", 200),
         ("/component/streamlit_agraph.agraph/static/js/gone.js", "GET", 404),
         ("/static/js/index.js", "GET", 200),
+        ("/media/0123abcd.png", "HEAD", 200),
+        ("/media/0123abcd.png", "GET", 404),  # a file no session holds any more
+        ("/media/0123abcd.mp4", "GET", 206),  # a range of a video
     ],
 )
 def test_everything_else_keeps_its_headers(path: str, method: str, status: int) -> None:

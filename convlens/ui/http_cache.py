@@ -1,4 +1,5 @@
-"""How long browsers keep the files of the app's custom components (the Network page's chain).
+"""How long browsers keep the files of the app's custom components (the Network page's chain)
+and its media files (the pictures of `st.image`).
 
 Streamlit sends a component's files with `Cache-Control: public` and neither a lifetime nor a
 validator, so a browser fetches them again on every visit of a page that shows the component:
@@ -7,6 +8,11 @@ Wi-Fi that is 100 students' worth. This middleware gives them a day's lifetime, 
 `docs/haproxy.cfg` does behind the proxy. The frame's own page (`index.html`) is still fetched on
 every visit, so an upgraded component whose build names its scripts by their content's hash (as
 streamlit-agraph's does) reaches browsers at once, and its other files within a day.
+
+Media files come with no caching header at all, so a page shown again fetched each of its
+pictures again (Filters with a filter selected: a dozen). Streamlit names a media file by a hash
+of its content, so its address always gives the same bytes: a browser may keep it for a day
+without asking again, privately (a picture of a student's upload stays in her browser).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from typing import Any
 
 COMPONENT_FILE_MAX_AGE = 86_400
 KEPT = f"public, max-age={COMPONENT_FILE_MAX_AGE}".encode()
+MEDIA_FILE_MAX_AGE = 86_400
+MEDIA_KEPT = f"private, max-age={MEDIA_FILE_MAX_AGE}, immutable".encode()
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -33,20 +41,39 @@ def is_component_file(path: str, base_path: str = "") -> bool:
     return bool(name) and bool(file) and not file.endswith("/") and not file.endswith(".html")
 
 
-class ComponentFilesKept:
-    """ASGI middleware: the successful responses to GET requests of component files
-    (`is_component_file`) get `Cache-Control: public, max-age=86400`; nothing else changes."""
+def is_media_file(path: str, base_path: str = "") -> bool:
+    """Whether `path` asks for one of Streamlit's media files: `/<base>/media/<file>`, where
+    `<file>` (its content's hash and an extension) is not empty."""
+    prefix = "/" + "/".join(part for part in (base_path.strip("/"), "media") if part) + "/"
+    file = path[len(prefix) :] if path.startswith(prefix) else ""
+    return bool(file) and "/" not in file
+
+
+def cache_control(path: str, base_path: str = "") -> bytes | None:
+    """The `Cache-Control` header a successful GET of `path` gets instead of Streamlit's, None
+    where Streamlit's stays."""
+    if is_component_file(path, base_path):
+        return KEPT
+    if is_media_file(path, base_path):
+        return MEDIA_KEPT
+    return None
+
+
+class FilesKept:
+    """ASGI middleware: the successful responses to GET requests of component files and media
+    files get their lifetimes in browsers (`cache_control`); nothing else changes."""
 
     def __init__(self, app: ASGIApp, base_path: str | None = None) -> None:
         self.app = app
         self.base_path = base_path
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope.get("method") != "GET"
-            or not is_component_file(scope.get("path", ""), self.configured_base())
-        ):
+        kept = (
+            cache_control(scope.get("path", ""), self.configured_base())
+            if scope["type"] == "http" and scope.get("method") == "GET"
+            else None
+        )
+        if kept is None:
             await self.app(scope, receive, send)
             return
 
@@ -57,7 +84,7 @@ class ComponentFilesKept:
                     for name, value in message.get("headers", [])
                     if name.lower() != b"cache-control"
                 ]
-                message = {**message, "headers": [*headers, (b"cache-control", KEPT)]}
+                message = {**message, "headers": [*headers, (b"cache-control", kept)]}
             await send(message)
 
         await self.app(scope, receive, send_kept)
