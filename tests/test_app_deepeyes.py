@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_gallery import figures
 
 from convlens.annotations import FALLBACK_AUTHOR, AnnotationStore
 from convlens.charts import (
@@ -151,14 +152,10 @@ def patch_captions(at: AppTest) -> list[str]:
     """Return the captions ("label · #row") of the image patches shown under the maps, each
     checked to be under its picture."""
     (gallery,) = [html for html in shown(at).get("html") if GALLERY_CLASS in html.proto.body]
-    figures = re.findall(
-        r'<figure[^>]*><img src="data:image/png;base64,[^"]+" alt="([^"]*)"'
-        r"[^>]*><figcaption[^>]*>([^<]*)</figcaption></figure>",
-        gallery.proto.body,
-    )
-    assert gallery.proto.body.count("<figure") == len(figures)
-    assert all(alt == caption for alt, caption in figures)
-    return [unescape(caption) for _, caption in figures]
+    found = figures(gallery.proto.body)
+    assert gallery.proto.body.count("<figure") == len(found)
+    assert all(alt == caption for _, alt, _, caption in found)
+    return [unescape(caption) for *_, caption in found]
 
 
 def input_map_rows(at: AppTest) -> list[dict]:

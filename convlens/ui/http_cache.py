@@ -31,10 +31,15 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Message, Receive, Send], Awaitable[None]]
 
 
+def _route(base_path: str, name: str) -> str:
+    """Return the path prefix of Streamlit's route `name` under the app's `base_path`."""
+    return "/" + "/".join(part for part in (base_path.strip("/"), name) if part) + "/"
+
+
 def is_component_file(path: str, base_path: str = "") -> bool:
     """Whether `path` asks for a file of a custom component other than its frame's page:
     `/<base>/component/<name>/<file>`, where `<file>` is not empty and is not an HTML page."""
-    prefix = "/" + "/".join(part for part in (base_path.strip("/"), "component") if part) + "/"
+    prefix = _route(base_path, "component")
     if not path.startswith(prefix):
         return False
     name, _, file = path[len(prefix) :].partition("/")
@@ -44,7 +49,7 @@ def is_component_file(path: str, base_path: str = "") -> bool:
 def is_media_file(path: str, base_path: str = "") -> bool:
     """Whether `path` asks for one of Streamlit's media files: `/<base>/media/<file>`, where
     `<file>` (its content's hash and an extension) is not empty."""
-    prefix = "/" + "/".join(part for part in (base_path.strip("/"), "media") if part) + "/"
+    prefix = _route(base_path, "media")
     file = path[len(prefix) :] if path.startswith(prefix) else ""
     return bool(file) and "/" not in file
 

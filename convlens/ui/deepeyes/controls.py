@@ -146,11 +146,10 @@ def pick_chart_key(name: str, selected: int | None) -> str:
     new key, without a selection: under its key, a click on the filter it held selected changed
     nothing in the chart and was not answered."""
     generations: dict[str, int] = st.session_state.setdefault(PICK_CHART_GENERATIONS, {})
-    key = f"{name}_{generations.get(name, 0)}"
-    if sent_pick(key) not in (None, selected):
-        generations[name] = generations.get(name, 0) + 1
-        key = f"{name}_{generations[name]}"
-    return key
+    generation = generations.get(name, 0)
+    if sent_pick(f"{name}_{generation}") not in (None, selected):
+        generation = generations[name] = generation + 1
+    return f"{name}_{generation}"
 
 
 def sent_pick(chart_key: str) -> int | None:
