@@ -36,6 +36,7 @@ def test_each_picture_is_inline_at_its_own_size_above_its_caption():
         decoded = Image.open(io.BytesIO(base64.b64decode(picture)))
         np.testing.assert_array_equal(np.asarray(decoded), pixels)
     assert body.count("image-rendering: pixelated") == 2
+    assert body.count('<figcaption aria-hidden="true"') == 2, "the alt text is read, once"
 
 
 def test_captions_are_text_not_markup():

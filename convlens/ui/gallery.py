@@ -23,12 +23,13 @@ GALLERY_CLASS = "convlens-gallery"
 
 def gallery_html(pictures: Sequence[Image.Image], captions: Sequence[str], size: int) -> str:
     """Return the HTML of `pictures`, each `size` pixels square, above its caption (escaped, and
-    its picture's text alternative)."""
+    its picture's text alternative: screen readers read it there, once, not in the caption)."""
     figures = "".join(
         f'<figure style="margin: 0; width: {size}px">'
         f'<img src="{png_url(png_bytes(picture))}" alt="{html.escape(caption)}" width="{size}" '
         f'height="{size}" style="display: block; image-rendering: pixelated">'
-        '<figcaption style="font-size: 0.85rem; line-height: 1.25; text-align: center">'
+        '<figcaption aria-hidden="true" '
+        'style="font-size: 0.85rem; line-height: 1.25; text-align: center">'
         f"{html.escape(caption)}</figcaption></figure>"
         for picture, caption in zip(pictures, captions, strict=True)
     )
