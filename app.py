@@ -21,5 +21,6 @@ navigation = st.navigation(
         for index, page in enumerate(PAGES)
     ]
 )
-with mirrored_in_url(navigation.url_path):
+# the default page's path is "": the URL keys are registered under its own (`PAGES`)
+with mirrored_in_url(navigation.url_path or PAGES[0].url_path):
     navigation.run()

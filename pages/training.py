@@ -7,10 +7,10 @@ sections are in `convlens.ui.training`."""
 import streamlit as st
 
 from convlens.ui.owner import browser_owner, instructor_box
-from convlens.ui.sidebar import page_setup
+from convlens.ui.sidebar import page_setup_without_pickers
 from convlens.ui.training import architecture_picker, run_settings, runs_section, start_training
 
-page_setup("training")
+page_setup_without_pickers("training")
 browser_owner()  # the runs this browser starts are its own, also after a reload
 st.title("Training")
 st.caption(

@@ -387,6 +387,40 @@ def test_a_page_keeps_only_the_shared_keys_and_its_own_in_the_address_bar() -> N
     assert at.selectbox(key="filters_order").value == "weight norm (importance)"
 
 
+def sidebar_pickers(at: AppTest) -> list[str]:
+    """The labels of the sidebar's pickers: its select boxes."""
+    return [box.label for box in at.sidebar.selectbox]
+
+
+def test_a_page_shows_only_the_pickers_it_reads_and_bookmarks_only_their_keys() -> None:
+    at = start({"model": "fashion_basecnn", "image": "fashion-mnist:test:4", "layer": "conv2"})
+    assert sidebar_pickers(at) == ["Model", "Image"] and at.sidebar.get("image")
+    at.switch_page("pages/annotations.py").run()
+    assert not at.exception
+    assert sidebar_pickers(at) == ["Model"] and not at.sidebar.get("image")
+    assert query_value(at, "model") == "fashion_basecnn"
+    assert query_value(at, "image") is None and query_value(at, "layer") is None
+    at.switch_page("pages/training.py").run()
+    assert not at.exception
+    assert sidebar_pickers(at) == [] and not at.sidebar.caption
+    assert query_value(at, "model") is None and query_value(at, "image") is None
+    at.switch_page("pages/network.py").run()
+    assert not at.exception
+    assert sidebar_pickers(at) == ["Model", "Image"]
+    assert (query_value(at, "image"), query_value(at, "layer")) == ("fashion-mnist:test:4", "conv2")
+
+
+def test_a_model_picked_where_no_image_is_shown_gets_its_kind_of_image_on_the_next_page() -> None:
+    at = start()
+    at.switch_page("pages/annotations.py").run()
+    at.selectbox(key="model_widget").set_value("fashion_basecnn").run()
+    assert not at.exception and not at.toast
+    at.switch_page("pages/network.py").run()
+    assert not at.exception
+    assert at.session_state["image"] == "fashion-mnist:test:0"
+    assert "fashion-mnist:test:0" in at.toast[0].value
+
+
 def test_unknown_layer_in_url_is_explained() -> None:
     at = start({"model": "alexnet", "layer": "layer9.conv"})
     at.switch_page("pages/network.py").run()

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from convlens.access import NOT_A_RUN_NAME, NOT_PUBLISHED
-from convlens.ui.state import PAGE_URL_KEYS, SHARED_URL_KEYS
+from convlens.ui.state import PAGE_URL_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120
@@ -110,13 +110,21 @@ def test_a_run_with_damaged_weights_is_one_line(monkeypatch: pytest.MonkeyPatch)
     assert "cannot load run:broken" in text
 
 
-# Every key a page reads from its address bar: the shared ones on the pages that use them most.
+# Every key a page reads from its address bar; the sidebar's and the forward pass's (model, image,
+# layer, filter) on the page that uses them most.
+SELECTION_KEYS = ("model", "image", "layer", "filter")
+
+
+def own_keys(page: str) -> tuple[str, ...]:
+    return tuple(key for key in PAGE_URL_KEYS[page] if key not in SELECTION_KEYS)
+
+
 PAGE_KEYS = {
-    "pages/network.py": SHARED_URL_KEYS,
-    "pages/filters.py": ("layer", "filter", *PAGE_URL_KEYS["filters"]),
-    "pages/cnnvis.py": PAGE_URL_KEYS["cnnvis"],
+    "pages/network.py": SELECTION_KEYS,
+    "pages/filters.py": ("layer", "filter", *own_keys("filters")),
+    "pages/cnnvis.py": own_keys("cnnvis"),
     "pages/training.py": PAGE_URL_KEYS["training"],
-    "pages/deepeyes.py": PAGE_URL_KEYS["deepeyes"],
+    "pages/deepeyes.py": own_keys("deepeyes"),
     "pages/annotations.py": ("model", "layer"),
 }
 HOSTILE_VALUES = ("garbage", "99999999999999999999999", "-1", "../../etc,g99,,", "x" * 3000)

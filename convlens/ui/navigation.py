@@ -44,15 +44,22 @@ PAGE_STYLE = f"""<style>
 </style>"""
 
 
+# The sidebar's pickers, and the address bar's keys they fill (`convlens.ui.state.URL_STATE`).
+MODEL_PICKER, IMAGE_PICKER = "model", "image"
+
+
 @dataclass(frozen=True)
 class PageSpec:
-    """A page of the app: its file, title, icon, fixed URL path and one-line purpose."""
+    """A page of the app: its file, title, icon, fixed URL path and one-line purpose, and the
+    sidebar's pickers it reads (only those are drawn, and only their keys are in its address
+    bar: a picker that changes nothing on the page would only puzzle)."""
 
     path: str
     title: str
     icon: str
     url_path: str
     purpose: str
+    pickers: tuple[str, ...] = (MODEL_PICKER, IMAGE_PICKER)
 
 
 PAGES: tuple[PageSpec, ...] = (
@@ -77,6 +84,7 @@ PAGES: tuple[PageSpec, ...] = (
         ":material/label:",
         "annotations",
         "every filter marked useful or useless, export and import, and what removing them costs",
+        (MODEL_PICKER,),  # its check of what removing them costs runs the sidebar's model
     ),
     PageSpec(
         "pages/cnnvis.py",
@@ -85,6 +93,7 @@ PAGES: tuple[PageSpec, ...] = (
         "cnnvis",
         "neuron clusters with their top patches or activation matrices, bundled edges between them, "
         "and the debugging information of a training run",
+        (MODEL_PICKER,),  # over a labelled dataset, not the sidebar's image
     ),
     PageSpec(
         "pages/training.py",
@@ -92,6 +101,7 @@ PAGES: tuple[PageSpec, ...] = (
         ":material/monitoring:",
         "training",
         "train a small CNN on Fashion-MNIST and watch it learn, live",
+        (),  # its own runs, picked on the page
     ),
     PageSpec(
         "pages/deepeyes.py",
@@ -100,5 +110,16 @@ PAGES: tuple[PageSpec, ...] = (
         "deepeyes",
         "when each layer of a recorded run settles during training, its dead, always-on or "
         "duplicate filters, input and filter maps, and a smaller network",
+        (MODEL_PICKER,),  # a model that is a recorded run opens that run
     ),
 )
+
+
+def page_spec(url_path: str) -> PageSpec:
+    """The page whose URL path is `url_path`."""
+    return next(page for page in PAGES if page.url_path == url_path)
+
+
+def pages_with(picker: str) -> tuple[str, ...]:
+    """The URL paths of the pages that draw the sidebar's `picker`."""
+    return tuple(page.url_path for page in PAGES if picker in page.pickers)

@@ -1,4 +1,5 @@
-"""The sidebar of every page: model, weights, image. Returns what the pages need."""
+"""The sidebar's pickers: model, weights, image, on the pages that read them. Returns what the
+pages need."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from convlens.paths import prune_uploads, uploads_dir
 from convlens.runformat import RUN_PREFIX, parse_run_name, shipped_names, shipped_run
 from convlens.runs import model_run, openable_runs, run_reference
 from convlens.ui.cache import cached_image, cached_model
+from convlens.ui.navigation import IMAGE_PICKER, page_spec
 from convlens.ui.state import (
     keep_upload,
     persisted,
@@ -68,17 +70,27 @@ class Selection:
 
 def page_setup(page: str) -> Selection:
     """Start page `page` (its URL path): restore the state of a link or of Back and Forward, draw
-    the sidebar, return the selection. The end of the run writes the state to the URL (app.py), or
-    this function when the page runs on its own.
+    the sidebar's model picker, and its image picker on a page that reads the image
+    (`PageSpec.pickers`), return the selection. The end of the run writes the state to the URL
+    (app.py), or this function when the page runs on its own.
 
     Every page calls this first (not app.py), so that a page run on its own — as AppTest does —
-    is the same as in the app.
+    is the same as in the app; a page that reads neither the model nor the image calls
+    `page_setup_without_pickers` instead.
     """
     _leave_pages_directory_mode()
     restore_from_url(page)
-    selection = render_sidebar()
+    selection = render_sidebar(with_image=IMAGE_PICKER in page_spec(page).pickers)
     write_to_url_if_alone(page)
     return selection
+
+
+def page_setup_without_pickers(page: str) -> None:
+    """Start page `page` as `page_setup` does, with no picker in the sidebar (Training: its runs
+    are picked on the page)."""
+    _leave_pages_directory_mode()
+    restore_from_url(page)
+    write_to_url_if_alone(page)
 
 
 def _leave_pages_directory_mode() -> None:
@@ -98,8 +110,9 @@ def _leave_pages_directory_mode() -> None:
             st.rerun()
 
 
-def render_sidebar() -> Selection:
-    """Draw the sidebar and return the current selection; errors are shown, never raised."""
+def render_sidebar(with_image: bool) -> Selection:
+    """Draw the sidebar's model picker, and `with_image` its image picker, and return the current
+    selection (without an image picker, no image); errors are shown, never raised."""
     # Compact, for a 1280x720 projector: the model and the image with its thumbnail fit in the
     # first 720 pixels under the page list (the widgets' labels name them; one caption says
     # what the model is and which weights it has).
@@ -110,6 +123,9 @@ def render_sidebar() -> Selection:
         model = _load_model(key)
         if model is not None:
             about.caption(_model_caption(name, model))
+        if not with_image:
+            # a new model's image follows it on the next page that shows the image (`_image_for`)
+            return Selection(key, model, None)
         if model is not None and st.session_state.pop(MODEL_CHANGED, False):
             _image_for(model)
         fashion = model is not None and model.reads_fashion_mnist

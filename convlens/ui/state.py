@@ -31,6 +31,7 @@ from typing import NoReturn
 import streamlit as st
 
 from convlens.access import whole_number
+from convlens.ui.navigation import IMAGE_PICKER, MODEL_PICKER, pages_with
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,20 @@ class UrlKey:
 DEEPEYES_SECTIONS = ("training", "layer", "diagnosis")
 # The DeepEyes filter picker's "none".
 NO_FILTER = -1
+# The pages that show one image's way through the model, and so a layer and a filter of it.
+FORWARD_PASS_PAGES = ("network", "filters")
 
 URL_STATE: dict[str, UrlKey] = {
     key.name: key
     for key in (
-        UrlKey("model"),
-        UrlKey("image", derived=("image_choice", "fashion_index", "other_source")),
-        UrlKey("layer"),
-        UrlKey("filter", derived=("filters_unit",)),
+        UrlKey("model", pages_with(MODEL_PICKER)),
+        UrlKey(
+            "image",
+            pages_with(IMAGE_PICKER),
+            derived=("image_choice", "fashion_index", "other_source"),
+        ),
+        UrlKey("layer", FORWARD_PASS_PAGES),
+        UrlKey("filter", FORWARD_PASS_PAGES, derived=("filters_unit",)),
         UrlKey("run", ("training", "deepeyes")),
         UrlKey("show", ("filters",)),
         UrlKey("sort", ("filters",)),
@@ -98,7 +105,6 @@ URL_STATE: dict[str, UrlKey] = {
     )
 }
 URL_KEYS = tuple(URL_STATE)
-SHARED_URL_KEYS = tuple(name for name, key in URL_STATE.items() if not key.pages)
 # Keys that only some pages read, by their URL path: only their address bars show them.
 PAGE_URL_KEYS = {
     page: tuple(name for name, key in URL_STATE.items() if page in key.pages)
