@@ -55,7 +55,8 @@ FASHION_DEFAULT_IMAGE = "fashion-mnist:test:0"
 @dataclass(frozen=True)
 class Selection:
     """What the sidebar selected: the model (its key names it in every cache of
-    `convlens.ui.cache`; None if it failed to load) and the image."""
+    `convlens.ui.cache`; None if it failed to load) and the image (None on a page without the
+    image picker)."""
 
     model_key: ModelKey
     model: LoadedModel | None
