@@ -34,6 +34,7 @@ from convlens.embedding import (
     DEFAULT_PERPLEXITY,
     EARLY_EXAGGERATION_ITERATIONS,
     EMBEDDING_SEED,
+    PLACEMENT_ITERATIONS,
     Embedding,
     embed,
     place,
@@ -507,14 +508,44 @@ def _embed_laid_out(
     if layouts is None:
         return embed(values, perplexity=perplexity, n_jobs=n_jobs)
     path = layouts / f"{_layout_name(values, perplexity)}.npy"
-    with contextlib.suppress(OSError, ValueError, EOFError):  # none yet, or a broken file
-        coordinates = np.load(path, allow_pickle=False)
+    coordinates = _read_positions(path, len(values))
+    if coordinates is not None:
         return restore(values, coordinates, perplexity=perplexity, n_jobs=n_jobs)
     embedding = embed(values, perplexity=perplexity, n_jobs=n_jobs)
-    with contextlib.suppress(OSError):  # a full or read-only disk loses only the file
-        layouts.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda fp: np.save(fp, embedding.coordinates))
+    _write_positions(path, embedding.coordinates)
     return embedding
+
+
+def _placed(embedding: Embedding, values: np.ndarray, layouts: Path | None) -> np.ndarray:
+    """`place` the rows of `values` in `embedding`; with a folder `layouts`, their positions are
+    kept in a file of it named by the map's layout and these values, as `_embed_laid_out` keeps
+    layouts (placing a snapshot takes most of a second, reading it back a moment)."""
+    if layouts is None:
+        return place(embedding, values)
+    digest = hashlib.sha256(f"{LAYOUT_FORMAT} {values.shape} {PLACEMENT_ITERATIONS}".encode())
+    digest.update(np.ascontiguousarray(embedding.coordinates, dtype=np.float64).tobytes())
+    digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    path = layouts / f"placed-{digest.hexdigest()[:32]}.npy"
+    coordinates = _read_positions(path, len(values))
+    if coordinates is None:
+        coordinates = place(embedding, values)
+        _write_positions(path, coordinates)
+    return coordinates
+
+
+def _read_positions(path: Path, points: int) -> np.ndarray | None:
+    """The (points, 2) positions kept in `path`, or None: none yet, or a broken file."""
+    with contextlib.suppress(OSError, ValueError, EOFError):
+        positions = np.load(path, allow_pickle=False)
+        if positions.shape == (points, 2) and np.isfinite(positions).all():
+            return positions.astype(np.float64, copy=False)
+    return None
+
+
+def _write_positions(path: Path, positions: np.ndarray) -> None:
+    with contextlib.suppress(OSError):  # a full or read-only disk loses only the file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda fp: np.save(fp, positions))
 
 
 def _layout_name(values: np.ndarray, perplexity: float) -> str:
@@ -534,20 +565,39 @@ def patch_layouts_dir() -> Path:
 def prepare_maps(
     run_dirs: Sequence[Path], progress: Callable[[int, int], None] | None = None
 ) -> int:
-    """Lay out the input map and the filter map of every snapshot and layer of `run_dirs` into
-    `patch_layouts_dir` (those laid out already take a moment); return how many layers' maps
+    """Lay out the input map and the filter map of every snapshot and layer of `run_dirs`, and
+    place every snapshot's patches into the input map of the run's last snapshot (where a link
+    without a step opens, and the map a student who moves the snapshot slider back keeps), into
+    `patch_layouts_dir` (those done already take a moment); return how many maps and placements
     there are."""
-    snapshots = [(run_dir, step) for run_dir in run_dirs for step in list_snapshots(run_dir)]
+    layouts = patch_layouts_dir()
+    snapshots = {run_dir: list_snapshots(run_dir) for run_dir in run_dirs}
     layers = {run_dir: deepeyes_layers(read_manifest(run_dir)) for run_dir in run_dirs}
-    total = sum(len(layers[run_dir]) for run_dir, _ in snapshots)
+    total = sum(
+        (2 * len(steps) - 1) * len(layers[run]) for run, steps in snapshots.items() if steps
+    )
     done = 0
-    for run_dir, step in snapshots:
-        for values in read_probe(run_dir, step, layers[run_dir]).values():
-            if progress is not None:
-                progress(done, total)
-            embed_patches(values, layouts=patch_layouts_dir())
-            _embed_filters(values, 1, patch_layouts_dir())
-            done += 1
+
+    def advance() -> None:
+        nonlocal done
+        if progress is not None:
+            progress(done, total)
+        done += 1
+
+    for run_dir, steps in snapshots.items():
+        for step in steps:
+            for values in read_probe(run_dir, step, layers[run_dir]).values():
+                advance()
+                embed_patches(values, layouts=layouts)
+                _embed_filters(values, 1, layouts)
+        if not steps:
+            continue
+        last = read_probe(run_dir, steps[-1], layers[run_dir])
+        maps = {layer: embed_patches(values, layouts=layouts) for layer, values in last.items()}
+        for step in steps[:-1]:
+            for layer, values in read_probe(run_dir, step, layers[run_dir]).items():
+                advance()
+                _placed(maps[layer], _as_matrix(values), layouts)
     if progress is not None:
         progress(total, total)
     return total
@@ -560,13 +610,17 @@ def input_map(
     layer_id: str,
     reference_step: int,
     step: int,
+    layouts: Path | None = None,
 ) -> InputMap:
     """Return the input map at `step`: the reference layout itself at the reference step, else
-    the patches' activations at `step` placed into it (the reference points do not move)."""
+    the patches' activations at `step` placed into it (the reference points do not move; with a
+    folder `layouts`, the placement is kept there, `_placed`)."""
     values = _as_matrix(activations)
     if len(values) != embedding.points:
         raise ValueError(f"the map holds {embedding.points} patches; these are {len(values)}")
-    coordinates = embedding.coordinates if step == reference_step else place(embedding, values)
+    coordinates = (
+        embedding.coordinates if step == reference_step else _placed(embedding, values, layouts)
+    )
     return InputMap(
         layer_id,
         int(reference_step),

@@ -420,14 +420,48 @@ def test_a_filter_map_layout_is_kept_and_read_back(tmp_path: Path, monkeypatch):
         filter_map(responses[:, ::-1].copy(), labels, 10, "conv", 5, layouts=tmp_path)
 
 
-def test_preparing_a_run_lays_out_every_snapshot_and_layer(tiny_run: Path):
+def test_preparing_a_run_lays_out_every_snapshot_and_layer(tiny_run: Path, monkeypatch):
     counts = []
-    maps = prepare_maps([tiny_run], progress=lambda done, total: counts.append(done))
+    work = prepare_maps([tiny_run], progress=lambda done, total: counts.append(done))
     layers = deepeyes_layers(read_manifest(tiny_run))
-    assert maps == len(list_snapshots(tiny_run)) * len(layers) == counts[-1]
-    assert counts == list(range(maps + 1))
-    assert len(list(patch_layouts_dir().glob("*.npy"))) == 2 * maps, "input and filter maps"
+    steps = list_snapshots(tiny_run)
+    maps, placements = len(steps) * len(layers), (len(steps) - 1) * len(layers)
+    assert work == maps + placements == counts[-1]
+    assert counts == list(range(work + 1))
+    files = list(patch_layouts_dir().glob("*.npy"))
+    assert len(files) == 2 * maps + placements, "input and filter maps, placements"
     assert is_shipped(SHIPPED) and not is_shipped(tiny_run)
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("the placement on disk should have been read")
+
+    # the page's input map of an earlier snapshot in the last one's map: read, not placed
+    reference = embed_patches(read_probe(tiny_run, steps[-1])["features.conv2"])
+    monkeypatch.setattr("convlens.deepeyes.place", not_again)
+    labels = read_probe_rows(tiny_run, "features.conv2").labels
+    earlier = read_probe(tiny_run, steps[0])["features.conv2"]
+    kept = input_map(
+        reference, earlier, labels, "features.conv2", steps[-1], steps[0], patch_layouts_dir()
+    )
+    assert kept.coordinates.shape == (len(labels), 2)
+
+
+def test_a_placement_is_kept_and_a_broken_file_is_placed_again(tiny_run: Path, tmp_path: Path):
+    rows = read_probe_rows(tiny_run, "features.conv2")
+    first, last = (read_probe(tiny_run, step)["features.conv2"] for step in (2, 4))
+    embedding = embed(first)
+    fresh = input_map(embedding, last, rows.labels, "features.conv2", 2, 4)
+    kept = input_map(embedding, last, rows.labels, "features.conv2", 2, 4, tmp_path)
+    (path,) = tmp_path.glob("placed-*.npy")
+    np.testing.assert_allclose(kept.coordinates, fresh.coordinates, atol=1e-9)
+    np.testing.assert_array_equal(np.load(path), kept.coordinates)
+    path.write_bytes(b"not an array")
+    again = input_map(embedding, last, rows.labels, "features.conv2", 2, 4, tmp_path)
+    np.testing.assert_allclose(again.coordinates, fresh.coordinates, atol=1e-9)
+    assert np.load(path).shape == (40, 2), "the broken file was written anew"
+    other = input_map(embedding, last * 2, rows.labels, "features.conv2", 2, 4, tmp_path)
+    assert len(list(tmp_path.glob("placed-*.npy"))) == 2, "other patches, another file"
+    assert not np.allclose(other.coordinates, kept.coordinates)
 
 
 def _brute_force_repulsion(points: np.ndarray) -> tuple[np.ndarray, float]:

@@ -96,8 +96,9 @@ PREPARATION = Preparation()
 
 def prepare_shipped_models() -> None:
     """Fill the activation cache for the shipped models on the bundled test split, then lay out
-    the input and filter maps of DeepEyes' case-study runs (60 layers' maps: about 2 CPU-minutes
-    here), once; the other shipped runs' maps are laid out when first shown, and kept too.
+    the input and filter maps of DeepEyes' case-study runs and place every snapshot into the last
+    one's input map (60 layers' maps, about 2 CPU-minutes here, and 54 placements, half a minute
+    more), once; the other shipped runs' maps are laid out when first shown, and kept too.
 
     What is cached already takes a moment; `CONVLENS_PREPARE=0` skips it (tests do).
     """

@@ -117,7 +117,9 @@ def cached_patch_embedding(run_path: str, layer: str, step: int) -> Embedding:
 
 @st.cache_data(show_spinner="Placing the patches in the map…", max_entries=64)
 def cached_input_map(run_path: str, layer: str, reference_step: int, step: int) -> InputMap:
-    """Return the input map of `layer` at `step`, in the map embedded at `reference_step`."""
+    """Return the input map of `layer` at `step`, in the map embedded at `reference_step` (a
+    shipped run's placement kept on disk, as its layouts: the first start places every snapshot
+    in the last one's map)."""
     return input_map(
         cached_patch_embedding(run_path, layer, reference_step),
         cached_probe(run_path, step)[layer],
@@ -125,6 +127,7 @@ def cached_input_map(run_path: str, layer: str, reference_step: int, step: int) 
         layer,
         reference_step,
         step,
+        layouts=patch_layouts_dir() if is_shipped(run_path) else None,
     )
 
 
