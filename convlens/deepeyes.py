@@ -507,7 +507,7 @@ def _embed_laid_out(
     """`embed` the rows of `values`, the layout kept in a file of `layouts` (see `embed_patches`)."""
     if layouts is None:
         return embed(values, perplexity=perplexity, n_jobs=n_jobs)
-    path = layouts / f"{_layout_name(values, perplexity)}.npy"
+    path = _layout_path(values, perplexity, layouts)
     coordinates = _read_positions(path, len(values))
     if coordinates is not None:
         return restore(values, coordinates, perplexity=perplexity, n_jobs=n_jobs)
@@ -522,15 +522,23 @@ def _placed(embedding: Embedding, values: np.ndarray, layouts: Path | None) -> n
     layouts (placing a snapshot takes most of a second, reading it back a moment)."""
     if layouts is None:
         return place(embedding, values)
-    digest = hashlib.sha256(f"{LAYOUT_FORMAT} {values.shape} {PLACEMENT_ITERATIONS}".encode())
-    digest.update(np.ascontiguousarray(embedding.coordinates, dtype=np.float64).tobytes())
-    digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
-    path = layouts / f"placed-{digest.hexdigest()[:32]}.npy"
+    path = _placement_path(embedding.coordinates, values, layouts)
     coordinates = _read_positions(path, len(values))
     if coordinates is None:
         coordinates = place(embedding, values)
         _write_positions(path, coordinates)
     return coordinates
+
+
+def _layout_path(values: np.ndarray, perplexity: float, layouts: Path) -> Path:
+    return layouts / f"{_layout_name(values, perplexity)}.npy"
+
+
+def _placement_path(coordinates: np.ndarray, values: np.ndarray, layouts: Path) -> Path:
+    digest = hashlib.sha256(f"{LAYOUT_FORMAT} {values.shape} {PLACEMENT_ITERATIONS}".encode())
+    digest.update(np.ascontiguousarray(coordinates, dtype=np.float64).tobytes())
+    digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    return layouts / f"placed-{digest.hexdigest()[:32]}.npy"
 
 
 def _read_positions(path: Path, points: int) -> np.ndarray | None:
@@ -588,19 +596,35 @@ def prepare_maps(
         for step in steps:
             for values in read_probe(run_dir, step, layers[run_dir]).values():
                 advance()
-                embed_patches(values, layouts=layouts)
-                _embed_filters(values, 1, layouts)
+                _lay_out_unless_kept(_as_matrix(values), DEFAULT_PERPLEXITY, layouts)
+                _lay_out_unless_kept(_filter_units(values), FILTER_MAP_PERPLEXITY, layouts)
         if not steps:
             continue
         last = read_probe(run_dir, steps[-1], layers[run_dir])
-        maps = {layer: embed_patches(values, layouts=layouts) for layer, values in last.items()}
+        maps: dict[str, Embedding] = {}
         for step in steps[:-1]:
             for layer, values in read_probe(run_dir, step, layers[run_dir]).items():
                 advance()
-                _placed(maps[layer], _as_matrix(values), layouts)
+                reference, patches = _as_matrix(last[layer]), _as_matrix(values)
+                laid_out = _read_positions(
+                    _layout_path(reference, DEFAULT_PERPLEXITY, layouts), len(reference)
+                )
+                path = None if laid_out is None else _placement_path(laid_out, patches, layouts)
+                if path is None or _read_positions(path, len(patches)) is None:
+                    if layer not in maps:
+                        maps[layer] = embed_patches(reference, layouts=layouts)
+                    _placed(maps[layer], patches, layouts)
     if progress is not None:
         progress(total, total)
     return total
+
+
+def _lay_out_unless_kept(values: np.ndarray, perplexity: float, layouts: Path) -> None:
+    """Lay out the rows of `values` into `layouts` unless their layout is kept there: reading it
+    back would restore the embedding (its affinities), most of a start's preparation when every
+    map is on disk already."""
+    if _read_positions(_layout_path(values, perplexity, layouts), len(values)) is None:
+        _embed_laid_out(values, perplexity, 1, layouts)
 
 
 def input_map(
@@ -633,10 +657,15 @@ def input_map(
 
 def _embed_filters(values: np.ndarray, n_jobs: int, layouts: Path | None) -> Embedding:
     """The filter map's embedding of the non-negative responses `values` (patches x filters)."""
+    return _embed_laid_out(_filter_units(values), FILTER_MAP_PERPLEXITY, n_jobs, layouts)
+
+
+def _filter_units(values: np.ndarray) -> np.ndarray:
+    """Each filter's non-negative responses over the patches as a unit vector (filters x
+    patches): what the filter map lays out."""
     values = np.clip(_as_matrix(values), 0.0, None)
     norms = np.linalg.norm(values, axis=0)
-    unit = np.where(norms > 0, values / np.where(norms > 0, norms, 1.0), 0.0).T
-    return _embed_laid_out(unit, FILTER_MAP_PERPLEXITY, n_jobs, layouts)
+    return np.where(norms > 0, values / np.where(norms > 0, norms, 1.0), 0.0).T
 
 
 def filter_map(

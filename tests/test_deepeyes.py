@@ -433,11 +433,14 @@ def test_preparing_a_run_lays_out_every_snapshot_and_layer(tiny_run: Path, monke
     assert is_shipped(SHIPPED) and not is_shipped(tiny_run)
 
     def not_again(*args, **kwargs):
-        raise AssertionError("the placement on disk should have been read")
+        raise AssertionError("what is on disk should have been read")
 
     # the page's input map of an earlier snapshot in the last one's map: read, not placed
     reference = embed_patches(read_probe(tiny_run, steps[-1])["features.conv2"])
-    monkeypatch.setattr("convlens.deepeyes.place", not_again)
+    for name in ("place", "embed", "restore"):  # a later start finds every file: none is needed
+        monkeypatch.setattr(f"convlens.deepeyes.{name}", not_again)
+    assert prepare_maps([tiny_run]) == work
+    assert len(list(patch_layouts_dir().glob("*.npy"))) == len(files)
     labels = read_probe_rows(tiny_run, "features.conv2").labels
     earlier = read_probe(tiny_run, steps[0])["features.conv2"]
     kept = input_map(
