@@ -372,7 +372,7 @@ def query_value(at: AppTest, key: str) -> str | None:
     return value[0] if isinstance(value, list) else value
 
 
-def test_a_page_keeps_only_the_shared_keys_and_its_own_in_the_address_bar() -> None:
+def test_a_page_keeps_only_its_own_keys_in_the_address_bar_and_the_session_keeps_the_rest() -> None:
     at = start({"model": "fashion_basecnn", "sort": "weight norm (importance)"})
     assert query_value(at, "model") == "fashion_basecnn"
     assert (
