@@ -22,6 +22,7 @@ import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -516,16 +517,22 @@ def _embed_laid_out(
     return embedding
 
 
-def _placed(embedding: Embedding, values: np.ndarray, layouts: Path | None) -> np.ndarray:
-    """`place` the rows of `values` in `embedding`; with a folder `layouts`, their positions are
-    kept in a file of it named by the map's layout and these values, as `_embed_laid_out` keeps
-    layouts (placing a snapshot takes most of a second, reading it back a moment)."""
+def _placed(
+    map_coordinates: np.ndarray,
+    embedding: Callable[[], Embedding],
+    values: np.ndarray,
+    layouts: Path | None,
+) -> np.ndarray:
+    """`place` the rows of `values` in the map laid out at `map_coordinates`, whose `embedding()`
+    is asked for only when they must be placed; with a folder `layouts`, their positions are kept
+    in a file of it named by the map's layout and these values, as `_embed_laid_out` keeps layouts
+    (placing a snapshot takes most of a second, reading it back a moment)."""
     if layouts is None:
-        return place(embedding, values)
-    path = _placement_path(embedding.coordinates, values, layouts)
+        return place(embedding(), values)
+    path = _placement_path(map_coordinates, values, layouts)
     coordinates = _read_positions(path, len(values))
     if coordinates is None:
-        coordinates = place(embedding, values)
+        coordinates = place(embedding(), values)
         _write_positions(path, coordinates)
     return coordinates
 
@@ -600,20 +607,23 @@ def prepare_maps(
                 _lay_out_unless_kept(_filter_units(values), FILTER_MAP_PERPLEXITY, layouts)
         if not steps:
             continue
-        last = read_probe(run_dir, steps[-1], layers[run_dir])
-        maps: dict[str, Embedding] = {}
+        last = {
+            layer: _as_matrix(values)
+            for layer, values in read_probe(run_dir, steps[-1], layers[run_dir]).items()
+        }
+        # the last maps' embeddings, restored only where a placement is missing
+        maps = {
+            layer: cache(partial(embed_patches, last[layer], layouts=layouts)) for layer in last
+        }
         for step in steps[:-1]:
             for layer, values in read_probe(run_dir, step, layers[run_dir]).items():
                 advance()
-                reference, patches = _as_matrix(last[layer]), _as_matrix(values)
                 laid_out = _read_positions(
-                    _layout_path(reference, DEFAULT_PERPLEXITY, layouts), len(reference)
+                    _layout_path(last[layer], DEFAULT_PERPLEXITY, layouts), len(last[layer])
                 )
-                path = None if laid_out is None else _placement_path(laid_out, patches, layouts)
-                if path is None or _read_positions(path, len(patches)) is None:
-                    if layer not in maps:
-                        maps[layer] = embed_patches(reference, layouts=layouts)
-                    _placed(maps[layer], patches, layouts)
+                if laid_out is None:  # a disk that kept no file
+                    laid_out = maps[layer]().coordinates
+                _placed(laid_out, maps[layer], _as_matrix(values), layouts)
     if progress is not None:
         progress(total, total)
     return total
@@ -643,7 +653,9 @@ def input_map(
     if len(values) != embedding.points:
         raise ValueError(f"the map holds {embedding.points} patches; these are {len(values)}")
     coordinates = (
-        embedding.coordinates if step == reference_step else _placed(embedding, values, layouts)
+        embedding.coordinates
+        if step == reference_step
+        else _placed(embedding.coordinates, lambda: embedding, values, layouts)
     )
     return InputMap(
         layer_id,
