@@ -70,7 +70,7 @@ def deepeyes_view(section: str, run_path: str, phase: str, shipped: bool) -> Non
     if section == "layer":
         layer_section(run_path, steps, diagnosis, histograms, classes, limits.dead_maximum)
     elif section == "diagnosis":
-        diagnosis_section(run_path, shipped, steps, manifest, diagnosis, limits)
+        diagnosis_section(run_path, shipped, arguments.steps, manifest, diagnosis, limits)
     else:
         training_section(run_path, diagnosis, histograms, limits.stability)
 

@@ -34,6 +34,7 @@ from convlens.runformat import (
     snapshot_dir,
     weight_steps,
 )
+from convlens.ui.deepeyes import caches
 from convlens.ui.deepeyes.maps import strongest_caption
 from convlens.ui.deepeyes.sections import STYLE_KEY, container_key
 from convlens.ui.gallery import GALLERY_CLASS
@@ -788,6 +789,24 @@ def test_the_diagnosis_suggests_a_smaller_network_with_its_command():
     assert "--out" not in command.value and os.environ["CONVLENS_HOME"] not in command.value
     suggestion = shown(at).dataframe[0].value
     assert suggestion["suggested"].tolist() == [20, 50, 124]
+
+
+def test_the_suggestion_is_computed_once_for_every_browser(monkeypatch: pytest.MonkeyPatch):
+    # each layer's effective width is an eigen-decomposition: half a view's run when it was not
+    # cached (issue 17, item 4: nothing heavy outside a cache)
+    computed = []
+    suggest = caches.suggest_architecture
+    monkeypatch.setattr(
+        caches, "suggest_architecture", lambda *args: computed.append(args) or suggest(*args)
+    )
+    caches.cached_suggestion.clear()
+    for _ in range(2):  # two browsers, the second one rerun
+        at = open_deepeyes({"de_view": "diagnosis"})
+    rerun(at)
+    assert "**A smaller network to try:** classifier.fc1 at 124 units (not 500)." in visible_text(
+        at
+    )
+    assert len(computed) == 1
 
 
 def test_training_the_suggestion_starts_a_run_and_follows_it(monkeypatch: pytest.MonkeyPatch):

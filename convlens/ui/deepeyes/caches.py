@@ -8,6 +8,7 @@ import torch
 
 from convlens.data import fashion_mnist
 from convlens.deepeyes import (
+    ArchitectureSuggestion,
     FilterMap,
     FilterMaxima,
     InputMap,
@@ -23,6 +24,7 @@ from convlens.deepeyes import (
     patch_layouts_dir,
     perplexity,
     run_filter_maxima,
+    suggest_architecture,
 )
 from convlens.embedding import Embedding
 from convlens.runformat import (
@@ -62,6 +64,28 @@ def cached_diagnosis(
         dead_maximum=dead_maximum,
         always_on_frequency=always_on,
         histograms=cached_run_histograms(run_path, steps),
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_suggestion(
+    run_path: str,
+    steps: tuple[int, ...],
+    step: int,
+    stability: float,
+    dead_maximum: float,
+    always_on: float,
+) -> ArchitectureSuggestion:
+    """Return the smaller network suggested at snapshot `step` with these thresholds (the
+    diagnosis of `cached_diagnosis` with the same arguments). Each layer's effective width is an
+    eigen-decomposition: computed on every view, they took half of a DeepEyes view's script run."""
+    manifest = read_manifest(run_path)
+    return suggest_architecture(
+        manifest["arch"],
+        manifest.get("arch_options", {}),
+        cached_probe(run_path, step),
+        cached_diagnosis(run_path, steps, step, stability, dead_maximum, always_on),
+        cached_near_duplicates(run_path, step, dead_maximum),
     )
 
 

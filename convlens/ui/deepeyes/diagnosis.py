@@ -23,7 +23,6 @@ from convlens.deepeyes import (
     compare_sizes,
     diagnosis_findings,
     filter_list,
-    suggest_architecture,
     suggested_command,
     suggested_train_options,
     width_options,
@@ -40,8 +39,8 @@ from convlens.ui.deepeyes.caches import (
     cached_filter_maxima,
     cached_forward_ms,
     cached_near_duplicates,
-    cached_probe,
     cached_snapshot_fingerprint,
+    cached_suggestion,
 )
 from convlens.ui.deepeyes.controls import Thresholds
 from convlens.ui.owner import browser_owner
@@ -192,16 +191,19 @@ def suggestion_panel(run_path: str, manifest: dict, suggestion: ArchitectureSugg
 def diagnosis_section(
     run_path: str,
     shipped: bool,
-    steps: list[int],
+    steps: tuple[int, ...],
     manifest: dict,
     diagnosis: RunDiagnosis,
     limits: Thresholds,
 ) -> None:
-    """The diagnosis with its marks, the smaller network it suggests, and DeepEyes' example."""
+    """The diagnosis with its marks, the smaller network it suggests, and DeepEyes' example;
+    `diagnosis` is `cached_diagnosis` of the run's `steps` at its step with these `limits`."""
     step = diagnosis.step
     try:
-        probe = cached_probe(run_path, step)
-        maxima = cached_filter_maxima(run_path, tuple(steps))
+        maxima = cached_filter_maxima(run_path, steps)
+        suggestion = cached_suggestion(
+            run_path, steps, step, limits.stability, limits.dead_maximum, limits.always_on
+        )
     except (OSError, ValueError, KeyError) as error:
         st.warning(f"DeepEyes cannot read {Path(run_path).name}: {error}")
         return
@@ -215,9 +217,6 @@ def diagnosis_section(
     )
     duplicates = cached_near_duplicates(run_path, step, limits.dead_maximum)
     findings = diagnosis_findings(diagnosis, duplicates, maxima, limits.dead_maximum)
-    suggestion = suggest_architecture(
-        manifest["arch"], manifest.get("arch_options", {}), probe, diagnosis, duplicates
-    )
     diagnosis_panel(
         run_path,
         shipped,
