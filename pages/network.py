@@ -2,9 +2,13 @@
 
 import streamlit as st
 
-from convlens.charts import predictions_chart
 from convlens.style import CHAIN_VIEW_HEIGHT, NETWORK_IMAGE_WIDTH
-from convlens.ui.cache import cached_forward_pass, cached_graph, cached_predictions
+from convlens.ui.cache import (
+    cached_forward_pass,
+    cached_graph,
+    cached_predictions,
+    cached_predictions_spec,
+)
 from convlens.ui.chain import render_chain
 from convlens.ui.details import render_details
 from convlens.ui.sidebar import page_setup, show_image_problem, thumbnail
@@ -58,4 +62,7 @@ with details_column, st.container(height=CHAIN_VIEW_HEIGHT + 52, border=False):
             caption=selection.image.source,
             width=NETWORK_IMAGE_WIDTH,
         )
-        st.altair_chart(predictions_chart(predictions), width="stretch")
+        st.vega_lite_chart(
+            cached_predictions_spec(selection.model_key, *image_key, selection.image.image),
+            width="stretch",
+        )

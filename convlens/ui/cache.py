@@ -29,6 +29,7 @@ from convlens.attribution import (
     readout_field,
     readout_layer,
 )
+from convlens.charts import histogram_chart, predictions_chart
 from convlens.data import LoadedImage, load_image
 from convlens.deepeyes import PerplexityHistogram, run_histograms
 from convlens.explain import ConvolutionStep, convolution_step
@@ -39,6 +40,7 @@ from convlens.predict import Prediction, predict
 from convlens.runformat import deepeyes_layers, read_manifest
 from convlens.style import FILTER_GRID_TILE
 from convlens.tiles import gradient_magnitudes
+from convlens.ui.vega import vega_lite_spec
 from convlens.weights import Histogram, layer_weight, weight_histogram, weights_fingerprint
 
 
@@ -131,12 +133,37 @@ def cached_predictions(
     return predict(cached_model(key), _image, top=5)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_predictions_spec(
+    key: ModelKey,
+    image_source: str,
+    upload_digest: str | None,
+    _image: Image.Image,
+) -> dict:
+    """Return the Vega-Lite spec of the top-5 classes' chart (`cached_predictions`). Streamlit
+    converts an Altair chart anew on every run: a tenth of a Network view's server CPU."""
+    return vega_lite_spec(
+        predictions_chart(cached_predictions(key, image_source, upload_digest, _image))
+    )
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def cached_weight_histogram(key: ModelKey, layer_path: str) -> Histogram | None:
     """Return the histogram of one layer's weights, or None if it has no weights."""
     module = dict(cached_model(key).module.named_modules())[layer_path]
     weight = layer_weight(module)
     return None if weight is None else weight_histogram(weight)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def cached_weight_histogram_spec(key: ModelKey, layer_path: str) -> dict | None:
+    """Return the Vega-Lite spec of one layer's weight histogram chart, or None if it has no
+    weights (built once, as `cached_predictions_spec`). The page's subheader names the layer: a
+    title that repeated it was cut in a narrow column."""
+    histogram = cached_weight_histogram(key, layer_path)
+    if histogram is None:
+        return None
+    return vega_lite_spec(histogram_chart(histogram, f"Its weights ({histogram.total:,} values)"))
 
 
 @st.cache_resource(max_entries=16)

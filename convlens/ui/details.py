@@ -7,11 +7,10 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from convlens.charts import histogram_chart
 from convlens.graph import ChainNode, LayerGraph, field_note, first_conv
 from convlens.models import ModelKey
 from convlens.style import FILTER_TILE_SIZE, LAYER_TYPE_NAMES, TILE_COLUMNS, TILE_GAP
-from convlens.ui.cache import cached_model, cached_weight_histogram
+from convlens.ui.cache import cached_model, cached_weight_histogram_spec
 from convlens.ui.chain import group_label, shape_label
 from convlens.weights import filter_tiles, layer_weight
 
@@ -75,15 +74,11 @@ def render_details(graph: LayerGraph, node: ChainNode, model_key: ModelKey) -> N
             icon=":material/grid_view:",
         )
     st.table(layer_table(graph, node), hide_header=True)  # one column of values, no heading
-    histogram = cached_weight_histogram(model_key, main.path)
+    histogram = cached_weight_histogram_spec(model_key, main.path)
     if histogram is None:
         st.caption("This layer has no weights.")
         return
-    st.altair_chart(
-        # the subheader above names the layer: a title that repeats it is cut in a narrow column
-        histogram_chart(histogram, f"Its weights ({histogram.total:,} values)"),
-        width="stretch",
-    )
+    st.vega_lite_chart(histogram, width="stretch")
     first = first_conv(graph)
     if first is None or first.id != main.id:
         return
