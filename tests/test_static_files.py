@@ -14,20 +14,26 @@ import pytest
 import streamlit
 
 from browser import app_server
-from convlens.ui.static_files import StaticFilesInMemory, accepts_gzip
+from convlens.ui.static_files import StaticFilesInMemory, accepts_gzip, lifetime
 
 SCRIPT = b"function draw() { return 'the page'; }\n" * 2_000
 PICTURE = bytes(range(256)) * 40  # gzip saves nothing
 IMMUTABLE = b"public, immutable, max-age=31536000"
+A_DAY = b"public, max-age=86400"  # a component's file, as `http_cache.FilesKept` answers it
+COMPONENT_SCRIPT = "/component/streamlit_agraph.agraph/static/js/main.abc123.js"
+COMPONENT_PAGE = "/component/streamlit_agraph.agraph/index.html"
 FILES = {
-    "/static/js/index.abc123.js": (b"text/javascript; charset=utf-8", SCRIPT),
-    "/static/media/logo.abc123.png": (b"image/png", PICTURE),
+    "/static/js/index.abc123.js": (b"text/javascript; charset=utf-8", SCRIPT, IMMUTABLE),
+    "/static/media/logo.abc123.png": (b"image/png", PICTURE, IMMUTABLE),
+    COMPONENT_SCRIPT: (b"text/javascript", SCRIPT, A_DAY),
+    COMPONENT_PAGE: (b"text/html", b"<html>the frame</html>", b"public"),
 }
 
 
 class StreamlitStatic:
-    """Answers as Streamlit's static route: a hashed file immutable, sent in chunks; any other
-    path the page (index.html) with no-cache; counts the requests it answered."""
+    """Answers as Streamlit's routes: a file with its lifetime, sent in chunks, a component's
+    compressed for a client that takes gzip (Streamlit's gzip middleware); any other path the page
+    (index.html) with no-cache; counts the requests it answered."""
 
     def __init__(self, cookie: bool = False) -> None:
         self.answered: list[str] = []
@@ -36,13 +42,13 @@ class StreamlitStatic:
     async def __call__(self, scope, receive, send) -> None:
         path = scope["path"]
         self.answered.append(path)
-        content_type, body = FILES.get(path, (b"text/html", b"<html>the page</html>"))
-        headers = [
-            (b"content-type", content_type),
-            (b"content-length", str(len(body)).encode()),
-            (b"etag", b'"e1"'),
-            (b"cache-control", IMMUTABLE if path in FILES else b"no-cache"),
-        ]
+        page = (b"text/html", b"<html>the page</html>", b"no-cache")
+        content_type, body, lifetime = FILES.get(path, page)
+        headers = [(b"content-type", content_type), (b"etag", b'"e1"')]
+        if path.startswith("/component/") and accepts_gzip(scope):
+            body = gzip.compress(body)
+            headers += [(b"content-encoding", b"gzip"), (b"vary", b"Accept-Encoding")]
+        headers += [(b"content-length", str(len(body)).encode()), (b"cache-control", lifetime)]
         if self.cookie:
             headers.append((b"set-cookie", b"session=1"))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -77,7 +83,7 @@ def get(app, path: str, **headers: str) -> tuple[dict[bytes, bytes], bytes]:
 
 def test_a_hashed_file_is_asked_of_streamlit_once_then_answered_from_memory_gzipped() -> None:
     streamlit_route = StreamlitStatic()
-    app = StaticFilesInMemory(streamlit_route)
+    app = StaticFilesInMemory(streamlit_route, base_path="")
     path = "/static/js/index.abc123.js"
 
     first_headers, first = get(app, path, accept_encoding="gzip, deflate, br")
@@ -101,7 +107,7 @@ def test_a_hashed_file_is_asked_of_streamlit_once_then_answered_from_memory_gzip
 
 def test_a_file_that_gzip_does_not_shrink_is_kept_as_it_is() -> None:
     streamlit_route = StreamlitStatic()
-    app = StaticFilesInMemory(streamlit_route)
+    app = StaticFilesInMemory(streamlit_route, base_path="")
     path = "/static/media/logo.abc123.png"
     get(app, path, accept_encoding="gzip")
     headers, body = get(app, path, accept_encoding="gzip")
@@ -109,10 +115,30 @@ def test_a_file_that_gzip_does_not_shrink_is_kept_as_it_is() -> None:
     assert streamlit_route.answered == [path]
 
 
+def test_a_components_file_is_kept_for_its_lifetime_and_compressed_once() -> None:
+    now = [0.0]
+    streamlit_route = StreamlitStatic()
+    app = StaticFilesInMemory(streamlit_route, base_path="", clock=lambda: now[0])
+    first_headers, first = get(app, COMPONENT_SCRIPT, accept_encoding="gzip")
+    assert first == SCRIPT  # Streamlit asked for it uncompressed, to keep it
+    headers, body = get(app, COMPONENT_SCRIPT, accept_encoding="gzip")
+    assert headers[b"content-encoding"] == b"gzip" and gzip.decompress(body) == SCRIPT
+    assert headers[b"cache-control"] == A_DAY
+    now[0] = 86_399.0
+    get(app, COMPONENT_SCRIPT, accept_encoding="gzip")
+    assert streamlit_route.answered == [COMPONENT_SCRIPT]
+    now[0] = 86_400.0  # its day is over: asked again, and kept for another
+    get(app, COMPONENT_SCRIPT, accept_encoding="gzip")
+    get(app, COMPONENT_SCRIPT, accept_encoding="gzip")
+    assert streamlit_route.answered == [COMPONENT_SCRIPT] * 2
+    assert app.kept_bytes == len(COMPONENT_SCRIPT) + app.kept[COMPONENT_SCRIPT].size
+
+
 @pytest.mark.parametrize(
     ("path", "headers"),
     [
         ("/", {}),  # the page: no-cache
+        (COMPONENT_PAGE, {}),  # the frame's page: no lifetime
         ("/network", {}),
         ("/static/js/gone.js", {}),  # not a file: Streamlit answers with the page
         ("/static/js/index.abc123.js", {"range": "bytes=0-99"}),
@@ -124,7 +150,7 @@ def test_pages_unknown_paths_and_conditional_requests_go_to_streamlit_every_time
     path: str, headers: dict[str, str]
 ) -> None:
     streamlit_route = StreamlitStatic()
-    app = StaticFilesInMemory(streamlit_route)
+    app = StaticFilesInMemory(streamlit_route, base_path="")
     for _ in range(3):
         get(app, path, accept_encoding="gzip", **headers)
     assert streamlit_route.answered == [path] * 3
@@ -133,7 +159,7 @@ def test_pages_unknown_paths_and_conditional_requests_go_to_streamlit_every_time
 
 def test_an_answer_that_sets_a_cookie_is_never_kept() -> None:
     streamlit_route = StreamlitStatic(cookie=True)
-    app = StaticFilesInMemory(streamlit_route)
+    app = StaticFilesInMemory(streamlit_route, base_path="")
     for _ in range(2):
         get(app, "/static/js/index.abc123.js", accept_encoding="gzip")
     assert len(streamlit_route.answered) == 2 and app.kept == {}
@@ -141,13 +167,13 @@ def test_an_answer_that_sets_a_cookie_is_never_kept() -> None:
 
 def test_what_is_kept_stays_within_its_files_and_bytes() -> None:
     streamlit_route = StreamlitStatic()
-    by_files = StaticFilesInMemory(streamlit_route, max_files=1)
+    by_files = StaticFilesInMemory(streamlit_route, max_files=1, base_path="")
     for path in [*FILES, *FILES]:
         get(by_files, path, accept_encoding="gzip")
     assert list(by_files.kept) == ["/static/js/index.abc123.js"]
     assert streamlit_route.answered.count("/static/media/logo.abc123.png") == 2
 
-    by_bytes = StaticFilesInMemory(StreamlitStatic(), max_bytes=len(SCRIPT) // 2)
+    by_bytes = StaticFilesInMemory(StreamlitStatic(), max_bytes=len(SCRIPT) // 2, base_path="")
     for _ in range(2):
         get(by_bytes, "/static/js/index.abc123.js", accept_encoding="gzip")
     assert by_bytes.kept == {} and by_bytes.kept_bytes == 0
@@ -197,3 +223,22 @@ def test_the_served_app_sends_streamlits_scripts_gzipped_and_equal_to_its_files(
             assert response.read() == (static / script).read_bytes()
         with urllib.request.urlopen(urllib.request.Request(url, headers=wanted)) as response:
             assert response.headers.get("Content-Encoding") is None  # the page: Streamlit's
+
+
+@pytest.mark.parametrize(
+    ("control", "seconds"),
+    [
+        (b"public, immutable, max-age=31536000", 31_536_000.0),
+        (b"public, immutable", float("inf")),
+        (b"public, max-age=86400", 86_400.0),
+        (b"public, max-age=60", None),  # too short to be worth keeping
+        (b"public", None),
+        (b"private, max-age=86400, immutable", None),  # one browser's own (a media file)
+        (b"no-cache", None),
+        (b"public, max-age=soon", None),
+    ],
+)
+def test_only_public_answers_with_a_long_lifetime_are_kept(
+    control: bytes, seconds: float | None
+) -> None:
+    assert lifetime([(b"cache-control", control)]) == seconds

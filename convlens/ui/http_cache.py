@@ -54,6 +54,19 @@ def is_media_file(path: str, base_path: str = "") -> bool:
     return bool(file) and "/" not in file
 
 
+def is_static_file(path: str, base_path: str = "") -> bool:
+    """Whether `path` asks for one of Streamlit's own static files: `/<base>/static/<file>`."""
+    prefix = _route(base_path, "static")
+    return path.startswith(prefix) and len(path) > len(prefix)
+
+
+def configured_base_path() -> str:
+    """The app's base path, as Streamlit is configured (`server.baseUrlPath`)."""
+    from streamlit import config
+
+    return config.get_option("server.baseUrlPath") or ""
+
+
 def cache_control(path: str, base_path: str = "") -> bytes | None:
     """The `Cache-Control` header a successful GET of `path` gets instead of Streamlit's, None
     where Streamlit's stays."""
@@ -95,8 +108,4 @@ class FilesKept:
         await self.app(scope, receive, send_kept)
 
     def configured_base(self) -> str:
-        if self.base_path is not None:
-            return self.base_path
-        from streamlit import config
-
-        return config.get_option("server.baseUrlPath") or ""
+        return configured_base_path() if self.base_path is None else self.base_path
