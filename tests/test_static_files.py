@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import posixpath
 import re
 import time
 import urllib.request
@@ -43,7 +44,7 @@ class StreamlitStatic:
         path = scope["path"]
         self.answered.append(path)
         page = (b"text/html", b"<html>the page</html>", b"no-cache")
-        content_type, body, lifetime = FILES.get(path, page)
+        content_type, body, lifetime = FILES.get(posixpath.normpath(path), page)
         headers = [(b"content-type", content_type), (b"etag", b'"e1"')]
         if path.startswith("/component/") and accepts_gzip(scope):
             body = gzip.compress(body)
@@ -141,6 +142,8 @@ def test_a_components_file_is_kept_for_its_lifetime_and_compressed_once() -> Non
         (COMPONENT_PAGE, {}),  # the frame's page: no lifetime
         ("/network", {}),
         ("/static/js/gone.js", {}),  # not a file: Streamlit answers with the page
+        ("/static//js/index.abc123.js", {}),  # the same file by another name
+        ("/static/./js/index.abc123.js", {}),
         ("/static/js/index.abc123.js", {"range": "bytes=0-99"}),
         ("/static/js/index.abc123.js", {"if_none_match": '"e1"'}),
         ("/static/js/index.abc123.js/" + "x" * 400, {}),

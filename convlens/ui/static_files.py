@@ -14,16 +14,17 @@ first time a browser asks for it (for as long as its lifetime says), compresses 
 (in a worker thread), and answers every later request from memory, compressed for the browsers
 that accept it: 0.07 CPU-seconds and 1.5 MB per new browser for the static files
 (docs/performance.md). Streamlit still answers everything else, and decides what a path is: an
-answer it did not mark public with a lifetime (a page, an unknown file, a traversal, a picture of
-a student's upload) is never kept, nor a request with a range or a condition. What is kept is
-bounded in files and bytes (Streamlit's static folder holds ~360 files, 25 MB); beyond that,
-Streamlit answers as before.
+answer it did not mark public with a lifetime (a page, an unknown file, a traversal, a picture of a
+student's upload) is never kept, nor a request with a range or a condition, nor a path written
+another way than plainly (`//`, `/./`). What is kept is bounded in files and bytes (Streamlit's
+static folder holds ~360 files, 25 MB); beyond that, Streamlit answers as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -165,11 +166,14 @@ class StaticFilesInMemory:
             self.asked.discard(path)
 
     def _may_keep(self, scope: Message) -> bool:
-        """A GET of a whole static file of Streamlit or of a component, without conditions."""
+        """A GET of a whole static file of Streamlit or of a component, by its plain name, without
+        conditions."""
         if scope["type"] != "http" or scope.get("method") != "GET":
             return False
         path = scope.get("path", "")
-        if len(path) > MAX_PATH_CHARS:
+        # one name per file: `/static//js/a.js` or `/static/./js/a.js` would be the same file kept
+        # again under another name (a browser asks by the page's own, plain names)
+        if len(path) > MAX_PATH_CHARS or posixpath.normpath(path) != path:
             return False
         if any(name in CONDITIONS for name, _ in scope.get("headers", [])):
             return False
