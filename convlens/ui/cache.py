@@ -41,7 +41,7 @@ from convlens.runformat import deepeyes_layers, read_manifest
 from convlens.style import FILTER_GRID_TILE
 from convlens.tiles import gradient_magnitudes
 from convlens.ui.vega import vega_lite_spec
-from convlens.weights import Histogram, layer_weight, weight_histogram, weights_fingerprint
+from convlens.weights import layer_weight, weight_histogram, weights_fingerprint
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -148,21 +148,14 @@ def cached_predictions_spec(
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def cached_weight_histogram(key: ModelKey, layer_path: str) -> Histogram | None:
-    """Return the histogram of one layer's weights, or None if it has no weights."""
-    module = dict(cached_model(key).module.named_modules())[layer_path]
-    weight = layer_weight(module)
-    return None if weight is None else weight_histogram(weight)
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
 def cached_weight_histogram_spec(key: ModelKey, layer_path: str) -> dict | None:
     """Return the Vega-Lite spec of one layer's weight histogram chart, or None if it has no
     weights (built once, as `cached_predictions_spec`). The page's subheader names the layer: a
     title that repeated it was cut in a narrow column."""
-    histogram = cached_weight_histogram(key, layer_path)
-    if histogram is None:
+    weight = layer_weight(dict(cached_model(key).module.named_modules())[layer_path])
+    if weight is None:
         return None
+    histogram = weight_histogram(weight)
     return vega_lite_spec(histogram_chart(histogram, f"Its weights ({histogram.total:,} values)"))
 
 
