@@ -256,3 +256,17 @@ def png_bytes(image: Image.Image) -> bytes:
 def png_url(png: bytes) -> str:
     """Return PNG bytes as a data URL, as charts and the chain take pictures."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+# JPEG quality of pictures made of photos: CNNVis' packed patches of Fashion-MNIST come within
+# 37 dB (PSNR) of their PNG, in two thirds of its bytes; pictures of photos in a fraction.
+PHOTO_QUALITY = 90
+
+
+def photo_url(image: Image.Image) -> str:
+    """Return a picture made of photos as a JPEG data URL, its colours at full resolution (4:4:4)
+    so that the white lines between patches stay sharp. Pictures of few flat colours (matrices,
+    tiles, maps) stay PNG."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=PHOTO_QUALITY, subsampling=0)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

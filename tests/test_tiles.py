@@ -1,5 +1,8 @@
 """Colour maps and tiles."""
 
+import base64
+import io
+
 import numpy as np
 from PIL import Image
 
@@ -15,6 +18,7 @@ from convlens.tiles import (
     gradient_picture,
     has_gradient,
     overlay,
+    photo_url,
     robust_range,
     sequential,
     tile,
@@ -169,3 +173,18 @@ def test_magnitudes_draw_the_same_tiles_as_the_gradients_in_a_third_of_the_memor
             gradient_picture(magnitude, 24, image), gradient_picture(gradient, 24, image)
         )
     assert gradient_magnitudes(np.zeros((0, 3, 8, 8)), size=4).shape == (0, 1, 8, 8)
+
+
+def test_a_picture_of_photos_is_a_jpeg_close_to_it_whose_white_lines_stay_white():
+    rng = np.random.default_rng(0)
+    photo = np.kron(rng.integers(0, 256, (12, 12, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+    photo[:, 48] = photo[40] = 255  # the white lines between packed patches, one pixel wide
+    url = photo_url(Image.fromarray(photo))
+    assert url.startswith("data:image/jpeg;base64,")
+    decoded = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert decoded.format == "JPEG" and decoded.size == (96, 96)
+    error = np.asarray(decoded, dtype=float) - photo
+    assert 10 * np.log10(255**2 / np.mean(error**2)) > 30
+    assert np.asarray(decoded)[:, 48].min() > 210 and np.asarray(decoded)[40].min() > 210
+    grey = photo_url(Image.fromarray(photo[..., 0]))
+    assert Image.open(io.BytesIO(base64.b64decode(grey.split(",", 1)[1]))).mode == "L"

@@ -7,9 +7,10 @@ import threading
 import altair as alt
 import pandas as pd
 import pyarrow as pa
+from streamlit import dataframe_util
 from streamlit.elements import vega_charts
 
-from convlens.ui.vega import named_by_position, vega_lite_spec, with_arrow_datasets
+from convlens.ui.vega import arrow_bytes, named_by_position, vega_lite_spec, with_arrow_datasets
 
 
 def points(rows: int) -> alt.Chart:
@@ -96,3 +97,33 @@ def test_charts_that_differ_only_in_their_data_have_one_spec():
         names = [layer["data"]["name"] for layer in spec["layer"]]
         assert [len(rows_of(spec["datasets"][name])) for name in names] == [rows, 5]
     assert named_by_position({"mark": "point"}) == {"mark": "point"}
+
+
+def test_repeated_text_and_small_integers_are_sent_compactly_and_read_back_the_same():
+    rows = [
+        {
+            "node": f"layer{k % 3}",
+            "neuron": k,
+            "label": f"neuron {k}",
+            "class": None if k % 4 else "Bag",
+        }
+        for k in range(12)
+    ]
+    table = pa.ipc.open_stream(arrow_bytes(rows)).read_all()
+    assert table.to_pylist() == rows
+    kinds = {field.name: field.type for field in table.schema}
+    assert pa.types.is_dictionary(kinds["node"]), "3 values in 12 rows"
+    assert pa.types.is_dictionary(kinds["class"]), "1 value and nulls"
+    assert not pa.types.is_dictionary(kinds["label"]), "every value once"
+    assert kinds["neuron"] == pa.int8(), "the smallest integers that hold 0-11"
+    wide = pa.ipc.open_stream(arrow_bytes([{"n": -(2**40)}, {"n": 300}])).read_all()
+    assert wide.schema.field("n").type == pa.int64() and wide.column("n").to_pylist() == [
+        -(2**40),
+        300,
+    ]
+    flags = pa.ipc.open_stream(arrow_bytes([{"b": True}, {"b": False}])).read_all()
+    assert flags.schema.field("b").type == pa.bool_()
+    repeated = [{"node": "_blocks.11._expand_conv", "neuron": k} for k in range(1_000)]
+    plain = with_arrow_datasets({"datasets": {"d": repeated}})["datasets"]["d"]
+    assert len(plain) < 0.6 * len(dataframe_util.convert_anything_to_arrow_bytes(repeated))
+    assert rows_of(arrow_bytes([])) == []

@@ -17,6 +17,7 @@ data of a drawn chart whose spec is unchanged.
 from __future__ import annotations
 
 import altair as alt
+import pandas as pd
 from streamlit import dataframe_util
 from streamlit.elements import vega_charts
 
@@ -67,10 +68,30 @@ def with_arrow_datasets(spec: dict) -> dict:
     if not datasets:
         return spec
     converted = {
-        name: rows if _sent_as_is(rows) else dataframe_util.convert_anything_to_arrow_bytes(rows)
-        for name, rows in datasets.items()
+        name: rows if _sent_as_is(rows) else arrow_bytes(rows) for name, rows in datasets.items()
     }
     return {**spec, "datasets": converted}
+
+
+def arrow_bytes(rows: object) -> bytes:
+    """Return a dataset's rows (records or a data frame) as Streamlit sends them, in fewer bytes:
+    each text column whose values repeat (twice each on average) as a dictionary of its values,
+    each integer column in the smallest integer type that holds it. The layer names of CNNVis'
+    12,105 neuron marks were 374 kB as plain text, their strongest classes 177 kB, their neuron
+    and cluster numbers 97 kB each. The browser reads the same values."""
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:
+        values = frame[column]
+        if _repeated_text(values):
+            frame[column] = values.astype("category")
+        elif pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            frame[column] = pd.to_numeric(values, downcast="integer")
+    return dataframe_util.convert_anything_to_arrow_bytes(frame)
+
+
+def _repeated_text(values: pd.Series) -> bool:
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    return kind == "string" and 2 * values.nunique() <= len(values)
 
 
 def _sent_as_is(rows: object) -> bool:
