@@ -23,6 +23,7 @@ from convlens.cnnvis.drawing import (
     FACETS,
     FADED,
     MATRIX_KEY,
+    MIN_LABEL_LIMIT,
     OUTLINE_NEURONS_NAMED,
     PICTURE_WIDTH,
     _curve,
@@ -598,6 +599,32 @@ def test_cluster_labels_reach_the_next_column_and_shrink_with_the_picture():
     assert _label_limit(30, geometry, 185) == 20  # never shorter than MIN_LABEL_LIMIT
 
 
+def test_column_headers_end_before_the_next_column_and_name_their_group_once(small_model):
+    """Many narrow columns (EfficientNet-Lite0's g4 expanded: 16 layers) drew their headers over
+    each other. A header is cut where the next column begins, the expanded group's name leads
+    its first column only, and the tooltip names the layers whole."""
+    model, graph, analysis = small_model
+    view = build_view(model.name, model.module, graph, analysis, Options(expanded=("g2", "g3")))
+    for width in (PICTURE_WIDTH, 300):  # wide, and narrow enough that every header is cut
+        picture = draw(view, blank_patch, facet="features", width=width)
+        headers = next(
+            layer for layer in picture.spec["layer"] if layer["data"]["name"] == "headers"
+        )
+        rows = sorted(picture.marks["headers"], key=lambda row: row["x"])
+        for row, following in zip(rows, rows[1:], strict=False):
+            cut = row["x"] + row["label_limit"] <= following["x"]
+            assert cut or row["label_limit"] == MIN_LABEL_LIMIT, (width, row["text"])
+        assert headers["mark"]["limit"] == {"expr": "datum.label_limit"}
+        assert {"field": "layers", "type": "nominal"} in headers["encoding"]["tooltip"]
+        expanded = [row for row in rows if row["group"] in ("g2", "g3")]
+        named = [row["text"].split(" ▾ ")[0] for row in expanded if " ▾ " in row["text"]]
+        assert named == ["g2", "g3"], "each expanded group named once, over its first column"
+        assert {row["layers"] for row in expanded} == set(view.layers)
+        if width == 300:
+            svg = vl_convert.vegalite_to_svg(picture.to_dict())
+            assert "…" in svg, "a header cut short ends with an ellipsis"
+
+
 def test_activation_matrices_number_their_columns_under_the_cells(small_model) -> None:
     from convlens.cnnvis.drawing import MATRIX_KEY, matrix_key, matrix_key_marks
 
@@ -723,9 +750,33 @@ def test_impure_clusters_are_drawn_with_dashed_frames(small_model) -> None:
     assert len(dashed) == len(impure) and all('stroke="#b35806"' in frame for frame in dashed)
 
 
+def test_packed_patches_are_sent_as_jpeg_and_neuron_labels_are_made_from_their_fields(
+    small_model,
+) -> None:
+    """The features facet sends each cluster's packed patches as one JPEG, and no label per
+    neuron: the picture makes each neuron mark's label for screen readers from its fields."""
+    model, graph, analysis = small_model
+    view = build_view(model.name, model.module, graph, analysis, Options(expanded=("g2",)))
+    picture = draw(view, lambda *_: Image.new("RGB", (8, 8), (200, 30, 30)), facet="features")
+    urls = [p["url"] for p in picture.marks["pictures"]]
+    assert urls and all(url.startswith("data:image/jpeg;base64,") for url in urls)
+    patches = picture.marks["patches"]
+    assert patches and not any("description" in patch for patch in patches)
+    svg = vl_convert.vegalite_to_svg(picture.to_dict())
+    labels = re.findall(
+        r'aria-label="([^"]*)" role="graphics-symbol" aria-roledescription="rect mark"', svg
+    )
+    for patch in patches:
+        wanted = (
+            f"node: {patch['node']}; neuron: {patch['neuron']}; cluster: {patch['cluster']}; "
+            f"strongest class: {patch['strongest class']}"
+        )
+        assert wanted in labels
+
+
 def test_curves_are_sent_once_each_and_drawn_as_before_with_short_labels(small_model) -> None:
     """A curve is one record (its two ends: the browser places its points on the curve between
-    them) and the matrix rows' aria-labels are written from a few fields: Vega-Lite's own labels
+    them) and the matrix rows' aria-labels are made from a few fields: Vega-Lite's own labels
     formatted a dozen numbers per mark in the browser. Rendered, the picture holds the same
     curves and rows."""
     model, graph, analysis = small_model

@@ -22,7 +22,7 @@ from PIL import Image
 from convlens.attribution import input_view
 from convlens.cnnvis.packing import pack_rectangles
 from convlens.cnnvis.view import Bundles, CnnvisView, LayerView, with_row_orders
-from convlens.tiles import crop_patch, patch_in_context, png_bytes, png_url
+from convlens.tiles import crop_patch, patch_in_context, photo_url, png_bytes, png_url
 
 Records = list[dict]  # a layer's marks, one record per mark
 
@@ -190,7 +190,6 @@ def neuron_marks(
                     if w <= 0:
                         continue
                     row = _neuron_row(layer, int(neuron), cluster, view.classes)
-                    row["description"] = _neuron_description(row)
                     squares.append((patch(layer, int(neuron), rank), (x, y, w, h), row["opacity"]))
                     marks.patches.append(
                         row
@@ -204,7 +203,7 @@ def neuron_marks(
                 if squares:
                     picture = packed_picture(squares, (inner.w, inner.h))
                     marks.pictures.append(
-                        box | {"node": node, "cluster": cluster, "url": png_url(png_bytes(picture))}
+                        box | {"node": node, "cluster": cluster, "url": photo_url(picture)}
                     )
             elif view.classes:
                 picture = matrix_picture(layer, cluster, top)
@@ -395,9 +394,8 @@ def _packed(layer: LayerView, members: np.ndarray, inner: Box) -> np.ndarray:
 
 
 def _edge_description(style: dict) -> str:
-    """A curve's label for screen readers, written here as the matrix rows' are (Vega-Lite's own
-    formats every field of every mark in the browser); it says what the curve's tooltip says
-    (Vega-Lite's listed the coordinates of each point)."""
+    """A curve's label for screen readers: what its tooltip says (Vega-Lite's own label formats
+    every field of every mark in the browser, and listed the coordinates of each point)."""
     return f"sign: {style['sign']}; strength: {style['strength']}"
 
 
@@ -434,17 +432,17 @@ def _matrix_row(
     row = _neuron_row(layer, neuron, cluster, classes)
     values = layer.vectors[neuron] / top
     row["activations"] = " ".join("–" if np.isnan(v) else f"{min(v, 1.0):.2f}" for v in values)
-    row["description"] = _neuron_description(row)
     return row
 
 
-def _neuron_description(row: dict) -> str:
-    """A neuron mark's label for screen readers, written here (Vega-Lite's own formats every
-    field of every mark in the browser)."""
-    return (
-        f"node: {row['node']}; neuron: {row['neuron']}; cluster: {row['cluster']}; "
-        f"strongest class: {row['strongest class']}"
-    )
+# A neuron mark's label for screen readers, made in the browser from the mark's fields: Vega-Lite's
+# own formats every field of every mark; a label sent with each of EfficientNet-Lite0's 12,105
+# neuron marks was a quarter of its picture's bytes (1 of 4.4 MB, docs/performance.md).
+NEURON_LABEL = {
+    "calculate": "'node: ' + datum.node + '; neuron: ' + datum.neuron + '; cluster: ' "
+    "+ datum.cluster + '; strongest class: ' + datum['strongest class']",
+    "as": "description",
+}
 
 
 def cluster_marks(view: CnnvisView, geometry: Geometry) -> Records:
@@ -484,27 +482,35 @@ def cluster_marks(view: CnnvisView, geometry: Geometry) -> Records:
 
 
 def column_marks(view: CnnvisView, geometry: Geometry) -> tuple[Records, Records]:
-    """Collapsed groups (clickable rectangles) and the headers of every column."""
+    """Collapsed groups (clickable rectangles) and the headers of every column. A header may take
+    the width up to the next column (`label_room`): the many narrow columns of a large group
+    (EfficientNet-Lite0's g4 has 16 layers) cut theirs short, and their tooltips say them whole.
+    An expanded group's name leads its first column's header only, so that the others have their
+    width for the layer's name."""
     groups, headers = [], []
     for group in view.groups:
         if group.expanded:
             for node in group.nodes:
                 box = geometry.columns[node]
                 neurons = view.layers[node].neurons
+                text = f"{group.id} ▾ {_short(node)}" if node == group.nodes[0] else _short(node)
                 headers.append(
-                    {"group": group.id, "x": box.x, "y": 15, "text": f"{group.id} ▾ {_short(node)}"}
-                    | {"sub": f"{neurons} neurons", "sub_y": 32}
+                    {"group": group.id, "x": box.x, "y": 15, "text": text}
+                    | {"sub": f"{neurons} neurons", "sub_y": 32, "layers": node}
+                    | {"label_room": _label_room(geometry, box) + LABEL_INSET}
                 )
         else:
             box = geometry.columns[group.id]
+            layers = ", ".join(_short(n) for n in group.nodes)
             groups.append(
                 {"group": group.id, "x": box.x, "x2": box.right, "y": box.y, "y2": box.y + box.h}
-                | {"layers": ", ".join(_short(n) for n in group.nodes)}
+                | {"layers": layers}
             )
             headers.append(
                 {"group": group.id, "x": box.x, "y": 15, "text": f"{group.id} ▸"}
                 | {"sub": f"{len(group.nodes)} layer{'' if len(group.nodes) == 1 else 's'}"}
-                | {"sub_y": 32}
+                | {"sub_y": 32, "layers": layers}
+                | {"label_room": _label_room(geometry, box) + LABEL_INSET}
             )
     return groups, headers
 
@@ -812,6 +818,9 @@ def draw(
     group_click = ("group", ["group"])
     neuron_click = ("neuron", ["node", "neuron"])
     groups, headers = column_marks(view, geometry)
+    headers = [
+        row | {"label_limit": _label_limit(row["label_room"], geometry, width)} for row in headers
+    ]
     add(
         "groups",
         groups,
@@ -824,14 +833,15 @@ def draw(
         "headers",
         headers,
         {"type": "text", "align": "left", "cursor": "pointer", "fontSize": FONT + 1}
-        | {"fontWeight": "bold"},
-        at() | {"text": _channel("text:N"), "tooltip": _tooltips("group:N")},
+        | {"fontWeight": "bold", "limit": {"expr": "datum.label_limit"}},
+        at() | {"text": _channel("text:N"), "tooltip": _tooltips("group:N", "layers:N")},
         click=group_click,
     )
     add(
         "headers",
         headers,
-        {"type": "text", "align": "left", "color": "#555", "fontSize": FONT - 1},
+        {"type": "text", "align": "left", "color": "#555", "fontSize": FONT - 1}
+        | {"limit": {"expr": "datum.label_limit"}},
         at(y="sub_y") | {"text": _channel("sub:N")},
     )
     clusters = [
@@ -901,6 +911,7 @@ def draw(
         {"type": "rect", "cursor": "pointer", "fill": "white", "fillOpacity": 0},
         box | {"tooltip": tooltip, "description": _channel("description:N")},
         click=neuron_click,
+        transform=[NEURON_LABEL],
     )
     if matrices:
         add(
