@@ -77,8 +77,19 @@ def classes_chart(at: AppTest):
     return chart
 
 
+def shown(markdown: str) -> str:
+    """Markdown's text as the browser shows it: `<wbr>` (a place a line may break) is no text."""
+    return markdown.replace("<wbr>", "")
+
+
+def headings(at: AppTest) -> list[str]:
+    """The page's subheadings, those of markdown (`layer_heading`) as shown."""
+    marked = [shown(m.value)[4:] for m in at.markdown if m.value.startswith("### ")]
+    return [s.value for s in at.subheader] + marked
+
+
 def all_text(at: AppTest) -> str:
-    parts = [m.value for m in at.markdown] + [s.value for s in at.subheader]
+    parts = [shown(m.value) for m in at.markdown] + [s.value for s in at.subheader]
     parts += (
         [c.value for c in at.caption] + [w.value for w in at.warning] + [e.value for e in at.error]
     )
@@ -127,7 +138,7 @@ def test_click_on_group_expands_and_click_on_node_shows_details() -> None:
     click_chain(at, "_conv_stem")
     assert not at.exception
     assert place_of(at, classes_chart(at)) == classes_at, "the classes chart keeps its place"
-    assert any("_conv_stem" in s.value for s in at.subheader)
+    assert any("_conv_stem" in heading for heading in headings(at))
     assert "Receptive field" in all_text(at)
     assert at.session_state["layer"] == "_conv_stem"
     # The first layer's filters are shown as tiles, and the weights as a histogram.
@@ -145,7 +156,20 @@ def test_url_restores_model_image_and_layer() -> None:
     assert "untrained" in text.lower(), "an untrained network is labelled as such"
     assert "python -m convlens weights fetch resnet18" in text
     assert sum("resnet18 is untrained" in w.value for w in at.warning) == 1, "said once"
-    assert any("layer1.0.conv1" in s.value for s in at.subheader)
+    assert any(heading == "layer1.0.conv1" for heading in headings(at))
+    assert "### layer1.<wbr>0.<wbr>conv1" in [m.value for m in at.markdown], "breaks after dots"
+
+
+def test_a_layer_heading_shows_an_id_as_text_whatever_it_holds() -> None:
+    def page() -> None:
+        from convlens.ui.details import layer_heading
+
+        layer_heading("blocks.<b>2</b>.conv & co")
+
+    at = AppTest.from_function(page).run()
+    assert [m.value for m in at.markdown] == [
+        "### blocks.<wbr>&lt;b&gt;2&lt;/b&gt;.<wbr>conv &amp; co"
+    ]
 
 
 def test_unknown_model_in_url_falls_back_with_a_message() -> None:
@@ -266,7 +290,7 @@ def test_consecutive_clicks_each_select_their_node_and_leave_the_chain_as_drawn(
         click_chain(at, node)
         assert not at.exception
         assert at.session_state["layer"] == node
-        assert any(node in s.value for s in at.subheader)
+        assert node in headings(at)
         assert agraph_element(at).proto.json_args == drawn, "the chain's data stays as drawn"
     boxes = [n for n in chain_json(at)["nodes"] if n["shape"] == "box" and n.get("chosen", True)]
     assert len(boxes) > 5, "the layers' and groups' boxes"

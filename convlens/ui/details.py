@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -56,12 +58,19 @@ def tile_grid(tiles: np.ndarray, size: int = FILTER_TILE_SIZE) -> Image.Image:
     return sheet
 
 
+def layer_heading(text: str) -> None:
+    """A subheading that names a layer by its id, which a narrow column may break after a dot
+    (`<wbr>`): with no break opportunity the browser broke "_blocks.2._depthwise_conv" mid-word.
+    A zero-width space would do as well but would go along when the id is copied into a command."""
+    st.markdown(f"### {html.escape(text).replace('.', '.<wbr>')}", unsafe_allow_html=True)
+
+
 def render_details(graph: LayerGraph, node: ChainNode, model_key: ModelKey) -> None:
     """Draw the details of `node`: attributes, receptive field, weight histogram, filters."""
     main = graph.layer(node.id)
     position = [n.id for n in graph.chain].index(node.id) + 1
     block = group_label(graph, graph.group(node.group)).partition(" · ")[0]
-    st.subheader(node.id)
+    layer_heading(node.id)
     st.markdown(
         f"Layer {position} · **{LAYER_TYPE_NAMES[main.type]}** in {block} · "
         f"output **{shape_label(node.output_shape)}**"

@@ -54,7 +54,7 @@ from convlens.ui.cache import (
     cached_predictions,
     model_lock,
 )
-from convlens.ui.details import tile_grid
+from convlens.ui.details import layer_heading, tile_grid
 from convlens.ui.explain import (
     AT,
     explanation_dialog,
@@ -646,7 +646,7 @@ def filter_details(
         )
         return
     count = len(maps.maps)
-    st.subheader(f"{node.id} · {'unit' if node.type == 'linear' else 'filter'} {selected}")
+    layer_heading(f"{node.id} · {'unit' if node.type == 'linear' else 'filter'} {selected}")
     st.markdown(
         f"Mean activation on this image **{maps.means[selected]:.3f}** · "
         f"weight norm **{layer.norms[selected]:.3f}** "
