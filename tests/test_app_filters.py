@@ -279,7 +279,9 @@ def test_annotations_page_lists_counts_exports_and_refuses_a_bad_import(two_anno
     at = start(FASHION)
     at.switch_page("pages/annotations.py").run()
     assert not at.exception
-    assert at.selectbox(key="annotations_model").value == "fashion_basecnn", "the sidebar's"
+    rows_of = at.selectbox(key="annotations_model")
+    assert rows_of.value == "fashion_basecnn", "the sidebar's"
+    assert rows_of.label == "Rows of model", "not a second box named Model beside the sidebar's"
     assert {m.label: m.value for m in at.metric} == {"useful": "1", "useless": "1", "unsure": "0"}
     assert len(at.dataframe[0].value) == 2
     assert "has **1** filter marked useless" in all_text(at)

@@ -49,7 +49,7 @@ def wanted_filter(text: str) -> int | None:
 def chosen_rows(
     store: AnnotationStore, sidebar_model: str
 ) -> tuple[AnnotationOverview, int | None]:
-    """Return the page of rows that the Model, Layer, Filter and Page boxes choose, with the
+    """Return the page of rows that the model, layer, filter and page boxes choose, with the
     filter chosen (None: any).
 
     They are read before their widgets are drawn: the store is asked for one page of the
@@ -80,10 +80,16 @@ def chosen_rows(
 
 
 def row_filters(overview: AnnotationOverview) -> None:
-    """The Model, Layer and Filter boxes; a change goes back to the first page."""
+    """The boxes that choose the rows (model, layer, filter); a change goes back to the first
+    page. The model's box says "Rows of model": the sidebar's Model box is beside it."""
     model_column, layer_column, filter_column = st.columns([3, 3, 1])
     model_column.selectbox(
-        "Model", [ALL_MODELS, *overview.models], key="annotations_model", on_change=first_page
+        "Rows of model",
+        [ALL_MODELS, *overview.models],
+        key="annotations_model",
+        on_change=first_page,
+        help="The model whose rows the table lists (at first the sidebar's, the one whose useless "
+        "filters the check below removes)",
     )
     layer_column.selectbox(
         "Layer", [ALL_LAYERS, *overview.layers], key="annotations_layer", on_change=first_page
