@@ -482,11 +482,9 @@ def cluster_marks(view: CnnvisView, geometry: Geometry) -> Records:
 
 
 def column_marks(view: CnnvisView, geometry: Geometry) -> tuple[Records, Records]:
-    """Collapsed groups (clickable rectangles) and the headers of every column. A header may take
-    the width up to the next column (`label_room`): the many narrow columns of a large group
-    (EfficientNet-Lite0's g4 has 16 layers) cut theirs short, and their tooltips say them whole.
-    An expanded group's name leads its first column's header only, so that the others have their
-    width for the layer's name."""
+    """Collapsed groups (clickable rectangles) and the headers of every column (their `limit`s:
+    `header_limits`). An expanded group's name leads its first column's header only, so that the
+    others have their width for the layer's name."""
     groups, headers = [], []
     for group in view.groups:
         if group.expanded:
@@ -497,7 +495,6 @@ def column_marks(view: CnnvisView, geometry: Geometry) -> tuple[Records, Records
                 headers.append(
                     {"group": group.id, "x": box.x, "y": 15, "text": text}
                     | {"sub": f"{neurons} neurons", "sub_y": 32, "layers": node}
-                    | {"label_room": _label_room(geometry, box) + LABEL_INSET}
                 )
         else:
             box = geometry.columns[group.id]
@@ -510,9 +507,24 @@ def column_marks(view: CnnvisView, geometry: Geometry) -> tuple[Records, Records
                 {"group": group.id, "x": box.x, "y": 15, "text": f"{group.id} ▸"}
                 | {"sub": f"{len(group.nodes)} layer{'' if len(group.nodes) == 1 else 's'}"}
                 | {"sub_y": 32, "layers": layers}
-                | {"label_room": _label_room(geometry, box) + LABEL_INSET}
             )
     return groups, headers
+
+
+def header_limits(headers: Records, scale: float, width: float) -> Records:
+    """`headers` with the width each may take (`label_limit`, pixels of the picture as drawn, its
+    positions times `scale`): up to the next column's header, or the picture's edge. The many
+    narrow columns of a large group (EfficientNet-Lite0's g4 has 16 layers) drew their headers
+    over each other; now Vega cuts them short, and their tooltips say them whole."""
+    starts = sorted({row["x"] * scale for row in headers})
+    limited = []
+    for row in headers:
+        start = row["x"] * scale
+        end = next((x for x in starts if x > start), width)
+        limited.append(
+            row | {"label_limit": round(max(end - start - LABEL_INSET, MIN_LABEL_LIMIT), 1)}
+        )
+    return limited
 
 
 def edge_marks(
@@ -818,9 +830,7 @@ def draw(
     group_click = ("group", ["group"])
     neuron_click = ("neuron", ["node", "neuron"])
     groups, headers = column_marks(view, geometry)
-    headers = [
-        row | {"label_limit": _label_limit(row["label_room"], geometry, width)} for row in headers
-    ]
+    headers = header_limits(headers, width / geometry.width, width)
     add(
         "groups",
         groups,
