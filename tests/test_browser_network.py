@@ -162,7 +162,7 @@ def test_after_expand_all_a_low_node_shows_its_details_on_screen_and_the_chain_s
         )
         wait_for_app(page)
         time.sleep(1)
-        heading = page.locator('[data-testid="stHeading"]', has_text="_blocks").first
+        heading = page.locator(SUBHEADER, has_text="_blocks").first
         top = heading.bounding_box()["y"]
         assert 0 <= top < 720, f"the details' heading is on screen, at y={top}"
         assert chain_box.evaluate("(box) => box.scrollTop") == 2400, "the chain stays in place"
@@ -173,7 +173,8 @@ def test_after_expand_all_a_low_node_shows_its_details_on_screen_and_the_chain_s
 
 GROUP_YELLOW = (0xF0, 0xE4, 0x42)  # LAYER_COLOURS["group"]: a closed block
 HEADER_YELLOW = (0xF7, 0xF0, 0xA6)  # an open block's header
-SUBHEADER = '[data-testid="stHeading"]'
+# The details' heading names the layer (`layer_heading`: markdown, so that it may break after a dot)
+SUBHEADER = '[data-testid="stMainBlockContainer"] h3'
 SELECTED_RGB = tuple(int(SELECTED_BORDER[k : k + 2], 16) for k in (1, 3, 5))
 
 
