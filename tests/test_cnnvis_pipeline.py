@@ -625,6 +625,29 @@ def test_column_headers_end_before_the_next_column_and_name_their_group_once(sma
             assert "…" in svg, "a header cut short ends with an ellipsis"
 
 
+def test_short_names_are_the_shortest_endings_no_other_layer_has():
+    from convlens.cnnvis.drawing import short_names
+
+    efficientnet = [f"_blocks.{b}.{kind}" for b in (10, 11) for kind in ("_expand_conv", "_dw")]
+    names = short_names([*efficientnet, "_conv_head", "features.conv3_1", "b", "a.b"])
+    assert names["_blocks.11._expand_conv"] == "11._expand_conv"
+    assert names["_conv_head"] == "_conv_head" and names["features.conv3_1"] == "conv3_1"
+    assert names["b"] == "b" and names["a.b"] == "a.b"
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # against brute force: every ending of each node, shortest first
+        nodes = list({".".join(rng.choice(list("xyz"), rng.integers(1, 4))) for _ in range(6)})
+        names = short_names(nodes)
+        for node in nodes:
+            parts = node.split(".")
+            endings = [".".join(parts[-k:]) for k in range(1, len(parts) + 1)]
+            unique = [
+                e
+                for e in endings
+                if not any(o == e or o.endswith("." + e) for o in nodes if o != node)
+            ]
+            assert names[node] == (unique[0] if unique else node)
+
+
 def test_activation_matrices_number_their_columns_under_the_cells(small_model) -> None:
     from convlens.cnnvis.drawing import MATRIX_KEY, matrix_key, matrix_key_marks
 

@@ -157,6 +157,22 @@ def _short(node: str) -> str:
     return node.rsplit(".", 1)[-1]
 
 
+def short_names(nodes: Sequence[str]) -> dict[str, str]:
+    """Each node's shortest ending (by its dotted parts) that no other of `nodes` has: a column's
+    header says `11._expand_conv` where EfficientNet-Lite0 has an `_expand_conv` in every block,
+    and `conv3_1` where the name alone is enough."""
+    names = {}
+    for node in nodes:
+        parts = node.split(".")
+        for size in range(1, len(parts) + 1):
+            ending = ".".join(parts[-size:])
+            others = (n for n in nodes if n != node)
+            if not any(n == ending or n.endswith("." + ending) for n in others):
+                break
+        names[node] = ending
+    return names
+
+
 class NeuronMarks(NamedTuple):
     """A picture's marks of single neurons: one picture per cluster (its packed patches, or its
     activation matrix) under a transparent, clickable mark per neuron (its square, or its matrix
@@ -486,19 +502,20 @@ def column_marks(view: CnnvisView, geometry: Geometry) -> tuple[Records, Records
     `header_limits`). An expanded group's name leads its first column's header only, so that the
     others have their width for the layer's name."""
     groups, headers = [], []
+    names = short_names([node for group in view.groups for node in group.nodes])
     for group in view.groups:
         if group.expanded:
             for node in group.nodes:
                 box = geometry.columns[node]
                 neurons = view.layers[node].neurons
-                text = f"{group.id} ▾ {_short(node)}" if node == group.nodes[0] else _short(node)
+                text = f"{group.id} ▾ {names[node]}" if node == group.nodes[0] else names[node]
                 headers.append(
                     {"group": group.id, "x": box.x, "y": 15, "text": text}
                     | {"sub": f"{neurons} neurons", "sub_y": 32, "layers": node}
                 )
         else:
             box = geometry.columns[group.id]
-            layers = ", ".join(_short(n) for n in group.nodes)
+            layers = ", ".join(names[n] for n in group.nodes)
             groups.append(
                 {"group": group.id, "x": box.x, "x2": box.right, "y": box.y, "y2": box.y + box.h}
                 | {"layers": layers}
