@@ -233,15 +233,11 @@ def cached_guided_backprop(
         return guided_backprop(model.module, _input(model, _image), layer, channel, spot, field)
 
 
-# Filters per call of `cached_guided_backprops` from a page's grid: a progress step, and one
-# forward pass of the image shared by its filters (EfficientNet-Lite0's head, 64 filters on two
-# cores: 0.78-0.86 s in chunks of 16, 0.62 s in chunks of 32 or one of 64).
-GUIDED_CHUNK = 32
-
-
-# An entry holds up to `GUIDED_CHUNK` magnitudes at the grid's tile size (32 of 56 x 56: 0.4 MB;
-# at the image's 224 x 224 they were 6.4 MB, and the images in RGB three times that).
-@st.cache_data(show_spinner=False, max_entries=64)
+# An entry holds a page's magnitudes at the grid's tile size (35 of 64 x 64: 0.6 MB; at the
+# image's 224 x 224 they were 7 MB, and the images in RGB three times that). A page's filters are
+# one call: they share one forward pass of the image (EfficientNet-Lite0's head, 64 filters on
+# two cores: 0.78-0.86 s in chunks of 16, 0.62 s in one call).
+@st.cache_data(show_spinner="Guided back-propagation of the page's filters…", max_entries=64)
 def cached_guided_backprops(
     key: ModelKey,
     image_source: str,

@@ -43,7 +43,6 @@ from convlens.tiles import (
     tile,
 )
 from convlens.ui.cache import (
-    GUIDED_CHUNK,
     NotAnalysed,
     browser_source,
     cached_convolution_step,
@@ -605,18 +604,11 @@ def grid_section(
             (*layer.maps_key, "activation", tuple(shown)),
         )
         return selected
-    bar = st.progress(0.0, text="Guided back-propagation…")
-    gradients = {}
-    for start in range(0, len(shown), GUIDED_CHUNK):
-        chunk = tuple(shown[start : start + GUIDED_CHUNK])
-        peaks = tuple(maps.peak(channel) for channel in chunk)
-        images = cached_guided_backprops(
-            layer.model_key, *layer.image_key, node.id, chunk, peaks, layer.image.image
-        )
-        gradients.update(zip(chunk, images, strict=True))
-        done = start + len(chunk)
-        bar.progress(done / len(shown), text=f"Guided back-propagation: {done}/{len(shown)}")
-    bar.empty()
+    peaks = tuple(maps.peak(channel) for channel in shown)
+    images = cached_guided_backprops(
+        layer.model_key, *layer.image_key, node.id, tuple(shown), peaks, layer.image.image
+    )
+    gradients = dict(zip(shown, images, strict=True))
     filter_grid(
         shown,
         lambda k: gradient_tile(gradients[k], layer.picture),
