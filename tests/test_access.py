@@ -211,6 +211,25 @@ def test_convlens_app_reads_the_projects_streamlit_config_from_any_folder(
     assert 'showErrorDetails = "none"' in config
 
 
+def test_the_projects_streamlit_config_is_read_by_streamlit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Options Streamlit does not know are only warned about: these must be read as set."""
+    from streamlit import config
+
+    from convlens.ui import launch
+
+    monkeypatch.chdir(launch.APP.parent)
+    config.get_config_options(force_reparse=True)
+    try:
+        assert config.get_option("global.maxCachedMessageAge") == 10
+        assert config.get_option("client.showErrorDetails") == "none"
+        assert config.get_option("runner.postScriptGC") is False
+    finally:
+        monkeypatch.undo()
+        config.get_config_options(force_reparse=True)
+
+
 def test_run_names_are_plain_names() -> None:
     for name in ("fashion_basecnn", "fashion_basecnn_x0.25", "my-run+2"):
         assert is_plain_name(name)
