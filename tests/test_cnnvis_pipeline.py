@@ -407,7 +407,6 @@ def test_debugging_values_from_recorded_statistics() -> None:
             blank,
             blank > -1,
             (),
-            np.eye(n),
             [],
             [],
             np.zeros(0, int),

@@ -21,6 +21,7 @@ from PIL import Image
 
 from convlens.attribution import input_view
 from convlens.cnnvis.packing import pack_rectangles
+from convlens.cnnvis.pipeline import neuron_similarity
 from convlens.cnnvis.view import Bundles, CnnvisView, LayerView, with_row_orders
 from convlens.tiles import crop_patch, patch_in_context, photo_url, png_bytes, png_url
 
@@ -404,9 +405,10 @@ def _inner(box: Box) -> Box:
 
 
 def _packed(layer: LayerView, members: np.ndarray, inner: Box) -> np.ndarray:
-    return pack_rectangles(
-        layer.importance[members], inner.w, inner.h, layer.similarity[np.ix_(members, members)]
-    )
+    """Pack a cluster's neurons, similar ones side by side (their similarity computed here: a
+    view that kept every layer's (n, n) matrix held ~110 MB for EfficientNet-Lite0's default)."""
+    similarity = neuron_similarity(layer.vectors[members])
+    return pack_rectangles(layer.importance[members], inner.w, inner.h, similarity)
 
 
 def _edge_description(style: dict) -> str:

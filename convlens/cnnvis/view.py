@@ -25,7 +25,6 @@ from convlens.cnnvis.pipeline import (
     layer_edges,
     move_neuron,
     neuron_importance,
-    neuron_similarity,
     redundant_groups,
     relevant_neurons,
 )
@@ -97,7 +96,6 @@ class LayerView:
     importance: np.ndarray
     relevant: np.ndarray
     orders: tuple[np.ndarray, ...] | None
-    similarity: np.ndarray
     purity: list[ClusterPurity]
     redundant: list[tuple[int, ...]]
     dead: np.ndarray
@@ -391,7 +389,6 @@ def build_layer(
         importance=importance,
         relevant=relevant_neurons(vectors, options.classes),
         orders=row_orders(vectors, clusters.representatives) if order_rows else None,
-        similarity=neuron_similarity(vectors),
         purity=cluster_purity(stats.top_patches.label, clusters),
         redundant=redundant_groups(vectors),
         dead=dead_neurons(vectors),

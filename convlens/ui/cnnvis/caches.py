@@ -132,7 +132,11 @@ def shown_nodes(model_key: ModelKey, analysis: Analysis, groups: Sequence[str]) 
     )
 
 
-@st.cache_data(show_spinner="Clustering neurons and bundling their edges…", max_entries=16)
+# A view holds its layers' activation vectors, clusters and top patches (EfficientNet-Lite0's
+# default 6 MB; 113 MB while each layer's (n, n) similarity was kept), a picture its spec with
+# the packed patches (1-4 MB): 64 of each let a room's students come back to the views they opened
+# (16 did not hold bench/interactions.py's 21 group states of three models).
+@st.cache_data(show_spinner="Clustering neurons and bundling their edges…", max_entries=64)
 def cached_view(key: ViewKey, _analysis: Analysis) -> CnnvisView:
     """The CNNVis view that `key` names, over the model's analysis of its data (`_analysis`,
     which the model and the data determine): a click that changes none of these draws at once
@@ -197,7 +201,7 @@ def drawn_picture(
     )
 
 
-@st.cache_data(show_spinner="Drawing the picture…", max_entries=16)
+@st.cache_data(show_spinner="Drawing the picture…", max_entries=64)
 def cached_picture(
     key: ViewKey, look: Look, highlight: tuple[tuple[str, int], ...], _analysis: Analysis
 ) -> dict:
