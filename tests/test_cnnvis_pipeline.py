@@ -624,6 +624,32 @@ def test_column_headers_end_before_the_next_column_and_name_their_group_once(sma
             assert "…" in svg, "a header cut short ends with an ellipsis"
 
 
+def test_a_biclusters_tooltip_names_its_layers_as_the_column_headers_do(small_model):
+    """Layers whose names end alike (EfficientNet-Lite0's `_expand_conv` in every block) are told
+    apart in a bicluster's tooltip by the ending their columns' headers show."""
+    from dataclasses import replace
+
+    from convlens.cnnvis.drawing import edge_marks
+
+    model, graph, analysis = small_model
+    view = build_view(model.name, model.module, graph, analysis, Options(expanded=("g2", "g3")))
+    renamed = {node: f"block{i}.conv" for i, node in enumerate(view.layers)}
+    view = replace(
+        view,
+        groups=[replace(g, nodes=tuple(renamed.get(n, n) for n in g.nodes)) for g in view.groups],
+        layers={renamed[n]: replace(layer, node=renamed[n]) for n, layer in view.layers.items()},
+        bundles=[
+            replace(b, source=renamed[b.source], target=renamed[b.target]) for b in view.bundles
+        ],
+    )
+    _, rectangles = edge_marks(view, layout(view), ("green", "red"), show_weak=False)
+    assert rectangles
+    for bundles in view.bundles:
+        source, target = bundles.source, bundles.target
+        pattern = rf"^{re.escape(source)} c[\d, c]+ → {re.escape(target)} c[\d, c]+: "
+        assert any(re.match(pattern, rect["bicluster"]) for rect in rectangles), pattern
+
+
 def test_short_names_are_the_shortest_endings_no_other_layer_has():
     from convlens.cnnvis.drawing import short_names
 

@@ -154,10 +154,6 @@ def _curve(x0: float, y0: float, x1: float, y1: float) -> tuple[np.ndarray, np.n
     return xs, ys
 
 
-def _short(node: str) -> str:
-    return node.rsplit(".", 1)[-1]
-
-
 def short_names(nodes: Sequence[str]) -> dict[str, str]:
     """Each node's shortest ending (by its dotted parts) that no other of `nodes` has: a column's
     header says `11._expand_conv` where EfficientNet-Lite0 has an `_expand_conv` in every block,
@@ -551,6 +547,7 @@ def edge_marks(
 ) -> tuple[Records, Records]:
     """Bundled edges as curves through their bicluster's small rectangle, and those rectangles."""
     lines, nodes = [], []
+    names = short_names([node for group in view.groups for node in group.nodes])
     for pair, bundles in enumerate(view.bundles):
         source, target = geometry.columns[bundles.source], geometry.columns[bundles.target]
         middle = (source.right + target.x) / 2
@@ -582,7 +579,7 @@ def edge_marks(
             edges = bicluster.n_positive + bicluster.n_negative
             green = height * bicluster.n_positive / max(edges, 1)
             top = y - height / 2
-            described = _describe(bicluster, bundles)
+            described = _describe(bicluster, names[bundles.source], names[bundles.target])
             nodes.append(_rect(middle, top, top + green, palette[0], described))
             nodes.append(_rect(middle, top + green, top + height, palette[1], described))
         if show_weak:
@@ -635,12 +632,13 @@ def _curve_path(picture_width: float) -> str:
     return f"{{type: 'LineString', coordinates: [{points}]}}"
 
 
-def _describe(bicluster, bundles: Bundles) -> str:
+def _describe(bicluster, source: str, target: str) -> str:
+    """A bicluster's tooltip, its layers named as the columns' headers name them."""
     sign = "positive" if bicluster.sign > 0 else "negative"
     inputs = ", ".join(f"c{c}" for c in sorted(bicluster.inputs))
     outputs = ", ".join(f"c{c}" for c in sorted(bicluster.outputs))
     return (
-        f"{_short(bundles.source)} {inputs} → {_short(bundles.target)} {outputs}: {sign}, "
+        f"{source} {inputs} → {target} {outputs}: {sign}, "
         f"strength {bicluster.strength:.3g}, {bicluster.n_positive} positive / {bicluster.n_negative} negative edges"
     )
 
