@@ -147,7 +147,7 @@ def tile_label(channel: int, labels: Mapping[int, str]) -> str:
     return f"{channel} {LABEL_MARKS.get(labels.get(channel, ''), '')}".strip()
 
 
-# A grid's spec holds its 64 tiles as PNG data URLs (~0.4 MB): 64 specs stay under ~30 MB.
+# A grid's spec holds a page's 35 tiles as PNG data URLs (~0.2 MB): 64 specs stay under ~15 MB.
 @st.cache_data(max_entries=64, show_spinner=False)
 def grid_spec(
     tiles_key: tuple,
@@ -159,7 +159,7 @@ def grid_spec(
 ) -> dict:
     """Return the Vega-Lite spec of a page of tiles, built once per server for the pictures that
     `tiles_key` names (model, image, layer, what is shown, the filters), their labels and the
-    selected one: 64 tiles drawn and encoded cost more than the rest of the view. Not validated
+    selected one: a page of tiles drawn and encoded costs more than the rest of the view. Not validated
     again here: `filter_grid_spec`'s tests validate its specs."""
     return with_arrow_datasets(
         filter_grid_spec(
@@ -189,7 +189,7 @@ def grid_chart_key(
     """Return the key of grid `key`'s chart and the filter its spec starts outlining.
 
     The chart, and so its spec, stays as drawn while the browser outlines `selected` and the
-    labels stay: a click on a tile moves the outline in the browser, and the 64 tiles are not
+    labels stay: a click on a tile moves the outline in the browser, and the page's tiles are not
     sent and drawn again. A filter picked elsewhere (a link, Back, a map in Network) or a new
     label starts a fresh chart at `selected`.
     """
