@@ -761,6 +761,136 @@ def with_position_pointer(spec: dict, rows: int, columns: int) -> dict:
     return spec
 
 
+def convolution_spec(
+    window: np.ndarray,
+    kernel: np.ndarray,
+    channel_sums: np.ndarray,
+    padding: np.ndarray,
+    channels: Sequence[int],
+    first_channel: int,
+    per_row: int = 3,
+) -> dict:
+    """Return the Vega-Lite spec that shows, for each of `channels` (indices into the window's
+    channels), its input window, its kernel and the sum of their element-wise products, `per_row`
+    channels to a row.
+
+    Window cells in the padding (`padding`, (kh, kw)) are tinted; cells show their values when
+    the kernel is at most 3 × 3, and every cell tells window, kernel and product when hovered.
+    Written as JSON rather than built with Altair, whose composition of the five charts per
+    channel took 0.3-0.5 s of a first click on a map position (its tests validate the spec).
+    """
+    kh, kw = kernel.shape[1:]
+    cell = int(np.clip(CONVOLUTION_PANEL // max(kh, kw), 8, 40))
+    rows, columns = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
+    window_top = float(np.abs(window[list(channels)]).max()) or 1.0
+    kernel_top = float(np.abs(kernel[list(channels)]).max()) or 1.0
+    size = {"height": cell * kh, "width": cell * kw}
+    at = {
+        "x": {"axis": None, "field": "column", "type": "ordinal"},
+        "y": {"axis": None, "field": "row", "type": "ordinal"},
+    }
+    tooltip = [
+        {"field": "input", "format": ".4f", "type": "quantitative"},
+        {"field": "weight", "format": ".4f", "type": "quantitative"},
+        {"field": "product", "format": ".4f", "title": "input × weight", "type": "quantitative"},
+    ]
+    colours = {
+        "input": {
+            "condition": {"test": "datum.padding", "value": PADDING_CELL},
+            "field": "input",
+            "legend": None,
+            "scale": {"domain": [-window_top, window_top], "range": list(WINDOW_RANGE)},
+            "type": "quantitative",
+        },
+        "weight": {
+            "field": "weight",
+            "legend": None,
+            "scale": {
+                "domain": [-kernel_top, 0, kernel_top],
+                "interpolate": "rgb",
+                "range": list(KERNEL_RANGE),
+            },
+            "type": "quantitative",
+        },
+    }
+
+    def panel(field: str, title: str, cells: str) -> dict:
+        layers = [
+            {
+                "mark": {"type": "rect", "stroke": "white"},
+                "encoding": {"color": colours[field], "tooltip": tooltip, **at},
+            }
+        ]
+        if max(kh, kw) <= 3:
+            text = {"field": field, "format": ".2f", "type": "quantitative"}
+            layers.append(
+                {
+                    "mark": {"type": "text", "fontSize": LABEL_FONT_SIZE - 3},
+                    "encoding": {"text": text, "tooltip": tooltip, **at},
+                }
+            )
+        drawn = {"layer": layers} if len(layers) > 1 else layers[0]
+        return {**drawn, "data": {"name": cells}, "title": title, **size}
+
+    blocks, datasets = [], {}
+    for channel in channels:
+        cells, total = f"channel-{channel}", f"sum-{channel}"
+        inputs = window[channel].astype(float)
+        datasets[cells] = [
+            {
+                "row": int(row),
+                "column": int(column),
+                "input": float(value),
+                "weight": float(weight),
+                "product": float(product),
+                "padding": bool(padded),
+            }
+            for row, column, value, weight, product, padded in zip(
+                rows.ravel(),
+                columns.ravel(),
+                inputs.ravel(),
+                kernel[channel].ravel(),
+                (inputs * kernel[channel]).ravel(),
+                padding.ravel(),
+                strict=True,
+            )
+        ]
+        datasets[total] = [{"text": f"= {channel_sums[channel]:.4f}"}]
+        sum_text = {
+            "data": {"name": total},
+            "mark": {
+                "type": "text",
+                "align": "left",
+                "fontSize": LABEL_FONT_SIZE,
+                "fontWeight": "bold",
+            },
+            "encoding": {"text": {"field": "text", "type": "nominal"}},
+            "title": "Σ input × weight",
+            "height": cell * kh,
+            "width": CONVOLUTION_SUM_WIDTH,
+        }
+        blocks.append(
+            {
+                "hconcat": [
+                    panel("input", f"channel {first_channel + channel}: window", cells),
+                    panel("weight", "kernel", cells),
+                    sum_text,
+                ],
+                "resolve": {"scale": {"color": "independent"}},
+                "spacing": 8,
+            }
+        )
+    return {
+        "$schema": alt.SCHEMA_URL,
+        "config": {"view": {"strokeWidth": 0}},
+        "concat": blocks,
+        "columns": per_row,
+        "spacing": 24,
+        "resolve": {"scale": {"color": "independent"}},
+        "datasets": datasets,
+    }
+
+
 def convolution_chart(
     window: np.ndarray,
     kernel: np.ndarray,
@@ -770,78 +900,9 @@ def convolution_chart(
     first_channel: int,
     per_row: int = 3,
 ) -> alt.ConcatChart:
-    """Return, for each of `channels` (indices into the window's channels), its input window, its
-    kernel and the sum of their element-wise products, `per_row` channels to a row.
-
-    Window cells in the padding (`padding`, (kh, kw)) are tinted; cells show their values when
-    the kernel is at most 3 × 3, and every cell tells window, kernel and product when hovered.
-    """
-    kh, kw = kernel.shape[1:]
-    cell = int(np.clip(CONVOLUTION_PANEL // max(kh, kw), 8, 40))
-    rows, columns = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
-    window_top = float(np.abs(window[list(channels)]).max()) or 1.0
-    kernel_top = float(np.abs(kernel[list(channels)]).max()) or 1.0
-    blocks = []
-    for channel in channels:
-        frame = pd.DataFrame(
-            {
-                "row": rows.ravel(),
-                "column": columns.ravel(),
-                "input": window[channel].ravel().astype(float),
-                "weight": kernel[channel].ravel().astype(float),
-                "product": (window[channel].astype(float) * kernel[channel]).ravel(),
-                "padding": padding.ravel(),
-            }
-        )
-        tooltip = [
-            alt.Tooltip("input:Q", format=".4f"),
-            alt.Tooltip("weight:Q", format=".4f"),
-            alt.Tooltip("product:Q", title="input × weight", format=".4f"),
-        ]
-        base = alt.Chart(frame).encode(
-            x=alt.X("column:O", axis=None), y=alt.Y("row:O", axis=None), tooltip=tooltip
-        )
-        size = {"width": cell * kw, "height": cell * kh}
-        input_colour = alt.condition(
-            "datum.padding",
-            alt.value(PADDING_CELL),
-            alt.Color(
-                "input:Q",
-                scale=alt.Scale(domain=[-window_top, window_top], range=list(WINDOW_RANGE)),
-                legend=None,
-            ),
-        )
-        weight_colour = alt.Color(
-            "weight:Q",
-            scale=alt.Scale(
-                domain=[-kernel_top, 0, kernel_top], range=list(KERNEL_RANGE), interpolate="rgb"
-            ),
-            legend=None,
-        )
-        panels = [
-            (base.mark_rect(stroke="white").encode(color=input_colour), "input", "window"),
-            (base.mark_rect(stroke="white").encode(color=weight_colour), "weight", "kernel"),
-        ]
-        drawn = []
-        for chart, field, name in panels:
-            if max(kh, kw) <= 3:
-                chart = chart + base.mark_text(fontSize=LABEL_FONT_SIZE - 3).encode(
-                    text=alt.Text(f"{field}:Q", format=".2f")
-                )
-            title = f"channel {first_channel + channel}: {name}" if name == "window" else name
-            drawn.append(chart.properties(title=title, **size))
-        total = (
-            alt.Chart(pd.DataFrame({"text": [f"= {channel_sums[channel]:.4f}"]}))
-            .mark_text(fontSize=LABEL_FONT_SIZE, fontWeight="bold", align="left")
-            .encode(text=alt.Text("text:N"))
-            .properties(title="Σ input × weight", width=CONVOLUTION_SUM_WIDTH, height=cell * kh)
-        )
-        blocks.append(alt.hconcat(*drawn, total, spacing=8).resolve_scale(color="independent"))
-    return (
-        alt.concat(*blocks, columns=per_row, spacing=24)
-        .resolve_scale(color="independent")
-        .configure_view(strokeWidth=0)
-    )
+    """`convolution_spec` as an Altair chart, for scripts that compose it with others."""
+    spec = convolution_spec(window, kernel, channel_sums, padding, channels, first_channel, per_row)
+    return alt.ConcatChart.from_dict(spec, validate=False)
 
 
 def channel_sums_chart(

@@ -15,7 +15,7 @@ from convlens.charts import (
     POSITION_POINTER,
     POSITION_SELECTION,
     channel_sums_chart,
-    convolution_chart,
+    convolution_spec,
     filter_grid_spec,
     position_picker_chart,
     with_position_pointer,
@@ -83,7 +83,7 @@ def test_cached_dialog_specs_equal_fresh_ones():
     assert len(shown) < len(step.channel_sums), "a layer whose sums chart is drawn"
     key = ("fashion_basecnn", "fashion-mnist:test:0", None, "features.conv2_1", 7, (0, 13))
     cached = [step_specs(key, step) for _ in range(2)]
-    window = convolution_chart(
+    window = convolution_spec(
         step.window,
         step.kernel,
         step.channel_sums,
@@ -91,12 +91,55 @@ def test_cached_dialog_specs_equal_fresh_ones():
         shown,
         step.first_input_channel,
     )
+    alt.ConcatChart.from_dict(window)  # valid Vega-Lite
     sums = channel_sums_chart(step.channel_sums, step.first_input_channel, shown)
     with alt.theme.enable("none"):  # validated against Vega-Lite's schema here
-        fresh = tuple(
-            with_arrow_datasets(named_by_position(chart.to_dict())) for chart in (window, sums)
-        )
+        sums_spec = named_by_position(sums.to_dict())
+    fresh = (with_arrow_datasets(window), with_arrow_datasets(sums_spec))
     assert cached[0] == cached[1] == fresh
+
+
+@pytest.mark.parametrize("kernel", [(3, 3), (5, 3)])
+def test_a_convolutions_spec_shows_each_channels_window_kernel_and_sum(kernel):
+    """By hand: every cell's input, weight, product and padding; values written in the cells of
+    kernels up to 3 x 3 only; one colour scale per panel, symmetric about the largest value."""
+    kh, kw = kernel
+    rng = np.random.default_rng(0)
+    window = rng.normal(size=(4, kh, kw)).astype(np.float32)
+    weights = rng.normal(size=(4, kh, kw)).astype(np.float32)
+    sums = (window * weights).sum(axis=(1, 2))
+    padding = np.zeros((kh, kw), bool)
+    padding[0] = True
+    spec = convolution_spec(window, weights, sums, padding, [3, 1], 8, per_row=2)
+    alt.ConcatChart.from_dict(spec)  # valid Vega-Lite
+    assert spec["columns"] == 2
+    assert [[panel["title"] for panel in block["hconcat"]] for block in spec["concat"]] == [
+        ["channel 11: window", "kernel", "Σ input × weight"],
+        ["channel 9: window", "kernel", "Σ input × weight"],
+    ]
+    for block, channel in zip(spec["concat"], [3, 1], strict=True):
+        window_panel, kernel_panel, total = block["hconcat"]
+        cells = spec["datasets"][window_panel["data"]["name"]]
+        assert kernel_panel["data"] == window_panel["data"]
+        for cell in cells:
+            y, x = cell["row"], cell["column"]
+            assert cell["input"] == pytest.approx(float(window[channel, y, x]))
+            assert cell["weight"] == pytest.approx(float(weights[channel, y, x]))
+            assert cell["product"] == pytest.approx(
+                float(window[channel, y, x] * weights[channel, y, x])
+            )
+            assert cell["padding"] == (y == 0)
+        assert sorted((c["row"], c["column"]) for c in cells) == [
+            (y, x) for y in range(kh) for x in range(kw)
+        ]
+        (text,) = spec["datasets"][total["data"]["name"]]
+        assert text == {"text": f"= {sums[channel]:.4f}"}
+        assert ("layer" in window_panel) == (kernel == (3, 3)), "values written in 3 x 3 cells"
+    shown = np.abs(window[[3, 1]]).max()
+    first = spec["concat"][0]["hconcat"][0]
+    rect = first["layer"][0] if "layer" in first else first
+    assert rect["encoding"]["color"]["scale"]["domain"] == pytest.approx([-shown, shown])
+    assert rect["encoding"]["color"]["condition"]["test"] == "datum.padding"
 
 
 def test_a_cached_grid_spec_equals_a_fresh_one():

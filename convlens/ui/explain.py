@@ -13,7 +13,7 @@ from convlens.charts import (
     PADDING_CELL,
     POSITION_SELECTION,
     channel_sums_chart,
-    convolution_chart,
+    convolution_spec,
     position_picker_chart,
     with_position_pointer,
 )
@@ -21,7 +21,7 @@ from convlens.explain import ConvolutionStep, ExplainError, parse_position
 from convlens.style import MAGNIFIED_SIZE, SELECTED_BORDER
 from convlens.tiles import diverging
 from convlens.ui.state import warn_reset
-from convlens.ui.vega import vega_lite_spec
+from convlens.ui.vega import vega_lite_spec, with_arrow_datasets
 
 AT = "at"
 # The input channels drawn with their window and kernel: all of them up to this many, else the
@@ -209,18 +209,20 @@ def step_specs(step_key: tuple, _step: ConvolutionStep) -> tuple[dict, dict | No
     names (model, image, layer, filter, position). Not validated again here: the charts' tests
     validate them."""
     shown = strongest_channels(_step)
-    window = convolution_chart(
-        _step.window,
-        _step.kernel,
-        _step.channel_sums,
-        _step.padding_mask,
-        shown,
-        _step.first_input_channel,
+    window = with_arrow_datasets(
+        convolution_spec(
+            _step.window,
+            _step.kernel,
+            _step.channel_sums,
+            _step.padding_mask,
+            shown,
+            _step.first_input_channel,
+        )
     )
     if len(shown) == len(_step.channel_sums):
-        return vega_lite_spec(window), None
+        return window, None
     sums = channel_sums_chart(_step.channel_sums, _step.first_input_channel, shown)
-    return vega_lite_spec(window), vega_lite_spec(sums)
+    return window, vega_lite_spec(sums)
 
 
 @st.dialog("One convolution explained", width="large", on_dismiss=forget_position)
