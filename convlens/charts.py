@@ -686,79 +686,112 @@ CONVOLUTION_SUM_WIDTH = 80
 CHANNEL_SUMS_HEIGHT = 100
 
 
-def position_picker_chart(
+def position_picker_spec(
     picture: Image.Image, rows: int, columns: int, selected: tuple[int, int] | None = None
-) -> alt.LayerChart:
-    """Return `picture`, a map of rows × columns positions drawn at its own pixel size, as a chart
-    whose click selects one position (the point selection `POSITION_SELECTION`, fields `y`, `x`);
-    `selected` (y, x) is outlined. Its spec needs `with_position_pointer` to pick positions.
+) -> dict:
+    """Return the Vega-Lite spec of `picture`, a map of rows × columns positions drawn at its own
+    pixel size, whose click selects one position (the point selection `POSITION_SELECTION`,
+    fields `y`, `x`); `selected` (y, x) is outlined.
 
     One transparent cell covers the map, and the pointer (the parameter `POSITION_POINTER`, set
     on every move and press) writes the position under it into the cell's `y` and `x`, which the
     click then selects: a rect per position would be thousands of SVG elements (12,544 for a
-    112 × 112 map, about a second of the browser's time at each pick).
+    112 × 112 map, about a second of the browser's time at each pick). Vega-Lite passes a
+    variable parameter's `on` through to Vega, but its schema does not list it. Written as JSON
+    rather than built with Altair (0.08 s of a filter's first click).
     """
     width, height = picture.size
-    x_scale = alt.Scale(domain=[0, columns], nice=False, zero=False)
-    y_scale = alt.Scale(domain=[0, rows], nice=False, zero=False, reverse=True)
-    x = alt.X("left:Q", scale=x_scale, axis=None)
-    y = alt.Y("top:Q", scale=y_scale, axis=None)
-    box = {"x": x, "x2": alt.X2("right:Q"), "y": y, "y2": alt.Y2("bottom:Q")}
-    # the picture spans the scales' domains, so it covers the positions whatever size the
-    # plot gets (Streamlit may size it otherwise than `width` and `height`)
-    whole_map = {"left": [0], "top": [0], "right": [columns], "bottom": [rows]}
-    image = (
-        alt.Chart(pd.DataFrame({"url": [png_url(png_bytes(picture))], **whole_map}))
-        .mark_image(aspect=False)
-        .encode(url=alt.Url("url:N"), **box)
-    )
+    # the picture spans the scales' domains, so it covers the positions whatever size the plot
+    # gets (Streamlit may size it otherwise than `width` and `height`)
+    box = {
+        "x": {
+            "axis": None,
+            "field": "left",
+            "scale": {"domain": [0, columns], "nice": False, "zero": False},
+            "type": "quantitative",
+        },
+        "x2": {"field": "right"},
+        "y": {
+            "axis": None,
+            "field": "top",
+            "scale": {"domain": [0, rows], "nice": False, "reverse": True, "zero": False},
+            "type": "quantitative",
+        },
+        "y2": {"field": "bottom"},
+    }
+    whole_map = {"left": 0, "top": 0, "right": columns, "bottom": rows}
     # the position under the pointer, in every mark that a click may hit
     pointer = f"{POSITION_POINTER} ? {POSITION_POINTER}"
-    under_pointer = {"y": f"{pointer}[0] : null", "x": f"{pointer}[1] : null"}
-    cell = (
-        alt.Chart(pd.DataFrame(whole_map))
-        .transform_calculate(**under_pointer)
-        .mark_rect(opacity=0)
-        .encode(
-            tooltip=[alt.Tooltip("y:Q", title="y (row)"), alt.Tooltip("x:Q", title="x (column)")],
-            **box,
-        )
-        .add_params(alt.selection_point(name=POSITION_SELECTION, fields=["y", "x"], on="click"))
-        .properties(name=f"{POSITION_SELECTION}_cell")
-    )
-    layers = [image, cell]
-    if selected is not None:
-        row, column = selected
-        outline = {"top": [row], "left": [column], "bottom": [row + 1], "right": [column + 1]}
-        layers.append(
-            alt.Chart(pd.DataFrame(outline))
-            .transform_calculate(**under_pointer)
-            .mark_rect(fillOpacity=0, stroke=SELECTED_BORDER, strokeWidth=3)
-            .encode(**box)
-        )
-    return (
-        alt.layer(*layers)
-        .add_params(alt.param(name=POSITION_POINTER, value=None))
-        # sized exactly: "fit" (Streamlit's default) would shrink the plot by the padding
-        .properties(width=width, height=height, autosize=alt.AutoSizeParams(type="none"))
-        .configure_view(strokeWidth=0)
-        .configure(padding=0)
-    )
-
-
-def with_position_pointer(spec: dict, rows: int, columns: int) -> dict:
-    """Return the spec of a `position_picker_chart` of rows × columns positions with the pointer
-    set on every move and press. Vega-Lite passes a variable parameter's `on` through to Vega, but
-    its schema does not list it, so the spec is a dict that Altair does not validate."""
-    (parameter,) = [p for p in spec["params"] if p["name"] == POSITION_POINTER]
-    parameter["on"] = [
-        {
-            "events": "pointermove, pointerdown",
-            "update": f"[clamp(floor(invert('y', y())), 0, {rows - 1}), "
-            f"clamp(floor(invert('x', x())), 0, {columns - 1})]",
-        }
+    under_pointer = [
+        {"calculate": f"{pointer}[0] : null", "as": "y"},
+        {"calculate": f"{pointer}[1] : null", "as": "x"},
     ]
-    return spec
+    tooltip = [
+        {"field": "y", "title": "y (row)", "type": "quantitative"},
+        {"field": "x", "title": "x (column)", "type": "quantitative"},
+    ]
+    layers = [
+        {
+            "data": {"name": "picture"},
+            "mark": {"type": "image", "aspect": False},
+            "encoding": {"url": {"field": "url", "type": "nominal"}, **box},
+        },
+        {
+            "data": {"name": "map"},
+            "mark": {"type": "rect", "opacity": 0},
+            "encoding": {"tooltip": tooltip, **box},
+            "name": f"{POSITION_SELECTION}_cell",
+            "transform": under_pointer,
+        },
+    ]
+    datasets = {
+        "picture": [{"url": png_url(png_bytes(picture)), **whole_map}],
+        "map": [whole_map],
+    }
+    if selected is not None:
+        row, column = (int(v) for v in selected)
+        layers.append(
+            {
+                "data": {"name": "selected"},
+                "mark": {
+                    "type": "rect",
+                    "fillOpacity": 0,
+                    "stroke": SELECTED_BORDER,
+                    "strokeWidth": 3,
+                },
+                "encoding": box,
+                "transform": under_pointer,
+            }
+        )
+        datasets["selected"] = [
+            {"top": row, "left": column, "bottom": row + 1, "right": column + 1}
+        ]
+    pointer_at = (
+        f"[clamp(floor(invert('y', y())), 0, {rows - 1}), "
+        f"clamp(floor(invert('x', x())), 0, {columns - 1})]"
+    )
+    return {
+        "$schema": alt.SCHEMA_URL,
+        # sized exactly: "fit" (Streamlit's default) would shrink the plot by the padding
+        "autosize": {"type": "none"},
+        "config": {"padding": 0},
+        "width": width,
+        "height": height,
+        "layer": layers,
+        "params": [
+            {
+                "name": POSITION_SELECTION,
+                "select": {"type": "point", "fields": ["y", "x"], "on": "click"},
+                "views": [f"{POSITION_SELECTION}_cell"],
+            },
+            {
+                "name": POSITION_POINTER,
+                "value": None,
+                "on": [{"events": "pointermove, pointerdown", "update": pointer_at}],
+            },
+        ],
+        "datasets": datasets,
+    }
 
 
 def convolution_spec(

@@ -17,8 +17,7 @@ from convlens.charts import (
     channel_sums_chart,
     convolution_spec,
     filter_grid_spec,
-    position_picker_chart,
-    with_position_pointer,
+    position_picker_spec,
 )
 from convlens.data import load_image
 from convlens.explain import convolution_step
@@ -31,13 +30,6 @@ from convlens.ui.vega import named_by_position, with_arrow_datasets
 
 MAPS = LayerMaps("conv", np.random.default_rng(0).normal(size=(4, 14, 10)).astype(np.float32))
 VIEW = Image.new("RGB", (28, 20), (90, 140, 200))
-
-
-def position_picker_spec(picture: Image.Image, rows: int, columns: int, at) -> dict:
-    """The picker's spec as Streamlit would draw the chart (no theme), with its pointer."""
-    with alt.theme.enable("none"):
-        spec = position_picker_chart(picture, rows, columns, at).to_dict(validate=False)
-    return with_position_pointer(named_by_position(spec), rows, columns)
 
 
 def without_pointer_events(spec: dict) -> dict:
@@ -73,6 +65,14 @@ def test_the_picker_is_one_clickable_cell_whose_position_follows_the_pointer():
     assert "pointerdown" in handler["events"]
     # the last row and column, never one past them
     assert "0, 13)" in handler["update"] and "0, 9)" in handler["update"]
+    picture, _, outline = spec["layer"]
+    (image,) = spec["datasets"][picture["data"]["name"]]
+    assert (image["left"], image["top"], image["right"], image["bottom"]) == (0, 0, 10, 14)
+    assert image["url"].startswith("data:image/png;base64,")
+    assert spec["datasets"][outline["data"]["name"]] == [
+        {"top": 13, "left": 9, "bottom": 14, "right": 10}
+    ], "the selected position (y 13, x 9) outlined"
+    assert (spec["width"], spec["height"]) == (360, 504)
 
 
 def test_cached_dialog_specs_equal_fresh_ones():

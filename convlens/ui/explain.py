@@ -14,8 +14,7 @@ from convlens.charts import (
     POSITION_SELECTION,
     channel_sums_chart,
     convolution_spec,
-    position_picker_chart,
-    with_position_pointer,
+    position_picker_spec,
 )
 from convlens.explain import ConvolutionStep, ExplainError, parse_position
 from convlens.style import MAGNIFIED_SIZE, SELECTED_BORDER
@@ -87,9 +86,7 @@ def picker_spec(
     rows, columns = values.shape
     size = (MAGNIFIED_SIZE, max(1, round(MAGNIFIED_SIZE * rows / columns)))
     picture = _map_picture(_view, diverging(values, float(np.abs(_maps.maps).max())), size)
-    return with_position_pointer(
-        vega_lite_spec(position_picker_chart(picture, rows, columns, at)), rows, columns
-    )
+    return with_arrow_datasets(position_picker_spec(picture, rows, columns, at))
 
 
 def position_picker(
