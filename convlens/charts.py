@@ -670,7 +670,7 @@ def filter_map_chart(
 # One convolution explained (CNN Explainer's elementary view): a filter's map whose click picks a
 # position, and the window, kernel and sums behind the value there.
 
-# The point selection of `position_picker_chart`: a click stores the position's `y` and `x`.
+# The point selection of `position_picker_spec`: a click stores the position's `y` and `x`.
 POSITION_SELECTION = "position"
 # The position under the pointer, [y, x], that a click on the map selects.
 POSITION_POINTER = "position_pointer"
