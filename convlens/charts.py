@@ -924,20 +924,6 @@ def convolution_spec(
     }
 
 
-def convolution_chart(
-    window: np.ndarray,
-    kernel: np.ndarray,
-    channel_sums: np.ndarray,
-    padding: np.ndarray,
-    channels: Sequence[int],
-    first_channel: int,
-    per_row: int = 3,
-) -> alt.ConcatChart:
-    """`convolution_spec` as an Altair chart, for scripts that compose it with others."""
-    spec = convolution_spec(window, kernel, channel_sums, padding, channels, first_channel, per_row)
-    return alt.ConcatChart.from_dict(spec, validate=False)
-
-
 def channel_sums_chart(
     channel_sums: np.ndarray, first_channel: int, shown: Sequence[int]
 ) -> alt.LayerChart:
