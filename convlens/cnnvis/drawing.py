@@ -170,6 +170,12 @@ def short_names(nodes: Sequence[str]) -> dict[str, str]:
     return names
 
 
+def _layer_names(view: CnnvisView) -> dict[str, str]:
+    """The short name (`short_names`) of every layer of the view's groups, as headers and
+    tooltips name them."""
+    return short_names([node for group in view.groups for node in group.nodes])
+
+
 class NeuronMarks(NamedTuple):
     """A picture's marks of single neurons: one picture per cluster (its packed patches, or its
     activation matrix) under a transparent, clickable mark per neuron (its square, or its matrix
@@ -500,7 +506,7 @@ def column_marks(view: CnnvisView, geometry: Geometry) -> tuple[Records, Records
     `header_limits`). An expanded group's name leads its first column's header only, so that the
     others have their width for the layer's name."""
     groups, headers = [], []
-    names = short_names([node for group in view.groups for node in group.nodes])
+    names = _layer_names(view)
     for group in view.groups:
         if group.expanded:
             for node in group.nodes:
@@ -547,7 +553,7 @@ def edge_marks(
 ) -> tuple[Records, Records]:
     """Bundled edges as curves through their bicluster's small rectangle, and those rectangles."""
     lines, nodes = [], []
-    names = short_names([node for group in view.groups for node in group.nodes])
+    names = _layer_names(view)
     for pair, bundles in enumerate(view.bundles):
         source, target = geometry.columns[bundles.source], geometry.columns[bundles.target]
         middle = (source.right + target.x) / 2
