@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
 
-from convlens.cnnvis import Bicluster, bundle_edges, pack_rectangles, reorder_rows
+from convlens.cnnvis import Bicluster, bundle_edges, pack_rectangles, packing, reorder_rows
 from convlens.cnnvis.bundling import aggregate_edges
 from convlens.cnnvis.ordering import adjacent_similarity, cosine_similarity
 from convlens.cnnvis.packing import coverage, squarify
@@ -209,6 +209,48 @@ def test_packing_keeps_planted_communities_together() -> None:
         others = centres[~inside]
         within = ((others > low) & (others < high)).all(axis=1)
         assert not within.any(), f"community {label} shares its region"
+
+
+def test_packing_is_remembered_by_its_arguments_and_equals_a_fresh_one(monkeypatch) -> None:
+    rng = np.random.default_rng(11)
+    labels = rng.integers(0, 3, 150)
+    importance = rng.gamma(2.0, size=150)
+    similarity = community_similarity(labels, 150)
+    fresh = packing._packed(importance, 300.0, 200.0, similarity)
+    monkeypatch.setattr(packing, "_HIERARCHIES", packing._Remembered())  # nothing remembered yet
+    monkeypatch.setattr(packing, "_PACKINGS", packing._Remembered())
+    splits, cells = [], []
+    monkeypatch.setattr(packing, "_hierarchy", counted(packing._hierarchy, splits))
+    monkeypatch.setattr(packing, "_pack_cell", counted(packing._pack_cell, cells))
+
+    first = pack_rectangles(importance, 300.0, 200.0, similarity)
+    assert first == pytest.approx(fresh)
+    assert len(splits) == 1 and cells
+    first[:] = -1.0  # a caller's change does not reach the remembered packing
+    packed_cells = len(cells)
+    again = pack_rectangles(importance.copy(), 300.0, 200.0, similarity.copy())
+    assert again == pytest.approx(fresh)
+    assert len(splits) == 1 and len(cells) == packed_cells  # neither split nor packed again
+
+    # another size packs again on the same hierarchy; other neurons split anew
+    wider = pack_rectangles(importance, 450.0, 200.0, similarity)
+    assert len(splits) == 1 and len(cells) > packed_cells
+    assert wider == pytest.approx(packing._packed(importance, 450.0, 200.0, similarity))
+    other = community_similarity(rng.integers(0, 3, 150), 150)
+    pack_rectangles(importance, 300.0, 200.0, other)
+    assert len(splits) == 2
+    heavier = importance * np.linspace(1.0, 2.0, 150)
+    assert pack_rectangles(heavier, 300.0, 200.0, similarity) == pytest.approx(
+        packing._packed(heavier, 300.0, 200.0, similarity)
+    )
+
+
+def counted(function, calls: list):
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        return function(*args, **kwargs)
+
+    return wrapper
 
 
 def test_packing_rejects_bad_input() -> None:
