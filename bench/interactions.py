@@ -103,8 +103,9 @@ window.addEventListener('keydown', stampPress, true);
 # JavaScript tests of what a click asks for; each is an expression over `document`.
 IMAGES_LOADED = """[...document.images]
     .every((image) => image.complete && image.naturalWidth > 0)"""
-CHARTS_DRAWN = """[...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
-    .every((chart) => chart.querySelector('svg path, canvas'))
+EVERY_CHART_DRAWN = """[...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+    .every((chart) => chart.querySelector('svg path, canvas'))"""
+CHARTS_DRAWN = f"""{EVERY_CHART_DRAWN}
     && document.querySelectorAll('[data-testid="stVegaLiteChart"]').length > 0"""
 CHAIN_CANVAS = """(() => {
     const frame = document.querySelector('iframe[title="streamlit_agraph.agraph"]');
@@ -124,10 +125,9 @@ CHAIN_DRAWN = f"""(() => {{
     return ink > 100;
 }})()"""
 # What every settled page shows drawn: its pictures loaded, its charts drawn, its chain inked.
-PAGE_DRAWN = f"""{IMAGES_LOADED}
-    && [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
-        .every((chart) => chart.querySelector('svg path, canvas'))
-    && (!document.querySelector('iframe[title="streamlit_agraph.agraph"]') || {CHAIN_DRAWN})"""
+CHAIN_INKED = f"""(!document.querySelector('iframe[title="streamlit_agraph.agraph"]')
+    || {CHAIN_DRAWN})"""
+PAGE_DRAWN = f"{IMAGES_LOADED} && {EVERY_CHART_DRAWN} && {CHAIN_INKED}"
 # The chain's boxes and pictures, found by colour: their top-left corners in CSS pixels of the
 # canvas, top to bottom. `size` is how far a shape reaches right and down from its corner.
 FIND_SHAPES = """([canvas, rgb, size, xFrom, xTo]) => {
@@ -213,17 +213,28 @@ def runs(page) -> int:
     return page.evaluate("window.__scriptRuns")
 
 
+def wait_drawn(page, drawn: str = "true", after: int = 0) -> float:
+    """`wait_settled` with the page's pictures and charts drawn (PAGE_DRAWN) and `drawn`; a page
+    that never gets there fails the click, naming what does not hold."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        return wait_settled(page, f"{PAGE_DRAWN} && {drawn}", after)
+    except PlaywrightTimeout as error:
+        raise ClickFailed(f"never settled: {unmet(page, after, drawn)}") from error
+
+
 def open_url(page, url: str, drawn: str = "true") -> None:
     """Open `url` and wait until it has settled with its pictures and charts drawn."""
     page.goto(url, timeout=TIMEOUT_MS)
-    wait_settled(page, f"{PAGE_DRAWN} && {drawn}")
+    wait_drawn(page, drawn)
 
 
 def act(page, action: Callable[[], None], drawn: str = "true") -> None:
     """Do an untimed action that reruns the script, and wait for it to settle."""
     before = runs(page)
     action()
-    wait_settled(page, f"{PAGE_DRAWN} && {drawn}", before)
+    wait_drawn(page, drawn, before)
 
 
 def origin(page) -> str:
@@ -892,29 +903,26 @@ def clicks() -> dict[str, Click]:
 
 def visit(page, click: Click, value: object) -> float:
     """Aim `click` at `value` (untimed), fire it and return the seconds until the page settles."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
     aim = click.aim(page, value)
     before = runs(page)
     page.evaluate("() => { window.__pressedAt = null; }")
     aim.fire()
-    try:
-        settled = wait_settled(page, f"{PAGE_DRAWN} && {aim.drawn}", before)
-    except PlaywrightTimeout as error:
-        raise ClickFailed(f"never settled: {unmet(page, before, aim)}") from error
+    settled = wait_drawn(page, aim.drawn, before)
     pressed = page.evaluate("() => window.__pressedAt")
     if pressed is None:
         raise ClickFailed("the browser saw no press of a mouse button or key")
     return (settled - pressed) / 1000
 
 
-def unmet(page, before: int, aim: Aim) -> str:
-    """Say which of a visit's waits does not hold now."""
+def unmet(page, before: int, drawn: str) -> str:
+    """Say which of a wait's conditions does not hold now."""
     tests = {
         "a script run finished": f"window.__scriptRuns > {before}",
         "settled": f"({SETTLED})()",
-        "the page's pictures and charts drawn": PAGE_DRAWN,
-        "the click's element drawn": aim.drawn,
+        "the pictures loaded": IMAGES_LOADED,
+        "the charts drawn": EVERY_CHART_DRAWN,
+        "the chain inked": CHAIN_INKED,
+        "the element asked for drawn": drawn,
     }
     failing = [name for name, test in tests.items() if not page.evaluate(f"() => {test}")]
     return ", ".join(failing) or "all hold now"
