@@ -37,8 +37,8 @@ STRIP_RANGE = (0.6, 1.7)  # strip widths tried, relative to the side of a perfec
 STRIP_TRIALS = 7  # in a first pass over the range, then as many around the best
 EPS = 1e-9
 # Packings and hierarchies remembered per process (see `_Remembered`): a picture of
-# EfficientNet-Lite0's default groups packs ~250 clusters; its hierarchies took 6.6 s on two cores,
-# its skylines 3.8 s, on every redraw.
+# EfficientNet-Lite0's default groups packs ~250 clusters, whose hierarchies took ~7 s and skylines
+# ~4 s on two cores at every redraw (docs/performance.md, CNNVis).
 REMEMBERED = 2048
 
 
