@@ -322,6 +322,26 @@ def test_every_sample_loads_offline_as_rgb(name: str) -> None:
     assert np.asarray(loaded.image).std() > 5, "a photo, not a flat image"
 
 
+def test_a_sample_is_decoded_once_and_a_callers_change_stays_with_the_caller(
+    monkeypatch,
+) -> None:
+    import skimage.data
+
+    import convlens.data
+
+    photo = skimage.data.coffee()
+    decoded = []
+    monkeypatch.setattr(skimage.data, "coffee", lambda: decoded.append(1) or photo.copy())
+    convlens.data._decoded_sample.cache_clear()
+    first = load_image("sample:coffee").image
+    assert np.array_equal(np.asarray(first), photo)
+    first.paste((255, 0, 255), (0, 0, 40, 40))  # drawn on by one caller
+    again = load_image("sample:coffee").image
+    assert np.array_equal(np.asarray(again), photo)
+    assert len(decoded) == 1
+    convlens.data._decoded_sample.cache_clear()  # not the stand-in for the tests after this one
+
+
 # --------------------------------------------------------------------------------------------
 # Fashion-MNIST
 
