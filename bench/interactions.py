@@ -683,7 +683,7 @@ def pick_model(page, model: str) -> None:
 def open_cnnvis() -> Click:
     """The sidebar link from Home to CNNVis, each first visit on another shipped model picked on
     Home (untimed). Home is reached by its sidebar link, as the other pages' openings reach it: in
-    the page the student has open. (Until 2026-12 Home was loaded anew before each visit: a new
+    the page the student has open. (Until 2026-12-06 Home was loaded anew before each visit: a new
     document and session, whose JavaScript compiles again and whose browser holds none of the
     page's elements; ~0.25 s more per cached visit, measured alternated: median 0.58 against 0.33.)"""
 
