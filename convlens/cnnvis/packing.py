@@ -37,7 +37,7 @@ STRIP_RANGE = (0.6, 1.7)  # strip widths tried, relative to the side of a perfec
 STRIP_TRIALS = 7  # in a first pass over the range, then as many around the best
 EPS = 1e-9
 # Packings and hierarchies remembered per process (see `_Remembered`): a picture of
-# EfficientNet-Lite0's default groups packs ~250 clusters, whose hierarchies took ~7 s and skylines
+# EfficientNet-Lite0's default groups packs 128 clusters, whose hierarchies took ~7 s and skylines
 # ~4 s on two cores at every redraw (docs/performance.md, CNNVis).
 REMEMBERED = 2048
 
