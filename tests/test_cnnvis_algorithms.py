@@ -15,6 +15,7 @@ from convlens.cnnvis import Bicluster, bundle_edges, pack_rectangles, packing, r
 from convlens.cnnvis.bundling import aggregate_edges
 from convlens.cnnvis.ordering import adjacent_similarity, cosine_similarity
 from convlens.cnnvis.packing import coverage, squarify
+from convlens.lru import LRU
 
 # --------------------------------------------------------------------------------------------
 # Row reordering
@@ -217,8 +218,8 @@ def test_packing_is_remembered_by_its_arguments_and_equals_a_fresh_one(monkeypat
     importance = rng.gamma(2.0, size=150)
     similarity = community_similarity(labels, 150)
     fresh = packing._packed(importance, 300.0, 200.0, similarity)
-    monkeypatch.setattr(packing, "_HIERARCHIES", packing._Remembered())  # nothing remembered yet
-    monkeypatch.setattr(packing, "_PACKINGS", packing._Remembered())
+    monkeypatch.setattr(packing, "_HIERARCHIES", LRU(packing.REMEMBERED))  # nothing remembered yet
+    monkeypatch.setattr(packing, "_PACKINGS", LRU(packing.REMEMBERED))
     splits, cells = [], []
     monkeypatch.setattr(packing, "_hierarchy", counted(packing._hierarchy, splits))
     monkeypatch.setattr(packing, "_pack_cell", counted(packing._pack_cell, cells))

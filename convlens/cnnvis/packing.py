@@ -17,15 +17,12 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 import numpy as np
 
 from convlens.cnnvis.ordering import split_by_modularity
+from convlens.lru import LRU
 
 # Parts of at most this many neurons are packed directly. The paper's threshold is small because
 # its exact packer is exponential; the skyline heuristic is not, and it packs 64 squares denser
@@ -36,7 +33,7 @@ TREEMAP_ROUNDS = 4
 STRIP_RANGE = (0.6, 1.7)  # strip widths tried, relative to the side of a perfect square fill
 STRIP_TRIALS = 7  # in a first pass over the range, then as many around the best
 EPS = 1e-9
-# Packings and hierarchies remembered per process (see `_Remembered`): a picture of
+# Packings and hierarchies remembered per process (`_PACKINGS`, `_HIERARCHIES`): a picture of
 # EfficientNet-Lite0's default groups packs 128 clusters, whose hierarchies took ~7 s and skylines
 # ~4 s on two cores at every redraw (docs/performance.md, CNNVis).
 REMEMBERED = 2048
@@ -61,8 +58,8 @@ def pack_rectangles(
             raise ValueError(f"similarity must be finite and ({n}, {n}), got {similarity.shape}.")
     if n == 0:
         return np.zeros((0, 4))
-    arrays = (importance, similarity, np.array([width, height]))
-    return _PACKINGS.get(arrays, lambda: _packed(importance, width, height, similarity)).copy()
+    key = _digest(importance, similarity, np.array([width, height]))
+    return _PACKINGS.get(key, lambda: _packed(importance, width, height, similarity)).copy()
 
 
 def _packed(
@@ -74,7 +71,7 @@ def _packed(
     tree, parts = (
         _hierarchy(n, None)
         if similarity is None
-        else _HIERARCHIES.get((similarity,), lambda: _hierarchy(n, similarity))
+        else _HIERARCHIES.get(_digest(similarity), lambda: _hierarchy(n, similarity))
     )
     # relative sides, the largest 1: the packer's tolerances are absolute
     sides = np.sqrt(importance / importance.max()) if importance.max() > 0 else importance
@@ -330,44 +327,24 @@ def _raise_skyline(
 # Remembered results
 
 
-Result = TypeVar("Result")
+def _digest(*arrays: np.ndarray | None) -> bytes:
+    """The key of a pure function's result: a digest of its arrays' shapes and bytes (not the
+    bytes themselves: a 1,152-neuron similarity is 10 MB)."""
+    digest = hashlib.blake2b(digest_size=20)
+    for array in arrays:
+        if array is None:
+            digest.update(b"none")
+            continue
+        array = np.ascontiguousarray(array, dtype=np.float64)
+        digest.update(repr(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.digest()
 
 
-class _Remembered(Generic[Result]):
-    """The last REMEMBERED results of a pure function of arrays, found by a digest of the arrays'
-    shapes and bytes (held by digest: a 1,152-neuron similarity is 10 MB), shared by the threads
-    of a server: a redraw of the same clusters (another patch rank or palette, a highlighted
-    neuron, another group expanded beside them) neither splits nor packs them again. The results
-    are shared: callers copy what they change."""
-
-    def __init__(self) -> None:
-        self._results: OrderedDict[bytes, Result] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, arrays: tuple[np.ndarray | None, ...], compute: Callable[[], Result]) -> Result:
-        digest = hashlib.blake2b(digest_size=20)
-        for array in arrays:
-            if array is None:
-                digest.update(b"none")
-                continue
-            array = np.ascontiguousarray(array, dtype=np.float64)
-            digest.update(repr(array.shape).encode())
-            digest.update(array.tobytes())
-        key = digest.digest()
-        with self._lock:
-            if key in self._results:
-                self._results.move_to_end(key)
-                return self._results[key]
-        result = compute()
-        with self._lock:
-            self._results[key] = result
-            while len(self._results) > REMEMBERED:
-                self._results.popitem(last=False)
-        return result
-
-
-_HIERARCHIES: _Remembered[tuple[Tree, list[np.ndarray]]] = _Remembered()
-_PACKINGS: _Remembered[np.ndarray] = _Remembered()
+# Shared by the threads of a server: a redraw of the same clusters (another patch rank or palette,
+# a highlighted neuron, another group expanded beside them) neither splits nor packs them again.
+_HIERARCHIES: LRU[tuple[Tree, list[np.ndarray]]] = LRU(REMEMBERED)
+_PACKINGS: LRU[np.ndarray] = LRU(REMEMBERED)
 
 
 # --------------------------------------------------------------------------------------------

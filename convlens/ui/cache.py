@@ -8,8 +8,6 @@ Streamlit hashes a dataclass by its fields, so equal keys share an entry.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -34,6 +32,7 @@ from convlens.data import LoadedImage, load_image
 from convlens.deepeyes import PerplexityHistogram, run_histograms
 from convlens.explain import ConvolutionStep, convolution_step
 from convlens.graph import ChainNode, FieldGeometry, LayerGraph, shared_graph
+from convlens.lru import LRU
 from convlens.models import LoadedModel, ModelKey, resolve_model
 from convlens.overview import ForwardPass, forward_pass
 from convlens.predict import Prediction, predict
@@ -64,30 +63,19 @@ MAX_IMAGE_SIDE = 2048
 IMAGE_CACHE_BYTES = 256 * 2**20
 
 
-class BytesLRU:
+class BytesLRU(LRU[LoadedImage]):
     """A thread-safe least-recently-used cache of images, bounded by their bytes in total."""
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple, tuple[LoadedImage, int]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.total = 0
+        super().__init__(max_bytes, cost=_image_bytes)
 
-    def get(self, key: tuple, load: Callable[[], LoadedImage]) -> LoadedImage:
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key][0]
-        image = load()  # outside the lock: one slow decode does not hold up the others
-        size = len(image.image.getbands()) * image.image.width * image.image.height
-        with self._lock:
-            if key not in self._entries:
-                self._entries[key] = (image, size)
-                self.total += size
-            while self.total > self.max_bytes and len(self._entries) > 1:
-                _, (_, dropped) = self._entries.popitem(last=False)
-                self.total -= dropped
-        return image
+    @property
+    def max_bytes(self) -> float:
+        return self.max_cost
+
+
+def _image_bytes(image: LoadedImage) -> int:
+    return len(image.image.getbands()) * image.image.width * image.image.height
 
 
 def capped(image: LoadedImage, max_side: int = MAX_IMAGE_SIDE) -> LoadedImage:
