@@ -148,9 +148,17 @@ class FolderDataset:
 # Safe decoding
 
 
+# A name quoted in a message keeps its start and its end (where a path says most) within this.
+QUOTED_NAME_LIMIT = 120
+
+
 def _quote(name: str) -> str:
-    """Quote a file name for a one-line message."""
-    return "'" + " ".join(str(name).splitlines()) + "'"
+    """Quote a file name for a one-line message: a name from a browser may be thousands of
+    characters long."""
+    line = " ".join(str(name).splitlines())
+    if len(line) > QUOTED_NAME_LIMIT:
+        line = line[:40] + "…" + line[-(QUOTED_NAME_LIMIT - 41) :]
+    return "'" + line + "'"
 
 
 # PIL warns about images of 89-179 megapixels while opening them; ConvLens refuses anything over

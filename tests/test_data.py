@@ -322,6 +322,14 @@ def test_every_sample_loads_offline_as_rgb(name: str) -> None:
     assert np.asarray(loaded.image).std() > 5, "a photo, not a flat image"
 
 
+def test_a_long_unknown_name_is_refused_in_one_short_line() -> None:
+    with pytest.raises(ImageSourceError) as refused:
+        load_image("sample:" + "retina" * 3000 + "END")
+    message = str(refused.value)
+    assert message.startswith("unknown sample 'retinaretina") and "END'" in message
+    assert len(message) < 400 and "\n" not in message
+
+
 def test_a_sample_is_decoded_once_and_a_callers_change_stays_with_the_caller(
     monkeypatch,
 ) -> None:
