@@ -40,3 +40,8 @@ class LRU(Generic[Value]):
                 _, (_, dropped) = self._entries.popitem(last=False)
                 self.total -= dropped
         return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.total = 0.0

@@ -262,6 +262,10 @@ def test_the_app_keeps_images_small_and_their_cache_bounded_by_bytes() -> None:
     assert cache.total <= cache.max_bytes
     cache.get(("b",), loader("b"))
     assert loads[-1] == "b", "the least recently used entries went first"
+    cache.clear()
+    assert cache.total == 0
+    cache.get(("e",), loader("e"))
+    assert loads[-1] == "e", "a cleared cache loads again"
 
 
 def test_kept_uploads_expire_by_age_then_by_size(tmp_path: Path) -> None:

@@ -222,7 +222,7 @@ def test_packing_is_remembered_by_its_arguments_and_equals_a_fresh_one(monkeypat
     monkeypatch.setattr(packing, "_PACKINGS", LRU(packing.REMEMBERED))
     splits, cells = [], []
     monkeypatch.setattr(packing, "_hierarchy", counted(packing._hierarchy, splits))
-    monkeypatch.setattr(packing, "_pack_cell", counted(packing._pack_cell, cells))
+    monkeypatch.setattr(packing, "_skyline", counted(packing._skyline, cells))
 
     first = pack_rectangles(importance, 300.0, 200.0, similarity)
     assert first == pytest.approx(fresh)
@@ -252,6 +252,26 @@ def counted(function, calls: list):
         return function(*args, **kwargs)
 
     return wrapper
+
+
+def test_a_part_packs_each_strip_once_and_as_a_fresh_packer_would(monkeypatch) -> None:
+    sides = np.sqrt(np.random.default_rng(3).gamma(2.0, size=50))
+    packer = packing._PartPacker(sides)
+    cells = [packing._Cell(0.0, 0.0, 100.0, 60.0), packing._Cell(5.0, 0.0, 96.0, 64.0)]
+    packed_strips = []
+    for cell in cells:
+        packed = packer.pack(cell)
+        fresh = packing._PartPacker(sides).pack(cell)
+        assert packed.scale == fresh.scale and packed.extent == fresh.extent
+        assert np.array_equal(packed.corners, fresh.corners)
+        packed_strips.append(len(packer.skylines))
+    # a first pass and a finer one around its best; a cell of nearly the same shape reuses most
+    assert packed_strips[0] == 2 * packing.STRIP_TRIALS - 1
+    assert packed_strips[1] - packed_strips[0] < packed_strips[0] / 2
+    skylines: list = []
+    monkeypatch.setattr(packing, "_skyline", counted(packing._skyline, skylines))
+    packer.pack(cells[0])
+    assert skylines == []
 
 
 def test_packing_rejects_bad_input() -> None:

@@ -32,6 +32,11 @@ MAX_PARTS = 10  # children of one split, each a treemap cell
 TREEMAP_ROUNDS = 4
 STRIP_RANGE = (0.6, 1.7)  # strip widths tried, relative to the side of a perfect square fill
 STRIP_TRIALS = 7  # in a first pass over the range, then as many around the best
+# The strips tried lie on one geometric lattice per part (this many steps between neighbours of
+# the first pass), so that a later treemap round, whose cell has a similar shape, finds most of
+# its skylines packed already.
+STRIP_STEPS = 4
+STRIP_STEP = math.log(STRIP_RANGE[1] / STRIP_RANGE[0]) / ((STRIP_TRIALS - 1) * STRIP_STEPS)
 EPS = 1e-9
 # Packings and hierarchies remembered per process (`_PACKINGS`, `_HIERARCHIES`): a picture of
 # EfficientNet-Lite0's default groups packs 128 clusters, whose hierarchies took ~7 s and skylines
@@ -76,10 +81,11 @@ def _packed(
     # relative sides, the largest 1: the packer's tolerances are absolute
     sides = np.sqrt(importance / importance.max()) if importance.max() > 0 else importance
     demand = np.array([importance[part].sum() for part in parts])
+    packers = [_PartPacker(sides[part]) for part in parts]
     best: tuple[float, list[_Cell], list[_Packing]] | None = None
     for _ in range(TREEMAP_ROUNDS):
         cells = _place(tree, demand, _Cell(0.0, 0.0, float(width), float(height)))
-        packings = [_pack_cell(sides[part], cells[p]) for p, part in enumerate(parts)]
+        packings = [packer.pack(cells[p]) for p, packer in enumerate(packers)]
         scales = np.array([packing.scale for packing in packings])
         positive = scales[scales > 0]  # a part of zero importance fits at any scale
         scale = float(positive.min()) if len(positive) else 0.0
@@ -249,31 +255,44 @@ class _Packing:
         return rects
 
 
-def _pack_cell(sides: np.ndarray, cell: _Cell) -> _Packing:
-    """Pack squares of relative `sides` into `cell` at the largest scale the strip widths tried
-    allow; zero sides sit at the corner of the box."""
-    corners = np.zeros((len(sides), 2))
-    total = float((sides**2).sum())
-    if total <= 0 or cell.w <= 0 or cell.h <= 0:
-        return _Packing(sides, corners, (0.0, 0.0), 0.0)
-    order = [int(i) for i in np.argsort(-sides, kind="stable") if sides[i] > 0]
-    ordered_sides = [float(sides[i]) for i in order]
-    ideal = math.sqrt(total * cell.w / cell.h)  # strip width of a perfect fill
-    widest = ordered_sides[0]
+class _PartPacker:
+    """Packs one part's squares of relative `sides` into a cell at the largest scale the strip
+    widths tried allow; zero sides sit at the corner of the box. Its skylines are kept by their
+    place on the strip lattice, for the treemap's later rounds."""
 
-    def attempt(strip: float) -> tuple[float, np.ndarray, tuple[float, float]]:
-        placed, extent = _skyline(ordered_sides, max(strip, widest))
-        return min(cell.w / extent[0], cell.h / extent[1]), placed, extent
+    def __init__(self, sides: np.ndarray) -> None:
+        self.sides = sides
+        self.order = [int(i) for i in np.argsort(-sides, kind="stable") if sides[i] > 0]
+        self.ordered_sides = [float(sides[i]) for i in self.order]
+        self.total = float((sides**2).sum())
+        self.skylines: dict[int, tuple[np.ndarray, tuple[float, float]]] = {}
 
-    coarse = ideal * np.geomspace(*STRIP_RANGE, STRIP_TRIALS)
-    tried = [attempt(strip) for strip in coarse]
-    at = max(range(len(tried)), key=lambda i: tried[i][0])
-    low, high = coarse[max(at - 1, 0)], coarse[min(at + 1, len(coarse) - 1)]
-    tried += [attempt(strip) for strip in np.geomspace(low, high, STRIP_TRIALS + 2)[1:-1]]
-    best = max(tried, key=lambda attempted: attempted[0])
-    scale, placed, extent = best
-    corners[order] = placed
-    return _Packing(sides, corners, extent, scale)
+    def pack(self, cell: _Cell) -> _Packing:
+        corners = np.zeros((len(self.sides), 2))
+        if self.total <= 0 or cell.w <= 0 or cell.h <= 0:
+            return _Packing(self.sides, corners, (0.0, 0.0), 0.0)
+        # strip widths e^(k * STRIP_STEP); a perfect fill's is sqrt(total * w / h)
+        ideal = 0.5 * math.log(self.total * cell.w / cell.h)
+        low = round((ideal + math.log(STRIP_RANGE[0])) / STRIP_STEP)
+        coarse = [low + STRIP_STEPS * i for i in range(STRIP_TRIALS)]
+
+        def scale(k: int) -> float:
+            extent = self._skyline(k)[1]
+            return min(cell.w / extent[0], cell.h / extent[1])
+
+        at = max(coarse, key=scale)
+        fine = range(at - STRIP_STEPS + 1, at + STRIP_STEPS)
+        best = max([*coarse, *fine], key=lambda k: (scale(k), -abs(k - at)))
+        placed, extent = self._skyline(best)
+        corners[self.order] = placed
+        return _Packing(self.sides, corners, extent, scale(best))
+
+    def _skyline(self, k: int) -> tuple[np.ndarray, tuple[float, float]]:
+        """The squares packed in the strip of lattice place `k` (at least the widest square)."""
+        if k not in self.skylines:
+            strip = max(math.exp(k * STRIP_STEP), self.ordered_sides[0])
+            self.skylines[k] = _skyline(self.ordered_sides, strip)
+        return self.skylines[k]
 
 
 def _skyline(sides: list[float], strip: float) -> tuple[np.ndarray, tuple[float, float]]:
@@ -345,6 +364,12 @@ def _digest(*arrays: np.ndarray | None) -> bytes:
 # a highlighted neuron, another group expanded beside them) neither splits nor packs them again.
 _HIERARCHIES: LRU[tuple[Tree, list[np.ndarray]]] = LRU(REMEMBERED)
 _PACKINGS: LRU[np.ndarray] = LRU(REMEMBERED)
+
+
+def forget_remembered() -> None:
+    """Drop the remembered packings and hierarchies (a benchmark times their computation)."""
+    _HIERARCHIES.clear()
+    _PACKINGS.clear()
 
 
 # --------------------------------------------------------------------------------------------
