@@ -188,6 +188,37 @@ def test_redundant_groups_join_near_duplicates_transitively_and_skip_dead_neuron
     assert redundant_groups(vectors, tolerance=0.001) == []
 
 
+def test_redundant_groups_equal_a_brute_force_closure() -> None:
+    rng = np.random.default_rng(4)
+    bases = rng.normal(size=(6, 5))
+    vectors = bases[rng.integers(0, 6, 40)] * rng.uniform(0.97, 1.03, (40, 1))
+    vectors[[7, 21]] = 0.0  # dead
+    tolerance = 0.04
+    live = [i for i in range(40) if np.abs(vectors[i]).max() > 0]
+    near = {
+        (i, j)
+        for i in live
+        for j in live
+        if np.linalg.norm(vectors[i] - vectors[j])
+        <= tolerance * max(np.linalg.norm(vectors[i]), np.linalg.norm(vectors[j]))
+    }
+    group_of = {i: {i} for i in live}
+    changed = True
+    while changed:  # the transitive closure, one joined pair at a time
+        changed = False
+        for i, j in near:
+            if group_of[i] is not group_of[j]:
+                joined = group_of[i] | group_of[j]
+                for k in joined:
+                    group_of[k] = joined
+                changed = True
+    expected = sorted(
+        {tuple(sorted(g)) for g in group_of.values() if len(g) > 1}, key=lambda g: g[0]
+    )
+    assert len(expected) >= 3
+    assert redundant_groups(vectors, tolerance=tolerance) == expected
+
+
 def test_neuron_similarity_zero_rows_are_zero() -> None:
     similarity = neuron_similarity(np.array([[1.0, 0], [1.0, 1.0], [0, 0], [-1.0, 0]]))
     assert similarity[0, 1] == pytest.approx(np.sqrt(0.5))

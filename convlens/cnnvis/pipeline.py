@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.sparse import csr_array
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial.distance import pdist, squareform
 from sklearn.cluster import KMeans, MeanShift, estimate_bandwidth
 from torch import nn
 
@@ -199,21 +202,11 @@ def redundant_groups(
         return []
     chosen = vectors[live]
     lengths = np.linalg.norm(chosen, axis=1)
-    distance = np.linalg.norm(chosen[:, None, :] - chosen[None, :, :], axis=2)
-    close = distance <= tolerance * np.maximum(lengths[:, None], lengths[None, :])
-    parent = list(range(len(live)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in zip(*np.nonzero(np.triu(close, k=1)), strict=True):
-        parent[root(int(i))] = root(int(j))
+    close = squareform(pdist(chosen)) <= tolerance * np.maximum(lengths[:, None], lengths[None, :])
+    _, components = connected_components(csr_array(close), directed=False)
     groups: dict[int, list[int]] = {}
-    for position, neuron in enumerate(live):
-        groups.setdefault(root(position), []).append(int(neuron))
+    for component, neuron in zip(components.tolist(), live.tolist(), strict=True):
+        groups.setdefault(component, []).append(neuron)
     return sorted((tuple(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
 
 
