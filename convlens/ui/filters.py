@@ -13,7 +13,6 @@ from PIL import Image
 
 from convlens.access import whole_number
 from convlens.activations import (
-    SHIPPED_DATA,
     Analysis,
     ImageDataset,
     analyze,
@@ -61,7 +60,7 @@ from convlens.ui.explain import (
     picked_position,
     position_picker,
 )
-from convlens.ui.launch import PREPARATION
+from convlens.ui.launch import PREPARATION, prepares
 from convlens.ui.owner import (
     AUTHOR,
     AUTHOR_CHARS,
@@ -346,7 +345,7 @@ def dataset_analysis(
         return None
     if analysis is None:
         images = min(source.size, default_limit(model) or source.size)
-        if PREPARATION.running and data == SHIPPED_DATA:
+        if prepares(model_key, data):
             st.info(
                 "The shipped models' statistics are being prepared in the background "
                 f"({PREPARATION.progress()}); "

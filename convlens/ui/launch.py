@@ -14,8 +14,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from convlens.access import DATA_ROOTS_ENV, INSTRUCTOR_KEY_ENV, MAX_TRAINERS_ENV, whole_number
+
+if TYPE_CHECKING:
+    from convlens.models import ModelKey
 
 APP = Path(__file__).resolve().parent.parent.parent / "app.py"
 # The app with the HTTP caching a room of browsers needs (`convlens.ui.http_cache`).
@@ -92,6 +96,20 @@ class Preparation:
 
 
 PREPARATION = Preparation()
+
+
+def prepares(model: ModelKey, data: str) -> bool:
+    """Whether the preparation under way will analyse `model` over `data` (the shipped models,
+    with their own weights, over the bundled test split)."""
+    from convlens.activations import SHIPPED_DATA
+    from convlens.runformat import shipped_names
+
+    return (
+        PREPARATION.running
+        and data == SHIPPED_DATA
+        and model.weights is None
+        and model.name in shipped_names()
+    )
 
 
 def prepare_shipped_models() -> None:
