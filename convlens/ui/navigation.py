@@ -32,6 +32,9 @@ PAGE_STYLE = f"""<style>
 [data-testid='stCode'] code {{ white-space: pre-wrap !important; overflow-wrap: break-word; }}
 [data-testid='stFileUploaderDropzoneInstructions'] span {{ white-space: normal; }}
 #vg-tooltip-element {{ pointer-events: none; }}
+[data-testid='stElementContainer']:has(> [data-testid='stHtml'] > script:only-child) {{
+  display: none;
+}}
 [data-testid='stApp'][data-test-script-state='running']::after {{
   content: "Working…"; position: fixed; top: 0.55rem; right: 3.5rem; z-index: 1000002;
   padding: 0.25rem 0.9rem; border-radius: 1rem; background: #1c4e80; color: #fff;
