@@ -1,11 +1,11 @@
 """The browser's code for the elements ConvLens' pages draw, loaded by every tab while it is idle.
 
 Streamlit's page fetches and compiles an element type's code (a chart, a slider, a multiselect…)
-the first time a tab draws one: in a tab opened on Home, the first CNNVis page loaded 33 scripts
-and took 1.2–1.9 s against 0.7 for the next ones, on two cores (docs/performance.md, *A tab's
-first page*). So every page carries a small script that, once the tab is idle, imports the
-element modules ConvLens' pages use, one at a time, by the same addresses Streamlit imports them
-from: when a page then draws its first chart, the module is there already.
+the first time a tab draws one: in a tab opened on Home, the first CNNVis page loaded 33 scripts.
+So every page carries a small script that, once the tab is idle, imports the element modules
+ConvLens' pages use, one at a time, by the same addresses Streamlit imports them from: when a page
+then draws its first chart, the module is there already (a tab's first CNNVis page about a tenth
+of a second sooner on two cores: docs/performance.md, *A tab's first page*).
 
 The modules' file names carry a hash of their content and change with every Streamlit release;
 they are read from the installed Streamlit's main script, which imports each element's module by
@@ -20,7 +20,6 @@ import json
 import re
 from pathlib import Path
 
-import streamlit
 import streamlit as st
 
 # The element modules that ConvLens' pages load (found by opening each page in a fresh tab and
@@ -47,7 +46,7 @@ ELEMENT_MODULES = (
     "Progress",
     "Toast",
 )
-STATIC_SCRIPTS = Path(streamlit.__file__).parent / "static" / "static" / "js"
+STATIC_SCRIPTS = Path(st.__file__).parent / "static" / "static" / "js"
 # a lazily imported module of a Vite build: import(`./Name.Hash.js`) or import("./Name.Hash.js")
 LAZY_IMPORT = re.compile(r"""import\([`"]\./([\w.-]+\.js)[`"]\)""")
 
