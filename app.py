@@ -6,14 +6,12 @@ import streamlit as st
 
 from convlens.ui.launch import use_serving_threads
 from convlens.ui.navigation import PAGE_STYLE, PAGES
-from convlens.ui.preload import preload_element_code
 from convlens.ui.state import mirrored_in_url
 
 use_serving_threads()  # also under plain `streamlit run app.py`
 
 st.set_page_config(page_title="ConvLens", page_icon="🔍", layout="wide")
 st.sidebar.markdown(PAGE_STYLE, unsafe_allow_html=True)  # style only: the sidebar shows nothing
-preload_element_code()  # the page code the views need, loaded while the tab is idle
 
 navigation = st.navigation(
     [
