@@ -13,7 +13,7 @@ from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
 
 from convlens.cnnvis import Bicluster, bundle_edges, pack_rectangles, packing, reorder_rows
 from convlens.cnnvis.bundling import aggregate_edges
-from convlens.cnnvis.ordering import adjacent_similarity, cosine_similarity
+from convlens.cnnvis.ordering import adjacent_similarity, cosine_similarity, split_by_modularity
 from convlens.cnnvis.packing import coverage, squarify
 from convlens.lru import LRU
 
@@ -272,6 +272,43 @@ def test_a_part_packs_each_strip_once_and_as_a_fresh_packer_would(monkeypatch) -
     monkeypatch.setattr(packing, "_skyline", counted(packing._skyline, skylines))
     packer.pack(cells[0])
     assert skylines == []
+
+
+def with_dead_rows(similarity: np.ndarray, dead: np.ndarray) -> np.ndarray:
+    """`similarity` with rows `dead` similar to no row (a dead neuron's zero vector)."""
+    similarity = similarity.copy()
+    similarity[dead, :] = 0.0
+    similarity[:, dead] = 0.0
+    return similarity
+
+
+def test_rows_similar_to_none_are_one_part_of_a_modularity_split() -> None:
+    rng = np.random.default_rng(8)
+    labels = rng.integers(0, 4, 200)
+    dead = np.sort(rng.choice(200, 30, replace=False))
+    parts = split_by_modularity(with_dead_rows(community_similarity(labels, 8), dead), 10)
+    assert len(parts) <= 10
+    assert sorted(np.concatenate(parts).tolist()) == list(range(200))
+    assert any(np.array_equal(part, dead) for part in parts)
+    for part in parts:
+        if not np.array_equal(part, dead):  # the planted communities are not cut
+            assert len(set(labels[part])) == 1 and not set(part) & set(dead)
+    assert [len(part) for part in split_by_modularity(np.zeros((5, 5)), 3)] == [5]
+
+
+def test_a_hierarchy_splits_off_dead_neurons_once(monkeypatch) -> None:
+    """800 neurons, 90 of them dead: 90 Louvain runs of ~800 rows when each split took off the
+    dead ones as parts of one, nine at a time."""
+    rng = np.random.default_rng(9)
+    labels = rng.integers(0, 6, 800)
+    dead = rng.choice(800, 90, replace=False)
+    similarity = with_dead_rows(community_similarity(labels, 9), dead)
+    splits: list = []
+    monkeypatch.setattr(packing, "split_by_modularity", counted(split_by_modularity, splits))
+    _, parts = packing._hierarchy(800, similarity)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(800))
+    assert max(len(args[0]) for args in splits[1:]) < 400  # no chain of splits of ~800 rows
+    assert len(splits) < 30
 
 
 def test_packing_rejects_bad_input() -> None:
