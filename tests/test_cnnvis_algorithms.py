@@ -297,8 +297,8 @@ def test_rows_similar_to_none_are_one_part_of_a_modularity_split() -> None:
 
 
 def test_a_hierarchy_splits_off_dead_neurons_once(monkeypatch) -> None:
-    """800 neurons, 90 of them dead: 90 Louvain runs of ~800 rows when each split took off the
-    dead ones as parts of one, nine at a time."""
+    """800 neurons, 90 of them dead: a split that made each dead neuron a part of one took off a
+    few at a time, and the next split ran on the ~790 rows left."""
     rng = np.random.default_rng(9)
     labels = rng.integers(0, 6, 800)
     dead = rng.choice(800, 90, replace=False)
