@@ -39,8 +39,8 @@ STRIP_STEPS = 4
 STRIP_STEP = math.log(STRIP_RANGE[1] / STRIP_RANGE[0]) / ((STRIP_TRIALS - 1) * STRIP_STEPS)
 EPS = 1e-9
 # Packings and hierarchies remembered per process (`_PACKINGS`, `_HIERARCHIES`): a picture of
-# EfficientNet-Lite0's default groups packs 128 clusters, whose hierarchies took ~7 s and skylines
-# ~4 s on two cores at every redraw (docs/performance.md, CNNVis).
+# EfficientNet-Lite0's default groups packs 128 clusters, whose hierarchies take ~2.5 s and
+# skylines ~1.2 s on two cores, at every redraw until remembered (docs/performance.md, CNNVis).
 REMEMBERED = 2048
 
 
