@@ -325,6 +325,13 @@ def test_a_bookmarked_layer_is_scrolled_into_the_chains_box(tmp_path: Path) -> N
         assert chain_canvas_ink(page) > 500
         page.wait_for_function(f"() => ({scrolled})() > 0", timeout=30_000)
         assert abs(page.evaluate(scrolled) - wanted) <= 2
+        # the element that holds the scrolling script takes no room under the chain
+        assert page.evaluate(
+            """() => [...document.querySelectorAll('[data-testid="stHtml"]')]
+                .filter((html) => html.querySelector('script'))
+                .map((html) => html.closest('[data-testid="stElementContainer"]'))
+                .map((box) => getComputedStyle(box).display)"""
+        ) == ["none"]
         page.screenshot(path=str(SCREENSHOTS / "network-bookmarked-layer.png"))
         page.goto(f"{url}/network?{query}", timeout=120_000)
         wait_for_app(page)
