@@ -62,7 +62,7 @@ from convlens.data import (
 from convlens.folding import folded_model
 from convlens.graph import ChainNode, LayerGraph, shared_graph
 from convlens.hooks import first_tensor, hooked_calls
-from convlens.models import LoadedModel, weights_source_key
+from convlens.models import LoadedModel, ModelKey, weights_source_key
 from convlens.paths import convlens_home, write_atomic
 from convlens.weights import weights_fingerprint
 
@@ -1002,6 +1002,14 @@ def cache_path(
 
 
 SHIPPED_DATA = "fashion-mnist:test"
+
+
+def prepared_shipped(model: ModelKey, data: str) -> bool:
+    """Whether `prepare_shipped` analyses `model` over `data`: a shipped model, with its own
+    weights, over the bundled test split."""
+    from convlens.runformat import shipped_names
+
+    return data == SHIPPED_DATA and model.weights is None and model.name in shipped_names()
 
 
 def prepare_shipped(progress: Progress | None = None) -> list[str]:

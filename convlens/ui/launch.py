@@ -99,17 +99,10 @@ PREPARATION = Preparation()
 
 
 def prepares(model: ModelKey, data: str) -> bool:
-    """Whether the preparation under way will analyse `model` over `data` (the shipped models,
-    with their own weights, over the bundled test split)."""
-    from convlens.activations import SHIPPED_DATA
-    from convlens.runformat import shipped_names
+    """Whether the preparation under way will analyse `model` over `data`."""
+    from convlens.activations import prepared_shipped
 
-    return (
-        PREPARATION.running
-        and data == SHIPPED_DATA
-        and model.weights is None
-        and model.name in shipped_names()
-    )
+    return PREPARATION.running and prepared_shipped(model, data)
 
 
 def prepare_shipped_models() -> None:
