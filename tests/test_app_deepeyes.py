@@ -38,6 +38,7 @@ from convlens.ui.deepeyes import caches
 from convlens.ui.deepeyes.maps import strongest_caption
 from convlens.ui.deepeyes.sections import STYLE_KEY, container_key
 from convlens.ui.gallery import GALLERY_CLASS
+from convlens.ui.run_watch import NEW_RUN_NOTICE
 from convlens.ui.state import DEEPEYES_SECTIONS
 from convlens.weights import weights_fingerprint
 
@@ -174,7 +175,9 @@ def read_classes() -> list[str]:
 
 def test_training_is_the_default_section_with_curves_stability_and_a_heat_map_per_layer():
     at = open_deepeyes()
-    assert Path(at.selectbox(key="run_widget").value).name == "fashion_deepeyes"
+    picker = at.selectbox(key="run_widget")
+    assert Path(picker.value).name == "fashion_deepeyes"
+    assert picker.help == NEW_RUN_NOTICE and "within 30 s" in picker.help
     assert at.button_group(key=SECTION).value == "training"
     assert at.query_params["de_view"] == "training"
     heat_maps = overview_heat_maps(at)

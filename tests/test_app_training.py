@@ -13,6 +13,7 @@ import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
 from convlens.runformat import read_card
+from convlens.ui.run_watch import NEW_RUN_NOTICE
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "training.py")
@@ -144,4 +145,5 @@ def test_a_run_the_link_names_that_no_run_has_is_said_and_the_newest_shown():
         assert any("run= was not understood" in w.value for w in at.warning), asked[:20]
         picker = at.selectbox(key="run_widget")
         assert picker.value == picker.options[-1] == at.session_state["run"]
+        assert picker.help == NEW_RUN_NOTICE
     assert not open_training({"run": "fashion_deepeyes_small"}).warning

@@ -33,5 +33,5 @@ def test_pages_of_runs_left_alone_rerun_only_for_the_watch(tmp_path: Path) -> No
             time.sleep(IDLE_SECONDS)
             reruns = page.evaluate("window.__scriptRuns") - before
             # A window of IDLE_SECONDS holds at most IDLE_SECONDS // period + 1 ticks of a timer
-            # (8 s: 2 ticks of the 5 s watch; the old 2 s refresh gave 4).
+            # (8 s: 1 tick of the 30 s watch; the old 2 s refresh gave 4, the 5 s watch 2).
             assert reruns <= IDLE_SECONDS // NEW_RUN_CHECK_SECONDS + 1, (path, reruns)

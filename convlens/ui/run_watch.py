@@ -3,7 +3,11 @@ watch notices a run folder that appears or goes, and a page refreshes on a timer
 trains (`refresh_seconds`).
 
 A lecture room keeps many tabs open: 20 idle Training tabs redrawn every 2 s took 0.7 of a core
-of the server; with the watch alone, every 5 s, they cost no more than an idle server.
+of the server. The watch is a timer in each browser too, and each of its ticks is a script run of
+the server (~5 ms, more on a busy one): every 30 s, as TensorBoard reloads its runs, not every 5 s,
+where 30 tabs opening DeepEyes at once on a busy 2-core server each ticked ~20 times before their
+page settled and doubled the server's CPU time per view (docs/performance.md, "A timer in every
+tab"). A click reruns the page, which lists the runs anew.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ import streamlit as st
 from convlens.runs import RunInfo, run_folders
 from convlens.style import RUN_REFRESH_SECONDS
 
-NEW_RUN_CHECK_SECONDS = 5
+NEW_RUN_CHECK_SECONDS = 30
+NEW_RUN_NOTICE = (
+    f"A run started elsewhere (a terminal, another browser) shows here within "
+    f"{NEW_RUN_CHECK_SECONDS} s, or at your next click."
+)
 TRAINING_STATUSES = ("running", "starting")
 
 

@@ -23,7 +23,7 @@ from convlens.runs import (
     stop_run,
 )
 from convlens.ui.owner import browser_owner, is_instructor
-from convlens.ui.run_watch import refresh_seconds, run_paths, watch_run_folders
+from convlens.ui.run_watch import NEW_RUN_NOTICE, refresh_seconds, run_paths, watch_run_folders
 from convlens.ui.state import persisted, url_fragment, warn_reset
 
 LOSSES = {"ce": "cross-entropy", "hinge": "multi-class hinge"}
@@ -192,7 +192,11 @@ def run_picker(runs: list[RunInfo]) -> RunInfo:
             warn_reset("run")  # a name no run has (mistyped, or a run deleted since)
         st.session_state["run"] = references[-1]
     chosen = st.selectbox(
-        "Run", references, format_func=lambda ref: Path(ref).name, **persisted("run")
+        "Run",
+        references,
+        format_func=lambda ref: Path(ref).name,
+        help=NEW_RUN_NOTICE,
+        **persisted("run"),
     )
     return runs[references.index(chosen)]
 

@@ -10,6 +10,7 @@ from convlens.access import NOT_A_RUN_NAME, is_plain_name
 from convlens.deepeyes import run_phase
 from convlens.runformat import find_run
 from convlens.runs import RunInfo, model_run, run_reference
+from convlens.ui.run_watch import NEW_RUN_NOTICE
 from convlens.ui.state import persisted, warn_reset
 
 DEFAULT_RUN = "fashion_deepeyes"
@@ -58,6 +59,7 @@ def pick_run(runs: list[RunInfo], model_name: str) -> tuple[RunInfo, str]:
         "Run",
         references,
         format_func=lambda reference: run_label(runs[references.index(reference)]),
+        help=NEW_RUN_NOTICE,
         **persisted("run"),
     )
     run = runs[references.index(chosen)]
