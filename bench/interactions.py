@@ -409,16 +409,22 @@ def change_image(base: int) -> Click:
 
 
 def chain_group(base: int) -> Click:
-    """A collapsed block of EfficientNet-Lite0's chain opens (all closed before each click)."""
+    """A collapsed block of EfficientNet-Lite0's chain opens (all closed before each click); each
+    image's blocks in turn, then the next image's (a block opened on an image it was not opened on
+    before draws pictures the server has not drawn)."""
+    blocks = len(model_graph(PHOTO_MODEL).groups)
 
-    def aim(page, index):
+    def aim(page, pair):
+        image, block = pair
+        set_image_number(page, image, CHAIN_DRAWN)
         if chain_shapes(page, HEADER_YELLOW, BOX):
             act(page, lambda: page.get_by_role("button", name="Collapse all").click(), CHAIN_DRAWN)
-        corner = nth(chain_shapes(page, GROUP_YELLOW, BOX), index, "collapsed block")
+        corner = nth(chain_shapes(page, GROUP_YELLOW, BOX), block, "collapsed block")
         return Aim(chain_click(page, corner), f"{CHAIN_DRAWN} && {header_drawn()}")
 
-    blocks = len(model_graph(PHOTO_MODEL).groups)  # each first visit opens another block
-    return Click(lambda: f"/network?{image_query(base)}", lambda i: i, aim, first_limit=blocks)
+    return Click(
+        lambda: f"/network?{image_query(base)}", lambda i: image_and_item(base, blocks, i), aim
+    )
 
 
 def header_drawn() -> str:
@@ -459,11 +465,14 @@ def pictures_start(page) -> float:
 
 
 def chain_picture(base: int) -> Click:
-    """A feature-map picture beside a block: its filter opens in Filters."""
+    """A feature-map picture beside a block: its filter opens in Filters; each image's first
+    pictures in turn, then the next image's."""
 
-    def aim(page, index):
+    def aim(page, pair):
+        image, index = pair
         if not page.evaluate("() => window.location.pathname").endswith("/network"):
             act(page, lambda: sidebar_link(page, "Network").click(), CHAIN_DRAWN)
+        set_image_number(page, image, CHAIN_DRAWN)
         pictures = chain_shapes(page, CONV_BLUE, PICTURE, (pictures_start(page), 1e9))
         corner = nth(pictures, index, "feature-map picture")
         return Aim(
@@ -474,7 +483,13 @@ def chain_picture(base: int) -> Click:
 
     # The first two blocks' pictures only: further down, the maps' own colours pass for frames
     # in the canvas' pixels (17 "pictures" found where 24 are drawn), and a click misses.
-    return Click(lambda: f"/network?{image_query(base)}", lambda i: i, aim, first_limit=8)
+    return Click(lambda: f"/network?{image_query(base)}", lambda i: image_and_item(base, 8, i), aim)
+
+
+def image_and_item(base: int, items: int, index: int) -> tuple[int, int]:
+    """The `index`-th first input of a click that has `items` targets on an image: image `base`'s
+    targets in turn, then image `base + 1`'s, and so on."""
+    return base + index // items, index % items
 
 
 FILTERS_DRAWN = (
