@@ -15,7 +15,7 @@ from convlens.ui.filters import (
     selected_filter,
 )
 from convlens.ui.sidebar import page_setup, show_image_problem
-from convlens.ui.state import stop_page, upload_digest
+from convlens.ui.state import stop_page, upload_digest, url_fragment
 
 selection = page_setup("filters")
 st.title("Filters")
@@ -50,20 +50,30 @@ layer = LayerView(
 )
 store = AnnotationStore()
 fingerprint = cached_fingerprint(key)
-selected = selected_filter(node.id, len(layer.maps.maps))
-labels = {
-    channel: label
-    for (_, channel), label in store.latest_labels(
-        selection.model_name, fingerprint, layer=node.id
-    ).items()
-}
 
-# the grid's FILTER_GRID_COLUMNS tiles beside the magnified map, at 1280×720
-grid_column, detail_column = st.columns([8, 5], gap="medium")
-with grid_column:
-    selected = grid_section(layer, show, order, selected, labels)
-with detail_column:
-    filter_details(layer, selected, store, fingerprint)
+
+def filters_view(
+    layer: LayerView, show: str, order: str, store: AnnotationStore, fingerprint: str
+) -> None:
+    """The grid and the selected filter: a click in either (a tile, a map's position, an
+    annotation, the grid's page) reruns them alone, not the page around them."""
+    node = layer.node
+    selected = selected_filter(node.id, len(layer.maps.maps))
+    labels = {
+        channel: label
+        for (_, channel), label in store.latest_labels(
+            layer.model_key.name, fingerprint, layer=node.id
+        ).items()
+    }
+    # the grid's FILTER_GRID_COLUMNS tiles beside the magnified map, at 1280×720
+    grid_column, detail_column = st.columns([8, 5], gap="medium")
+    with grid_column:
+        selected = grid_section(layer, show, order, selected, labels)
+    with detail_column:
+        filter_details(layer, selected, store, fingerprint)
+
+
+url_fragment("filters", filters_view, None)(layer, show, order, store, fingerprint)
 
 st.divider()
 class_evidence(layer)

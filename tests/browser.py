@@ -98,6 +98,21 @@ window.WebSocket = class extends NativeWebSocket {
 };
 """
 
+# A page that sets window.__texts to a list logs the text of each message from the server
+# (decoded as UTF-8: the strings the script sent are readable in it), to tell what a run sent.
+MESSAGE_TEXTS = """
+const NativeSocket = window.WebSocket;
+window.WebSocket = class extends NativeSocket {
+    constructor(...args) {
+        super(...args);
+        this.addEventListener('message', (event) => {
+            if (Array.isArray(window.__texts) && event.data instanceof ArrayBuffer)
+                window.__texts.push(new TextDecoder().decode(event.data));
+        });
+    }
+};
+"""
+
 
 def prepare_as_first_start() -> None:
     """Prepare `$CONVLENS_HOME` as the app's first start does (the shipped models' statistics and

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from browser import app_server, browser_page, require_chromium, wait_for_app
+from browser import MESSAGE_TEXTS, app_server, browser_page, require_chromium, wait_for_app
 from convlens.attribution import activation_maps
 from convlens.data import load_image
 from convlens.explain import convolution_step
@@ -45,6 +45,7 @@ def test_a_click_on_the_map_explains_the_value_there() -> None:
     maps = activation_maps(model.module, input_batch(model, image), graph.node(LAYER)).maps
     rows, columns = maps.shape[1:]
     with app_server() as url, browser_page(1280, 720) as (page, log):
+        page.add_init_script(MESSAGE_TEXTS)
         page.goto(
             f"{url}/filters?model={MODEL}&image={IMAGE}&layer={LAYER}&filter={FILTER}",
             timeout=120_000,
@@ -61,6 +62,7 @@ def test_a_click_on_the_map_explains_the_value_there() -> None:
         # a click two thirds down and a quarter across the map
         target = (int(rows * 2 / 3), int(columns / 4))
         dialog = page.locator('[role="dialog"]')
+        page.evaluate("() => { window.__texts = []; }")
         for attempt in range(CLICK_ATTEMPTS):
             picker.scroll_into_view_if_needed()
             box = picker.locator(".mark-image image, image").first.bounding_box()
@@ -82,6 +84,11 @@ def test_a_click_on_the_map_explains_the_value_there() -> None:
             "() => document.querySelector('[role=dialog]')"
             " && document.querySelector('[role=dialog]').innerText.includes('map shows')",
             timeout=60_000,
+        )
+        sent = page.evaluate("() => window.__texts.join(' ')")
+        assert "map shows" in sent, "the dialog came in the messages logged"
+        assert "Every filter of one layer" not in sent, (
+            "a click in the map reruns the grid and the filter only (a fragment), not the page"
         )
         time.sleep(1)  # the charts inside the dialog draw
         page.screenshot(path=str(SCREENSHOTS / "one-convolution.png"))
