@@ -417,7 +417,9 @@ def sidebar_pickers(at: AppTest) -> list[str]:
 
 
 def test_a_page_shows_only_the_pickers_it_reads_and_bookmarks_only_their_keys() -> None:
-    at = start({"model": "fashion_basecnn", "image": "fashion-mnist:test:4", "layer": "conv2"})
+    at = start(
+        {"model": "fashion_basecnn", "image": "fashion-mnist:test:4", "layer": "features.conv2_1"}
+    )
     assert sidebar_pickers(at) == ["Model", "Image"] and at.sidebar.get("image")
     at.switch_page("pages/annotations.py").run()
     assert not at.exception
@@ -431,7 +433,11 @@ def test_a_page_shows_only_the_pickers_it_reads_and_bookmarks_only_their_keys() 
     at.switch_page("pages/network.py").run()
     assert not at.exception
     assert sidebar_pickers(at) == ["Model", "Image"]
-    assert (query_value(at, "image"), query_value(at, "layer")) == ("fashion-mnist:test:4", "conv2")
+    assert not at.warning, "the layer is one of the model's"
+    assert (query_value(at, "image"), query_value(at, "layer")) == (
+        "fashion-mnist:test:4",
+        "features.conv2_1",
+    )
 
 
 def test_a_model_picked_where_no_image_is_shown_gets_its_kind_of_image_on_the_next_page() -> None:

@@ -14,6 +14,7 @@ from playwright.sync_api import Error as PlaywrightError
 
 from browser import (
     CHAIN_COLOUR_AT,
+    MESSAGE_TEXTS,
     app_server,
     browser_page,
     chain_canvas_ink,
@@ -228,6 +229,7 @@ def test_clicks_open_and_close_a_block_and_select_layers_back_and_forth(url: str
             && ({CHAIN_COLOUR_AT})([canvas, {list(HEADER_YELLOW)}]) !== null;
     }}"""
     with browser_page(1280, 720) as (page, log):
+        page.add_init_script(MESSAGE_TEXTS)
         page.goto(url, timeout=120_000)  # not /network: its first request is a known 404
         wait_for_app(page)
         page.locator('[data-testid="stSidebarNav"] a', has_text="Network").click()
@@ -266,6 +268,7 @@ def test_clicks_open_and_close_a_block_and_select_layers_back_and_forth(url: str
         )
         assert len(corners) >= 2, f"the open block shows its conv layers: {corners}"
         headings = []
+        page.evaluate("() => { window.__texts = []; }")
         for (x, y), (_, other) in zip(
             (corners[0], corners[1], corners[0]), (corners[1], corners[0], corners[1]), strict=True
         ):
@@ -282,6 +285,11 @@ def test_clicks_open_and_close_a_block_and_select_layers_back_and_forth(url: str
             assert selected_pixels(boxes.first, y) > 900, "the clicked box is drawn selected"
             assert selected_pixels(boxes.first, other) == 0, "the last one is not"
         assert headings[0] == headings[2] != headings[1], headings
+        sent = page.evaluate("() => window.__texts.join(' ')")
+        assert headings[1].split()[0] in sent, "the layers' details came in the messages logged"
+        assert "way through the network" not in sent, (
+            "a click in the chain reruns the chain and the details only (a fragment), not the page"
+        )
         assert "layer=" in page.url
 
         # after those redraws a box still names its layer when hovered (its tooltip travels in a
