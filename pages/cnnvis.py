@@ -3,7 +3,9 @@ the bundled edges between them, with the debugging information of a recorded run
 
 import streamlit as st
 
+from convlens.activations import Analysis, ImageDataset
 from convlens.cnnvis.view import default_groups, quality_flags
+from convlens.graph import LayerGraph
 from convlens.models import list_models
 from convlens.runformat import list_snapshots
 from convlens.runs import model_run
@@ -30,8 +32,8 @@ from convlens.ui.cnnvis.picture import (
 )
 from convlens.ui.filters import dataset_analysis
 from convlens.ui.folded import folded_section
-from convlens.ui.sidebar import page_setup
-from convlens.ui.state import stop_page
+from convlens.ui.sidebar import Selection, page_setup
+from convlens.ui.state import stop_page, url_fragment
 
 selection = page_setup("cnnvis")
 st.title("CNNVis")
@@ -55,56 +57,67 @@ analysis = dataset_analysis(key, model, model_lock(key), data, "cnnvis_analyze")
 if analysis is None:
     stop_page()
 
-# Groups: a click in the picture toggles one before the toolbar shows them.
-group_ids = analysed_group_ids(graph, analysis)
-toggle_clicked_group(group_ids, ",".join(default_groups(graph, analysis)))
-expanded = expanded_groups(selection.model_name, group_ids, graph, analysis)
 
-run = model_run(selection.model_name)
-steps = list_snapshots(run) if run is not None else []
-choices = controls(group_ids, expanded, list(analysis.classes), run, steps)
-view_key = ViewKey(
-    key,
-    data,
-    choices.options,
-    str(run) if run is not None else None,
-    choices.step,
-    choices.edges,
-)
-try:
-    view = cached_view(view_key, analysis)
-except ValueError as error:  # a link's move that the layer cannot make
-    st.error(str(error))
-    stop_page()
+def cnnvis_view(
+    selection: Selection, data: str, source: ImageDataset, graph: LayerGraph, analysis: Analysis
+) -> None:
+    """The toolbar, the picture and what it shows below: a click in them (a group, a neuron, a
+    facet, a snapshot) reruns them alone, not the sidebar and the page's head."""
+    model, key = selection.model, selection.model_key
+    # Groups: a click in the picture toggles one before the toolbar shows them.
+    group_ids = analysed_group_ids(graph, analysis)
+    toggle_clicked_group(group_ids, ",".join(default_groups(graph, analysis)))
+    expanded = expanded_groups(selection.model_name, group_ids, graph, analysis)
 
-# The picture, its quality flags outlined when one is selected below, the compared model under it.
-flags = quality_flags(view)
-compare_options = ["none"] + [m for m in list_models() if m != selection.model_name]
-compare = compared_model(compare_options)
-undo_moves_button(choices.options.moves)
-if compare != "none":
-    st.markdown(f"**{selection.model_name}**")
-inline_spec = show_picture(view_key, choices.look, analysis, outlined(flags))
-if compare != "none":
-    comparison(compare, view_key, choices.look, graph, analysis, model.input_size)
-
-picked = newly_clicked_neuron(view)
-if picked is not None:
-    neuron_dialog(
-        *picked,
-        cached_dialog_patches(key, data),
-        lambda index: source.classes[source.labels[index]],
+    run = model_run(selection.model_name)
+    steps = list_snapshots(run) if run is not None else []
+    choices = controls(group_ids, expanded, list(analysis.classes), run, steps)
+    view_key = ViewKey(
+        key,
+        data,
+        choices.options,
+        str(run) if run is not None else None,
+        choices.step,
+        choices.edges,
     )
+    try:
+        view = cached_view(view_key, analysis)
+    except ValueError as error:  # a link's move that the layer cannot make
+        st.error(str(error))
+        stop_page()
 
-flags_section(flags)
+    # The picture, its quality flags outlined when one is selected below, the compared model
+    # under it.
+    flags = quality_flags(view)
+    compare_options = ["none"] + [m for m in list_models() if m != selection.model_name]
+    compare = compared_model(compare_options)
+    undo_moves_button(choices.options.moves)
+    if compare != "none":
+        st.markdown(f"**{selection.model_name}**")
+    inline_spec = show_picture(view_key, choices.look, analysis, outlined(flags))
+    if compare != "none":
+        comparison(compare, view_key, choices.look, graph, analysis, model.input_size)
 
-if run is not None and steps:
-    nodes = tuple(layer.id for layer in analysis.layers)
-    layer_averages(key, run, nodes, choices.edges, choices.step)
+    picked = newly_clicked_neuron(view)
+    if picked is not None:
+        neuron_dialog(
+            *picked,
+            cached_dialog_patches(key, data),
+            lambda index: source.classes[source.labels[index]],
+        )
 
-compare_choice(compare_options)
+    flags_section(flags)
 
-export = folded_section("Export the picture for slides", "cnnvis_export")
-if export is not None:
-    with export:
-        export_picture(selection.model_name, repr((selection.model_name, choices)), inline_spec)
+    if run is not None and steps:
+        nodes = tuple(layer.id for layer in analysis.layers)
+        layer_averages(key, run, nodes, choices.edges, choices.step)
+
+    compare_choice(compare_options)
+
+    export = folded_section("Export the picture for slides", "cnnvis_export")
+    if export is not None:
+        with export:
+            export_picture(selection.model_name, repr((selection.model_name, choices)), inline_spec)
+
+
+url_fragment("cnnvis", cnnvis_view, None)(selection, data, source, graph, analysis)

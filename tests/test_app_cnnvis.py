@@ -212,14 +212,15 @@ def test_cli_writes_json_svg_and_png(tmp_path):
 
 
 def main_sequence(at) -> list:
-    """The page's elements in the order they are drawn, each with its depth under the main area."""
+    """The page's elements in the order they are drawn, each with the types of the blocks that
+    hold it under the main area (a column: "column")."""
 
-    def walk(node, depth: int):
-        yield node, depth
+    def walk(node, blocks: tuple[str, ...]):
+        yield node, blocks
         for child in getattr(node, "children", {}).values():
-            yield from walk(child, depth + 1)
+            yield from walk(child, (*blocks, node.type))
 
-    return list(walk(at.main, 0))
+    return list(walk(at.main, ()))
 
 
 def test_comparison_draws_the_other_model_below_with_groups_matched_by_kind():
@@ -229,11 +230,12 @@ def test_comparison_draws_the_other_model_below_with_groups_matched_by_kind():
     compare = {**FASHION, "groups": "g3,g4", "compare": "fashion_deepeyes_small"}
     at = open_cnnvis({**compare, "facet": "activations"})
     sequence = main_sequence(at)
-    charts = [(i, n) for i, (n, depth) in enumerate(sequence) if n.type == "vega_lite_chart"]
+    charts = [(i, n) for i, (n, _) in enumerate(sequence) if n.type == "vega_lite_chart"]
     assert len(charts) >= 2
     (first, mine), (second, theirs) = charts[:2]
-    # below, not beside: both straight in the main area, the other model's heading between them
-    assert sequence[first][1] == sequence[second][1] == 1
+    # below, not beside: both in the same block, no column, the other model's heading between them
+    assert sequence[first][1] == sequence[second][1]
+    assert "column" not in sequence[first][1]
     [heading] = [
         i
         for i, (n, _) in enumerate(sequence)

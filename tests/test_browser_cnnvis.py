@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 import pytest
 from PIL import Image
 
-from browser import app_server, browser_page, require_chromium, wait_for_app
+from browser import MESSAGE_TEXTS, app_server, browser_page, require_chromium, wait_for_app
 from convlens.activations import SHIPPED_DATA, analyze
 from convlens.cnnvis.drawing import HEIGHT, layout, neuron_marks
 from convlens.cnnvis.view import Options, build_view
@@ -82,6 +82,7 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
     monkeypatch.setenv("CONVLENS_HOME", home)
     analysis = analyze(model, SHIPPED_DATA)  # from the home the app reads
     with app_server(env={"CONVLENS_HOME": home}) as url, browser_page(1600, 1000) as (page, log):
+        page.add_init_script(MESSAGE_TEXTS)
         page.goto(f"{url}/?model={MODEL}", timeout=120_000)
         wait_for_app(page)
         page.get_by_role("link", name="CNNVis", exact=True).first.click()
@@ -94,10 +95,17 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
         column_mark = "[aria-roledescription='rect mark'][aria-label*='; group: g2;']"
         assert page.locator(f"{PICTURE_SVG} {column_mark}").count() == 1
         page.evaluate(f"() => {{ document.querySelector({PICTURE_SVG!r}).kept = true; }}")
+        page.evaluate("() => { window.__texts = []; }")
         click_at(page, box, layout(view), column.x + column.w / 2, column.middle)
         page.wait_for_function("() => window.location.search.includes('g2')", timeout=60_000)
         box = wait_for_picture(page)
         assert query(page)["groups"] == "g2,g3"
+        sent = page.evaluate("() => window.__texts.join(' ')")
+        assert "Expanded groups" in sent, "the toolbar came in the messages logged"
+        assert "The network left to right" not in sent, (
+            "a click in the picture reruns the toolbar and the picture only (a fragment), not the "
+            "page"
+        )
         # the browser kept its chart and replaced the data: the same picture element, new marks
         assert page.evaluate(f"() => document.querySelector({PICTURE_SVG!r}).kept === true")
         assert page.locator(f"{PICTURE_SVG} {column_mark}").count() == 0  # g2 no longer collapsed
