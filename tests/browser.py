@@ -93,19 +93,8 @@ window.WebSocket = class extends NativeWebSocket {
             if (Array.isArray(window.__messages))
                 window.__messages.push([performance.timeOrigin + performance.now(),
                     event.data.byteLength || 0]);
-        });
-    }
-};
-"""
-
-# A page that sets window.__texts to a list logs the text of each message from the server
-# (decoded as UTF-8: the strings the script sent are readable in it), to tell what a run sent.
-MESSAGE_TEXTS = """
-const NativeSocket = window.WebSocket;
-window.WebSocket = class extends NativeSocket {
-    constructor(...args) {
-        super(...args);
-        this.addEventListener('message', (event) => {
+            // one that sets window.__texts to a list logs each message's text (decoded as UTF-8:
+            // the strings the script sent are readable in it), to tell what a run sent
             if (Array.isArray(window.__texts) && event.data instanceof ArrayBuffer)
                 window.__texts.push(new TextDecoder().decode(event.data));
         });

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 import pytest
 from PIL import Image
 
-from browser import MESSAGE_TEXTS, app_server, browser_page, require_chromium, wait_for_app
+from browser import RUN_COUNTER, app_server, browser_page, require_chromium, wait_for_app
 from convlens.activations import SHIPPED_DATA, analyze
 from convlens.cnnvis.drawing import HEIGHT, layout, neuron_marks
 from convlens.cnnvis.view import Options, build_view
@@ -82,7 +82,7 @@ def test_expand_a_group_and_open_a_neuron_in_filters(
     monkeypatch.setenv("CONVLENS_HOME", home)
     analysis = analyze(model, SHIPPED_DATA)  # from the home the app reads
     with app_server(env={"CONVLENS_HOME": home}) as url, browser_page(1600, 1000) as (page, log):
-        page.add_init_script(MESSAGE_TEXTS)
+        page.add_init_script(RUN_COUNTER)
         page.goto(f"{url}/?model={MODEL}", timeout=120_000)
         wait_for_app(page)
         page.get_by_role("link", name="CNNVis", exact=True).first.click()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from browser import MESSAGE_TEXTS, app_server, browser_page, require_chromium, wait_for_app
+from browser import RUN_COUNTER, app_server, browser_page, require_chromium, wait_for_app
 from convlens.attribution import activation_maps
 from convlens.data import load_image
 from convlens.explain import convolution_step
@@ -45,7 +45,7 @@ def test_a_click_on_the_map_explains_the_value_there() -> None:
     maps = activation_maps(model.module, input_batch(model, image), graph.node(LAYER)).maps
     rows, columns = maps.shape[1:]
     with app_server() as url, browser_page(1280, 720) as (page, log):
-        page.add_init_script(MESSAGE_TEXTS)
+        page.add_init_script(RUN_COUNTER)
         page.goto(
             f"{url}/filters?model={MODEL}&image={IMAGE}&layer={LAYER}&filter={FILTER}",
             timeout=120_000,

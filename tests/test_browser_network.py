@@ -14,7 +14,7 @@ from playwright.sync_api import Error as PlaywrightError
 
 from browser import (
     CHAIN_COLOUR_AT,
-    MESSAGE_TEXTS,
+    RUN_COUNTER,
     app_server,
     browser_page,
     chain_canvas_ink,
@@ -229,7 +229,7 @@ def test_clicks_open_and_close_a_block_and_select_layers_back_and_forth(url: str
             && ({CHAIN_COLOUR_AT})([canvas, {list(HEADER_YELLOW)}]) !== null;
     }}"""
     with browser_page(1280, 720) as (page, log):
-        page.add_init_script(MESSAGE_TEXTS)
+        page.add_init_script(RUN_COUNTER)
         page.goto(url, timeout=120_000)  # not /network: its first request is a known 404
         wait_for_app(page)
         page.locator('[data-testid="stSidebarNav"] a', has_text="Network").click()
