@@ -103,10 +103,14 @@ window.addEventListener('keydown', stampPress, true);
 # JavaScript tests of what a click asks for; each is an expression over `document`.
 IMAGES_LOADED = """[...document.images]
     .every((image) => image.complete && image.naturalWidth > 0)"""
-EVERY_CHART_DRAWN = """[...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+# Charts on view only: a DeepEyes section hidden by `content-visibility` (convlens.ui.deepeyes.
+# sections) may hold a chart left undrawn until the section is shown (Streamlit creates a chart's
+# view once it has measured a width; seen on a tab's first DeepEyes page, 1 in ~40 such visits)
+CHARTS_ON_VIEW = """[...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+    .filter((chart) => chart.checkVisibility({visibilityProperty: true}))"""
+EVERY_CHART_DRAWN = f"""{CHARTS_ON_VIEW}
     .every((chart) => chart.querySelector('svg path, canvas'))"""
-CHARTS_DRAWN = f"""{EVERY_CHART_DRAWN}
-    && document.querySelectorAll('[data-testid="stVegaLiteChart"]').length > 0"""
+CHARTS_DRAWN = f"{EVERY_CHART_DRAWN} && {CHARTS_ON_VIEW}.length > 0"
 CHAIN_CANVAS = """(() => {
     const frame = document.querySelector('iframe[title="streamlit_agraph.agraph"]');
     const canvas = frame && frame.contentDocument && frame.contentDocument.querySelector('canvas');
