@@ -172,6 +172,26 @@ def test_a_layer_heading_shows_an_id_as_text_whatever_it_holds() -> None:
     ]
 
 
+def test_a_fragment_run_that_stops_early_writes_its_view_to_the_url() -> None:
+    # a fragment rerun alone runs outside app.py's `mirrored_in_url`, as this page does
+    def page() -> None:
+        import streamlit as st
+
+        from convlens.ui.state import stop_page, url_fragment
+
+        def view() -> None:
+            st.session_state["filter"] = 7
+            stop_page()
+
+        url_fragment("filters", view, None)()
+        st.session_state["filter"] = 9  # not reached: the fragment's stop ends the run
+        stop_page()
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception
+    assert at.query_params.get("filter") == "7"
+
+
 def test_unknown_model_in_url_falls_back_with_a_message() -> None:
     at = start({"model": "no_such_net"})
     assert not at.exception

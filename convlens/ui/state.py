@@ -198,12 +198,18 @@ def url_fragment(page: str, view: Callable[..., None], run_every: float | None) 
     """Return `view` as a fragment of `page` (`st.fragment`, rerun every `run_every` seconds)
     whose runs write the state to the URL when they end, early returns included: a run of the
     fragment alone does not reach the end of the page, where `mirrored_in_url` writes. A run that
-    asks for a rerun (`st.rerun`) writes at the end of that rerun instead."""
+    asks for a rerun (`st.rerun`) writes at the end of that rerun instead; one that ends early
+    (`stop_page`) writes before it ends."""
 
     @functools.wraps(view)
     def bookmarked(*args: object, **kwargs: object) -> None:
-        view(*args, **kwargs)
-        write_to_url(page)
+        outer = st.session_state.get(_APP_WRITES)
+        st.session_state[_APP_WRITES] = page
+        try:
+            view(*args, **kwargs)
+            write_to_url(page)
+        finally:
+            st.session_state[_APP_WRITES] = outer
 
     return st.fragment(run_every=run_every)(bookmarked)
 
