@@ -39,7 +39,7 @@ from convlens.ui.deepeyes.maps import strongest_caption
 from convlens.ui.deepeyes.sections import STYLE_KEY, container_key
 from convlens.ui.gallery import GALLERY_CLASS
 from convlens.ui.run_watch import NEW_RUN_NOTICE
-from convlens.ui.state import DEEPEYES_SECTIONS
+from convlens.ui.state import DEEPEYES_SECTIONS, NO_FILTER
 from convlens.weights import weights_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -723,6 +723,20 @@ def test_an_unknown_layer_in_a_link_to_another_section_is_said_on_screen():
     said = "fashion_deepeyes has no layer `features.conv9`: it shows features.conv1."
     assert [toast.value for toast in at.toast] == [said]
     assert not open_deepeyes({"de_view": "layer", "de_layer": "features.conv9"}).toast
+
+
+def test_an_unknown_filter_in_a_link_is_said_and_none_is_selected():
+    query = {"de_layer": "features.conv1", "de_filter": "99999"}
+    at = open_deepeyes({**query, "de_view": "layer"})
+    (line,) = [info.value for info in at.info if "has no filter" in info.value]
+    assert re.fullmatch(
+        r"features\.conv1 has no filter 99999 \(it has \d+ filters\): none is selected\.", line
+    )
+    assert at.selectbox(key="de_filter_widget").value == NO_FILTER
+    assert "de_filter" not in at.query_params
+    assert not at.toast, "said where it is seen"
+    hidden = open_deepeyes({**query, "de_view": "training"})
+    assert [toast.value for toast in hidden.toast] == [line]
 
 
 def test_a_long_unknown_layer_in_a_link_is_said_back_cut_and_as_code():

@@ -199,6 +199,15 @@ def inspect_controls(run: str, filters: dict[str, int]) -> tuple[str, int | None
     layer = st.session_state["de_layer"]
     chosen = st.session_state.get("de_filter", NO_FILTER)
     if not isinstance(chosen, int) or not 0 <= chosen < filters[layer]:
+        if isinstance(chosen, int) and chosen != NO_FILTER:  # a bookmark's or a link's
+            noun = unit_noun(layer)
+            said = (
+                f"{layer} has no {noun[:-1]} {chosen} (it has {filters[layer]} {noun}): "
+                "none is selected."
+            )
+            st.info(said)
+            if st.session_state.get("de_view") != "layer":  # said in a hidden section: and here
+                st.toast(said)
         st.session_state["de_filter"] = NO_FILTER
     layer_column, filter_column = st.columns(2)
     layer = layer_column.selectbox(
