@@ -181,6 +181,14 @@ def pick_filter(chart_key: str, run: str, layer: str):
     return callback
 
 
+def _say_in_layer_section(said: str) -> None:
+    """Say what a link asked for that the Layer section cannot show: in the section, and in a
+    toast too while the section is hidden (another one is shown)."""
+    st.info(said)
+    if st.session_state.get("de_view") != "layer":
+        st.toast(said)
+
+
 def inspect_controls(run: str, filters: dict[str, int]) -> tuple[str, int | None]:
     """Return the layer whose maps are shown and the selected filter (None: none).
 
@@ -190,10 +198,9 @@ def inspect_controls(run: str, filters: dict[str, int]) -> tuple[str, int | None
     wanted = st.session_state.get("de_layer")
     if wanted not in layers:
         if wanted is not None:
-            said = f"{Path(run).name} has no layer {quoted(wanted)}: it shows {layers[0]}."
-            st.info(said)
-            if st.session_state.get("de_view") != "layer":  # said in a hidden section: and here
-                st.toast(said)
+            _say_in_layer_section(
+                f"{Path(run).name} has no layer {quoted(wanted)}: it shows {layers[0]}."
+            )
             forget_filter()
         st.session_state["de_layer"] = layers[0]
     layer = st.session_state["de_layer"]
@@ -201,13 +208,10 @@ def inspect_controls(run: str, filters: dict[str, int]) -> tuple[str, int | None
     if not isinstance(chosen, int) or not 0 <= chosen < filters[layer]:
         if isinstance(chosen, int) and chosen != NO_FILTER:  # a bookmark's or a link's
             noun = unit_noun(layer)
-            said = (
+            _say_in_layer_section(
                 f"{layer} has no {noun[:-1]} {chosen} (it has {filters[layer]} {noun}): "
                 "none is selected."
             )
-            st.info(said)
-            if st.session_state.get("de_view") != "layer":  # said in a hidden section: and here
-                st.toast(said)
         st.session_state["de_filter"] = NO_FILTER
     layer_column, filter_column = st.columns(2)
     layer = layer_column.selectbox(
