@@ -227,6 +227,37 @@ def test_a_bad_choice_in_the_link_is_named_and_reset(
         assert not [w for w in popover.get("warning") if said in w.value]
 
 
+@pytest.mark.parametrize(
+    ("page", "key", "value"),
+    [
+        ("pages/filters.py", "filter", "abc"),
+        ("pages/filters.py", "page", "1e400"),
+        ("pages/network.py", "filter", "\x00../../etc"),
+        ("pages/deepeyes.py", "de_filter", "abc"),
+        ("pages/deepeyes.py", "de_step", "9" * 400),
+    ],
+)
+def test_a_number_the_link_spells_wrong_is_named_and_forgotten(
+    page: str, key: str, value: str, analysed_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVLENS_HOME", str(analysed_home))
+    base = {"model": "fashion_basecnn_x0.25", "image": "fashion-mnist:test:0", "layer": "conv2"}
+    at = start(page, {**base, key: value})
+    said = [w.value for w in at.warning if "not understood" in w.value]
+    assert said == [f"The link's {key}= was not understood; it is back to its default."]
+    assert_nothing_leaks(at)
+    kept = at.session_state[key] if key in at.session_state else None
+    assert str(kept) != value, "the page's default instead"
+
+
+def test_an_empty_number_in_the_link_is_not_worth_a_word(
+    analysed_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVLENS_HOME", str(analysed_home))
+    at = start("pages/deepeyes.py", {"de_filter": " ", "de_step": ""})
+    assert "not understood" not in assert_nothing_leaks(at)
+
+
 def test_several_bad_choices_in_the_link_are_named_in_one_warning(
     analysed_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

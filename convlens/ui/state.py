@@ -59,6 +59,12 @@ class UrlKey:
         return not self.pages or page in self.pages
 
 
+def whole_number_text(text: str) -> str | None:
+    """A whole number from a browser as the session keeps it (a filter: "3"), or None."""
+    number = whole_number(text)
+    return None if number is None else str(number)
+
+
 DEEPEYES_SECTIONS = ("training", "layer", "diagnosis")
 # The DeepEyes filter picker's "none".
 NO_FILTER = -1
@@ -75,7 +81,7 @@ URL_STATE: dict[str, UrlKey] = {
             derived=("image_choice", "fashion_index", "other_source"),
         ),
         UrlKey("layer", FORWARD_PASS_PAGES),
-        UrlKey("filter", FORWARD_PASS_PAGES, derived=("filters_unit",)),
+        UrlKey("filter", FORWARD_PASS_PAGES, read=whole_number_text, derived=("filters_unit",)),
         UrlKey("run", ("training", "deepeyes")),
         UrlKey("show", ("filters",)),
         UrlKey("sort", ("filters",)),
@@ -130,8 +136,10 @@ def restore_from_url(page: str) -> None:
     there last: a link opened (the first run of a browser session), Back or Forward pressed.
 
     Then the keys it names take its values (read by their `UrlKey.read`), and the keys of `page`
-    that it lacks are forgotten, so that the page shows their defaults as it did then. An empty
-    address bar (a page switch empties it) names no view: the session's state stays.
+    that it lacks are forgotten, so that the page shows their defaults as it did then. A value
+    that its key cannot read (`filter=abc`, a number of 400 digits) is said in one warning and
+    forgotten. An empty address bar (a page switch empties it) names no view: the session's
+    state stays.
     """
     url = _url_state()
     last = st.session_state.get(_LAST_WRITTEN)
@@ -141,6 +149,7 @@ def restore_from_url(page: str) -> None:
     for name in page_keys(page) if last is not None else ():
         if name not in url:
             state.pop(name, None)
+    unreadable = []
     for name, text in url.items():
         key = URL_STATE[name]
         value = key.read(text)
@@ -149,8 +158,12 @@ def restore_from_url(page: str) -> None:
                 state.pop(derived, None)
         if value is None:
             state.pop(name, None)
+            if text.strip() and key.shown_on(page):
+                unreadable.append(name)
         else:
             state[name] = value
+    if unreadable:
+        warn_reset(*unreadable)
 
 
 def write_to_url(page: str) -> None:
