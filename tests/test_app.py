@@ -192,6 +192,60 @@ def test_a_fragment_run_that_stops_early_writes_its_view_to_the_url() -> None:
     assert at.query_params.get("filter") == "7"
 
 
+def sort_page() -> None:
+    """A page that keeps Filters' sort order in the URL, and a button that changes nothing."""
+    import streamlit as st
+
+    from convlens.ui.state import mirrored_in_url, persisted, restore_from_url
+
+    restore_from_url("filters")
+    with mirrored_in_url("filters"):
+        st.selectbox("Sort", ["activation", "norm", "annotation"], **persisted("sort"))
+        st.button("Nothing")
+
+
+def test_the_address_a_click_carries_is_not_read_as_a_view() -> None:
+    # A click sent while the app's last write is on its way carries the address before it.
+    at = AppTest.from_function(sort_page)
+    at.query_params["sort"] = "norm"
+    at.run()
+    assert at.session_state["sort"] == "norm", "a link opened is read"
+    at.selectbox(key="sort_widget").set_value("annotation").run()
+    assert at.query_params["sort"] == "annotation"
+    at.query_params["sort"] = "norm"  # the lagging address
+    at.button[0].click().run()
+    assert at.session_state["sort"] == "annotation", "the view stays"
+    assert at.query_params["sort"] == "annotation", "and is written again"
+
+
+def test_the_app_writes_the_view_again_when_it_last_sent_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streamlit.runtime.state.query_params import QueryParams
+
+    sent: list[dict] = []
+    send = QueryParams._send_query_param_msg
+
+    def recorded(self: QueryParams) -> None:
+        sent.append(dict(self._query_params))
+        send(self)
+
+    monkeypatch.setattr(QueryParams, "_send_query_param_msg", recorded)
+    at = AppTest.from_function(sort_page)
+    at.query_params["sort"] = "norm"
+    at.run()
+    at.selectbox(key="sort_widget").set_value("annotation").run()
+    assert sent[-1]["sort"] == "annotation"
+    # back to "norm" by a click that carries the address before the last write: it already says
+    # "norm", but the browser's address will say what the app sent last
+    at.query_params["sort"] = "norm"
+    at.selectbox(key="sort_widget").set_value("norm").run()
+    assert sent[-1]["sort"] == "norm"
+    count = len(sent)
+    at.button[0].click().run()
+    assert len(sent) == count, "nothing sent when the address holds the view"
+
+
 def test_unknown_model_in_url_falls_back_with_a_message() -> None:
     at = start({"model": "no_such_net"})
     assert not at.exception

@@ -14,9 +14,14 @@ one whose choices depend on the model or the run by `keep_valid(name, options, d
 A fragment that changes the view (a picker in it) is made with `url_fragment`, so that its runs
 alone write the address bar too.
 
-The address bar wins over the session when it holds something else than the app last wrote there:
-a link opened, Back or Forward pressed. It is written once per run, so that each change of the view
-is one entry of the browser's history.
+The address bar wins over the session when a link is opened or Back or Forward pressed, and it
+holds something else than the app last wrote there. It is written once per run, so that each change
+of the view is one entry of the browser's history.
+
+A click carries the address the browser shows when it is sent, which lags while the app's last
+write is on its way (a slider's keys pressed fast): so the address of a click is never read as a
+view, and the app writes again when what it last sent differs from the view, though the click's
+address equals it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from convlens.access import whole_number
 from convlens.ui.navigation import IMAGE_PICKER, MODEL_PICKER, pages_with
@@ -116,9 +122,10 @@ PAGE_URL_KEYS = {
     page: tuple(name for name, key in URL_STATE.items() if page in key.pages)
     for page in dict.fromkeys(page for key in URL_STATE.values() for page in key.pages)
 }
-# What the app last wrote in the address bar (the registry's keys only), and whether app.py writes
-# it at the end of the run now going.
+# What the app last wrote in the address bar (the registry's keys only), the whole query it last
+# sent the browser, and whether app.py writes it at the end of the run now going.
 _LAST_WRITTEN = "_url_last_written"
+_LAST_SENT = "_url_last_sent"
 _APP_WRITES = "_url_written_by_app"
 
 
@@ -132,8 +139,8 @@ def _url_state() -> dict[str, str]:
 
 
 def restore_from_url(page: str) -> None:
-    """Copy the address bar into session state when it holds a view that the app did not write
-    there last: a link opened (the first run of a browser session), Back or Forward pressed.
+    """Copy the address bar into session state when a link is opened (the first run of a browser
+    session) or Back or Forward pressed, and it holds a view that the app did not write there last.
 
     Then the keys it names take its values (read by their `UrlKey.read`), and the keys of `page`
     that it lacks are forgotten, so that the page shows their defaults as it did then. A value
@@ -143,7 +150,7 @@ def restore_from_url(page: str) -> None:
     """
     url = _url_state()
     last = st.session_state.get(_LAST_WRITTEN)
-    if not url or url == last:
+    if not url or url == last or (last is not None and not _history_navigation()):
         return
     state = st.session_state
     for name in page_keys(page) if last is not None else ():
@@ -171,18 +178,26 @@ def write_to_url(page: str) -> None:
     shared keys and those of `page` (its URL path). Other pages' keys stay in the session, where
     their page finds them again, but leave the address bar.
 
-    One message at most, and none when the address bar already holds the view: every message
-    is an entry of the browser's history."""
+    One message at most, and none when the address bar already holds the view and the app sent
+    it no other (a message that changes the address is an entry of the browser's history)."""
     own = {}
     for name in page_keys(page):
         value = st.session_state.get(name)
         if value not in (None, "", URL_STATE[name].unset):
             own[name] = str(value)
     st.session_state[_LAST_WRITTEN] = own
-    others = {k: v for k, v in st.query_params.to_dict().items() if k not in URL_STATE}
-    wanted = {**others, **own}
-    if st.query_params.to_dict() != wanted:
+    shown = st.query_params.to_dict()
+    wanted = {**{k: v for k, v in shown.items() if k not in URL_STATE}, **own}
+    sent = st.session_state.get(_LAST_SENT)
+    if shown != wanted or sent not in (None, wanted):
         st.query_params.from_dict(wanted)
+        st.session_state[_LAST_SENT] = wanted
+
+
+def _history_navigation() -> bool:
+    """Whether this run answers Back or Forward (the browser says so)."""
+    context = get_script_run_ctx()
+    return context is not None and context.is_history_navigation
 
 
 @contextmanager
