@@ -246,7 +246,7 @@ def test_a_number_the_link_spells_wrong_is_named_and_forgotten(
     said = [w.value for w in at.warning if "not understood" in w.value]
     assert said == [f"The link's {key}= was not understood; it is back to its default."]
     assert_nothing_leaks(at)
-    kept = at.session_state[key] if key in at.session_state else None
+    kept = at.session_state.get(key)
     assert str(kept) != value, "the page's default instead"
 
 
