@@ -6,9 +6,10 @@ import streamlit as st
 
 from convlens.ui.launch import use_serving_threads
 from convlens.ui.navigation import PAGE_STYLE, PAGES
-from convlens.ui.state import mirrored_in_url
+from convlens.ui.state import mirrored_in_url, note_history_navigation
 
 use_serving_threads()  # also under plain `streamlit run app.py`
+note_history_navigation()
 
 st.set_page_config(page_title="ConvLens", page_icon="🔍", layout="wide")
 st.sidebar.markdown(PAGE_STYLE, unsafe_allow_html=True)  # style only: the sidebar shows nothing

@@ -193,11 +193,20 @@ def test_a_fragment_run_that_stops_early_writes_its_view_to_the_url() -> None:
 
 
 def sort_page() -> None:
-    """A page that keeps Filters' sort order in the URL, and a button that changes nothing."""
+    """A page that keeps Filters' sort order in the URL, and a button that changes nothing. As
+    app.py, it notes Back first; a run may end before the page starts (`end_early`)."""
     import streamlit as st
 
-    from convlens.ui.state import mirrored_in_url, persisted, restore_from_url
+    from convlens.ui.state import (
+        mirrored_in_url,
+        note_history_navigation,
+        persisted,
+        restore_from_url,
+    )
 
+    note_history_navigation()
+    if st.session_state.pop("end_early", False):
+        st.stop()
     restore_from_url("filters")
     with mirrored_in_url("filters"):
         st.selectbox("Sort", ["activation", "norm", "annotation"], **persisted("sort"))
@@ -218,9 +227,9 @@ def test_the_address_a_click_carries_is_not_read_as_a_view() -> None:
     assert at.query_params["sort"] == "annotation", "and is written again"
 
 
-def test_the_app_writes_the_view_again_when_it_last_sent_another(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def sent_addresses(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """The queries the app sends the browser's address bar, in order."""
     from streamlit.runtime.state.query_params import QueryParams
 
     sent: list[dict] = []
@@ -231,19 +240,62 @@ def test_the_app_writes_the_view_again_when_it_last_sent_another(
         send(self)
 
     monkeypatch.setattr(QueryParams, "_send_query_param_msg", recorded)
+    return sent
+
+
+def test_once_written_the_address_is_sent_on_every_run(sent_addresses: list[dict]) -> None:
     at = AppTest.from_function(sort_page)
     at.query_params["sort"] = "norm"
     at.run()
+    assert sent_addresses == [], "a link opened keeps its spelling"
     at.selectbox(key="sort_widget").set_value("annotation").run()
-    assert sent[-1]["sort"] == "annotation"
+    assert sent_addresses[-1]["sort"] == "annotation"
     # back to "norm" by a click that carries the address before the last write: it already says
     # "norm", but the browser's address will say what the app sent last
     at.query_params["sort"] = "norm"
     at.selectbox(key="sort_widget").set_value("norm").run()
-    assert sent[-1]["sort"] == "norm"
-    count = len(sent)
+    assert sent_addresses[-1]["sort"] == "norm"
+    # a run whose message is lost (replaced by the next click's run) is made good by the next one
+    count = len(sent_addresses)
     at.button[0].click().run()
-    assert len(sent) == count, "nothing sent when the address holds the view"
+    assert len(sent_addresses) == count + 1 and sent_addresses[-1]["sort"] == "norm"
+
+
+def test_back_and_forward_restore_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    from convlens.ui import state
+
+    at = AppTest.from_function(sort_page)
+    at.query_params["sort"] = "norm"
+    at.run()
+    at.selectbox(key="sort_widget").set_value("annotation").run()
+    at.query_params["sort"] = "norm"  # Back
+    monkeypatch.setattr(state, "_history_navigation", lambda: True)
+    at.run()
+    assert at.session_state["sort"] == "norm"
+    assert at.selectbox(key="sort_widget").value == "norm"
+
+
+def test_back_ended_before_its_page_started_is_restored_by_the_next_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # app.py notes Back first; a click that ends that run before the page starts carries the
+    # address Back went to, but not the browser's mark
+    from convlens.ui import state
+
+    at = AppTest.from_function(sort_page)
+    at.query_params["sort"] = "norm"
+    at.run()
+    at.selectbox(key="sort_widget").set_value("annotation").run()
+    at.query_params["sort"] = "norm"  # Back
+    at.session_state["end_early"] = True
+    with monkeypatch.context() as back:
+        back.setattr(state, "_history_navigation", lambda: True)
+        at.run()
+    at.run()  # the click after it
+    assert at.session_state["sort"] == "norm"
+    at.query_params["sort"] = "activation"  # a later click's lagging address is not read
+    at.run()
+    assert at.session_state["sort"] == "norm"
 
 
 def test_unknown_model_in_url_falls_back_with_a_message() -> None:

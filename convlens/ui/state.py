@@ -19,9 +19,10 @@ holds something else than the app last wrote there. It is written once per run, 
 of the view is one entry of the browser's history.
 
 A click carries the address the browser shows when it is sent, which lags while the app's last
-write is on its way (a slider's keys pressed fast): so the address of a click is never read as a
-view, and the app writes again when what it last sent differs from the view, though the click's
-address equals it.
+write is on its way (a slider's keys pressed fast), and a run replaced by the next click's may lose
+its write: so the address of a click is never read as a view, and once the app has written the
+address it writes it on every run (a message that leaves the address as it is costs nothing in
+the browser's history).
 """
 
 from __future__ import annotations
@@ -122,11 +123,13 @@ PAGE_URL_KEYS = {
     page: tuple(name for name, key in URL_STATE.items() if page in key.pages)
     for page in dict.fromkeys(page for key in URL_STATE.values() for page in key.pages)
 }
-# What the app last wrote in the address bar (the registry's keys only), the whole query it last
-# sent the browser, and whether app.py writes it at the end of the run now going.
+# What the app last wrote in the address bar (the registry's keys only), whether it wrote it yet,
+# whether app.py writes it at the end of the run now going, and whether a run that answered Back or
+# Forward ended before its page restored the address.
 _LAST_WRITTEN = "_url_last_written"
-_LAST_SENT = "_url_last_sent"
+_HAS_WRITTEN = "_url_has_written"
 _APP_WRITES = "_url_written_by_app"
+_NAVIGATED = "_url_navigated"
 
 
 def page_keys(page: str) -> tuple[str, ...]:
@@ -139,18 +142,19 @@ def _url_state() -> dict[str, str]:
 
 
 def restore_from_url(page: str) -> None:
-    """Copy the address bar into session state when a link is opened (the first run of a browser
-    session) or Back or Forward pressed, and it holds a view that the app did not write there last.
+    """Copy the address bar into session state when a link is opened (the session's runs wrote no
+    view yet) or Back or Forward pressed, and it holds a view that the app did not write there last.
 
     Then the keys it names take its values (read by their `UrlKey.read`), and the keys of `page`
     that it lacks are forgotten, so that the page shows their defaults as it did then. A value
-    that its key cannot read (`filter=abc`, a number of 400 digits) is said in one warning and
-    forgotten. An empty address bar (a page switch empties it) names no view: the session's
+    of `page`'s keys that its key cannot read (`filter=abc`, a number of 400 digits) is said in
+    one warning and forgotten. An empty address bar (a page switch empties it) names no view: the session's
     state stays.
     """
     url = _url_state()
     last = st.session_state.get(_LAST_WRITTEN)
-    if not url or url == last or (last is not None and not _history_navigation()):
+    navigated = st.session_state.pop(_NAVIGATED, False) or _history_navigation()
+    if not url or url == last or (last is not None and not navigated):
         return
     state = st.session_state
     for name in page_keys(page) if last is not None else ():
@@ -178,8 +182,9 @@ def write_to_url(page: str) -> None:
     shared keys and those of `page` (its URL path). Other pages' keys stay in the session, where
     their page finds them again, but leave the address bar.
 
-    One message at most, and none when the address bar already holds the view and the app sent
-    it no other (a message that changes the address is an entry of the browser's history)."""
+    One message (a message that changes the address is an entry of the browser's history, or
+    replaces the entry Back or Forward went to), none on the session's first run when the address
+    already holds the view (a link opened keeps its spelling)."""
     own = {}
     for name in page_keys(page):
         value = st.session_state.get(name)
@@ -188,16 +193,23 @@ def write_to_url(page: str) -> None:
     st.session_state[_LAST_WRITTEN] = own
     shown = st.query_params.to_dict()
     wanted = {**{k: v for k, v in shown.items() if k not in URL_STATE}, **own}
-    sent = st.session_state.get(_LAST_SENT)
-    if shown != wanted or sent not in (None, wanted):
+    if shown != wanted or st.session_state.get(_HAS_WRITTEN):
         st.query_params.from_dict(wanted)
-        st.session_state[_LAST_SENT] = wanted
+        st.session_state[_HAS_WRITTEN] = True
 
 
 def _history_navigation() -> bool:
     """Whether this run answers Back or Forward (the browser says so)."""
     context = get_script_run_ctx()
     return context is not None and context.is_history_navigation
+
+
+def note_history_navigation() -> None:
+    """Remember that this run answers Back or Forward until a page restores the address: a click
+    that ends the run before its page starts carries the address, but not the browser's mark.
+    app.py calls this first, before anything is sent (each message sent may end the run)."""
+    if _history_navigation():
+        st.session_state[_NAVIGATED] = True
 
 
 @contextmanager
