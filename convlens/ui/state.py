@@ -148,8 +148,8 @@ def restore_from_url(page: str) -> None:
     Then the keys it names take its values (read by their `UrlKey.read`), and the keys of `page`
     that it lacks are forgotten, so that the page shows their defaults as it did then. A value
     of `page`'s keys that its key cannot read (`filter=abc`, a number of 400 digits) is said in
-    one warning and forgotten. An empty address bar (a page switch empties it) names no view: the session's
-    state stays.
+    one warning and forgotten. An empty address bar (a page switch empties it) names no view:
+    the session's state stays.
     """
     url = _url_state()
     last = st.session_state.get(_LAST_WRITTEN)
