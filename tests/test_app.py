@@ -261,6 +261,32 @@ def test_once_written_the_address_is_sent_on_every_run(sent_addresses: list[dict
     assert len(sent_addresses) == count + 1 and sent_addresses[-1]["sort"] == "norm"
 
 
+def test_a_page_switch_s_bare_address_is_replaced_by_the_view(sent_addresses: list[dict]) -> None:
+    # a page switch has made its bare address an entry of the history: a message would add a
+    # second entry for the same page, so that Back would seem to do nothing once
+    at = AppTest.from_function(sort_page)
+    at.session_state["sort"] = "norm"  # kept in the session from another page's visit
+    at.run()
+    assert sent_addresses == [], "no message"
+    (script,) = [html.proto.body for html in at.get("html") if "replaceState" in html.proto.body]
+    assert 'location.search === ""' in script and '"?sort=norm"' in script
+    assert at.query_params["sort"] == "norm", "the server's copy of the address"
+    at.button[0].click().run()  # the browser's address now holds the view
+    assert not [html for html in at.get("html") if "replaceState" in html.proto.body]
+    assert sent_addresses[-1]["sort"] == "norm"
+
+
+def test_the_address_script_keeps_a_browser_s_text_inside_its_strings() -> None:
+    from convlens.ui.state import replace_address_script
+
+    hostile = 'x=</script><script>alert(1)</script>"\\'
+    script = replace_address_script(hostile, "sort=norm")
+    body = script.removeprefix("<script>").removesuffix("</script>")
+    assert "<" not in body
+    literal = body.removeprefix("if (location.search === ").split(") history.", 1)[0]
+    assert json.loads(literal) == f"?{hostile}", "the text stays inside its string"
+
+
 def test_back_and_forward_restore_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
     from convlens.ui import state
 

@@ -22,20 +22,24 @@ A click carries the address the browser shows when it is sent, which lags while 
 write is on its way (a slider's keys pressed fast), and a run replaced by the next click's may lose
 its write: so the address of a click is never read as a view, and once the app has written the
 address it writes it on every run (a message that leaves the address as it is costs nothing in
-the browser's history).
+the browser's history). A page switch has made its bare address an entry of the history already:
+the view replaces it there, so that one Back goes to the page before.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NoReturn
+from urllib.parse import urlencode
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
+from streamlit.runtime.state.session_state_proxy import get_session_state
 
 from convlens.access import whole_number
 from convlens.ui.navigation import IMAGE_PICKER, MODEL_PICKER, pages_with
@@ -184,7 +188,9 @@ def write_to_url(page: str) -> None:
 
     One message (a message that changes the address is an entry of the browser's history, or
     replaces the entry Back or Forward went to), none on the session's first run when the address
-    already holds the view (a link opened keeps its spelling)."""
+    already holds the view (a link opened keeps its spelling). An address that holds no view (the
+    bare one of a page switch, or of a link to a page) is replaced instead (`_replace_address`):
+    the page switch made it an entry of the history already."""
     own = {}
     for name in page_keys(page):
         value = st.session_state.get(name)
@@ -193,9 +199,48 @@ def write_to_url(page: str) -> None:
     st.session_state[_LAST_WRITTEN] = own
     shown = st.query_params.to_dict()
     wanted = {**{k: v for k, v in shown.items() if k not in URL_STATE}, **own}
-    if shown != wanted or st.session_state.get(_HAS_WRITTEN):
+    if own and not URL_STATE.keys() & shown.keys():
+        _replace_address(wanted)
+    elif shown != wanted or st.session_state.get(_HAS_WRITTEN):
         st.query_params.from_dict(wanted)
-        st.session_state[_HAS_WRITTEN] = True
+    else:
+        return
+    st.session_state[_HAS_WRITTEN] = True
+
+
+def _replace_address(wanted: dict[str, str]) -> None:
+    """Put `wanted` in the address bar in place of the address of the history entry the browser
+    is on, by a script (Streamlit's own message would add an entry), and in the server's copy of
+    the address without that message (as `st.query_params.from_dict` does, but quietly)."""
+    query = urlencode(wanted, doseq=True)
+    st.html(replace_address_script(_sent_address(), query), unsafe_allow_javascript=True)
+    with get_session_state().query_params() as params:
+        params.clear_with_no_forward_msg(preserve_embed=True)
+        for name, value in wanted.items():
+            params.set_with_no_forward_msg(name, value)
+    context = get_script_run_ctx()
+    if context is not None:
+        context.query_string = query
+
+
+def replace_address_script(sent: str, query: str) -> str:
+    """Return the script that puts `query` in the browser's address bar in place of `sent`, the
+    query of the history entry it is on, unless the browser has left that address since (a click
+    that went on first)."""
+
+    def search(text: str) -> str:
+        return json.dumps(f"?{text}" if text else "").replace("<", "\\u003c")
+
+    return (
+        f"<script>if (location.search === {search(sent)}) "
+        f"history.replaceState(history.state, '', location.pathname + {search(query)});</script>"
+    )
+
+
+def _sent_address() -> str:
+    """The query of the address the browser showed when it asked for this run."""
+    context = get_script_run_ctx()
+    return context.query_string if context is not None else ""
 
 
 def _history_navigation() -> bool:
