@@ -276,6 +276,34 @@ def test_a_page_switch_s_bare_address_is_replaced_by_the_view(sent_addresses: li
     assert sent_addresses[-1]["sort"] == "norm"
 
 
+def test_a_run_of_the_whole_page_is_one_message_however_many_fragments_it_runs(
+    sent_addresses: list[dict],
+) -> None:
+    # each message that changes the address is an entry of the browser's history
+    def page() -> None:
+        import streamlit as st
+
+        from convlens.ui.state import mirrored_in_url, url_fragment
+
+        def part(name: str, value: str) -> None:
+            st.session_state[name] = value
+            st.button(f"Rerun {name}")
+
+        with mirrored_in_url("filters"):
+            url_fragment("filters", part, None)("show", "guided")
+            url_fragment("filters", part, None)("sort", "norm")
+
+    at = AppTest.from_function(page)
+    at.query_params["show"] = "activation"  # a link
+    at.run()
+    assert sent_addresses == [{"show": "guided", "sort": "norm"}]
+    at.session_state["show"] = "activation"
+    at.button[0].click().run()  # the first fragment's run alone writes at its end
+    assert not at.exception
+    assert sent_addresses[-1] == {"show": "guided", "sort": "norm"}
+    assert len(sent_addresses) == 2
+
+
 def test_the_address_script_keeps_a_browser_s_text_inside_its_strings() -> None:
     from convlens.ui.state import replace_address_script
 

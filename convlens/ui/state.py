@@ -282,9 +282,10 @@ def stop_page() -> NoReturn:
 def url_fragment(page: str, view: Callable[..., None], run_every: float | None) -> Callable:
     """Return `view` as a fragment of `page` (`st.fragment`, rerun every `run_every` seconds)
     whose runs write the state to the URL when they end, early returns included: a run of the
-    fragment alone does not reach the end of the page, where `mirrored_in_url` writes. A run that
-    asks for a rerun (`st.rerun`) writes at the end of that rerun instead; one that ends early
-    (`stop_page`) writes before it ends."""
+    fragment alone does not reach the end of the page, where `mirrored_in_url` writes. Within a
+    run of the whole page it leaves that to the page's end, so that the run is one entry of the
+    browser's history. A run that asks for a rerun (`st.rerun`) writes at the end of that rerun
+    instead; one that ends early (`stop_page`) writes before it ends."""
 
     @functools.wraps(view)
     def bookmarked(*args: object, **kwargs: object) -> None:
@@ -292,7 +293,8 @@ def url_fragment(page: str, view: Callable[..., None], run_every: float | None) 
         st.session_state[_APP_WRITES] = page
         try:
             view(*args, **kwargs)
-            write_to_url(page)
+            if not outer:
+                write_to_url(page)
         finally:
             st.session_state[_APP_WRITES] = outer
 
