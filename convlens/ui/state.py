@@ -128,12 +128,13 @@ PAGE_URL_KEYS = {
     for page in dict.fromkeys(page for key in URL_STATE.values() for page in key.pages)
 }
 # What the app last wrote in the address bar (the registry's keys only), whether it wrote it yet,
-# whether app.py writes it at the end of the run now going, and whether a run that answered Back or
-# Forward ended before its page restored the address.
+# whether app.py writes it at the end of the run now going, whether a run that answered Back or
+# Forward ended before its page restored the address, and the query its last replace wrote.
 _LAST_WRITTEN = "_url_last_written"
 _HAS_WRITTEN = "_url_has_written"
 _APP_WRITES = "_url_written_by_app"
 _NAVIGATED = "_url_navigated"
+_REPLACED = "_url_replaced"
 
 
 def page_keys(page: str) -> tuple[str, ...]:
@@ -188,9 +189,10 @@ def write_to_url(page: str) -> None:
 
     One message (a message that changes the address is an entry of the browser's history, or
     replaces the entry Back or Forward went to), none on the session's first run when the address
-    already holds the view (a link opened keeps its spelling). An address that holds no view (the
-    bare one of a page switch, or of a link to a page) is replaced instead (`_replace_address`):
-    the page switch made it an entry of the history already."""
+    already holds the view (a link opened keeps its spelling). A bare address (a page switch's, or
+    a link's to a page) is replaced instead (`_replace_address`): the page switch made it an entry
+    of the history already; so is the address that replace wrote, while the view stays (a run
+    ended by `st.rerun` drops the script)."""
     own = {}
     for name in page_keys(page):
         value = st.session_state.get(name)
@@ -199,21 +201,26 @@ def write_to_url(page: str) -> None:
     st.session_state[_LAST_WRITTEN] = own
     shown = st.query_params.to_dict()
     wanted = {**{k: v for k, v in shown.items() if k not in URL_STATE}, **own}
-    if own and not URL_STATE.keys() & shown.keys():
-        _replace_address(wanted)
+    query = urlencode(wanted, doseq=True)
+    replaced = st.session_state.get(_REPLACED)
+    if own and (not _sent_address() or query == replaced):
+        _replace_address(wanted, query, replaced)
     elif shown != wanted or st.session_state.get(_HAS_WRITTEN):
         st.query_params.from_dict(wanted)
+        st.session_state.pop(_REPLACED, None)
     else:
         return
     st.session_state[_HAS_WRITTEN] = True
 
 
-def _replace_address(wanted: dict[str, str]) -> None:
-    """Put `wanted` in the address bar in place of the address of the history entry the browser
-    is on, by a script (Streamlit's own message would add an entry), and in the server's copy of
-    the address without that message (as `st.query_params.from_dict` does, but quietly)."""
-    query = urlencode(wanted, doseq=True)
-    st.html(replace_address_script(_sent_address(), query), unsafe_allow_javascript=True)
+def _replace_address(wanted: dict[str, str], query: str, replaced: str | None) -> None:
+    """Put `query` (of `wanted`) in the address bar in place of the address of the history entry
+    the browser is on, by a script (Streamlit's own message would add an entry), and in the
+    server's copy of the address without that message (as `st.query_params.from_dict` does, but
+    quietly). `replaced` is the query the last replace wrote, which the browser may be on."""
+    sent = [_sent_address(), *([replaced] if replaced is not None else [])]
+    st.html(replace_address_script(sent, query), unsafe_allow_javascript=True)
+    st.session_state[_REPLACED] = query
     with get_session_state().query_params() as params:
         params.clear_with_no_forward_msg(preserve_embed=True)
         for name, value in wanted.items():
@@ -223,17 +230,21 @@ def _replace_address(wanted: dict[str, str]) -> None:
         context.query_string = query
 
 
-def replace_address_script(sent: str, query: str) -> str:
-    """Return the script that puts `query` in the browser's address bar in place of `sent`, the
-    query of the history entry it is on, unless the browser has left that address since (a click
-    that went on first)."""
+def replace_address_script(sent: list[str], query: str) -> str:
+    """Return the script that puts `query` in the browser's address bar in place of one of the
+    queries `sent`, the address of the history entry it is on, unless the browser has left those
+    addresses since (a click that went on first)."""
 
     def search(text: str) -> str:
-        return json.dumps(f"?{text}" if text else "").replace("<", "\\u003c")
+        return f"?{text}" if text else ""
+
+    def literal(value: object) -> str:
+        return json.dumps(value).replace("<", "\\u003c")
 
     return (
-        f"<script>if (location.search === {search(sent)}) "
-        f"history.replaceState(history.state, '', location.pathname + {search(query)});</script>"
+        f"<script>if ({literal([search(text) for text in sent])}.includes(location.search)) "
+        "history.replaceState(history.state, '', "
+        f"location.pathname + {literal(search(query))} + location.hash);</script>"
     )
 
 
