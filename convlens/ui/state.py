@@ -22,24 +22,20 @@ A click carries the address the browser shows when it is sent, which lags while 
 write is on its way (a slider's keys pressed fast), and a run replaced by the next click's may lose
 its write: so the address of a click is never read as a view, and once the app has written the
 address it writes it on every run (a message that leaves the address as it is costs nothing in
-the browser's history). A page switch has made its bare address an entry of the history already:
-the view replaces it there, so that one Back goes to the page before.
+the browser's history).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NoReturn
-from urllib.parse import urlencode
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
-from streamlit.runtime.state.session_state_proxy import get_session_state
 
 from convlens.access import whole_number
 from convlens.ui.navigation import IMAGE_PICKER, MODEL_PICKER, pages_with
@@ -128,13 +124,12 @@ PAGE_URL_KEYS = {
     for page in dict.fromkeys(page for key in URL_STATE.values() for page in key.pages)
 }
 # What the app last wrote in the address bar (the registry's keys only), whether it wrote it yet,
-# whether app.py writes it at the end of the run now going, whether a run that answered Back or
-# Forward ended before its page restored the address, and the query its last replace wrote.
+# whether app.py writes it at the end of the run now going, and whether a run that answered Back or
+# Forward ended before its page restored the address.
 _LAST_WRITTEN = "_url_last_written"
 _HAS_WRITTEN = "_url_has_written"
 _APP_WRITES = "_url_written_by_app"
 _NAVIGATED = "_url_navigated"
-_REPLACED = "_url_replaced"
 
 
 def page_keys(page: str) -> tuple[str, ...]:
@@ -189,10 +184,7 @@ def write_to_url(page: str) -> None:
 
     One message (a message that changes the address is an entry of the browser's history, or
     replaces the entry Back or Forward went to), none on the session's first run when the address
-    already holds the view (a link opened keeps its spelling). A bare address (a page switch's, or
-    a link's to a page) is replaced instead (`_replace_address`): the page switch made it an entry
-    of the history already; so is the address that replace wrote, while the view stays (a run
-    ended by `st.rerun` drops the script)."""
+    already holds the view (a link opened keeps its spelling)."""
     own = {}
     for name in page_keys(page):
         value = st.session_state.get(name)
@@ -201,57 +193,9 @@ def write_to_url(page: str) -> None:
     st.session_state[_LAST_WRITTEN] = own
     shown = st.query_params.to_dict()
     wanted = {**{k: v for k, v in shown.items() if k not in URL_STATE}, **own}
-    query = urlencode(wanted, doseq=True)
-    replaced = st.session_state.get(_REPLACED)
-    if own and (not _sent_address() or query == replaced):
-        _replace_address(wanted, query, replaced)
-    elif shown != wanted or st.session_state.get(_HAS_WRITTEN):
+    if shown != wanted or st.session_state.get(_HAS_WRITTEN):
         st.query_params.from_dict(wanted)
-        st.session_state.pop(_REPLACED, None)
-    else:
-        return
-    st.session_state[_HAS_WRITTEN] = True
-
-
-def _replace_address(wanted: dict[str, str], query: str, replaced: str | None) -> None:
-    """Put `query` (of `wanted`) in the address bar in place of the address of the history entry
-    the browser is on, by a script (Streamlit's own message would add an entry), and in the
-    server's copy of the address without that message (as `st.query_params.from_dict` does, but
-    quietly). `replaced` is the query the last replace wrote, which the browser may be on."""
-    sent = [_sent_address(), *([replaced] if replaced is not None else [])]
-    st.html(replace_address_script(sent, query), unsafe_allow_javascript=True)
-    st.session_state[_REPLACED] = query
-    with get_session_state().query_params() as params:
-        params.clear_with_no_forward_msg(preserve_embed=True)
-        for name, value in wanted.items():
-            params.set_with_no_forward_msg(name, value)
-    context = get_script_run_ctx()
-    if context is not None:
-        context.query_string = query
-
-
-def replace_address_script(sent: list[str], query: str) -> str:
-    """Return the script that puts `query` in the browser's address bar in place of one of the
-    queries `sent`, the address of the history entry it is on, unless the browser has left those
-    addresses since (a click that went on first)."""
-
-    def search(text: str) -> str:
-        return f"?{text}" if text else ""
-
-    def literal(value: object) -> str:
-        return json.dumps(value).replace("<", "\\u003c")
-
-    return (
-        f"<script>if ({literal([search(text) for text in sent])}.includes(location.search)) "
-        "history.replaceState(history.state, '', "
-        f"location.pathname + {literal(search(query))} + location.hash);</script>"
-    )
-
-
-def _sent_address() -> str:
-    """The query of the address the browser showed when it asked for this run."""
-    context = get_script_run_ctx()
-    return context.query_string if context is not None else ""
+        st.session_state[_HAS_WRITTEN] = True
 
 
 def _history_navigation() -> bool:
@@ -293,10 +237,9 @@ def stop_page() -> NoReturn:
 def url_fragment(page: str, view: Callable[..., None], run_every: float | None) -> Callable:
     """Return `view` as a fragment of `page` (`st.fragment`, rerun every `run_every` seconds)
     whose runs write the state to the URL when they end, early returns included: a run of the
-    fragment alone does not reach the end of the page, where `mirrored_in_url` writes. Within a
-    run of the whole page it leaves that to the page's end, so that the run is one entry of the
-    browser's history. A run that asks for a rerun (`st.rerun`) writes at the end of that rerun
-    instead; one that ends early (`stop_page`) writes before it ends."""
+    fragment alone does not reach the end of the page, where `mirrored_in_url` writes. A run that
+    asks for a rerun (`st.rerun`) writes at the end of that rerun instead; one that ends early
+    (`stop_page`) writes before it ends."""
 
     @functools.wraps(view)
     def bookmarked(*args: object, **kwargs: object) -> None:
@@ -304,8 +247,7 @@ def url_fragment(page: str, view: Callable[..., None], run_every: float | None) 
         st.session_state[_APP_WRITES] = page
         try:
             view(*args, **kwargs)
-            if not outer:
-                write_to_url(page)
+            write_to_url(page)
         finally:
             st.session_state[_APP_WRITES] = outer
 
