@@ -20,9 +20,10 @@ of the view is one entry of the browser's history.
 
 A click carries the address the browser shows when it is sent, which lags while the app's last
 write is on its way (a slider's keys pressed fast), and a run replaced by the next click's may lose
-its write: so the address of a click is never read as a view, and once the app has written the
-address it writes it on every run (a message that leaves the address as it is costs nothing in
-the browser's history).
+its write: so the address of a click is never read as a view, and the app writes the address
+again when what it last sent differs from the view, though the click's address equals it. Not on
+every run: a run's message that arrives after Back or Forward went to another page is put on that
+page's address (a fragment refreshing every few seconds would do so often).
 """
 
 from __future__ import annotations
@@ -123,11 +124,11 @@ PAGE_URL_KEYS = {
     page: tuple(name for name, key in URL_STATE.items() if page in key.pages)
     for page in dict.fromkeys(page for key in URL_STATE.values() for page in key.pages)
 }
-# What the app last wrote in the address bar (the registry's keys only), whether it wrote it yet,
+# What the app last wrote in the address bar (the registry's keys only), the query it last sent,
 # whether app.py writes it at the end of the run now going, and whether a run that answered Back or
 # Forward ended before its page restored the address.
 _LAST_WRITTEN = "_url_last_written"
-_HAS_WRITTEN = "_url_has_written"
+_LAST_SENT = "_url_last_sent"
 _APP_WRITES = "_url_written_by_app"
 _NAVIGATED = "_url_navigated"
 
@@ -182,9 +183,9 @@ def write_to_url(page: str) -> None:
     shared keys and those of `page` (its URL path). Other pages' keys stay in the session, where
     their page finds them again, but leave the address bar.
 
-    One message (a message that changes the address is an entry of the browser's history, or
-    replaces the entry Back or Forward went to), none on the session's first run when the address
-    already holds the view (a link opened keeps its spelling)."""
+    One message at most, and none when the address bar already holds the view and the app sent
+    no other (a message that changes the address is an entry of the browser's history, or
+    replaces the entry Back or Forward went to)."""
     own = {}
     for name in page_keys(page):
         value = st.session_state.get(name)
@@ -193,9 +194,10 @@ def write_to_url(page: str) -> None:
     st.session_state[_LAST_WRITTEN] = own
     shown = st.query_params.to_dict()
     wanted = {**{k: v for k, v in shown.items() if k not in URL_STATE}, **own}
-    if shown != wanted or st.session_state.get(_HAS_WRITTEN):
+    sent = st.session_state.get(_LAST_SENT)
+    if shown != wanted or sent not in (None, wanted):
         st.query_params.from_dict(wanted)
-        st.session_state[_HAS_WRITTEN] = True
+        st.session_state[_LAST_SENT] = wanted
 
 
 def _history_navigation() -> bool:
