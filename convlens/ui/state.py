@@ -19,11 +19,12 @@ holds something else than the app last wrote there. It is written once per run, 
 of the view is one entry of the browser's history.
 
 A click carries the address the browser shows when it is sent, which lags while the app's last
-write is on its way (a slider's keys pressed fast), and a run replaced by the next click's may lose
-its write: so the address of a click is never read as a view, and the app writes the address
-again when what it last sent differs from the view, though the click's address equals it. Not on
-every run: a run's message that arrives after Back or Forward went to another page is put on that
-page's address (a fragment refreshing every few seconds would do so often).
+write is on its way (a slider's keys pressed fast): so the address of a click is never read as a
+view, and the app writes the address again when what it last sent differs from the view, though
+the click's address equals it. Not on every run: a run's message that arrives after Back or
+Forward went to another page is put on that page's address (a fragment refreshing every few
+seconds would do so often). A run replaced by the next click's may lose its write, which the next
+change of the view makes good.
 """
 
 from __future__ import annotations
