@@ -6,13 +6,14 @@ import streamlit as st
 
 from convlens.ui.launch import use_serving_threads
 from convlens.ui.navigation import PAGE_STYLE, PAGES
-from convlens.ui.state import mirrored_in_url, note_history_navigation
+from convlens.ui.state import HISTORY_SCRIPT, mirrored_in_url, note_history_navigation
 
 use_serving_threads()  # also under plain `streamlit run app.py`
 note_history_navigation()
 
 st.set_page_config(page_title="ConvLens", page_icon="🔍", layout="wide")
 st.sidebar.markdown(PAGE_STYLE, unsafe_allow_html=True)  # style only: the sidebar shows nothing
+st.sidebar.html(HISTORY_SCRIPT, unsafe_allow_javascript=True)  # a page switch is one Back
 
 navigation = st.navigation(
     [

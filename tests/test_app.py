@@ -262,6 +262,29 @@ def test_the_app_writes_the_view_again_when_it_last_sent_another(
     assert len(sent_addresses) == count, "nothing sent when the address holds the view"
 
 
+def test_a_run_of_the_whole_page_is_one_message_however_many_fragments_it_runs(
+    sent_addresses: list[dict],
+) -> None:
+    # each message that changes the address is an entry of the browser's history
+    def page() -> None:
+        import streamlit as st
+
+        from convlens.ui.state import mirrored_in_url, url_fragment
+
+        def part(name: str, value: str) -> None:
+            st.session_state[name] = value
+            st.button(f"Rerun {name}")
+
+        with mirrored_in_url("filters"):
+            url_fragment("filters", part, None)("show", "guided")
+            url_fragment("filters", part, None)("sort", "norm")
+
+    at = AppTest.from_function(page)
+    at.query_params["show"] = "activation"  # a link
+    at.run()
+    assert sent_addresses == [{"show": "guided", "sort": "norm"}]
+
+
 def test_back_and_forward_restore_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
     from convlens.ui import state
 

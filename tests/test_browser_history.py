@@ -51,6 +51,20 @@ def test_back_and_forward_restore_the_filter_shown(tmp_path) -> None:
         page.go_forward()
         settled_view(page, "features.conv2_1 · filter 3", "filter=3")
         assert "features.conv2_1 · filter 7" not in page.inner_text("body")
+
+        # the page switch is one entry of the history: its view replaced the bare address
+        page.go_back()
+        settled_view(page, "features.conv2_1 · filter 7", "filter=7")
+        page.go_back()
+        page.wait_for_url(lambda address: "filter=" not in address, timeout=60_000)
+        assert "/filters?" in page.url and "layer=features.conv2_1" in page.url
+        page.go_back()
+        page.wait_for_url(lambda address: "/filters" not in address, timeout=60_000)
+        wait_for_app(page)
+        page.go_forward()
+        page.wait_for_url(lambda address: "/filters?" in address, timeout=60_000)
+        wait_for_app(page)
+        assert "layer=features.conv2_1" in page.url and "filter=" not in page.url
     assert log.outside_requests == []
     assert log.console_errors == [], f"console errors: {log.console_errors[:5]}"
 

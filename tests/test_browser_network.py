@@ -115,6 +115,11 @@ def test_the_chain_shows_feature_maps_and_a_click_on_one_opens_its_filter(url: s
         page.wait_for_url(re.compile(r".*/filters\?.*filter=\d+"), timeout=60_000)
         assert parse_qs(urlparse(page.url).query)["filter"] == [channel]
 
+        # st.switch_page's switch is one entry of the history: one Back returns to the chain
+        page.go_back()
+        page.wait_for_url(lambda address: "/network?" in address, timeout=60_000)
+        wait_for_app(page)
+
     assert log.outside_requests == [], f"requests left 127.0.0.1: {log.outside_requests[:5]}"
 
 

@@ -16,7 +16,7 @@ alone write the address bar too.
 
 The address bar wins over the session when a link is opened or Back or Forward pressed, and it
 holds something else than the app last wrote there. It is written once per run, so that each change
-of the view is one entry of the browser's history.
+of the view is one entry of the browser's history; a page switch too (`HISTORY_SCRIPT`).
 
 A click carries the address the browser shows when it is sent, which lags while the app's last
 write is on its way (a slider's keys pressed fast): so the address of a click is never read as a
@@ -201,6 +201,32 @@ def write_to_url(page: str) -> None:
         st.session_state[_LAST_SENT] = wanted
 
 
+# Streamlit's page adds an entry to the browser's history for a page switch, with a bare address
+# (no query: a sidebar link, or `st.switch_page`, which first empties the address of the page it
+# leaves), and another for the view that the new page's run then writes. The script, drawn on every
+# page by app.py, makes the two one entry, in the browser where the order of the two is known: an
+# address written on a page whose address is bare replaces it, and `st.switch_page`'s emptying of
+# the address it leaves is dropped (the next entry is the new page's). Streamlit's embed keys do
+# not count. Installed once per tab; Back and Forward, which Streamlit answers with replaceState,
+# are left alone.
+HISTORY_SCRIPT = """<script>(() => {
+  const w = window.frameElement ? window.parent : window;
+  if (w.__convlensHistory) return;
+  w.__convlensHistory = true;
+  const embed = new Set(['embed', 'embed_options']);
+  const bare = (search) => [...new URLSearchParams(search).keys()].every((k) => embed.has(k));
+  const push = w.history.pushState;
+  w.history.pushState = function (state, unused, url) {
+    const target = url == null ? null : new URL(url, w.location.href);
+    if (target && target.pathname === w.location.pathname) {
+      if (bare(w.location.search)) return w.history.replaceState(state, unused, url);
+      if (bare(target.search)) return;
+    }
+    return push.apply(w.history, arguments);
+  };
+})();</script>"""
+
+
 def _history_navigation() -> bool:
     """Whether this run answers Back or Forward (the browser says so)."""
     context = get_script_run_ctx()
@@ -240,9 +266,10 @@ def stop_page() -> NoReturn:
 def url_fragment(page: str, view: Callable[..., None], run_every: float | None) -> Callable:
     """Return `view` as a fragment of `page` (`st.fragment`, rerun every `run_every` seconds)
     whose runs write the state to the URL when they end, early returns included: a run of the
-    fragment alone does not reach the end of the page, where `mirrored_in_url` writes. A run that
-    asks for a rerun (`st.rerun`) writes at the end of that rerun instead; one that ends early
-    (`stop_page`) writes before it ends."""
+    fragment alone does not reach the end of the page, where `mirrored_in_url` writes. Within a
+    run of the whole page it leaves that to the page's end, so that the run is one entry of the
+    browser's history. A run that asks for a rerun (`st.rerun`) writes at the end of that rerun
+    instead; one that ends early (`stop_page`) writes before it ends."""
 
     @functools.wraps(view)
     def bookmarked(*args: object, **kwargs: object) -> None:
@@ -250,7 +277,8 @@ def url_fragment(page: str, view: Callable[..., None], run_every: float | None) 
         st.session_state[_APP_WRITES] = page
         try:
             view(*args, **kwargs)
-            write_to_url(page)
+            if not outer:
+                write_to_url(page)
         finally:
             st.session_state[_APP_WRITES] = outer
 
