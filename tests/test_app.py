@@ -262,6 +262,32 @@ def test_the_app_writes_the_view_again_when_it_last_sent_another(
     assert len(sent_addresses) == count, "nothing sent when the address holds the view"
 
 
+def test_what_the_app_sent_for_another_page_is_not_sent_again(
+    sent_addresses: list[dict],
+) -> None:
+    # Back from Filters to Network: the address is Network's view; a message would only say it
+    # again, and one that a quick Forward overtakes lands on Filters' address
+    def page() -> None:
+        import streamlit as st
+
+        from convlens.ui.state import mirrored_in_url, restore_from_url
+
+        name = st.session_state.setdefault("page_now", "filters")
+        restore_from_url(name)
+        with mirrored_in_url(name):
+            st.button("Nothing")
+
+    at = AppTest.from_function(page)
+    at.session_state["layer"], at.session_state["sort"] = "conv1", "norm"
+    at.run()
+    assert sent_addresses == [{"layer": "conv1", "sort": "norm"}]
+    at.session_state["page_now"] = "network"
+    at.query_params.clear()
+    at.query_params["layer"] = "conv1"  # Network's address, as Back left it
+    at.button[0].click().run()
+    assert sent_addresses == [{"layer": "conv1", "sort": "norm"}], "nothing more sent"
+
+
 def test_a_run_of_the_whole_page_is_one_message_however_many_fragments_it_runs(
     sent_addresses: list[dict],
 ) -> None:

@@ -20,10 +20,10 @@ of the view is one entry of the browser's history; a page switch too (`HISTORY_S
 
 A click carries the address the browser shows when it is sent, which lags while the app's last
 write is on its way (a slider's keys pressed fast): so the address of a click is never read as a
-view, and the app writes the address again when what it last sent differs from the view, though
-the click's address equals it. Not on every run: a run's message that arrives after Back or
-Forward went to another page is put on that page's address (a fragment refreshing every few
-seconds would do so often). A run replaced by the next click's may lose its write, which the next
+view, and the app writes the address again when what it last sent for the page differs from the
+view, though the click's address equals it. Not on every run, nor after a page switch or Back to
+another page (which bring their own address): a run's message that arrives after Back or Forward
+went to another page is put on that page's address. A run replaced by the next click's may lose its write, which the next
 change of the view makes good.
 """
 
@@ -125,9 +125,9 @@ PAGE_URL_KEYS = {
     page: tuple(name for name, key in URL_STATE.items() if page in key.pages)
     for page in dict.fromkeys(page for key in URL_STATE.values() for page in key.pages)
 }
-# What the app last wrote in the address bar (the registry's keys only), the query it last sent,
-# whether app.py writes it at the end of the run now going, and whether a run that answered Back or
-# Forward ended before its page restored the address.
+# What the app last wrote in the address bar (the registry's keys only), the page and query it last
+# sent, whether app.py writes it at the end of the run now going, and whether a run that answered
+# Back or Forward ended before its page restored the address.
 _LAST_WRITTEN = "_url_last_written"
 _LAST_SENT = "_url_last_sent"
 _APP_WRITES = "_url_written_by_app"
@@ -184,9 +184,11 @@ def write_to_url(page: str) -> None:
     shared keys and those of `page` (its URL path). Other pages' keys stay in the session, where
     their page finds them again, but leave the address bar.
 
-    One message at most, and none when the address bar already holds the view and the app sent
-    no other (a message that changes the address is an entry of the browser's history, or
-    replaces the entry Back or Forward went to)."""
+    One message at most, and none when the address bar already holds the view and the app last
+    sent no other for `page` (a message that changes the address is an entry of the browser's
+    history, or replaces the entry Back or Forward went to; one that Back or Forward overtakes
+    lands on the address of the page they went to). What it sent for another page is gone with
+    that page's address: a page switch or Back brings an address of its own."""
     own = {}
     for name in page_keys(page):
         value = st.session_state.get(name)
@@ -196,9 +198,9 @@ def write_to_url(page: str) -> None:
     shown = st.query_params.to_dict()
     wanted = {**{k: v for k, v in shown.items() if k not in URL_STATE}, **own}
     sent = st.session_state.get(_LAST_SENT)
-    if shown != wanted or sent not in (None, wanted):
+    if shown != wanted or (sent not in (None, (page, wanted)) and sent[0] == page):
         st.query_params.from_dict(wanted)
-        st.session_state[_LAST_SENT] = wanted
+        st.session_state[_LAST_SENT] = (page, wanted)
 
 
 # Streamlit's page adds an entry to the browser's history for a page switch, with a bare address
