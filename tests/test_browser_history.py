@@ -29,6 +29,52 @@ def settled_view(page, text: str, url_part: str) -> None:
     assert url_part in page.url
 
 
+def test_the_history_script_makes_a_page_switch_one_entry() -> None:
+    """`HISTORY_SCRIPT`'s rules, with the pushes Streamlit's page makes, on a page of its own."""
+    from convlens.ui.state import HISTORY_SCRIPT
+
+    with browser_page() as (page, log):
+        page.route(
+            "http://127.0.0.1:9/**",
+            lambda route: route.fulfill(body="<p>app</p>", content_type="text/html"),
+        )
+        page.goto("http://127.0.0.1:9/network?layer=a")
+        page.add_script_tag(
+            content=HISTORY_SCRIPT.removeprefix("<script>").removesuffix("</script>")
+        )
+        start = page.evaluate("history.length")
+
+        def push(address: str) -> tuple[int, str]:
+            page.evaluate("(address) => history.pushState({}, '', address)", address)
+            entries, path, query = page.evaluate(
+                "[history.length, location.pathname, location.search]"
+            )
+            return entries - start, path + query
+
+        # st.switch_page: the address of the page it leaves emptied, the switch, the view
+        assert push("/network") == (0, "/network?layer=a"), "held"
+        assert push("/filters") == (1, "/filters"), "the emptying dropped"
+        assert push("/filters?layer=a&filter=1") == (1, "/filters?layer=a&filter=1"), "replaced"
+        assert push("/filters?layer=a&filter=2") == (2, "/filters?layer=a&filter=2"), "a click"
+        # an emptying that no switch follows is made when the next write comes, or after 2 s
+        assert push("/filters") == (2, "/filters?layer=a&filter=2")
+        assert push("/filters?layer=b") == (3, "/filters?layer=b")
+        page.go_back()
+        assert page.url.endswith("/filters?layer=a&filter=2")
+        page.go_forward()
+        assert push("/filters?embed=true") == (3, "/filters?layer=b"), "embed keys do not count"
+        page.wait_for_url("**/filters?embed=true", timeout=5_000)
+        assert page.evaluate("history.length") - start == 4
+        assert push("/filters?embed=true&layer=c") == (4, "/filters?embed=true&layer=c")
+        # installed once: drawn again, it does not wrap its own wrapper
+        page.add_script_tag(
+            content=HISTORY_SCRIPT.removeprefix("<script>").removesuffix("</script>")
+        )
+        assert push("/deepeyes") == (5, "/deepeyes")
+        assert push("/deepeyes?run=x") == (5, "/deepeyes?run=x")
+    assert log.console_errors == []
+
+
 def test_back_and_forward_restore_the_filter_shown(tmp_path) -> None:
     environment = {"CONVLENS_HOME": str(tmp_path / "home"), "CONVLENS_OFFLINE": "1"}
     with app_server(env=environment) as url, browser_page() as (page, log):
@@ -37,9 +83,11 @@ def test_back_and_forward_restore_the_filter_shown(tmp_path) -> None:
             timeout=120_000,
         )
         wait_for_app(page)
+        entries = page.evaluate("history.length")
         page.locator('[data-testid="stSidebarNav"] a', has_text="Filters").click()
-        page.wait_for_url("**/filters*", timeout=60_000)
+        page.wait_for_url("**/filters?*", timeout=60_000)
         wait_for_app(page)
+        assert page.evaluate("history.length") == entries + 1, "a page switch is one entry"
         click_tile(page, "7")
         settled_view(page, "features.conv2_1 · filter 7", "filter=7")
         click_tile(page, "3")

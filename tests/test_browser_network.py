@@ -109,11 +109,14 @@ def test_the_chain_shows_feature_maps_and_a_click_on_one_opens_its_filter(url: s
         wait_for_app(page)
         assert chain_canvas_ink(page) > 500
         time.sleep(1)
+        entries = page.evaluate("history.length")
         page.frame_locator('iframe[title="streamlit_agraph.agraph"]').locator("canvas").first.click(
             position={"x": x + 8, "y": y + 8}
         )
         page.wait_for_url(re.compile(r".*/filters\?.*filter=\d+"), timeout=60_000)
         assert parse_qs(urlparse(page.url).query)["filter"] == [channel]
+        wait_for_app(page)
+        assert page.evaluate("history.length") == entries + 1, "st.switch_page is one entry"
 
         # st.switch_page's switch is one entry of the history: one Back returns to the chain
         page.go_back()

@@ -204,27 +204,40 @@ def write_to_url(page: str) -> None:
 
 
 # Streamlit's page adds an entry to the browser's history for a page switch, with a bare address
-# (no query: a sidebar link, or `st.switch_page`, which first empties the address of the page it
-# leaves), and another for the view that the new page's run then writes. The script, drawn on every
-# page by app.py, makes the two one entry, in the browser where the order of the two is known: an
-# address written on a page whose address is bare replaces it, and `st.switch_page`'s emptying of
-# the address it leaves is dropped (the next entry is the new page's). Streamlit's embed keys do
-# not count. Installed once per tab; Back and Forward, which Streamlit answers with replaceState,
-# are left alone.
+# (no query: a sidebar link; `st.switch_page` also first empties the address of the page it
+# leaves, an entry of its own), and another for the view that the new page's run then writes, so
+# that one Back after a switch seemed to do nothing. The script, drawn on every page by app.py,
+# makes them one entry in the browser, which sees the switch's entry before the view's:
+# - a view written on a bare address replaces it;
+# - a write that empties the address is held until the next: dropped if that one switches pages
+#   (it was `st.switch_page`'s), made otherwise, or after 2 s if none comes (a page whose keys all
+#   went empty).
+# Streamlit's embed keys do not count. Installed once per page load; Back and Forward, which
+# Streamlit answers with replaceState, are left alone.
 HISTORY_SCRIPT = """<script>(() => {
-  const w = window.frameElement ? window.parent : window;
-  if (w.__convlensHistory) return;
-  w.__convlensHistory = true;
+  if (window.__convlensHistory) return;
+  window.__convlensHistory = true;
   const embed = new Set(['embed', 'embed_options']);
   const bare = (search) => [...new URLSearchParams(search).keys()].every((k) => embed.has(k));
-  const push = w.history.pushState;
-  w.history.pushState = function (state, unused, url) {
-    const target = url == null ? null : new URL(url, w.location.href);
-    if (target && target.pathname === w.location.pathname) {
-      if (bare(w.location.search)) return w.history.replaceState(state, unused, url);
-      if (bare(target.search)) return;
+  const push = history.pushState;
+  let held = null;
+  const make = () => {
+    if (held && location.href === held.from) push.apply(history, held.args);
+    held = null;
+  };
+  history.pushState = function (state, unused, url) {
+    const target = url == null ? null : new URL(url, location.href);
+    const samePage = target !== null && target.pathname === location.pathname;
+    if (samePage) make();
+    held = null;
+    if (samePage && bare(location.search)) return history.replaceState(state, unused, url);
+    if (samePage && bare(target.search)) {
+      const mine = { args: [state, unused, url], from: location.href };
+      held = mine;
+      setTimeout(() => held === mine && make(), 2000);
+      return;
     }
-    return push.apply(w.history, arguments);
+    return push.apply(history, arguments);
   };
 })();</script>"""
 
