@@ -325,6 +325,28 @@ def test_back_and_forward_restore_the_address(monkeypatch: pytest.MonkeyPatch) -
     assert at.selectbox(key="sort_widget").value == "norm"
 
 
+def test_back_sends_nothing_when_its_address_holds_the_view(
+    monkeypatch: pytest.MonkeyPatch, sent_addresses: list[dict]
+) -> None:
+    # the browser shows the address Back went to; a message would only say it again, and one
+    # that a quick Back or Forward overtakes lands on another entry's address
+    from convlens.ui import state
+
+    at = AppTest.from_function(sort_page)
+    at.query_params["sort"] = "norm"
+    at.run()
+    at.selectbox(key="sort_widget").set_value("annotation").run()
+    assert sent_addresses == [{"sort": "annotation"}]
+    at.query_params["sort"] = "norm"  # Back
+    with monkeypatch.context() as back:
+        back.setattr(state, "_history_navigation", lambda: True)
+        at.run()
+    assert at.session_state["sort"] == "norm"
+    assert sent_addresses == [{"sort": "annotation"}]
+    at.button[0].click().run()  # the address holds the view: still nothing to send
+    assert sent_addresses == [{"sort": "annotation"}]
+
+
 def test_back_ended_before_its_page_started_is_restored_by_the_next_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

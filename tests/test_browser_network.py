@@ -344,7 +344,7 @@ def test_a_bookmarked_layer_is_scrolled_into_the_chains_box(tmp_path: Path) -> N
         # the element that holds the scrolling script takes no room under the chain
         assert page.evaluate(
             """() => [...document.querySelectorAll('[data-testid="stHtml"]')]
-                .filter((html) => html.querySelector('script'))
+                .filter((html) => html.innerHTML.includes('chain_view'))
                 .map((html) => html.closest('[data-testid="stElementContainer"]'))
                 .map((box) => getComputedStyle(box).display)"""
         ) == ["none"]

@@ -176,9 +176,8 @@ def scroll_script(offset: int) -> str:
     """Return the script that scrolls the chain's box by `offset` pixels once the box can scroll
     that far (its height is set by `chain_view_style`), trying for two seconds."""
     return (
-        "<script>(() => { const page = window.frameElement ? window.parent.document : document;"
-        " const start = Date.now(); const scroll = () => {"
-        " const box = page.querySelector('.st-key-chain_view');"
+        "<script>(() => { const start = Date.now(); const scroll = () => {"
+        " const box = document.querySelector('.st-key-chain_view');"
         f" if (box && box.scrollHeight - box.clientHeight >= {offset}) box.scrollTop = {offset};"
         " else if (Date.now() - start < 2000) setTimeout(scroll, 50); }; scroll(); })();</script>"
     )

@@ -126,12 +126,13 @@ PAGE_URL_KEYS = {
     for page in dict.fromkeys(page for key in URL_STATE.values() for page in key.pages)
 }
 # What the app last wrote in the address bar (the registry's keys only), the page and query it last
-# sent, whether app.py writes it at the end of the run now going, and whether a run that answered
-# Back or Forward ended before its page restored the address.
+# sent, whether app.py writes it at the end of the run now going, whether a run that answered Back
+# or Forward ended before its page restored the address, and whether this run answers them.
 _LAST_WRITTEN = "_url_last_written"
 _LAST_SENT = "_url_last_sent"
 _APP_WRITES = "_url_written_by_app"
 _NAVIGATED = "_url_navigated"
+_BROWSER_CHOSE = "_url_browser_chose"
 
 
 def page_keys(page: str) -> tuple[str, ...]:
@@ -156,6 +157,8 @@ def restore_from_url(page: str) -> None:
     url = _url_state()
     last = st.session_state.get(_LAST_WRITTEN)
     navigated = st.session_state.pop(_NAVIGATED, False) or _history_navigation()
+    if navigated:
+        st.session_state[_BROWSER_CHOSE] = True
     if not url or url == last or (last is not None and not navigated):
         return
     state = st.session_state
@@ -188,7 +191,8 @@ def write_to_url(page: str) -> None:
     sent no other for `page` (a message that changes the address is an entry of the browser's
     history, or replaces the entry Back or Forward went to; one that Back or Forward overtakes
     lands on the address of the page they went to). What it sent for another page is gone with
-    that page's address: a page switch or Back brings an address of its own."""
+    that page's address: a page switch or Back brings an address of its own; and after Back or
+    Forward the browser shows the address they went to."""
     own = {}
     for name in page_keys(page):
         value = st.session_state.get(name)
@@ -198,6 +202,8 @@ def write_to_url(page: str) -> None:
     shown = st.query_params.to_dict()
     wanted = {**{k: v for k, v in shown.items() if k not in URL_STATE}, **own}
     sent = st.session_state.get(_LAST_SENT)
+    if st.session_state.pop(_BROWSER_CHOSE, False):
+        sent = st.session_state[_LAST_SENT] = None  # Back or Forward chose what the browser shows
     if shown != wanted or (sent not in (None, (page, wanted)) and sent[0] == page):
         st.query_params.from_dict(wanted)
         st.session_state[_LAST_SENT] = (page, wanted)
@@ -211,7 +217,10 @@ def write_to_url(page: str) -> None:
 # - a view written on a bare address replaces it;
 # - a write that empties the address is held until the next: dropped if that one switches pages
 #   (it was `st.switch_page`'s), made otherwise, or after 2 s if none comes (a page whose keys all
-#   went empty).
+#   went empty);
+# - a switch to another page that carries the address of this one is dropped: a page switch
+#   starts bare, and this is the run of a page that Back or Forward left before it began (Back
+#   pressed twice fast across pages), whose late start Streamlit's page takes for a switch.
 # Streamlit's embed keys do not count. Installed once per page load; Back and Forward, which
 # Streamlit answers with replaceState, are left alone.
 HISTORY_SCRIPT = """<script>(() => {
@@ -228,6 +237,9 @@ HISTORY_SCRIPT = """<script>(() => {
   history.pushState = function (state, unused, url) {
     const target = url == null ? null : new URL(url, location.href);
     const samePage = target !== null && target.pathname === location.pathname;
+    if (!samePage && target !== null && !bare(target.search) && target.search === location.search) {
+      return;
+    }
     if (samePage) make();
     held = null;
     if (samePage && bare(location.search)) return history.replaceState(state, unused, url);
