@@ -66,14 +66,26 @@ def test_the_history_script_makes_a_page_switch_one_entry() -> None:
         page.wait_for_url("**/filters?embed=true", timeout=5_000)
         assert page.evaluate("history.length") - start == 4
         assert push("/filters?embed=true&layer=c") == (4, "/filters?embed=true&layer=c")
-        # a page that Back left before its run began: its late start is not a switch
-        assert push("/network?embed=true&layer=c") == (4, "/filters?embed=true&layer=c")
+        # a switch that carries the address shown is made, unless Back went through its page
+        assert push("/network?embed=true&layer=c") == (5, "/network?embed=true&layer=c")
+        assert push("/deepeyes") == (6, "/deepeyes")
+        assert push("/deepeyes?run=x") == (6, "/deepeyes?run=x")
+        page.go_back()
+        page.wait_for_url("**/network?embed=true&layer=c", timeout=5_000)
+        page.go_back()
+        page.wait_for_url("**/filters?embed=true&layer=c", timeout=5_000)
+        # Network's run, begun after Back left it, starts late: not a switch
+        assert push("/network?embed=true&layer=c") == (6, "/filters?embed=true&layer=c")
+        page.go_forward()
+        page.wait_for_url("**/network?embed=true&layer=c", timeout=5_000)
+        page.go_forward()
+        page.wait_for_url("**/deepeyes?run=x", timeout=5_000)
         # installed once: drawn again, it does not wrap its own wrapper
+        page.evaluate("() => { window.__wrapped = history.pushState; }")
         page.add_script_tag(
             content=HISTORY_SCRIPT.removeprefix("<script>").removesuffix("</script>")
         )
-        assert push("/deepeyes") == (5, "/deepeyes")
-        assert push("/deepeyes?run=x") == (5, "/deepeyes?run=x")
+        assert page.evaluate("() => history.pushState === window.__wrapped")
     assert log.console_errors == []
 
 

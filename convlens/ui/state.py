@@ -218,9 +218,10 @@ def write_to_url(page: str) -> None:
 # - a write that empties the address is held until the next: dropped if that one switches pages
 #   (it was `st.switch_page`'s), made otherwise, or after 2 s if none comes (a page whose keys all
 #   went empty);
-# - a switch to another page that carries the address of this one is dropped: a page switch
-#   starts bare, and this is the run of a page that Back or Forward left before it began (Back
-#   pressed twice fast across pages), whose late start Streamlit's page takes for a switch.
+# - a switch to a page that Back or Forward went through before the one shown, carrying the
+#   address shown, is dropped: that page's run began after they left it (Back pressed twice fast
+#   across pages), and Streamlit's page takes its late start for a switch, which cut off Forward.
+#   A switch by a click starts bare.
 # Streamlit's embed keys do not count. Installed once per page load; Back and Forward, which
 # Streamlit answers with replaceState, are left alone.
 HISTORY_SCRIPT = """<script>(() => {
@@ -230,16 +231,22 @@ HISTORY_SCRIPT = """<script>(() => {
   const bare = (search) => [...new URLSearchParams(search).keys()].every((k) => embed.has(k));
   const push = history.pushState;
   let held = null;
+  let passed = [];
+  addEventListener('popstate', () => passed.push(location.pathname));
+  const add = (args) => {
+    passed = [];
+    return push.apply(history, args);
+  };
   const make = () => {
-    if (held && location.href === held.from) push.apply(history, held.args);
+    if (held && location.href === held.from) add(held.args);
     held = null;
   };
   history.pushState = function (state, unused, url) {
     const target = url == null ? null : new URL(url, location.href);
     const samePage = target !== null && target.pathname === location.pathname;
-    if (!samePage && target !== null && !bare(target.search) && target.search === location.search) {
-      return;
-    }
+    const late = target !== null && !samePage && passed.slice(0, -1).includes(target.pathname)
+      && !bare(target.search) && target.search === location.search;
+    if (late) return;
     if (samePage) make();
     held = null;
     if (samePage && bare(location.search)) return history.replaceState(state, unused, url);
@@ -249,7 +256,7 @@ HISTORY_SCRIPT = """<script>(() => {
       setTimeout(() => held === mine && make(), 2000);
       return;
     }
-    return push.apply(history, arguments);
+    return add(arguments);
   };
 })();</script>"""
 
