@@ -265,8 +265,8 @@ def test_the_app_writes_the_view_again_when_it_last_sent_another(
 def test_what_the_app_sent_for_another_page_is_not_sent_again(
     sent_addresses: list[dict],
 ) -> None:
-    # Back from Filters to Network: the address is Network's view; a message would only say it
-    # again, and one that a quick Forward overtakes lands on Filters' address
+    # what the app sent for Filters says nothing of Network's address: a run on Network whose
+    # address holds its view sends nothing, even without the browser's Back mark (Back has it too)
     def page() -> None:
         import streamlit as st
 
@@ -283,7 +283,7 @@ def test_what_the_app_sent_for_another_page_is_not_sent_again(
     assert sent_addresses == [{"layer": "conv1", "sort": "norm"}]
     at.session_state["page_now"] = "network"
     at.query_params.clear()
-    at.query_params["layer"] = "conv1"  # Network's address, as Back left it
+    at.query_params["layer"] = "conv1"  # Network's address
     at.button[0].click().run()
     assert sent_addresses == [{"layer": "conv1", "sort": "norm"}], "nothing more sent"
 

@@ -21,10 +21,11 @@ of the view is one entry of the browser's history; a page switch too (`HISTORY_S
 A click carries the address the browser shows when it is sent, which lags while the app's last
 write is on its way (a slider's keys pressed fast): so the address of a click is never read as a
 view, and the app writes the address again when what it last sent for the page differs from the
-view, though the click's address equals it. Not on every run, nor after a page switch or Back to
-another page (which bring their own address): a run's message that arrives after Back or Forward
-went to another page is put on that page's address. A run replaced by the next click's may lose its write, which the next
-change of the view makes good.
+view, though the click's address equals it. Not on every run, nor after a page switch, Back or
+Forward, whose address the browser chose: the browser puts a message that arrives after Back or
+Forward on the address they went to, so each message sent then may land on the wrong entry. Two
+gaps are left, each until the next change of the view: a run replaced by the next click's may lose
+its write, and a write overtaken by Back stays on the address Back went to.
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ PAGE_URL_KEYS = {
 }
 # What the app last wrote in the address bar (the registry's keys only), the page and query it last
 # sent, whether app.py writes it at the end of the run now going, whether a run that answered Back
-# or Forward ended before its page restored the address, and whether this run answers them.
+# or Forward ended before its page restored the address, and whether Back or Forward chose the
+# address since the last write.
 _LAST_WRITTEN = "_url_last_written"
 _LAST_SENT = "_url_last_sent"
 _APP_WRITES = "_url_written_by_app"
@@ -187,12 +189,10 @@ def write_to_url(page: str) -> None:
     shared keys and those of `page` (its URL path). Other pages' keys stay in the session, where
     their page finds them again, but leave the address bar.
 
-    One message at most, and none when the address bar already holds the view and the app last
-    sent no other for `page` (a message that changes the address is an entry of the browser's
-    history, or replaces the entry Back or Forward went to; one that Back or Forward overtakes
-    lands on the address of the page they went to). What it sent for another page is gone with
-    that page's address: a page switch or Back brings an address of its own; and after Back or
-    Forward the browser shows the address they went to."""
+    One message at most (a message that changes the address is an entry of the browser's history,
+    or replaces the entry Back or Forward went to), and none when the address bar already holds
+    the view, unless the app's last message since the browser chose the address (by a page
+    switch, Back or Forward) said something else: a click's address may lag behind it."""
     own = {}
     for name in page_keys(page):
         value = st.session_state.get(name)
@@ -202,7 +202,7 @@ def write_to_url(page: str) -> None:
     shown = st.query_params.to_dict()
     wanted = {**{k: v for k, v in shown.items() if k not in URL_STATE}, **own}
     sent = st.session_state.get(_LAST_SENT)
-    if st.session_state.pop(_BROWSER_CHOSE, False):
+    if st.session_state.pop(_BROWSER_CHOSE, False) or not isinstance(sent, tuple):
         sent = st.session_state[_LAST_SENT] = None  # Back or Forward chose what the browser shows
     if shown != wanted or (sent not in (None, (page, wanted)) and sent[0] == page):
         st.query_params.from_dict(wanted)
@@ -217,11 +217,11 @@ def write_to_url(page: str) -> None:
 # - a view written on a bare address replaces it;
 # - a write that empties the address is held until the next: dropped if that one switches pages
 #   (it was `st.switch_page`'s), made otherwise, or after 2 s if none comes (a page whose keys all
-#   went empty);
+#   went empty: that bare entry is then replaced by the page's next write);
 # - a switch to a page that Back or Forward went through before the one shown, carrying the
-#   address shown, is dropped: that page's run began after they left it (Back pressed twice fast
-#   across pages), and Streamlit's page takes its late start for a switch, which cut off Forward.
-#   A switch by a click starts bare.
+#   address shown, is dropped: that page's start reached the browser after they left it (Back
+#   pressed twice fast across pages), and Streamlit's page takes it for a switch, which cut off
+#   Forward. A switch by a click starts bare.
 # Streamlit's embed keys do not count. Installed once per page load; Back and Forward, which
 # Streamlit answers with replaceState, are left alone.
 HISTORY_SCRIPT = """<script>(() => {
