@@ -204,7 +204,8 @@ def write_to_url(page: str) -> None:
     sent = st.session_state.get(_LAST_SENT)
     if st.session_state.pop(_BROWSER_CHOSE, False) or not isinstance(sent, tuple):
         sent = st.session_state[_LAST_SENT] = None  # Back or Forward chose what the browser shows
-    if shown != wanted or (sent not in (None, (page, wanted)) and sent[0] == page):
+    said_otherwise = sent is not None and sent[0] == page and sent[1] != wanted
+    if shown != wanted or said_otherwise:
         st.query_params.from_dict(wanted)
         st.session_state[_LAST_SENT] = (page, wanted)
 
@@ -248,7 +249,7 @@ HISTORY_SCRIPT = """<script>(() => {
       && !bare(target.search) && target.search === location.search;
     if (late) return;
     if (samePage) make();
-    held = null;
+    else held = null;
     if (samePage && bare(location.search)) return history.replaceState(state, unused, url);
     if (samePage && bare(target.search)) {
       const mine = { args: [state, unused, url], from: location.href };
