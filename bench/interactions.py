@@ -30,8 +30,12 @@ prints `failed` and the bench goes on.
 A failed click leaves a screenshot in test-artifacts/interactions/.
 
 Printed per click: the first visits' median, 95th percentile and maximum, the cached visits'
-median and maximum; then the plain forward pass of each model used on one image, for reference;
-then `cached_max=<the slowest cached visit of any click>` and, last,
+median and maximum, and the server's CPU seconds a visit (the mean over the visits: the process's
+own time from /proc/<pid>/stat, counted in ticks of 10 ms, so that the browser's drawing on the
+same cores does not count; what a cached visit costs the server is what it redoes); then the
+plain forward pass of each model used on one image, for reference; then
+`cached_server_cpu_max=<the click whose cached visits cost the server most, on average>`,
+`cached_max=<the slowest cached visit of any click>` and, last,
 `p95_max=<the worst click's 95th percentile of first visits>`, in seconds on this machine.
 Goal (issue 17): p95_max <= 1 s and cached_max <= 0.3 s.
 
@@ -61,8 +65,10 @@ from browser import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_FLAGS,
     RUN_COUNTER,
+    SERVER_PIDS,
     app_server,
     prepare_as_first_start,
+    process_cpu_seconds,
 )
 
 PHOTO_MODEL = "efficientnet_lite0"  # the app's default model
@@ -190,6 +196,9 @@ class Measured:
     first: list[float] = field(default_factory=list)
     cached: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    # the server's CPU seconds over each visit of `first` and `cached`
+    first_cpu: list[float] = field(default_factory=list)
+    cached_cpu: list[float] = field(default_factory=list)
 
 
 # ---- waiting and small actions shared by the clicks ----
@@ -920,17 +929,20 @@ def clicks() -> dict[str, Click]:
 # ---- measuring ----
 
 
-def visit(page, click: Click, value: object) -> float:
-    """Aim `click` at `value` (untimed), fire it and return the seconds until the page settles."""
+def visit(page, click: Click, value: object, server: int) -> tuple[float, float]:
+    """Aim `click` at `value` (untimed), fire it and return the seconds until the page settles
+    and the CPU seconds that the process `server` spent meanwhile."""
     aim = click.aim(page, value)
     before = runs(page)
     page.evaluate("() => { window.__pressedAt = null; }")
+    cpu = process_cpu_seconds(server)
     aim.fire()
     settled = wait_drawn(page, aim.drawn, before)
+    cpu = process_cpu_seconds(server) - cpu
     pressed = page.evaluate("() => window.__pressedAt")
     if pressed is None:
         raise ClickFailed("the browser saw no press of a mouse button or key")
-    return (settled - pressed) / 1000
+    return (settled - pressed) / 1000, cpu
 
 
 def unmet(page, before: int, drawn: str) -> str:
@@ -957,9 +969,9 @@ def measure(profile, base: str, name: str, click: Click, first: int, cached: int
     def restart() -> None:
         open_url(page, base + click.start())
 
-    def timed(value: object) -> float | None:
+    def timed(value: object) -> tuple[float, float] | None:
         try:
-            return visit(page, click, value)
+            return visit(page, click, value, SERVER_PIDS[base])
         except (PlaywrightError, ClickFailed) as error:
             address = page.evaluate("() => decodeURIComponent(window.location.href)")
             result.failures.append(f"{value}: {str(error).splitlines()[0][:160]} at {address}")
@@ -975,17 +987,19 @@ def measure(profile, base: str, name: str, click: Click, first: int, cached: int
         count = min(first, click.first_limit or first)
         inputs = [click.first(i) for i in range(count)]
         for value in inputs:
-            seconds = timed(value)
-            if seconds is not None:
-                result.first.append(seconds)
+            spent = timed(value)
+            if spent is not None:
+                result.first.append(spent[0])
+                result.first_cpu.append(spent[1])
         if cached:
             pair = [click.first(0), click.first(1)]
             for value in pair:  # seen by the first visits; once more in case those failed
                 timed(value)
             for i in range(cached):
-                seconds = timed(pair[i % 2])
-                if seconds is not None:
-                    result.cached.append(seconds)
+                spent = timed(pair[i % 2])
+                if spent is not None:
+                    result.cached.append(spent[0])
+                    result.cached_cpu.append(spent[1])
     except (PlaywrightError, ClickFailed) as error:
         result.failures.append(f"start: {str(error).splitlines()[0][:160]}")
     finally:
@@ -1126,6 +1140,10 @@ def main() -> None:
     if failed:
         print(f"failed visits in: {', '.join(failed)}")
     cached = [s for r in results.values() for s in r.cached]
+    server = {name: statistics.fmean(r.cached_cpu) for name, r in results.items() if r.cached_cpu}
+    if server:
+        heaviest = max(server, key=server.get)
+        print(f"cached_server_cpu_max={server[heaviest]:.3f} ({heaviest})")
     print(f"cached_max={max(cached):.3f}" if cached else "cached_max=failed")
     if measured:
         worst = max(measured, key=lambda n: percentile(measured[n].first, 0.95))
@@ -1151,6 +1169,13 @@ def report_line(name: str, result: Measured, seconds: float) -> str:
         )
     else:
         line += "cached failed" if result.failures else "cached -"
+    spent = [
+        f"{kind} {statistics.fmean(cpu):.3f}"
+        for kind, cpu in (("first", result.first_cpu), ("cached", result.cached_cpu))
+        if cpu
+    ]
+    if spent:
+        line += f"   server CPU-s a visit: {', '.join(spent)}"
     failures = f"  ({len(result.failures)} failed)" if result.failures else ""
     return f"{line}{failures}  [{seconds:.0f} s]"
 

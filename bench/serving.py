@@ -45,6 +45,7 @@ from browser import (  # noqa: E402
     SERVER_PIDS,
     app_server,
     prepare_as_first_start,
+    process_cpu_seconds,
 )
 
 VIEWS = {
@@ -57,7 +58,6 @@ VIEWS = {
     "deepeyes-layer": "/deepeyes?run=fashion_deepeyes&de_view=layer",
     "annotations": "/annotations",
 }
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 HAPROXY_CONFIG = ROOT / "docs" / "haproxy.cfg"
@@ -93,11 +93,6 @@ def behind_haproxy(app_url: str) -> Iterator[str]:
         proxy.terminate()
         proxy.wait(10)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15)
 
 
 def rss_mb(pid: int) -> float:
@@ -160,14 +155,14 @@ async def measure(base: str, pid: int, views: dict[str, str], sessions: int) -> 
                 await browser.new_context(viewport={"width": 1280, "height": 720})
                 for _ in range(sessions)
             ]
-            cpu_before = cpu_seconds(pid)
+            cpu_before = process_cpu_seconds(pid)
             outcomes = await asyncio.gather(
                 *(open_view(context, url, 600_000) for context in contexts),
                 return_exceptions=True,
             )
             # the server finishes its last scripts after the browsers see them settle
             await asyncio.sleep(1.0)
-            cpu = cpu_seconds(pid) - cpu_before
+            cpu = process_cpu_seconds(pid) - cpu_before
             stop.set()
             watcher.join()
             for context in contexts:

@@ -47,6 +47,13 @@ def server_rss_mb(url: str) -> float:
     )
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """The CPU seconds (user + system) that process `pid` has used so far, its finished threads
+    included (/proc/<pid>/stat, in clock ticks of 10 ms): a server's own, not its browsers'."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:

@@ -153,3 +153,39 @@ def test_the_first_start_lays_out_the_case_study_maps_after_the_statistics(monke
     assert order == ["stats", deepeyes.CASE_STUDY_RUNS]
     state = launch.PREPARATION
     assert (state.done, state.total, state.running, state.error) == (5, 60, False, None)
+
+
+def test_a_selected_filter_s_guided_picture_is_drawn_once_as_a_fresh_drawing_would_be(monkeypatch):
+    from PIL import Image
+
+    from convlens.attribution import guided_backprop, input_view
+    from convlens.style import MAGNIFIED_SIZE
+    from convlens.tiles import gradient_picture, tile
+
+    key = ModelKey.of("fashion_basecnn")
+    model, graph = cache.cached_model(key), cache.cached_graph(key)
+    node = next(node for node in graph.chain if node.type == "conv")
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8))
+    picture = input_view(model.transform, image)
+    drawn = []
+    monkeypatch.setattr(
+        cache, "gradient_picture", lambda *args: drawn.append(args) or gradient_picture(*args)
+    )
+    cache.cached_guided_picture.clear()
+    arguments = (key, "upload", "digest", node.id, 1, (3, 4), image, picture)
+    first = cache.cached_guided_picture(*arguments)
+    again = cache.cached_guided_picture(*arguments)
+    assert len(drawn) == 1
+    gradient = guided_backprop(
+        model.module,
+        model.transform(image).unsqueeze(0),
+        cache.readout_layer(graph, node),
+        1,
+        (3, 4),
+        cache.readout_field(graph, node),
+    )
+    fresh = tile(gradient_picture(gradient, MAGNIFIED_SIZE, picture), MAGNIFIED_SIZE)
+    assert first is not None and first.size == (MAGNIFIED_SIZE, MAGNIFIED_SIZE)
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(fresh))
+    np.testing.assert_array_equal(np.asarray(again), np.asarray(fresh))
+    cache.cached_guided_picture.clear()

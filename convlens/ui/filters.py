@@ -47,8 +47,8 @@ from convlens.ui.cache import (
     cached_convolution_step,
     cached_dataset_analysis,
     cached_grad_cam,
-    cached_guided_backprop,
     cached_guided_backprops,
+    cached_guided_picture,
     cached_predictions,
     model_lock,
 )
@@ -646,17 +646,18 @@ def filter_details(
     if node.type == "conv":
         at = picked_position(maps.maps.shape[1:])
         position_picker(layer.maps_key, maps, selected, layer.picture, node.id, at)
-        gradient = cached_guided_backprop(
+        guided = cached_guided_picture(
             layer.model_key,
             *layer.image_key,
             node.id,
             selected,
             maps.peak(selected),
             layer.image.image,
+            layer.picture,
         )
-        if has_gradient(gradient):
+        if guided is not None:
             st.image(
-                tile(gradient_picture(gradient, MAGNIFIED_SIZE, layer.picture), MAGNIFIED_SIZE),
+                guided,
                 caption="guided back-propagation where it fires most: which pixels of the "
                 "image make it fire",
                 width=MAGNIFIED_SIZE // 2,
