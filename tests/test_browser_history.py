@@ -80,6 +80,17 @@ def test_the_history_script_makes_a_page_switch_one_entry() -> None:
         page.wait_for_url("**/network?embed=true&layer=c", timeout=5_000)
         page.go_forward()
         page.wait_for_url("**/deepeyes?run=x", timeout=5_000)
+        # a fast page's view written on the old path, then the switch that moves it: one entry
+        assert push("/deepeyes?model=m") == (7, "/deepeyes?model=m")
+        assert push("/?model=m") == (7, "/?model=m"), "the misplaced view replaced"
+        page.go_back()
+        page.wait_for_url("**/deepeyes?run=x", timeout=5_000)
+        page.go_forward()
+        page.wait_for_url("**/?model=m", timeout=5_000)
+        # a switch carrying the address shown a second after this page wrote it is made
+        assert push("/?model=n") == (8, "/?model=n")
+        page.wait_for_timeout(1_100)
+        assert push("/network?model=n") == (9, "/network?model=n")
         # installed once: drawn again, it does not wrap its own wrapper
         page.evaluate("() => { window.__wrapped = history.pushState; }")
         page.add_script_tag(
@@ -169,6 +180,29 @@ def test_back_and_forward_restore_deepeyes_sections_and_filters(tmp_path) -> Non
         settled_view(page, "Filter 3 fires on", "de_filter=3")
         page.go_forward()
         settled_view(page, "Filter 5 fires on", "de_filter=5")
+    assert log.outside_requests == []
+    assert log.console_errors == [], f"console errors: {log.console_errors[:5]}"
+
+
+def test_leaving_deepeyes_for_home_is_one_entry_of_the_history(tmp_path) -> None:
+    """Home's run may end before the browser has taken DeepEyes down: Streamlit's page then
+    writes Home's view on DeepEyes' path first, and moves it to Home's (`HISTORY_SCRIPT`)."""
+    environment = {"CONVLENS_HOME": str(tmp_path / "home"), "CONVLENS_OFFLINE": "1"}
+    with app_server(env=environment) as url, browser_page() as (page, log):
+        page.goto(f"{url}/?run=fashion_deepeyes_small", timeout=120_000)
+        wait_for_app(page)
+        for _ in range(3):
+            page.locator('[data-testid="stSidebarNav"] a', has_text="DeepEyes").click()
+            settled_view(page, "Change between snapshots", "de_view=training")
+            page.wait_for_timeout(1_000)
+            entries = page.evaluate("history.length")
+            page.locator('[data-testid="stSidebarNav"] a', has_text="Home").click()
+            page.wait_for_url(lambda address: "/deepeyes" not in address, timeout=60_000)
+            wait_for_app(page)
+            page.wait_for_timeout(1_000)
+            assert page.evaluate("history.length") == entries + 1
+        page.go_back()
+        settled_view(page, "Change between snapshots", "de_view=training")
     assert log.outside_requests == []
     assert log.console_errors == [], f"console errors: {log.console_errors[:5]}"
 

@@ -222,7 +222,10 @@ def write_to_url(page: str) -> None:
 # - a switch to a page that Back or Forward went through before the one shown, carrying the
 #   address shown, is dropped: that page's start reached the browser after they left it (Back
 #   pressed twice fast across pages), and Streamlit's page takes it for a switch, which cut off
-#   Forward. A switch by a click starts bare.
+#   Forward. A switch by a click starts bare;
+# - a switch carrying the address shown, which the last push wrote on this page's path less than
+#   1 s before, replaces it: a fast page's view reached the browser before Streamlit's page had
+#   moved the address to its path (leaving DeepEyes for Home), and was written on the old path.
 # Streamlit's embed keys do not count. Installed once per page load; Back and Forward, which
 # Streamlit answers with replaceState, are left alone.
 HISTORY_SCRIPT = """<script>(() => {
@@ -233,9 +236,11 @@ HISTORY_SCRIPT = """<script>(() => {
   const push = history.pushState;
   let held = null;
   let passed = [];
+  let written = null;
   addEventListener('popstate', () => passed.push(location.pathname));
   const add = (args) => {
     passed = [];
+    written = null;
     return push.apply(history, args);
   };
   const make = () => {
@@ -248,6 +253,13 @@ HISTORY_SCRIPT = """<script>(() => {
     const late = target !== null && !samePage && passed.slice(0, -1).includes(target.pathname)
       && !bare(target.search) && target.search === location.search;
     if (late) return;
+    const misplaced = target !== null && !samePage && !bare(target.search)
+      && target.search === location.search && written !== null
+      && written.href === location.href && performance.now() - written.at < 1000;
+    if (misplaced) {
+      written = null;
+      return history.replaceState(state, unused, url);
+    }
     if (samePage) make();
     else held = null;
     if (samePage && bare(location.search)) return history.replaceState(state, unused, url);
@@ -257,7 +269,9 @@ HISTORY_SCRIPT = """<script>(() => {
       setTimeout(() => held === mine && make(), 2000);
       return;
     }
-    return add(arguments);
+    const made = add(arguments);
+    if (samePage) written = { href: location.href, at: performance.now() };
+    return made;
   };
 })();</script>"""
 
