@@ -38,10 +38,9 @@ def test_the_history_script_makes_a_page_switch_one_entry() -> None:
             "http://127.0.0.1:9/**",
             lambda route: route.fulfill(body="<p>app</p>", content_type="text/html"),
         )
-        page.goto("http://127.0.0.1:9/network?layer=a")
-        page.add_script_tag(
-            content=HISTORY_SCRIPT.removeprefix("<script>").removesuffix("</script>")
-        )
+        script = HISTORY_SCRIPT.removeprefix("<script>").removesuffix("</script>")
+        page.goto("http://127.0.0.1:9/network?run=x")
+        page.add_script_tag(content=script)
         start = page.evaluate("history.length")
 
         def push(address: str) -> tuple[int, str]:
@@ -50,6 +49,10 @@ def test_the_history_script_makes_a_page_switch_one_entry() -> None:
                 "[history.length, location.pathname, location.search]"
             )
             return entries - start, path + query
+
+        # a link's first run writes its view before any input: it replaces the link
+        assert push("/network?layer=a") == (0, "/network?layer=a"), "a link's view"
+        page.mouse.click(5, 5)  # the person's first input: from now on, a write is a click's
 
         # st.switch_page: the address of the page it leaves emptied, the switch, the view
         assert push("/network") == (0, "/network?layer=a"), "held"
@@ -93,10 +96,19 @@ def test_the_history_script_makes_a_page_switch_one_entry() -> None:
         assert push("/network?model=n") == (9, "/network?model=n")
         # installed once: drawn again, it does not wrap its own wrapper
         page.evaluate("() => { window.__wrapped = history.pushState; }")
-        page.add_script_tag(
-            content=HISTORY_SCRIPT.removeprefix("<script>").removesuffix("</script>")
-        )
+        page.add_script_tag(content=script)
         assert page.evaluate("() => history.pushState === window.__wrapped")
+
+        # a press in a frame (the chain's) is the person's input too
+        page.goto("http://127.0.0.1:9/network?layer=a")
+        page.add_script_tag(content=script)
+        page.evaluate(
+            "() => document.body.insertAdjacentHTML('beforeend', "
+            "'<iframe srcdoc=\"<button>node</button>\"></iframe>')"
+        )
+        page.frame_locator("iframe").locator("button").click()
+        start = page.evaluate("history.length")
+        assert push("/network?layer=b") == (1, "/network?layer=b"), "a click in the frame"
     assert log.console_errors == []
 
 
@@ -191,6 +203,9 @@ def test_leaving_deepeyes_for_home_is_one_entry_of_the_history(tmp_path) -> None
     with app_server(env=environment) as url, browser_page() as (page, log):
         page.goto(f"{url}/?run=fashion_deepeyes_small", timeout=120_000)
         wait_for_app(page)
+        page.wait_for_timeout(1_000)
+        # Home does not show run=: its first run writes its view in the link's place
+        assert page.evaluate("history.length") == 2, "about:blank, then the link's page"
         for _ in range(3):
             page.locator('[data-testid="stSidebarNav"] a', has_text="DeepEyes").click()
             settled_view(page, "Change between snapshots", "de_view=training")

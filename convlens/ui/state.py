@@ -226,6 +226,10 @@ def write_to_url(page: str) -> None:
 # - a switch carrying the address shown, which the last push wrote on this page's path less than
 #   1 s before, replaces it: a fast page's view reached the browser before Streamlit's page had
 #   moved the address to its path (leaving DeepEyes for Home), and was written on the old path.
+# - before the person's first input on the page (a press of a mouse button or a key anywhere, the
+#   chain's frame included, or Back or Forward), a view written on the page's own path replaces
+#   the address: it is the first run's answer to a link (one whose keys the page does not show, or
+#   lacks some it does), not a click's, and Back then leaves the link's page.
 # Streamlit's embed keys do not count. Installed once per page load; Back and Forward, which
 # Streamlit answers with replaceState, are left alone.
 HISTORY_SCRIPT = """<script>(() => {
@@ -237,7 +241,18 @@ HISTORY_SCRIPT = """<script>(() => {
   let held = null;
   let passed = [];
   let written = null;
-  addEventListener('popstate', () => passed.push(location.pathname));
+  let touched = false;
+  const touch = () => {
+    touched = true;
+  };
+  addEventListener('pointerdown', touch, true);
+  addEventListener('keydown', touch, true);
+  // a press inside a frame (the chain's) reaches this page only as its focus leaving for the frame
+  addEventListener('blur', () => document.activeElement?.tagName === 'IFRAME' && touch());
+  addEventListener('popstate', () => {
+    touch();
+    passed.push(location.pathname);
+  });
   const add = (args) => {
     passed = [];
     written = null;
@@ -262,7 +277,9 @@ HISTORY_SCRIPT = """<script>(() => {
     }
     if (samePage) make();
     else held = null;
-    if (samePage && bare(location.search)) return history.replaceState(state, unused, url);
+    if (samePage && (bare(location.search) || !touched)) {
+      return history.replaceState(state, unused, url);
+    }
     if (samePage && bare(target.search)) {
       const mine = { args: [state, unused, url], from: location.href };
       held = mine;
