@@ -35,7 +35,8 @@ own time from /proc/<pid>/stat, counted in ticks of 10 ms, so that the browser's
 same cores does not count; what a cached visit costs the server is what it redoes); then the
 plain forward pass of each model used on one image, for reference; then
 `cached_server_cpu_max=<the click whose cached visits cost the server most, on average>`,
-`cached_max=<the slowest cached visit of any click>` and, last,
+`cached_max=<the slowest cached visit of any click>`, the click of the worst first visits and,
+last,
 `p95_max=<the worst click's 95th percentile of first visits>`, in seconds on this machine.
 Goal (issue 17): p95_max <= 1 s and cached_max <= 0.3 s.
 

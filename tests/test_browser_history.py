@@ -94,6 +94,10 @@ def test_the_history_script_makes_a_page_switch_one_entry() -> None:
         assert push("/?model=n") == (8, "/?model=n")
         page.wait_for_timeout(1_100)
         assert push("/network?model=n") == (9, "/network?model=n")
+        # nor one that an input came between: that write was the view of a click before it
+        assert push("/network?model=p") == (10, "/network?model=p")
+        page.mouse.click(5, 5)
+        assert push("/?model=p") == (11, "/?model=p"), "a click's view kept"
         # installed once: drawn again, it does not wrap its own wrapper
         page.evaluate("() => { window.__wrapped = history.pushState; }")
         page.add_script_tag(content=script)
@@ -109,6 +113,28 @@ def test_the_history_script_makes_a_page_switch_one_entry() -> None:
         page.frame_locator("iframe").locator("button").click()
         start = page.evaluate("history.length")
         assert push("/network?layer=b") == (1, "/network?layer=b"), "a click in the frame"
+
+        # only a page's first write answers its link
+        page.goto("http://127.0.0.1:9/filters?run=x")
+        page.add_script_tag(content=script)
+        start = page.evaluate("history.length")
+        assert push("/filters?layer=c") == (0, "/filters?layer=c")
+        assert push("/filters?layer=d") == (1, "/filters?layer=d")
+        # a first write that empties the address is held: dropped by st.switch_page's switch,
+        # or made in the link's place
+        page.goto("http://127.0.0.1:9/filters?run=x")
+        page.add_script_tag(content=script)
+        start = page.evaluate("history.length")
+        assert push("/filters") == (0, "/filters?run=x"), "held"
+        assert push("/network") == (1, "/network"), "dropped: a switch"
+        page.go_back()
+        page.wait_for_url("**/filters?run=x", timeout=5_000)
+        page.goto("http://127.0.0.1:9/filters?run=x")
+        page.add_script_tag(content=script)
+        start = page.evaluate("history.length")
+        assert push("/filters") == (0, "/filters?run=x"), "held"
+        page.wait_for_url("**/filters", timeout=5_000)
+        assert page.evaluate("history.length") == start, "made after 2 s, in the link's place"
     assert log.console_errors == []
 
 

@@ -223,13 +223,15 @@ def write_to_url(page: str) -> None:
 #   address shown, is dropped: that page's start reached the browser after they left it (Back
 #   pressed twice fast across pages), and Streamlit's page takes it for a switch, which cut off
 #   Forward. A switch by a click starts bare;
-# - a switch carrying the address shown, which the last push wrote on this page's path less than
-#   1 s before, replaces it: a fast page's view reached the browser before Streamlit's page had
-#   moved the address to its path (leaving DeepEyes for Home), and was written on the old path.
-# - before the person's first input on the page (a press of a mouse button or a key anywhere, the
-#   chain's frame included, or Back or Forward), a view written on the page's own path replaces
-#   the address: it is the first run's answer to a link (one whose keys the page does not show, or
-#   lacks some it does), not a click's, and Back then leaves the link's page.
+# - a switch carrying the address shown, which the last push wrote on this page's path after the
+#   person's last input and less than 1 s before, replaces it: a fast page's view reached the
+#   browser before Streamlit's page had moved the address to its path (leaving DeepEyes for Home),
+#   and was written on the old path (a write before the last input was that input's own view);
+# - the page's first write, when no input of the person came before it (a press of a mouse button
+#   or a key, a click, a change of a field, anywhere, the chain's frame included, or Back or
+#   Forward), replaces the address, held first if it empties it: it is the first run's answer to a
+#   link (one whose keys the page does not show, or lacks some it does), not a click's, and Back
+#   then leaves the link's page.
 # Streamlit's embed keys do not count. Installed once per page load; Back and Forward, which
 # Streamlit answers with replaceState, are left alone.
 HISTORY_SCRIPT = """<script>(() => {
@@ -238,28 +240,39 @@ HISTORY_SCRIPT = """<script>(() => {
   const embed = new Set(['embed', 'embed_options']);
   const bare = (search) => [...new URLSearchParams(search).keys()].every((k) => embed.has(k));
   const push = history.pushState;
+  const replace = (args) => history.replaceState(...args);
   let held = null;
   let passed = [];
   let written = null;
-  let touched = false;
+  let lastInput = -Infinity;
+  let linkOpen = true;
   const touch = () => {
-    touched = true;
+    lastInput = performance.now();
+    linkOpen = false;
   };
-  addEventListener('pointerdown', touch, true);
-  addEventListener('keydown', touch, true);
-  // a press inside a frame (the chain's) reaches this page only as its focus leaving for the frame
-  addEventListener('blur', () => document.activeElement?.tagName === 'IFRAME' && touch());
+  for (const kind of ['pointerdown', 'keydown', 'click', 'input', 'change']) {
+    addEventListener(kind, touch, true);
+  }
+  // a press inside a frame (the chain's) reaches this page as its focus leaving for the frame
+  const inFrame = () => document.activeElement?.tagName === 'IFRAME';
+  addEventListener('blur', () => inFrame() && touch());
   addEventListener('popstate', () => {
     touch();
+    written = null;
     passed.push(location.pathname);
   });
+  const answersLink = () => {
+    const answers = linkOpen && !inFrame();
+    linkOpen = false;
+    return answers;
+  };
   const add = (args) => {
     passed = [];
     written = null;
     return push.apply(history, args);
   };
   const make = () => {
-    if (held && location.href === held.from) add(held.args);
+    if (held && location.href === held.from) (held.answersLink ? replace : add)(held.args);
     held = null;
   };
   history.pushState = function (state, unused, url) {
@@ -269,23 +282,22 @@ HISTORY_SCRIPT = """<script>(() => {
       && !bare(target.search) && target.search === location.search;
     if (late) return;
     const misplaced = target !== null && !samePage && !bare(target.search)
-      && target.search === location.search && written !== null
+      && target.search === location.search && written !== null && written.at > lastInput
       && written.href === location.href && performance.now() - written.at < 1000;
     if (misplaced) {
       written = null;
-      return history.replaceState(state, unused, url);
+      return replace(arguments);
     }
     if (samePage) make();
     else held = null;
-    if (samePage && (bare(location.search) || !touched)) {
-      return history.replaceState(state, unused, url);
-    }
-    if (samePage && bare(target.search)) {
-      const mine = { args: [state, unused, url], from: location.href };
+    const first = samePage && answersLink();
+    if (samePage && bare(target.search) && !bare(location.search)) {
+      const mine = { args: [state, unused, url], from: location.href, answersLink: first };
       held = mine;
       setTimeout(() => held === mine && make(), 2000);
       return;
     }
+    if (samePage && (first || bare(location.search))) return replace(arguments);
     const made = add(arguments);
     if (samePage) written = { href: location.href, at: performance.now() };
     return made;
