@@ -229,6 +229,7 @@ def test_leaving_deepeyes_for_home_is_one_entry_of_the_history(tmp_path) -> None
     with app_server(env=environment) as url, browser_page() as (page, log):
         page.goto(f"{url}/?run=fashion_deepeyes_small", timeout=120_000)
         wait_for_app(page)
+        wait_for_images(page)  # Home's image, left before it loaded, would be a failed request
         page.wait_for_timeout(1_000)
         # Home does not show run=: its first run writes its view in the link's place
         assert page.evaluate("history.length") == 2, "about:blank, then the link's page"
@@ -240,6 +241,7 @@ def test_leaving_deepeyes_for_home_is_one_entry_of_the_history(tmp_path) -> None
             page.locator('[data-testid="stSidebarNav"] a', has_text="Home").click()
             page.wait_for_url(lambda address: "/deepeyes" not in address, timeout=60_000)
             wait_for_app(page)
+            wait_for_images(page)
             page.wait_for_timeout(1_000)
             assert page.evaluate("history.length") == entries + 1
         page.go_back()
@@ -257,6 +259,7 @@ def test_a_run_picked_on_the_training_page_is_in_the_address_bar(tmp_path) -> No
         # 404 that Streamlit logs (streamlit/streamlit#7074)
         page.goto(f"{url}/?run=fashion_deepeyes_small", timeout=120_000)
         wait_for_app(page)
+        wait_for_images(page)  # Home's image, left before it loaded, would be a failed request
         page.locator('[data-testid="stSidebarNav"] a', has_text="Training").click()
         page.wait_for_url("**/training?*run=fashion_deepeyes_small*", timeout=60_000)
         wait_for_app(page)
