@@ -94,13 +94,19 @@ SETTLED = """() => {
 }"""
 # When the user's press happened, on the page's clock (`performance.timeOrigin + ms`): the release
 # of a mouse button (buttons, chart marks and the chain act on it) or a key going down, as the
-# browser stamped the event. Frames of the same origin (the chain's component) stamp it on the page.
+# browser stamped the event. Frames of the same origin (the chain's component) stamp it on the page,
+# by the event's age on their own clock: a document maps its clock to the wall clock when it
+# loads, so once the system clock is set while the page is open, a frame loaded after that and
+# the page disagree (in one run a press stamped on a frame's origin came 1.8 s after the page
+# had settled, five visits in a row).
 PRESS_CLOCK = """
 const stampPress = (event) => {
     if (!event.isTrusted) return;
     try {
-        if (window.top.__pressedAt == null) {
-            window.top.__pressedAt = performance.timeOrigin + event.timeStamp;
+        const page = window.top;
+        if (page.__pressedAt == null) {
+            const age = performance.now() - event.timeStamp;
+            page.__pressedAt = page.performance.timeOrigin + page.performance.now() - age;
         }
     } catch (error) {}  // a frame of another origin: none in this app
 };
@@ -943,6 +949,8 @@ def visit(page, click: Click, value: object, server: int) -> tuple[float, float]
     pressed = page.evaluate("() => window.__pressedAt")
     if pressed is None:
         raise ClickFailed("the browser saw no press of a mouse button or key")
+    if pressed > settled:
+        raise ClickFailed("the press was stamped after the page settled: the clocks disagree")
     return (settled - pressed) / 1000, cpu
 
 
