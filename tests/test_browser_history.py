@@ -114,6 +114,13 @@ def test_the_history_script_makes_a_page_switch_one_entry() -> None:
         start = page.evaluate("history.length")
         assert push("/network?layer=b") == (1, "/network?layer=b"), "a click in the frame"
 
+        # so is a key pressed, a keyboard-only person's first input (Tab to a widget)
+        page.goto("http://127.0.0.1:9/network?layer=a")
+        page.add_script_tag(content=script)
+        page.keyboard.press("Tab")
+        start = page.evaluate("history.length")
+        assert push("/network?layer=b") == (1, "/network?layer=b"), "a key press"
+
         # only a page's first write answers its link
         page.goto("http://127.0.0.1:9/filters?run=x")
         page.add_script_tag(content=script)
