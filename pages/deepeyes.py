@@ -72,7 +72,7 @@ def deepeyes_view(section: str, run_path: str, phase: str, shipped: bool) -> Non
     elif section == "diagnosis":
         diagnosis_section(run_path, shipped, arguments.steps, manifest, diagnosis, limits)
     else:
-        training_section(run_path, diagnosis, histograms, limits.stability)
+        training_section(run_path, diagnosis, histograms, limits.stability, live)
 
 
 def section_data(

@@ -26,6 +26,7 @@ from convlens.runformat import list_snapshots, read_probe, read_probe_rows
 from convlens.runs import learning_curves
 from convlens.style import STABILITY_LEGEND_COLUMNS
 from convlens.ui.deepeyes import specs
+from convlens.ui.run_watch import metrics_version
 from convlens.ui.vega import named_by_position, with_arrow_datasets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +112,7 @@ def cases(shown: dict, selected: int | None) -> dict[str, tuple]:
     title = "t"
     return {
         "learning_curves_spec": (
-            (RUN, step, specs.metrics_version(RUN)),
+            (RUN, step, metrics_version(RUN, False)),
             charts.with_step_rule(charts.curves_chart(learning_curves(RUN)), step).properties(
                 title="Learning curves"
             ),
@@ -212,10 +213,10 @@ def test_the_learning_curves_spec_is_built_again_when_the_metrics_grow(
 ) -> None:
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text('{"step": 1, "loss": 2.0, "batch_accuracy": 0.1}\n')
-    first = specs.learning_curves_spec(str(tmp_path), 1, specs.metrics_version(str(tmp_path)))
+    first = specs.learning_curves_spec(str(tmp_path), 1, metrics_version(str(tmp_path), False))
     with metrics.open("a") as lines:
         lines.write('{"step": 2, "loss": 1.5, "batch_accuracy": 0.3}\n')
-    second = specs.learning_curves_spec(str(tmp_path), 1, specs.metrics_version(str(tmp_path)))
+    second = specs.learning_curves_spec(str(tmp_path), 1, metrics_version(str(tmp_path), False))
     assert counted_builds == ["curves_chart", "curves_chart"]
     assert first != second
     assert specs.learning_curves_spec(str(tmp_path / "none"), 1, None) is None

@@ -23,8 +23,17 @@ from convlens.runs import (
     stop_run,
 )
 from convlens.ui.owner import browser_owner, is_instructor
-from convlens.ui.run_watch import NEW_RUN_NOTICE, refresh_seconds, run_paths, watch_run_folders
+from convlens.ui.run_watch import (
+    NEW_RUN_NOTICE,
+    TRAINING_STATUSES,
+    metrics_version,
+    refresh_period,
+    refresh_seconds,
+    run_paths,
+    watch_run_folders,
+)
 from convlens.ui.state import persisted, url_fragment, warn_reset
+from convlens.ui.vega import vega_lite_spec
 
 LOSSES = {"ce": "cross-entropy", "hinge": "multi-class hinge"}
 
@@ -122,6 +131,7 @@ def start_training(arch: str, epochs: int, options: dict[str, object]) -> None:
     except TrainerLimitError as error:
         st.warning(str(error))
     else:
+        listing_changed()
         st.session_state["run"] = run_reference(folder)
         st.success(f"Started {folder.name}; *Runs* lists it as starting until its first step.")
 
@@ -135,11 +145,31 @@ def runs_section() -> None:
     url_fragment("training", runs_view, live)(live is not None)
 
 
+@st.cache_data(show_spinner=False, max_entries=2)
+def runs_of_period(period: int) -> list[RunInfo]:
+    """Every run, listed once a refresh period (`refresh_period`) for all the tabs that refresh in
+    it while a run trains: `list_runs` reads each run's status, manifest and metrics, the live
+    run's longer at every step. A change made here clears it (`listing_changed`)."""
+    return list_runs()
+
+
+def trains(runs: list[RunInfo]) -> bool:
+    """Whether one of `runs` trains (and the view of them refreshes on a timer)."""
+    return refresh_seconds([run.status for run in runs]) is not None
+
+
+def listing_changed() -> None:
+    """Forget the listings of the refresh periods: a run started, stopped, resumed or deleted."""
+    runs_of_period.clear()
+
+
 def runs_view(live: bool) -> None:
     """`runs_section`'s view, which a fragment refreshes on its own while a run trains; when a
     run starts or ends training, the whole page reruns to start or stop the refreshes."""
-    runs = list_runs()
-    if (refresh_seconds([run.status for run in runs]) is not None) != live:
+    runs = runs_of_period(refresh_period()) if live else list_runs()
+    if trains(runs) != live:
+        runs = list_runs()  # a run started since the period's listing: read them now
+    if trains(runs) != live:
         st.rerun()
     if not runs:
         st.info(
@@ -201,16 +231,28 @@ def run_picker(runs: list[RunInfo]) -> RunInfo:
     return runs[references.index(chosen)]
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def curves_spec(run_path: str, version: tuple[int, int] | None) -> tuple[dict, int] | None:
+    """Return the spec of the run's learning curves and its last step recorded (None before its
+    first); `version` (`metrics_version`) keys it: while the run trains, one build a refresh
+    period for every tab that shows it."""
+    curves = learning_curves(run_path)
+    if not len(curves.steps):
+        return None
+    return vega_lite_spec(curves_chart(curves)), int(curves.steps[-1])
+
+
 def learning_curves_chart(run: RunInfo) -> None:
     """The run's training loss and test accuracy, and the name that opens it as a model."""
-    curves = learning_curves(run.path)
-    if not len(curves.steps):
+    drawn = curves_spec(run.path, metrics_version(run.path, run.status in TRAINING_STATUSES))
+    if drawn is None:
         st.caption(f"{run.status}: no step recorded yet.")
         return
+    spec, last_step = drawn
     reference = run_reference(run.path)
-    st.altair_chart(curves_chart(curves), width="stretch")
+    st.vega_lite_chart(spec, width="stretch")
     st.caption(
-        f"{run.status} · step {int(curves.steps[-1])} · blue: training loss (smoothed) · "
+        f"{run.status} · step {last_step} · blue: training loss (smoothed) · "
         "orange: test accuracy after each epoch · open it as a model: "
         + (f"`{Path(reference).name}`" if run.shipped else f"`run:{reference}`")
     )
@@ -236,6 +278,7 @@ def run_controls(run: RunInfo) -> None:
     try:
         if run.status in ("running", "starting") and stop_column.button("Stop", key="run_stop"):
             stop_run(run.path)
+            listing_changed()
             st.toast(
                 f"Stopped {name}; it resumes from its last snapshot."
                 if run.status == "running"
@@ -247,6 +290,7 @@ def run_controls(run: RunInfo) -> None:
             help="Continue from the last snapshot, to the planned epochs",
         ):
             resume_run(run.path, max_running=max_trainers())
+            listing_changed()
             st.toast(f"Resuming {name}.")
     except ValueError as error:  # not running any more, or the cap reached
         st.warning(f"{str(error)[:1].upper()}{str(error)[1:]}.")
@@ -255,5 +299,6 @@ def run_controls(run: RunInfo) -> None:
         confirm.markdown(f"Delete **{name}** and all its snapshots? This cannot be undone.")
         if confirm.button("Delete for good", key="run_delete", type="primary"):
             delete_run(run.path)
+            listing_changed()
             st.session_state.pop("run", None)
             st.rerun()

@@ -9,8 +9,6 @@ validated again here: the charts' tests validate their specs against Vega-Lite's
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import streamlit as st
 
@@ -39,20 +37,11 @@ from convlens.ui.vega import vega_lite_spec
 MAX_SPECS = 128
 
 
-def metrics_version(run_path: str) -> tuple[int, int] | None:
-    """Return what changes when a run's metrics.jsonl grows (its modification time and size),
-    None without the file."""
-    try:
-        status = (Path(run_path) / "metrics.jsonl").stat()
-    except OSError:
-        return None
-    return status.st_mtime_ns, status.st_size
-
-
 @st.cache_data(show_spinner=False, max_entries=MAX_SPECS)
 def learning_curves_spec(run_path: str, step: int, version: tuple[int, int] | None) -> dict | None:
     """Return the spec of the run's learning curves with snapshot `step` marked (None without a
-    recorded step); `version` (`metrics_version`) keys the cache while the run trains."""
+    recorded step); `version` (`convlens.ui.run_watch.metrics_version`) keys it as the run's
+    metrics grow."""
     curves = learning_curves(run_path)
     if not len(curves.steps):
         return None

@@ -14,10 +14,10 @@ from convlens.ui.deepeyes.caches import cached_mean_perplexities
 from convlens.ui.deepeyes.controls import stability_threshold_input
 from convlens.ui.deepeyes.specs import (
     learning_curves_spec,
-    metrics_version,
     perplexity_heatmap_spec,
     stability_spec,
 )
+from convlens.ui.run_watch import metrics_version
 
 
 def stable_phrase(stability: LayerStability) -> str:
@@ -27,9 +27,9 @@ def stable_phrase(stability: LayerStability) -> str:
     return f"stable from step {stability.stable_from_step}"
 
 
-def learning_curves_panel(run_path: str, step: int) -> None:
-    """Draw the run's learning curves with the snapshot marked."""
-    spec = learning_curves_spec(run_path, step, metrics_version(run_path))
+def learning_curves_panel(run_path: str, step: int, live: bool) -> None:
+    """Draw the run's learning curves with the snapshot marked (`live`: the run trains)."""
+    spec = learning_curves_spec(run_path, step, metrics_version(run_path, live))
     if spec is None:
         st.caption("No training step recorded.")
         return
@@ -102,8 +102,10 @@ def training_section(
     diagnosis: RunDiagnosis,
     histograms: dict[str, list[PerplexityHistogram]],
     threshold: float,
+    live: bool,
 ) -> None:
-    """The learning curves and every layer's stability and perplexity at a glance."""
+    """The learning curves and every layer's stability and perplexity at a glance (`live`: the
+    run trains)."""
     step = diagnosis.step
     # the snapshots that the histograms cover: they key the charts' specs
     steps = [histogram.step for histogram in histograms[diagnosis.layers[0].layer]]
@@ -112,7 +114,7 @@ def training_section(
     except (OSError, ValueError, KeyError) as error:
         st.warning(f"DeepEyes cannot read {Path(run_path).name}: {error}")
         return
-    learning_curves_panel(run_path, step)
+    learning_curves_panel(run_path, step, live)
     chart_column, table_column = st.columns([3, 5], gap="medium")
     with chart_column:
         stability_panel(run_path, steps, diagnosis, threshold)
