@@ -3,10 +3,10 @@
 The Training page and DeepEyes refresh every `RUN_REFRESH_SECONDS` while a run trains, each tab on
 its own timer. This trains a DeepEyes network with `convlens train` (its own process, snapshots
 every 50 steps), starts the app as the README does on a fresh home (no preparation: these views
-need none), opens each view below in TABS tabs of one Chromium, lets them settle for 15 s, and
-prints the server's CPU over the next WINDOW seconds (utime + stime from /proc/<pid>/stat: the
-trainer and the browsers do not count): in cores, and in CPU-seconds per tab and refresh. Last
-line: cpu_s_per_refresh=<the worst view's>.
+need none), opens each view below in TABS tabs of one Chromium, waits until each has drawn its
+first run, and prints the server's CPU over the next WINDOW seconds (utime + stime from
+/proc/<pid>/stat: the trainer and the browsers do not count): in cores, and in CPU-seconds per
+tab and refresh. Last line: cpu_s_per_refresh=<the worst view's>.
 
 No goal: a 2-core server has 2 CPU-s a second, so TABS / RUN_REFRESH_SECONDS refreshes a second
 at that cost each is the share of the server a room watching takes. DeepEyes also analyses each
@@ -39,6 +39,12 @@ from browser import (  # noqa: E402
 from convlens.style import RUN_REFRESH_SECONDS  # noqa: E402
 
 RUN = "live"
+# The page has drawn its first run: a chart, and no script running.
+FIRST_RUN_DONE = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return app && app.getAttribute('data-test-script-state') === 'notRunning'
+        && document.querySelector('[data-testid="stVegaLiteChart"]') !== null;
+}"""
 VIEWS = {
     "training": f"/training?run={RUN}",
     "deepeyes": f"/deepeyes?run={RUN}&de_view=training",
@@ -92,9 +98,12 @@ def main() -> None:
             )
             for name in args.views.split(","):
                 profile = browser.new_context(viewport={"width": 1280, "height": 720})
-                for _ in range(args.tabs):
-                    profile.new_page().goto(url + VIEWS[name], timeout=120_000)
-                time.sleep(15)  # every tab drawn, its timer running
+                tabs = [profile.new_page() for _ in range(args.tabs)]
+                for tab in tabs:
+                    tab.goto(url + VIEWS[name], timeout=120_000)
+                for tab in tabs:  # each tab's first run over: what is left are the refreshes
+                    tab.wait_for_function(f"({FIRST_RUN_DONE})()", timeout=300_000)
+                time.sleep(5)
                 cores = server_cores(pid, args.window)
                 per_refresh = cores * RUN_REFRESH_SECONDS / args.tabs
                 worst = max(worst, per_refresh)

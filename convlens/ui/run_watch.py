@@ -54,9 +54,9 @@ def metrics_version(run_path: str, live: bool) -> tuple[int, int] | None:
     under way and -1.
 
     A training run appends to the file at every step, so keyed by the file every tab's refresh
-    built the chart anew (~0.04 CPU-s of the server, 100 tabs on a live run about two cores);
-    keyed by the period, the tabs that refresh in it share one build, at most a period behind the
-    file. The run's last lines are drawn once it stops training: its key is the file's again.
+    built the chart anew; keyed by the period, the tabs that refresh in it share one build, at
+    most a period behind the file (docs/performance.md, "A live run watched by a room"). The
+    run's last lines are drawn once it stops training: its key is the file's again.
     """
     try:
         status = (Path(run_path) / "metrics.jsonl").stat()
