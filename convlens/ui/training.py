@@ -25,7 +25,6 @@ from convlens.runs import (
 from convlens.ui.owner import browser_owner, is_instructor
 from convlens.ui.run_watch import (
     NEW_RUN_NOTICE,
-    TRAINING_STATUSES,
     metrics_version,
     refresh_period,
     refresh_seconds,
@@ -149,7 +148,8 @@ def runs_section() -> None:
 def runs_of_period(period: int) -> list[RunInfo]:
     """Every run, listed once a refresh period (`refresh_period`) for all the tabs that refresh in
     it while a run trains: `list_runs` reads each run's status, manifest and metrics, the live
-    run's longer at every step. A change made here clears it (`listing_changed`)."""
+    run's longer at every step. This page's Start, Stop, Resume and Delete clear it in this
+    process (`listing_changed`); a run started elsewhere is listed in the next period."""
     return list_runs()
 
 
@@ -244,7 +244,7 @@ def curves_spec(run_path: str, version: tuple[int, int] | None) -> tuple[dict, i
 
 def learning_curves_chart(run: RunInfo) -> None:
     """The run's training loss and test accuracy, and the name that opens it as a model."""
-    drawn = curves_spec(run.path, metrics_version(run.path, run.status in TRAINING_STATUSES))
+    drawn = curves_spec(run.path, metrics_version(run.path, trains([run])))
     if drawn is None:
         st.caption(f"{run.status}: no step recorded yet.")
         return
